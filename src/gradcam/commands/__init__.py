@@ -1,0 +1,1 @@
+"""Subcommands of the ``gradcam`` CLI, one module each."""

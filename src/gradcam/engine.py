@@ -1,0 +1,271 @@
+"""The capture engine: one forward pass with the chosen layers tapped, one batched backward.
+
+Everything that touches the user's model lives here, scoped to one call:
+
+- parameters' ``requires_grad`` is switched off for the call, and the tapped layer's output is handed
+  on as a fresh leaf that requires grad, so autograd records only the part of the network after the
+  layer (no parameter gradients are ever computed or stored);
+- the model is put in eval mode for the call (optional), hooks are removed and every ``training`` flag
+  and ``requires_grad`` flag is restored in ``finally``, also when a target callable raises;
+- gradients come from ``torch.autograd.grad`` with respect to the captured activations (and the input
+  where a method needs it), for all K targets at once (``is_grads_batched``).
+"""
+from __future__ import annotations
+
+import contextlib
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, ContextManager, List, Optional
+
+import torch
+from torch import nn
+
+from . import targets as _targets
+from .layers import LayerRef
+
+Reshape = Optional[Callable[[torch.Tensor], torch.Tensor]]
+
+
+@dataclass
+class Capture:
+    """What one engine call recorded.
+
+    - ``output``: the model's output (detached);
+    - ``scores`` (N, K): the explained scores y; ``targets`` (N, K): their class ids (-1 for callables);
+    - ``activations``: per layer, A (N, C, h, w) (after ``reshape``), detached;
+    - ``gradients``: per layer, dy/dA (N, K, C, h, w), or ``None`` when not asked for;
+    - ``input_gradient``: dy/dx (N, K, C_in, H, W) when asked for.
+    """
+
+    output: Any
+    scores: torch.Tensor
+    targets: torch.Tensor
+    layers: List[LayerRef]
+    activations: List[torch.Tensor] = field(default_factory=list)
+    gradients: List[Optional[torch.Tensor]] = field(default_factory=list)
+    input_gradient: Optional[torch.Tensor] = None
+
+
+class LayerNotUsedError(ValueError):
+    """The explained score does not depend on a tapped layer."""
+
+
+class ModelState:
+    """Training flags and ``requires_grad`` flags of a model, saved to be restored exactly."""
+
+    def __init__(self, model: nn.Module):
+        self.training = [(m, m.training) for m in model.modules()]
+        self.requires_grad = [(p, p.requires_grad) for p in model.parameters()]
+
+    def restore(self) -> None:
+        for m, flag in self.training:
+            m.training = flag
+        for p, flag in self.requires_grad:
+            if p.requires_grad != flag:
+                p.requires_grad_(flag)
+
+
+class _Tap:
+    """A forward hook on one layer that captures its output at the chosen call."""
+
+    def __init__(self, ref: LayerRef):
+        self.ref = ref
+        self.calls = 0
+        self.activation: Optional[torch.Tensor] = None
+
+    def hook(self, module: nn.Module, inputs: Any, output: Any) -> Any:
+        k = self.calls
+        self.calls += 1
+        if k != (self.ref.call or 0):
+            return None
+        if not isinstance(output, torch.Tensor):
+            raise TypeError(
+                f"Layer '{self.ref.spec}' returns {type(output).__name__}, not a tensor; pick a submodule whose "
+                "output is the feature map (N, C, h, w)."
+            )
+        if output.requires_grad:
+            # Already inside a recorded graph (input gradients, or an earlier tapped layer): keep the link.
+            self.activation = output
+        else:
+            # A fresh leaf: autograd records only what comes after this layer.
+            self.activation = output.detach().requires_grad_(True)
+        # Hand on a copy so that in-place operations after the layer (``out += identity``) cannot touch
+        # the captured activation.
+        return self.activation.clone()
+
+    def check(self) -> None:
+        name = self.ref.spec
+        if self.calls == 0:
+            raise ValueError(
+                f"Layer '{name}' was never reached by the forward pass: it is a submodule of the model but "
+                "forward() does not call it. Pick a layer that the forward pass uses."
+            )
+        if self.ref.call is None and self.calls > 1:
+            raise ValueError(
+                f"Layer '{name}' is called {self.calls} times in one forward pass (a shared module), so its "
+                f"output is ambiguous. Pick one call with layer='{name}@0' ... '{name}@{self.calls - 1}', "
+                "or choose a module that is used once."
+            )
+        if self.ref.call is not None and self.ref.call >= self.calls:
+            raise ValueError(
+                f"Layer '{name}' asks for call {self.ref.call} but the module is called only {self.calls} "
+                f"time(s); use '{self.ref.name}@0' ... '{self.ref.name}@{self.calls - 1}'."
+            )
+
+
+def check_input(model: nn.Module, x: Any) -> None:
+    """Validate an image batch: a floating (N, C, H, W) tensor with N >= 1 on the model's device."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"Input must be a torch.Tensor of shape (N, C, H, W); got {type(x).__name__}.")
+    if x.dim() != 4:
+        hint = " For one image, add a batch dimension: x.unsqueeze(0)." if x.dim() == 3 else ""
+        raise ValueError(f"Input must have shape (N, C, H, W); got {tuple(x.shape)}.{hint}")
+    if x.shape[0] == 0:
+        raise ValueError("Input batch is empty (N = 0); pass at least one image.")
+    if not x.dtype.is_floating_point:
+        raise TypeError(
+            f"Input must be a floating-point tensor; got {x.dtype}. Convert and normalise it, e.g. x.float() / 255."
+        )
+    p = next(model.parameters(), None)
+    if p is not None and p.device != x.device:
+        raise ValueError(f"Input is on {x.device} but the model is on {p.device}; move it with x.to('{p.device}').")
+
+
+def batched_grad(
+    scores: torch.Tensor, wrt: List[torch.Tensor], negate: bool = False
+) -> List[Optional[torch.Tensor]]:
+    """d scores[:, k] / d t for every k and every t in ``wrt``, as (N, K, *t.shape[1:]) tensors.
+
+    Images are independent in eval mode, so summing a target over the batch gives each image its own
+    gradient. K > 1 targets are one batched backward (``is_grads_batched``); models whose backward
+    cannot be vmapped fall back to K backward passes over the retained graph.
+    """
+    n, k = scores.shape
+    if k == 1:
+        grads = torch.autograd.grad(scores.sum(), wrt, allow_unused=True)
+        grads = [None if g is None else g.unsqueeze(1) for g in grads]
+    else:
+        total = scores.sum(0)
+        eye = torch.eye(k, dtype=scores.dtype, device=scores.device)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                batched = torch.autograd.grad(
+                    total, wrt, grad_outputs=eye, is_grads_batched=True, allow_unused=True, retain_graph=True
+                )
+        except RuntimeError:
+            batched = None
+        if batched is not None:
+            grads = [None if g is None else g.transpose(0, 1) for g in batched]
+        else:
+            per_k = [
+                torch.autograd.grad(total[j], wrt, allow_unused=True, retain_graph=j < k - 1) for j in range(k)
+            ]
+            grads = []
+            for i in range(len(wrt)):
+                parts = [per_k[j][i] for j in range(k)]
+                grads.append(None if parts[0] is None else torch.stack(parts, dim=1))
+    if negate:
+        grads = [None if g is None else -g for g in grads]
+    return grads
+
+
+def _reshape_grad(g: torch.Tensor, reshape: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    n, k = g.shape[:2]
+    r = reshape(g.reshape(n * k, *g.shape[2:]))
+    return r.reshape(n, k, *r.shape[1:])
+
+
+def capture(
+    model: nn.Module,
+    x: torch.Tensor,
+    layers: List[LayerRef],
+    target: _targets.Target = None,
+    top_k: Optional[int] = None,
+    *,
+    gradients: bool = True,
+    input_gradient: bool = False,
+    counterfactual: bool = False,
+    reshape: Reshape = None,
+    eval_mode: bool = True,
+    context: Optional[Callable[[], ContextManager]] = None,
+) -> Capture:
+    """Run ``model`` once on ``x`` with ``layers`` tapped and differentiate the targets.
+
+    ``gradients=False`` skips the backward pass (CAM needs only activations). ``input_gradient=True``
+    also returns dy/dx (guided backpropagation, plain gradients). ``counterfactual=True`` negates all
+    gradients (Selvaraju et al., Sec. 5: regions whose removal would raise y). ``context`` is entered
+    around the forward and backward pass (e.g. a guided-ReLU mode).
+    """
+    check_input(model, x)
+    state = ModelState(model)
+    taps = [_Tap(ref) for ref in layers]
+    handles = []
+    try:
+        if eval_mode:
+            model.eval()
+        for p in model.parameters():
+            if p.requires_grad:
+                p.requires_grad_(False)
+        for tap in taps:
+            handles.append(tap.ref.module.register_forward_hook(tap.hook))
+        x_in = x.detach().requires_grad_(True) if input_gradient else x
+        with torch.enable_grad(), (context() if context is not None else contextlib.nullcontext()):
+            output = model(x_in)
+            for tap in taps:
+                tap.check()
+            scores, ids = _targets.resolve(output, target, top_k, x.shape[0])
+            if not bool(torch.isfinite(scores).all()):
+                bad = (~torch.isfinite(scores)).any(dim=1).nonzero().flatten().tolist()
+                raise ValueError(
+                    f"The model produced NaN/Inf scores for image(s) {bad}; check the input (NaN pixels, wrong "
+                    "scaling) and the model's weights."
+                )
+            acts = [tap.activation for tap in taps]
+            for tap, a in zip(taps, acts):
+                shaped = reshape(a) if reshape is not None else a
+                if shaped.dim() != 4:
+                    raise ValueError(
+                        f"Layer '{tap.ref.spec}' outputs shape {tuple(shaped.shape)}, not a spatial map (N, C, h, w). "
+                        "Pick a convolutional layer, or for token models pass "
+                        "reshape=gradcam.layers.tokens_to_grid(h, w) to turn tokens into a grid."
+                    )
+            wrt = list(acts) + ([x_in] if input_gradient else [])
+            grads: List[Optional[torch.Tensor]] = [None] * len(wrt)
+            if gradients or input_gradient:
+                grads = batched_grad(scores, wrt, negate=counterfactual)
+                for tap, g in zip(taps, grads[: len(taps)]):
+                    if gradients and g is None:
+                        raise LayerNotUsedError(
+                            f"The target does not depend on layer '{tap.ref.spec}' (no gradient flows from the "
+                            "score back to it). Pick a layer on the path to the explained output."
+                        )
+    finally:
+        for h in handles:
+            h.remove()
+        state.restore()
+
+    cap = Capture(output=_detach(output), scores=scores.detach(), targets=ids.detach(), layers=list(layers))
+    for i, a in enumerate(acts):
+        a = a.detach()
+        g = grads[i] if gradients else None
+        if reshape is not None:
+            a = reshape(a)
+            g = _reshape_grad(g, reshape) if g is not None else None
+        cap.activations.append(a)
+        cap.gradients.append(g)
+    if input_gradient:
+        cap.input_gradient = grads[-1] if grads[-1] is not None else torch.zeros(
+            x.shape[0], scores.shape[1], *x.shape[1:], dtype=x.dtype, device=x.device
+        )
+    return cap
+
+
+def _detach(output: Any) -> Any:
+    if isinstance(output, torch.Tensor):
+        return output.detach()
+    if isinstance(output, dict):
+        return {k: _detach(v) for k, v in output.items()}
+    if isinstance(output, (list, tuple)) and not hasattr(output, "_fields"):
+        return type(output)(_detach(v) for v in output)
+    return output

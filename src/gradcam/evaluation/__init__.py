@@ -1,0 +1,1 @@
+"""Benchmarks that measure explanation quality (datasets, runners, tables)."""

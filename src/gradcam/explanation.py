@@ -1,0 +1,90 @@
+"""The result type shared by every method, and the map post-processing (upsample, normalise)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area")
+
+
+def normalize(maps: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Min-max normalise each map over its last two dimensions to [0, 1].
+
+    m' = (m - min m) / (max m - min m); a flat map (range <= eps * max|m|, or exactly 0) becomes all
+    zeros, never NaN.
+    """
+    flat = maps.flatten(-2)
+    lo = flat.amin(-1, keepdim=True)
+    hi = flat.amax(-1, keepdim=True)
+    rng = hi - lo
+    scale = torch.maximum(hi.abs(), lo.abs())
+    ok = (rng > eps * scale) & (rng > 0) & torch.isfinite(rng)
+    out = torch.where(ok, (flat - lo) / torch.where(ok, rng, torch.ones_like(rng)), torch.zeros_like(flat))
+    return out.reshape(maps.shape)
+
+
+def upsample(maps: torch.Tensor, size: Tuple[int, int], interpolation: str = "bilinear") -> torch.Tensor:
+    """Resize (N, K, h, w) maps to ``size`` with ``interpolation`` (bilinear, nearest, bicubic, area).
+
+    Bicubic can overshoot below zero; results are clamped at 0 so that a ReLU'd map stays non-negative.
+    """
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}; got {interpolation!r}.")
+    n, k, h, w = maps.shape
+    flat = maps.reshape(n * k, 1, h, w)
+    if (h, w) == tuple(size):
+        out = flat
+    else:
+        kwargs = {"align_corners": False} if interpolation in ("bilinear", "bicubic") else {}
+        out = F.interpolate(flat, size=tuple(size), mode=interpolation, **kwargs)
+        if interpolation == "bicubic":
+            out = out.clamp_min(0)
+    return out.reshape(n, k, *out.shape[-2:])
+
+
+@dataclass
+class Explanation:
+    """An explanation of a batch: K maps per image.
+
+    - ``maps`` (N, K, H, W): at the input's resolution, each min-max normalised to [0, 1];
+    - ``raw`` (N, K, h, w): at the layer's resolution, after the ReLU, before normalisation;
+    - ``weights`` (N, K, C): the channel weights alpha_k^c (``None`` for methods without them);
+    - ``targets`` (N, K): class ids (-1 where the target was a callable); ``scores`` (N, K): y^c;
+    - ``layer``: the dotted name of the layer used (several layers: names joined by ``+``);
+    - ``output``: the model's output for the batch (detached), e.g. for probabilities;
+    - ``per_layer``: with several layers, each layer's own :class:`Explanation`.
+    """
+
+    maps: torch.Tensor
+    raw: torch.Tensor
+    weights: Optional[torch.Tensor]
+    targets: torch.Tensor
+    scores: torch.Tensor
+    layer: str
+    method: str = "gradcam"
+    interpolation: str = "bilinear"
+    counterfactual: bool = False
+    output: Any = None
+    per_layer: Dict[str, "Explanation"] = field(default_factory=dict)
+
+    def probabilities(self) -> torch.Tensor:
+        """Softmax of the model's class scores (N, num_classes); needs a tensor-of-logits output."""
+        from .targets import logits_of
+
+        return logits_of(self.output).float().softmax(dim=1)
+
+    def peaks(self) -> torch.Tensor:
+        """(N, K, 2) integer (row, col) of each map's maximum (first one in row-major order)."""
+        n, k, h, w = self.maps.shape
+        idx = self.maps.flatten(-2).argmax(-1)
+        return torch.stack((idx // w, idx % w), dim=-1)
+
+    def __repr__(self) -> str:
+        n, k, h, w = self.maps.shape
+        return (
+            f"Explanation(method={self.method!r}, layer={self.layer!r}, maps=({n}, {k}, {h}, {w}), "
+            f"targets={self.targets.tolist() if self.targets.numel() <= 10 else '...'})"
+        )

@@ -1,0 +1,132 @@
+"""The base of every layer-based CAM method: capture once, weight channels, ReLU, upsample, normalise.
+
+A method subclass only states how the channel weights alpha are computed from what the engine
+captured (``_weights``), and whether it needs gradients at all.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Callable, List, Optional
+
+import torch
+from torch import nn
+
+from .. import engine
+from ..explanation import INTERPOLATIONS, Explanation, normalize, upsample
+from ..layers import LayerRef, LayerSpec, auto_candidates, resolve
+from ..targets import Target
+
+log = logging.getLogger("gradcam")
+
+
+class LayerMethod:
+    """Base class: ``method(x, target=None, top_k=None, counterfactual=False) -> Explanation``.
+
+    map_k = ReLU( sum_c alpha_k^c A^c ), upsampled to the input size and min-max normalised.
+    """
+
+    name = "base"
+    needs_gradients = True
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: LayerSpec = "auto",
+        *,
+        interpolation: str = "bilinear",
+        reshape: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+        eval_mode: bool = True,
+    ):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
+        if interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}; got {interpolation!r}.")
+        self.model = model
+        self.interpolation = interpolation
+        self.reshape = reshape
+        self.eval_mode = eval_mode
+        self._auto = isinstance(layer, str) and layer == "auto"
+        self._layers: Optional[List[LayerRef]] = None if self._auto else resolve(model, layer)
+        self._auto_cache: dict = {}
+
+    # -- what subclasses define --------------------------------------------------------------
+    def _weights(self, cap: engine.Capture, i: int) -> torch.Tensor:
+        """Channel weights alpha (N, K, C) for layer ``i`` of the capture."""
+        raise NotImplementedError
+
+    # -- the shared path ---------------------------------------------------------------------
+    def layers_for(self, x: torch.Tensor) -> List[LayerRef]:
+        """The layer(s) used for input ``x`` (resolving ``"auto"`` once per input shape)."""
+        if not self._auto:
+            return self._layers
+        key = tuple(x.shape[1:])
+        if key not in self._auto_cache:
+            engine.check_input(self.model, x)
+            state = engine.ModelState(self.model)
+            try:
+                if self.eval_mode:
+                    self.model.eval()
+                self._auto_cache[key] = auto_candidates(self.model, x[:1], self.reshape)
+            finally:
+                state.restore()
+        return self._auto_cache[key][:1]
+
+    def _capture(self, x, target, top_k, counterfactual, **kw) -> engine.Capture:
+        layers = self.layers_for(x)
+        if not self._auto:
+            return engine.capture(
+                self.model, x, layers, target, top_k, gradients=self.needs_gradients,
+                counterfactual=counterfactual, reshape=self.reshape, eval_mode=self.eval_mode, **kw,
+            )
+        candidates = self._auto_cache[tuple(x.shape[1:])]
+        for j, ref in enumerate(candidates):
+            try:
+                cap = engine.capture(
+                    self.model, x, [ref], target, top_k, gradients=self.needs_gradients,
+                    counterfactual=counterfactual, reshape=self.reshape, eval_mode=self.eval_mode, **kw,
+                )
+            except engine.LayerNotUsedError:
+                continue
+            if j:
+                self._auto_cache[tuple(x.shape[1:])] = candidates[j:]
+            log.debug("gradcam: layer='auto' chose %r", ref.spec)
+            return cap
+        raise ValueError(
+            "layer='auto' found no spatial layer on which the target depends; pass layer=... explicitly."
+        )
+
+    def __call__(
+        self,
+        x: torch.Tensor,
+        target: Target = None,
+        top_k: Optional[int] = None,
+        *,
+        counterfactual: bool = False,
+    ) -> Explanation:
+        """Explain ``x`` (N, C, H, W) for ``target`` (see :mod:`gradcam.targets`)."""
+        cap = self._capture(x, target, top_k, counterfactual)
+        return self._explain(cap, x.shape[-2:], counterfactual)
+
+    def _explain(self, cap: engine.Capture, size, counterfactual: bool) -> Explanation:
+        per_layer = {}
+        for i, ref in enumerate(cap.layers):
+            a = cap.activations[i]
+            w = self._weights(cap, i).to(a.dtype)
+            raw = torch.relu(torch.einsum("nkc,nchw->nkhw", w, a))
+            maps = normalize(upsample(raw, size, self.interpolation))
+            per_layer[ref.spec] = Explanation(
+                maps=maps, raw=raw, weights=w, targets=cap.targets, scores=cap.scores, layer=ref.spec,
+                method=self.name, interpolation=self.interpolation, counterfactual=counterfactual,
+                output=cap.output,
+            )
+        if len(per_layer) == 1:
+            return next(iter(per_layer.values()))
+        # Several layers: the mean of the per-layer normalised maps, normalised again; raw and weights
+        # are those of the last layer listed; every layer's own result is in ``per_layer``.
+        last = list(per_layer.values())[-1]
+        combined = normalize(torch.stack([e.maps for e in per_layer.values()]).mean(0))
+        return Explanation(
+            maps=combined, raw=last.raw, weights=last.weights, targets=cap.targets, scores=cap.scores,
+            layer="+".join(per_layer), method=self.name, interpolation=self.interpolation,
+            counterfactual=counterfactual, output=cap.output, per_layer=per_layer,
+        )
