@@ -230,6 +230,18 @@ def capture(
                         "Pick a convolutional layer, or for token models pass "
                         "reshape=gradcam.layers.tokens_to_grid(h, w) to turn tokens into a grid."
                     )
+            if (gradients or input_gradient) and not scores.requires_grad:
+                names = ", ".join(f"'{t.ref.spec}'" for t in taps) or "the input"
+                if callable(target) and not isinstance(target, torch.Tensor):
+                    raise LayerNotUsedError(
+                        f"The target callable returned a tensor that is not connected by autograd to {names}: "
+                        "either it called .item(), .detach(), .argmax() or numpy (return a differentiable score), "
+                        "or the target does not depend on that layer (pick a layer on its path)."
+                    )
+                raise LayerNotUsedError(
+                    f"The target does not depend on layer {names} (no gradient flows from the score back to it). "
+                    "Pick a layer on the path to the explained output."
+                )
             wrt = list(acts) + ([x_in] if input_gradient else [])
             grads: List[Optional[torch.Tensor]] = [None] * len(wrt)
             if gradients or input_gradient:

@@ -68,7 +68,7 @@ class Explanation:
     interpolation: str = "bilinear"
     counterfactual: bool = False
     output: Any = None
-    per_layer: Dict[str, "Explanation"] = field(default_factory=dict)
+    per_layer: Dict[str, Explanation] = field(default_factory=dict)
 
     def probabilities(self) -> torch.Tensor:
         """Softmax of the model's class scores (N, num_classes); needs a tensor-of-logits output."""

@@ -113,7 +113,7 @@ def auto_candidates(
         return hook
 
     try:
-        for name, mod in model.named_modules():
+        for mod in model.modules():
             if mod is model:
                 continue
             handles.append(mod.register_forward_hook(make_hook(mod)))

@@ -86,11 +86,6 @@ def resolve(
                 f"The target callable must return one score per image, shape ({n},) or ({n}, K); got "
                 f"{tuple(scores.shape)}. Do not sum over the batch: each image is explained by its own score."
             )
-        if not scores.requires_grad:
-            raise ValueError(
-                "The target callable returned a tensor that is not connected to the model's output by autograd "
-                "(did it call .item(), .detach(), .argmax() or numpy?). Return a differentiable score."
-            )
         ids = torch.full(scores.shape, -1, dtype=torch.long, device=scores.device)
         return scores, ids
 

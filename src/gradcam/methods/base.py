@@ -79,7 +79,7 @@ class LayerMethod:
                 counterfactual=counterfactual, reshape=self.reshape, eval_mode=self.eval_mode, **kw,
             )
         candidates = self._auto_cache[tuple(x.shape[1:])]
-        for j, ref in enumerate(candidates):
+        for j, ref in enumerate(candidates[:10]):
             try:
                 cap = engine.capture(
                     self.model, x, [ref], target, top_k, gradients=self.needs_gradients,
@@ -92,7 +92,8 @@ class LayerMethod:
             log.debug("gradcam: layer='auto' chose %r", ref.spec)
             return cap
         raise ValueError(
-            "layer='auto' found no spatial layer on which the target depends; pass layer=... explicitly."
+            "layer='auto' found no spatial layer on which the target depends (a target callable that detaches "
+            "its result, e.g. with .item() or .argmax(), also looks like this); pass layer=... explicitly."
         )
 
     def __call__(

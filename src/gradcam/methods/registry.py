@@ -41,7 +41,7 @@ def get(name: str) -> Callable:
     return METHODS[name]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load_optional() -> None:
     # Methods defined in other modules register themselves on import.
     import importlib

@@ -1,0 +1,333 @@
+"""Issue 2: the Grad-CAM engine — exactness against references, batching, safety, errors."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from nets import DictNet, ResBlockNet, fc_net, gap_net
+from torch import nn
+
+import gradcam
+from gradcam.explanation import normalize
+
+
+def reference_gradcam(model: nn.Sequential, split: int, x: torch.Tensor, cls: torch.Tensor, size, mode="bilinear"):
+    """Independent float64 Grad-CAM: A = features(x), y = head(A)[n, c], alpha = mean dy/dA, ReLU, upsample, min-max."""
+    m = copy.deepcopy(model).double().eval()
+    feats, head = m[:split], m[split:]
+    a = feats(x.double()).detach().requires_grad_(True)
+    y = head(a)
+    out = []
+    for n in range(x.shape[0]):
+        (g,) = torch.autograd.grad(y[n, int(cls[n])], a, retain_graph=True)
+        alpha = g[n].mean(dim=(1, 2))
+        cam = torch.relu((alpha[:, None, None] * a[n].detach()).sum(0))
+        up = F.interpolate(cam[None, None], size=size, mode=mode, align_corners=False)[0, 0]
+        lo, hi = up.min(), up.max()
+        out.append((up - lo) / (hi - lo) if hi > lo else torch.zeros_like(up))
+    return torch.stack(out)
+
+
+@pytest.fixture
+def x():
+    torch.manual_seed(0)
+    return torch.randn(4, 3, 16, 16)
+
+
+@pytest.mark.parametrize("make,split,layer", [(fc_net, 5, "4"), (gap_net, 5, "4")])
+def test_matches_float64_reference(make, split, layer, x):
+    model = make()
+    res = gradcam.GradCAM(model, layer=layer)(x)
+    ref = reference_gradcam(model, split, x, res.targets[:, 0], x.shape[-2:])
+    assert res.maps.shape == (4, 1, 16, 16)
+    assert (res.maps[:, 0].double() - ref).abs().max().item() <= 1e-5
+    # the default target is each image's top-1 class, scored before softmax
+    logits = model.eval()(x)
+    assert torch.equal(res.targets[:, 0], logits.argmax(1))
+    assert torch.allclose(res.scores[:, 0], logits.max(1).values, atol=1e-6)
+
+
+@pytest.mark.parametrize("make,layer", [(fc_net, "4"), (gap_net, "4")])
+def test_matches_captum_layer_gradcam(make, layer, x):
+    captum_attr = pytest.importorskip("captum.attr")
+    model = make().eval()
+    res = gradcam.GradCAM(model, layer=layer)(x, target=3)
+    mod = dict(model.named_modules())[layer]
+    theirs = captum_attr.LayerGradCam(model, mod).attribute(x, target=3, relu_attributions=True)
+    assert theirs.shape == res.raw.shape
+    assert (normalize(theirs) - normalize(res.raw)).abs().max().item() <= 1e-5
+
+
+def test_gradcam_equals_cam_on_gap_network(x):
+    model = gap_net()
+    g = gradcam.GradCAM(model, layer="4")(x, top_k=3)
+    c = gradcam.CAM(model, layer="4")(x, top_k=3)
+    assert torch.equal(g.targets, c.targets)
+    assert (g.maps - c.maps).abs().max().item() <= 1e-5
+    # alpha = w / Z exactly (Z = h * w of the layer)
+    z = g.raw.shape[-1] * g.raw.shape[-2]
+    assert torch.allclose(g.weights * z, c.weights, atol=1e-5)
+
+
+def test_cam_rejects_non_gap_head(x):
+    with pytest.raises(ValueError, match="global average pooling"):
+        gradcam.CAM(fc_net(), layer="4")(x)
+
+
+def test_batch_equals_single_and_topk_equals_separate_calls(x):
+    model = gap_net()
+    cam = gradcam.GradCAM(model, layer="4")
+    batch = cam(x, top_k=5)
+    assert batch.maps.shape == (4, 5, 16, 16)
+    for i in range(x.shape[0]):
+        alone = cam(x[i : i + 1], top_k=5)
+        assert torch.equal(alone.targets[0], batch.targets[i])
+        assert (alone.maps[0] - batch.maps[i]).abs().max().item() <= 1e-6
+    for j in range(5):
+        sep = cam(x, target=batch.targets[:, j].tolist())
+        assert (sep.maps[:, 0] - batch.maps[:, j]).abs().max().item() <= 1e-6
+        assert torch.allclose(sep.weights[:, 0], batch.weights[:, j], atol=1e-7)
+
+
+def test_target_forms(x):
+    model = gap_net()
+    cam = gradcam.GradCAM(model, layer="4")
+    one = cam(x, target=2)
+    assert one.targets.tolist() == [[2]] * 4
+    per = cam(x, target=[1, 2, 3, 4])
+    assert per.targets[:, 0].tolist() == [1, 2, 3, 4]
+    two = cam(x, target=[[1, 2]] * 4)
+    assert two.maps.shape == (4, 2, 16, 16)
+    # a callable gives any differentiable scalar: the difference of two logits equals the linear combination
+    diff = cam(x, target=lambda out: out[:, 3] - out[:, 7])
+    w = model[-1].weight.detach()
+    z = diff.raw.shape[-1] * diff.raw.shape[-2]
+    assert torch.allclose(diff.weights[:, 0] * z, (w[3] - w[7]).expand(4, -1), atol=1e-5)
+    assert diff.targets.tolist() == [[-1]] * 4
+
+
+def test_counterfactual_negates_gradients(x):
+    model = gap_net()
+    cam = gradcam.GradCAM(model, layer="4")
+    cf = cam(x, target=5, counterfactual=True)
+    neg = cam(x, target=lambda out: -out[:, 5])
+    assert torch.equal(cf.weights, neg.weights)
+    assert torch.equal(cf.maps, neg.maps)
+    assert torch.equal(cf.weights, -cam(x, target=5).weights)
+
+
+def test_dict_output_and_auto_layer_skips_branch_the_target_ignores(x, caplog):
+    model = DictNet()
+    cam = gradcam.GradCAM(model)
+    with caplog.at_level("DEBUG", logger="gradcam"):
+        res = cam(x, target=lambda out: out["logits"][:, 3] - out["logits"][:, 1])
+    # 'aux' is the last spatial output, but the logits do not depend on it
+    assert res.layer == "features"
+    assert "features" in caplog.text
+    assert cam(x, target=1).layer == "features"  # dict with 'logits' works with class ids too
+
+
+def test_auto_layer_on_sequential_is_last_spatial_module(x):
+    assert gradcam.GradCAM(gap_net())(x).layer == "4"
+    assert gradcam.GradCAM(fc_net())(x).layer == "4"
+
+
+def test_inplace_add_after_layer_and_shared_module_calls(x):
+    model = ResBlockNet()
+    res = gradcam.GradCAM(model, layer="bn")(x)
+    assert res.raw.shape == (4, 1, 16, 16)
+    with pytest.raises(ValueError, match=r"Layer 'relu' is called 2 times .* layer='relu@0' \.\.\. 'relu@1'"):
+        gradcam.GradCAM(model, layer="relu")(x)
+    last = gradcam.GradCAM(model, layer="relu@1")(x)
+    # relu@1 is the input of the pooling: Grad-CAM there equals CAM from the fc weights
+    cam = gradcam.CAM(model, layer="relu@1")(x)
+    assert (last.maps - cam.maps).abs().max().item() <= 1e-5
+    assert gradcam.GradCAM(model)(x).layer == "relu@1"
+
+
+def test_layer_as_module_object_and_list(x):
+    model = gap_net()
+    by_obj = gradcam.GradCAM(model, layer=model[4])(x)
+    by_name = gradcam.GradCAM(model, layer="4")(x)
+    assert by_obj.layer == "4" and torch.equal(by_obj.maps, by_name.maps)
+    multi = gradcam.GradCAM(model, layer=["2", "4"])(x)
+    assert multi.layer == "2+4"
+    assert set(multi.per_layer) == {"2", "4"}
+    expect = normalize((multi.per_layer["2"].maps + multi.per_layer["4"].maps) / 2)
+    assert torch.allclose(multi.maps, expect, atol=1e-6)
+    # several layers in one pass give the same per-layer maps as one layer at a time
+    assert (multi.per_layer["2"].maps - gradcam.GradCAM(model, layer="2")(x).maps).abs().max() <= 1e-6
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "nearest", "bicubic", "area"])
+def test_interpolation_modes(mode, x):
+    res = gradcam.GradCAM(gap_net(), layer="4", interpolation=mode)(x)
+    assert res.interpolation == mode and res.maps.shape == (4, 1, 16, 16)
+    assert float(res.maps.min()) >= 0 and float(res.maps.max()) <= 1
+    if mode == "nearest":
+        rep = res.raw.repeat_interleave(2, -1).repeat_interleave(2, -2)
+        assert torch.allclose(res.maps, normalize(rep))
+
+
+def test_flat_map_is_zero_not_nan(x):
+    model = gap_net()
+    with torch.no_grad():
+        model[-1].weight.zero_()
+    res = gradcam.GradCAM(model, layer="4")(x)
+    assert torch.equal(res.maps, torch.zeros_like(res.maps))
+    assert not torch.isnan(res.maps).any()
+
+
+def test_deterministic(x):
+    cam = gradcam.GradCAM(fc_net(), layer="4")
+    a, b = cam(x, top_k=3), cam(x, top_k=3)
+    assert torch.equal(a.maps, b.maps) and torch.equal(a.raw, b.raw)
+
+
+def _snapshot(model):
+    return (
+        {k: v.clone() for k, v in model.state_dict().items()},
+        [(n, m.training) for n, m in model.named_modules()],
+        [(n, p.requires_grad) for n, p in model.named_parameters()],
+        [(n, type(m)) for n, m in model.named_modules()],
+    )
+
+
+def _no_hooks(model):
+    return all(
+        not m._forward_hooks and not m._backward_hooks and not m._forward_pre_hooks
+        for m in model.modules()
+    )
+
+
+def test_model_left_unchanged_also_after_exception(x):
+    model = gap_net()
+    model.train()
+    model[0].weight.requires_grad_(False)  # a mixed state must come back exactly
+    model[3].train(False)
+    before = _snapshot(model)
+    gradcam.GradCAM(model, layer="4")(x, top_k=2)
+    gradcam.CAM(model, layer="4")(x)
+    after = _snapshot(model)
+    assert all(torch.equal(before[0][k], after[0][k]) for k in before[0])  # BN running stats untouched too
+    assert before[1:] == after[1:] and _no_hooks(model)
+    assert all(p.grad is None for p in model.parameters())
+
+    def boom(out):
+        raise RuntimeError("target failed")
+
+    with pytest.raises(RuntimeError, match="target failed"):
+        gradcam.GradCAM(model, layer="4")(x, target=boom)
+    with pytest.raises(RuntimeError, match="target failed"):
+        gradcam.GradCAM(model)(x, target=boom)
+    after = _snapshot(model)
+    assert before[1:] == after[1:] and _no_hooks(model)
+
+
+def test_no_parameter_gradients_are_recorded(x):
+    model = fc_net()
+    seen = []
+    # a backward hook on an early module would fire if autograd recorded the network before the layer
+    for p in model[0].parameters():
+        p.register_hook(lambda g: seen.append(g))
+    gradcam.GradCAM(model, layer="4")(x)
+    assert seen == []
+    assert all(p.grad is None for p in model.parameters())
+
+
+# ---- bad input ------------------------------------------------------------------------------
+
+def test_error_unknown_layer_lists_closest():
+    with pytest.raises(ValueError, match=r"Unknown layer 'fetures'.*Closest names: features"):
+        gradcam.GradCAM(DictNet(), layer="fetures")
+
+
+def test_error_layer_not_reached(x):
+    with pytest.raises(ValueError, match="Layer 'unused' was never reached by the forward pass"):
+        gradcam.GradCAM(DictNet(), layer="unused")(x, target=1)
+
+
+def test_error_target_does_not_depend_on_layer(x):
+    with pytest.raises(ValueError, match="The target does not depend on layer 'aux'"):
+        gradcam.GradCAM(DictNet(), layer="aux")(x, target=1)
+
+
+def test_error_class_out_of_range(x):
+    with pytest.raises(ValueError, match=r"Target class 10 is out of range for a model with 10 outputs \(valid ids: 0..9\)"):
+        gradcam.GradCAM(gap_net(), layer="4")(x, target=10)
+    with pytest.raises(ValueError, match="Target class -1 is out of range"):
+        gradcam.GradCAM(gap_net(), layer="4")(x, target=[0, 1, 2, -1])
+
+
+def test_error_target_list_length(x):
+    with pytest.raises(ValueError, match="The target list has 2 class ids but the batch has 4 images"):
+        gradcam.GradCAM(gap_net(), layer="4")(x, target=[1, 2])
+
+
+def test_error_input_shape(x):
+    cam = gradcam.GradCAM(gap_net(), layer="4")
+    with pytest.raises(ValueError, match=r"Input must have shape \(N, C, H, W\); got \(3, 16, 16\). For one image, add a batch"):
+        cam(x[0])
+    with pytest.raises(TypeError, match="Input must be a floating-point tensor"):
+        cam((x * 255).to(torch.uint8))
+    with pytest.raises(TypeError, match="Input must be a torch.Tensor"):
+        cam(x.numpy())
+
+
+def test_error_non_spatial_layer(x):
+    with pytest.raises(ValueError, match=r"Layer '6' outputs shape \(4, 16\), not a spatial map.*tokens_to_grid"):
+        gradcam.GradCAM(gap_net(), layer="6")(x)
+
+
+def test_error_no_spatial_layer_for_auto():
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    with pytest.raises(ValueError, match=r"No submodule of Sequential outputs a spatial map"):
+        gradcam.GradCAM(mlp)(torch.randn(2, 3, 2, 2))
+
+
+def test_error_top_k_too_large_and_exclusive(x):
+    cam = gradcam.GradCAM(gap_net(), layer="4")
+    with pytest.raises(ValueError, match=r"top_k=11 is larger than the number of classes \(10\)"):
+        cam(x, top_k=11)
+    with pytest.raises(ValueError, match="Pass either target=... or top_k=..., not both"):
+        cam(x, target=1, top_k=2)
+
+
+def test_error_nan_scores(x):
+    x = x.clone()
+    x[2, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"The model produced NaN/Inf scores for image\(s\) \[2\]"):
+        gradcam.GradCAM(gap_net(), layer="4")(x)
+
+
+def test_error_bad_callable_targets(x):
+    cam = gradcam.GradCAM(gap_net(), layer="4")
+    with pytest.raises(ValueError, match="Do not sum over the batch"):
+        cam(x, target=lambda out: out[:, 1].sum())
+    with pytest.raises(ValueError, match="not connected by autograd to '4'"):
+        cam(x, target=lambda out: out[:, 1].detach())
+    with pytest.raises(TypeError, match="is a class name"):
+        cam(x, target="tabby")
+
+
+def test_tokens_to_grid_reshape():
+    class Tokens(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(3)
+            self.embed = nn.Conv2d(3, 8, 4, stride=4)
+            self.block = nn.Linear(8, 8)
+            self.head = nn.Linear(8, 3)
+
+        def forward(self, x):
+            t = self.embed(x).flatten(2).transpose(1, 2)  # (N, 16, 8)
+            t = torch.cat([t.mean(1, keepdim=True), t], 1)  # a class token in front
+            t = self.block(t)
+            return self.head(t[:, 1:].mean(1))
+
+    model = Tokens()
+    x = torch.randn(2, 3, 16, 16)
+    res = gradcam.GradCAM(model, layer="block", reshape=gradcam.tokens_to_grid(4, 4))(x)
+    assert res.raw.shape == (2, 1, 4, 4) and res.maps.shape == (2, 1, 16, 16)
+    with pytest.raises(ValueError, match="not a spatial map"):
+        gradcam.GradCAM(model, layer="block")(x)
