@@ -59,7 +59,8 @@ class ModelState:
 
     def restore(self) -> None:
         for m, flag in self.training:
-            m.training = flag
+            if m.training != flag:  # nn.Module.__setattr__ is slow: touch only what changed
+                m.training = flag
         for p, flag in self.requires_grad:
             if p.requires_grad != flag:
                 p.requires_grad_(flag)
@@ -132,17 +133,20 @@ def check_input(model: nn.Module, x: Any) -> None:
 
 
 def batched_grad(
-    scores: torch.Tensor, wrt: List[torch.Tensor], negate: bool = False
+    scores: torch.Tensor, wrt: List[torch.Tensor], negate: bool = False, retain_graph: bool = False
 ) -> List[Optional[torch.Tensor]]:
     """d scores[:, k] / d t for every k and every t in ``wrt``, as (N, K, *t.shape[1:]) tensors.
 
     Images are independent in eval mode, so summing a target over the batch gives each image its own
     gradient. K > 1 targets are one batched backward (``is_grads_batched``); models whose backward
-    cannot be vmapped fall back to K backward passes over the retained graph.
+    cannot be vmapped fall back to K backward passes over the retained graph. ``negate`` differentiates
+    -scores (the seed is negated, which also holds for non-linear backward rules such as guided ReLUs).
     """
     n, k = scores.shape
+    if negate:
+        scores = -scores
     if k == 1:
-        grads = torch.autograd.grad(scores.sum(), wrt, allow_unused=True)
+        grads = torch.autograd.grad(scores.sum(), wrt, allow_unused=True, retain_graph=retain_graph)
         grads = [None if g is None else g.unsqueeze(1) for g in grads]
     else:
         total = scores.sum(0)
@@ -159,14 +163,13 @@ def batched_grad(
             grads = [None if g is None else g.transpose(0, 1) for g in batched]
         else:
             per_k = [
-                torch.autograd.grad(total[j], wrt, allow_unused=True, retain_graph=j < k - 1) for j in range(k)
+                torch.autograd.grad(total[j], wrt, allow_unused=True, retain_graph=retain_graph or j < k - 1)
+                for j in range(k)
             ]
             grads = []
             for i in range(len(wrt)):
                 parts = [per_k[j][i] for j in range(k)]
                 grads.append(None if parts[0] is None else torch.stack(parts, dim=1))
-    if negate:
-        grads = [None if g is None else -g for g in grads]
     return grads
 
 
@@ -189,27 +192,31 @@ def capture(
     reshape: Reshape = None,
     eval_mode: bool = True,
     context: Optional[Callable[[], ContextManager]] = None,
+    layer_gradient_context: Optional[Callable[[], ContextManager]] = None,
 ) -> Capture:
     """Run ``model`` once on ``x`` with ``layers`` tapped and differentiate the targets.
 
     ``gradients=False`` skips the backward pass (CAM needs only activations). ``input_gradient=True``
     also returns dy/dx (guided backpropagation, plain gradients). ``counterfactual=True`` negates all
     gradients (Selvaraju et al., Sec. 5: regions whose removal would raise y). ``context`` is entered
-    around the forward and backward pass (e.g. a guided-ReLU mode).
+    around the forward and backward pass (e.g. a guided-ReLU mode). ``layer_gradient_context``, with
+    ``gradients`` and ``input_gradient``: the layer gradients come from a backward of their own inside
+    it (through the part of the network after the layers only), then dy/dx from a second one: Guided
+    Grad-CAM's plain dy/dA and guided dy/dx from one forward pass.
     """
     check_input(model, x)
     state = ModelState(model)
     taps = [_Tap(ref) for ref in layers]
     handles = []
     try:
-        if eval_mode:
+        if eval_mode and any(flag for _, flag in state.training):
             model.eval()
-        for p in model.parameters():
-            if p.requires_grad:
+        for p, flag in state.requires_grad:  # the list ModelState just made: no second traversal
+            if flag:
                 p.requires_grad_(False)
         for tap in taps:
             handles.append(tap.ref.module.register_forward_hook(tap.hook))
-        x_in = x.detach().requires_grad_(True) if input_gradient else x
+        x_in = x.detach().requires_grad_(True) if input_gradient else x.detach()
         with torch.enable_grad(), (context() if context is not None else contextlib.nullcontext()):
             output = model(x_in)
             for tap in taps:
@@ -245,7 +252,12 @@ def capture(
             wrt = list(acts) + ([x_in] if input_gradient else [])
             grads: List[Optional[torch.Tensor]] = [None] * len(wrt)
             if gradients or input_gradient:
-                grads = batched_grad(scores, wrt, negate=counterfactual)
+                if layer_gradient_context is not None and gradients and input_gradient and acts:
+                    with layer_gradient_context():
+                        grads = batched_grad(scores, acts, negate=counterfactual, retain_graph=True)
+                    grads = grads + batched_grad(scores, [x_in], negate=counterfactual)
+                else:
+                    grads = batched_grad(scores, wrt, negate=counterfactual)
                 for tap, g in zip(taps, grads[: len(taps)]):
                     if gradients and g is None:
                         raise LayerNotUsedError(

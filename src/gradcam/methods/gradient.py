@@ -1,0 +1,44 @@
+"""Plain input gradients ("Backprop" in Selvaraju et al.'s Table 1; Simonyan et al., 2014)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .. import engine
+from ..pixels import REDUCTIONS, PixelExplanation, pixel_explanation
+from ..targets import Target
+from .registry import register
+
+
+class Gradient:
+    """The vanilla input gradient: pixels = dy^c/dx (N, K, C, H, W), maps = normalize(max_c |dy^c/dx_c|).
+
+    One forward, one batched backward for all images and targets. ``counterfactual=True`` gives
+    d(-y^c)/dx. ``reduce`` picks the single-channel saliency (see :func:`gradcam.pixels.saliency`).
+    """
+
+    name = "gradient"
+
+    def __init__(self, model: nn.Module, *, reduce: str = "abs-max", eval_mode: bool = True):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
+        if reduce not in REDUCTIONS:
+            raise ValueError(f"reduce must be one of {', '.join(REDUCTIONS)}; got {reduce!r}.")
+        self.model = model
+        self.reduce = reduce
+        self.eval_mode = eval_mode
+
+    def __call__(
+        self, x: torch.Tensor, target: Target = None, top_k: Optional[int] = None, *, counterfactual: bool = False
+    ) -> PixelExplanation:
+        """Explain ``x`` (N, C, H, W) for ``target`` (see :mod:`gradcam.targets`)."""
+        cap = engine.capture(
+            self.model, x, [], target, top_k, gradients=False, input_gradient=True, counterfactual=counterfactual,
+            eval_mode=self.eval_mode,
+        )
+        return pixel_explanation(cap.input_gradient, cap, self.name, self.reduce, counterfactual)
+
+
+register("gradient", lambda model, layer="auto", **kw: Gradient(model, **kw))

@@ -1,0 +1,168 @@
+"""Occlusion sensitivity (Zeiler & Fergus, 2014): how much the score drops when a window is covered.
+
+The reference for faithfulness in Selvaraju et al. (Sec. 4.2): a map is faithful when it ranks regions
+like occlusion does. Every window position is one image in a batched forward pass (no gradients).
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+from torch import nn
+
+from .. import engine
+from ..explanation import Explanation, normalize
+from ..targets import Target, logits_of
+from ..targets import resolve as resolve_targets
+from .registry import register
+
+Size = Union[int, Tuple[int, int]]
+Fill = Union[str, float, Sequence[float], torch.Tensor]
+
+
+def _pair(v: Size, name: str) -> Tuple[int, int]:
+    t = (v, v) if isinstance(v, int) and not isinstance(v, bool) else tuple(v) if isinstance(v, (tuple, list)) else None
+    if t is None or len(t) != 2 or not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in t):
+        raise ValueError(f"{name} must be a positive int or a pair (height, width) of positive ints; got {v!r}.")
+    return t
+
+
+def window_positions(size: int, window: int, stride: int) -> torch.Tensor:
+    """Start offsets 0, s, 2s, ... of a window sliding over ``size`` pixels; the last window ends at the border.
+
+    When (size - window) is not a multiple of the stride, a final window at size - window is added so
+    that every pixel is covered.
+    """
+    starts = list(range(0, size - window + 1, stride))
+    if starts[-1] != size - window:
+        starts.append(size - window)
+    return torch.tensor(starts, dtype=torch.long)
+
+
+def _cover(starts: torch.Tensor, window: int, size: int, device) -> torch.Tensor:
+    """(P, size) bool: position p covers pixel i."""
+    i = torch.arange(size, device=device)
+    s = starts.to(device).unsqueeze(1)
+    return (i >= s) & (i < s + window)
+
+
+class Occlusion:
+    """Occlusion maps: drop_p = y(x) - y(x with window p filled), for every window position p.
+
+    ``raw`` (N, K, gh, gw): the signed score drop per window position (the window grid); ``maps``
+    (N, K, H, W): each pixel's mean drop over the windows that cover it, ReLU'd and min-max normalised
+    (regions whose occlusion lowers the score). ``counterfactual=True`` uses the score rise instead
+    (raw = -drop). ``fill``: ``"mean"`` (each image's mean colour, the default), a number, or one value
+    per channel. ``batch_size``: occluded images per forward pass. ``window``/``stride`` in pixels
+    (``stride`` defaults to half the window). Callable targets must score each row of a batch on its
+    own (they are called on batches of occluded images).
+    """
+
+    name = "occlusion"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        window: Size = 32,
+        stride: Optional[Size] = None,
+        *,
+        fill: Fill = "mean",
+        batch_size: int = 64,
+        eval_mode: bool = True,
+    ):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
+        self.window = _pair(window, "window")
+        self.stride = _pair(stride, "stride") if stride is not None else tuple(max(1, w // 2) for w in self.window)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int (occluded images per forward pass); got {batch_size!r}.")
+        if isinstance(fill, str) and fill != "mean":
+            raise ValueError(f"fill must be 'mean', a number, or one value per channel; got {fill!r}.")
+        self.model = model
+        self.fill = fill
+        self.batch_size = batch_size
+        self.eval_mode = eval_mode
+
+    def _fill(self, x: torch.Tensor) -> torch.Tensor:
+        n, c = x.shape[:2]
+        if isinstance(self.fill, str):
+            return x.mean(dim=(2, 3), keepdim=True)
+        f = torch.as_tensor(self.fill, dtype=x.dtype, device=x.device)
+        if f.dim() == 0:
+            return f.reshape(1, 1, 1, 1).expand(n, c, 1, 1)
+        if f.dim() != 1 or f.shape[0] != c:
+            raise ValueError(f"fill has {f.numel()} values but the input has {c} channels; give one per channel.")
+        return f.reshape(1, c, 1, 1).expand(n, c, 1, 1)
+
+    @staticmethod
+    def _scores(output, target: Target, ids: Optional[torch.Tensor], b: int) -> torch.Tensor:
+        """Scores (b, K) of a batch: the class ids' logits, or the callable target's values."""
+        if ids is not None and not bool((ids < 0).any()):
+            return logits_of(output).gather(1, ids)
+        s = target(output)
+        if not isinstance(s, torch.Tensor):
+            raise TypeError(f"The target callable must return a tensor; it returned {type(s).__name__}.")
+        if (s.dim() == 1 and s.shape[0] == b) or (s.dim() == 0 and b == 1):
+            s = s.reshape(b, 1)
+        if s.dim() != 2 or s.shape[0] != b or (ids is not None and s.shape != ids.shape):
+            k = f", {ids.shape[1]}" if ids is not None else ", K"
+            raise ValueError(
+                f"Occlusion calls the target on batches of occluded images: for {b} images it must return "
+                f"shape ({b},) or ({b}{k}); got {tuple(s.shape)}. Score each row of the output on its own."
+            )
+        return s
+
+    def __call__(
+        self, x: torch.Tensor, target: Target = None, top_k: Optional[int] = None, *, counterfactual: bool = False
+    ) -> Explanation:
+        """Explain ``x`` (N, C, H, W) for ``target`` (see :mod:`gradcam.targets`)."""
+        engine.check_input(self.model, x)
+        n, c, h, w = x.shape
+        (wh, ww), (sh, sw) = self.window, self.stride
+        if wh > h or ww > w:
+            raise ValueError(f"The occlusion window {wh}x{ww} is larger than the image {h}x{w}; use window <= image size.")
+        ys, xs = window_positions(h, wh, sh), window_positions(w, ww, sw)
+        ry, rx = _cover(ys, wh, h, x.device), _cover(xs, ww, w, x.device)
+        gh, gw = ry.shape[0], rx.shape[0]
+        positions = gh * gw
+        x = x.detach()
+        fill = self._fill(x)
+        state = engine.ModelState(self.model)
+        try:
+            if self.eval_mode:
+                self.model.eval()
+            with torch.no_grad():
+                output = self.model(x)
+                if callable(target) and not isinstance(target, torch.Tensor):
+                    if top_k is not None:
+                        raise ValueError("Pass either target=... or top_k=..., not both: top_k picks the classes itself.")
+                    base = self._scores(output, target, None, n)
+                    ids = torch.full(base.shape, -1, dtype=torch.long, device=base.device)
+                else:
+                    base, ids = resolve_targets(output, target, top_k, n)
+                drops = []
+                total = n * positions
+                for start in range(0, total, self.batch_size):
+                    f = torch.arange(start, min(start + self.batch_size, total), device=x.device)
+                    img, pos = f // positions, f % positions
+                    cover = ry[pos // gw].unsqueeze(-1) & rx[pos % gw].unsqueeze(-2)
+                    occluded = torch.where(cover.unsqueeze(1), fill[img], x[img])
+                    s = self._scores(self.model(occluded), target, ids[img], f.shape[0])
+                    drops.append(base[img] - s)
+        finally:
+            state.restore()
+        drop = torch.cat(drops).reshape(n, positions, -1).permute(0, 2, 1).reshape(n, -1, gh, gw)
+        if counterfactual:
+            drop = -drop
+        # Mean drop over the windows covering each pixel: (Ry^T D Rx) / (Ry^T 1 Rx).
+        ryf, rxf = ry.to(drop.dtype), rx.to(drop.dtype)
+        summed = torch.einsum("ih,nkij,jw->nkhw", ryf, drop, rxf)
+        count = torch.outer(ryf.sum(0), rxf.sum(0))
+        maps = normalize((summed / count).clamp_min(0))
+        return Explanation(
+            maps=maps, raw=drop, weights=None, targets=ids, scores=base.detach(), layer="input", method=self.name,
+            interpolation="nearest", counterfactual=counterfactual, output=output,
+        )
+
+
+register("occlusion", lambda model, layer="auto", **kw: Occlusion(model, **kw))
