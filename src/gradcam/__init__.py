@@ -1,8 +1,18 @@
 """gradcam: where a PyTorch model looks when it decides. Grad-CAM and its family, exact and fast."""
+from .api import explain
 from .explanation import Explanation
+from .image import overlay
 from .layers import tokens_to_grid
 from .methods.cam import CAM
 from .methods.gradcam import GradCAM
+from .methods.gradient import Gradient
+from .methods.guided import GuidedBackprop, GuidedGradCAM
+from .methods.occlusion import Occlusion
+from .models import load_model
+from .pixels import PixelExplanation
 
-__all__ = ["CAM", "Explanation", "GradCAM", "tokens_to_grid"]
+__all__ = [
+    "CAM", "Explanation", "GradCAM", "Gradient", "GuidedBackprop", "GuidedGradCAM", "Occlusion",
+    "PixelExplanation", "explain", "load_model", "overlay", "tokens_to_grid",
+]
 __version__ = "0.1.0"

