@@ -131,3 +131,200 @@ def resolve(
         ids = ids.to(logits.device)
     scores = logits.gather(1, ids)
     return scores, ids
+
+
+# -- Target helpers for outputs that are not one row of class scores (issue 7) -----------------------
+
+
+def _sequence_logits(output: Any) -> torch.Tensor:
+    if isinstance(output, torch.Tensor):
+        t = output
+    elif isinstance(output, dict) and isinstance(output.get("logits"), torch.Tensor):
+        t = output["logits"]
+    elif isinstance(getattr(output, "logits", None), torch.Tensor):
+        t = output.logits
+    else:
+        raise TypeError(
+            "caption_word needs word scores (N, T, vocab) as the model output (a tensor, a dict with "
+            "'logits', "
+            f"or an object with .logits); the model returned {type(output).__name__}."
+        )
+    if t.dim() != 3:
+        raise ValueError(
+            "caption_word needs word scores of shape (N, T, vocab); the model output has shape "
+            f"{tuple(t.shape)}."
+        )
+    return t
+
+
+def caption_word(
+    caption_ids: Union[torch.Tensor, Sequence[int], Sequence[Sequence[int]]],
+    t: Union[int, Sequence[int]],
+    pad_id: Optional[int] = None,
+) -> Callable[[Any], torch.Tensor]:
+    """Target: the log-probability of word ``t`` of a given (teacher-forced) caption.
+
+    y = log softmax(s_t)[w_t], where s_t (vocab,) are the model's word scores at step t (output
+    ``[:, t]`` of a (N, T, vocab) output) and w_t = ``caption_ids[:, t]`` is the caption's word t.
+    ``caption_ids`` is (T,) for every image or (N, T); ``t`` an int, or a list of K positions
+    (giving K maps per image). A position past the caption's end (or on padding, when ``pad_id`` is
+    given) raises ``ValueError``.
+    """
+    ids = torch.as_tensor(caption_ids, dtype=torch.long)
+    if ids.dim() == 1:
+        ids = ids.unsqueeze(0)
+    if ids.dim() != 2 or ids.shape[1] == 0:
+        raise ValueError(
+            f"caption_ids must be a non-empty (T,) or (N, T) list of word ids; got shape {tuple(ids.shape)}."
+        )
+    single = isinstance(t, int) and not isinstance(t, bool)
+    pos = torch.as_tensor([t] if single else list(t), dtype=torch.long)
+    if pos.dim() != 1 or pos.numel() == 0:
+        raise ValueError(f"t must be a word position or a list of them; got {t!r}.")
+    length = ids.shape[1]
+    bad = (pos < 0) | (pos >= length)
+    if bool(bad.any()):
+        raise ValueError(
+            f"Word index {int(pos[bad][0])} is past the end of the caption: it has {length} words "
+            f"(valid positions 0..{length - 1})."
+        )
+    if pad_id is not None:
+        padded = ids[:, pos] == pad_id
+        if bool(padded.any()):
+            row, col = padded.nonzero()[0].tolist()
+            raise ValueError(
+                f"Word index {int(pos[col])} is past the end of caption {row}: that position is padding "
+                f"(id {pad_id}); pick a position inside the caption."
+            )
+
+    def target(output: Any) -> torch.Tensor:
+        logits = _sequence_logits(output)
+        n = logits.shape[0]
+        if logits.shape[1] <= int(pos.max()):
+            raise ValueError(
+                f"The model scored {logits.shape[1]} words but word {int(pos.max())} was asked for; bind "
+                "the same "
+                "caption to the model as to the target."
+            )
+        words = ids.to(logits.device)
+        if words.shape[0] == 1:
+            words = words.expand(n, -1)
+        elif words.shape[0] != n:
+            raise ValueError(
+                f"caption_ids has {words.shape[0]} rows but the batch has {n} images; give one per image."
+            )
+        p = pos.to(logits.device)
+        logp = torch.log_softmax(logits[:, p], dim=-1)  # (N, K, vocab)
+        y = logp.gather(2, words[:, p].unsqueeze(2)).squeeze(2)  # (N, K)
+        return y[:, 0] if single else y
+
+    return target
+
+
+def answer(
+    index: Union[int, str, Sequence[Union[int, str]]], vocab: Optional[Any] = None
+) -> Callable[[Any], torch.Tensor]:
+    """Target: the score (logit, before softmax) of an answer: y = s_a for answer a.
+
+    ``index`` is an answer id, an answer string looked up in ``vocab`` (a sequence of answer strings,
+    or an object with ``.words``), or one of those per image. The model output is (N, num_answers)
+    (a tensor, a dict with ``"logits"``, or an object with ``.logits``). An unknown answer or an id
+    out of range raises ``ValueError``.
+    """
+    words = list(getattr(vocab, "words", vocab)) if vocab is not None else None
+    single = isinstance(index, (int, str)) and not isinstance(index, bool)
+    items = [index] if single else list(index)
+
+    def to_id(a: Any) -> int:
+        if isinstance(a, str):
+            if words is None:
+                raise TypeError(
+                    f"Answer {a!r} is a string; pass vocab=<the model's answer list> to look it up."
+                )
+            if a not in words:
+                raise ValueError(
+                    f"Unknown answer {a!r}; the model's answers are: {', '.join(map(str, words))}."
+                )
+            return words.index(a)
+        if isinstance(a, bool) or not isinstance(a, int):
+            raise TypeError(f"An answer is an int id or a string; got {a!r}.")
+        return a
+
+    ids = torch.tensor([to_id(a) for a in items], dtype=torch.long)
+
+    def target(output: Any) -> torch.Tensor:
+        logits = logits_of(output)
+        n, num = logits.shape
+        bad = (ids < 0) | (ids >= num)
+        if bool(bad.any()):
+            raise ValueError(
+                f"Answer id {int(ids[bad][0])} is out of range for a model with {num} answers (0..{num - 1})."
+            )
+        if single:
+            return logits[:, int(ids[0])]
+        if ids.shape[0] != n:
+            raise ValueError(
+                f"{ids.shape[0]} answers were given for a batch of {n} images; give one per image or one int."
+            )
+        return logits.gather(1, ids.to(logits.device).unsqueeze(1)).squeeze(1)
+
+    return target
+
+
+def output_scalar(
+    key: Union[None, str, int] = None, index: Union[None, int, Sequence[int]] = None
+) -> Callable[[Any], torch.Tensor]:
+    """Target: one scalar per image from a structured output: y = output[key][:, *index].
+
+    ``key`` picks an entry of a dict output (a str) or a tuple/list output (an int); ``None`` uses the
+    output itself. ``index`` indexes the dimensions after the batch (an int, or a tuple such as
+    ``(t, v)``); after it, one value per image must remain. A missing key raises ``ValueError``.
+    """
+    idx = () if index is None else ((index,) if isinstance(index, int) else tuple(index))
+
+    def target(output: Any) -> torch.Tensor:
+        value = output
+        if key is not None:
+            if isinstance(output, dict):
+                if key not in output:
+                    raise ValueError(
+                        f"The model output has no key {key!r}; its keys are: {', '.join(map(repr, output))}."
+                    )
+                value = output[key]
+            elif isinstance(output, (tuple, list)):
+                if not isinstance(key, int) or not -len(output) <= key < len(output):
+                    raise ValueError(
+                        f"The model output is a {type(output).__name__} of {len(output)} items; key {key!r} "
+                        "is not a position in it."
+                    )
+                value = output[key]
+            else:
+                raise TypeError(
+                    f"key={key!r} needs a dict, tuple or list output; the model returned "
+                    f"{type(output).__name__}."
+                )
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(
+                f"output[{key!r}] is a {type(value).__name__}, not a tensor; pick an entry holding scores."
+            )
+        if len(idx) > value.dim() - 1:
+            raise ValueError(
+                f"index {idx} has {len(idx)} positions but output[{key!r}] of shape {tuple(value.shape)} "
+                f"has only {value.dim() - 1} after the batch."
+            )
+        for d, i in enumerate(idx):
+            size = value.shape[d + 1]
+            if not -size <= i < size:
+                raise ValueError(
+                    f"index {i} is out of range for dimension {d + 1} of size {size} of output[{key!r}] "
+                    f"(shape {tuple(value.shape)})."
+                )
+        y = value[(slice(None), *idx)]
+        if y.dim() != 1:
+            raise ValueError(
+                f"output[{key!r}] indexed by {idx} has shape {tuple(y.shape)}, not one value per image; "
+                "give an index for every dimension after the batch."
+            )
+        return y
+
+    return target
