@@ -33,7 +33,9 @@ class ImageResult:
     - ``input_maps`` (K, h, w): the maps at the model input's resolution, in [0, 1];
     - ``peaks``: K ``[x, y]`` of each map's maximum and ``boxes``: K ``[x0, y0, x1, y1]`` (inclusive) of the
       largest segment above 15% of the maximum, both in original-photo pixels (``None`` for a flat map);
-    - ``layer``, ``method``, ``model``: what produced it.
+    - ``layer``, ``method``, ``model``: what produced it;
+    - ``weights`` (K, C): the channel weights alpha of each explained class (``None`` for methods
+      without them), for textual explanations (:func:`gradcam.neurons.describe`).
     """
 
     image: Image.Image
@@ -50,6 +52,7 @@ class ImageResult:
     method: str
     model: str
     extra: Dict = field(default_factory=dict)
+    weights: Optional[torch.Tensor] = None
 
     @property
     def size(self) -> Tuple[int, int]:
@@ -176,6 +179,7 @@ def explain_batch(
                 peaks=[scale_point(p, (w, h), size) if v else None for p, v in zip(pk[j], ok[j])],
                 boxes=[scale_box(b, (w, h), size) if v else None for b, v in zip(bx[j], ok[j])],
                 layer=res.layer, method=res.method, model=loaded.name,
+                weights=None if res.weights is None else res.weights[j].detach().float().cpu(),
             )
     return results  # type: ignore[return-value]
 

@@ -46,6 +46,8 @@ def register(subparsers) -> None:
     p.add_argument("--colormap", default="jet", help="matplotlib colormap (default jet)")
     p.add_argument("--colorbar", action="store_true", help="add a colour bar to the right of each overlay")
     p.add_argument("--json", action="store_true", help="also write a JSON record per photo")
+    p.add_argument("--neurons", metavar="FILE", help="channel names of the layer (JSON {channel: name}, a JSON list, "
+                   "or 'channel name' lines): print the top-5 and bottom-5 channels behind each decision")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs (default: skip done photos)")
     p.add_argument("--batch-size", type=int, default=4, metavar="N",
                    help="photos decoded and explained together (default 4; photos of equal size share a batch)")
@@ -139,6 +141,10 @@ def run(args: argparse.Namespace) -> int:
     if not items:
         raise ValueError(f"No image files found in: {', '.join(args.paths)}.")
 
+    if args.neurons:
+        from ..neurons import load_names
+
+        args.neuron_names = load_names(args.neurons)  # a bad file fails before any work
     loaded = load_model(args.model, weights=args.weights, device=args.device)
     method = get_method(loaded, args.method, args.layer)
     target = resolve_target(loaded, args.target)
@@ -212,11 +218,11 @@ def _process(chunks, args, k, loaded, method, target, failed, say, progress) -> 
                 if js:
                     res.extra["overlays"] = [os.path.basename(p) for p in pngs]
                     atomic_write(js, (json.dumps(res.to_dict(), indent=1) + "\n").encode())
-                say(_describe(it, res, pngs))
+                say(_describe(it, res, pngs, getattr(args, "neuron_names", None)))
                 progress.update()
 
 
-def _describe(item: Item, res, pngs: List[str]) -> str:
+def _describe(item: Item, res, pngs: List[str], names=None) -> str:
     w, h = res.size
     name = "skimage.data.chelsea (demo)" if item.path == DEMO else item.path
     lines = [f"{name} ({w}x{h})"]
@@ -226,4 +232,13 @@ def _describe(item: Item, res, pngs: List[str]) -> str:
         box = res.boxes[r]
         where = f"peak (x, y) = {tuple(res.peaks[r])}, box = {box}" if box else "flat map (no evidence)"
         lines.append(f"  {res.method} for '{res.classes[r]}' at {res.layer or 'the input'}: {where} -> {png}")
+        if names is not None:
+            from ..neurons import describe
+
+            if res.weights is None:
+                lines.append(f"  (--neurons: method {res.method} has no channel weights)")
+            else:
+                text = describe(res.weights[r], names).replace("the target", f"'{res.classes[r]}'")
+                text = text.replace("Channels", f"Channels of layer '{res.layer}'", 1)
+                lines += ["    " + ln for ln in text.splitlines()]
     return "\n".join(lines)
