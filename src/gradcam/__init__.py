@@ -1,4 +1,5 @@
 """gradcam: where a PyTorch model looks when it decides. Grad-CAM and its family, exact and fast."""
+from . import metrics
 from .api import explain
 from .explanation import Explanation
 from .image import overlay
@@ -13,6 +14,6 @@ from .pixels import PixelExplanation
 
 __all__ = [
     "CAM", "Explanation", "GradCAM", "Gradient", "GuidedBackprop", "GuidedGradCAM", "Occlusion",
-    "PixelExplanation", "explain", "load_model", "overlay", "tokens_to_grid",
+    "PixelExplanation", "explain", "load_model", "metrics", "overlay", "tokens_to_grid",
 ]
 __version__ = "0.1.0"

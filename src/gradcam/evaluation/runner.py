@@ -1,0 +1,328 @@
+"""``gradcam evaluate``: run the benchmarks over the registered methods and collect one table.
+
+Benchmarks: ``mosaic`` (real photos, :mod:`.mosaics`), ``synthetic`` (scenes with exact masks,
+:mod:`.synthetic`) and ``vl`` (vision-and-language, :mod:`.vl_benchmark`, when installed). Methods are
+taken by name from :mod:`gradcam.methods.registry`; a name that is not registered is skipped with a
+note, a method that does not apply to a model (CAM on a fully connected head) is marked n/a.
+"""
+from __future__ import annotations
+
+import copy
+import importlib
+import inspect
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+from .. import metrics as M
+from ..methods import registry
+from . import baselines  # noqa: F401 - registers "random" and "gaussian"
+from . import mosaics as mos
+from . import synthetic as syn
+from .tables import best_marks, markdown_table
+
+METHODS: Tuple[str, ...] = (
+    "gradcam", "counterfactual", "cam", "gradient", "guided-backprop", "guided-gradcam", "occlusion", "random",
+    "gaussian",
+)
+BENCHMARKS: Tuple[str, ...] = ("mosaic", "synthetic", "vl")
+
+
+@dataclass
+class Settings:
+    """What a run does; ``quick`` shrinks everything to well under a minute."""
+
+    quick: bool = False
+    seed: int = 0
+    cache_dir: Optional[str] = None
+    methods: Sequence[str] = METHODS
+    log: Callable[[str], None] = print
+    notes: List[str] = field(default_factory=list)
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+        self.log(f"note: {text}")
+
+
+# -- shared helpers -------------------------------------------------------------------------------
+def build(name: str, model, layer: str, settings: Settings, options: Optional[Dict[str, Dict]] = None):
+    """The method ``name`` for ``model`` (with ``options[name]`` as keywords), or ``None`` (with a note)
+    when it is not registered."""
+    try:
+        factory = registry.get(name)
+    except ValueError:
+        settings.note(f"method '{name}' is not registered (yet); skipped.")
+        return None
+    kw = dict((options or {}).get(name, {}))
+    if name == "random":
+        kw.setdefault("seed", settings.seed)
+    return factory(model, layer=layer, **kw)
+
+
+def explain(method, x: torch.Tensor, targets: torch.Tensor, chunk: int) -> torch.Tensor:
+    """Maps (N, K, H, W) of ``method`` for class ids ``targets`` (N, K), ``chunk`` images per call."""
+    out = [method(x[i : i + chunk], target=targets[i : i + chunk]).maps.detach() for i in range(0, x.shape[0], chunk)]
+    return torch.cat(out)
+
+
+def _mean(t: torch.Tensor) -> float:
+    return round(float(t.float().mean()), 4)
+
+
+def _drop_increase(model, x, maps, target, batch_size: int) -> Dict[str, float]:
+    drop, increase = M.average_drop_increase(model, x, maps, target, batch_size=batch_size)
+    return {"avg_drop": _mean(drop), "avg_increase": _mean(increase)}
+
+
+# -- benchmark 1: real photos in mosaics ----------------------------------------------------------
+MOSAIC_COLUMNS = [
+    ("pointing", "pointing game ↑", ".3f"), ("loc_acc", "loc. acc. IoU≥0.5 ↑", ".3f"),
+    ("energy", "energy in box ↑", ".3f"), ("disc_peak", "discrimination (peak) ↑", ".3f"),
+    ("disc_mass", "discrimination (mass) ↑", ".3f"), ("deletion", "deletion AUC ↓", ".3f"),
+    ("insertion", "insertion AUC ↑", ".3f"), ("avg_drop", "avg. drop ↓", ".3f"),
+    ("seconds", "time (s)", ".1f"),
+]
+
+
+def _load_imagenet_model():
+    from ..models import load_model
+
+    return load_model("efficientnet-lite0")
+
+
+def run_mosaic(settings: Settings) -> Dict:
+    """Pointing game, localization, energy, class discrimination and deletion/insertion on mosaics of
+    four real ImageNet photos, for the embedded EfficientNet-Lite0 (tiles 224 px, mosaic 448 px)."""
+    q = settings.quick
+    tile, n_mosaics, n_faith, steps = (160, 3, 0, 8) if q else (224, 8, 8, 10)
+    t0 = time.time()
+    loaded = _load_imagenet_model()
+    model, layer = loaded.model, loaded.layer
+    mean = torch.tensor(loaded.mean).view(1, 3, 1, 1)
+    std = torch.tensor(loaded.std).view(1, 3, 1, 1)
+    photos = mos.load_photos(tile)
+    with torch.no_grad():
+        pred = torch.cat([model((torch.stack([p.image for p in photos[i : i + 10]]) - mean) / std).argmax(1)
+                          for i in range(0, len(photos), 10)])
+    usable, wrong = mos.split_classified(photos, pred)
+    mosaics = mos.make_mosaics(usable, n_mosaics, seed=settings.seed)
+    x = (mosaics.images - mean) / std
+    targets, masks = mosaics.labels, mosaics.masks
+    # Deletion / insertion follow Petsiuk et al. on single photos (on a mosaic the class probability is
+    # shared by four objects and stays near zero): the first n_faith usable photos, 224 px, their label.
+    x1 = (torch.stack([p.image for p in usable[:n_faith]]) - mean) / std if n_faith else None
+    y1 = torch.tensor([p.label for p in usable[:n_faith]])
+    rows = []
+    for name in settings.methods:
+        if q and name == "occlusion":
+            settings.note("quick mode: occlusion is left out of the mosaic benchmark (49 forwards per mosaic).")
+            continue
+        method = build(name, model, layer, settings, {"occlusion": dict(window=112, stride=56, batch_size=16)})
+        if method is None:
+            continue
+        t = time.time()
+        try:
+            maps = explain(method, x, targets, chunk=2)
+        except ValueError as e:
+            rows.append({"method": name, "note": f"n/a: {e}"})
+            continue
+        seconds = time.time() - t
+        disc = M.class_discrimination(maps, masks)
+        row = {
+            "method": name,
+            "pointing": _mean(M.pointing_hits(maps, masks, tolerance=15)),
+            "loc_acc": _mean(M.iou(M.box_from_map(maps), mosaics.boxes) >= 0.5),
+            "energy": _mean(M.energy_in_box(maps, masks)),
+            "disc_peak": _mean(disc["peak"]),
+            "disc_mass": _mean(disc["mass"]),
+            "seconds": round(seconds / x.shape[0], 2),
+        }
+        if n_faith:
+            xm, tt = x1, y1
+            mm = explain(method, xm, y1[:, None], chunk=4)[:, 0]
+            row["deletion"] = _mean(M.deletion(model, xm, mm, tt, steps=steps, batch_size=16))
+            row["insertion"] = _mean(M.insertion(model, xm, mm, tt, steps=steps, batch_size=16))
+            row.update(_drop_increase(model, xm, mm, tt, 16))
+        rows.append(row)
+        settings.log(f"  mosaic/{name}: " + ", ".join(f"{k} {v}" for k, v in row.items() if k != "method"))
+    meta = {
+        "model": "efficientnet-lite0 (embedded ImageNet weights)", "layer": layer,
+        "photos": len(photos), "photos_used": len(usable),
+        "photos_left_out": [p.name for p in wrong], "mosaics": n_mosaics, "mosaic_size": int(x.shape[-1]),
+        "maps": n_mosaics * 4, "pointing_tolerance_px": 15, "deletion_insertion_photos": n_faith,
+        "deletion_insertion_steps": steps, "seed": settings.seed, "seconds": round(time.time() - t0, 1),
+    }
+    cols = MOSAIC_COLUMNS if n_faith else [c for c in MOSAIC_COLUMNS if c[0] not in ("deletion", "insertion", "avg_drop")]
+    table = _table(rows, cols, lower=("deletion", "avg_drop", "seconds"))
+    head = (f"**Real photos, 2×2 mosaics** — EfficientNet-Lite0, layer `{layer}`, {n_mosaics} mosaics of "
+            f"{meta['mosaic_size']} px ({meta['maps']} class maps) from the {len(usable)} of {len(photos)} foolbox "
+            f"photos the model classifies right alone; pointing tolerance 15 px"
+            + (f"; deletion/insertion/average drop ({steps} steps) on {n_faith} single photos (224 px, their label)."
+               if n_faith else "."))
+    return {"meta": meta, "rows": rows, "table": head + "\n\n" + table}
+
+
+def _table(rows: List[Dict], cols, lower=()) -> str:
+    shown = copy.deepcopy(rows)
+    best_marks(shown, [c for c in cols if c[0] != "seconds"], lower_better=lower)
+    for r in shown:
+        if "note" in r:
+            r[cols[0][0]] = r["note"]
+    return markdown_table(shown, cols, first=("method", "method", "s"))
+
+
+# -- benchmark 2: synthetic scenes --------------------------------------------------------------
+SYNTH_COLUMNS = [
+    ("loc_err_top1", "top-1 loc. err. ↓", ".3f"), ("loc_err_top5", "top-5 loc. err. ↓", ".3f"),
+    ("loc_err_top1_t50", "top-1 loc. err., box at 50% ↓", ".3f"), ("pointing", "pointing ↑", ".3f"), ("energy", "energy ↑", ".3f"),
+    ("disc_peak", "discr. (peak) ↑", ".3f"), ("disc_mass", "discr. (mass) ↑", ".3f"),
+    ("deletion", "deletion ↓", ".3f"), ("insertion", "insertion ↑", ".3f"), ("avg_drop", "avg. drop ↓", ".3f"),
+    ("rank_corr_occlusion", "ρ occlusion ↑", ".3f"), ("sanity_top", "sanity ρ top layer ↓", ".3f"),
+    ("sanity_all", "sanity ρ all layers ↓", ".3f"),
+]
+
+
+SYNTH_OPTIONS = {"occlusion": dict(window=12, stride=6, batch_size=256)}
+
+
+def synthetic_config(kind: str, settings: Settings) -> syn.TrainConfig:
+    """The training configuration of the ``kind`` CNN for this run (quick: smaller and shorter)."""
+    kw = dict(syn.QUICK) if settings.quick else {}
+    return syn.TrainConfig(kind=kind, seed=settings.seed, **kw)
+
+
+def run_synthetic(settings: Settings) -> Dict:
+    """Classification accuracy, ILSVRC-style localization error, pointing game, class discrimination on
+    two-object scenes, deletion/insertion, rank correlation with occlusion and the randomisation sanity
+    check, for a VGG-like CNN and a GAP CNN trained on synthetic scenes."""
+    q = settings.quick
+    n_test, n_two, n_faith, n_sanity, steps = (48, 32, 16, 8, 8) if q else (300, 200, 120, 24, 16)
+    size = syn.TrainConfig().size
+    tol = 15 * size / 224  # Zhang et al.'s 15 px at 224 px, scaled to the scene size
+    out = {"models": {}, "table": ""}
+    x, y, masks, boxes = syn.make_data(n_test, seed=20_000 + settings.seed, size=size)
+    x2, y2, masks2, _ = syn.make_data(n_two, seed=30_000 + settings.seed, size=size, n_objects=2)
+    tables = []
+    for kind in ("vgg", "gap"):
+        t0 = time.time()
+        net, info = syn.load_or_train(synthetic_config(kind, settings), settings.cache_dir, log=settings.log)
+        with torch.no_grad():
+            logits = net(x)
+        acc = _mean(logits.argmax(1) == y[:, 0])
+        top5 = logits.topk(5, dim=1).indices
+        true_k = (top5 == y).float().argmax(1)  # where the true class sits in the top 5
+        rows, occl_true = [], None
+        for name in settings.methods:
+            method = build(name, net, syn.GRADCAM_LAYER, settings, SYNTH_OPTIONS)
+            if method is None:
+                continue
+            t = time.time()
+            try:
+                maps = explain(method, x, top5, chunk=100)
+            except ValueError as e:
+                rows.append({"method": name, "note": "n/a (no GAP head)" if name == "cam" else f"n/a: {e}"})
+                continue
+            seconds = time.time() - t
+            idx = torch.arange(n_test)
+            true_maps = maps[idx, true_k]
+            gt = masks[:, 0]
+            pred_boxes = M.box_from_map(maps)
+            maps2 = explain(method, x2, y2, chunk=100)
+            disc = M.class_discrimination(maps2, masks2, tolerance=tol)
+            row = {
+                "method": name,
+                "loc_err_top1": round(M.localization_error(pred_boxes, top5, boxes, y, top=1), 4),
+                "loc_err_top5": round(M.localization_error(pred_boxes, top5, boxes, y, top=5), 4),
+                "loc_err_top1_t50": round(M.localization_error(M.box_from_map(maps[:, :1], 0.5), top5[:, :1], boxes, y), 4),
+                "pointing": _mean(M.pointing_hits(true_maps, gt, tolerance=tol)),
+                "energy": _mean(M.energy_in_box(true_maps, gt)),
+                "disc_peak": _mean(disc["peak"]),
+                "disc_mass": _mean(disc["mass"]),
+                "deletion": _mean(M.deletion(net, x[:n_faith], true_maps[:n_faith], y[:n_faith, 0], steps=steps,
+                                             batch_size=512)),
+                "insertion": _mean(M.insertion(net, x[:n_faith], true_maps[:n_faith], y[:n_faith, 0], steps=steps,
+                                               batch_size=512)),
+                **_drop_increase(net, x[:n_faith], true_maps[:n_faith], y[:n_faith, 0], 256),
+                "seconds": round(seconds / n_test, 4),
+            }
+            if name == "occlusion":
+                occl_true = true_maps
+            row["_true_maps"] = true_maps
+            if name != "occlusion" and (not q or name in ("gradcam", "guided-backprop")):
+                s = M.cascading_randomization(
+                    net, lambda m, name=name: build(name, m, syn.GRADCAM_LAYER, settings, SYNTH_OPTIONS),
+                    x[:n_sanity], y[:n_sanity, 0], seed=settings.seed,
+                )
+                row["sanity_top"] = round(float(s.correlation[1]), 4)
+                row["sanity_all"] = round(float(s.correlation[-1]), 4)
+                row["sanity_curve"] = [round(float(v), 4) for v in s.correlation]
+                row["sanity_layers"] = s.layers
+            rows.append(row)
+            settings.log(f"  synthetic-{kind}/{name}: " + ", ".join(
+                f"{k} {v}" for k, v in row.items() if k not in ("method", "_true_maps", "sanity_curve", "sanity_layers")))
+        grid = (size // 4, size // 4)
+        for r in rows:
+            tm = r.pop("_true_maps", None)
+            if tm is not None and occl_true is not None and r["method"] != "occlusion":
+                r["rank_corr_occlusion"] = _mean(M.rank_correlation(tm, occl_true, size=grid))
+        meta = {"accuracy": acc, "train": {k: v for k, v in info.items() if k != "cached"},
+                "config": asdict(synthetic_config(kind, settings)), "test_scenes": n_test,
+                "two_object_scenes": n_two, "deletion_insertion_images": n_faith, "sanity_images": n_sanity,
+                "steps": steps, "pointing_tolerance_px": round(tol, 2), "layer": syn.GRADCAM_LAYER,
+                "seconds": round(time.time() - t0, 1)}
+        if acc < 0.95:
+            settings.note(f"synthetic '{kind}' CNN accuracy {acc:.3f} < 0.95" + (" (quick mode: small model)" if q else ""))
+        out["models"][kind] = {"meta": meta, "rows": rows}
+        title = "VGG-like (conv + fully connected head; CAM n/a)" if kind == "vgg" else "GAP (conv + global average pooling + linear)"
+        head = (f"**Synthetic scenes, {title}** — classification accuracy {acc:.3f} on {n_test} one-object scenes "
+                f"({size} px, 5 shapes); discrimination on {n_two} two-object scenes; pointing tolerance {tol:.1f} px; "
+                f"deletion/insertion ({steps} steps) on {n_faith} images; sanity check on {n_sanity} images.")
+        tables.append(head + "\n\n" + _table(rows, SYNTH_COLUMNS, lower=(
+            "loc_err_top1", "loc_err_top5", "loc_err_top1_t50", "deletion", "avg_drop", "sanity_top", "sanity_all")))
+    out["table"] = "\n\n".join(tables)
+    return out
+
+
+# -- benchmark 3: vision and language (issue 7) ------------------------------------------------------
+def run_vl(settings: Settings) -> Optional[Dict]:
+    """The vision-and-language benchmark of :mod:`gradcam.evaluation.vl_benchmark`, when present."""
+    try:
+        vl = importlib.import_module("gradcam.evaluation.vl_benchmark")
+    except ModuleNotFoundError as e:
+        if e.name != "gradcam.evaluation.vl_benchmark":
+            raise
+        settings.note("the vision-and-language benchmark (gradcam.evaluation.vl_benchmark) is not available; skipped.")
+        return None
+    kw = {"cache_dir": settings.cache_dir} if "cache_dir" in inspect.signature(vl.run).parameters else {}
+    res = vl.run(quick=settings.quick, seed=settings.seed, **kw)
+    return {"results": res["results"], "table": res["table"]}
+
+
+RUNNERS = {"mosaic": run_mosaic, "synthetic": run_synthetic, "vl": run_vl}
+
+
+def run(benchmarks: Sequence[str] = BENCHMARKS, settings: Optional[Settings] = None) -> Dict:
+    """Run ``benchmarks``; returns ``{"results": {name: ...}, "markdown": str, "notes": [...], ...}``."""
+    settings = settings or Settings()
+    bad = [b for b in benchmarks if b not in RUNNERS]
+    if bad:
+        raise ValueError(f"Unknown benchmark(s) {', '.join(bad)}; choose from {', '.join(BENCHMARKS)}.")
+    t0, c0 = time.time(), time.process_time()
+    results, parts = {}, []
+    for b in benchmarks:
+        settings.log(f"== benchmark '{b}'{' (quick)' if settings.quick else ''} ==")
+        res = RUNNERS[b](settings)
+        if res is None:
+            continue
+        results[b] = {k: v for k, v in res.items() if k != "table"}
+        parts.append(res["table"])
+    wall, cpu = round(time.time() - t0, 1), round(time.process_time() - c0, 1)
+    md = "\n\n".join(parts)
+    if settings.notes:
+        md += "\n\nNotes:\n" + "\n".join(f"- {n}" for n in dict.fromkeys(settings.notes))
+    md += f"\n\nWall time {wall} s, CPU time {cpu} s, torch {torch.__version__}, {torch.get_num_threads()} thread(s)."
+    return {"results": results, "markdown": md, "notes": list(dict.fromkeys(settings.notes)),
+            "quick": settings.quick, "seed": settings.seed, "wall_seconds": wall, "cpu_seconds": cpu,
+            "torch": torch.__version__, "threads": torch.get_num_threads()}

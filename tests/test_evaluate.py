@@ -1,0 +1,100 @@
+"""``gradcam evaluate --quick`` end to end, and the pieces of the benchmarks (mosaics, baselines, cache)."""
+import json
+
+import pytest
+import torch
+
+from gradcam.cli import main
+from gradcam.evaluation import baselines, mosaics, runner, synthetic
+from gradcam.metrics import pointing_hits
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval")
+    threads = torch.get_num_threads()
+    code = main(["evaluate", "--quick", "--benchmarks", "mosaic,synthetic", "--out", str(out),
+                 "--cache", str(out / "cache"), "--threads", "1"])
+    assert torch.get_num_threads() == threads  # --threads is restored afterwards
+    return code, out
+
+
+def test_quick_evaluate_runs_and_writes_table_and_json(quick):
+    code, out = quick
+    assert code == 0
+    md = (out / "evaluation.md").read_text()
+    data = json.loads((out / "evaluation.json").read_text())
+    assert md.startswith("<!-- made by: gradcam evaluate --benchmarks mosaic,synthetic --quick")
+    assert "| gradcam |" in md and "| random |" in md and "| gaussian |" in md
+    assert set(data["results"]) == {"mosaic", "synthetic"}
+    rows = {r["method"]: r for r in data["results"]["synthetic"]["models"]["vgg"]["rows"]}
+    assert rows["cam"]["note"] == "n/a (no GAP head)"  # CAM does not apply to a fully connected head
+    gap = {r["method"]: r for r in data["results"]["synthetic"]["models"]["gap"]["rows"]}
+    # On a GAP network Grad-CAM equals CAM up to a constant (Selvaraju et al., Sec. 3.1): same maps, same scores.
+    for key in ("pointing", "loc_err_top1", "energy", "disc_mass"):
+        assert gap["gradcam"][key] == pytest.approx(gap["cam"][key], abs=1e-3)
+    assert list(synthetic.default_cache_dir().parts)  # a real path
+    assert len(list((out / "cache").glob("synthetic-*.pt"))) == 2  # trained locally and cached
+
+
+def test_quick_gradcam_pointing_on_real_mosaics_clearly_beats_random(quick):
+    _, out = quick
+    rows = {r["method"]: r for r in json.loads((out / "evaluation.json").read_text())["results"]["mosaic"]["rows"]}
+    assert rows["gradcam"]["pointing"] >= rows["random"]["pointing"] + 0.3
+    assert rows["gradcam"]["disc_peak"] >= 0.75 > rows["gaussian"]["disc_peak"]
+    assert rows["counterfactual"]["disc_peak"] < rows["gradcam"]["disc_peak"]
+
+
+def test_mosaics_tiles_boxes_and_labels():
+    photos = [mosaics.Photo(torch.full((3, 4, 4), float(i)), label=10 + i, name=f"p{i}") for i in range(5)]
+    m = mosaics.make_mosaics(photos, 3, seed=1)
+    assert m.images.shape == (3, 3, 8, 8) and m.labels.shape == (3, 4)
+    assert m.boxes[0].tolist() == [[0, 0, 4, 4], [0, 4, 4, 8], [4, 0, 8, 4], [4, 4, 8, 8]]
+    for j in range(3):
+        assert len(set(m.labels[j].tolist())) == 4
+        for k in range(4):  # each tile holds the photo of its label
+            y0, x0, y1, x1 = m.boxes[j, k].tolist()
+            assert (m.images[j, :, y0:y1, x0:x1] == m.labels[j, k] - 10).all()
+            assert m.masks[j, k].sum() == 16
+    assert torch.equal(mosaics.make_mosaics(photos, 3, seed=1).images, m.images)
+    with pytest.raises(ValueError, match="photos of 4 different classes"):
+        mosaics.make_mosaics(photos[:3], 1)
+
+
+def test_foolbox_photos_are_found():
+    photos = mosaics.load_photos(32)
+    assert len(photos) == 20 and photos[0].image.shape == (3, 32, 32)
+    assert photos[0].label == 243 and 0 <= photos[0].image.min() and photos[0].image.max() <= 1
+
+
+def test_baselines_random_is_seeded_and_gaussian_is_centred():
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    x = torch.rand(2, 3, 15, 15)
+    a = baselines.RandomMap(net, seed=3)(x, top_k=2)
+    b = baselines.RandomMap(net, seed=3)(x, top_k=2)
+    assert torch.equal(a.maps, b.maps) and a.maps.shape == (2, 2, 15, 15)
+    assert not torch.equal(a.maps[0, 0], a.maps[0, 1])
+    g = baselines.CentredGaussian(net)(x, target=1).maps
+    assert g[0, 0, 7, 7] == 1.0 and g[0, 0, 0, 0] == 0.0 and torch.equal(g[0, 0], g[0, 0].T)
+    gt = torch.zeros(2, 1, 15, 15, dtype=torch.bool)
+    gt[:, :, 7, 7] = True
+    assert pointing_hits(g, gt, tolerance=0).all()
+
+
+def test_unknown_benchmark_and_method_are_clear():
+    with pytest.raises(ValueError, match="Unknown benchmark\\(s\\) nope; choose from mosaic, synthetic, vl"):
+        runner.run(["nope"])
+    notes = []
+    s = runner.Settings(log=notes.append)
+    assert runner.build("no-such-method", torch.nn.Linear(2, 2), "auto", s) is None
+    assert "method 'no-such-method' is not registered (yet); skipped." in s.notes
+
+
+def test_synthetic_cache_is_reused(tmp_path):
+    cfg = synthetic.TrainConfig(kind="gap", width=2, n_train=64, epochs=1, size=32)
+    net, info = synthetic.load_or_train(cfg, tmp_path, log=lambda s: None)
+    again, info2 = synthetic.load_or_train(cfg, tmp_path, log=lambda s: None)
+    assert info2["cached"] == info["cached"]
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values()))
+    retrained, _ = synthetic.train(cfg, log=lambda s: None)  # same seed, same weights
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), retrained.state_dict().values()))
