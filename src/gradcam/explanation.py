@@ -20,9 +20,9 @@ def normalize(maps: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     lo = flat.amin(-1, keepdim=True)
     hi = flat.amax(-1, keepdim=True)
     rng = hi - lo
-    scale = torch.maximum(hi.abs(), lo.abs())
-    ok = (rng > eps * scale) & (rng > 0) & torch.isfinite(rng)
-    out = torch.where(ok, (flat - lo) / torch.where(ok, rng, torch.ones_like(rng)), torch.zeros_like(flat))
+    ok = (rng > eps * torch.maximum(hi.abs(), lo.abs())) & (rng > 0) & torch.isfinite(rng)
+    # (m - lo) / range where the map varies (each value <= 1, finite), then zeros where it is flat.
+    out = (flat - lo).div_(torch.where(ok, rng, torch.ones_like(rng))).masked_fill_(~ok, 0.0)
     return out.reshape(maps.shape)
 
 
