@@ -18,19 +18,25 @@ import torch
 Target = Union[None, int, Sequence[int], Sequence[Sequence[int]], torch.Tensor, Callable[[Any], torch.Tensor]]
 
 
+def _find_logits(output: Any) -> Optional[torch.Tensor]:
+    """The scores tensor of a model output: the output itself, ``output["logits"]`` or ``output.logits``."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, dict) and isinstance(output.get("logits"), torch.Tensor):
+        return output["logits"]
+    if isinstance(getattr(output, "logits", None), torch.Tensor):
+        return output.logits
+    return None
+
+
 def logits_of(output: Any) -> torch.Tensor:
     """The (N, num_classes) class scores inside a model's output.
 
     Accepts a tensor, a dict with a ``"logits"`` entry, or an object with a ``.logits`` tensor
     (Hugging Face style). Anything else needs a callable target.
     """
-    if isinstance(output, torch.Tensor):
-        t = output
-    elif isinstance(output, dict) and isinstance(output.get("logits"), torch.Tensor):
-        t = output["logits"]
-    elif isinstance(getattr(output, "logits", None), torch.Tensor):
-        t = output.logits
-    else:
+    t = _find_logits(output)
+    if t is None:
         raise TypeError(
             f"The model returns {type(output).__name__}, not a tensor of class scores, so a class id cannot be "
             "looked up in it. Pass a callable target that picks the score, e.g. "
@@ -137,13 +143,8 @@ def resolve(
 
 
 def _sequence_logits(output: Any) -> torch.Tensor:
-    if isinstance(output, torch.Tensor):
-        t = output
-    elif isinstance(output, dict) and isinstance(output.get("logits"), torch.Tensor):
-        t = output["logits"]
-    elif isinstance(getattr(output, "logits", None), torch.Tensor):
-        t = output.logits
-    else:
+    t = _find_logits(output)
+    if t is None:
         raise TypeError(
             "caption_word needs word scores (N, T, vocab) as the model output (a tensor, a dict with "
             "'logits', "

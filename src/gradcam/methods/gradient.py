@@ -36,9 +36,17 @@ class Gradient:
         """Explain ``x`` (N, C, H, W) for ``target`` (see :mod:`gradcam.targets`)."""
         cap = engine.capture(
             self.model, x, [], target, top_k, gradients=False, input_gradient=True, counterfactual=counterfactual,
-            eval_mode=self.eval_mode,
+            eval_mode=self.eval_mode, context=self._context(),
         )
+        self._after(cap)
         return pixel_explanation(cap.input_gradient, cap, self.name, self.reduce, counterfactual)
+
+    def _context(self):
+        """A context-manager factory entered around the pass (None: plain autograd)."""
+        return None
+
+    def _after(self, cap: engine.Capture) -> None:
+        """A check after the pass (subclasses: e.g. warn when the guided rule never applied)."""
 
 
 register("gradient", lambda model, layer="auto", **kw: Gradient(model, **kw))

@@ -44,6 +44,7 @@ from ..layers import LayerSpec
 from ..pixels import REDUCTIONS, PixelExplanation, pixel_explanation
 from ..targets import Target
 from .gradcam import GradCAM
+from .gradient import Gradient
 from .registry import register
 
 # func -> (kind, parameter names after the input, their defaults, in place? (None: read ``inplace``)).
@@ -229,7 +230,7 @@ class _ModeFactory:
         return self.modes[-1].plain()
 
 
-class GuidedBackprop:
+class GuidedBackprop(Gradient):
     """Guided backpropagation: the input gradient with negative gradients zeroed at every ReLU on the way back.
 
     ``GuidedBackprop(model)(x, target=..., top_k=...)`` -> :class:`~gradcam.pixels.PixelExplanation` with
@@ -240,25 +241,12 @@ class GuidedBackprop:
 
     name = "guided-backprop"
 
-    def __init__(self, model: nn.Module, *, reduce: str = "abs-max", eval_mode: bool = True):
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
-        _check_reduce(reduce)
-        self.model = model
-        self.reduce = reduce
-        self.eval_mode = eval_mode
+    def _context(self):
+        self._modes = _ModeFactory()  # a fresh guided mode for each call
+        return self._modes
 
-    def __call__(
-        self, x: torch.Tensor, target: Target = None, top_k: Optional[int] = None, *, counterfactual: bool = False
-    ) -> PixelExplanation:
-        """Explain ``x`` (N, C, H, W) for ``target`` (see :mod:`gradcam.targets`)."""
-        modes = _ModeFactory()
-        cap = engine.capture(
-            self.model, x, [], target, top_k, gradients=False, input_gradient=True, counterfactual=counterfactual,
-            eval_mode=self.eval_mode, context=modes,
-        )
-        _warn_if_no_relu(modes.modes[-1], self.model)
-        return pixel_explanation(cap.input_gradient, cap, self.name, self.reduce, counterfactual)
+    def _after(self, cap: engine.Capture) -> None:
+        _warn_if_no_relu(self._modes.modes[-1], self.model)
 
 
 class GuidedGradCAM(GradCAM):
