@@ -331,3 +331,35 @@ def test_tokens_to_grid_reshape():
     assert res.raw.shape == (2, 1, 4, 4) and res.maps.shape == (2, 1, 16, 16)
     with pytest.raises(ValueError, match="not a spatial map"):
         gradcam.GradCAM(model, layer="block")(x)
+
+
+class _GradModeInside(nn.Module):
+    """Calls its features inside its own enable_grad block: grad mode is reset right after the layer."""
+
+    def __init__(self, base: nn.Sequential):
+        super().__init__()
+        self.features, self.head = base[:5], base[5:]
+
+    def forward(self, x):
+        with torch.enable_grad():
+            f = self.features(x)
+        return self.head(f)
+
+
+def test_model_that_resets_grad_mode_gives_the_same_maps(x):
+    base = gap_net()
+    expect = gradcam.GradCAM(base, layer="4")(x, top_k=2)
+    wrapped = _GradModeInside(base)
+    got = gradcam.GradCAM(wrapped, layer="features.4")(x, top_k=2)
+    assert torch.equal(got.targets, expect.targets)
+    assert (got.maps - expect.maps).abs().max().item() <= 1e-6
+
+
+def test_grad_mode_of_the_caller_is_kept(x):
+    cam = gradcam.GradCAM(gap_net(), layer="4")
+    cam(x)
+    assert torch.is_grad_enabled()
+    with torch.no_grad():
+        res = cam(x)  # explaining needs gradients: it works inside the caller's no_grad block too
+        assert not torch.is_grad_enabled()
+    assert res.maps.shape == (4, 1, 16, 16) and float(res.maps.max()) == 1.0
