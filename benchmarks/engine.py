@@ -40,12 +40,7 @@ LABELS = {
 }
 
 
-def build(name: str, batch: int, size: int = 224, device: str = "cpu"):
-    """The model ``name``, its Grad-CAM layer, and a seeded input batch (N, 3, size, size) in [-1, 1]."""
-    model, layer = models.BUILDERS[name]()
-    g = torch.Generator().manual_seed(1234)
-    x = torch.rand(batch, 3, size, size, generator=g) * 2 - 1
-    return model.to(device), layer, x.to(device)
+build = models.build
 
 
 def _forward_dx(model: torch.nn.Module, x: torch.Tensor):

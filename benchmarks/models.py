@@ -149,3 +149,11 @@ BUILDERS: Dict[str, Callable[[], Tuple[nn.Module, str]]] = {
     "vgg16": vgg16,
     "efficientnet-lite0": efficientnet_lite0,
 }
+
+
+def build(name: str, batch: int, size: int = 224, device: str = "cpu"):
+    """The model ``name``, its Grad-CAM layer, and a seeded input batch (N, 3, size, size) in [-1, 1]."""
+    model, layer = BUILDERS[name]()
+    g = torch.Generator().manual_seed(1234)
+    x = torch.rand(batch, 3, size, size, generator=g) * 2 - 1
+    return model.to(device), layer, x.to(device)

@@ -15,15 +15,6 @@ from gradcam.models import load_model
 from gradcam.pixels import PixelExplanation, saliency, to_image
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These models are tiny: one intra-op thread avoids OpenMP contention on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _act(kind: str):
     """One ReLU(6)-like activation written in the way ``kind`` names."""
     return {

@@ -25,12 +25,7 @@ def _data(n, seed):
 
 @pytest.fixture(scope="module")
 def trained():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny convolutions: one thread is fastest, and the machine is shared
-    try:
-        return _train()
-    finally:
-        torch.set_num_threads(threads)
+    return _train()  # one thread, as the whole suite (conftest.py)
 
 
 def _train():

@@ -7,16 +7,6 @@ import gradcam
 from gradcam.explanation import normalize
 from gradcam.methods.occlusion import window_positions
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These models are tiny: one intra-op thread avoids OpenMP contention on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 REGIONS = {0: (slice(4, 8), slice(9, 13)), 1: (slice(10, 14), slice(2, 6))}
 
 
