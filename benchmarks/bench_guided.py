@@ -53,19 +53,7 @@ LABELS = {
 build = models.build
 
 
-def _forward_dx(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Forward, then d(top logit)/dx with parameter gradients off (restored afterwards)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        xr = x.detach().requires_grad_(True)
-        out = model(xr)
-        (g,) = torch.autograd.grad(out.max(dim=1).values.sum(), xr)
-    finally:
-        for p in params:
-            p.requires_grad_(True)
-    return g
+_forward_dx = harness.forward_dx
 
 
 def cases(model: torch.nn.Module, layer: str, x: torch.Tensor) -> Dict[str, harness.Case]:

@@ -287,3 +287,19 @@ def rows(result: dict, labels: Dict[str, str], cuda: bool = False) -> List[List[
             row.append(fmt(m.get("cuda_mb"), 0))
         out.append(row)
     return out
+
+
+def forward_dx(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The reference "forward + backward to the input": d(max logit)/dx, parameter gradients off
+    (restored afterwards)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        xr = x.detach().requires_grad_(True)
+        out = model(xr)
+        (g,) = torch.autograd.grad(out.max(dim=1).values.sum(), xr)
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+    return g
