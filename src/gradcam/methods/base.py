@@ -11,7 +11,7 @@ from typing import Callable, List, Optional
 import torch
 from torch import nn
 
-from .. import engine
+from .. import differentiable, engine
 from ..explanation import INTERPOLATIONS, Explanation, normalize, upsample
 from ..layers import LayerRef, LayerSpec, auto_candidates, resolve
 from ..targets import Target
@@ -23,6 +23,8 @@ class LayerMethod:
     """Base class: ``method(x, target=None, top_k=None, counterfactual=False) -> Explanation``.
 
     map_k = ReLU( sum_c alpha_k^c A^c ), upsampled to the input size and min-max normalised.
+    ``differentiable=True``: the result keeps the graph, so a loss on its maps trains the parameters
+    (the one exception to "no parameter gradients"; see :mod:`gradcam.differentiable`).
     """
 
     name = "base"
@@ -36,6 +38,7 @@ class LayerMethod:
         interpolation: str = "bilinear",
         reshape: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
         eval_mode: bool = True,
+        differentiable: bool = False,
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
@@ -45,6 +48,8 @@ class LayerMethod:
         self.interpolation = interpolation
         self.reshape = reshape
         self.eval_mode = eval_mode
+        # differentiable=True: maps keep the autograd graph w.r.t. the parameters (see gradcam.differentiable).
+        self.differentiable = differentiable
         self._auto = isinstance(layer, str) and layer == "auto"
         self._layers: Optional[List[LayerRef]] = None if self._auto else resolve(model, layer)
         self._auto_cache: dict = {}
@@ -73,15 +78,16 @@ class LayerMethod:
 
     def _capture(self, x, target, top_k, counterfactual, **kw) -> engine.Capture:
         layers = self.layers_for(x)
+        capture = differentiable.capture if self.differentiable else engine.capture
         if not self._auto:
-            return engine.capture(
+            return capture(
                 self.model, x, layers, target, top_k, gradients=self.needs_gradients,
                 counterfactual=counterfactual, reshape=self.reshape, eval_mode=self.eval_mode, **kw,
             )
         candidates = self._auto_cache[tuple(x.shape[1:])]
         for j, ref in enumerate(candidates[:10]):
             try:
-                cap = engine.capture(
+                cap = capture(
                     self.model, x, [ref], target, top_k, gradients=self.needs_gradients,
                     counterfactual=counterfactual, reshape=self.reshape, eval_mode=self.eval_mode, **kw,
                 )
