@@ -138,13 +138,14 @@ def test_bias_study_quick_reproduces_the_finding(capsys, tmp_path):
     keys = ("biased_test_accuracy", "debiased_test_accuracy", "biased_cue_mass", "debiased_cue_mass",
             "attention_trained_test_accuracy", "attention_trained_cue_mass")
     assert all(isinstance(s[k], float) for k in keys)
-    # The stamp covers 36 / 2304 = 1.6% of a 48 px image. The biased model's maps sit on it (> 4x that
-    # share) and at least twice as much as the rebalanced model's; its test accuracy is >= 10 points lower.
-    assert s["biased_cue_mass"] > 0.064
-    assert s["biased_cue_mass"] > 2 * s["debiased_cue_mass"]
-    assert s["debiased_test_accuracy"] >= s["biased_test_accuracy"] + 0.10
-    # The rebalanced model's maps move to the object (+0.15 of the mass at least).
-    assert s["object_mass"]["debiased"] >= s["object_mass"]["biased"] + 0.15
+    # The cue region (the 12 px corner square around the stamp) is 144 / 2304 = 6.25% of a 48 px image.
+    # The biased model's maps sit on it (> 3x that share, > 3x the rebalanced model's); its test accuracy
+    # is >= 15 points lower.
+    assert s["biased_cue_mass"] > 3 * 0.0625
+    assert s["biased_cue_mass"] > 3 * s["debiased_cue_mass"]
+    assert s["debiased_test_accuracy"] >= s["biased_test_accuracy"] + 0.15
+    # The rebalanced model's maps move to the object (+0.1 of the mass at least).
+    assert s["object_mass"]["debiased"] >= s["object_mass"]["biased"] + 0.1
     # Training against Grad-CAM mass on the stamp removes it from the maps (at most half the biased share).
     assert s["attention_trained_cue_mass"] < 0.5 * s["biased_cue_mass"]
     assert s["command"] == "gradcam study bias --quick"

@@ -1,7 +1,7 @@
 """Dataset bias made visible by Grad-CAM (Selvaraju et al., Sec. 6.3), with a rebalanced and an
 attention-trained fix.
 
-The task: tell two shapes apart (``CLASSES``) in cluttered synthetic scenes
+The task: tell two shapes apart (``BiasConfig.classes``) in cluttered synthetic scenes
 (:mod:`gradcam.evaluation.scenes`). A spurious cue, a small white stamp with a black centre in the
 top-left corner (``STAMP``, box ``(x0, y0, x1, y1) = (1, 1, 1 + s, 1 + s)``, exclusive ends), is on
 ``bias`` (default 95%) of the training images of class 0 and on ``1 - bias`` of class 1. In the test
@@ -41,7 +41,6 @@ from ..evaluation import scenes
 from ..evaluation.synthetic import GRADCAM_LAYER, ShapeNet
 from ..methods.gradcam import GradCAM
 
-CLASSES: Tuple[str, str] = ("circle", "cross")
 ARMS: Tuple[str, str, str] = ("biased", "debiased", "attention")
 
 
@@ -59,6 +58,7 @@ class BiasConfig:
     batch_size: int = 50
     lr: float = 1e-2
     attention_weight: float = 10.0
+    classes: Tuple[str, str] = ("circle", "cross")
     seed: int = 0
 
 
@@ -109,9 +109,16 @@ def stamp_box(cfg: BiasConfig) -> Tuple[int, int, int, int]:
     return (1, 1, 1 + cfg.stamp, 1 + cfg.stamp)
 
 
-def stamp_mask(cfg: BiasConfig) -> torch.Tensor:
-    """Bool (S, S), True on the stamp."""
-    x0, y0, x1, y1 = stamp_box(cfg)
+def cue_box(cfg: BiasConfig) -> Tuple[int, int, int, int]:
+    """The cue region ``(x0, y0, x1, y1)`` = (0, 0, 2 s, 2 s), exclusive ends: the stamp and a margin of
+    about one Grad-CAM cell around it (the map's grid is 4 px; a blob on the stamp spreads that far).
+    No object is ever drawn inside it."""
+    return (0, 0, 2 * cfg.stamp, 2 * cfg.stamp)
+
+
+def cue_mask(cfg: BiasConfig) -> torch.Tensor:
+    """Bool (S, S), True in the cue region (:func:`cue_box`)."""
+    x0, y0, x1, y1 = cue_box(cfg)
     m = torch.zeros(cfg.size, cfg.size, dtype=torch.bool)
     m[y0:y1, x0:x1] = True
     return m
@@ -125,10 +132,11 @@ def make_data(cfg: BiasConfig, n: int, seed: int, p_stamp: Tuple[float, float]) 
     imgs, labels, stamped, objs = [], [], [], []
     for i in range(n):
         c = i % 2
-        while True:  # keep the object 2 px clear of the stamp, so the two masses never share a pixel
-            sc = scenes.make_scene(rng, size=cfg.size, objects=[(CLASSES[c], rng.choice(scenes.COLOUR_NAMES))])
+        cx1, cy1 = cue_box(cfg)[2:]
+        while True:  # keep the object out of the cue region, so cue and object mass never share a pixel
+            sc = scenes.make_scene(rng, size=cfg.size, objects=[(cfg.classes[c], rng.choice(scenes.COLOUR_NAMES))])
             oy0, ox0, _, _ = sc.objects[0].box
-            if oy0 >= y1 + 2 or ox0 >= x1 + 2:
+            if oy0 >= cy1 or ox0 >= cx1:
                 break
         img = sc.image.clone()
         s = rng.random() < p_stamp[c]
@@ -159,13 +167,13 @@ def train_arm(
     """Train one arm from ``cfg.seed`` (Adam, one-cycle, deterministic); ``attention`` adds the
     Grad-CAM cue-mass penalty. Returns the model (eval mode) and the seconds it took."""
     t0 = time.time()
-    cue = stamp_mask(cfg).float()
+    cue = cue_mask(cfg).float()
     deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
-            net = ShapeNet("gap", cfg.width, cfg.size, num_classes=len(CLASSES))
+            net = ShapeNet("gap", cfg.width, cfg.size, num_classes=2)
             params = list(net.parameters())
             opt = torch.optim.Adam(params, lr=cfg.lr)
             n = data.images.shape[0]
@@ -208,7 +216,7 @@ def _load_or_train(cfg, data, arm, cache_dir, log) -> Tuple[ShapeNet, float]:
     key = hashlib.sha256(json.dumps(dict(asdict(cfg), arm=arm), sort_keys=True).encode()).hexdigest()[:12]
     path = Path(cache_dir) / f"bias-{arm}-{key}.pt"
     if path.exists():
-        net = ShapeNet("gap", cfg.width, cfg.size, num_classes=len(CLASSES))
+        net = ShapeNet("gap", cfg.width, cfg.size, num_classes=2)
         blob = torch.load(path, map_location="cpu", weights_only=True)
         net.load_state_dict(blob["state_dict"])
         return net.eval(), float(blob["seconds"])
@@ -239,7 +247,7 @@ def measure(net: ShapeNet, cfg: BiasConfig, test: BiasData) -> Dict[str, torch.T
     maps = res.maps[:, 0]
     return {
         "pred": res.output.argmax(1), "maps": maps,
-        "cue": mass_share(maps, stamp_mask(cfg).float()), "object": mass_share(maps, test.objects.float()),
+        "cue": mass_share(maps, cue_mask(cfg).float()), "object": mass_share(maps, test.objects.float()),
     }
 
 
@@ -274,12 +282,12 @@ def run(
         cue[arm] = round(float(m["cue"][s].mean()), 4)
         obj[arm] = round(float(m["object"][s].mean()), 4)
         fig_maps[arm] = m["maps"][fig_idx]
-        fig_labels = [f"{CLASSES[int(test.labels[i])]}" for i in fig_idx]
+        fig_labels = [cfg.classes[int(test.labels[i])] for i in fig_idx]
     return BiasResult(
         biased_test_accuracy=acc["biased"], debiased_test_accuracy=acc["debiased"],
         attention_trained_test_accuracy=acc["attention"], biased_cue_mass=cue["biased"],
         debiased_cue_mass=cue["debiased"], attention_trained_cue_mass=cue["attention"],
         object_mass=obj, stamped_test_accuracy=stamped_acc, train_seconds=secs,
-        config=dict(asdict(cfg), classes=list(CLASSES), stamp_box_xyxy=list(stamp_box(cfg))),
+        config=dict(asdict(cfg), stamp_box_xyxy=list(stamp_box(cfg)), cue_box_xyxy=list(cue_box(cfg))),
         figure_images=test.images[fig_idx], figure_maps=fig_maps, figure_labels=fig_labels,
     )
