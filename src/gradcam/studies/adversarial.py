@@ -45,6 +45,7 @@ class AdversarialConfig:
     fgsm_eps: float = 8 / 255
     pgd_steps: int = 10
     pgd_step: float = 1 / 255
+    batch: int = 8
     seed: int = 0
 
 
@@ -117,12 +118,12 @@ def pgd(model: nn.Module, x: torch.Tensor, target: torch.Tensor, eps: float, ste
     return _attack(run, model)
 
 
-def _predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _predict(model: nn.Module, x: torch.Tensor, batch: int = 8) -> torch.Tensor:
     state = engine.ModelState(model)
     try:
         model.eval()
         with torch.no_grad():
-            return model(to_model(x)).argmax(1)
+            return _batched(lambda xb: model(to_model(xb)).argmax(1), batch, x)
     finally:
         state.restore()
 
@@ -144,6 +145,12 @@ def _targets(rng: random.Random, n: int, avoid: List[List[int]]) -> torch.Tensor
     return torch.tensor(out)
 
 
+def _batched(fn: Callable[..., torch.Tensor], size: int, *tensors: torch.Tensor) -> torch.Tensor:
+    """fn over chunks of ``size`` images (bounds the memory of a backward pass), concatenated."""
+    n = tensors[0].shape[0]
+    return torch.cat([fn(*(t[i : i + size] for t in tensors)) for i in range(0, n, size)])
+
+
 def run(cfg: AdversarialConfig = AdversarialConfig(), log: Callable[[str], None] = print,
         loaded=None) -> AdversarialResult:
     """Attack correctly classified photos and mosaics with FGSM and PGD and explain before and after."""
@@ -163,7 +170,7 @@ def run(cfg: AdversarialConfig = AdversarialConfig(), log: Callable[[str], None]
     xm = mos.images
     # The mosaic's original class: the tile class the model scores highest (it sees that object).
     with torch.no_grad():
-        logits = model(to_model(xm))
+        logits = _batched(lambda xb: model(to_model(xb)), cfg.batch, xm)
     tile_idx = logits.gather(1, mos.labels).argmax(1)
     ym = mos.labels.gather(1, tile_idx.view(-1, 1)).squeeze(1)
     tile_mask = mos.masks[torch.arange(len(xm)), tile_idx]
@@ -172,7 +179,12 @@ def run(cfg: AdversarialConfig = AdversarialConfig(), log: Callable[[str], None]
     log(f"adversarial study: {len(xp)} photos, {len(xm)} mosaics, {cfg.tile}px tiles")
 
     def explain(x: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
-        return cam(to_model(x), target=cls.tolist()).maps[:, 0]
+        return _batched(lambda xb, cb: cam(to_model(xb), target=cb.tolist()).maps[:, 0], cfg.batch, x, cls)
+
+    def attack(name: str, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if name == "fgsm":
+            return _batched(lambda xb, tb: fgsm(model, xb, tb, cfg.fgsm_eps), cfg.batch, x, t)
+        return _batched(lambda xb, tb: pgd(model, xb, tb, cfg.eps, cfg.pgd_steps, cfg.pgd_step), cfg.batch, x, t)
 
     clean_m = explain(xm, ym)
     clean_p = explain(xp, yp)
@@ -180,11 +192,7 @@ def run(cfg: AdversarialConfig = AdversarialConfig(), log: Callable[[str], None]
     attacks, figure = {}, {}
     for name in ("fgsm", "pgd"):
         log(f"adversarial study: {name} ...")
-        if name == "fgsm":
-            ap, am = fgsm(model, xp, tp, cfg.fgsm_eps), fgsm(model, xm, tm, cfg.fgsm_eps)
-        else:
-            ap = pgd(model, xp, tp, cfg.eps, cfg.pgd_steps, cfg.pgd_step)
-            am = pgd(model, xm, tm, cfg.eps, cfg.pgd_steps, cfg.pgd_step)
+        ap, am = attack(name, xp, tp), attack(name, xm, tm)
         sp = _predict(model, ap) == tp
         sm = _predict(model, am) == tm
         orig_m, targ_m = explain(am, ym), explain(am, tm)
