@@ -45,7 +45,7 @@ class AdversarialConfig:
     fgsm_eps: float = 8 / 255
     pgd_steps: int = 10
     pgd_step: float = 1 / 255
-    batch: int = 8
+    batch: int = 4
     seed: int = 0
 
 
@@ -118,7 +118,7 @@ def pgd(model: nn.Module, x: torch.Tensor, target: torch.Tensor, eps: float, ste
     return _attack(run, model)
 
 
-def _predict(model: nn.Module, x: torch.Tensor, batch: int = 8) -> torch.Tensor:
+def _predict(model: nn.Module, x: torch.Tensor, batch: int = 4) -> torch.Tensor:
     state = engine.ModelState(model)
     try:
         model.eval()
@@ -146,7 +146,7 @@ def _targets(rng: random.Random, n: int, avoid: List[List[int]]) -> torch.Tensor
 
 
 def _batched(fn: Callable[..., torch.Tensor], size: int, *tensors: torch.Tensor) -> torch.Tensor:
-    """fn over chunks of ``size`` images (bounds the memory of a backward pass), concatenated."""
+    """fn over chunks of ``size`` images (bounds the memory of a backward pass: 4 mosaics of 448 px peak at about 2 GB), concatenated."""
     n = tensors[0].shape[0]
     return torch.cat([fn(*(t[i : i + size] for t in tensors)) for i in range(0, n, size)])
 

@@ -31,7 +31,7 @@ def grid(rows: Sequence[Sequence[Cell]], path: str, title: str = "", cell_inches
     import matplotlib.pyplot as plt
 
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(cell_inches * n_cols, cell_inches * n_rows + 0.4),
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(cell_inches * n_cols, 1.12 * cell_inches * n_rows + 0.4),
                              squeeze=False)
     for r, row in enumerate(rows):
         for c in range(n_cols):
