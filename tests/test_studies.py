@@ -129,8 +129,9 @@ def test_bias_study_training_is_deterministic():
     b, _ = bias.train_arm(cfg, data, attention=True, log=lambda s: None)
     for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(va, vb), k
-    assert float(data.stamped[data.labels == 0].float().mean()) > 0.8  # the cue goes with class 0
-    assert float(data.stamped[data.labels == 1].float().mean()) < 0.2
+    # The cue goes with class 0 at the asked rate (90% / 10% of 50 images each, drawn: within 0.1).
+    assert 0.8 < float(data.stamped[data.labels == 0].float().mean()) < 1.0
+    assert 0.0 < float(data.stamped[data.labels == 1].float().mean()) < 0.2
 
 
 def test_bias_study_quick_reproduces_the_finding(capsys, tmp_path):
