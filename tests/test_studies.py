@@ -132,6 +132,10 @@ def test_bias_study_training_is_deterministic():
     # The cue goes with class 0 at the asked rate (90% / 10% of 50 images each, drawn: within 0.1).
     assert 0.8 < float(data.stamped[data.labels == 0].float().mean()) < 1.0
     assert 0.0 < float(data.stamped[data.labels == 1].float().mean()) < 0.2
+    # The stamp (white border, black centre, box (1, 1, 7, 7) at 48 px) is drawn exactly where flagged.
+    x0, y0, x1, y1 = bias.stamp_box(cfg)
+    drawn = (data.images[:, :, y0, x0] == 1).all(1) & (data.images[:, :, (y0 + y1) // 2, (x0 + x1) // 2] == 0).all(1)
+    assert torch.equal(drawn, data.stamped)
 
 
 def test_bias_study_quick_reproduces_the_finding(capsys, tmp_path):
