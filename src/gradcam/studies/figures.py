@@ -1,10 +1,12 @@
 """The studies' figures: grids of photos with Grad-CAM overlays (matplotlib, Agg backend, PNG)."""
 from __future__ import annotations
 
+import io
 import os
 from typing import List, Optional, Sequence, Tuple
 
 import torch
+from PIL import Image
 
 from ..explanation import upsample
 from ..image import colorize
@@ -45,9 +47,18 @@ def grid(rows: Sequence[Sequence[Cell]], path: str, title: str = "", cell_inches
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=100)
     plt.close(fig)
+    buf.seek(0)
+    compact(Image.open(buf), path)
     return path
+
+
+def compact(image: Image.Image, path: str) -> None:
+    """Save ``image`` as a 256-colour PNG (a third of the size of a true-colour one for these figures)."""
+    image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+        path, optimize=True)
 
 
 def bias_figure(result, path: str) -> str:
