@@ -10,7 +10,7 @@ import importlib
 import sys
 from typing import List, Optional
 
-COMMANDS = ("explain", "evaluate")
+COMMANDS = ("explain", "evaluate", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:
