@@ -198,9 +198,15 @@ def run(args: argparse.Namespace) -> int:
 def _write_failures(out: str, failed: List[Tuple[str, str]]) -> None:
     """OUT/failures.json: ``[{"file": path, "reason": why}]`` of this run's failed files (``[]`` when none)."""
     path = os.path.join(out, "failures.json")
-    if failed or os.path.exists(path):
-        os.makedirs(out, exist_ok=True)
-        atomic_write(path, (json.dumps([{"file": f, "reason": r} for f, r in failed], indent=1) + "\n").encode())
+    data = (json.dumps([{"file": f, "reason": r} for f, r in failed], indent=1) + "\n").encode()
+    try:
+        with open(path, "rb") as f:
+            if f.read() == data:
+                return  # unchanged: a rerun leaves the folder untouched
+    except OSError:
+        if not failed:
+            return
+    atomic_write(path, data)
 
 
 def _process(chunks, args, k, loaded, method, target, failed, say, progress) -> None:
