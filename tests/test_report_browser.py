@@ -8,6 +8,7 @@ Skipped only when no Chromium is installed (CI installs Debian's ``chromium``).
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from cdp import Browser, find_chromium
@@ -16,6 +17,8 @@ from test_report import XSS_BROKEN, XSS_IMG, _record
 from gradcam.report import write_report
 
 CHROMIUM = find_chromium()
+if CHROMIUM is None and os.environ.get("GRADCAM_REQUIRE_BROWSER"):  # CI (.ci/run) installs it: never skip there
+    raise RuntimeError("GRADCAM_REQUIRE_BROWSER is set but no chromium binary was found (apt-get install chromium).")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install chromium)")
 
 XSS_SVG = '"><svg onload=alert(4)>'
