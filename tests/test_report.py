@@ -289,3 +289,28 @@ def test_image_result_repr_html_shows_overlays_and_predictions():
     for j in range(2):
         assert np.array_equal(imgs[j], np.asarray(res.overlay(j)))
     assert "&lt;b&gt;cup&lt;/b&gt; (968): 10.0%" in html and "&lt;cat&gt;.jpg" in html and "<b>cup" not in html
+
+
+def test_a_hidden_record_finds_its_overlay_beside_its_folder(tmp_path):
+    folder = tmp_path / "res"
+    _record(folder / ".gradcam", "cat", "cat.jpg", [("tabby", 281, 0.6)], [(255, 0, 0)])
+    (folder / ".gradcam" / "cat.png").rename(folder / "cat.png")
+    write_report(str(folder))
+    (row,) = Page((folder / "index.html").read_text()).data()["photos"]
+    assert row["f"][0]["o"] == "cat.png"
+
+
+def test_evaluation_rows_carry_the_mean_deletion_and_insertion_curves():
+    from gradcam import metrics as M
+    from gradcam.evaluation.runner import _faithfulness
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    x, maps, t = torch.randn(3, 3, 8, 8), torch.rand(3, 8, 8), torch.tensor([0, 1, 2])
+    out = _faithfulness(net, x, maps, t, steps=4, batch_size=8)
+    for mode in ("deletion", "insertion"):
+        curve = M.perturbation_curve(net, x, maps, t, mode, 4, batch_size=8)
+        assert out[f"{mode}_curve"] == pytest.approx(curve.mean(0).tolist(), abs=1e-4)
+        assert out[mode] == pytest.approx(float(getattr(M, mode)(net, x, maps, t, steps=4).mean()), abs=1e-4)
+        assert len(out[f"{mode}_curve"]) == 5

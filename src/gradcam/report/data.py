@@ -85,7 +85,9 @@ def photo_from_record(rec: dict, folder: str, json_path: str) -> Optional[Photo]
     names = rec.get("overlays")
     here = os.path.dirname(json_path)
     if isinstance(names, list) and len(names) == len(exps):
-        paths = [os.path.join(here, str(n)) for n in names]
+        up = os.path.dirname(here)  # a record in a hidden folder (.gradcam/) names outputs beside that folder
+        paths = [os.path.join(here, str(n)) if os.path.isfile(os.path.join(here, str(n))) or
+                 not os.path.basename(here).startswith(".") else os.path.join(up, str(n)) for n in names]
     else:
         paths = _guess_overlays(json_path, len(exps))
     method = str(rec.get("method", ""))
@@ -110,8 +112,13 @@ def _merge(photos: Iterable[Photo]) -> List[Photo]:
         if have is None:
             out[p.file] = p
             continue
-        seen = {(f.method, f.cid, f.cls) for f in have.frames}
-        have.frames += [f for f in p.frames if (f.method, f.cid, f.cls) not in seen]
+        seen = {(f.method, f.cid, f.cls): i for i, f in enumerate(have.frames)}
+        for f in p.frames:
+            i = seen.get((f.method, f.cid, f.cls))
+            if i is None:
+                have.frames.append(f)
+            elif have.frames[i].overlay is None:  # the same frame from another record that found its overlay
+                have.frames[i] = f
         have.predictions = have.predictions or p.predictions
     return list(out.values())
 

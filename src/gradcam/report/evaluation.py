@@ -20,12 +20,13 @@ CURVES = (("deletion_curve", "deletion curve (lower is better)"),
           ("sanity_curve", "sanity: rank correlation vs layers randomised (lower is better)"))
 
 
-def _headers() -> Dict[str, str]:
+def _headers(title: str) -> Dict[str, str]:
+    """Column headers of ``gradcam evaluate``'s tables (the mosaic's, or the synthetic scenes')."""
     try:
         from ..evaluation.runner import MOSAIC_COLUMNS, SYNTH_COLUMNS
     except Exception:  # noqa: BLE001 - headers are cosmetic; the keys are shown instead
         return {}
-    return {k: h for k, h, _ in list(MOSAIC_COLUMNS) + list(SYNTH_COLUMNS)}
+    return {k: h for k, h, _ in (MOSAIC_COLUMNS if title.startswith("mosaic") else SYNTH_COLUMNS)}
 
 
 def _num(v) -> bool:
@@ -111,7 +112,6 @@ def nested_html(title: str, results: dict) -> str:
 
 def evaluation_html(ev: dict) -> str:
     """The whole evaluation section for the contents of ``evaluation.json``."""
-    headers = _headers()
     results = ev.get("results", {})
     parts = ['<section id="evaluation"><h2>Evaluation</h2>']
     if ev.get("command"):
@@ -119,7 +119,7 @@ def evaluation_html(ev: dict) -> str:
                      f'{escape(_fmt(ev.get("wall_seconds")))} s, torch {escape(str(ev.get("torch", "")))}</p>')
     with_rows = set()
     for title, rows in _tables(results):
-        parts.append(rows_html(title, rows, headers))
+        parts.append(rows_html(title, rows, _headers(title)))
         with_rows.add(title.split(" / ")[0])
     for key, val in results.items():
         if key not in with_rows and isinstance(val, dict):

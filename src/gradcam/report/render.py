@@ -121,8 +121,9 @@ def render_html(title: str, photos_json: List[dict], failed: Sequence[Tuple[str,
     script = re.search(r"<script>(.*?)</script>", template, re.S).group(1)
     digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
     n_frames = sum(len(p["f"]) for p in photos_json)
-    meta = (f"{len(photos_json)} photo{'s' if len(photos_json) != 1 else ''}, {n_frames} explanation"
-            f"{'s' if n_frames != 1 else ''}, {len(failed)} failed; made {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC")
+    meta = "evaluation" if evaluation and not photos_json and not failed else (f"{len(photos_json)} photo{'s' if len(photos_json) != 1 else ''}, {n_frames} explanation"
+            f"{'s' if n_frames != 1 else ''}, {len(failed)} failed")
+    meta += f"; made {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC"
     data = {"page_size": page_size, "photos": photos_json}
     return _fill(template, {
         "SCRIPT_HASH": digest, "TITLE": escape(title), "META": escape(meta), "FAILURES": failures_html(failed),
