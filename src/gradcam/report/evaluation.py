@@ -17,7 +17,7 @@ from .svg import bar_chart, line_chart
 SKIP_MEASURES = ("seconds", "avg_increase")
 CURVES = (("deletion_curve", "deletion curve (lower is better)"),
           ("insertion_curve", "insertion curve (higher is better)"),
-          ("sanity_curve", "sanity: rank correlation vs layers randomised (lower is better)"))
+          ("sanity_curve", "sanity check: rank correlation ρ (lower is better)"))
 
 
 def _headers(title: str) -> Dict[str, str]:
@@ -66,7 +66,7 @@ def rows_html(title: str, rows: List[dict], headers: Dict[str, str]) -> str:
     for key, label in CURVES:
         series = {str(r.get("method", "")): r[key] for r in rows if isinstance(r.get(key), list)}
         if series:
-            out.append(line_chart(series, f"{title}: {label}",
+            out.append(line_chart(series, label,
                                   "layers randomised, top to bottom" if key == "sanity_curve" else
                                   "fraction of pixels changed"))
     for k in measures:
