@@ -97,6 +97,8 @@ def test_json_for_script_has_no_markup_and_round_trips():
 def test_report_page_data_thumbnails_and_escaping(tmp_path):
     folder = tmp_path / 'res<b>&"'
     _results(folder)
+    (tmp_path / "photos").mkdir()
+    Image.new("RGB", (90, 30), (200, 100, 0)).save(tmp_path / "photos" / "cat.jpg")  # beside the results folder
     path = write_report(str(folder))
     assert path == str(folder / "index.html")
     html = (folder / "index.html").read_text()
@@ -123,6 +125,9 @@ def test_report_page_data_thumbnails_and_escaping(tmp_path):
         ("gradcam", "tabby", 281, 0.6, [10, 20], [5, 6, 50, 40]), ("gradcam", "tiger cat", 282, 0.3, [11, 20], [5, 6, 50, 40])]
     assert [f["o"] for f in cat["f"]] == ["cat.top1.png", "cat.top2.png"]
     assert rows["photos/sub/cup.jpg"]["f"][0]["o"] == "sub/cup.png"
+    assert cat["src"] == "../photos/cat.jpg" and rows["photos/sub/cup.jpg"]["src"] is None  # the original photo
+    with Image.open(folder / unquote(cat["t"])) as im:
+        assert im.size == (90, 30) and np.abs(np.asarray(im, dtype=float).mean((0, 1)) - (200, 100, 0)).max() < 3
     assert rows["photos/" + XSS_IMG]["f"][0]["o"] == quote("x1.png")
     # Thumbnails: small JPEGs of the overlays, beside the page.
     for p, colours in ((cat, [(255, 0, 0), (0, 0, 255)]), (rows["photos/sub/cup.jpg"], [(0, 255, 0)])):

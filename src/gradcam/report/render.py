@@ -64,8 +64,9 @@ def _thumb(folder: str, rel: str) -> Optional[str]:
 
 
 def _source(folder: str, file: str) -> Optional[str]:
-    """The original photo's path relative to ``folder`` when it can be found (absolute, or from the cwd)."""
-    for cand in (file, os.path.join(folder, file)):
+    """The original photo's path relative to ``folder`` when it can be found (absolute, or from the cwd, the
+    folder or the folder's parent)."""
+    for cand in (file, os.path.join(folder, file), os.path.join(folder, os.pardir, file)):
         if cand and os.path.isfile(cand):
             return os.path.relpath(os.path.abspath(cand), os.path.abspath(folder)).replace(os.sep, "/")
     return None
