@@ -319,3 +319,12 @@ def test_evaluation_rows_carry_the_mean_deletion_and_insertion_curves():
         assert out[f"{mode}_curve"] == pytest.approx(curve.mean(0).tolist(), abs=1e-4)
         assert out[mode] == pytest.approx(float(getattr(M, mode)(net, x, maps, t, steps=4).mean()), abs=1e-4)
         assert len(out[f"{mode}_curve"]) == 5
+
+
+def test_an_index_that_does_not_lead_to_the_overlays_gives_way_to_the_records(tmp_path):
+    folder = tmp_path / "res"
+    _results(folder)
+    (folder / "index.jsonl").write_text(json.dumps({"file": "z.jpg", "class": "zebra", "overlay": "missing.png"}) + "\n")
+    write_report(str(folder))
+    names = {p["n"] for p in Page((folder / "index.html").read_text()).data()["photos"]}
+    assert names == {"photos/cat.jpg", "photos/sub/cup.jpg", "photos/" + XSS_IMG, "photos/" + XSS_SCRIPT}

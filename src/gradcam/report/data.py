@@ -196,7 +196,11 @@ def photos_from_index(rows: List[dict], folder: str) -> Tuple[List[Photo], List[
             p.predictions = [(str(q.get("class", "")), _num(q.get("id"), int), _num(q.get("probability")))
                              for q in preds if isinstance(q, dict)]
         ov = _first(row, "overlay", "output", "png")
+        if isinstance(ov, (list, tuple)):
+            ov = ov[0] if ov else None
         ov_path = ov if ov is None or os.path.isabs(str(ov)) else os.path.join(folder, str(ov))
+        if ov is not None and not os.path.isfile(ov_path) and os.path.isfile(str(ov)):
+            ov_path = str(ov)  # a path relative to the working folder
         p.frames.append(Frame(str(row.get("method") or ""), str(_first(row, "class", "class_name")),
                               _num(_first(row, "id", "class_id"), int), _num(row.get("probability")),
                               _num(row.get("score")), _pair(row.get("peak")), _pair(row.get("box")),
@@ -234,8 +238,8 @@ def read_folder(folder: str) -> Tuple[List[Photo], List[Tuple[str, str]], Option
     """(photos, failures, evaluation) of a results folder; the index is preferred to the records if present."""
     rows = _index_rows(folder)
     photos, failed = photos_from_index(rows, folder) if rows else ([], [])
-    if not photos:
-        photos = read_records(folder)
+    if not photos or not all(any(f.overlay for f in p.frames) for p in photos):
+        photos = read_records(folder)  # no index, or one whose rows do not lead to the overlays
     seen = {f for f, _ in failed}
     failed += [(f, r) for f, r in read_failures(folder) if f not in seen]
     return photos, failed, read_evaluation(folder)
