@@ -87,6 +87,12 @@ class ImageResult:
             **self.extra,
         }
 
+    def _repr_html_(self) -> str:
+        """Jupyter display: the overlays with class names and probabilities, and the top-5 predictions."""
+        from .report.display import image_result_html
+
+        return image_result_html(self)
+
 
 _MODELS: Dict[str, LoadedModel] = {}
 _METHODS: Dict[tuple, object] = {}

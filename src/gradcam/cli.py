@@ -10,7 +10,7 @@ import importlib
 import sys
 from typing import List, Optional
 
-COMMANDS = ("explain", "evaluate", "study")
+COMMANDS = ("explain", "evaluate", "report", "study")
 
 
 def build_parser() -> argparse.ArgumentParser:

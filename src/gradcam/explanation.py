@@ -88,3 +88,9 @@ class Explanation:
             f"Explanation(method={self.method!r}, layer={self.layer!r}, maps=({n}, {k}, {h}, {w}), "
             f"targets={self.targets.tolist() if self.targets.numel() <= 10 else '...'})"
         )
+
+    def _repr_html_(self) -> str:
+        """Jupyter display: the maps in a small grid with class ids and scores."""
+        from .report.display import explanation_html
+
+        return explanation_html(self)

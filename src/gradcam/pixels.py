@@ -101,6 +101,12 @@ class PixelExplanation(Explanation):
             f"targets={self.targets.tolist() if self.targets.numel() <= 10 else '...'})"
         )
 
+    def _repr_html_(self) -> str:
+        """Jupyter display: the attributions as images (:func:`to_image`) with class ids and scores."""
+        from .report.display import explanation_html
+
+        return explanation_html(self, pixels=True)
+
 
 def pixel_explanation(
     pixels: torch.Tensor, cap, method: str, reduce: str = "abs-max", counterfactual: bool = False,

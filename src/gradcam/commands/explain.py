@@ -52,6 +52,8 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=4, metavar="N",
                    help="photos decoded and explained together (default 4; photos of equal size share a batch)")
     p.add_argument("--device", default="cpu", help="torch device for the model: cpu (default), cuda, cuda:1, mps")
+    p.add_argument("--report", action="store_true", help="at the end, write OUT/index.html (see 'gradcam report'; "
+                                                         "implies --json)")
     p.set_defaults(func=run)
 
 
@@ -137,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
     from ..image import colormap_lut
 
     colormap_lut(args.colormap)  # an unknown colormap fails before any work
+    args.json = args.json or getattr(args, "report", False)
     items = ([Item(DEMO, "demo_chelsea")] if args.demo else []) + find_images(args.paths, exclude=[args.out])
     if not items:
         raise ValueError(f"No image files found in: {', '.join(args.paths)}.")
@@ -184,7 +187,26 @@ def run(args: argparse.Namespace) -> int:
     print(f"gradcam: {', '.join(parts)}; outputs in {args.out}", file=sys.stderr)
     for path, reason in failed:
         print(f"  failed: {path}: {reason}", file=sys.stderr)
+    _write_failures(args.out, failed)
+    if getattr(args, "report", False):
+        from ..report import write_report
+
+        print(write_report(args.out))
     return 1 if failed else 0
+
+
+def _write_failures(out: str, failed: List[Tuple[str, str]]) -> None:
+    """OUT/failures.json: ``[{"file": path, "reason": why}]`` of this run's failed files (``[]`` when none)."""
+    path = os.path.join(out, "failures.json")
+    data = (json.dumps([{"file": f, "reason": r} for f, r in failed], indent=1) + "\n").encode()
+    try:
+        with open(path, "rb") as f:
+            if f.read() == data:
+                return  # unchanged: a rerun leaves the folder untouched
+    except OSError:
+        if not failed:
+            return
+    atomic_write(path, data)
 
 
 def _process(chunks, args, k, loaded, method, target, failed, say, progress) -> None:

@@ -71,6 +71,16 @@ def _mean(t: torch.Tensor) -> float:
     return round(float(t.float().mean()), 4)
 
 
+def _faithfulness(model, x, maps, target, steps: int, batch_size: int) -> Dict:
+    """Deletion and insertion: mean AUC, and the mean curve (class probability after each step) for plots."""
+    out: Dict = {}
+    for mode in ("deletion", "insertion"):
+        curve = M.perturbation_curve(model, x, maps, target, mode, steps, batch_size=batch_size)
+        out[mode] = _mean(M.auc(curve))
+        out[f"{mode}_curve"] = [round(float(v), 4) for v in curve.float().mean(0)]
+    return out
+
+
 def _drop_increase(model, x, maps, target, batch_size: int) -> Dict[str, float]:
     drop, increase = M.average_drop_increase(model, x, maps, target, batch_size=batch_size)
     return {"avg_drop": _mean(drop), "avg_increase": _mean(increase)}
@@ -142,11 +152,11 @@ def run_mosaic(settings: Settings) -> Dict:
         if n_faith:
             xm, tt = x1, y1
             mm = explain(method, xm, y1[:, None], chunk=4)[:, 0]
-            row["deletion"] = _mean(M.deletion(model, xm, mm, tt, steps=steps, batch_size=16))
-            row["insertion"] = _mean(M.insertion(model, xm, mm, tt, steps=steps, batch_size=16))
+            row.update(_faithfulness(model, xm, mm, tt, steps, 16))
             row.update(_drop_increase(model, xm, mm, tt, 16))
         rows.append(row)
-        settings.log(f"  mosaic/{name}: " + ", ".join(f"{k} {v}" for k, v in row.items() if k != "method"))
+        settings.log(f"  mosaic/{name}: " + ", ".join(f"{k} {v}" for k, v in row.items()
+                                                      if k != "method" and not k.endswith("_curve")))
     meta = {
         "model": "efficientnet-lite0 (embedded ImageNet weights)", "layer": layer,
         "photos": len(photos), "photos_used": len(usable),
@@ -240,10 +250,7 @@ def run_synthetic(settings: Settings) -> Dict:
                 "energy": _mean(M.energy_in_box(true_maps, gt)),
                 "disc_peak": _mean(disc["peak"]),
                 "disc_mass": _mean(disc["mass"]),
-                "deletion": _mean(M.deletion(net, x[:n_faith], true_maps[:n_faith], y[:n_faith, 0], steps=steps,
-                                             batch_size=512)),
-                "insertion": _mean(M.insertion(net, x[:n_faith], true_maps[:n_faith], y[:n_faith, 0], steps=steps,
-                                               batch_size=512)),
+                **_faithfulness(net, x[:n_faith], true_maps[:n_faith], y[:n_faith, 0], steps, 512),
                 **_drop_increase(net, x[:n_faith], true_maps[:n_faith], y[:n_faith, 0], 256),
                 "seconds": round(seconds / n_test, 4),
             }
@@ -261,7 +268,8 @@ def run_synthetic(settings: Settings) -> Dict:
                 row["sanity_layers"] = s.layers
             rows.append(row)
             settings.log(f"  synthetic-{kind}/{name}: " + ", ".join(
-                f"{k} {v}" for k, v in row.items() if k not in ("method", "_true_maps", "sanity_curve", "sanity_layers")))
+                f"{k} {v}" for k, v in row.items() if k not in ("method", "_true_maps", "sanity_curve", "sanity_layers")
+                and not k.endswith("_curve")))
         grid = (size // 4, size // 4)
         for r in rows:
             tm = r.pop("_true_maps", None)
