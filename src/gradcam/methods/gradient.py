@@ -34,19 +34,21 @@ class Gradient:
         self, x: torch.Tensor, target: Target = None, top_k: Optional[int] = None, *, counterfactual: bool = False
     ) -> PixelExplanation:
         """Explain ``x`` (N, C, H, W) for ``target`` (see :mod:`gradcam.targets`)."""
+        context = self._context()  # one per call: calls from several threads never share it
         cap = engine.capture(
             self.model, x, [], target, top_k, gradients=False, input_gradient=True, counterfactual=counterfactual,
-            eval_mode=self.eval_mode, context=self._context(),
+            eval_mode=self.eval_mode, context=context,
         )
-        self._after(cap)
+        self._after(cap, context)
         return pixel_explanation(cap.input_gradient, cap, self.name, self.reduce, counterfactual)
 
     def _context(self):
         """A context-manager factory entered around the pass (None: plain autograd)."""
         return None
 
-    def _after(self, cap: engine.Capture) -> None:
-        """A check after the pass (subclasses: e.g. warn when the guided rule never applied)."""
+    def _after(self, cap: engine.Capture, context) -> None:
+        """A check after the pass, given this call's context factory (e.g. warn when the guided rule never
+        applied)."""
 
 
 register("gradient", lambda model, layer="auto", **kw: Gradient(model, **kw))
