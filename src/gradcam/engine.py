@@ -27,7 +27,7 @@ import warnings
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable, ContextManager, Dict, Iterator, List, Optional
+from typing import Any, Callable, ContextManager, Dict, Iterable, Iterator, List, Optional
 
 import torch
 from torch import nn
@@ -134,33 +134,49 @@ class ModelView:
         return self._originals.get(id(module), module)
 
 
+_Parameter = nn.Parameter
+_MODULE_KEYS = frozenset(nn.Module().__dict__)  # what every module has; the rest is scanned for parameters
+_NOT_VIEWABLE_TYPES: Dict[type, bool] = {}
+_SCAN: Dict[type, bool] = {}
+
+
 def _check_viewable(m: nn.Module) -> None:
-    if isinstance(m, torch.jit.ScriptModule) or type(m).__name__ == "OptimizedModule" or "forward" in m.__dict__:
-        raise _NotViewable
-    if any(p is not None and nn.parameter.is_lazy(p) for p in m._parameters.values()):
+    cls = type(m)
+    bad = _NOT_VIEWABLE_TYPES.get(cls)
+    if bad is None:  # per class, once
+        bad = _NOT_VIEWABLE_TYPES[cls] = (
+            issubclass(cls, (torch.jit.ScriptModule, nn.modules.lazy.LazyModuleMixin))
+            or cls.__name__ == "OptimizedModule"
+        )
+    if bad or "forward" in m.__dict__:
         raise _NotViewable
 
 
-def _build_view(model: nn.Module, eval_mode: bool) -> ModelView:
-    """Shallow-copy every module: shared parameter/buffer storage (``.data``: no autograd link, own version
+def _build_view(model: nn.Module, eval_mode: bool, hooked: Optional[Iterable[nn.Module]] = None) -> ModelView:
+    """Shallow-copy the modules: shared parameter/buffer storage (``.data``: no autograd link, own version
     counters, so an optimizer step in another thread cannot invalidate this call's graph), parameters that
-    do not require grad, own ``training`` flags and own forward-hook dictionaries."""
+    do not require grad, own ``training`` flags. The modules in ``hooked`` (``None``: all) get their own
+    forward-hook dictionaries. A module with nothing to change (no parameters, buffers or children, already
+    in the wanted mode, not hooked) is used as it is."""
     views: Dict[int, nn.Module] = {}
     originals: Dict[int, nn.Module] = {}
     params: Dict[int, torch.Tensor] = {}
+    hook_ids = None if hooked is None else {id(m) for m in hooked}
 
-    def param(p: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-        if p is None:
-            return None
+    def param(p: torch.Tensor) -> torch.Tensor:
         q = params.get(id(p))
         if q is None:
-            q = params[id(p)] = nn.Parameter(p.data, requires_grad=False) if isinstance(p, nn.Parameter) else p.data
+            q = params[id(p)] = _Parameter(p.data, False) if type(p) is _Parameter else p.data
         return q
 
     def view(m: nn.Module) -> nn.Module:
         v = views.get(id(m))
         if v is not None:
             return v
+        own = m._parameters or m._buffers or m._modules or (eval_mode and m.training)
+        if not own and hook_ids is not None and id(m) not in hook_ids:
+            views[id(m)] = m
+            return m
         _check_viewable(m)
         v = object.__new__(type(m))
         d = v.__dict__
@@ -169,28 +185,39 @@ def _build_view(model: nn.Module, eval_mode: bool) -> ModelView:
         originals[id(v)] = m
         if eval_mode:
             d["training"] = False
-        d["_parameters"] = {k: param(p) for k, p in m._parameters.items()}
-        d["_buffers"] = {k: (None if b is None else b.data) for k, b in m._buffers.items()}
-        for key in _HOOK_DICTS:
-            if key in d:
-                d[key] = OrderedDict(d[key])
-        d["_modules"] = {k: (None if c is None else view(c)) for k, c in m._modules.items()}
+        if m._parameters:
+            d["_parameters"] = {k: (None if p is None else param(p)) for k, p in m._parameters.items()}
+        if m._buffers:
+            d["_buffers"] = {k: (None if b is None else b.data) for k, b in m._buffers.items()}
+        if hook_ids is None or id(m) in hook_ids:
+            for key in _HOOK_DICTS:
+                if key in d:
+                    d[key] = OrderedDict(d[key])
+        # Parameters a module also keeps in a plain attribute or list (e.g. an RNN's ``_flat_weights``);
+        # torch's own layers other than RNNs keep them in ``_parameters`` only.
+        scan = _SCAN.get(type(m))
+        if scan is None:
+            cls = type(m)
+            scan = _SCAN[cls] = not cls.__module__.startswith("torch.nn.modules.") or issubclass(cls, nn.RNNBase)
+        for key in (d.keys() - _MODULE_KEYS) if scan else ():
+            val = d[key]
+            t = type(val)
+            if t is _Parameter:
+                d[key] = param(val)
+            elif (t is list or t is tuple) and any(type(e) is _Parameter for e in val):
+                d[key] = t(param(e) if type(e) is _Parameter else e for e in val)
+        if m._modules:
+            d["_modules"] = {k: (None if c is None else view(c)) for k, c in m._modules.items()}
         return v
 
     root = view(model)
-    # Parameters a module also keeps in a plain attribute or list (e.g. an RNN's ``_flat_weights``).
-    for v in views.values():
-        d = v.__dict__
-        for key, val in d.items():
-            if isinstance(val, nn.Parameter) and id(val) in params:
-                d[key] = params[id(val)]
-            elif isinstance(val, (list, tuple)) and any(isinstance(e, nn.Parameter) for e in val):
-                d[key] = type(val)(params.get(id(e), e) if isinstance(e, nn.Parameter) else e for e in val)
     return ModelView(root, views, originals)
 
 
 @contextlib.contextmanager
-def private_model(model: nn.Module, eval_mode: bool = True) -> Iterator[ModelView]:
+def private_model(
+    model: nn.Module, eval_mode: bool = True, hooked: Optional[Iterable[nn.Module]] = None
+) -> Iterator[ModelView]:
     """The model as one call runs it, without changing the user's model object (see the module doc).
 
     The view shares the parameters' and buffers' storage (so an in-place update of a buffer in the
@@ -198,10 +225,11 @@ def private_model(model: nn.Module, eval_mode: bool = True) -> Iterator[ModelVie
     with ``training=False`` everywhere when ``eval_mode``. Models that cannot be viewed (TorchScript,
     ``torch.compile``, lazy modules, ``forward`` set on an instance) take the locked path: the call holds
     :func:`model_lock`, the model's ``requires_grad`` flags are off and eval mode is set for the call, and
-    everything is restored in ``finally``.
+    everything is restored in ``finally``. Hooks may be registered on ``view.module(m)`` for the modules m
+    in ``hooked`` (``None``: any module of the model).
     """
     try:
-        view = _build_view(model, eval_mode)
+        view = _build_view(model, eval_mode, hooked)
     except _NotViewable:
         view = None
     if view is not None:
@@ -399,7 +427,7 @@ def capture(
     check_input(model, x)
     taps = [_Tap(ref) for ref in layers]
     handles = []
-    with private_model(model, eval_mode) as view:
+    with private_model(model, eval_mode, [ref.module for ref in layers]) as view:
         try:
             for tap in taps:
                 handles.append(view.module(tap.ref.module).register_forward_hook(tap.hook))
