@@ -264,14 +264,34 @@ def test_model_left_unchanged_also_after_exception(x):
     assert before[1:] == after[1:] and _no_hooks(model)
 
 
-def test_no_parameter_gradients_are_recorded(x):
-    model = fc_net()
-    seen = []
-    # a backward hook on an early module would fire if autograd recorded the network before the layer
-    for p in model[0].parameters():
-        p.register_hook(lambda g: seen.append(g))
-    gradcam.GradCAM(model, layer="4")(x)
-    assert seen == []
+def _graph(t):
+    """Names of the autograd nodes that ``t`` depends on."""
+    names, stack, seen = [], [t.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.append(type(node).__name__)
+        stack.extend(n for n, _ in node.next_functions)
+    return names
+
+
+def test_only_the_head_after_the_layer_is_recorded_and_no_parameter_gradient(x):
+    model = fc_net()  # conv relu pool conv relu | flatten linear relu linear; layer "4" = the second relu
+    graphs = []
+
+    def score(out):
+        graphs.append(_graph(out))
+        return out[:, 1]
+
+    gradcam.GradCAM(model, layer="4")(x, target=score)
+    (names,) = graphs
+    # Recorded: the head and the tapped activation (a leaf, cloned); not the convolutions before the
+    # layer, and no parameter of the head (it does not require grad in the call).
+    assert "ConvolutionBackward0" not in names and "MaxPool2DWithIndicesBackward0" not in names
+    assert names.count("AccumulateGrad") == 1
+    assert names.count("AddmmBackward0") == 2
     assert all(p.grad is None for p in model.parameters())
 
 
@@ -440,3 +460,74 @@ def test_grad_mode_of_the_caller_is_kept(x):
         res = cam(x)  # explaining needs gradients: it works inside the caller's no_grad block too
         assert not torch.is_grad_enabled()
     assert res.maps.shape == (4, 1, 16, 16) and float(res.maps.max()) == 1.0
+
+
+class _SeqNet(nn.Module):
+    """Image rows as a sequence through a GRU (it keeps its weights in a list too: ``_flat_weights``)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(6)
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.gru = nn.GRU(4 * 16, 8, batch_first=True)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        f = torch.relu(self.conv(x))  # (N, 4, 16, 16)
+        seq = f.permute(0, 2, 1, 3).flatten(2)  # (N, 16 rows, 64)
+        return self.fc(self.gru(seq)[0][:, -1])
+
+
+def test_a_gru_head_records_no_parameter(x):
+    model = _SeqNet()
+    graphs = []
+
+    def score(out):
+        graphs.append(_graph(out))
+        return out[:, 0]
+
+    res = gradcam.GradCAM(model, layer="conv")(x, target=score)
+    assert names_ok(graphs[0]) and res.maps.shape == (4, 1, 16, 16)
+    ref = copy.deepcopy(model).eval()
+    a = ref.conv(x).detach().requires_grad_(True)
+    seq = torch.relu(a).permute(0, 2, 1, 3).flatten(2)
+    (g,) = torch.autograd.grad(ref.fc(ref.gru(seq)[0][:, -1])[:, 0].sum(), a)
+    assert torch.allclose(res.weights[:, 0], g.mean((-2, -1)), atol=1e-7, rtol=1e-5)
+
+
+class _ListHead(nn.Module):
+    """Keeps its weight in a plain list as well, and uses that copy in forward."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(8)
+        self.weight = nn.Parameter(torch.randn(3, 16) / 4)
+        self.weights = [self.weight]
+
+    def forward(self, f):
+        return F.linear(f.mean((2, 3)), self.weights[0])
+
+
+def test_a_parameter_kept_in_a_list_is_not_recorded_either(x):
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), _ListHead())
+    graphs = []
+    res = gradcam.GradCAM(model, layer="1")(x, target=lambda out: (graphs.append(_graph(out)), out[:, 2])[1])
+    assert names_ok(graphs[0])
+    z = 16 * 16
+    assert torch.allclose(res.weights[:, 0] * z, model[2].weight[2].detach().expand(4, -1), atol=1e-6)
+
+
+def names_ok(names):
+    """Only the tapped activation is a leaf of the recorded graph (no parameter is)."""
+    return names.count("AccumulateGrad") == 1 and "ConvolutionBackward0" not in names
+
+
+def test_eval_mode_false_updates_batchnorm_statistics_of_the_model_itself(x):
+    model = gap_net().train()
+    before = model[1].running_mean.clone()
+    gradcam.GradCAM(model, layer="4")(x)
+    assert torch.equal(model[1].running_mean, before)  # eval mode (the default): untouched
+    gradcam.GradCAM(model, layer="4", eval_mode=False)(x)
+    expect = 0.9 * before + 0.1 * model[0](x).mean((0, 2, 3)).detach()
+    assert torch.allclose(model[1].running_mean, expect, atol=1e-6)
+    assert model.training and all(m.training for m in model.modules())
