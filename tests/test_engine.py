@@ -346,6 +346,11 @@ def test_error_dtype_meta_channels_last_and_lists(x):
     with pytest.raises(ValueError, match=r"^The model's parameters are on the 'meta' device .* "
                        r"model.to_empty\(device='cpu'\)"):
         gradcam.GradCAM(meta_model, layer="4")(x)
+    partly = gap_net()
+    with torch.device("meta"):
+        partly[3] = nn.Conv2d(8, 16, 3, padding=1, stride=2)  # one layer left without data
+    with pytest.raises(ValueError, match=r"^The model's parameters are on the 'meta' device"):
+        gradcam.GradCAM(partly, layer="4")(x)
     nhwc = x.permute(0, 2, 3, 1)  # (4, 16, 16, 3)
     for explainer in (gradcam.GradCAM(gap_net(), layer="4"), gradcam.GradCAM(gap_net()), gradcam.Gradient(gap_net())):
         with pytest.raises(ValueError, match=r"^Input of shape \(4, 16, 16, 3\) looks like channels-last images "

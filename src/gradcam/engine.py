@@ -166,6 +166,8 @@ def _build_view(model: nn.Module, eval_mode: bool, hooked: Optional[Iterable[nn.
     def param(p: torch.Tensor) -> torch.Tensor:
         q = params.get(id(p))
         if q is None:
+            if p.is_meta:
+                raise ValueError(_META_MODEL)
             q = params[id(p)] = _Parameter(p.data, False) if type(p) is _Parameter else p.data
         return q
 
@@ -299,6 +301,12 @@ class _Tap:
             )
 
 
+_META_MODEL = (
+    "The model's parameters are on the 'meta' device (created without data, e.g. under torch.device('meta')); "
+    "give it real weights first, e.g. model.to_empty(device='cpu') and then model.load_state_dict(...)."
+)
+
+
 def _first_conv_channels(model: nn.Module) -> Optional[int]:
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
@@ -337,12 +345,8 @@ def check_input(model: nn.Module, x: Any) -> None:
     p = next(model.parameters(), None)
     if p is None:
         return
-    if any(q.is_meta for q in model.parameters()):
-        raise ValueError(
-            "The model's parameters are on the 'meta' device (created without data, e.g. under "
-            "torch.device('meta')); give it real weights first, e.g. model.to_empty(device='cpu') and then "
-            "model.load_state_dict(...)."
-        )
+    if p.is_meta:  # the first parameter here; every parameter as the call's view of the model is built
+        raise ValueError(_META_MODEL)
     if p.device != x.device:
         raise ValueError(f"Input is on {x.device} but the model is on {p.device}; move it with x.to('{p.device}').")
     if p.dtype.is_floating_point and p.dtype != x.dtype:
