@@ -47,7 +47,7 @@ from ..layers import LayerSpec
 from ..pixels import REDUCTIONS, PixelExplanation, pixel_explanation
 from ..targets import Target
 from .gradcam import GradCAM
-from .gradient import Gradient
+from .gradient import Gradient, call_context
 from .registry import register
 
 # func -> (kind, parameter names after the input, their defaults, in place? (None: read ``inplace``)).
@@ -247,8 +247,8 @@ class GuidedBackprop(Gradient):
     def _context(self):
         return _ModeFactory()  # a fresh guided mode for each call (torch function modes are thread-local)
 
-    def _after(self, cap: engine.Capture, context) -> None:
-        _warn_if_no_relu(context.modes[-1], self.model)
+    def _after(self, cap: engine.Capture) -> None:
+        _warn_if_no_relu(call_context().modes[-1], self.model)
 
 
 class GuidedGradCAM(GradCAM):
