@@ -37,6 +37,14 @@ from .layers import LayerRef
 
 Reshape = Optional[Callable[[torch.Tensor], torch.Tensor]]
 
+# vmap's note that an operator has no batching rule (the batched backward of K targets then loops inside
+# torch): silenced by one filter for that message, set once here, because ``warnings.catch_warnings``
+# around each call changes the process-wide filter list and is not thread-safe.
+warnings.filterwarnings(
+    "ignore", message="There is a performance drop because we have not yet implemented the batching rule",
+    category=UserWarning,
+)
+
 
 @dataclass
 class Capture:
@@ -376,11 +384,9 @@ def batched_grad(
         total = scores.sum(0)
         eye = torch.eye(k, dtype=scores.dtype, device=scores.device)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                batched = torch.autograd.grad(
-                    total, wrt, grad_outputs=eye, is_grads_batched=True, allow_unused=True, retain_graph=True
-                )
+            batched = torch.autograd.grad(
+                total, wrt, grad_outputs=eye, is_grads_batched=True, allow_unused=True, retain_graph=True
+            )
         except RuntimeError:
             batched = None
         if batched is not None:
