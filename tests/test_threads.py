@@ -120,6 +120,16 @@ def test_locked_path_for_a_model_that_cannot_be_viewed():
     assert errors == [] and mismatches == [], (errors[:3], set(mismatches))
     assert _flags(model) == before and _hooks(model) == 0
     assert all(p.grad is None for p in model.parameters())
+    seen = []
+
+    def look_then_fail(out):  # inside the call: the locked path has switched the model's own flags
+        seen.append(_flags(model))
+        raise RuntimeError("target failed")
+
+    with pytest.raises(RuntimeError, match="target failed"):
+        gradcam.GradCAM(model, layer="4")(_inputs()[0], target=look_then_fail)
+    assert not any(flag for _, flag in seen[0][0]) and not any(flag for _, flag in seen[0][1])
+    assert _flags(model) == before and _hooks(model) == 0  # restored after the exception too
 
 
 def _train(model, batches, explain_with=None):
