@@ -74,19 +74,42 @@ def test_cam_rejects_non_gap_head(x):
         gradcam.CAM(fc_net(), layer="4")(x)
 
 
-def test_batch_equals_single_and_topk_equals_separate_calls(x):
-    model = gap_net()
+# Batching changes the order of float32 sums (a batch of 4 and a batch of 1 can take different kernel
+# blockings), so a map computed in a batch and alone may differ by rounding, never by more than the
+# worst-case rounding of the sums behind one map value: each sum of L terms is exact to L * eps relative
+# to the sum of |terms|, and a map value depends on conv1 (L = 27), conv2 (L = 72), the gradient mean over
+# the 8 x 8 layer (L = 64) and the channel sum (L = 16). The map is normalised to [0, 1], so the bound
+# holds in map units on any CPU. In float64 the same sums agree to ~1e-15: there a 1e-12 bound catches any
+# real difference (a wrong image or class order) that rounding could hide in float32.
+F32_BATCH_TOL = (27 + 72 + 64 + 16) * torch.finfo(torch.float32).eps  # 2.1e-5
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, F32_BATCH_TOL)])
+def test_batch_equals_single_and_topk_equals_separate_calls(x, dtype, tol):
+    model = gap_net().to(dtype)
+    x = x.to(dtype)
     cam = gradcam.GradCAM(model, layer="4")
     batch = cam(x, top_k=5)
     assert batch.maps.shape == (4, 5, 16, 16)
     for i in range(x.shape[0]):
         alone = cam(x[i : i + 1], top_k=5)
         assert torch.equal(alone.targets[0], batch.targets[i])
-        assert (alone.maps[0] - batch.maps[i]).abs().max().item() <= 1e-6
+        assert (alone.maps[0] - batch.maps[i]).abs().max().item() <= tol
     for j in range(5):
         sep = cam(x, target=batch.targets[:, j].tolist())
-        assert (sep.maps[:, 0] - batch.maps[:, j]).abs().max().item() <= 1e-6
-        assert torch.allclose(sep.weights[:, 0], batch.weights[:, j], atol=1e-7)
+        assert (sep.maps[:, 0] - batch.maps[:, j]).abs().max().item() <= tol
+        scale = batch.weights[:, j].abs().max().item()
+        assert (sep.weights[:, 0] - batch.weights[:, j]).abs().max().item() <= tol * scale
+
+
+def test_top_k_are_the_best_classes_in_descending_order(x):
+    model = gap_net()
+    res = gradcam.GradCAM(model, layer="4")(x, top_k=4)
+    logits = model.eval()(x)
+    best = torch.topk(logits, 4, dim=1)
+    assert torch.equal(res.targets, best.indices)
+    assert torch.allclose(res.scores, best.values, atol=1e-6)
+    assert bool((res.scores[:, :-1] > res.scores[:, 1:]).all())
 
 
 def test_target_forms(x):
@@ -159,14 +182,22 @@ def test_layer_as_module_object_and_list(x):
     assert (multi.per_layer["2"].maps - gradcam.GradCAM(model, layer="2")(x).maps).abs().max() <= 1e-6
 
 
-@pytest.mark.parametrize("mode", ["bilinear", "nearest", "bicubic", "area"])
-def test_interpolation_modes(mode, x):
-    res = gradcam.GradCAM(gap_net(), layer="4", interpolation=mode)(x)
-    assert res.interpolation == mode and res.maps.shape == (4, 1, 16, 16)
-    assert float(res.maps.min()) >= 0 and float(res.maps.max()) <= 1
-    if mode == "nearest":
-        rep = res.raw.repeat_interleave(2, -1).repeat_interleave(2, -2)
-        assert torch.allclose(res.maps, normalize(rep))
+def test_interpolation_modes_are_the_ones_asked_for():
+    # A 15 x 15 input and an 8 x 8 layer: a non-integer scale, where all four modes give different maps.
+    torch.manual_seed(4)
+    x15 = torch.randn(2, 3, 15, 15)
+    maps = {}
+    for mode in ("bilinear", "nearest", "bicubic", "area"):
+        res = gradcam.GradCAM(gap_net(), layer="4", interpolation=mode)(x15)
+        assert res.interpolation == mode and res.raw.shape == (2, 1, 8, 8)
+        kw = {"align_corners": False} if mode in ("bilinear", "bicubic") else {}
+        up = F.interpolate(res.raw, size=(15, 15), mode=mode, **kw)
+        expect = normalize(up.clamp_min(0))  # bicubic overshoots below zero: clamped, as the docs say
+        assert (res.maps - expect).abs().max().item() <= 1e-6, mode
+        maps[mode] = res.maps
+    for mode in ("nearest", "bicubic", "area"):
+        assert (maps[mode] - maps["bilinear"]).abs().max().item() > 1e-2, mode
+    assert (maps["area"] - maps["nearest"]).abs().max().item() > 1e-2
 
 
 def test_flat_map_is_zero_not_nan(x):
@@ -174,14 +205,23 @@ def test_flat_map_is_zero_not_nan(x):
     with torch.no_grad():
         model[-1].weight.zero_()
     res = gradcam.GradCAM(model, layer="4")(x)
-    assert torch.equal(res.maps, torch.zeros_like(res.maps))
-    assert not torch.isnan(res.maps).any()
+    assert torch.equal(res.maps, torch.zeros_like(res.maps))  # zeros, not NaN (NaN != 0)
 
 
-def test_deterministic(x):
-    cam = gradcam.GradCAM(fc_net(), layer="4")
-    a, b = cam(x, top_k=3), cam(x, top_k=3)
-    assert torch.equal(a.maps, b.maps) and torch.equal(a.raw, b.raw)
+def test_deterministic_and_equal_to_the_float64_reference_in_any_batch_order(x):
+    model = fc_net()
+    cam = gradcam.GradCAM(model, layer="4")
+    first = cam(x, top_k=3)
+    for _ in range(3):  # repeated calls are bit-identical
+        again = cam(x, top_k=3)
+        assert torch.equal(again.maps, first.maps) and torch.equal(again.raw, first.raw)
+    for k in range(3):  # ... and right: every target's map is the float64 reference's
+        ref = reference_gradcam(model, 5, x, first.targets[:, k], x.shape[-2:])
+        assert (first.maps[:, k].double() - ref).abs().max().item() <= 1e-5
+    for perm in ([3, 2, 1, 0], [1, 3, 0, 2]):  # an image's result does not depend on its place in the batch
+        shuffled = cam(x[perm], top_k=3)
+        assert torch.equal(shuffled.targets, first.targets[perm])
+        assert (shuffled.maps - first.maps[perm]).abs().max().item() <= F32_BATCH_TOL
 
 
 def _snapshot(model):
@@ -224,14 +264,34 @@ def test_model_left_unchanged_also_after_exception(x):
     assert before[1:] == after[1:] and _no_hooks(model)
 
 
-def test_no_parameter_gradients_are_recorded(x):
-    model = fc_net()
-    seen = []
-    # a backward hook on an early module would fire if autograd recorded the network before the layer
-    for p in model[0].parameters():
-        p.register_hook(lambda g: seen.append(g))
-    gradcam.GradCAM(model, layer="4")(x)
-    assert seen == []
+def _graph(t):
+    """Names of the autograd nodes that ``t`` depends on."""
+    names, stack, seen = [], [t.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.append(type(node).__name__)
+        stack.extend(n for n, _ in node.next_functions)
+    return names
+
+
+def test_only_the_head_after_the_layer_is_recorded_and_no_parameter_gradient(x):
+    model = fc_net()  # conv relu pool conv relu | flatten linear relu linear; layer "4" = the second relu
+    graphs = []
+
+    def score(out):
+        graphs.append(_graph(out))
+        return out[:, 1]
+
+    gradcam.GradCAM(model, layer="4")(x, target=score)
+    (names,) = graphs
+    # Recorded: the head and the tapped activation (a leaf, cloned); not the convolutions before the
+    # layer, and no parameter of the head (it does not require grad in the call).
+    assert "ConvolutionBackward0" not in names and "MaxPool2DWithIndicesBackward0" not in names
+    assert names.count("AccumulateGrad") == 1
+    assert names.count("AddmmBackward0") == 2
     assert all(p.grad is None for p in model.parameters())
 
 
@@ -274,6 +334,38 @@ def test_error_input_shape(x):
         cam(x.numpy())
 
 
+def test_error_dtype_meta_channels_last_and_lists(x):
+    cam = gradcam.GradCAM(gap_net().double(), layer="4")
+    with pytest.raises(TypeError, match=r"^Input is torch.float32 but the model's parameters are torch.float64; make "
+                       r"them match, e.g. x.to\(torch.float64\) or model.to\(torch.float32\).$"):
+        cam(x)
+    with pytest.raises(ValueError, match=r"^Input is a meta tensor \(a shape without data\)"):
+        gradcam.GradCAM(gap_net(), layer="4")(torch.empty(4, 3, 16, 16, device="meta"))
+    with torch.device("meta"):
+        meta_model = gap_net()
+    with pytest.raises(ValueError, match=r"^The model's parameters are on the 'meta' device .* "
+                       r"model.to_empty\(device='cpu'\)"):
+        gradcam.GradCAM(meta_model, layer="4")(x)
+    partly = gap_net()
+    with torch.device("meta"):
+        partly[3] = nn.Conv2d(8, 16, 3, padding=1, stride=2)  # one layer left without data
+    with pytest.raises(ValueError, match=r"^The model's parameters are on the 'meta' device"):
+        gradcam.GradCAM(partly, layer="4")(x)
+    nhwc = x.permute(0, 2, 3, 1)  # (4, 16, 16, 3)
+    for explainer in (gradcam.GradCAM(gap_net(), layer="4"), gradcam.GradCAM(gap_net()), gradcam.Gradient(gap_net())):
+        with pytest.raises(ValueError, match=r"^Input of shape \(4, 16, 16, 3\) looks like channels-last images "
+                           r"\(N, H, W, C\); the model takes \(N, C, H, W\): use x.permute\(0, 3, 1, 2\).$"):
+            explainer(nhwc)
+    for explainer in (gradcam.GradCAM(gap_net()), gradcam.GradCAM(gap_net(), layer="4"), gradcam.GuidedBackprop(gap_net())):
+        with pytest.raises(TypeError, match=r"^Input must be one torch.Tensor of shape \(N, C, H, W\); got a list of 4 "
+                           r"tensors. Stack the images into one batch: torch.stack\(images\)"):
+            explainer(list(x))
+    # A model whose first convolution takes as many channels as the input's dim 1 is not channels-last.
+    torch.manual_seed(0)
+    wide = nn.Sequential(nn.Conv2d(16, 4, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    assert gradcam.GradCAM(wide, layer="0")(torch.randn(1, 16, 5, 3)).maps.shape == (1, 1, 5, 3)
+
+
 def test_error_non_spatial_layer(x):
     with pytest.raises(ValueError, match=r"Layer '6' outputs shape \(4, 16\), not a spatial map.*tokens_to_grid"):
         gradcam.GradCAM(gap_net(), layer="6")(x)
@@ -308,6 +400,16 @@ def test_error_bad_callable_targets(x):
         cam(x, target=lambda out: out[:, 1].detach())
     with pytest.raises(TypeError, match="is a class name"):
         cam(x, target="tabby")
+
+
+def test_tokens_to_grid_drops_the_class_token_and_keeps_the_layout():
+    grid = torch.arange(2 * 5 * 3 * 4, dtype=torch.float32).reshape(2, 5, 3, 4)  # (N, D, h, w), all distinct
+    cls = torch.full((2, 1, 5), -1.0)
+    tokens = torch.cat([cls, grid.flatten(2).transpose(1, 2)], 1)  # (N, 1 + h*w, D), row-major patches
+    assert torch.equal(gradcam.tokens_to_grid(3, 4)(tokens), grid)
+    assert torch.equal(gradcam.tokens_to_grid(3, 4, skip=0)(tokens[:, 1:]), grid)
+    with pytest.raises(ValueError, match=r"tokens_to_grid\(3, 4, skip=1\) expects \(N, 13, D\) tokens, got shape \(2, 12, 5\)"):
+        gradcam.tokens_to_grid(3, 4)(tokens[:, 1:])
 
 
 def test_tokens_to_grid_reshape():
@@ -363,3 +465,74 @@ def test_grad_mode_of_the_caller_is_kept(x):
         res = cam(x)  # explaining needs gradients: it works inside the caller's no_grad block too
         assert not torch.is_grad_enabled()
     assert res.maps.shape == (4, 1, 16, 16) and float(res.maps.max()) == 1.0
+
+
+class _SeqNet(nn.Module):
+    """Image rows as a sequence through a GRU (it keeps its weights in a list too: ``_flat_weights``)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(6)
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.gru = nn.GRU(4 * 16, 8, batch_first=True)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        f = torch.relu(self.conv(x))  # (N, 4, 16, 16)
+        seq = f.permute(0, 2, 1, 3).flatten(2)  # (N, 16 rows, 64)
+        return self.fc(self.gru(seq)[0][:, -1])
+
+
+def test_a_gru_head_records_no_parameter(x):
+    model = _SeqNet()
+    graphs = []
+
+    def score(out):
+        graphs.append(_graph(out))
+        return out[:, 0]
+
+    res = gradcam.GradCAM(model, layer="conv")(x, target=score)
+    assert names_ok(graphs[0]) and res.maps.shape == (4, 1, 16, 16)
+    ref = copy.deepcopy(model).eval()
+    a = ref.conv(x).detach().requires_grad_(True)
+    seq = torch.relu(a).permute(0, 2, 1, 3).flatten(2)
+    (g,) = torch.autograd.grad(ref.fc(ref.gru(seq)[0][:, -1])[:, 0].sum(), a)
+    assert torch.allclose(res.weights[:, 0], g.mean((-2, -1)), atol=1e-7, rtol=1e-5)
+
+
+class _ListHead(nn.Module):
+    """Keeps its weight in a plain list as well, and uses that copy in forward."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(8)
+        self.weight = nn.Parameter(torch.randn(3, 16) / 4)
+        self.weights = [self.weight]
+
+    def forward(self, f):
+        return F.linear(f.mean((2, 3)), self.weights[0])
+
+
+def test_a_parameter_kept_in_a_list_is_not_recorded_either(x):
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), _ListHead())
+    graphs = []
+    res = gradcam.GradCAM(model, layer="1")(x, target=lambda out: (graphs.append(_graph(out)), out[:, 2])[1])
+    assert names_ok(graphs[0])
+    z = 16 * 16
+    assert torch.allclose(res.weights[:, 0] * z, model[2].weight[2].detach().expand(4, -1), atol=1e-6)
+
+
+def names_ok(names):
+    """Only the tapped activation is a leaf of the recorded graph (no parameter is)."""
+    return names.count("AccumulateGrad") == 1 and "ConvolutionBackward0" not in names
+
+
+def test_eval_mode_false_updates_batchnorm_statistics_of_the_model_itself(x):
+    model = gap_net().train()
+    before = model[1].running_mean.clone()
+    gradcam.GradCAM(model, layer="4")(x)
+    assert torch.equal(model[1].running_mean, before)  # eval mode (the default): untouched
+    gradcam.GradCAM(model, layer="4", eval_mode=False)(x)
+    expect = 0.9 * before + 0.1 * model[0](x).mean((0, 2, 3)).detach()
+    assert torch.allclose(model[1].running_mean, expect, atol=1e-6)
+    assert model.training and all(m.training for m in model.modules())

@@ -35,6 +35,9 @@ def _act(kind: str):
         "clamp-0-6": lambda t: torch.clamp(t, 0, 6),
         "hardtanh-0-6": lambda t: F.hardtanh(t, 0.0, 6.0),
         "clip_-0-6": lambda t: t.clip_(0, 6),
+        "clip-0-6": lambda t: t.clip(0, 6),
+        "torch.clip-0-6": lambda t: torch.clip(t, 0, 6),
+        "clip-min-0": lambda t: t.clip(min=0),
     }[kind]
 
 
@@ -86,7 +89,7 @@ def test_guided_backprop_matches_captum():
 @pytest.mark.parametrize(
     "kind",
     ["module-inplace", "F.relu", "F.relu-inplace", "torch.relu", "relu_", "clamp", "clamp-method", "clamp_min",
-     "threshold", "hardtanh-0-inf"],
+     "threshold", "hardtanh-0-inf", "clip-min-0"],
 )
 def test_functional_relu_forms_give_the_module_map(kind):
     x = _x()
@@ -96,7 +99,9 @@ def test_functional_relu_forms_give_the_module_map(kind):
     assert torch.equal(res.maps, ref.maps) or torch.allclose(res.maps, ref.maps, atol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["relu6-module-inplace", "F.relu6", "clamp-0-6", "hardtanh-0-6", "clip_-0-6"])
+@pytest.mark.parametrize(
+    "kind", ["relu6-module-inplace", "F.relu6", "clamp-0-6", "hardtanh-0-6", "clip_-0-6", "clip-0-6", "torch.clip-0-6"]
+)
 def test_relu6_forms_agree_and_are_guided(kind):
     x = _x()
     ref_model = ActNet("relu6-module", scale=3.0)  # scaled so that some units exceed 6

@@ -1,21 +1,33 @@
 """The capture engine: one forward pass with the chosen layers tapped, one batched backward.
 
-Everything that touches the user's model lives here, scoped to one call:
+Everything that touches the user's model lives here, scoped to one call, and the user's model object
+itself is never changed (so any number of threads may explain it at once, also while another thread
+trains it):
 
-- parameters' ``requires_grad`` is switched off for the call, and the tapped layer's output is handed
-  on as a fresh leaf that requires grad, so autograd records only the part of the network after the
-  layer (no parameter gradients are ever computed or stored);
-- the model is put in eval mode for the call (optional), hooks are removed and every ``training`` flag
-  and ``requires_grad`` flag is restored in ``finally``, also when a target callable raises;
+- the forward pass runs on a *private view* of the model (:func:`private_model`): a shallow copy of
+  every module that shares the parameter and buffer storage but holds its own ``training`` flag, its
+  own hook dictionaries and parameters that do not require grad. Hooks are registered on the view only
+  (no other thread's forward ever sees them), eval mode is set on the view only, and autograd records
+  only the part of the network after the tapped layer, whose output is handed on as a fresh leaf that
+  requires grad (no parameter gradient is ever computed or stored, ``.grad`` is never touched);
 - gradients come from ``torch.autograd.grad`` with respect to the captured activations (and the input
-  where a method needs it), for all K targets at once (``is_grads_batched``).
+  where a method needs it), for all K targets at once (``is_grads_batched``);
+- grad mode is thread-local in torch: ``torch.enable_grad()`` around the call affects the calling
+  thread only.
+
+Models that cannot be viewed that way (TorchScript, ``torch.compile``, lazy modules, a ``forward``
+replaced on the instance) take the *locked path*: one call at a time per model (a per-model lock),
+``requires_grad`` switched off and eval mode set on the model itself and restored in ``finally``.
 """
 from __future__ import annotations
 
 import contextlib
+import threading
 import warnings
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable, ContextManager, List, Optional
+from typing import Any, Callable, ContextManager, Dict, Iterable, Iterator, List, Optional
 
 import torch
 from torch import nn
@@ -24,6 +36,14 @@ from . import targets as _targets
 from .layers import LayerRef
 
 Reshape = Optional[Callable[[torch.Tensor], torch.Tensor]]
+
+# vmap's note that an operator has no batching rule (the batched backward of K targets then loops inside
+# torch): silenced by one filter for that message, set once here, because ``warnings.catch_warnings``
+# around each call changes the process-wide filter list and is not thread-safe.
+warnings.filterwarnings(
+    "ignore", message="There is a performance drop because we have not yet implemented the batching rule",
+    category=UserWarning,
+)
 
 
 @dataclass
@@ -81,15 +101,175 @@ class ModelState:
                 p.requires_grad_(flag)
 
 
+# ---- the private view of a model ------------------------------------------------------------------
+
+_HOOK_DICTS = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called")
+_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(model: nn.Module) -> threading.RLock:
+    """The per-model re-entrant lock that serialises calls taking the locked path (see :func:`private_model`)."""
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = _LOCKS[model] = threading.RLock()
+        return lock
+
+
+class _NotViewable(Exception):
+    pass
+
+
+class ModelView:
+    """A model as one engine call runs it: ``model`` is the module to call, ``module(m)`` maps a module of
+    the user's model to the one to hook, ``original(v)`` maps back. ``locked`` is True on the locked path
+    (then the view *is* the user's model, its flags switched for the call under :func:`model_lock`)."""
+
+    def __init__(self, model: nn.Module, views: Dict[int, nn.Module], originals: Dict[int, nn.Module],
+                 locked: bool = False):
+        self.model = model
+        self._views = views
+        self._originals = originals
+        self.locked = locked
+
+    def module(self, original: nn.Module) -> nn.Module:
+        """The module of the view that stands for ``original`` (a module of the user's model)."""
+        return self._views.get(id(original), original)
+
+    def original(self, module: nn.Module) -> nn.Module:
+        """The module of the user's model that ``module`` (of the view) stands for."""
+        return self._originals.get(id(module), module)
+
+
+_Parameter = nn.Parameter
+_MODULE_KEYS = frozenset(nn.Module().__dict__)  # what every module has; the rest is scanned for parameters
+_NOT_VIEWABLE_TYPES: Dict[type, bool] = {}
+_SCAN: Dict[type, bool] = {}
+
+
+def _check_viewable(m: nn.Module) -> None:
+    cls = type(m)
+    bad = _NOT_VIEWABLE_TYPES.get(cls)
+    if bad is None:  # per class, once
+        bad = _NOT_VIEWABLE_TYPES[cls] = (
+            issubclass(cls, (torch.jit.ScriptModule, nn.modules.lazy.LazyModuleMixin))
+            or cls.__name__ == "OptimizedModule"
+        )
+    if bad or "forward" in m.__dict__:
+        raise _NotViewable
+
+
+def _build_view(model: nn.Module, eval_mode: bool, hooked: Optional[Iterable[nn.Module]] = None) -> ModelView:
+    """Shallow-copy the modules: shared parameter/buffer storage (``.data``: no autograd link, own version
+    counters, so an optimizer step in another thread cannot invalidate this call's graph), parameters that
+    do not require grad, own ``training`` flags. The modules in ``hooked`` (``None``: all) get their own
+    forward-hook dictionaries. A module with nothing to change (no parameters, buffers or children, already
+    in the wanted mode, not hooked) is used as it is."""
+    views: Dict[int, nn.Module] = {}
+    originals: Dict[int, nn.Module] = {}
+    params: Dict[int, torch.Tensor] = {}
+    hook_ids = None if hooked is None else {id(m) for m in hooked}
+
+    def param(p: torch.Tensor) -> torch.Tensor:
+        q = params.get(id(p))
+        if q is None:
+            if p.is_meta:
+                raise ValueError(_META_MODEL)
+            q = params[id(p)] = _Parameter(p.data, False) if type(p) is _Parameter else p.data
+        return q
+
+    def view(m: nn.Module) -> nn.Module:
+        v = views.get(id(m))
+        if v is not None:
+            return v
+        own = m._parameters or m._buffers or m._modules or (eval_mode and m.training)
+        if not own and hook_ids is not None and id(m) not in hook_ids:
+            views[id(m)] = m
+            return m
+        _check_viewable(m)
+        v = object.__new__(type(m))
+        d = v.__dict__
+        d.update(m.__dict__)
+        views[id(m)] = v
+        originals[id(v)] = m
+        if eval_mode:
+            d["training"] = False
+        if m._parameters:
+            d["_parameters"] = {k: (None if p is None else param(p)) for k, p in m._parameters.items()}
+        if m._buffers:
+            d["_buffers"] = {k: (None if b is None else b.data) for k, b in m._buffers.items()}
+        if hook_ids is None or id(m) in hook_ids:
+            for key in _HOOK_DICTS:
+                if key in d:
+                    d[key] = OrderedDict(d[key])
+        # Parameters a module also keeps in a plain attribute or list (e.g. an RNN's ``_flat_weights``);
+        # torch's own layers other than RNNs keep them in ``_parameters`` only.
+        scan = _SCAN.get(type(m))
+        if scan is None:
+            cls = type(m)
+            scan = _SCAN[cls] = not cls.__module__.startswith("torch.nn.modules.") or issubclass(cls, nn.RNNBase)
+        for key in (d.keys() - _MODULE_KEYS) if scan else ():
+            val = d[key]
+            t = type(val)
+            if t is _Parameter:
+                d[key] = param(val)
+            elif (t is list or t is tuple) and any(type(e) is _Parameter for e in val):
+                d[key] = t(param(e) if type(e) is _Parameter else e for e in val)
+        if m._modules:
+            d["_modules"] = {k: (None if c is None else view(c)) for k, c in m._modules.items()}
+        return v
+
+    root = view(model)
+    return ModelView(root, views, originals)
+
+
+@contextlib.contextmanager
+def private_model(
+    model: nn.Module, eval_mode: bool = True, hooked: Optional[Iterable[nn.Module]] = None
+) -> Iterator[ModelView]:
+    """The model as one call runs it, without changing the user's model object (see the module doc).
+
+    The view shares the parameters' and buffers' storage (so an in-place update of a buffer in the
+    forward, e.g. BatchNorm's running statistics with ``eval_mode=False``, still lands in the model),
+    with ``training=False`` everywhere when ``eval_mode``. Models that cannot be viewed (TorchScript,
+    ``torch.compile``, lazy modules, ``forward`` set on an instance) take the locked path: the call holds
+    :func:`model_lock`, the model's ``requires_grad`` flags are off and eval mode is set for the call, and
+    everything is restored in ``finally``. Hooks may be registered on ``view.module(m)`` for the modules m
+    in ``hooked`` (``None``: any module of the model).
+    """
+    try:
+        view = _build_view(model, eval_mode, hooked)
+    except _NotViewable:
+        view = None
+    if view is not None:
+        yield view
+        return
+    with model_lock(model):
+        state = ModelState(model)
+        try:
+            if eval_mode and any(flag for _, flag in state.training):
+                model.eval()
+            for p, flag in state.requires_grad:
+                if flag:
+                    p.requires_grad_(False)
+            yield ModelView(model, {}, {}, locked=True)
+        finally:
+            state.restore()
+
+
 class _Tap:
-    """A forward hook on one layer that captures its output at the chosen call."""
+    """A forward hook on one layer that captures its output at the chosen call (of this thread's forward)."""
 
     def __init__(self, ref: LayerRef):
         self.ref = ref
         self.calls = 0
         self.activation: Optional[torch.Tensor] = None
+        self.thread = threading.get_ident()
 
     def hook(self, module: nn.Module, inputs: Any, output: Any) -> Any:
+        if threading.get_ident() != self.thread:  # the locked path hooks the shared model: not our forward
+            return None
         k = self.calls
         self.calls += 1
         if k != (self.ref.call or 0):
@@ -129,8 +309,27 @@ class _Tap:
             )
 
 
+_META_MODEL = (
+    "The model's parameters are on the 'meta' device (created without data, e.g. under torch.device('meta')); "
+    "give it real weights first, e.g. model.to_empty(device='cpu') and then model.load_state_dict(...)."
+)
+
+
+def _first_conv_channels(model: nn.Module) -> Optional[int]:
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            return m.in_channels
+    return None
+
+
 def check_input(model: nn.Module, x: Any) -> None:
-    """Validate an image batch: a floating (N, C, H, W) tensor with N >= 1 on the model's device."""
+    """Validate an image batch: a floating (N, C, H, W) tensor with N >= 1, on the model's device and of
+    its dtype, with data (not ``meta``); a clear error naming the problem and the fix otherwise."""
+    if isinstance(x, (list, tuple)) and x and all(isinstance(t, torch.Tensor) for t in x):
+        raise TypeError(
+            f"Input must be one torch.Tensor of shape (N, C, H, W); got a {type(x).__name__} of {len(x)} tensors. "
+            "Stack the images into one batch: torch.stack(images) (all images of the same size)."
+        )
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"Input must be a torch.Tensor of shape (N, C, H, W); got {type(x).__name__}.")
     if x.dim() != 4:
@@ -142,9 +341,27 @@ def check_input(model: nn.Module, x: Any) -> None:
         raise TypeError(
             f"Input must be a floating-point tensor; got {x.dtype}. Convert and normalise it, e.g. x.float() / 255."
         )
+    if x.is_meta:
+        raise ValueError(
+            "Input is a meta tensor (a shape without data); pass a tensor with data, e.g. on device 'cpu'."
+        )
+    if x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3) and _first_conv_channels(model) != x.shape[1]:
+        raise ValueError(
+            f"Input of shape {tuple(x.shape)} looks like channels-last images (N, H, W, C); the model takes "
+            "(N, C, H, W): use x.permute(0, 3, 1, 2)."
+        )
     p = next(model.parameters(), None)
-    if p is not None and p.device != x.device:
+    if p is None:
+        return
+    if p.is_meta:  # the first parameter here; every parameter as the call's view of the model is built
+        raise ValueError(_META_MODEL)
+    if p.device != x.device:
         raise ValueError(f"Input is on {x.device} but the model is on {p.device}; move it with x.to('{p.device}').")
+    if p.dtype.is_floating_point and p.dtype != x.dtype:
+        raise TypeError(
+            f"Input is {x.dtype} but the model's parameters are {p.dtype}; make them match, e.g. "
+            f"x.to({p.dtype}) or model.to({x.dtype})."
+        )
 
 
 def batched_grad(
@@ -167,11 +384,9 @@ def batched_grad(
         total = scores.sum(0)
         eye = torch.eye(k, dtype=scores.dtype, device=scores.device)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                batched = torch.autograd.grad(
-                    total, wrt, grad_outputs=eye, is_grads_batched=True, allow_unused=True, retain_graph=True
-                )
+            batched = torch.autograd.grad(
+                total, wrt, grad_outputs=eye, is_grads_batched=True, allow_unused=True, retain_graph=True
+            )
         except RuntimeError:
             batched = None
         if batched is not None:
@@ -220,69 +435,63 @@ def capture(
     Grad-CAM's plain dy/dA and guided dy/dx from one forward pass.
     """
     check_input(model, x)
-    state = ModelState(model)
     taps = [_Tap(ref) for ref in layers]
     handles = []
-    try:
-        if eval_mode and any(flag for _, flag in state.training):
-            model.eval()
-        for p, flag in state.requires_grad:  # the list ModelState just made: no second traversal
-            if flag:
-                p.requires_grad_(False)
-        for tap in taps:
-            handles.append(tap.ref.module.register_forward_hook(tap.hook))
-        x_in = x.detach().requires_grad_(True) if input_gradient else x.detach()
-        with torch.enable_grad(), (context() if context is not None else contextlib.nullcontext()):
-            output = model(x_in)
+    with private_model(model, eval_mode, [ref.module for ref in layers]) as view:
+        try:
             for tap in taps:
-                tap.check()
-            scores, ids = _targets.resolve(output, target, top_k, x.shape[0])
-            if not bool(torch.isfinite(scores).all()):
-                bad = (~torch.isfinite(scores)).any(dim=1).nonzero().flatten().tolist()
-                raise ValueError(
-                    f"The model produced NaN/Inf scores for image(s) {bad}; check the input (NaN pixels, wrong "
-                    "scaling) and the model's weights."
-                )
-            acts = [tap.activation for tap in taps]
-            for tap, a in zip(taps, acts):
-                shaped = reshape(a) if reshape is not None else a
-                if shaped.dim() != 4:
+                handles.append(view.module(tap.ref.module).register_forward_hook(tap.hook))
+            x_in = x.detach().requires_grad_(True) if input_gradient else x.detach()
+            with torch.enable_grad(), (context() if context is not None else contextlib.nullcontext()):
+                output = view.model(x_in)
+                for tap in taps:
+                    tap.check()
+                scores, ids = _targets.resolve(output, target, top_k, x.shape[0])
+                if not bool(torch.isfinite(scores).all()):
+                    bad = (~torch.isfinite(scores)).any(dim=1).nonzero().flatten().tolist()
                     raise ValueError(
-                        f"Layer '{tap.ref.spec}' outputs shape {tuple(shaped.shape)}, not a spatial map (N, C, h, w). "
-                        "Pick a convolutional layer, or for token models pass "
-                        "reshape=gradcam.layers.tokens_to_grid(h, w) to turn tokens into a grid."
+                        f"The model produced NaN/Inf scores for image(s) {bad}; check the input (NaN pixels, wrong "
+                        "scaling) and the model's weights."
                     )
-            if (gradients or input_gradient) and not scores.requires_grad:
-                names = ", ".join(f"'{t.ref.spec}'" for t in taps) or "the input"
-                if callable(target) and not isinstance(target, torch.Tensor):
-                    raise LayerNotUsedError(
-                        f"The target callable returned a tensor that is not connected by autograd to {names}: "
-                        "either it called .item(), .detach(), .argmax() or numpy (return a differentiable score), "
-                        "or the target does not depend on that layer (pick a layer on its path)."
-                    )
-                raise LayerNotUsedError(
-                    f"The target does not depend on layer {names} (no gradient flows from the score back to it). "
-                    "Pick a layer on the path to the explained output."
-                )
-            wrt = list(acts) + ([x_in] if input_gradient else [])
-            grads: List[Optional[torch.Tensor]] = [None] * len(wrt)
-            if gradients or input_gradient:
-                if layer_gradient_context is not None and gradients and input_gradient and acts:
-                    with layer_gradient_context():
-                        grads = batched_grad(scores, acts, negate=counterfactual, retain_graph=True)
-                    grads = grads + batched_grad(scores, [x_in], negate=counterfactual)
-                else:
-                    grads = batched_grad(scores, wrt, negate=counterfactual)
-                for tap, g in zip(taps, grads[: len(taps)]):
-                    if gradients and g is None:
-                        raise LayerNotUsedError(
-                            f"The target does not depend on layer '{tap.ref.spec}' (no gradient flows from the "
-                            "score back to it). Pick a layer on the path to the explained output."
+                acts = [tap.activation for tap in taps]
+                for tap, a in zip(taps, acts):
+                    shaped = reshape(a) if reshape is not None else a
+                    if shaped.dim() != 4:
+                        raise ValueError(
+                            f"Layer '{tap.ref.spec}' outputs shape {tuple(shaped.shape)}, not a spatial map (N, C, h, w). "
+                            "Pick a convolutional layer, or for token models pass "
+                            "reshape=gradcam.layers.tokens_to_grid(h, w) to turn tokens into a grid."
                         )
-    finally:
-        for h in handles:
-            h.remove()
-        state.restore()
+                if (gradients or input_gradient) and not scores.requires_grad:
+                    names = ", ".join(f"'{t.ref.spec}'" for t in taps) or "the input"
+                    if callable(target) and not isinstance(target, torch.Tensor):
+                        raise LayerNotUsedError(
+                            f"The target callable returned a tensor that is not connected by autograd to {names}: "
+                            "either it called .item(), .detach(), .argmax() or numpy (return a differentiable score), "
+                            "or the target does not depend on that layer (pick a layer on its path)."
+                        )
+                    raise LayerNotUsedError(
+                        f"The target does not depend on layer {names} (no gradient flows from the score back to it). "
+                        "Pick a layer on the path to the explained output."
+                    )
+                wrt = list(acts) + ([x_in] if input_gradient else [])
+                grads: List[Optional[torch.Tensor]] = [None] * len(wrt)
+                if gradients or input_gradient:
+                    if layer_gradient_context is not None and gradients and input_gradient and acts:
+                        with layer_gradient_context():
+                            grads = batched_grad(scores, acts, negate=counterfactual, retain_graph=True)
+                        grads = grads + batched_grad(scores, [x_in], negate=counterfactual)
+                    else:
+                        grads = batched_grad(scores, wrt, negate=counterfactual)
+                    for tap, g in zip(taps, grads[: len(taps)]):
+                        if gradients and g is None:
+                            raise LayerNotUsedError(
+                                f"The target does not depend on layer '{tap.ref.spec}' (no gradient flows from the "
+                                "score back to it). Pick a layer on the path to the explained output."
+                            )
+        finally:
+            for h in handles:
+                h.remove()
 
     cap = Capture(output=_detach(output), scores=scores.detach(), targets=ids.detach(), layers=list(layers))
     for i, a in enumerate(acts):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Union
 
@@ -95,9 +96,12 @@ def auto_candidates(
     events = []
     counts: dict = {}
     handles = []
+    owner = threading.get_ident()
 
     def make_hook(mod):
         def hook(module, inputs, output):
+            if threading.get_ident() != owner:  # another thread's forward of a shared model: not ours
+                return None
             k = counts.get(id(module), 0)
             counts[id(module)] = k + 1
             t = output

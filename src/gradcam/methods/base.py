@@ -6,6 +6,7 @@ captured (``_weights``), and whether it needs gradients at all.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Callable, List, Optional
 
 import torch
@@ -25,6 +26,10 @@ class LayerMethod:
     map_k = ReLU( sum_c alpha_k^c A^c ), upsampled to the input size and min-max normalised.
     ``differentiable=True``: the result keeps the graph, so a loss on its maps trains the parameters
     (the one exception to "no parameter gradients"; see :mod:`gradcam.differentiable`).
+
+    A method object may be called from any number of threads at once: the engine runs each call on a
+    private view of the model, and the ``layer="auto"`` cache (one candidate list per input shape) is
+    filled and trimmed under the object's own lock.
     """
 
     name = "base"
@@ -53,6 +58,16 @@ class LayerMethod:
         self._auto = isinstance(layer, str) and layer == "auto"
         self._layers: Optional[List[LayerRef]] = None if self._auto else resolve(model, layer)
         self._auto_cache: dict = {}
+        self._lock = threading.RLock()
+
+    def __getstate__(self) -> dict:  # a lock does not pickle (e.g. sending a method to a worker process)
+        state = dict(self.__dict__)
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
 
     # -- what subclasses define --------------------------------------------------------------
     def _weights(self, cap: engine.Capture, i: int) -> torch.Tensor:
@@ -64,27 +79,33 @@ class LayerMethod:
         """The layer(s) used for input ``x`` (resolving ``"auto"`` once per input shape)."""
         if not self._auto:
             return self._layers
+        return self._candidates(x)[:1]
+
+    def _candidates(self, x: torch.Tensor) -> List[LayerRef]:
+        """``layer="auto"``: the spatial layers for inputs shaped like ``x``, latest first (cached per shape).
+
+        Found by one gradient-free forward of a private eval-mode view of the model; the cache is written
+        under the lock, only after the search succeeded, so an error in one thread leaves no entry behind.
+        """
+        engine.check_input(self.model, x)
         key = tuple(x.shape[1:])
-        if key not in self._auto_cache:
-            engine.check_input(self.model, x)
-            state = engine.ModelState(self.model)
-            try:
-                if self.eval_mode:
-                    self.model.eval()
-                self._auto_cache[key] = auto_candidates(self.model, x[:1], self.reshape)
-            finally:
-                state.restore()
-        return self._auto_cache[key][:1]
+        with self._lock:
+            found = self._auto_cache.get(key)
+            if found is None:
+                with engine.private_model(self.model, self.eval_mode) as view:
+                    refs = auto_candidates(view.model, x[:1], self.reshape)
+                    found = [LayerRef(r.name, view.original(r.module), r.call) for r in refs]
+                self._auto_cache[key] = found
+        return found
 
     def _capture(self, x, target, top_k, counterfactual, **kw) -> engine.Capture:
-        layers = self.layers_for(x)
         capture = differentiable.capture if self.differentiable else engine.capture
         if not self._auto:
             return capture(
-                self.model, x, layers, target, top_k, gradients=self.needs_gradients,
+                self.model, x, self._layers, target, top_k, gradients=self.needs_gradients,
                 counterfactual=counterfactual, reshape=self.reshape, eval_mode=self.eval_mode, **kw,
             )
-        candidates = self._auto_cache[tuple(x.shape[1:])]
+        candidates = self._candidates(x)
         for j, ref in enumerate(candidates[:10]):
             try:
                 cap = capture(
@@ -94,7 +115,10 @@ class LayerMethod:
             except engine.LayerNotUsedError:
                 continue
             if j:
-                self._auto_cache[tuple(x.shape[1:])] = candidates[j:]
+                key = tuple(x.shape[1:])
+                with self._lock:  # trim only the list this call read (another thread may have trimmed it)
+                    if self._auto_cache.get(key) is candidates:
+                        self._auto_cache[key] = candidates[j:]
             log.debug("gradcam: layer='auto' chose %r", ref.spec)
             return cap
         raise ValueError(

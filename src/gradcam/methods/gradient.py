@@ -1,6 +1,7 @@
 """Plain input gradients ("Backprop" in Selvaraju et al.'s Table 1; Simonyan et al., 2014)."""
 from __future__ import annotations
 
+import threading
 from typing import Optional
 
 import torch
@@ -10,6 +11,13 @@ from .. import engine
 from ..pixels import REDUCTIONS, PixelExplanation, pixel_explanation
 from ..targets import Target
 from .registry import register
+
+_CALL = threading.local()
+
+
+def call_context():
+    """The context factory of the calling thread's current :class:`Gradient` call (for ``_after``)."""
+    return getattr(_CALL, "context", None)
 
 
 class Gradient:
@@ -34,10 +42,12 @@ class Gradient:
         self, x: torch.Tensor, target: Target = None, top_k: Optional[int] = None, *, counterfactual: bool = False
     ) -> PixelExplanation:
         """Explain ``x`` (N, C, H, W) for ``target`` (see :mod:`gradcam.targets`)."""
+        context = self._context()  # one per call: calls from several threads never share it
         cap = engine.capture(
             self.model, x, [], target, top_k, gradients=False, input_gradient=True, counterfactual=counterfactual,
-            eval_mode=self.eval_mode, context=self._context(),
+            eval_mode=self.eval_mode, context=context,
         )
+        _CALL.context = context  # this thread's call, read by _after (a thread-local: not shared state)
         self._after(cap)
         return pixel_explanation(cap.input_gradient, cap, self.name, self.reduce, counterfactual)
 
@@ -46,7 +56,8 @@ class Gradient:
         return None
 
     def _after(self, cap: engine.Capture) -> None:
-        """A check after the pass (subclasses: e.g. warn when the guided rule never applied)."""
+        """A check after the pass (subclasses: e.g. warn when the guided rule never applied); this call's
+        context factory is :func:`call_context`."""
 
 
 register("gradient", lambda model, layer="auto", **kw: Gradient(model, **kw))

@@ -26,6 +26,9 @@ How: a :class:`torch.overrides.TorchFunctionMode` is active during the forward a
 the one call; it replaces each ReLU-like call on a tensor that needs a gradient by a custom autograd
 function with the same forward value and the guided backward rule. No module is swapped, no hook is
 left behind, nothing global is patched; leaving the mode (in ``finally``, also on exceptions) ends it.
+Torch function modes are thread-local: the mode changes the ReLUs of the calling thread's forward only,
+never those of another thread (e.g. a training loop on the same model), and each call has its own mode
+object, so concurrent calls never share the ``guided``/``plain`` switch.
 """
 from __future__ import annotations
 
@@ -44,7 +47,7 @@ from ..layers import LayerSpec
 from ..pixels import REDUCTIONS, PixelExplanation, pixel_explanation
 from ..targets import Target
 from .gradcam import GradCAM
-from .gradient import Gradient
+from .gradient import Gradient, call_context
 from .registry import register
 
 # func -> (kind, parameter names after the input, their defaults, in place? (None: read ``inplace``)).
@@ -242,11 +245,10 @@ class GuidedBackprop(Gradient):
     name = "guided-backprop"
 
     def _context(self):
-        self._modes = _ModeFactory()  # a fresh guided mode for each call
-        return self._modes
+        return _ModeFactory()  # a fresh guided mode for each call (torch function modes are thread-local)
 
     def _after(self, cap: engine.Capture) -> None:
-        _warn_if_no_relu(self._modes.modes[-1], self.model)
+        _warn_if_no_relu(call_context().modes[-1], self.model)
 
 
 class GuidedGradCAM(GradCAM):
