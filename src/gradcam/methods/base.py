@@ -13,7 +13,7 @@ from torch import nn
 
 from .. import engine
 from ..explanation import INTERPOLATIONS, Explanation, normalize, upsample
-from ..layers import LayerRef, LayerSpec, auto_candidates, resolve
+from ..layers import LayerRef, LayerSpec, auto_candidates, gradient_reaches, resolve, warn_if_no_gradient
 from ..targets import Target
 
 log = logging.getLogger("gradcam")
@@ -55,7 +55,7 @@ class LayerMethod:
         raise NotImplementedError
 
     # -- the shared path ---------------------------------------------------------------------
-    def layers_for(self, x: torch.Tensor) -> List[LayerRef]:
+    def layers_for(self, x: torch.Tensor, forward_kwargs: Optional[dict] = None) -> List[LayerRef]:
         """The layer(s) used for input ``x`` (resolving ``"auto"`` once per input shape)."""
         if not self._auto:
             return self._layers
@@ -66,20 +66,22 @@ class LayerMethod:
             try:
                 if self.eval_mode:
                     self.model.eval()
-                self._auto_cache[key] = auto_candidates(self.model, x[:1], self.reshape)
+                kw = {k: v[:1] if isinstance(v, torch.Tensor) and v.dim() and v.shape[0] == x.shape[0] else v
+                      for k, v in (forward_kwargs or {}).items()}
+                self._auto_cache[key] = auto_candidates(self.model, x[:1], self.reshape, kw)
             finally:
                 state.restore()
         return self._auto_cache[key][:1]
 
     def _capture(self, x, target, top_k, counterfactual, **kw) -> engine.Capture:
-        layers = self.layers_for(x)
+        layers = self.layers_for(x, kw.get("forward_kwargs"))
         if not self._auto:
             return engine.capture(
                 self.model, x, layers, target, top_k, gradients=self.needs_gradients,
                 counterfactual=counterfactual, reshape=self.reshape, eval_mode=self.eval_mode, **kw,
             )
         candidates = self._auto_cache[tuple(x.shape[1:])]
-        for j, ref in enumerate(candidates[:10]):
+        for j, ref in enumerate(candidates[:24]):
             try:
                 cap = engine.capture(
                     self.model, x, [ref], target, top_k, gradients=self.needs_gradients,
@@ -87,6 +89,8 @@ class LayerMethod:
                 )
             except engine.LayerNotUsedError:
                 continue
+            if self.needs_gradients and j < len(candidates) - 1 and not bool(gradient_reaches(cap.gradients[0]).any()):
+                continue  # e.g. a ViT's final norm: its patch tokens get no gradient (only the class token does)
             if j:
                 self._auto_cache[tuple(x.shape[1:])] = candidates[j:]
             log.debug("gradcam: layer='auto' chose %r", ref.spec)
@@ -103,18 +107,25 @@ class LayerMethod:
         top_k: Optional[int] = None,
         *,
         counterfactual: bool = False,
+        forward_kwargs: Optional[dict] = None,
     ) -> Explanation:
-        """Explain ``x`` (N, C, H, W) for ``target`` (see :mod:`gradcam.targets`)."""
-        cap = self._capture(x, target, top_k, counterfactual)
-        return self._explain(cap, x.shape[-2:], counterfactual)
+        """Explain ``x`` (N, C, H, W), or volumes (N, C, D, H, W), for ``target`` (see :mod:`gradcam.targets`).
+
+        ``forward_kwargs``: extra arguments of the model's forward, ``model(x, **forward_kwargs)`` (an
+        attention mask, text ids, a second image); batched tensors among them are sliced with ``x``.
+        """
+        cap = self._capture(x, target, top_k, counterfactual, forward_kwargs=forward_kwargs)
+        return self._explain(cap, x.shape[2:], counterfactual)
 
     def _explain(self, cap: engine.Capture, size, counterfactual: bool) -> Explanation:
         per_layer = {}
         for i, ref in enumerate(cap.layers):
             a = cap.activations[i]
             w = self._weights(cap, i).to(a.dtype)
-            raw = torch.relu(torch.einsum("nkc,nchw->nkhw", w, a))
-            maps = normalize(upsample(raw, size, self.interpolation))
+            raw = torch.relu(torch.einsum("nkc,nchw->nkhw" if a.dim() == 4 else "nkc,ncdhw->nkdhw", w, a))
+            maps = normalize(upsample(raw, size, self.interpolation), dims=len(size))
+            if self.needs_gradients:
+                warn_if_no_gradient(cap.gradients[i], ref.spec)
             per_layer[ref.spec] = Explanation(
                 maps=maps, raw=raw, weights=w, targets=cap.targets, scores=cap.scores, layer=ref.spec,
                 method=self.name, interpolation=self.interpolation, counterfactual=counterfactual,
@@ -125,7 +136,7 @@ class LayerMethod:
         # Several layers: the mean of the per-layer normalised maps, normalised again; raw and weights
         # are those of the last layer listed; every layer's own result is in ``per_layer``.
         last = list(per_layer.values())[-1]
-        combined = normalize(torch.stack([e.maps for e in per_layer.values()]).mean(0))
+        combined = normalize(torch.stack([e.maps for e in per_layer.values()]).mean(0), dims=len(size))
         return Explanation(
             maps=combined, raw=last.raw, weights=last.weights, targets=cap.targets, scores=cap.scores,
             layer="+".join(per_layer), method=self.name, interpolation=self.interpolation,
