@@ -156,4 +156,5 @@ def assert_unchanged(model: nn.Module, before) -> None:
     assert before[0].keys() == after[0].keys()
     for k in before[0]:
         assert torch.equal(before[0][k], after[0][k]), k
-    assert before[1] == after[1] and before[2] == after[2]
+    assert before[1] == after[1], [(i, b, a) for i, (b, a) in enumerate(zip(before[1], after[1])) if b != a][:3]
+    assert before[2] == after[2]

@@ -188,7 +188,9 @@ def auto_candidates(
     One forward pass without gradients records every submodule call whose output is a map (see
     :func:`infer_layout`: (N, C, h, w), channels-last (N, h, w, C), tokens (N, T, C) or (T, N, C) with
     an inferred grid, (N, C, d, h, w) for volumes); candidates come latest first, so the default layer is
-    the last map before the model's head. Dropout/Identity modules and, for tokens, ``nn.Linear``
+    the last map before the model's head. The model's own dense output (a layer whose (N, C) equal those
+    of a segmenter's class-score map, before or after resizing) is not a feature map and is skipped, as
+    are Dropout/Identity modules and, for tokens, ``nn.Linear``
     projections (queries, keys, values, MLP units) are skipped. Each candidate carries its reshape. The
     method then takes the first candidate whose map positions receive the target's gradient (for a ViT
     the final norm's patch tokens get none: only the class token reaches the head). A module called
@@ -213,12 +215,12 @@ def auto_candidates(
                     except Exception:  # noqa: BLE001 - a reshape that does not fit this tensor: not a candidate
                         return None
                 if t.dim() == x.dim() and math.prod(t.shape[2:]) > 1:
-                    events.append((module, k, None, False))
+                    events.append((module, k, None, False, None))
                 return None
             layout = infer_layout(output.shape, x.shape)
             if layout is None or (output.dim() == 3 and isinstance(module, nn.Linear)):
                 return None
-            events.append((module, k, layout[0], layout[1]))
+            events.append((module, k, layout[0], layout[1], tuple(output.shape[:2])))
             return None
 
         return hook
@@ -229,13 +231,16 @@ def auto_candidates(
                 continue
             handles.append(mod.register_forward_hook(make_hook(mod)))
         with torch.no_grad():
-            model(x, **(forward_kwargs or {}))
+            out = model(x, **(forward_kwargs or {}))
     finally:
         for h in handles:
             h.remove()
+    dense = {tuple(t.shape[:2]) for t in _tensors(out) if t.dim() == x.dim()}
     refs = []
     seen = set()
-    for module, k, shaper, seq_first in reversed(events):
+    for module, k, shaper, seq_first, lead in reversed(events):
+        if shaper is None and lead in dense:
+            continue  # the model's own dense output (a segmenter's class-score map), not a feature map
         call = k if counts[id(module)] > 1 else None
         key = (id(module), call)
         if key in seen:
@@ -249,6 +254,21 @@ def auto_candidates(
             "naming one, and for token models (ViT) also reshape=gradcam.layers.tokens_to_grid(h, w)."
         )
     return refs
+
+
+def _tensors(output, depth: int = 0) -> List[torch.Tensor]:
+    """The tensors inside a model output (tensor, dict, list/tuple, an object with ``.logits``)."""
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if depth > 2:
+        return []
+    if isinstance(output, dict):
+        items = list(output.values())
+    elif isinstance(output, (list, tuple)):
+        items = list(output)
+    else:
+        items = [getattr(output, "logits", None)]
+    return [t for v in items for t in _tensors(v, depth + 1)]
 
 
 def gradient_reaches(gradient: torch.Tensor) -> torch.Tensor:
