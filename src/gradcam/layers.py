@@ -220,6 +220,8 @@ def auto_candidates(
             layout = infer_layout(output.shape, x.shape)
             if layout is None or (output.dim() == 3 and isinstance(module, nn.Linear)):
                 return None
+            if not layout[1] and output.shape[0] != x.shape[0]:
+                return None  # not one map per image (a detector's per-proposal features)
             events.append((module, k, layout[0], layout[1], tuple(output.shape[:2])))
             return None
 

@@ -81,6 +81,7 @@ class LayerMethod:
                 counterfactual=counterfactual, reshape=self.reshape, eval_mode=self.eval_mode, **kw,
             )
         candidates = self._auto_cache[tuple(x.shape[1:])]
+        first = None
         for j, ref in enumerate(candidates[:24]):
             try:
                 cap = engine.capture(
@@ -89,12 +90,15 @@ class LayerMethod:
                 )
             except engine.LayerNotUsedError:
                 continue
-            if self.needs_gradients and j < len(candidates) - 1 and not bool(gradient_reaches(cap.gradients[0]).any()):
-                continue  # e.g. a ViT's final norm: its patch tokens get no gradient (only the class token does)
+            if self.needs_gradients and not bool(gradient_reaches(cap.gradients[0]).any()):
+                first = first or cap  # e.g. a ViT's final norm: its patch tokens get no gradient (only the class token)
+                continue
             if j:
                 self._auto_cache[tuple(x.shape[1:])] = candidates[j:]
             log.debug("gradcam: layer='auto' chose %r", ref.spec)
             return cap
+        if first is not None:  # no candidate gets a gradient (a zero head): the latest one, and a warning
+            return first
         raise ValueError(
             "layer='auto' found no spatial layer on which the target depends (a target callable that detaches "
             "its result, e.g. with .item() or .argmax(), also looks like this); pass layer=... explicitly."
