@@ -137,7 +137,10 @@ def reference_at_layer(model: nn.Module, x: torch.Tensor, spec: Spec, score: Cal
     alpha = spatial mean, ReLU(sum alpha A), bilinear upsampling, min-max normalisation."""
     store = {}
     module = dict(model.named_modules())[spec.layer]
-    h = module.register_forward_hook(lambda m, i, o: store.setdefault("a", o.detach()))
+    def keep(m, i, o):  # returns None: the model's own output goes on (in-place ops after it stay its own)
+        store["a"] = o.detach().clone()
+
+    h = module.register_forward_hook(keep)
     try:
         with torch.no_grad():
             model(x)
