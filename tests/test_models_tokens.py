@@ -28,6 +28,7 @@ def test_infer_grid_drops_prefix_tokens_and_handles_non_square():
     assert infer_grid(49, (224, 224)) == (0, 7, 7)  # Swin last stage: no class token
     assert infer_grid(1 + 14 * 10, (224, 160)) == (1, 14, 10)  # non-square input
     assert infer_grid(7 * 5, (224, 160)) == (0, 7, 5)  # Swin-like, non-square
+    assert infer_grid(8, (100, 60)) == (2, 3, 2)  # ambiguous: the grid closest to one stride wins (4 x 2 is farther)
     assert infer_grid(768, (224, 224)) is None  # a pooled (N, 768, 1) output is not a grid
 
 
