@@ -128,7 +128,7 @@ class LayerMethod:
             w = self._weights(cap, i).to(a.dtype)
             raw = torch.relu(torch.einsum("nkc,nchw->nkhw" if a.dim() == 4 else "nkc,ncdhw->nkdhw", w, a))
             maps = normalize(upsample(raw, size, self.interpolation), dims=len(size))
-            if self.needs_gradients:
+            if self.needs_gradients and not bool(raw.flatten(2).amax(-1).gt(0).all()):  # a zero map: why?
                 warn_if_no_gradient(cap.gradients[i], ref.spec)
             per_layer[ref.spec] = Explanation(
                 maps=maps, raw=raw, weights=w, targets=cap.targets, scores=cap.scores, layer=ref.spec,
