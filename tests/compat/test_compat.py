@@ -3,7 +3,6 @@ layer, agrees with a float64 reference of Grad-CAM at that layer, and leaves the
 
 Collected only with GRADCAM_COMPAT=1, in an environment with torchvision and timm (CI's second stage)."""
 import pytest
-import torch
 from zoo import SPECS, check
 
 TOL = 1e-5
@@ -12,8 +11,7 @@ TOL = 1e-5
 @pytest.mark.parametrize("spec", SPECS, ids=[s.id for s in SPECS])
 def test_model(spec):
     pytest.importorskip({"hf": "transformers"}.get(spec.lib, spec.lib))
-    row = check(spec, reps=1)
+    row = check(spec, reps=0)  # timing lives in benchmarks/compat_table.py
     assert row["layer"] == spec.layer
     assert row["unchanged"]
     assert row["max_err"] <= TOL, row
-    assert torch.isfinite(torch.tensor(row["ratio"]))
