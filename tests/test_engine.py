@@ -431,8 +431,9 @@ def test_tokens_to_grid_reshape():
     x = torch.randn(2, 3, 16, 16)
     res = gradcam.GradCAM(model, layer="block", reshape=gradcam.tokens_to_grid(4, 4))(x)
     assert res.raw.shape == (2, 1, 4, 4) and res.maps.shape == (2, 1, 16, 16)
-    with pytest.raises(ValueError, match="not a spatial map"):
-        gradcam.GradCAM(model, layer="block")(x)
+    # Without reshape= the grid (4 x 4 after one class token) is inferred from T and the input size.
+    inferred = gradcam.GradCAM(model, layer="block")(x)
+    assert torch.equal(inferred.maps, res.maps)
 
 
 class _GradModeInside(nn.Module):

@@ -80,6 +80,7 @@ def capture(
     counterfactual: bool = False,
     reshape: engine.Reshape = None,
     eval_mode: bool = True,
+    forward_kwargs: Optional[dict] = None,
     **unsupported: Any,
 ) -> engine.Capture:
     """Like :func:`gradcam.engine.capture`, but every returned tensor keeps the autograd graph.
@@ -104,7 +105,7 @@ def capture(
         for tap in taps:
             handles.append(tap.ref.module.register_forward_hook(tap.hook))
         with torch.enable_grad():
-            output = model(x)
+            output = model(x, **(forward_kwargs or {}))
             for tap in taps:
                 _check_tap(tap)
             scores, ids = _targets.resolve(output, target, top_k, x.shape[0])

@@ -32,6 +32,7 @@ from typing import Any, Callable, ContextManager, Dict, Iterable, Iterator, List
 import torch
 from torch import nn
 
+from . import layers as _layers
 from . import targets as _targets
 from .layers import LayerRef
 
@@ -261,8 +262,9 @@ def private_model(
 class _Tap:
     """A forward hook on one layer that captures its output at the chosen call (of this thread's forward)."""
 
-    def __init__(self, ref: LayerRef):
+    def __init__(self, ref: LayerRef, batch: int = 0):
         self.ref = ref
+        self.batch = batch
         self.calls = 0
         self.activation: Optional[torch.Tensor] = None
         self.thread = threading.get_ident()
@@ -279,15 +281,19 @@ class _Tap:
                 f"Layer '{self.ref.spec}' returns {type(output).__name__}, not a tensor; pick a submodule whose "
                 "output is the feature map (N, C, h, w)."
             )
+        # Sequence-first tokens (T, N, C) are captured batch-first (N, T, C) and handed on transposed back.
+        seq_first = output.dim() == 3 and (
+            self.ref.seq_first or (output.shape[0] != self.batch and output.shape[1] == self.batch)
+        )
         if output.requires_grad:
             # Already inside a recorded graph (input gradients, or an earlier tapped layer): keep the link.
-            self.activation = output
+            self.activation = output.transpose(0, 1) if seq_first else output
         else:
             # A fresh leaf: autograd records only what comes after this layer.
-            self.activation = output.detach().requires_grad_(True)
+            self.activation = (output.detach().transpose(0, 1) if seq_first else output.detach()).requires_grad_(True)
         # Hand on a copy so that in-place operations after the layer (``out += identity``) cannot touch
         # the captured activation.
-        return self.activation.clone()
+        return (self.activation.transpose(0, 1) if seq_first else self.activation).clone()
 
     def check(self) -> None:
         name = self.ref.spec
@@ -323,8 +329,9 @@ def _first_conv_channels(model: nn.Module) -> Optional[int]:
 
 
 def check_input(model: nn.Module, x: Any) -> None:
-    """Validate an image batch: a floating (N, C, H, W) tensor with N >= 1, on the model's device and of
-    its dtype, with data (not ``meta``); a clear error naming the problem and the fix otherwise."""
+    """Validate a batch: a floating (N, C, H, W) image or (N, C, D, H, W) volume tensor with N >= 1, on the
+    model's device and of its dtype, with data (not ``meta``); a clear error naming the problem and the fix
+    otherwise."""
     if isinstance(x, (list, tuple)) and x and all(isinstance(t, torch.Tensor) for t in x):
         raise TypeError(
             f"Input must be one torch.Tensor of shape (N, C, H, W); got a {type(x).__name__} of {len(x)} tensors. "
@@ -332,9 +339,9 @@ def check_input(model: nn.Module, x: Any) -> None:
         )
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"Input must be a torch.Tensor of shape (N, C, H, W); got {type(x).__name__}.")
-    if x.dim() != 4:
+    if x.dim() not in (4, 5):
         hint = " For one image, add a batch dimension: x.unsqueeze(0)." if x.dim() == 3 else ""
-        raise ValueError(f"Input must have shape (N, C, H, W); got {tuple(x.shape)}.{hint}")
+        raise ValueError(f"Input must have shape (N, C, H, W); got {tuple(x.shape)}.{hint} (Volumes: (N, C, D, H, W).)")
     if x.shape[0] == 0:
         raise ValueError("Input batch is empty (N = 0); pass at least one image.")
     if not x.dtype.is_floating_point:
@@ -423,6 +430,7 @@ def capture(
     eval_mode: bool = True,
     context: Optional[Callable[[], ContextManager]] = None,
     layer_gradient_context: Optional[Callable[[], ContextManager]] = None,
+    forward_kwargs: Optional[dict] = None,
 ) -> Capture:
     """Run ``model`` once on ``x`` with ``layers`` tapped and differentiate the targets.
 
@@ -432,10 +440,12 @@ def capture(
     around the forward and backward pass (e.g. a guided-ReLU mode). ``layer_gradient_context``, with
     ``gradients`` and ``input_gradient``: the layer gradients come from a backward of their own inside
     it (through the part of the network after the layers only), then dy/dx from a second one: Guided
-    Grad-CAM's plain dy/dA and guided dy/dx from one forward pass.
+    Grad-CAM's plain dy/dA and guided dy/dx from one forward pass. ``forward_kwargs``: extra arguments
+    of ``model(x, **forward_kwargs)`` (masks, text ids, a second input). Without ``reshape``, a layer's
+    tokens, channels-last or sequence-first output becomes a map by ``layers.infer_layout``.
     """
     check_input(model, x)
-    taps = [_Tap(ref) for ref in layers]
+    taps = [_Tap(ref, x.shape[0]) for ref in layers]
     handles = []
     with private_model(model, eval_mode, [ref.module for ref in layers]) as view:
         try:
@@ -443,7 +453,7 @@ def capture(
                 handles.append(view.module(tap.ref.module).register_forward_hook(tap.hook))
             x_in = x.detach().requires_grad_(True) if input_gradient else x.detach()
             with torch.enable_grad(), (context() if context is not None else contextlib.nullcontext()):
-                output = view.model(x_in)
+                output = view.model(x_in, **(forward_kwargs or {}))
                 for tap in taps:
                     tap.check()
                 scores, ids = _targets.resolve(output, target, top_k, x.shape[0])
@@ -454,9 +464,10 @@ def capture(
                         "scaling) and the model's weights."
                     )
                 acts = [tap.activation for tap in taps]
-                for tap, a in zip(taps, acts):
-                    shaped = reshape(a) if reshape is not None else a
-                    if shaped.dim() != 4:
+                shapers = [reshape or tap.ref.reshape or _shaper(a, x) for tap, a in zip(taps, acts)]
+                for tap, a, r in zip(taps, acts, shapers):
+                    shaped = r(a) if r is not None else a
+                    if shaped.dim() != x.dim():
                         raise ValueError(
                             f"Layer '{tap.ref.spec}' outputs shape {tuple(shaped.shape)}, not a spatial map (N, C, h, w). "
                             "Pick a convolutional layer, or for token models pass "
@@ -497,9 +508,9 @@ def capture(
     for i, a in enumerate(acts):
         a = a.detach()
         g = grads[i] if gradients else None
-        if reshape is not None:
-            a = reshape(a)
-            g = _reshape_grad(g, reshape) if g is not None else None
+        if shapers[i] is not None:
+            a = shapers[i](a)
+            g = _reshape_grad(g, shapers[i]) if g is not None else None
         cap.activations.append(a)
         cap.gradients.append(g)
     if input_gradient:
@@ -507,6 +518,14 @@ def capture(
             x.shape[0], scores.shape[1], *x.shape[1:], dtype=x.dtype, device=x.device
         )
     return cap
+
+
+def _shaper(a: torch.Tensor, x: torch.Tensor) -> Reshape:
+    """The inferred reshape of a captured (batch-first) activation that is not a channels-first map."""
+    if a.dim() == 5 or (a.dim() == 4 and a.shape[2] <= x.shape[-2] and a.shape[3] <= x.shape[-1]):
+        return None  # a channels-first map (channels-last only where (h, w) cannot be a grid of the input)
+    layout = _layers.infer_layout(a.shape, x.shape)
+    return None if layout is None else layout[0]
 
 
 def _detach(output: Any) -> Any:

@@ -10,13 +10,13 @@ import torch.nn.functional as F
 INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area")
 
 
-def normalize(maps: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Min-max normalise each map over its last two dimensions to [0, 1].
+def normalize(maps: torch.Tensor, eps: float = 1e-6, dims: int = 2) -> torch.Tensor:
+    """Min-max normalise each map over its last ``dims`` dimensions (3 for volumes) to [0, 1].
 
     m' = (m - min m) / (max m - min m); a flat map (range <= eps * max|m|, or exactly 0) becomes all
     zeros, never NaN.
     """
-    flat = maps.flatten(-2)
+    flat = maps.flatten(-dims)
     lo = flat.amin(-1, keepdim=True)
     hi = flat.amax(-1, keepdim=True)
     rng = hi - lo
@@ -26,13 +26,18 @@ def normalize(maps: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return out.reshape(maps.shape)
 
 
-def upsample(maps: torch.Tensor, size: Tuple[int, int], interpolation: str = "bilinear") -> torch.Tensor:
+def upsample(maps: torch.Tensor, size: Tuple[int, ...], interpolation: str = "bilinear") -> torch.Tensor:
     """Resize (N, K, h, w) maps to ``size`` with ``interpolation`` (bilinear, nearest, bicubic, area).
 
     Bicubic can overshoot below zero; results are clamped at 0 so that a ReLU'd map stays non-negative.
+    Volumes (N, K, d, h, w) with a 3-D ``size``: "bilinear" means trilinear (also "nearest", "area").
     """
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}; got {interpolation!r}.")
+    if maps.dim() == 5:
+        from .volumes import upsample_volume
+
+        return upsample_volume(maps, size, interpolation)
     n, k, h, w = maps.shape
     flat = maps.reshape(n * k, 1, h, w)
     if (h, w) == tuple(size):

@@ -309,3 +309,57 @@ def scale_point(xy: Sequence[int], src: Tuple[int, int], dst: Tuple[int, int]) -
     x = math.floor((xy[0] + 0.5) * dst[0] / src[0])
     y = math.floor((xy[1] + 0.5) * dst[1] / src[1])
     return [min(max(x, 0), dst[0] - 1), min(max(y, 0), dst[1] - 1)]
+
+
+# -- volumes (issue 12): overlays of chosen slices ------------------------------------------------------
+
+def overlay_slices(
+    volume: torch.Tensor,
+    map: torch.Tensor,  # noqa: A002 - same name as overlay()
+    slices: Optional[Sequence[int]] = None,
+    axis: int = 0,
+    alpha: float = 0.5,
+    colormap: str = "jet",
+) -> Image.Image:
+    """Overlays of chosen slices of a volume, side by side: one :func:`overlay` per slice.
+
+    ``volume`` (D, H, W) grey or (C, D, H, W) with C = 1 or 3, any range (each slice shown min-max
+    scaled over the whole volume); ``map`` (D, H, W) in [0, 1] at the volume's size (e.g. ``res.maps[i, k]``
+    of a 3-D model). ``axis`` picks the slicing axis of (D, H, W) (0: axial D, 1: H, 2: W); ``slices``
+    the indices along it (default: 5 evenly spaced, and always the slice holding the map's maximum).
+    """
+    v = torch.as_tensor(volume).detach().float().cpu()
+    m = torch.as_tensor(map).detach().float().cpu()
+    if v.dim() == 4:
+        if v.shape[0] not in (1, 3):
+            raise ValueError(f"volume (C, D, H, W) needs C = 1 or 3; got shape {tuple(v.shape)}.")
+    elif v.dim() == 3:
+        v = v.unsqueeze(0)
+    else:
+        raise ValueError(f"volume must be (D, H, W) or (C, D, H, W); got shape {tuple(v.shape)}.")
+    if m.shape != v.shape[1:]:
+        raise ValueError(f"map must be (D, H, W) = {tuple(v.shape[1:])}, the volume's size; got {tuple(m.shape)}.")
+    if axis not in (0, 1, 2):
+        raise ValueError(f"axis must be 0, 1 or 2 (of D, H, W); got {axis!r}.")
+    size = m.shape[axis]
+    if slices is None:
+        peak = int(torch.nonzero(m == m.max())[0, axis])
+        slices = sorted(set(torch.linspace(0, size - 1, 5).round().long().tolist()) | {peak})
+    slices = list(slices)
+    bad = [s for s in slices if not -size <= s < size]
+    if not slices or bad:
+        raise ValueError(f"slices {bad or slices} are out of range for axis {axis} of size {size} (0..{size - 1}).")
+    lo, hi = v.min(), v.max()
+    v = (v - lo) / (hi - lo) if hi > lo else torch.zeros_like(v)
+    tiles = []
+    for s in slices:
+        img = v.select(axis + 1, s)
+        img = (img.expand(3, -1, -1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+        tiles.append(overlay(Image.fromarray(img), m.select(axis, s), alpha=alpha, colormap=colormap))
+    gap = 4
+    out = Image.new("RGB", (sum(t.width for t in tiles) + gap * (len(tiles) - 1), tiles[0].height), (255, 255, 255))
+    x = 0
+    for t in tiles:
+        out.paste(t, (x, 0))
+        x += t.width + gap
+    return out

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import difflib
 import logging
+import math
 import threading
-from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Union
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -27,6 +29,10 @@ class LayerRef:
     name: str
     module: nn.Module
     call: Optional[int] = None
+    # Set by ``"auto"``: how the layer's output becomes a map (token grid, channels-last), and whether it
+    # is sequence-first (T, N, C). Not part of the layer's identity.
+    reshape: Optional[Callable[[torch.Tensor], torch.Tensor]] = field(default=None, compare=False, repr=False)
+    seq_first: bool = field(default=False, compare=False)
 
     @property
     def spec(self) -> str:
@@ -83,14 +89,113 @@ def resolve(model: nn.Module, layer: LayerSpec) -> List[LayerRef]:
     return out
 
 
-def auto_candidates(
-    model: nn.Module, x: torch.Tensor, reshape: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
-) -> List[LayerRef]:
-    """Spatial layers of ``model`` for input ``x``, the last one to finish first.
+# Modules that only pass their input on in eval mode: never a candidate (the producer of their input is).
+_PASSTHROUGH = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity)
+MAX_PREFIX_TOKENS = 8  # class + distillation + register tokens dropped in front of a token grid
 
-    One forward pass without gradients records every submodule call whose output is a tensor
-    (N, C, h, w) with h*w > 1; candidates come latest first, so the default Grad-CAM layer is the last
-    spatial map before the model's head. A module called several times is returned as ``name@k``.
+
+def _grid_fits(grid: Sequence[int], size: Sequence[int]) -> bool:
+    """Whether ``grid`` (h, w) is a plausible feature grid for an input of spatial ``size`` (H, W).
+
+    One common stride s = (H + W) / (h + w) must give every side within one cell: |h - H/s| < 1 and
+    |w - W/s| < 1 (convolutions and patch embeddings round up or down), and h <= H, w <= W.
+    """
+    if any(g < 1 or g > s for g, s in zip(grid, size)):
+        return False
+    return _deviation(grid, size) < 1.0
+
+
+def _deviation(grid: Sequence[int], size: Sequence[int]) -> float:
+    """The largest |g - S/s| over the sides, s = (H + W) / (h + w) the common stride."""
+    stride = sum(size) / sum(grid)
+    return max(abs(g - s / stride) for g, s in zip(grid, size))
+
+
+def infer_grid(tokens: int, size: Sequence[int]) -> Optional[Tuple[int, int, int]]:
+    """(skip, h, w) for ``tokens`` tokens of an input of spatial size (H, W), or ``None``.
+
+    Leading tokens (class, distillation, register tokens: up to ``MAX_PREFIX_TOKENS``) are dropped so
+    that the rest, T - skip = h * w, forms a grid with one stride s along both sides (|h - H/s| < 1 and
+    |w - W/s| < 1, see :func:`_grid_fits`); of all (skip, h, w) the one closest to an exact grid wins,
+    ties going to fewer dropped tokens.
+    """
+    H, W = int(size[-2]), int(size[-1])
+    best = None
+    for skip in range(0, min(MAX_PREFIX_TOKENS, tokens - 2) + 1):
+        n = tokens - skip
+        for h in range(1, int(math.isqrt(n)) + 1):
+            if n % h:
+                continue
+            for gh, gw in ((h, n // h), (n // h, h)):
+                if gh * gw > 1 and _grid_fits((gh, gw), (H, W)):
+                    key = (round(_deviation((gh, gw), (H, W)), 9), skip)
+                    if best is None or key < best[0]:
+                        best = (key, (skip, gh, gw))
+    return None if best is None else best[1]
+
+
+def _channels_last(t: torch.Tensor) -> torch.Tensor:
+    return t.permute(0, t.dim() - 1, *range(1, t.dim() - 1))
+
+
+def infer_layout(
+    shape: Sequence[int], input_shape: Sequence[int]
+) -> Optional[Tuple[Optional[Callable[[torch.Tensor], torch.Tensor]], bool]]:
+    """How a layer output of ``shape`` becomes a map for an input of ``input_shape`` (N, C, *spatial).
+
+    Returns ``(reshape, seq_first)`` (``reshape=None``: already a channels-first map) or ``None`` when
+    the output is not a map. Recognised, for 2-D inputs (N, C, H, W):
+
+    - (N, C, h, w) maps whose grid fits the input (one stride for both sides, see ``_grid_fits``);
+    - channels-last (N, h, w, C) maps (Swin, ConvNeXt blocks), when only that reading fits;
+    - tokens (N, T, C) and sequence-first tokens (T, N, C) (``nn.Transformer*`` with
+      ``batch_first=False``): the grid is inferred by :func:`infer_grid`, leading tokens dropped.
+
+    For 3-D inputs (N, C, D, H, W) a (N, C, d, h, w) output with every side <= the input's is a map.
+    A 4-D output that fits neither reading but lies inside the input (non-uniform strides) stays a map.
+    """
+    n = int(input_shape[0])
+    size = [int(s) for s in input_shape[2:]]
+    shape = [int(s) for s in shape]
+    if len(size) == 3:
+        ok = len(shape) == 5 and all(1 <= g <= s for g, s in zip(shape[2:], size)) and math.prod(shape[2:]) > 1
+        return (None, False) if ok else None
+    if len(shape) == 4:
+        if shape[2] * shape[3] <= 1:
+            return None
+        if _grid_fits(shape[2:], size):
+            return None, False
+        if _grid_fits(shape[1:3], size) and shape[1] * shape[2] > 1:
+            return _channels_last, False
+        return (None, False) if shape[2] <= size[0] and shape[3] <= size[1] else None
+    if len(shape) == 3 and shape[2] > 1:
+        seq_first = shape[0] != n and shape[1] == n
+        found = infer_grid(shape[0] if seq_first else shape[1], size)
+        if found is None:
+            return None
+        skip, h, w = found
+        return tokens_to_grid(h, w, skip), seq_first
+    return None
+
+
+def auto_candidates(
+    model: nn.Module,
+    x: torch.Tensor,
+    reshape: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+    forward_kwargs: Optional[dict] = None,
+) -> List[LayerRef]:
+    """Layers of ``model`` whose output is a map for input ``x``, the last one to finish first.
+
+    One forward pass without gradients records every submodule call whose output is a map (see
+    :func:`infer_layout`: (N, C, h, w), channels-last (N, h, w, C), tokens (N, T, C) or (T, N, C) with
+    an inferred grid, (N, C, d, h, w) for volumes); candidates come latest first, so the default layer is
+    the last map before the model's head. The model's own dense output (a layer whose (N, C) equal those
+    of a segmenter's class-score map, before or after resizing) is not a feature map and is skipped, as
+    are Dropout/Identity modules and, for tokens, ``nn.Linear``
+    projections (queries, keys, values, MLP units) are skipped. Each candidate carries its reshape. The
+    method then takes the first candidate whose map positions receive the target's gradient (for a ViT
+    the final norm's patch tokens get none: only the class token reaches the head). A module called
+    several times is returned as ``name@k``.
     """
     names = _names(model)
     events = []
@@ -104,14 +209,24 @@ def auto_candidates(
                 return None
             k = counts.get(id(module), 0)
             counts[id(module)] = k + 1
-            t = output
-            if isinstance(t, torch.Tensor) and reshape is not None and t.dim() != 4:
-                try:
-                    t = reshape(t)
-                except Exception:  # noqa: BLE001 - a reshape that does not fit this tensor: not a candidate
-                    return None
-            if isinstance(t, torch.Tensor) and t.dim() == 4 and t.shape[-1] * t.shape[-2] > 1:
-                events.append((module, k))
+            if not isinstance(output, torch.Tensor) or isinstance(module, _PASSTHROUGH):
+                return None
+            if reshape is not None:
+                t = output
+                if t.dim() != x.dim():
+                    try:
+                        t = reshape(t)
+                    except Exception:  # noqa: BLE001 - a reshape that does not fit this tensor: not a candidate
+                        return None
+                if t.dim() == x.dim() and math.prod(t.shape[2:]) > 1:
+                    events.append((module, k, None, False, None))
+                return None
+            layout = infer_layout(output.shape, x.shape)
+            if layout is None or (output.dim() == 3 and isinstance(module, nn.Linear)):
+                return None
+            if not layout[1] and output.shape[0] != x.shape[0]:
+                return None  # not one map per image (a detector's per-proposal features)
+            events.append((module, k, layout[0], layout[1], tuple(output.shape[:2])))
             return None
 
         return hook
@@ -122,19 +237,22 @@ def auto_candidates(
                 continue
             handles.append(mod.register_forward_hook(make_hook(mod)))
         with torch.no_grad():
-            model(x)
+            out = model(x, **(forward_kwargs or {}))
     finally:
         for h in handles:
             h.remove()
+    dense = {tuple(t.shape[:2]) for t in _tensors(out) if t.dim() == x.dim()}
     refs = []
     seen = set()
-    for module, k in reversed(events):
+    for module, k, shaper, seq_first, lead in reversed(events):
+        if shaper is None and lead in dense:
+            continue  # the model's own dense output (a segmenter's class-score map), not a feature map
         call = k if counts[id(module)] > 1 else None
         key = (id(module), call)
         if key in seen:
             continue
         seen.add(key)
-        refs.append(LayerRef(names[id(module)], module, call))
+        refs.append(LayerRef(names[id(module)], module, call, shaper, seq_first))
     if not refs:
         raise ValueError(
             f"No submodule of {type(model).__name__} outputs a spatial map (N, C, h, w with h*w > 1) for an "
@@ -144,10 +262,54 @@ def auto_candidates(
     return refs
 
 
+def _tensors(output, depth: int = 0) -> List[torch.Tensor]:
+    """The tensors inside a model output (tensor, dict, list/tuple, an object with ``.logits``)."""
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if depth > 2:
+        return []
+    if isinstance(output, dict):
+        items = list(output.values())
+    elif isinstance(output, (list, tuple)):
+        items = list(output)
+    else:
+        items = [getattr(output, "logits", None)]
+    return [t for v in items for t in _tensors(v, depth + 1)]
+
+
+def gradient_reaches(gradient: torch.Tensor) -> torch.Tensor:
+    """(N, K) bool: whether any position of each map received a non-zero gradient dy/dA."""
+    return gradient.flatten(2).ne(0).any(-1)
+
+
+def warn_if_no_gradient(gradient: Optional[torch.Tensor], layer: str) -> None:
+    """Warn when a target's gradient is zero at every position of ``layer``: its map is all zero.
+
+    Typical cause: a token model's final norm (only the class token reaches the head), a layer after the
+    explained output, or a score that is a constant (e.g. a segmentation class predicted nowhere).
+    """
+    if gradient is None:
+        return
+    reached = gradient_reaches(gradient)
+    if bool(reached.all()):
+        return
+    bad = (~reached).nonzero().tolist()
+    warnings.warn(
+        f"The map(s) (image, target) {bad[:5]}{' ...' if len(bad) > 5 else ''} are all zero: no gradient of the "
+        f"target reaches any position of layer '{layer}'. Pick a layer the score depends on position by position: "
+        "layer='auto' does this; for a ViT pass a layer inside the last block (e.g. 'blocks.11.norm1', not the "
+        "final norm, whose patch tokens never reach the head); for a dense target check that its mask or box "
+        "is not empty.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
 def tokens_to_grid(height: int, width: int, skip: int = 1) -> Callable[[torch.Tensor], torch.Tensor]:
     """A ``reshape`` for token models: (N, skip + h*w, D) tokens -> (N, D, h, w) map.
 
-    ``skip`` leading tokens (the class token of a ViT) are dropped.
+    ``skip`` leading tokens (the class token of a ViT) are dropped. ``"auto"`` and layers named
+    without ``reshape=`` infer ``h``, ``w`` and ``skip`` themselves (:func:`infer_grid`).
     """
 
     def reshape(t: torch.Tensor) -> torch.Tensor:

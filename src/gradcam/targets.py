@@ -329,3 +329,198 @@ def output_scalar(
         return y
 
     return target
+
+
+# -- Dense and non-class targets (issue 12): segmenters, detectors, embedding models ---------------------
+
+
+def _dense_logits(output: Any) -> torch.Tensor:
+    """(N, classes, h, w) scores of a segmenter: a tensor, torchvision's ``{"out": ...}``, or ``.logits``."""
+    t = output
+    if isinstance(output, dict):
+        t = output.get("out", output.get("logits"))
+    elif not isinstance(output, torch.Tensor):
+        t = getattr(output, "logits", None)
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(
+            f"segmentation needs per-pixel class scores (N, classes, h, w): a tensor, a dict with 'out' or "
+            f"'logits', or an object with .logits; the model returned {type(output).__name__}."
+        )
+    if t.dim() != 4:
+        raise ValueError(f"segmentation needs scores of shape (N, classes, h, w); the model output has shape {tuple(t.shape)}.")
+    return t
+
+
+def segmentation(class_id: int, mask: Optional[torch.Tensor] = None) -> Callable[[Any], torch.Tensor]:
+    """Target: class ``class_id``'s logits summed over a region: y = sum_ij m_ij * s_c,ij.
+
+    ``s_c`` (h, w) is the class's score map in the model output (a tensor, ``{"out": ...}`` of
+    torchvision segmenters, or Hugging Face ``.logits``, which may be at a reduced resolution such as
+    Segformer's 1/4). ``mask`` (H, W) or (N, H, W), bool or float weights, at any resolution: it is
+    area-averaged to (h, w) (``adaptive_avg_pool2d``), so a mask at the input's size weighs each score
+    cell by the fraction of it that the mask covers. ``mask=None``: the cells where ``class_id`` is the
+    predicted class (argmax over classes); an image where it is predicted nowhere gets y = 0 and a flat
+    map (a warning says so).
+    """
+    if isinstance(class_id, bool) or not isinstance(class_id, int) or class_id < 0:
+        raise TypeError(f"class_id must be a non-negative int; got {class_id!r}.")
+    weights = None
+    if mask is not None:
+        weights = torch.as_tensor(mask)
+        if weights.dim() == 2:
+            weights = weights.unsqueeze(0)
+        if weights.dim() != 3 or weights.shape[-1] * weights.shape[-2] == 0:
+            raise ValueError(f"mask must be (H, W) or (N, H, W); got shape {tuple(weights.shape)}.")
+        weights = weights.float()
+
+    def target(output: Any) -> torch.Tensor:
+        logits = _dense_logits(output)
+        n, c, h, w = logits.shape
+        if class_id >= c:
+            raise ValueError(f"class_id {class_id} is out of range for a segmenter with {c} classes (0..{c - 1}).")
+        if weights is None:
+            m = (logits.detach().argmax(1) == class_id).to(logits.dtype)
+        else:
+            if weights.shape[0] not in (1, n):
+                raise ValueError(f"mask has {weights.shape[0]} maps for a batch of {n} images; give one or N.")
+            m = weights.to(logits.device, logits.dtype)
+            if tuple(m.shape[-2:]) != (h, w):
+                m = torch.nn.functional.adaptive_avg_pool2d(m.unsqueeze(1), (h, w)).squeeze(1)
+        return (logits[:, class_id] * m).flatten(1).sum(1)
+
+    return target
+
+
+def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU (M, P) of boxes a (M, 4) and b (P, 4), as (x0, y0, x1, y1) with exclusive ends.
+
+    area = (x1 - x0) * (y1 - y0); IoU = |a ∩ b| / |a ∪ b| (0 where the union is empty), as torchvision.ops.box_iou.
+    """
+    area_a = (a[:, 2] - a[:, 0]).clamp_min(0) * (a[:, 3] - a[:, 1]).clamp_min(0)
+    area_b = (b[:, 2] - b[:, 0]).clamp_min(0) * (b[:, 3] - b[:, 1]).clamp_min(0)
+    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
+    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = (rb - lt).clamp_min(0).prod(-1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return torch.where(union > 0, inter / union.clamp_min(1e-12), torch.zeros_like(inter))
+
+
+def _predictions(output: Any, image_size: Optional[Tuple[int, int]]):
+    """Per image: (boxes (P, 4) xyxy, scores (P,), labels (P,)), with scores attached to the graph."""
+    if isinstance(output, (list, tuple)) and output and all(isinstance(o, dict) and "boxes" in o for o in output):
+        return [(o["boxes"].detach(), o["scores"], o["labels"]) for o in output]  # torchvision, eval mode
+    logits = boxes = None
+    if isinstance(output, dict):
+        logits, boxes = output.get("pred_logits", output.get("logits")), output.get("pred_boxes")
+    elif hasattr(output, "pred_boxes"):
+        logits, boxes = getattr(output, "logits", None), output.pred_boxes
+    if not isinstance(logits, torch.Tensor) or not isinstance(boxes, torch.Tensor):
+        raise TypeError(
+            "detection needs a detector's output: torchvision's list of {'boxes', 'labels', 'scores'} dicts (eval "
+            "mode), or DETR-style 'pred_logits' (N, Q, classes + 1) and 'pred_boxes' (N, Q, 4); the model "
+            f"returned {type(output).__name__}."
+        )
+    probs = logits.softmax(-1)[..., :-1]  # the last class is "no object"
+    scores, labels = probs.max(-1)
+    cx, cy, bw, bh = boxes.detach().unbind(-1)
+    xyxy = torch.stack((cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2), -1)
+    if image_size is not None:
+        h, w = image_size
+        xyxy = xyxy * xyxy.new_tensor([w, h, w, h])
+    return [(xyxy[i], scores[i], labels[i]) for i in range(logits.shape[0])]
+
+
+def detection(
+    boxes: Any,
+    labels: Optional[Sequence[int]] = None,
+    iou: float = 0.5,
+    image_size: Optional[Tuple[int, int]] = None,
+) -> Callable[[Any], torch.Tensor]:
+    """Target: for each given box, the score of the predicted box that matches it best.
+
+    ``boxes`` (K, 4) for every image, or a list of N (K, 4): (x0, y0, x1, y1), exclusive ends, in the
+    units of the predictions (input pixels for torchvision; for DETR-style outputs, normalised [0, 1]
+    unless ``image_size=(H, W)`` is given). For given box b_k: y_k = s_j with j = argmax_j IoU(b_k, p_j)
+    over the predictions p_j with IoU >= ``iou`` (and, when ``labels`` are given, label l_k). No match:
+    y_k = 0 (a flat map, with a warning). Outputs: torchvision detectors in eval mode (list of dicts with
+    ``boxes``, ``labels``, ``scores``) and DETR-style ``pred_logits`` / ``pred_boxes`` (dict or
+    Hugging Face object; the score is the softmax probability of the predicted class, no-object excluded).
+    """
+    if not 0.0 <= float(iou) <= 1.0:
+        raise ValueError(f"iou must be in [0, 1]; got {iou!r}.")
+    per_image = isinstance(boxes, (list, tuple)) and boxes and isinstance(boxes[0], torch.Tensor) and boxes[0].dim() == 2
+    given = [torch.as_tensor(b, dtype=torch.float32) for b in boxes] if per_image else [torch.as_tensor(boxes, dtype=torch.float32)]
+    given = [b.reshape(1, 4) if b.dim() == 1 and b.numel() == 4 else b for b in given]
+    for b in given:
+        if b.dim() != 2 or b.shape[1] != 4 or b.shape[0] == 0:
+            raise ValueError(f"boxes must be (K, 4) as (x0, y0, x1, y1), or a list of those per image; got shape {tuple(b.shape)}.")
+        if bool((b[:, 2] <= b[:, 0]).any() | (b[:, 3] <= b[:, 1]).any()):
+            raise ValueError("Every box needs x1 > x0 and y1 > y0 (x0, y0, x1, y1 with exclusive ends).")
+    want = None if labels is None else torch.as_tensor(labels, dtype=torch.long).reshape(-1)
+    if want is not None and want.numel() != given[0].shape[0]:
+        raise ValueError(f"labels has {want.numel()} entries for {given[0].shape[0]} boxes; give one label per box.")
+
+    def target(output: Any) -> torch.Tensor:
+        preds = _predictions(output, image_size)
+        if len(given) not in (1, len(preds)):
+            raise ValueError(f"{len(given)} box lists were given for a batch of {len(preds)} images; give one or N.")
+        rows = []
+        for i, (pb, ps, pl) in enumerate(preds):
+            b = given[0] if len(given) == 1 else given[i]
+            ov = box_iou(b.to(pb.device, pb.dtype), pb)  # (K, P)
+            ok = ov >= iou
+            if want is not None:
+                ok = ok & (pl.to(want.device)[None, :] == want[:, None]).to(ok.device)
+            ov = torch.where(ok, ov, torch.full_like(ov, -1.0))
+            if ov.shape[1] == 0:
+                rows.append(ps.sum() * 0 + torch.zeros(b.shape[0], dtype=ps.dtype, device=ps.device))
+                continue
+            best = ov.argmax(1)
+            hit = ov.gather(1, best[:, None]).squeeze(1) >= 0
+            rows.append(torch.where(hit, ps[best], ps[best] * 0))
+        return torch.stack(rows)
+
+    return target
+
+
+def _embedding_of(output: Any) -> torch.Tensor:
+    t = output
+    if not isinstance(output, torch.Tensor):
+        for key in ("image_embeds", "embeddings", "embedding", "pooler_output", "logits"):
+            v = output.get(key) if isinstance(output, dict) else getattr(output, key, None)
+            if isinstance(v, torch.Tensor):
+                t = v
+                break
+    if not isinstance(t, torch.Tensor) or t.dim() != 2:
+        raise TypeError(
+            "similarity needs an embedding (N, D) as the model output (a tensor, or a dict/object with "
+            f"'image_embeds', 'embeddings', 'pooler_output' or 'logits'); got {type(output).__name__}"
+            f"{'' if not isinstance(t, torch.Tensor) else ' of shape ' + str(tuple(t.shape))}."
+        )
+    return t
+
+
+def similarity(embedding: torch.Tensor) -> Callable[[Any], torch.Tensor]:
+    """Target: cosine similarity of the model's embedding to a concept embedding.
+
+    y = <f(x), e> / (||f(x)|| ||e||) with f(x) (D,) the model's embedding of each image and e the
+    concept ``embedding`` (D,); a (K, D) ``embedding`` gives K targets per image (CLIP-like text
+    prompts, or metric-learning class centres).
+    """
+    e = torch.as_tensor(embedding).detach()
+    single = e.dim() == 1
+    if e.dim() not in (1, 2) or e.shape[-1] == 0:
+        raise ValueError(f"embedding must be (D,) or (K, D); got shape {tuple(e.shape)}.")
+    e = e.reshape(-1, e.shape[-1])
+    if bool((e.norm(dim=1) == 0).any()):
+        raise ValueError("A concept embedding is all zeros: cosine similarity to it is undefined.")
+
+    def target(output: Any) -> torch.Tensor:
+        f = _embedding_of(output)
+        if f.shape[1] != e.shape[1]:
+            raise ValueError(f"The model's embedding has {f.shape[1]} dimensions, the concept {e.shape[1]}; they must match.")
+        ee = torch.nn.functional.normalize(e.to(f.device, f.dtype), dim=1)
+        y = torch.nn.functional.normalize(f, dim=1, eps=1e-12) @ ee.T
+        return y[:, 0] if single else y
+
+    return target

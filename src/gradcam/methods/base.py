@@ -5,6 +5,7 @@ captured (``_weights``), and whether it needs gradients at all.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from typing import Callable, List, Optional
@@ -14,7 +15,7 @@ from torch import nn
 
 from .. import differentiable, engine
 from ..explanation import INTERPOLATIONS, Explanation, normalize, upsample
-from ..layers import LayerRef, LayerSpec, auto_candidates, resolve
+from ..layers import LayerRef, LayerSpec, auto_candidates, gradient_reaches, resolve, warn_if_no_gradient
 from ..targets import Target
 
 log = logging.getLogger("gradcam")
@@ -75,13 +76,13 @@ class LayerMethod:
         raise NotImplementedError
 
     # -- the shared path ---------------------------------------------------------------------
-    def layers_for(self, x: torch.Tensor) -> List[LayerRef]:
+    def layers_for(self, x: torch.Tensor, forward_kwargs: Optional[dict] = None) -> List[LayerRef]:
         """The layer(s) used for input ``x`` (resolving ``"auto"`` once per input shape)."""
         if not self._auto:
             return self._layers
-        return self._candidates(x)[:1]
+        return self._candidates(x, forward_kwargs)[:1]
 
-    def _candidates(self, x: torch.Tensor) -> List[LayerRef]:
+    def _candidates(self, x: torch.Tensor, forward_kwargs: Optional[dict] = None) -> List[LayerRef]:
         """``layer="auto"``: the spatial layers for inputs shaped like ``x``, latest first (cached per shape).
 
         Found by one gradient-free forward of a private eval-mode view of the model; the cache is written
@@ -92,9 +93,11 @@ class LayerMethod:
         with self._lock:
             found = self._auto_cache.get(key)
             if found is None:
+                kw = {k: v[:1] if isinstance(v, torch.Tensor) and v.dim() and v.shape[0] == x.shape[0] else v
+                      for k, v in (forward_kwargs or {}).items()}
                 with engine.private_model(self.model, self.eval_mode) as view:
-                    refs = auto_candidates(view.model, x[:1], self.reshape)
-                    found = [LayerRef(r.name, view.original(r.module), r.call) for r in refs]
+                    refs = auto_candidates(view.model, x[:1], self.reshape, kw)
+                    found = [dataclasses.replace(r, module=view.original(r.module)) for r in refs]
                 self._auto_cache[key] = found
         return found
 
@@ -105,14 +108,18 @@ class LayerMethod:
                 self.model, x, self._layers, target, top_k, gradients=self.needs_gradients,
                 counterfactual=counterfactual, reshape=self.reshape, eval_mode=self.eval_mode, **kw,
             )
-        candidates = self._candidates(x)
-        for j, ref in enumerate(candidates[:10]):
+        candidates = self._candidates(x, kw.get("forward_kwargs"))
+        first = None
+        for j, ref in enumerate(candidates[:24]):
             try:
                 cap = capture(
                     self.model, x, [ref], target, top_k, gradients=self.needs_gradients,
                     counterfactual=counterfactual, reshape=self.reshape, eval_mode=self.eval_mode, **kw,
                 )
             except engine.LayerNotUsedError:
+                continue
+            if self.needs_gradients and not bool(gradient_reaches(cap.gradients[0]).any()):
+                first = first or cap  # e.g. a ViT's final norm: its patch tokens get no gradient (only the class token)
                 continue
             if j:
                 key = tuple(x.shape[1:])
@@ -121,6 +128,8 @@ class LayerMethod:
                         self._auto_cache[key] = candidates[j:]
             log.debug("gradcam: layer='auto' chose %r", ref.spec)
             return cap
+        if first is not None:  # no candidate gets a gradient (a zero head): the latest one, and a warning
+            return first
         raise ValueError(
             "layer='auto' found no spatial layer on which the target depends (a target callable that detaches "
             "its result, e.g. with .item() or .argmax(), also looks like this); pass layer=... explicitly."
@@ -133,18 +142,25 @@ class LayerMethod:
         top_k: Optional[int] = None,
         *,
         counterfactual: bool = False,
+        forward_kwargs: Optional[dict] = None,
     ) -> Explanation:
-        """Explain ``x`` (N, C, H, W) for ``target`` (see :mod:`gradcam.targets`)."""
-        cap = self._capture(x, target, top_k, counterfactual)
-        return self._explain(cap, x.shape[-2:], counterfactual)
+        """Explain ``x`` (N, C, H, W), or volumes (N, C, D, H, W), for ``target`` (see :mod:`gradcam.targets`).
+
+        ``forward_kwargs``: extra arguments of the model's forward, ``model(x, **forward_kwargs)`` (an
+        attention mask, text ids, a second image); batched tensors among them are sliced with ``x``.
+        """
+        cap = self._capture(x, target, top_k, counterfactual, forward_kwargs=forward_kwargs)
+        return self._explain(cap, x.shape[2:], counterfactual)
 
     def _explain(self, cap: engine.Capture, size, counterfactual: bool) -> Explanation:
         per_layer = {}
         for i, ref in enumerate(cap.layers):
             a = cap.activations[i]
             w = self._weights(cap, i).to(a.dtype)
-            raw = torch.relu(torch.einsum("nkc,nchw->nkhw", w, a))
-            maps = normalize(upsample(raw, size, self.interpolation))
+            raw = torch.relu(torch.einsum("nkc,nchw->nkhw" if a.dim() == 4 else "nkc,ncdhw->nkdhw", w, a))
+            maps = normalize(upsample(raw, size, self.interpolation), dims=len(size))
+            if self.needs_gradients and not bool(raw.flatten(2).amax(-1).gt(0).all()):  # a zero map: why?
+                warn_if_no_gradient(cap.gradients[i], ref.spec)
             per_layer[ref.spec] = Explanation(
                 maps=maps, raw=raw, weights=w, targets=cap.targets, scores=cap.scores, layer=ref.spec,
                 method=self.name, interpolation=self.interpolation, counterfactual=counterfactual,
@@ -155,7 +171,7 @@ class LayerMethod:
         # Several layers: the mean of the per-layer normalised maps, normalised again; raw and weights
         # are those of the last layer listed; every layer's own result is in ``per_layer``.
         last = list(per_layer.values())[-1]
-        combined = normalize(torch.stack([e.maps for e in per_layer.values()]).mean(0))
+        combined = normalize(torch.stack([e.maps for e in per_layer.values()]).mean(0), dims=len(size))
         return Explanation(
             maps=combined, raw=last.raw, weights=last.weights, targets=cap.targets, scores=cap.scores,
             layer="+".join(per_layer), method=self.name, interpolation=self.interpolation,

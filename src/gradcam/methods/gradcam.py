@@ -17,4 +17,5 @@ class GradCAM(LayerMethod):
     name = "gradcam"
 
     def _weights(self, cap: engine.Capture, i: int) -> torch.Tensor:
-        return cap.gradients[i].mean(dim=(-2, -1))
+        g = cap.gradients[i]
+        return g.mean(dim=tuple(range(3, g.dim())))  # every spatial axis: (h, w), or (d, h, w) for volumes
