@@ -9,7 +9,7 @@ import sys
 
 def register(subparsers) -> None:
     """Add the ``evaluate`` subcommand."""
-    from ..evaluation.runner import BENCHMARKS, METHODS
+    from ..evaluation.runner import BENCHMARKS, all_methods
 
     p = subparsers.add_parser(
         "evaluate",
@@ -18,7 +18,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--benchmarks", default=",".join(BENCHMARKS),
                    help=f"comma-separated benchmarks to run (default: {','.join(BENCHMARKS)})")
-    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated method names (default: all)")
+    p.add_argument("--methods", default=",".join(all_methods()), help="comma-separated method names (default: all)")
     p.add_argument("--quick", action="store_true", help="a small version that runs in under a minute")
     p.add_argument("--out", metavar="DIR", help="write DIR/evaluation.md and DIR/evaluation.json")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
@@ -47,9 +47,9 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def _default_methods():
-    from ..evaluation.runner import METHODS
+    from ..evaluation.runner import all_methods
 
-    return METHODS
+    return all_methods()
 
 
 def run(args: argparse.Namespace) -> int:
