@@ -284,4 +284,9 @@ def test_ssim_and_random_logit():
     off = torch.where(r < t, r, r + 1)
     assert (off != t).all()
     assert torch.allclose(got, M.ssim(explain(x, t), explain(x, off)))
+    given = torch.tensor([1, 0, 0, 0, 0, 2])
+    assert torch.allclose(M.random_logit(model, x, explain(x, t), t, explain, others=given, flatten=True),
+                          M.ssim(explain(x, t).flatten(1), explain(x, given).flatten(1), dims=1))
+    with pytest.raises(ValueError, match="each different from the image's target"):
+        M.random_logit(model, x, explain(x, t), t, explain, others=t)
     assert torch.allclose(M.random_logit(model, x, explain(x, t), t, lambda xx, tt: explain(xx, t)), torch.ones(6))

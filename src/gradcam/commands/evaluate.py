@@ -24,6 +24,8 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     p.add_argument("--cache", metavar="DIR",
                    help="where the synthetic benchmark's trained CNNs are cached (default $GRADCAM_CACHE or ~/.cache/gradcam)")
+    p.add_argument("--retrain", action="store_true",
+                   help="train the synthetic CNNs instead of loading the committed weights (results then depend on the CPU)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
     p.set_defaults(func=run)
 
@@ -39,6 +41,8 @@ def _command(args: argparse.Namespace) -> str:
     parts = ["gradcam evaluate", f"--benchmarks {args.benchmarks}"]
     if args.quick:
         parts.append("--quick")
+    if getattr(args, "retrain", False):
+        parts.append("--retrain")
     if args.seed:
         parts.append(f"--seed {args.seed}")
     if args.methods != ",".join(_default_methods()):
@@ -70,7 +74,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..evaluation.runner import run as run_benchmarks
 
     benchmarks = _names(args.benchmarks, "benchmarks")
-    settings = Settings(quick=args.quick, seed=args.seed, cache_dir=args.cache, methods=_names(args.methods, "methods"),
+    settings = Settings(quick=args.quick, seed=args.seed, cache_dir=args.cache, retrain=args.retrain, methods=_names(args.methods, "methods"),
                         log=lambda s: print(s, file=sys.stderr, flush=True))
     result = run_benchmarks(benchmarks, settings)
     command = _command(args)

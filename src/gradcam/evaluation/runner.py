@@ -43,6 +43,7 @@ class Settings:
     quick: bool = False
     seed: int = 0
     cache_dir: Optional[str] = None
+    retrain: bool = False  # synthetic CNNs: train instead of loading the committed weights
     methods: Sequence[str] = field(default_factory=all_methods)
     log: Callable[[str], None] = print
     notes: List[str] = field(default_factory=list)
@@ -214,7 +215,8 @@ def run_synthetic(settings: Settings) -> Dict:
     tables = []
     for kind in ("vgg", "gap"):
         t0 = time.time()
-        net, info = syn.load_or_train(synthetic_config(kind, settings), settings.cache_dir, log=settings.log)
+        net, info = syn.load_or_train(synthetic_config(kind, settings), settings.cache_dir, log=settings.log,
+                                     retrain=settings.retrain)
         with torch.no_grad():
             logits = net(x)
         acc = _mean(logits.argmax(1) == y[:, 0])

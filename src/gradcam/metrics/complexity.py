@@ -17,15 +17,20 @@ import torch
 
 
 def _flat_abs(maps: torch.Tensor) -> torch.Tensor:
+    _check(maps)
+    return maps.detach().flatten(-2).abs().double()
+
+
+def _check(maps: torch.Tensor) -> None:
     if maps.dim() < 2:
         raise ValueError(f"maps must have shape (..., H, W); got {tuple(maps.shape)}.")
-    return maps.detach().flatten(-2).abs().double()
 
 
 def sparseness(maps: torch.Tensor) -> torch.Tensor:
     """Gini index of each map (..., H, W) -> (...): sum_i (2i - n - 1) a_i / (n sum a) over the sorted
     absolute values a_1 <= ... <= a_n (Chalasani et al. 2020, as Quantus' ``Sparseness``); 0 for a flat map."""
-    a = torch.sort(_flat_abs(maps), dim=-1).values
+    _check(maps)
+    a = torch.sort(maps.detach().flatten(-2).abs().float(), dim=-1).values.double()  # sort in float32: faster
     n = a.shape[-1]
     i = torch.arange(1, n + 1, dtype=a.dtype, device=a.device)
     total = a.sum(-1)

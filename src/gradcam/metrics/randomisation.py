@@ -56,11 +56,18 @@ def random_logit(
     num_classes: Optional[int] = None,
     seed: int = 0,
     flatten: bool = False,
+    others: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Random-logit similarity per image (N,) (Sixt et al. 2020): SSIM between the map of the target and
     the map ``explain(x, off)`` of a random other class (``num_classes`` default: the model's output
-    size). ``flatten=True`` compares the row-major flattened maps with a 1-D window, as Quantus does."""
+    size). ``flatten=True`` compares the row-major flattened maps with a 1-D window, as Quantus does.
+    ``others`` (N,) gives the other classes instead of the seeded draw (e.g. to replay another tool's)."""
     maps, t = _check(model, x, maps, targets)
+    if others is not None:
+        off = torch.as_tensor(others, device=x.device).long().reshape(-1)
+        if off.numel() != x.shape[0] or bool((off == t).any()):
+            raise ValueError("others must give one class per image, each different from the image's target.")
+        num_classes = 2
     if num_classes is None:
         state = ModelState(model)
         try:
@@ -71,9 +78,10 @@ def random_logit(
             state.restore()
     if num_classes < 2:
         raise ValueError(f"random_logit needs at least 2 classes; got {num_classes}.")
-    g = torch.Generator(device="cpu").manual_seed(seed)
-    r = torch.randint(0, num_classes - 1, (x.shape[0],), generator=g).to(x.device)
-    off = torch.where(r < t, r, r + 1)
+    if others is None:
+        g = torch.Generator(device="cpu").manual_seed(seed)
+        r = torch.randint(0, num_classes - 1, (x.shape[0],), generator=g).to(x.device)
+        off = torch.where(r < t, r, r + 1)
     other = _as_maps(explain(x, off)).detach()
     if flatten:
         return ssim(maps.flatten(-2), other.flatten(-2), dims=1)
