@@ -46,6 +46,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="256,320,384,448")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--methods", default=None, help="comma-separated (default: every registered CAM-family method)")
+    ap.add_argument("--thresholds", default="0.15", help="box thresholds, fractions of the map's max (default 0.15)")
+    ap.add_argument("--no-fused", action="store_true", help="leave out the fused-layer setting")
+    ap.add_argument("--tag", default="", help="suffix of the output files (photo_defaults<tag>.md/json)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -53,23 +57,25 @@ def main() -> None:
     model = lm.model.eval()
     photos = P.load_annotated()
     registry.get("gradcam")
-    methods = [m for m in CAM_FAMILY if m in registry.METHODS]
+    methods = [m for m in (args.methods.split(",") if args.methods else CAM_FAMILY) if m in registry.METHODS]
     settings = []
     for size in [int(s) for s in args.sizes.split(",")]:
         for name in methods:
             settings.append((size, name, lm.layer, {}))
-        settings.append((size, "gradcam", FUSED, {}))
+        if not args.no_fused:
+            settings.append((size, "gradcam", FUSED, {}))
         factory = registry.get("gradcam")
         if "aug_smooth" in inspect.signature(factory.__call__).parameters:
             settings.append((size, "gradcam", lm.layer, {"aug_smooth": True}))
     rows = []
-    for size, name, layer, call_kw in settings:
+    thresholds = [float(t) for t in args.thresholds.split(",")]
+    for (size, name, layer, call_kw), threshold in ((s_, t_) for s_ in settings for t_ in thresholds):
         method = registry.get(name)(model, layer=layer)
         run = (lambda x, target, m=method, kw=call_kw: m(x, target=target, **kw)) if call_kw else method
         fwd = forward_seconds(model, photos, size, lm.mean, lm.std)
-        res = P.evaluate_method(run, model, photos, size, lm.mean, lm.std)
+        res = P.evaluate_method(run, model, photos, size, lm.mean, lm.std, threshold=threshold)
         n = len(photos)
-        row = {"size": size, "method": name, "layer": "+".join(layer) if isinstance(layer, list) else layer,
+        row = {"size": size, "method": name, "threshold": threshold, "layer": "+".join(layer) if isinstance(layer, list) else layer,
                "options": call_kw, "loc_gt": res["loc_gt"], "loc_hits": round(res["loc_gt"] * n),
                "pointing": res["pointing"], "peak_in_box": res["peak_in_box"], "peak_hits": round(res["peak_in_box"] * n),
                "energy": res["energy"], "seconds_per_photo": res["seconds"], "forward_seconds": round(fwd, 4),
@@ -79,16 +85,16 @@ def main() -> None:
         print(json.dumps({k: v for k, v in row.items() if k != "misses"}), flush=True)
     if args.out:
         os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "photo_defaults.json"), "w") as f:
+        with open(os.path.join(args.out, f"photo_defaults{args.tag}.json"), "w") as f:
             json.dump({"threads": torch.get_num_threads(), "torch": torch.__version__, "rows": rows}, f, indent=1)
-        lines = ["| short side | method | layer | IoU ≥ 0.5 (true class) | peak in box | pointing (15 px) | s / photo (6 maps) | × one forward |",
-                 "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+        lines = ["| short side | method | layer | box threshold | IoU ≥ 0.5 (true class) | peak in box | pointing (15 px) | s / photo (6 maps) | × one forward |",
+                 "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for r in rows:
             lines.append(f"| {r['size']} | {r['method']}{' ' + str(r['options']) if r['options'] else ''} | `{r['layer']}` | "
                          f"{r['loc_hits']}/{r['photos']} ({r['loc_gt']:.2f}) | {r['peak_hits']}/{r['photos']} | {r['pointing']:.2f} | "
                          f"{r['seconds_per_photo']:.3f} | {r['ratio_to_forward']:.1f} |")
-        with open(os.path.join(args.out, "photo_defaults.md"), "w") as f:
-            f.write(f"<!-- made by: benchmarks/photo_defaults.py --sizes {args.sizes} --threads {args.threads} -->\n"
+        with open(os.path.join(args.out, f"photo_defaults{args.tag}.md"), "w") as f:
+            f.write(f"<!-- made by: benchmarks/photo_defaults.py {' '.join(sys.argv[1:])} -->\n"
                     + "\n".join(lines) + "\n")
 
 

@@ -46,7 +46,10 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--resume", action="store_true", help="keep the rows of OUT/quantus_crosscheck.json, run the rest")
     args = ap.parse_args()
+    if not hasattr(np, "trapz"):  # Quantus 0.6.0 calls np.trapz, removed in NumPy 2.4
+        np.trapz = np.trapezoid
     torch.set_num_threads(args.threads)
     lm = load_model("efficientnet-lite0")
     model, layer = lm.model.eval(), lm.layer
@@ -92,7 +95,14 @@ def main() -> None:
             with open(os.path.join(args.out, "quantus_crosscheck.md"), "w") as f:
                 f.write(head + "\n".join(lines) + "\n")
 
+    if args.resume and args.out and os.path.exists(os.path.join(args.out, "quantus_crosscheck.json")):
+        with open(os.path.join(args.out, "quantus_crosscheck.json")) as f:
+            rows.extend(json.load(f)["rows"])
+    done = {r["metric"] for r in rows}
+
     def compare(name, ours_fn, theirs_fn, match, tol, t_theirs=None):
+        if name in done:
+            return
         ours, t_ours = timed(ours_fn)
         if t_theirs is None:
             theirs, t_theirs = timed(theirs_fn)
@@ -144,8 +154,8 @@ def main() -> None:
         return quantus.FaithfulnessCorrelation(nr_runs=100, subset_size=224, perturb_func=recording,
                                                return_aggregate=False, disable_warnings=True)(**kw, batch_size=n)
 
-    theirs_fc, t_fc = timed(fc_theirs)
-    sub = torch.tensor(np.stack(recorded, 1))  # (N, runs, 224)
+    theirs_fc, t_fc = timed(fc_theirs) if "faithfulness_correlation" not in done else (None, None)
+    sub = torch.tensor(np.stack(recorded, 1)) if recorded else None  # (N, runs, 224)
     compare("faithfulness_correlation",
             lambda: M.faithfulness_correlation(model, x, maps, y, subsets=sub, baseline=base, per_channel=True,
                                                batch_size=16),
@@ -157,7 +167,8 @@ def main() -> None:
             lambda: M.monotonicity(model, x, maps, y, features_in_step=step, baseline=base, per_channel=True,
                                    batch_size=16),
             lambda: quantus.Monotonicity(features_in_step=step, disable_warnings=True)(**kw, batch_size=n),
-            "per-value features (48 steps), baseline = image minimum", 0.0)
+            "per-value features (48 steps), baseline = image minimum. Quantus 0.6.0 writes the baseline again "
+            "instead of putting x's values back, so it returns 1 for any map (a bug)", 0.0)
 
     grid = M.grid_segments((h, w), 8)
     real_seg = qutils.get_superpixel_segments
@@ -207,6 +218,20 @@ def main() -> None:
     compare("random_logit", lambda: M.random_logit(model, x, maps, y, explain_t, others=others, flatten=True),
             rl_theirs, "Quantus' other classes (seed 42) given to ours; SSIM on the flattened maps (Quantus' way)", 1e-3)
 
+    x_flat = xn.reshape(n, -1)
+
+    def restore(arr, indices, **k):  # what Monotonicity means: put x's values back at the indices
+        out = arr.copy()
+        rows_ = np.arange(arr.shape[0])[:, None]
+        out[rows_, indices] = x_flat[rows_, indices]
+        return out
+
+    compare("monotonicity (Quantus with x's values restored)",
+            lambda: M.monotonicity(model, x, maps, y, features_in_step=step, baseline=base, per_channel=True,
+                                   batch_size=16),
+            lambda: quantus.Monotonicity(features_in_step=step, perturb_func=restore, disable_warnings=True)(
+                **kw, batch_size=n),
+            "as above, with a perturb_func that puts x's values back (Quantus' documented intent)", 0.0)
     write()
 
 
