@@ -42,6 +42,18 @@ def forward_seconds(model, photos, size, mean, std) -> float:
     return t / len(photos)
 
 
+def render(rows) -> list:
+    """The Markdown table of the measured settings."""
+    lines = ["| short side | method | layer | box threshold | IoU ≥ 0.5 (true class) | peak in box | pointing (15 px) "
+             "| s / photo (6 maps) | × one forward |", "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        lines.append(f"| {r['size']} | {r['method']}{' ' + str(r['options']) if r['options'] else ''} | `{r['layer']}` | "
+                     f"{r.get('threshold', 0.15):g} | {r['loc_hits']}/{r['photos']} ({r['loc_gt']:.2f}) | "
+                     f"{r['peak_hits']}/{r['photos']} | {r['pointing']:.2f} | {r['seconds_per_photo']:.3f} | "
+                     f"{r['ratio_to_forward']:.1f} |")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="256,320,384,448")
@@ -87,12 +99,7 @@ def main() -> None:
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, f"photo_defaults{args.tag}.json"), "w") as f:
             json.dump({"threads": torch.get_num_threads(), "torch": torch.__version__, "rows": rows}, f, indent=1)
-        lines = ["| short side | method | layer | box threshold | IoU ≥ 0.5 (true class) | peak in box | pointing (15 px) | s / photo (6 maps) | × one forward |",
-                 "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-        for r in rows:
-            lines.append(f"| {r['size']} | {r['method']}{' ' + str(r['options']) if r['options'] else ''} | `{r['layer']}` | "
-                         f"{r['loc_hits']}/{r['photos']} ({r['loc_gt']:.2f}) | {r['peak_hits']}/{r['photos']} | {r['pointing']:.2f} | "
-                         f"{r['seconds_per_photo']:.3f} | {r['ratio_to_forward']:.1f} |")
+        lines = render(rows)
         with open(os.path.join(args.out, f"photo_defaults{args.tag}.md"), "w") as f:
             f.write(f"<!-- made by: benchmarks/photo_defaults.py {' '.join(sys.argv[1:])} -->\n"
                     + "\n".join(lines) + "\n")
