@@ -63,3 +63,14 @@ def test_evaluate_method_counts_a_perfect_map_right():
     inverted = P.evaluate_method(lambda x, target: types.SimpleNamespace(maps=1 - method(x, target).maps), model,
                                  [photos[0]], 256, (0.5,) * 3, (0.5,) * 3)
     assert (inverted["pointing"], inverted["peak_in_box"], inverted["energy"]) == (0.0, 0.0, 0.0)
+
+
+def test_the_runner_picks_up_every_registered_method(monkeypatch):
+    from gradcam.evaluation import runner
+    from gradcam.methods import registry
+
+    monkeypatch.setitem(registry.METHODS, "zz-new-method", lambda model, layer=None: None)
+    names = runner.all_methods()
+    assert names[: len(runner.METHODS)] == runner.METHODS
+    assert names[-1] == "zz-new-method"
+    assert "zz-new-method" in runner.Settings().methods
