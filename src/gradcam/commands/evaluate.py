@@ -9,7 +9,7 @@ import sys
 
 def register(subparsers) -> None:
     """Add the ``evaluate`` subcommand."""
-    from ..evaluation.runner import BENCHMARKS, METHODS
+    from ..evaluation.runner import BENCHMARKS, all_methods
 
     p = subparsers.add_parser(
         "evaluate",
@@ -18,12 +18,14 @@ def register(subparsers) -> None:
     )
     p.add_argument("--benchmarks", default=",".join(BENCHMARKS),
                    help=f"comma-separated benchmarks to run (default: {','.join(BENCHMARKS)})")
-    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated method names (default: all)")
+    p.add_argument("--methods", default=",".join(all_methods()), help="comma-separated method names (default: all)")
     p.add_argument("--quick", action="store_true", help="a small version that runs in under a minute")
     p.add_argument("--out", metavar="DIR", help="write DIR/evaluation.md and DIR/evaluation.json")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     p.add_argument("--cache", metavar="DIR",
                    help="where the synthetic benchmark's trained CNNs are cached (default $GRADCAM_CACHE or ~/.cache/gradcam)")
+    p.add_argument("--retrain", action="store_true",
+                   help="train the synthetic CNNs instead of loading the committed weights (results then depend on the CPU)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
     p.set_defaults(func=run)
 
@@ -39,6 +41,8 @@ def _command(args: argparse.Namespace) -> str:
     parts = ["gradcam evaluate", f"--benchmarks {args.benchmarks}"]
     if args.quick:
         parts.append("--quick")
+    if getattr(args, "retrain", False):
+        parts.append("--retrain")
     if args.seed:
         parts.append(f"--seed {args.seed}")
     if args.methods != ",".join(_default_methods()):
@@ -47,9 +51,9 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def _default_methods():
-    from ..evaluation.runner import METHODS
+    from ..evaluation.runner import all_methods
 
-    return METHODS
+    return all_methods()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,7 +74,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..evaluation.runner import run as run_benchmarks
 
     benchmarks = _names(args.benchmarks, "benchmarks")
-    settings = Settings(quick=args.quick, seed=args.seed, cache_dir=args.cache, methods=_names(args.methods, "methods"),
+    settings = Settings(quick=args.quick, seed=args.seed, cache_dir=args.cache, retrain=args.retrain, methods=_names(args.methods, "methods"),
                         log=lambda s: print(s, file=sys.stderr, flush=True))
     result = run_benchmarks(benchmarks, settings)
     command = _command(args)

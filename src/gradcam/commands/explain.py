@@ -40,6 +40,8 @@ def register(subparsers) -> None:
                                                        "instead of the top prediction")
     p.add_argument("--top", type=int, default=None, metavar="K", help="explain the K best classes (default 1)")
     p.add_argument("--method", default="gradcam", help="gradcam (default), counterfactual, cam, or any registered method")
+    p.add_argument("--quality", choices=("standard", "high"), default="standard",
+                   help="input size of the embedded model: standard (short side 256) or high (384; measured in the README)")
     p.add_argument("--layer", default=None, help="layer to explain at (default: the model's own, or auto)")
     p.add_argument("--out", default="gradcam-out", metavar="DIR", help="output folder (default: gradcam-out)")
     p.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity in [0, 1] (default 0.5)")
@@ -149,6 +151,10 @@ def run(args: argparse.Namespace) -> int:
 
         args.neuron_names = load_names(args.neurons)  # a bad file fails before any work
     loaded = load_model(args.model, weights=args.weights, device=args.device)
+    if getattr(args, "quality", "standard") != "standard" and loaded.name == "efficientnet-lite0":
+        from ..models import QUALITY_SIZES
+
+        loaded.size = QUALITY_SIZES[args.quality]
     method = get_method(loaded, args.method, args.layer)
     target = resolve_target(loaded, args.target)
 

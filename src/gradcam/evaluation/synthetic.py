@@ -8,10 +8,13 @@ shortcut). Two small CNNs are trained on one-object scenes on the CPU with fixed
 - ``gap``: the same convolutions, then global average pooling and one linear layer (CAM applies, and
   Grad-CAM equals CAM up to a constant, as in Table 1 of the paper).
 
-Trained weights are cached under ``cache_dir`` (default ``$GRADCAM_CACHE`` or ``~/.cache/gradcam``),
-keyed by every setting that changes them; nothing is downloaded. Training uses
+The weights the published tables came from (the default configurations, seed 0) are committed in
+``gradcam/data/`` (``synthetic-<kind>-<key>.pt``, with their SHA-256 in ``synthetic_weights.json``, checked
+at every load): tables made from them reproduce on any machine. Other settings (``--quick``, other seeds,
+``retrain=True``) train on the CPU and cache under ``cache_dir`` (default ``$GRADCAM_CACHE`` or
+``~/.cache/gradcam``), keyed by every setting that changes them; nothing is downloaded. Training uses
 ``torch.autograd.grad`` and plain Adam with ``torch.use_deterministic_algorithms``: the same seed gives the
-same weights on the same machine.
+same weights on the same machine and thread count, not across CPUs (float rounding differs).
 """
 from __future__ import annotations
 
@@ -144,11 +147,46 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("GRADCAM_CACHE") or Path.home() / ".cache" / "gradcam")
 
 
-def load_or_train(cfg: TrainConfig, cache_dir: Optional[os.PathLike] = None, log=print) -> Tuple[ShapeNet, Dict]:
-    """The trained network for ``cfg``: from the cache when there, else trained now and cached."""
-    key = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode()).hexdigest()[:12]
+COMMITTED_DIR = Path(__file__).resolve().parent.parent / "data"
+CHECKSUMS = COMMITTED_DIR / "synthetic_weights.json"
+
+
+def config_key(cfg: TrainConfig) -> str:
+    """The 12-hex-digit key of every setting that changes the weights (part of the file names)."""
+    return hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def committed_weights(cfg: TrainConfig) -> Optional[Path]:
+    """The committed weight file for ``cfg``, after checking its SHA-256; ``None`` when none is committed.
+    A file whose checksum does not match raises (a corrupted or edited file is never used)."""
+    name = f"synthetic-{cfg.kind}-{config_key(cfg)}.pt"
+    sums = json.loads(CHECKSUMS.read_text()) if CHECKSUMS.exists() else {}
+    path = COMMITTED_DIR / name
+    if name not in sums or not path.exists():
+        return None
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != sums[name]:
+        raise ValueError(
+            f"{path} has SHA-256 {digest}, expected {sums[name]} (synthetic_weights.json): the committed weights "
+            "are damaged. Reinstall gradcam, or pass retrain=True (gradcam evaluate --retrain) to train new ones."
+        )
+    return path
+
+
+def load_or_train(
+    cfg: TrainConfig, cache_dir: Optional[os.PathLike] = None, log=print, retrain: bool = False
+) -> Tuple[ShapeNet, Dict]:
+    """The trained network for ``cfg``: the committed weights when there are some (checksum verified),
+    else from the cache, else trained now and cached. ``retrain=True`` skips the committed weights."""
+    key = config_key(cfg)
     path = Path(cache_dir or default_cache_dir()) / f"synthetic-{cfg.kind}-{key}.pt"
     net = ShapeNet(cfg.kind, cfg.width, cfg.size)
+    fixed = None if retrain else committed_weights(cfg)
+    if fixed is not None:
+        blob = torch.load(fixed, map_location="cpu", weights_only=True)
+        net.load_state_dict(blob["state_dict"])
+        net.eval()
+        return net, dict(blob["info"], committed=fixed.name)
     if path.exists():
         blob = torch.load(path, map_location="cpu", weights_only=True)
         net.load_state_dict(blob["state_dict"])

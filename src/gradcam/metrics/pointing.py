@@ -71,8 +71,14 @@ def pointing_hits(maps: torch.Tensor, gt: torch.Tensor, tolerance: float = 15.0)
     return distance_to_masks(maps, masks) <= tolerance
 
 
-def pointing_game(maps: torch.Tensor, gt: torch.Tensor, tolerance: float = 15.0) -> float:
-    """Pointing-game accuracy hits / (hits + misses) over all maps (..., H, W); see :func:`pointing_hits`."""
+def pointing_game(maps: torch.Tensor, gt: torch.Tensor, tolerance: float = 15.0, classes=None) -> float:
+    """Pointing-game accuracy hits / (hits + misses) over all maps (..., H, W); see :func:`pointing_hits`.
+    With ``classes`` (one per map), TorchRay's protocol: the mean over classes of the per-class accuracy
+    (:func:`gradcam.metrics.localisation_more.pointing_game_torchray`)."""
+    if classes is not None:
+        from .localisation_more import pointing_game_torchray
+
+        return pointing_game_torchray(maps, gt, classes, tolerance)[0]
     hits = pointing_hits(maps, gt, tolerance)
     if hits.numel() == 0:
         raise ValueError("pointing_game needs at least one map.")

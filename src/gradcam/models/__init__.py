@@ -103,6 +103,12 @@ def imagenet_labels() -> List[str]:
     return [s.split(",")[0].strip() for s in _imagenet_names()]
 
 
+# Input short side of the embedded model for `gradcam explain`, chosen by measurement on the annotated
+# photos (README, "Defaults chosen by measurement"; benchmarks/photo_defaults.py); ``--quality high`` uses
+# QUALITY_SIZES["high"].
+QUALITY_SIZES: Dict[str, int] = {"standard": 256, "high": 384}
+
+
 def _efficientnet_lite0(weights: Optional[str] = None, **_) -> LoadedModel:
     from .efficientnet_lite import efficientnet_lite0
 
@@ -114,7 +120,7 @@ def _efficientnet_lite0(weights: Optional[str] = None, **_) -> LoadedModel:
     full = _imagenet_names()
     return LoadedModel(
         model=model.eval(), labels=[s.split(",")[0].strip() for s in full], layer="_head_act",
-        name="efficientnet-lite0", size=256, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), synonyms=full,
+        name="efficientnet-lite0", size=QUALITY_SIZES["standard"], mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), synonyms=full,
     )
 
 
