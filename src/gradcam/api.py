@@ -139,18 +139,20 @@ def explain_batch(
     target: Optional[int] = None,
     top_k: int = 1,
     sources: Optional[Sequence[Optional[str]]] = None,
+    inputs: Optional[Sequence[torch.Tensor]] = None,
 ) -> List[ImageResult]:
     """Explain RGB photos with ``loaded``'s model; photos of equal preprocessed size share one batch.
 
     For each photo: x = preprocess(photo) (whole photo, short side resized); one capture explains the K
     classes (``target`` or the top ``top_k``); peaks and boxes are computed on the maps at the input's
-    resolution (all images and classes at once) and mapped to original-photo pixels.
+    resolution (all images and classes at once) and mapped to original-photo pixels. ``inputs``: the photos
+    already preprocessed (``loaded.preprocess(photo)`` each, e.g. by a Ray Data task).
     """
     if not images:
         return []
     sources = list(sources) if sources is not None else [None] * len(images)
     device = next(loaded.model.parameters(), torch.empty(0)).device
-    xs = [loaded.preprocess(im) for im in images]
+    xs = list(inputs) if inputs is not None else [loaded.preprocess(im) for im in images]
     groups: Dict[tuple, List[int]] = {}
     for i, x in enumerate(xs):
         groups.setdefault(tuple(x.shape), []).append(i)

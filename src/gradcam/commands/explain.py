@@ -52,6 +52,12 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=4, metavar="N",
                    help="photos decoded and explained together (default 4; photos of equal size share a batch)")
     p.add_argument("--device", default="cpu", help="torch device for the model: cpu (default), cuda, cuda:1, mps")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local (default): this process; ray: a Ray Data pipeline (pip install 'gradcam[ray]')")
+    p.add_argument("--address", metavar="ADDR", help="--engine ray: connect to this running Ray cluster "
+                                                     "(e.g. ray://head:10001; default: start a local Ray)")
+    p.add_argument("--workers", type=int, metavar="N", help="--engine ray: model actors (default: one per CPU, "
+                                                            "leaving some for decoding)")
     p.set_defaults(func=run)
 
 
@@ -161,14 +167,28 @@ def run(args: argparse.Namespace) -> int:
     failed: List[Tuple[str, str]] = []
 
     def say(text: str, err: bool = False) -> None:
+        if getattr(args, "quiet", False) and not err:
+            return
         progress.clear()
         print(text, file=sys.stderr if err else sys.stdout, flush=True)
         progress.draw()
 
     chunks = [todo[i:i + args.batch_size] for i in range(0, len(todo), args.batch_size)]
     progress.draw()
+    start = time.monotonic()
     try:
-        _process(chunks, args, k, loaded, method, target, failed, say, progress)
+        if getattr(args, "engine", "local") == "ray":
+            from ..distributed import run_ray
+
+            def on_outcome(o: dict) -> None:
+                if o["status"] == "failed":
+                    failed.append((o["file"], o["reason"]))
+                say(o["text"], err=o["status"] == "failed")
+                progress.update()
+
+            run_ray(args, todo, k, loaded, on_outcome)
+        else:
+            _process(chunks, args, k, loaded, method, target, failed, say, progress)
     except KeyboardInterrupt:
         progress.clear()
         print(f"gradcam: interrupted after {progress.done - len(failed)} image(s); run the same command again to "
@@ -176,6 +196,11 @@ def run(args: argparse.Namespace) -> int:
         return 130
     progress.clear()
     explained = progress.done - len(failed)
+    from .. import index
+    from ..distributed import Summary
+
+    args.summary = Summary(getattr(args, "engine", "local"), len(items), explained, done_before, list(failed),
+                           index.compact(args.out), time.monotonic() - start, args.out)
 
     parts = [f"explained {explained} image{'s' if explained != 1 else ''}"]
     if done_before:
@@ -189,6 +214,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _process(chunks, args, k, loaded, method, target, failed, say, progress) -> None:
     """Decode chunk i+1 in a background thread while chunk i is explained and written."""
+    from .. import index
     from ..api import explain_batch
 
     def load_all(chunk):
@@ -200,9 +226,10 @@ def _process(chunks, args, k, loaded, method, target, failed, say, progress) -> 
             decoded = pending.result()
             if ci + 1 < len(chunks):
                 pending = pool.submit(load_all, chunks[ci + 1])
-            good, images = [], []
+            good, images, rows = [], [], []
             for it, (img, reason) in zip(chunk, decoded):
                 if img is None:
+                    rows.append(index.failure_row(it.path, it.stem, reason, loaded.name, args.method))
                     failed.append((it.path, reason))
                     say(f"gradcam: skipped {it.path}: {reason}", err=True)
                     progress.update()
@@ -218,8 +245,10 @@ def _process(chunks, args, k, loaded, method, target, failed, say, progress) -> 
                 if js:
                     res.extra["overlays"] = [os.path.basename(p) for p in pngs]
                     atomic_write(js, (json.dumps(res.to_dict(), indent=1) + "\n").encode())
+                rows += index.result_rows(res, it.stem, pngs, js)
                 say(_describe(it, res, pngs, getattr(args, "neuron_names", None)))
                 progress.update()
+            index.append(args.out, rows)
 
 
 def _describe(item: Item, res, pngs: List[str], names=None) -> str:
