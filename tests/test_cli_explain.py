@@ -184,7 +184,7 @@ def test_target_top_and_method_options(tmp_path, capsys):
     assert [(e["class"], e["id"]) for e in rec["explanations"]] == [("tiger cat", 282)]
     assert main(["explain", str(img), "--out", str(out / "k"), "--top", "2", "--method", "cam",
                  "--alpha", "0.3", "--colormap", "viridis", "--colorbar"]) == 0
-    assert sorted(os.listdir(out / "k")) == ["cat.top1.png", "cat.top2.png"]
+    assert sorted(os.listdir(out / "k")) == [".gradcam", "cat.top1.png", "cat.top2.png"]
     with Image.open(out / "k" / "cat.top1.png") as png:
         assert png.size[1] == 100 and png.size[0] > 150  # colour bar appended on the right
     capsys.readouterr()
@@ -230,8 +230,9 @@ def test_interrupted_run_resumes_and_output_folder_inside_input_is_not_an_input(
     monkeypatch.setattr(gradcam.api, "explain_batch", interrupted_after_one)
     assert main(["explain", str(photos), "--out", str(out), "--batch-size", "1"]) == 130
     assert "interrupted after 1 image(s); run the same command again" in capsys.readouterr().err
-    assert sorted(os.listdir(out)) == ["p0.png"]  # the finished output is kept, no partial file
+    assert sorted(os.listdir(out)) == [".gradcam", "p0.png"]  # the finished output is kept, no partial file
+    assert os.listdir(out / ".gradcam") == ["p0.json"]  # and its resume record
     monkeypatch.setattr(gradcam.api, "explain_batch", real)
     assert main(["explain", str(photos), "--out", str(out), "--batch-size", "1"]) == 0
     assert "explained 1 image, 1 already done" in capsys.readouterr().err  # p1 only; out/p0.png is no input
-    assert sorted(os.listdir(out)) == ["p0.png", "p1.png"]
+    assert sorted(os.listdir(out)) == [".gradcam", "p0.png", "p1.png"]

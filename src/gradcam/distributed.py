@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import pickle
-import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .io import Item
 
@@ -109,88 +109,49 @@ def explain_dataset(
     return args.summary
 
 
-# -- the per-batch function ------------------------------------------------------------------------------
-
-def load_chunk(items: Sequence[Item], loaded=None) -> List[Tuple[object, Optional[str], object]]:
-    """Decode (and with ``loaded``, preprocess) a batch: per item (PIL image or None, failure reason, x or None)."""
-    from .commands.explain import _load
-
-    out = []
-    for it in items:
-        img, reason = _load(it)
-        x = loaded.preprocess(img) if (img is not None and loaded is not None) else None
-        out.append((img, reason, x))
-    return out
-
-
-def explain_chunk(items: Sequence[Item], decoded, args: argparse.Namespace, k: int, loaded, method,
-                  target: Optional[int]) -> List[Dict]:
-    """Explain one decoded batch and write its outputs; returns one outcome dict per item, in order.
-
-    Outcome: ``stem``, ``file``, ``status`` ("explained" or "failed"), ``reason``, ``text`` (the CLI's
-    description). Writes the overlay PNG(s), the JSON record (``args.json``) and the batch's index rows.
-    """
-    from . import index
-    from .api import explain_batch
-    from .commands.explain import _describe, _outputs, _png_bytes
-    from .io import atomic_write
-
-    outcomes: List[Optional[Dict]] = [None] * len(items)
-    rows: List[Dict] = []
-    good = [i for i, (img, _, _) in enumerate(decoded) if img is not None]
-    for i, (img, reason, _) in enumerate(decoded):
-        if img is None:
-            outcomes[i] = {"stem": items[i].stem, "file": items[i].path, "status": "failed", "reason": reason,
-                           "text": f"gradcam: skipped {items[i].path}: {reason}"}
-            rows.append(index.failure_row(items[i].path, items[i].stem, reason, loaded.name, args.method))
-    inputs = [decoded[i][2] for i in good]
-    results = explain_batch([decoded[i][0] for i in good], loaded, method, target, k,
-                            [items[i].path for i in good], inputs=None if any(x is None for x in inputs) else inputs)
-    for i, res in zip(good, results):
-        it = items[i]
-        pngs, js = _outputs(args.out, it.stem, k, args.json)
-        for r, png in enumerate(pngs):
-            atomic_write(png, _png_bytes(res.overlay(r, alpha=args.alpha, colormap=args.colormap,
-                                                     colorbar=args.colorbar)))
-        if js:
-            res.extra["overlays"] = [os.path.basename(p) for p in pngs]
-            atomic_write(js, (json.dumps(res.to_dict(), indent=1) + "\n").encode())
-        rows += index.result_rows(res, it.stem, pngs, js)
-        outcomes[i] = {"stem": it.stem, "file": it.path, "status": "explained", "reason": None,
-                       "text": _describe(it, res, pngs, getattr(args, "neuron_names", None))}
-    index.append(args.out, rows)
-    return outcomes  # type: ignore[return-value]
-
-
 # -- the Ray engine ---------------------------------------------------------------------------------------
 
 def _decode_row(row: Dict, loaded) -> Dict:
-    """Ray Data task: read, decode and preprocess one batch of photos."""
-    items = [Item(p, s) for p, s in zip(row["paths"], row["stems"])]
-    decoded = load_chunk(items, loaded)
+    """Ray Data task: read, decode and preprocess one batch of photos (``loaded``: the model's preprocessing)."""
+    from .commands.explain import _load
+
+    decoded = []
+    for p, s in zip(row["paths"], row["stems"]):
+        img, reason = _load(Item(p, s))
+        decoded.append((img, reason) if img is None else (img, reason, loaded.preprocess(img)))
     # Photos travel to the actor as pickled (PIL image, reason, x) triples in one binary column.
     return {"paths": row["paths"], "stems": row["stems"], "decoded": pickle.dumps(decoded, protocol=5)}
 
 
 class _Explainer:
-    """Ray Data actor: the model loaded once; explains batches and writes their outputs."""
+    """Ray Data actor: the model loaded once; explains batches with the local per-batch function.
 
-    def __init__(self, args: argparse.Namespace, k: int, threads: int):
+    ``job``: the driver's :class:`gradcam.commands.explain.Job` without its model and method (same resume
+    key, output names and options); the actor loads its own model into it.
+    """
+
+    def __init__(self, args: argparse.Namespace, job, threads: int):
+        import dataclasses
+
         import torch
 
-        from .api import get_method, resolve_target
+        from .api import get_method
         from .models import load_model
 
         torch.set_num_threads(threads)
-        self.args, self.k = args, k
-        self.loaded = load_model(args.model, weights=args.weights, device=args.device)
-        self.method = get_method(self.loaded, args.method, args.layer)
-        self.target = resolve_target(self.loaded, args.target)
+        loaded = load_model(args.model, weights=args.weights, device=args.device)
+        self.job = dataclasses.replace(job, loaded=loaded, method=get_method(loaded, args.method, args.layer))
+        self.names = getattr(args, "neuron_names", None)
 
     def __call__(self, row: Dict) -> Dict:
+        from .commands.explain import _describe, explain_items
+
         items = [Item(p, s) for p, s in zip(row["paths"], row["stems"])]
-        decoded = pickle.loads(row["decoded"])
-        outcomes = explain_chunk(items, decoded, self.args, self.k, self.loaded, self.method, self.target)
+        outcomes = []
+        for o in explain_items(items, self.job, pickle.loads(row["decoded"])):
+            text = (f"gradcam: skipped {o.item.path}: {o.reason}" if o.result is None
+                    else _describe(o.item, o.result, o.pngs, self.names))
+            outcomes.append({"file": o.item.path, "stem": o.item.stem, "reason": o.reason, "text": text})
         return {"outcomes": json.dumps(outcomes)}
 
 
@@ -213,10 +174,11 @@ def _start_ray(address: Optional[str]):
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no auth token written to the home folder
     if ray.is_initialized():
         return ray, False
+    quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
     if address:
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address, **quiet)
     else:
-        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, **quiet)
     return ray, True
 
 
@@ -235,12 +197,19 @@ def pool_shape(cluster_cpus: float, workers: Optional[int], gpu: bool) -> Tuple[
     return n, per, max(1, int(round(per)))
 
 
-def run_ray(args: argparse.Namespace, todo: List[Item], k: int, loaded, on_outcome) -> None:
-    """Explain ``todo`` on Ray in batches of ``args.batch_size``; ``on_outcome(dict)`` per photo, in order seen."""
+def run_ray(args: argparse.Namespace, job, todo: List[Item], on_outcome: Callable[[Dict], None]) -> None:
+    """Explain ``todo`` on Ray with ``job``'s options, in the local engine's batches of ``args.batch_size``.
+
+    ``on_outcome(dict)`` is called on the driver for each photo as its batch finishes (keys ``file``,
+    ``stem``, ``reason`` (``None`` unless it failed), ``text``: the CLI's description).
+    """
+    import dataclasses
+
     ray, started = _start_ray(getattr(args, "address", None))
     try:
         import ray.data
 
+        logging.getLogger("ray.data").setLevel(logging.ERROR)  # no per-run banners; errors still show
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
@@ -252,10 +221,11 @@ def run_ray(args: argparse.Namespace, todo: List[Item], k: int, loaded, on_outco
                 for i in range(0, len(todo), bs)]
         if not rows:
             return
+        template = dataclasses.replace(job, loaded=None, method=None)
         ds = ray.data.from_items(rows, override_num_blocks=len(rows))
-        ds = ds.map(_decode_row, fn_kwargs={"loaded": _preprocessor(loaded)}, num_cpus=DECODE_CPUS)
-        ds = ds.map(_Explainer, fn_constructor_kwargs={"args": _picklable(args), "k": k, "threads": threads},
-                    concurrency=n, num_cpus=per, num_gpus=1 if gpu else 0)
+        ds = ds.map(_decode_row, fn_kwargs={"loaded": _preprocessor(job.loaded)}, num_cpus=DECODE_CPUS)
+        ds = ds.map(_Explainer, fn_constructor_kwargs={"args": _picklable(args), "job": template, "threads": threads},
+                    compute=ray.data.ActorPoolStrategy(size=n), num_cpus=per, num_gpus=1 if gpu else 0)
         for row in ds.iter_rows():
             for outcome in json.loads(row["outcomes"]):
                 on_outcome(outcome)

@@ -1,8 +1,9 @@
 """``gradcam explain PATH...``: top-5 predictions and a Grad-CAM overlay (and a JSON record) per photo.
 
 Folders are searched recursively; photos are decoded in a background thread and batched by size; a bad
-file is reported and skipped; outputs are written atomically and never overwritten without ``--force``,
-so a rerun after an interruption resumes where it stopped. Exit code: 0 when every photo was explained
+file is reported and skipped; outputs are written atomically; a rerun skips a photo only when its outputs are intact
+and were made from the same input file, model, weights and options (see :mod:`gradcam.resume`), so it
+resumes after an interruption and never keeps a stale result; ``--force`` redoes every photo. Exit code: 0 when every photo was explained
 (or already was), 1 when any failed, 2 for a usage error.
 """
 from __future__ import annotations
@@ -14,11 +15,13 @@ import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import List, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from PIL import Image
 
 from ..io import Item, atomic_write, find_images
+from ..resume import file_stamp, fingerprint, is_up_to_date, record_path, write_record
 
 DEMO = "<demo: skimage.data.chelsea>"
 
@@ -48,7 +51,8 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="also write a JSON record per photo")
     p.add_argument("--neurons", metavar="FILE", help="channel names of the layer (JSON {channel: name}, a JSON list, "
                    "or 'channel name' lines): print the top-5 and bottom-5 channels behind each decision")
-    p.add_argument("--force", action="store_true", help="overwrite existing outputs (default: skip done photos)")
+    p.add_argument("--force", action="store_true", help="redo every photo (default: skip photos whose outputs are intact and were made "
+                   "from the same input, model and options)")
     p.add_argument("--batch-size", type=int, default=4, metavar="N",
                    help="photos decoded and explained together (default 4; photos of equal size share a batch)")
     p.add_argument("--device", default="cpu", help="torch device for the model: cpu (default), cuda, cuda:1, mps")
@@ -124,6 +128,119 @@ def _png_bytes(img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+def _model_stamp(model: str):
+    """A file stamp for ``--model`` when it names a file (TorchScript) or a module (``package.module:factory``)."""
+    if os.path.exists(model):
+        return file_stamp(model)
+    if ":" in model and "." in model.split(":")[0]:
+        import importlib.util
+
+        try:
+            spec = importlib.util.find_spec(model.split(":")[0])
+        except (ImportError, ValueError):
+            spec = None
+        return file_stamp(spec.origin) if spec is not None and spec.origin else None
+    return None
+
+
+def result_options(args: argparse.Namespace, loaded, target: Optional[int], k: int) -> Dict[str, Any]:
+    """Every option that changes an output of ``gradcam explain``: the resume key (with the input file).
+
+    The model (name, its file or module, its weights file), the method, layer, resolved target class,
+    K, the model's input size, the overlay's alpha/colormap/colorbar, --json and the --neurons file.
+    Not in it: --device, --batch-size, --force (they do not change what is written).
+    """
+    return {
+        "model": args.model, "model_file": _model_stamp(args.model), "weights": file_stamp(args.weights),
+        "input_size": loaded.size, "method": args.method, "layer": args.layer, "target": target, "top": k,
+        "alpha": args.alpha, "colormap": args.colormap, "colorbar": bool(args.colorbar), "json": bool(args.json),
+        "neurons": file_stamp(getattr(args, "neurons", None)),
+    }
+
+
+@dataclass
+class Job:
+    """Everything one ``gradcam explain`` run needs per batch (built once; see :func:`explain_items`)."""
+
+    loaded: Any
+    method: Any
+    target: Optional[int]
+    k: int
+    out: str
+    options: Dict[str, Any]
+    alpha: float = 0.5
+    colormap: str = "jet"
+    colorbar: bool = False
+    json: bool = False
+
+    def outputs(self, item: Item) -> Tuple[List[str], Optional[str]]:
+        """The overlay PNGs and the JSON path (or ``None``) of ``item``."""
+        return _outputs(self.out, item.stem, self.k, self.json)
+
+    def fingerprint(self, item: Item) -> Dict[str, Any]:
+        """The resume key of ``item`` (see :mod:`gradcam.resume`)."""
+        return fingerprint(None if item.path == DEMO else item.path, self.options)
+
+    def up_to_date(self, item: Item) -> bool:
+        """True when ``item``'s outputs exist, are intact, and were made by this job's model and options."""
+        pngs, js = self.outputs(item)
+        return is_up_to_date(record_path(self.out, item.stem), self.fingerprint(item), pngs + ([js] if js else []))
+
+
+@dataclass
+class Outcome:
+    """What happened to one photo: its result and outputs, or why it failed (``reason``)."""
+
+    item: Item
+    result: Any = None
+    pngs: List[str] = field(default_factory=list)
+    json: Optional[str] = None
+    reason: Optional[str] = None
+
+
+def explain_items(items: Sequence[Item], job: Job, decoded: Optional[Sequence[tuple]] = None) -> List[Outcome]:
+    """The per-batch step: load -> preprocess -> explain -> write outputs and resume records.
+
+    ``decoded``: the ``(image, reason)`` of each item when already loaded (a background thread), else
+    the items are loaded here; ``(image, reason, x)`` with ``x = job.loaded.preprocess(image)`` when also
+    preprocessed (a Ray Data task). The batch's rows are added to the results index (:mod:`gradcam.index`). Each photo's old record is removed before its outputs are replaced and the
+    new one written after them, so an interruption never leaves a record that vouches for other outputs.
+    """
+    from .. import index
+    from ..api import explain_batch
+
+    decoded = list(decoded) if decoded is not None else [_load(it) for it in items]
+    outcomes, good, images, xs = [], [], [], []
+    for it, (img, reason, *x) in zip(items, decoded):
+        if img is None:
+            outcomes.append(Outcome(it, reason=reason))
+        else:
+            good.append(it)
+            images.append(img)
+            xs += x
+    results = explain_batch(images, job.loaded, job.method, job.target, job.k,
+                            [it.path for it in good], inputs=xs if len(xs) == len(images) and xs else None)
+    for it, res in zip(good, results):
+        pngs, js = job.outputs(it)
+        rec = record_path(job.out, it.stem)
+        if os.path.lexists(rec):
+            os.unlink(rec)
+        for r, png in enumerate(pngs):
+            atomic_write(png, _png_bytes(res.overlay(r, alpha=job.alpha, colormap=job.colormap,
+                                                     colorbar=job.colorbar)))
+        if js:
+            res.extra["overlays"] = [os.path.basename(p) for p in pngs]
+            atomic_write(js, (json.dumps(res.to_dict(), indent=1) + "\n").encode())
+        write_record(rec, job.fingerprint(it), pngs + ([js] if js else []))
+        outcomes.append(Outcome(it, res, pngs, js))
+    order = {id(it): i for i, it in enumerate(items)}
+    outcomes.sort(key=lambda o: order[id(o.item)])
+    index.append(job.out, [row for o in outcomes for row in (
+        [index.failure_row(o.item.path, o.item.stem, o.reason, job.loaded.name, job.options.get("method", ""))]
+        if o.result is None else index.result_rows(o.result, o.item.stem, o.pngs, o.json))])
+    return outcomes
+
+
 def run(args: argparse.Namespace) -> int:
     """Explain every photo of ``args.paths`` (and the demo photo with ``--demo``); returns the exit code."""
     from ..api import get_method, resolve_target
@@ -154,11 +271,12 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_model(args.model, weights=args.weights, device=args.device)
     method = get_method(loaded, args.method, args.layer)
     target = resolve_target(loaded, args.target)
+    job = Job(loaded, method, target, k, args.out, result_options(args, loaded, target, k),
+              alpha=args.alpha, colormap=args.colormap, colorbar=bool(args.colorbar), json=bool(args.json))
 
     todo, done_before = [], 0
     for it in items:
-        pngs, js = _outputs(args.out, it.stem, k, args.json)
-        if not args.force and all(os.path.exists(p) for p in pngs + ([js] if js else [])):
+        if not args.force and job.up_to_date(it):
             done_before += 1
         else:
             todo.append(it)
@@ -181,14 +299,14 @@ def run(args: argparse.Namespace) -> int:
             from ..distributed import run_ray
 
             def on_outcome(o: dict) -> None:
-                if o["status"] == "failed":
+                if o["reason"] is not None:
                     failed.append((o["file"], o["reason"]))
-                say(o["text"], err=o["status"] == "failed")
+                say(o["text"], err=o["reason"] is not None)
                 progress.update()
 
-            run_ray(args, todo, k, loaded, on_outcome)
+            run_ray(args, job, todo, on_outcome)
         else:
-            _process(chunks, args, k, loaded, method, target, failed, say, progress)
+            _process(chunks, job, failed, say, progress, getattr(args, "neuron_names", None))
     except KeyboardInterrupt:
         progress.clear()
         print(f"gradcam: interrupted after {progress.done - len(failed)} image(s); run the same command again to "
@@ -204,7 +322,7 @@ def run(args: argparse.Namespace) -> int:
 
     parts = [f"explained {explained} image{'s' if explained != 1 else ''}"]
     if done_before:
-        parts.append(f"{done_before} already done (outputs exist; --force redoes them)")
+        parts.append(f"{done_before} already done (same input, model and options; --force redoes them)")
     parts.append(f"{len(failed)} failed")
     print(f"gradcam: {', '.join(parts)}; outputs in {args.out}", file=sys.stderr)
     for path, reason in failed:
@@ -212,10 +330,8 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _process(chunks, args, k, loaded, method, target, failed, say, progress) -> None:
+def _process(chunks, job: Job, failed, say, progress, names=None) -> None:
     """Decode chunk i+1 in a background thread while chunk i is explained and written."""
-    from .. import index
-    from ..api import explain_batch
 
     def load_all(chunk):
         return [_load(it) for it in chunk]
@@ -226,29 +342,13 @@ def _process(chunks, args, k, loaded, method, target, failed, say, progress) -> 
             decoded = pending.result()
             if ci + 1 < len(chunks):
                 pending = pool.submit(load_all, chunks[ci + 1])
-            good, images, rows = [], [], []
-            for it, (img, reason) in zip(chunk, decoded):
-                if img is None:
-                    rows.append(index.failure_row(it.path, it.stem, reason, loaded.name, args.method))
-                    failed.append((it.path, reason))
-                    say(f"gradcam: skipped {it.path}: {reason}", err=True)
-                    progress.update()
+            for o in explain_items(chunk, job, decoded):
+                if o.result is None:
+                    failed.append((o.item.path, o.reason))
+                    say(f"gradcam: skipped {o.item.path}: {o.reason}", err=True)
                 else:
-                    good.append(it)
-                    images.append(img)
-            results = explain_batch(images, loaded, method, target, k, [it.path for it in good])
-            for it, res in zip(good, results):
-                pngs, js = _outputs(args.out, it.stem, k, args.json)
-                for r, png in enumerate(pngs):
-                    atomic_write(png, _png_bytes(res.overlay(r, alpha=args.alpha, colormap=args.colormap,
-                                                             colorbar=args.colorbar)))
-                if js:
-                    res.extra["overlays"] = [os.path.basename(p) for p in pngs]
-                    atomic_write(js, (json.dumps(res.to_dict(), indent=1) + "\n").encode())
-                rows += index.result_rows(res, it.stem, pngs, js)
-                say(_describe(it, res, pngs, getattr(args, "neuron_names", None)))
+                    say(_describe(o.item, o.result, o.pngs, names))
                 progress.update()
-            index.append(args.out, rows)
 
 
 def _describe(item: Item, res, pngs: List[str], names=None) -> str:
