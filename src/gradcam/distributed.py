@@ -77,6 +77,7 @@ def explain_dataset(
     layer: Optional[str] = None,
     weights: Optional[str] = None,
     json_records: bool = True,
+    maps: bool = False,
     alpha: float = 0.5,
     colormap: str = "jet",
     colorbar: bool = False,
@@ -89,7 +90,7 @@ def explain_dataset(
     """Explain every photo under ``paths`` into ``out`` with ``engine`` ("local" or "ray"); see the module doc.
 
     Outputs are those of ``gradcam explain``: ``out/<stem>.png`` (``.topK.png`` for ``top_k`` > 1), with
-    ``json_records`` ``out/<stem>.json``, and the results index ``out/index.parquet`` (or ``.jsonl``).
+    ``json_records`` ``out/<stem>.json``, with ``maps`` ``out/<stem>.maps.pt``, and the results index ``out/index.parquet`` (or ``.jsonl``).
     ``address``, ``workers`` and ``threads`` (torch threads per actor) apply to the Ray engine. ``verbose``
     prints each photo's description as the CLI does.
     """
@@ -100,12 +101,13 @@ def explain_dataset(
         paths=[os.fspath(p) for p in paths], demo=False, model=model, weights=weights,
         target=None if target is None else str(target), top=None if target is not None else top_k,
         method=method, layer=layer, out=os.fspath(out), alpha=alpha, colormap=colormap, colorbar=colorbar,
-        json=json_records, neurons=None, force=force, batch_size=batch_size, device=device,
+        json=json_records, maps=maps, neurons=None, force=force, batch_size=batch_size, device=device,
         engine=engine, address=address, workers=workers, threads=threads, quiet=not verbose,
     )
     from .commands import explain as cmd
 
-    cmd.run(args)
+    if cmd.run(args) == 130:
+        raise KeyboardInterrupt("explain_dataset was interrupted; finished outputs and index rows are kept")
     return args.summary
 
 
@@ -191,8 +193,6 @@ def pool_shape(cluster_cpus: float, workers: Optional[int], gpu: bool) -> Tuple[
     """
     free = max(cluster_cpus - DECODE_CPUS - 0.25, 0.25)
     n = workers if workers is not None else max(1, int(free))
-    if n < 1:
-        raise ValueError(f"--workers must be at least 1; got {n}.")
     per = 1.0 if gpu else min(1.0, free / n)
     return n, per, max(1, int(round(per)))
 
@@ -205,6 +205,9 @@ def run_ray(args: argparse.Namespace, job, todo: List[Item], on_outcome: Callabl
     """
     import dataclasses
 
+    workers = getattr(args, "workers", None)
+    if workers is not None and workers < 1:
+        raise ValueError(f"--workers must be at least 1; got {workers}.")
     ray, started = _start_ray(getattr(args, "address", None))
     try:
         import ray.data

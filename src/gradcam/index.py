@@ -10,7 +10,7 @@ left by an interrupted run, newest rows winning, so it is always up to date.
 Columns (see :data:`COLUMNS`): ``file``, ``stem`` (the outputs' name), ``width``, ``height``, ``rank``
 (1 = the first explained class), ``class``, ``class_id``, ``score`` (the logit), ``probability``,
 ``peak`` ``[x, y]``, ``box`` ``[x0, y0, x1, y1]`` (``None`` for a flat map), ``box_fraction`` (box area /
-photo area), ``layer``, ``method``, ``model``, ``overlay`` and ``record`` (output paths), ``error`` (the
+photo area), ``layer``, ``method``, ``model``, ``overlay``, ``record`` and ``maps`` (output paths), ``error`` (the
 failure reason; a photo that failed has one row with ``error`` set and no class) and ``updated`` (unix
 time the row was written).
 """
@@ -27,7 +27,7 @@ from .io import atomic_write
 
 PARTS = ".gradcam-index"
 COLUMNS = ("file", "stem", "width", "height", "rank", "class", "class_id", "score", "probability", "peak",
-           "box", "box_fraction", "layer", "method", "model", "overlay", "record", "error", "updated")
+           "box", "box_fraction", "layer", "method", "model", "overlay", "record", "maps", "error", "updated")
 
 
 def has_parquet() -> bool:
@@ -46,7 +46,8 @@ def index_path(out: str, parquet: Optional[bool] = None) -> str:
     return os.path.join(out, "index.parquet" if parquet else "index.jsonl")
 
 
-def result_rows(res, stem: str, overlays: Sequence[str], record: Optional[str]) -> List[Dict]:
+def result_rows(res, stem: str, overlays: Sequence[str], record: Optional[str],
+                maps: Optional[str] = None) -> List[Dict]:
     """The index rows of one explained photo (an :class:`gradcam.api.ImageResult`): one per explained class.
 
     ``box_fraction`` = (x1 - x0) * (y1 - y0) / (W * H) of the class's box (0 for a flat map).
@@ -63,7 +64,8 @@ def result_rows(res, stem: str, overlays: Sequence[str], record: Optional[str]) 
             "peak": None if pk is None else [int(v) for v in pk],
             "box": None if bx is None else [int(v) for v in bx], "box_fraction": float(frac),
             "layer": res.layer, "method": res.method, "model": res.model,
-            "overlay": overlays[r] if r < len(overlays) else None, "record": record, "error": None, "updated": now,
+            "overlay": overlays[r] if r < len(overlays) else None, "record": record, "maps": maps, "error": None,
+            "updated": now,
         })
     return rows
 
@@ -84,7 +86,7 @@ def _schema():
         ("rank", pa.int64()), ("class", pa.string()), ("class_id", pa.int64()), ("score", pa.float64()),
         ("probability", pa.float64()), ("peak", ints), ("box", ints), ("box_fraction", pa.float64()),
         ("layer", pa.string()), ("method", pa.string()), ("model", pa.string()), ("overlay", pa.string()),
-        ("record", pa.string()), ("error", pa.string()), ("updated", pa.float64()),
+        ("record", pa.string()), ("maps", pa.string()), ("error", pa.string()), ("updated", pa.float64()),
     ])
 
 

@@ -56,6 +56,8 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=4, metavar="N",
                    help="photos decoded and explained together (default 4; photos of equal size share a batch)")
     p.add_argument("--device", default="cpu", help="torch device for the model: cpu (default), cuda, cuda:1, mps")
+    p.add_argument("--maps", action="store_true", help="also save each photo's maps (K, h, w) at the model input's "
+                   "resolution, float32, as <stem>.maps.pt (torch.load(..., weights_only=True))")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local (default): this process; ray: a Ray Data pipeline (pip install 'gradcam[ray]')")
     p.add_argument("--address", metavar="ADDR", help="--engine ray: connect to this running Ray cluster "
@@ -154,6 +156,7 @@ def result_options(args: argparse.Namespace, loaded, target: Optional[int], k: i
         "model": args.model, "model_file": _model_stamp(args.model), "weights": file_stamp(args.weights),
         "input_size": loaded.size, "method": args.method, "layer": args.layer, "target": target, "top": k,
         "alpha": args.alpha, "colormap": args.colormap, "colorbar": bool(args.colorbar), "json": bool(args.json),
+        "maps": bool(getattr(args, "maps", False)),
         "neurons": file_stamp(getattr(args, "neurons", None)),
     }
 
@@ -172,6 +175,11 @@ class Job:
     colormap: str = "jet"
     colorbar: bool = False
     json: bool = False
+    maps: bool = False
+
+    def maps_path(self, item: Item) -> Optional[str]:
+        """``out/<stem>.maps.pt`` with ``--maps`` (else ``None``)."""
+        return os.path.join(self.out, item.stem + ".maps.pt") if self.maps else None
 
     def outputs(self, item: Item) -> Tuple[List[str], Optional[str]]:
         """The overlay PNGs and the JSON path (or ``None``) of ``item``."""
@@ -184,7 +192,8 @@ class Job:
     def up_to_date(self, item: Item) -> bool:
         """True when ``item``'s outputs exist, are intact, and were made by this job's model and options."""
         pngs, js = self.outputs(item)
-        return is_up_to_date(record_path(self.out, item.stem), self.fingerprint(item), pngs + ([js] if js else []))
+        files = pngs + [f for f in (js, self.maps_path(item)) if f]
+        return is_up_to_date(record_path(self.out, item.stem), self.fingerprint(item), files)
 
 
 @dataclass
@@ -206,6 +215,8 @@ def explain_items(items: Sequence[Item], job: Job, decoded: Optional[Sequence[tu
     preprocessed (a Ray Data task). The batch's rows are added to the results index (:mod:`gradcam.index`). Each photo's old record is removed before its outputs are replaced and the
     new one written after them, so an interruption never leaves a record that vouches for other outputs.
     """
+    import torch
+
     from .. import index
     from ..api import explain_batch
 
@@ -231,13 +242,18 @@ def explain_items(items: Sequence[Item], job: Job, decoded: Optional[Sequence[tu
         if js:
             res.extra["overlays"] = [os.path.basename(p) for p in pngs]
             atomic_write(js, (json.dumps(res.to_dict(), indent=1) + "\n").encode())
-        write_record(rec, job.fingerprint(it), pngs + ([js] if js else []))
+        mp = job.maps_path(it)
+        if mp:
+            buf = io.BytesIO()
+            torch.save(res.input_maps.contiguous(), buf)
+            atomic_write(mp, buf.getvalue())
+        write_record(rec, job.fingerprint(it), pngs + [f for f in (js, mp) if f])
         outcomes.append(Outcome(it, res, pngs, js))
     order = {id(it): i for i, it in enumerate(items)}
     outcomes.sort(key=lambda o: order[id(o.item)])
     index.append(job.out, [row for o in outcomes for row in (
         [index.failure_row(o.item.path, o.item.stem, o.reason, job.loaded.name, job.options.get("method", ""))]
-        if o.result is None else index.result_rows(o.result, o.item.stem, o.pngs, o.json))])
+        if o.result is None else index.result_rows(o.result, o.item.stem, o.pngs, o.json, job.maps_path(o.item)))])
     return outcomes
 
 
@@ -257,6 +273,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--alpha must be in [0, 1]; got {args.alpha}.")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1; got {args.batch_size}.")
+    if getattr(args, "engine", "local") != "ray" and (getattr(args, "address", None) or getattr(args, "workers", None)):
+        raise ValueError("--address and --workers are options of the Ray engine; add --engine ray.")
     from ..image import colormap_lut
 
     colormap_lut(args.colormap)  # an unknown colormap fails before any work
@@ -272,7 +290,8 @@ def run(args: argparse.Namespace) -> int:
     method = get_method(loaded, args.method, args.layer)
     target = resolve_target(loaded, args.target)
     job = Job(loaded, method, target, k, args.out, result_options(args, loaded, target, k),
-              alpha=args.alpha, colormap=args.colormap, colorbar=bool(args.colorbar), json=bool(args.json))
+              alpha=args.alpha, colormap=args.colormap, colorbar=bool(args.colorbar), json=bool(args.json),
+              maps=bool(getattr(args, "maps", False)))
 
     todo, done_before = [], 0
     for it in items:
