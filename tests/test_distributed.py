@@ -166,7 +166,9 @@ def test_engine_options_need_the_ray_engine(photos, tmp_path, capsys):
 
 def test_pool_leaves_cpus_for_the_decode_tasks():
     # 2 CPUs: one actor of 1 CPU (0.5 left for decoding); 4 asked-for actors share 1.5 CPUs.
-    assert pool_shape(2.0, None, gpu=False) == (1, 1.0, 1)
-    assert pool_shape(2.0, 4, gpu=False) == (4, 0.375, 1)
-    assert pool_shape(16.0, None, gpu=False) == (15, 1.0, 1)
-    assert pool_shape(64.0, 8, gpu=True) == (8, 1.0, 1)
+    assert pool_shape(2.0, None) == (1, 1.0, 1)
+    assert pool_shape(2.0, 4) == (4, 0.375, 1)
+    assert pool_shape(16.0, None) == (15, 1.0, 1)
+    # GPU models: one actor per GPU by default.
+    assert pool_shape(64.0, None, gpus=4.0) == (4, 1.0, 1)
+    assert pool_shape(2.0, None, gpus=2.0) == (2, 0.75, 1)

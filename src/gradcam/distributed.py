@@ -184,16 +184,18 @@ def _start_ray(address: Optional[str]):
     return ray, True
 
 
-def pool_shape(cluster_cpus: float, workers: Optional[int], gpu: bool) -> Tuple[int, float, int]:
+def pool_shape(cluster_cpus: float, workers: Optional[int], gpus: float = 0) -> Tuple[int, float, int]:
     """(actors, CPUs per actor, torch threads per actor) for a cluster with ``cluster_cpus`` CPUs.
 
-    Default: one actor per CPU, keeping ``DECODE_CPUS`` + 0.25 CPUs free for the decode tasks (an actor
-    pool that takes every CPU starves them and hangs); with ``workers`` actors that would not leave them
-    free, each actor asks for a fraction of a CPU instead.
+    CPU models (``gpus`` = 0): by default one actor per CPU, keeping ``DECODE_CPUS`` + 0.25 CPUs free for
+    the decode tasks (an actor pool that takes every CPU starves them and hangs); when ``workers`` actors
+    would not leave them free, each actor asks for a fraction of a CPU instead. GPU models (``gpus``: the
+    cluster's GPUs): by default one actor per GPU (each holds one GPU), at most one CPU each.
     """
     free = max(cluster_cpus - DECODE_CPUS - 0.25, 0.25)
-    n = workers if workers is not None else max(1, int(free))
-    per = 1.0 if gpu else min(1.0, free / n)
+    default = int(gpus) if gpus else int(free)
+    n = workers if workers is not None else max(1, default)
+    per = min(1.0, free / n)
     return n, per, max(1, int(round(per)))
 
 
