@@ -129,8 +129,8 @@ def test_index_rows_agree_with_the_records(runs):
 def test_a_second_ray_run_skips_up_to_date_outputs_and_redoes_a_touched_photo(runs, photos, capsys):
     root, _, _ = runs
     out = str(root / "ray")
-    before = {f: os.stat(f).st_mtime_ns for f in glob.glob(os.path.join(out, "*.*")) if "index." not in f}
-    assert len(before) == 18 * 4  # two overlays, a record and the maps per photo
+    before = {f: os.stat(f).st_mtime_ns for f in glob.glob(os.path.join(out, "*.*"))}
+    assert len(before) == 18 * 4 + 1  # two overlays, a record and the maps per photo; the index
     rows_before = _rows(out)
     capsys.readouterr()
     # The CLI with --engine ray: every good photo is skipped, only the broken files are tried again.
@@ -148,7 +148,7 @@ def test_a_second_ray_run_skips_up_to_date_outputs_and_redoes_a_touched_photo(ru
     assert (s.explained, s.skipped, len(s.failed)) == (1, 17, 3)
     changed = sorted(os.path.basename(f) for f, t in before.items() if os.stat(f).st_mtime_ns != t)
     assert changed == ["imagenet_03_990.json", "imagenet_03_990.maps.pt", "imagenet_03_990.top1.png",
-                       "imagenet_03_990.top2.png"]
+                       "imagenet_03_990.top2.png", "index.parquet"]
     # The same rows after the redo; alone in its batch, the photo's numbers may move by float32 rounding.
     after = _rows(out)
     assert len(after) == len(rows_before)

@@ -56,6 +56,11 @@ def test_parts_newest_rows_win_and_compaction(tmp_path, monkeypatch, parquet):
     rows = index.read_index(out)
     assert [(r["stem"], r["rank"], r["overlay"], r["error"]) for r in rows] == \
         [("a", 1, "a1", None), ("b", 1, "b1", None)]
+    # Compacting rows equal to the index's (but for their time stamps) leaves the file untouched.
+    stamp = os.stat(path).st_mtime_ns
+    index.append(out, index.result_rows(_result("b.jpg", boxes=([1, 1, 2, 2],)), "b", ["b1"], None)[:1])
+    assert index.compact(out) == path and os.stat(path).st_mtime_ns == stamp
+    assert os.listdir(os.path.join(out, index.PARTS)) == []
     if not parquet:
         lines = open(path).read().splitlines()
         assert [json.loads(ln)["stem"] for ln in lines] == ["a", "b"]

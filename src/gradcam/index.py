@@ -146,6 +146,10 @@ def _merge(tables: Iterable[List[Dict]]) -> List[Dict]:
     return [{c: r.get(c) for c in COLUMNS} for r in merged]
 
 
+def _content(rows: List[Dict]) -> List[Dict]:
+    return [{c: v for c, v in r.items() if c != "updated"} for r in rows]
+
+
 def read_index(out: str) -> List[Dict]:
     """All index rows of ``out`` (the compacted index plus parts of a run in progress), sorted by stem, rank."""
     tables = [_decode(p) for p in (index_path(out, True), index_path(out, False)) if os.path.exists(p)]
@@ -163,7 +167,9 @@ def compact(out: str) -> Optional[str]:
         return None
     parquet = has_parquet()
     path = index_path(out, parquet)
-    atomic_write(path, _encode(rows, parquet))
+    old = _merge([_decode(path)]) if os.path.exists(path) else None
+    if old is None or _content(old) != _content(rows):  # a rerun that changed nothing leaves the file alone
+        atomic_write(path, _encode(rows, parquet))
     other = index_path(out, not parquet)
     if os.path.exists(other):
         os.unlink(other)
