@@ -44,6 +44,33 @@ def test_demo_explains_the_cat(tmp_path, capsys):
         assert png.size == (451, 300) == tuple(rec["size"])
     printed = capsys.readouterr().out
     assert "Egyptian cat (285)" in printed and "tiger cat (282)" in printed and "%" in printed
+    # The box is the largest 8-connected segment above 15% of the map's maximum, (x0, y0, x1, y1) with
+    # exclusive ends in photo pixels: the same as a reference computed here with scipy from the API's map.
+    res = gradcam.explain(skimage.data.chelsea())
+    assert res.class_ids[0] == ex["id"] and res.boxes[0] == ex["box"] and ex["box_threshold"] == 0.15
+    assert ex["box"] == _reference_box(res.input_maps[0], 0.15, res.size)
+    assert ex["box"] != _reference_box(res.input_maps[0], 0.5, res.size)  # the threshold matters here
+
+
+def _reference_box(m, threshold, size, max_side=96):
+    """The explain box, computed independently: area-resample to <= 96 px, threshold, scipy's 8-connected
+    labels, the largest segment's pixel-edge box, edges scaled outwards to the photo (W, H)."""
+    import math
+
+    import torch.nn.functional as F
+    from scipy import ndimage
+
+    h, w = m.shape
+    s = max_side / max(h, w)
+    small = F.interpolate(m[None, None].float(), size=(round(h * s), round(w * s)), mode="area")[0, 0].numpy()
+    lab, n = ndimage.label((small >= threshold * small.max()) & (small > 0), structure=np.ones((3, 3)))
+    sizes = np.bincount(lab.ravel())[1:]
+    ys, xs = np.nonzero(lab == 1 + int(np.argmax(sizes)))
+    sh, sw = small.shape
+    box = [xs.min() * w / sw, ys.min() * h / sh, (xs.max() + 1) * w / sw, (ys.max() + 1) * h / sh]
+    box = [math.floor(box[0]), math.floor(box[1]), math.ceil(box[2]), math.ceil(box[3])]  # input pixels
+    W, H = size
+    return [math.floor(box[0] * W / w), math.floor(box[1] * H / h), math.ceil(box[2] * W / w), math.ceil(box[3] * H / h)]
 
 
 def test_cat_and_coffee_side_by_side_each_class_points_at_its_half(lite0):
@@ -144,8 +171,7 @@ def test_folder_with_good_and_bad_files_then_resume(tmp_path, capsys):
         rec = json.loads((out / f"{stem}.json").read_text())
         assert rec["size"] == list(size)
         x0, y0, x1, y1 = rec["explanations"][0]["box"]
-        assert 0 <= x0 <= x1 < size[0] and 0 <= y0 <= y1 < size[1]
-        assert _inside(rec["explanations"][0]["peak"], (0, 0, size[0] - 1, size[1] - 1))
+        assert x0 < x1 and y0 < y1  # a non-empty box (exclusive ends)
         assert len(rec["predictions"]) == 5 and rec["layer"] == "_head_act"
     summary = captured.err[captured.err.index("gradcam: explained"):]
     assert summary.startswith(f"gradcam: explained {len(expect['good'])} images, 4 failed")

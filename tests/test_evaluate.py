@@ -49,11 +49,11 @@ def test_mosaics_tiles_boxes_and_labels():
     photos = [mosaics.Photo(torch.full((3, 4, 4), float(i)), label=10 + i, name=f"p{i}") for i in range(5)]
     m = mosaics.make_mosaics(photos, 3, seed=1)
     assert m.images.shape == (3, 3, 8, 8) and m.labels.shape == (3, 4)
-    assert m.boxes[0].tolist() == [[0, 0, 4, 4], [0, 4, 4, 8], [4, 0, 8, 4], [4, 4, 8, 8]]
+    assert m.boxes[0].tolist() == [[0, 0, 4, 4], [4, 0, 8, 4], [0, 4, 4, 8], [4, 4, 8, 8]]  # (x0, y0, x1, y1)
     for j in range(3):
         assert len(set(m.labels[j].tolist())) == 4
         for k in range(4):  # each tile holds the photo of its label
-            y0, x0, y1, x1 = m.boxes[j, k].tolist()
+            x0, y0, x1, y1 = m.boxes[j, k].tolist()
             assert (m.images[j, :, y0:y1, x0:x1] == m.labels[j, k] - 10).all()
             assert m.masks[j, k].sum() == 16
     assert torch.equal(mosaics.make_mosaics(photos, 3, seed=1).images, m.images)

@@ -165,12 +165,12 @@ def test_colorize_uses_the_lookup_table():
 def test_peaks_and_largest_segment_box():
     m = torch.zeros(2, 20, 30)
     m[0, 2:5, 3:6] = 1.0          # small but strongest blob
-    m[0, 10:18, 12:25] = 0.5      # largest segment above 15%
+    m[0, 10:18, 12:25] = 0.2      # largest segment above 15% (below 50%: the default threshold matters)
     m[0, 0, 29] = 0.1             # below 15% of the max: ignored
     m[1, 7, 8] = 0.3              # one pixel
     box, ok = boxes(m)
     assert ok.tolist() == [True, True]
-    assert box.tolist() == [[12, 10, 24, 17], [8, 7, 8, 7]]  # [x0, y0, x1, y1], inclusive
+    assert box.tolist() == [[12, 10, 25, 18], [8, 7, 9, 8]]  # [x0, y0, x1, y1], exclusive ends
     assert peaks(m).tolist() == [[3, 2], [8, 7]]               # (x, y) of the first maximum
 
 
@@ -180,9 +180,11 @@ def test_flat_map_has_no_box():
 
 
 def test_scaling_boxes_and_points_between_sizes():
-    # A box of pixels 8..15 on a 32-wide map covers 1/4..1/2 of the width: 100..199 on a 400-wide photo.
-    assert scale_box([8, 0, 15, 31], (32, 32), (400, 64)) == [100, 0, 199, 63]
-    assert scale_box([0, 0, 31, 31], (32, 32), (451, 300)) == [0, 0, 450, 299]
+    # A box of pixels 8..15 (edges 8, 16) on a 32-wide map covers 1/4..1/2 of the width: 100..200 at 400 px.
+    assert scale_box([8, 0, 16, 32], (32, 32), (400, 64)) == [100, 0, 200, 64]
+    assert scale_box([0, 0, 32, 32], (32, 32), (451, 300)) == [0, 0, 451, 300]
+    assert scale_box([1, 2, 3, 4], (10, 10), (15, 25)) == [1, 5, 5, 10]  # 1.5 -> 1, 4.5 -> 5, 5 -> 5, 10 -> 10
+    assert scale_box([3, 3, 7, 7], (10, 10), (10, 10)) == [3, 3, 7, 7]
     assert scale_point([0, 0], (32, 32), (320, 320)) == [5, 5]     # pixel centre 0.5 -> 5.0 - 0.5 -> 4.5 -> 5
     assert scale_point([31, 31], (32, 32), (64, 64)) == [63, 63]
 
@@ -191,9 +193,9 @@ def test_boxes_on_a_resampled_map_match_the_full_resolution_box_to_its_precision
     m = torch.zeros(1, 256, 384)
     m[0, 40:200, 100:300] = 1.0
     full, _ = boxes(m)
-    assert full.tolist() == [[100, 40, 299, 199]]
+    assert full.tolist() == [[100, 40, 300, 200]]
     coarse, ok = boxes(m, max_side=96)  # 4 input pixels per working pixel
     assert ok.tolist() == [True]
     assert (coarse - full).abs().max().item() <= 4
     x0, y0, x1, y1 = coarse[0].tolist()
-    assert x0 <= 100 and y0 <= 40 and x1 >= 299 and y1 >= 199  # edges round outwards
+    assert x0 <= 100 and y0 <= 40 and x1 >= 300 and y1 >= 200  # edges round outwards

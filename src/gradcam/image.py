@@ -254,13 +254,13 @@ def boxes(
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Bounding boxes of the largest 8-connected segment of ``maps >= threshold * max`` (Grad-CAM paper, Sec. 4.1).
 
-    ``maps`` (N, H, W). Returns ``(box, valid)``: box (N, 4) integer ``[x0, y0, x1, y1]`` with inclusive
-    pixel corners (0 <= x0 <= x1 < W), and valid (N,) False for a flat (all-zero) map, whose box is zeros.
-    The segmentation is :func:`gradcam.metrics.localization.box_from_map` (batched, tensor-only); this
-    changes its ``(y0, x0, y1, x1)`` exclusive-end convention to the JSON records' ``[x0, y0, x1, y1]``.
+    ``maps`` (N, H, W). Returns ``(box, valid)``: box (N, 4) integer ``[x0, y0, x1, y1]`` with exclusive
+    ends (pixel edges: 0 <= x0 < x1 <= W, area (x1 - x0) * (y1 - y0)), and valid (N,) False for a flat
+    (all-zero) map, whose box is zeros. The segmentation is
+    :func:`gradcam.metrics.localization.box_from_map` (batched, tensor-only; the same convention).
 
     ``max_side``: segment a copy of the maps area-resampled so that its longer side is at most this many
-    pixels, and scale the box back (edges: x0 -> floor(x0 W / w'), x1 -> ceil((x1 + 1) W / w') - 1). The
+    pixels, and scale the box back (edges: x0 -> floor(x0 W / w'), x1 -> ceil(x1 W / w')). The
     labelling costs one 3x3 pass per pixel of segment length, so this bounds its cost; the box is then exact
     to W / max_side pixels, well inside the resolution of a CAM map (the layer's stride).
     """
@@ -274,31 +274,30 @@ def boxes(
         work = F.interpolate(maps.unsqueeze(1).float(), size=size, mode="area").squeeze(1)
     b = box_from_map(work, threshold)
     valid = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
-    y0, x0, y1, x1 = b.unbind(1)
+    x0, y0, x1, y1 = b.unbind(1)
     wh, ww = work.shape[-2:]
     if (wh, ww) != (h, w):
         x0 = torch.div(x0 * w, ww, rounding_mode="floor")
         y0 = torch.div(y0 * h, wh, rounding_mode="floor")
         x1 = -torch.div(-x1 * w, ww, rounding_mode="floor")  # ceil(x1_excl * W / w')
         y1 = -torch.div(-y1 * h, wh, rounding_mode="floor")
-    box = torch.stack((x0, y0, (x1 - 1).clamp(max=w - 1), (y1 - 1).clamp(max=h - 1)), dim=1)
+    box = torch.stack((x0, y0, x1.clamp(max=w), y1.clamp(max=h)), dim=1)
     return torch.where(valid.view(-1, 1), box, torch.zeros_like(box)), valid
 
 
 def scale_box(box: Sequence[int], src: Tuple[int, int], dst: Tuple[int, int]) -> list:
-    """Map an inclusive pixel box ``[x0, y0, x1, y1]`` from an image of size src=(W, H) to dst=(W, H).
+    """Map a box ``[x0, y0, x1, y1]`` (exclusive ends, pixel edges) from an image of size src=(W, H) to dst=(W', H').
 
-    Pixel edges scale linearly: x0' = floor(x0 * W'/W), x1' = ceil((x1 + 1) * W'/W) - 1, clamped inside dst.
+    Edges scale linearly and round outwards, in exact integer arithmetic: x0' = floor(x0 W'/W),
+    x1' = ceil(x1 W'/W) (y likewise), clamped to [0, W'] x [0, H'].
     """
-    import math
-
-    sw, sh = dst[0] / src[0], dst[1] / src[1]
+    (sw, sh), (dw, dh) = src, dst
     x0, y0, x1, y1 = (int(v) for v in box)
-    out = [math.floor(x0 * sw), math.floor(y0 * sh), math.ceil((x1 + 1) * sw) - 1, math.ceil((y1 + 1) * sh) - 1]
-    out[0] = min(max(out[0], 0), dst[0] - 1)
-    out[2] = min(max(out[2], out[0]), dst[0] - 1)
-    out[1] = min(max(out[1], 0), dst[1] - 1)
-    out[3] = min(max(out[3], out[1]), dst[1] - 1)
+    out = [x0 * dw // sw, y0 * dh // sh, -(-x1 * dw // sw), -(-y1 * dh // sh)]
+    out[0] = min(max(out[0], 0), dw)
+    out[2] = min(max(out[2], out[0]), dw)
+    out[1] = min(max(out[1], 0), dh)
+    out[3] = min(max(out[3], out[1]), dh)
     return out
 
 
