@@ -262,3 +262,72 @@ def test_interrupted_run_resumes_and_output_folder_inside_input_is_not_an_input(
     assert main(["explain", str(photos), "--out", str(out), "--batch-size", "1"]) == 0
     assert "explained 1 image, 1 already done" in capsys.readouterr().err  # p1 only; out/p0.png is no input
     assert sorted(os.listdir(out)) == [".gradcam", "p0.png", "p1.png"]
+
+
+# -- usage errors, start-up, size limits ------------------------------------------------------------
+
+def test_usage_errors_exit_2_with_a_message_saying_what_to_do(tmp_path, capsys):
+    img = tmp_path / "p.png"
+    _photo().save(img)
+    a_file = tmp_path / "taken"
+    a_file.write_text("not a folder")
+    assert main(["explain", str(img), "--out", str(a_file)]) == 2
+    assert capsys.readouterr().err == (f"gradcam: error: --out {a_file} is an existing file, not a folder; give a "
+                                       "folder for the outputs (it is created if needed).\n")
+    assert a_file.read_text() == "not a folder"
+    assert main(["explain", str(img), "--out", str(a_file / "sub")]) == 2
+    assert f"Cannot create the output folder --out {a_file / 'sub'} (Not a directory)" in capsys.readouterr().err
+    assert main(["explain", str(img), "--out", str(tmp_path / "o"), "--model", str(tmp_path / "missing.pt")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"gradcam: error: Model file '{tmp_path / 'missing.pt'}': the file does not exist.")
+    assert main(["explain", str(img), "--out", str(tmp_path / "o"), "--model", "missing.pt"]) == 2
+    assert "Model file 'missing.pt': the file does not exist." in capsys.readouterr().err
+    assert main(["explain", str(img), "--out", str(tmp_path / "o"), "--max-side", "-1"]) == 2
+    assert "--max-side must be a number of pixels" in capsys.readouterr().err
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    from importlib.metadata import version
+
+    assert capsys.readouterr().out == f"gradcam {version('gradcam')}\n" == f"gradcam {gradcam.__version__}\n"
+
+
+def test_ctrl_c_while_starting_up_exits_130_without_a_traceback(tmp_path):
+    """SIGINT at several moments of start-up (importing torch, loading the model): exit 130, one line."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = os.path.join(os.path.dirname(sys.executable), "gradcam")
+    img = tmp_path / "p.png"
+    _photo().save(img)
+    seen = set()
+    for delay in (0.3, 1.0, 2.0):
+        proc = subprocess.Popen([script, "explain", str(img), "--out", str(tmp_path / "o")],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        if proc.returncode == 0:  # finished before the signal (a fast machine): nothing to check
+            continue
+        assert proc.returncode == 130, (delay, err)
+        assert "Traceback" not in err and err.count("\n") == 1 and "interrupted" in err, (delay, err)
+        seen.add(err.strip())
+    assert seen  # at least one run was interrupted
+
+
+def test_ctrl_c_while_loading_the_model_exits_130(tmp_path, capsys, monkeypatch):
+    import gradcam.models
+
+    def interrupted(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gradcam.models, "load_model", interrupted)
+    img = tmp_path / "p.png"
+    _photo().save(img)
+    assert main(["explain", str(img), "--out", str(tmp_path / "o")]) == 130
+    assert capsys.readouterr().err == "gradcam: interrupted\n"

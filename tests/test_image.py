@@ -199,3 +199,55 @@ def test_boxes_on_a_resampled_map_match_the_full_resolution_box_to_its_precision
     assert (coarse - full).abs().max().item() <= 4
     x0, y0, x1, y1 = coarse[0].tolist()
     assert x0 <= 100 and y0 <= 40 and x1 >= 300 and y1 >= 200  # edges round outwards
+
+
+# -- size limits ----------------------------------------------------------------------------------
+
+def forged_jpeg(path, width: int, height: int) -> str:
+    """A small real JPEG whose SOF header is rewritten to declare ``width`` x ``height`` (a decompression bomb)."""
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(buf, "JPEG")
+    data = bytearray(buf.getvalue())
+    sof = data.index(b"\xff\xc0")  # baseline SOF0: marker, length (2), precision (1), height (2), width (2)
+    data[sof + 5:sof + 7] = height.to_bytes(2, "big")
+    data[sof + 7:sof + 9] = width.to_bytes(2, "big")
+    with open(path, "wb") as f:
+        f.write(data)
+    return str(path)
+
+
+def test_declared_size_over_the_pixel_limit_is_refused_before_decoding(tmp_path, recwarn):
+    import warnings
+
+    import gradcam.image as gi
+
+    warnings.simplefilter("always")
+    bomb = forged_jpeg(tmp_path / "bomb.jpg", 12000, 8000)  # 96 MP: over PIL's warning threshold (89.5 MP)
+    with pytest.raises(ImageLoadError) as e:
+        load_image(bomb)
+    assert e.value.reason == ("image too large: its header declares 12000x8000 = 96.0 megapixels, over the limit "
+                              "of 50 megapixels (raise it with --max-pixels N, or max_pixels= in Python)")
+    with pytest.raises(ImageLoadError, match="over the limit of 20 megapixels"):
+        load_image(forged_jpeg(tmp_path / "b2.jpg", 5000, 5000), max_pixels=20_000_000)
+    huge = forged_jpeg(tmp_path / "huge.jpg", 60000, 60000)  # over PIL's own refusal limit (2 x 89.5 MP)
+    with pytest.raises(ImageLoadError, match="image too large: its header declares more than 179 megapixels"):
+        load_image(huge, max_pixels=None)
+    assert not [w for w in recwarn.list if issubclass(w.category, Image.DecompressionBombWarning)]
+    assert gi.MAX_PIXELS == 50_000_000
+    # Under the limit, the declared size is decoded (libjpeg pads the missing data: this is why a forged
+    # header once cost gigabytes).
+    assert load_image(forged_jpeg(tmp_path / "small.jpg", 400, 300)).size == (400, 300)
+
+
+def test_long_side_of_the_model_input_is_capped():
+    assert resized_size(10000, 50, 256, 32) == (51200, 256)  # no cap: what a 10000 x 50 photo used to cost
+    assert resized_size(10000, 50, 256, 32, max_side=1024) == (1024, 32)  # s = 1024 / 10000; 5 px -> 32
+    assert resized_size(50, 10000, 256, 32, max_side=1024) == (32, 1024)
+    assert resized_size(451, 300, 256, 32, max_side=1024) == (384, 256)  # ordinary photos: no change
+    assert resized_size(2000, 400, 256, 32, max_side=1024) == (1024, 192)  # 1280 x 256 capped: 204.8 = 6.4 x 32 -> 192
+    x = preprocess_image(Image.new("RGB", (10000, 50), (255, 0, 0)), 256)
+    assert x.shape == (3, 32, 1024)  # the default cap, MAX_SIDE = 1024
+    assert preprocess_image(Image.new("RGB", (10000, 50)), 256, max_side=None).shape == (3, 256, 51200)
+    import gradcam
+
+    assert gradcam.load_model().preprocess(Image.new("RGB", (10000, 50))).shape == (3, 32, 1024)

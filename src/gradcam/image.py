@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -21,6 +22,11 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
+
+# Size limits (see the README's "Size limits"): a file whose header declares more pixels than MAX_PIXELS
+# is refused before anything is decoded; the model input's long side is capped at MAX_SIDE pixels.
+MAX_PIXELS = 50_000_000
+MAX_SIDE = 1024
 
 
 class ImageLoadError(ValueError):
@@ -61,12 +67,21 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_image(source: ImageLike) -> Image.Image:
+def _too_large(w: int, h: int, max_pixels: int) -> str:
+    return (f"image too large: its header declares {w}x{h} = {w * h / 1e6:.1f} megapixels, over the limit of "
+            f"{max_pixels / 1e6:g} megapixels (raise it with --max-pixels N, or max_pixels= in Python)")
+
+
+def load_image(source: ImageLike, max_pixels: Optional[int] = MAX_PIXELS) -> Image.Image:
     """Read ``source`` (a path, a PIL image, a uint8 HxW[xC] array or a [0,1] (3,H,W) tensor) as an RGB PIL image.
 
     Files: the whole file is decoded (truncated files fail), EXIF orientation is applied
     (``ImageOps.exif_transpose``), the first frame of animations is used. Any failure raises
     :class:`ImageLoadError` naming the path and the reason (empty file, not an image, truncated, unreadable).
+    A file whose header declares more than ``max_pixels`` pixels (default :data:`MAX_PIXELS`, 50 M;
+    ``None``: no limit of ours) is refused before any pixel is decoded, so a forged header cannot make it
+    allocate gigabytes; PIL's own ``DecompressionBombWarning`` is replaced by this check (PIL still
+    refuses files over twice ``PIL.Image.MAX_IMAGE_PIXELS``, reported with the same reason).
     """
     if isinstance(source, Image.Image):
         return to_rgb(ImageOps.exif_transpose(source) or source)
@@ -98,12 +113,24 @@ def load_image(source: ImageLike) -> Image.Image:
     if size == 0:
         raise ImageLoadError(path, "empty file (0 bytes)")
     try:
-        with Image.open(path) as img:
-            img.load()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own check below replaces it
+            img_cm = Image.open(path)
+        with img_cm as img:
+            w, h = img.size  # from the header: nothing decoded yet
+            if max_pixels is not None and w * h > max_pixels:
+                raise ImageLoadError(path, _too_large(w, h, max_pixels))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                img.load()
             img = ImageOps.exif_transpose(img) or img
             return to_rgb(img)
-    except Image.DecompressionBombError as e:
-        raise ImageLoadError(path, f"image too large ({e})") from None
+    except ImageLoadError:
+        raise
+    except Image.DecompressionBombError:
+        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        raise ImageLoadError(path, f"image too large: its header declares more than {limit / 1e6:.0f} megapixels, "
+                                   "PIL's own limit (PIL.Image.MAX_IMAGE_PIXELS)") from None
     except PermissionError:
         raise ImageLoadError(path, "permission denied") from None
     except IsADirectoryError:
@@ -119,13 +146,19 @@ def load_image(source: ImageLike) -> Image.Image:
         raise ImageLoadError(path, reason) from None
 
 
-def resized_size(width: int, height: int, size: Optional[int], multiple: int = 1) -> Tuple[int, int]:
+def resized_size(
+    width: int, height: int, size: Optional[int], multiple: int = 1, max_side: Optional[int] = None
+) -> Tuple[int, int]:
     """(W', H') with the short side ``size`` and the aspect ratio kept, each rounded to a ``multiple``.
 
-    W' = max(multiple, multiple * round(W * size / min(W, H) / multiple)); likewise H'. ``size=None``
-    keeps the size (still rounded to the multiple).
+    s = size / min(W, H), lowered to max_side / max(W, H) when the long side would exceed ``max_side``;
+    W' = max(multiple, multiple * round(W s / multiple)); likewise H'. ``size=None`` keeps the size
+    (s = 1, still capped and rounded). The cap bounds the memory of extreme aspect ratios: a 10000 x 50
+    photo becomes 1024 x 32, not 51200 x 256.
     """
     scale = 1.0 if size is None else size / min(width, height)
+    if max_side is not None and max(width, height) * scale > max_side:
+        scale = max_side / max(width, height)
     w = max(multiple, int(round(width * scale / multiple)) * multiple)
     h = max(multiple, int(round(height * scale / multiple)) * multiple)
     return w, h
@@ -137,15 +170,17 @@ def preprocess_image(
     mean: Sequence[float] = (0.5, 0.5, 0.5),
     std: Sequence[float] = (0.5, 0.5, 0.5),
     multiple: int = 32,
+    max_side: Optional[int] = MAX_SIDE,
 ) -> torch.Tensor:
     """The whole photo as a (3, H', W') float tensor: x = (rgb / 255 - mean) / std.
 
-    The short side is resized to ``size`` (bicubic, antialiased), keeping the aspect ratio; both sides are
-    rounded to a multiple of ``multiple`` (32, the network's stride, so that the layer's grid covers the
-    input exactly and the map aligns with the photo). No centre crop: objects at the border stay in.
+    The short side is resized to ``size`` (bicubic, antialiased), keeping the aspect ratio, the long side
+    capped at ``max_side`` (default :data:`MAX_SIDE`, 1024; ``None``: no cap); both sides are rounded to a
+    multiple of ``multiple`` (32, the network's stride, so that the layer's grid covers the input exactly
+    and the map aligns with the photo). No centre crop: objects at the border stay in.
     """
     image = to_rgb(image)
-    w, h = resized_size(image.width, image.height, size, multiple)
+    w, h = resized_size(image.width, image.height, size, multiple, max_side)
     if (w, h) != image.size:
         image = image.resize((w, h), Image.BICUBIC)
     x = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255.0)

@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from PIL import Image
 
+from ..image import MAX_PIXELS, MAX_SIDE
 from ..io import Item, atomic_write, find_images
 from ..resume import file_stamp, fingerprint, is_up_to_date, record_path, write_record
 
@@ -56,6 +57,12 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=4, metavar="N",
                    help="photos decoded and explained together (default 4; photos of equal size share a batch)")
     p.add_argument("--device", default="cpu", help="torch device for the model: cpu (default), cuda, cuda:1, mps")
+    p.add_argument("--max-side", type=int, default=MAX_SIDE, metavar="PX",
+                   help=f"cap the long side of the model input at PX pixels (default {MAX_SIDE}; bounds the "
+                        "memory of extreme aspect ratios; 0: no cap)")
+    p.add_argument("--max-pixels", type=float, default=MAX_PIXELS / 1e6, metavar="MP",
+                   help=f"refuse files whose header declares more than MP megapixels, before decoding "
+                        f"(default {MAX_PIXELS / 1e6:g}; 0: no limit of ours)")
     p.set_defaults(func=run)
 
 
@@ -101,7 +108,7 @@ def _outputs(out: str, stem: str, k: int, with_json: bool) -> Tuple[List[str], O
     return pngs, (base + ".json" if with_json else None)
 
 
-def _load(item: Item):
+def _load(item: Item, max_pixels: Optional[int] = MAX_PIXELS):
     from ..image import ImageLoadError, load_image
 
     try:
@@ -109,7 +116,7 @@ def _load(item: Item):
             import skimage.data
 
             return load_image(skimage.data.chelsea()), None
-        return load_image(item.path), None
+        return load_image(item.path, max_pixels=max_pixels), None
     except ImageLoadError as e:
         return None, e.reason
     except Exception as e:  # noqa: BLE001 - any decoder failure is this file's problem, not the run's
@@ -146,7 +153,7 @@ def result_options(args: argparse.Namespace, loaded, target: Optional[int], k: i
     """
     return {
         "model": args.model, "model_file": _model_stamp(args.model), "weights": file_stamp(args.weights),
-        "input_size": loaded.size, "method": args.method, "layer": args.layer, "target": target, "top": k,
+        "input_size": loaded.size, "max_side": loaded.max_side, "method": args.method, "layer": args.layer, "target": target, "top": k,
         "alpha": args.alpha, "colormap": args.colormap, "colorbar": bool(args.colorbar), "json": bool(args.json),
         "neurons": file_stamp(getattr(args, "neurons", None)),
     }
@@ -166,6 +173,7 @@ class Job:
     colormap: str = "jet"
     colorbar: bool = False
     json: bool = False
+    max_pixels: Optional[int] = MAX_PIXELS
 
     def outputs(self, item: Item) -> Tuple[List[str], Optional[str]]:
         """The overlay PNGs and the JSON path (or ``None``) of ``item``."""
@@ -201,7 +209,7 @@ def explain_items(items: Sequence[Item], job: Job, decoded: Optional[Sequence[tu
     """
     from ..api import explain_batch
 
-    decoded = list(decoded) if decoded is not None else [_load(it) for it in items]
+    decoded = list(decoded) if decoded is not None else [_load(it, job.max_pixels) for it in items]
     outcomes, good, images = [], [], []
     for it, (img, reason) in zip(items, decoded):
         if img is None:
@@ -244,6 +252,16 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--alpha must be in [0, 1]; got {args.alpha}.")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1; got {args.batch_size}.")
+    max_side = getattr(args, "max_side", MAX_SIDE)
+    if max_side is not None and max_side < 0:
+        raise ValueError(f"--max-side must be a number of pixels (0: no cap); got {max_side}.")
+    mp = getattr(args, "max_pixels", MAX_PIXELS / 1e6)
+    if mp is not None and mp < 0:
+        raise ValueError(f"--max-pixels must be a number of megapixels (0: no limit); got {mp}.")
+    max_pixels = int(mp * 1e6) if mp else None
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out} is an existing file, not a folder; give a folder for the outputs "
+                         "(it is created if needed).")
     from ..image import colormap_lut
 
     colormap_lut(args.colormap)  # an unknown colormap fails before any work
@@ -255,11 +273,20 @@ def run(args: argparse.Namespace) -> int:
         from ..neurons import load_names
 
         args.neuron_names = load_names(args.neurons)  # a bad file fails before any work
+    if max_pixels is not None and max_pixels > 2 * (Image.MAX_IMAGE_PIXELS or 0):
+        Image.MAX_IMAGE_PIXELS = max_pixels  # this process is the CLI: let PIL allow what --max-pixels allows
     loaded = load_model(args.model, weights=args.weights, device=args.device)
+    loaded.max_side = max_side or None
     method = get_method(loaded, args.method, args.layer)
     target = resolve_target(loaded, args.target)
     job = Job(loaded, method, target, k, args.out, result_options(args, loaded, target, k),
-              alpha=args.alpha, colormap=args.colormap, colorbar=bool(args.colorbar), json=bool(args.json))
+              alpha=args.alpha, colormap=args.colormap, colorbar=bool(args.colorbar), json=bool(args.json),
+              max_pixels=max_pixels)
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"Cannot create the output folder --out {args.out} ({e.strerror or e}); "
+                         "give a folder that can be created.") from None
 
     todo, done_before = [], 0
     for it in items:
@@ -302,7 +329,7 @@ def _process(chunks, job: Job, failed, say, progress, names=None) -> None:
     """Decode chunk i+1 in a background thread while chunk i is explained and written."""
 
     def load_all(chunk):
-        return [_load(it) for it in chunk]
+        return [_load(it, job.max_pixels) for it in chunk]
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(load_all, chunks[0]) if chunks else None
