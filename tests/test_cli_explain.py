@@ -306,7 +306,7 @@ def test_ctrl_c_while_starting_up_exits_130_without_a_traceback(tmp_path):
     img = tmp_path / "p.png"
     _photo().save(img)
     seen = set()
-    for delay in (0.3, 1.0, 2.0):
+    for delay in (0.3, 1.0, 2.0, 3.0):
         proc = subprocess.Popen([script, "explain", str(img), "--out", str(tmp_path / "o")],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(delay)
@@ -315,7 +315,7 @@ def test_ctrl_c_while_starting_up_exits_130_without_a_traceback(tmp_path):
         if proc.returncode == 0:  # finished before the signal (a fast machine): nothing to check
             continue
         assert proc.returncode == 130, (delay, err)
-        assert "Traceback" not in err and err.count("\n") == 1 and "interrupted" in err, (delay, err)
+        assert err == "gradcam: interrupted while starting\n", (delay, err)
         seen.add(err.strip())
     assert seen  # at least one run was interrupted
 

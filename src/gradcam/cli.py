@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 from typing import List, Optional
 
 COMMANDS = ("explain", "evaluate")
@@ -24,6 +26,15 @@ def version() -> str:
         from . import __version__
 
         return __version__
+
+
+def started() -> None:
+    """Start-up is over: from now on Ctrl-C raises ``KeyboardInterrupt`` (the work loops handle it).
+
+    Until then the console script (``gradcam_entry``) exits at once with code 130 on Ctrl-C.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def build_parser() -> argparse.ArgumentParser:

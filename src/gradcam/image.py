@@ -72,6 +72,13 @@ def _too_large(w: int, h: int, max_pixels: int) -> str:
             f"{max_pixels / 1e6:g} megapixels (raise it with --max-pixels N, or max_pixels= in Python)")
 
 
+def _upright(img: Image.Image) -> Image.Image:
+    """``img`` with its EXIF orientation applied; the image itself (no copy) when it has none to apply."""
+    if img.getexif().get(0x0112, 1) in (1, None):
+        return img
+    return ImageOps.exif_transpose(img) or img
+
+
 def load_image(source: ImageLike, max_pixels: Optional[int] = MAX_PIXELS) -> Image.Image:
     """Read ``source`` (a path, a PIL image, a uint8 HxW[xC] array or a [0,1] (3,H,W) tensor) as an RGB PIL image.
 
@@ -84,7 +91,7 @@ def load_image(source: ImageLike, max_pixels: Optional[int] = MAX_PIXELS) -> Ima
     refuses files over twice ``PIL.Image.MAX_IMAGE_PIXELS``, reported with the same reason).
     """
     if isinstance(source, Image.Image):
-        return to_rgb(ImageOps.exif_transpose(source) or source)
+        return to_rgb(_upright(source))
     if isinstance(source, torch.Tensor):
         t = source.detach().cpu()
         if t.dim() == 3 and t.shape[0] in (1, 3):
@@ -123,8 +130,7 @@ def load_image(source: ImageLike, max_pixels: Optional[int] = MAX_PIXELS) -> Ima
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 img.load()
-            img = ImageOps.exif_transpose(img) or img
-            return to_rgb(img)
+            return to_rgb(_upright(img))
     except ImageLoadError:
         raise
     except Image.DecompressionBombError:
@@ -237,11 +243,33 @@ def resize_map(m: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
 
 def _heat_image(m: torch.Tensor, colormap: str) -> Image.Image:
     """An RGB PIL image of cmap(m) for a (H, W) map in [0, 1]: 8-bit indices through a 256-colour palette."""
-    idx = (m.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    return _heat_from_indices((m.clamp(0, 1) * 255).round().to(torch.uint8).numpy(), colormap)
+
+
+def _heat_from_indices(idx: np.ndarray, colormap: str) -> Image.Image:
     lut = (colormap_lut(colormap) * 255).round().to(torch.uint8).flatten().tolist()
     heat = Image.fromarray(idx, "L").convert("P")
     heat.putpalette(lut)
     return heat.convert("RGB")
+
+
+_STRIP_PIXELS = 1 << 22  # overlays of large photos are made in strips of about 4 M pixels
+
+
+def _map_indices(m: torch.Tensor, size: Tuple[int, int]) -> np.ndarray:
+    """round(255 * resize_map(m, size)) as (H, W) uint8, without an (H, W) float tensor: bilinear is separable,
+    so the width is resized once on the small map and the height in column chunks (an identity along x)."""
+    h, w = size
+    if tuple(m.shape) == (h, w):
+        return (m.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    rows = F.interpolate(m[None, None].float(), size=(m.shape[0], w), mode="bilinear", align_corners=False)
+    out = np.empty((h, w), np.uint8)
+    step = max(1, _STRIP_PIXELS // max(h, 1))
+    for c0 in range(0, w, step):
+        part = F.interpolate(rows[..., c0:c0 + step], size=(h, rows[..., c0:c0 + step].shape[-1]),
+                             mode="bilinear", align_corners=False)[0, 0]
+        out[:, c0:c0 + step] = (part.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    return out
 
 
 def overlay(
@@ -256,14 +284,23 @@ def overlay(
     ``map`` (h, w) in [0, 1] (any size: it is resized bilinearly to the photo); ``alpha`` in [0, 1];
     ``colormap`` any matplotlib name (quantised to 256 colours). ``colorbar=True`` appends a vertical colour
     bar (low at the bottom). The blend runs on 8-bit images in PIL, so a 12-megapixel photo needs
-    about 50 MB, not gigabytes of float tensors.
+    about 50 MB, not gigabytes of float tensors; large photos are blended in strips of rows, so the extra
+    memory is the output image plus one 8-bit map (a 49-megapixel photo: about 0.2 GB on top of itself).
     """
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= float(alpha) <= 1.0:
         raise ValueError(f"alpha must be a number in [0, 1]; got {alpha!r}.")
     photo = load_image(image)
     w, h = photo.size
-    m = resize_map(_map_tensor(map).clamp(0, 1), (h, w))
-    out = Image.blend(photo, _heat_image(m, colormap), float(alpha))
+    idx = _map_indices(_map_tensor(map).clamp(0, 1), (h, w))
+    if h * w <= _STRIP_PIXELS:
+        out = Image.blend(photo, _heat_from_indices(idx, colormap), float(alpha))
+    else:
+        out = Image.new("RGB", (w, h))
+        step = max(1, _STRIP_PIXELS // w)
+        for y0 in range(0, h, step):
+            y1 = min(h, y0 + step)
+            part = Image.blend(photo.crop((0, y0, w, y1)), _heat_from_indices(idx[y0:y1], colormap), float(alpha))
+            out.paste(part, (0, y0))
     if colorbar:
         bar_w = max(6, w // 40)
         gap = max(2, bar_w // 3)

@@ -65,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
     """Run the benchmarks, print the Markdown table, and write it with the JSON under ``--out``."""
     import torch
 
+    from ..cli import started
+
+    started()  # Ctrl-C from here on: KeyboardInterrupt, exit 130 (see gradcam.cli.main)
     threads = torch.get_num_threads()
     if args.threads:
         torch.set_num_threads(args.threads)

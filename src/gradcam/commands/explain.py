@@ -304,6 +304,9 @@ def run(args: argparse.Namespace) -> int:
         progress.draw()
 
     chunks = [todo[i:i + args.batch_size] for i in range(0, len(todo), args.batch_size)]
+    from ..cli import started
+
+    started()  # Ctrl-C from here on: finish cleanly, keep the finished outputs (exit 130)
     progress.draw()
     try:
         _process(chunks, job, failed, say, progress, getattr(args, "neuron_names", None))
