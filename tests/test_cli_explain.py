@@ -46,7 +46,9 @@ def test_demo_explains_the_cat(tmp_path, capsys):
     assert "Egyptian cat (285)" in printed and "tiger cat (282)" in printed and "%" in printed
     # The box is the largest 8-connected segment above 15% of the map's maximum, (x0, y0, x1, y1) with
     # exclusive ends in photo pixels: the same as a reference computed here with scipy from the API's map.
-    res = gradcam.explain(skimage.data.chelsea())
+    res = gradcam.explain(skimage.data.chelsea())  # the shipped demo photo is scikit-image's, pixel for pixel
+    assert np.array_equal(np.asarray(gradcam.image.load_image(gradcam.io.demo_photo())), skimage.data.chelsea())
+    assert rec["file"] == gradcam.io.demo_photo() and "chelsea.png (demo) (451x300)" in printed
     assert res.class_ids[0] == ex["id"] and res.boxes[0] == ex["box"] and ex["box_threshold"] == 0.15
     assert ex["box"] == _reference_box(res.input_maps[0], 0.15, res.size)
     assert ex["box"] != _reference_box(res.input_maps[0], 0.5, res.size)  # the threshold matters here
@@ -331,3 +333,17 @@ def test_ctrl_c_while_loading_the_model_exits_130(tmp_path, capsys, monkeypatch)
     _photo().save(img)
     assert main(["explain", str(img), "--out", str(tmp_path / "o")]) == 130
     assert capsys.readouterr().err == "gradcam: interrupted\n"
+
+
+def test_demo_needs_neither_scikit_image_nor_scipy(tmp_path, monkeypatch, capsys):
+    """The core install has no scikit-image or scipy: the demo photo ships in the package."""
+    import sys
+
+    for mod in [m for m in sys.modules if m.split(".")[0] in ("skimage", "scipy")]:
+        monkeypatch.delitem(sys.modules, mod)
+    monkeypatch.setitem(sys.modules, "skimage", None)  # import skimage -> ImportError
+    monkeypatch.setitem(sys.modules, "scipy", None)
+    assert main(["explain", "--demo", "--out", str(tmp_path)]) == 0
+    assert "explained 1 image, 0 failed" in capsys.readouterr().err
+    with Image.open(tmp_path / "demo_chelsea.png") as png:
+        assert png.size == (451, 300)

@@ -21,10 +21,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from PIL import Image
 
 from ..image import MAX_PIXELS, MAX_SIDE
-from ..io import Item, atomic_write, find_images
+from ..io import Item, atomic_write, demo_photo, find_images
 from ..resume import file_stamp, fingerprint, is_up_to_date, record_path, write_record
-
-DEMO = "<demo: skimage.data.chelsea>"
 
 
 def register(subparsers) -> None:
@@ -35,7 +33,7 @@ def register(subparsers) -> None:
                     "overlay PNG (and with --json a JSON record) per photo. PATH: image files and/or folders.",
     )
     p.add_argument("paths", nargs="*", metavar="PATH", help="image files and/or folders (searched recursively)")
-    p.add_argument("--demo", action="store_true", help="explain a bundled photo (scikit-image's chelsea, a cat)")
+    p.add_argument("--demo", action="store_true", help="explain the photo shipped with gradcam (chelsea, a cat; CC0)")
     p.add_argument("--model", default="efficientnet-lite0",
                    help="efficientnet-lite0 (default, built in), torchvision:NAME, timm:NAME, a TorchScript file, "
                         "or package.module:factory")
@@ -67,15 +65,20 @@ def register(subparsers) -> None:
 
 
 class Progress:
-    """A one-line progress bar with rate and ETA on a terminal's stderr; silent when stderr is not a TTY."""
+    """A one-line progress bar with rate and ETA on a terminal's stderr; silent when stderr is not a TTY.
+
+    The bar is drawn for two photos or more; :meth:`within` adds progress inside the current photo
+    (occlusion's windows), drawn even for a single photo.
+    """
 
     def __init__(self, total: int, stream=None, enabled: Optional[bool] = None):
         self.total = total
         self.stream = stream or sys.stderr
-        self.enabled = (self.stream.isatty() if enabled is None else enabled) and total > 1
+        self.enabled = self.stream.isatty() if enabled is None else enabled
         self.done = 0
         self.start = time.monotonic()
         self._shown = False
+        self.detail = ""
 
     def clear(self) -> None:
         if self.enabled and self._shown:
@@ -83,8 +86,13 @@ class Progress:
             self.stream.flush()
             self._shown = False
 
+    def within(self, done: int, total: int, what: str = "windows") -> None:
+        """Progress inside the current photo: ``done`` of ``total`` steps (cleared when the photo is done)."""
+        self.detail = f"  (this photo: {done}/{total} {what})" if done < total else ""
+        self.draw()
+
     def draw(self) -> None:
-        if not self.enabled:
+        if not self.enabled or (self.total <= 1 and not self.detail):
             return
         elapsed = time.monotonic() - self.start
         rate = self.done / elapsed if elapsed > 0 and self.done else 0.0
@@ -93,12 +101,13 @@ class Progress:
         filled = int(width * self.done / max(self.total, 1))
         eta_s = time.strftime("%H:%M:%S", time.gmtime(eta)) if eta is not None else "--:--:--"
         self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}  "
-                          f"{rate:.1f} img/s  ETA {eta_s}")
+                          f"{rate:.1f} img/s  ETA {eta_s}{self.detail}\033[K")
         self.stream.flush()
         self._shown = True
 
     def update(self, n: int = 1) -> None:
         self.done += n
+        self.detail = ""
         self.draw()
 
 
@@ -112,10 +121,6 @@ def _load(item: Item, max_pixels: Optional[int] = MAX_PIXELS):
     from ..image import ImageLoadError, load_image
 
     try:
-        if item.path == DEMO:
-            import skimage.data
-
-            return load_image(skimage.data.chelsea()), None
         return load_image(item.path, max_pixels=max_pixels), None
     except ImageLoadError as e:
         return None, e.reason
@@ -181,7 +186,7 @@ class Job:
 
     def fingerprint(self, item: Item) -> Dict[str, Any]:
         """The resume key of ``item`` (see :mod:`gradcam.resume`)."""
-        return fingerprint(None if item.path == DEMO else item.path, self.options)
+        return fingerprint(item.path, self.options)
 
     def up_to_date(self, item: Item) -> bool:
         """True when ``item``'s outputs exist, are intact, and were made by this job's model and options."""
@@ -265,7 +270,7 @@ def run(args: argparse.Namespace) -> int:
     from ..image import colormap_lut
 
     colormap_lut(args.colormap)  # an unknown colormap fails before any work
-    items = ([Item(DEMO, "demo_chelsea")] if args.demo else []) + find_images(args.paths, exclude=[args.out])
+    items = ([Item(demo_photo(), "demo_chelsea")] if args.demo else []) + find_images(args.paths, exclude=[args.out])
     if not items:
         raise ValueError(f"No image files found in: {', '.join(args.paths)}.")
 
@@ -307,6 +312,8 @@ def run(args: argparse.Namespace) -> int:
     from ..cli import started
 
     started()  # Ctrl-C from here on: finish cleanly, keep the finished outputs (exit 130)
+    if hasattr(method, "progress"):  # occlusion: one forward per window, so show progress inside a photo
+        method.progress = progress.within
     progress.draw()
     try:
         _process(chunks, job, failed, say, progress, getattr(args, "neuron_names", None))
@@ -315,6 +322,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"gradcam: interrupted after {progress.done - len(failed)} image(s); run the same command again to "
               "continue (finished outputs are kept).", file=sys.stderr)
         return 130
+    finally:
+        if hasattr(method, "progress"):
+            method.progress = None
     progress.clear()
     explained = progress.done - len(failed)
 
@@ -351,7 +361,7 @@ def _process(chunks, job: Job, failed, say, progress, names=None) -> None:
 
 def _describe(item: Item, res, pngs: List[str], names=None) -> str:
     w, h = res.size
-    name = "skimage.data.chelsea (demo)" if item.path == DEMO else item.path
+    name = "chelsea.png (demo)" if item.path == demo_photo() else item.path
     lines = [f"{name} ({w}x{h})"]
     for cls, cid, p in res.predictions:
         lines.append(f"  {p:7.2%}  {cls} ({cid})")
