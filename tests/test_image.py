@@ -63,6 +63,14 @@ def test_16bit_grayscale_is_scaled_not_clipped(tmp_path):
     assert [load_image(small).getpixel((i, 0))[0] for i in range(3)] == [0, 100, 255]
 
 
+def test_dark_16bit_image_is_still_16bit(tmp_path):
+    """A dark 16-bit photo (every value <= 255) is scaled by 255/65535 (near black), never read as 8-bit."""
+    a = np.array([[0, 100, 255, 200]], dtype=np.uint16)
+    for name in ("dark.png", "dark.tif"):
+        img = load_image(_save(Image.fromarray(a), tmp_path / name))
+        assert [img.getpixel((i, 0))[0] for i in range(4)] == [0, 0, 1, 1]  # round(v * 255 / 65535)
+
+
 def test_exif_orientation_is_applied(tmp_path):
     stored = Image.new("RGB", (60, 40), (0, 0, 0))
     stored.paste((255, 0, 0), (0, 0, 10, 10))  # red square at the stored top-left

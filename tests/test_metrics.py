@@ -220,6 +220,52 @@ def test_perturbation_curve_matches_a_reference_loop():
     assert M.auc(curve).tolist() == pytest.approx(np.trapezoid(curve.numpy(), dx=1 / steps, axis=1).tolist())
 
 
+class AllPixels(nn.Module):
+    """Logits +-s with s = 8 x (weighted mean of every pixel) - 4: every pixel matters."""
+
+    def forward(self, x):
+        w = torch.linspace(0.5, 1.5, x.shape[-1])
+        s = 8 * (x * w).mean((1, 2, 3)) - 4
+        return torch.stack([s, -s], 1)
+
+
+def test_insertion_starts_from_the_blurred_image_and_ends_at_x():
+    model, (x, good, _) = AllPixels(), _evidence()
+    x = x + 0.3 * torch.rand(x.shape, generator=torch.Generator().manual_seed(1))  # texture for the blur to smooth
+    steps, hw = 4, 24 * 24
+    curve = M.perturbation_curve(model, x, good, [0, 1], "insertion", steps=steps)
+    # Reference blur: scipy's Gaussian filter, sigma 5, radius 5 (kernel 11), mirrored borders (torch 'reflect').
+    blurred = torch.from_numpy(ndimage.gaussian_filter(x.double().numpy(), sigma=(0, 0, 5, 5), mode="mirror",
+                                                       truncate=1.0)).float()
+    torch.testing.assert_close(M.gaussian_blur(x), blurred, rtol=0, atol=1e-5)
+    order = torch.argsort(good.flatten(1), dim=1, descending=True, stable=True)
+    for n in range(2):
+        for s in range(steps + 1):
+            img = blurred[n].clone().flatten(1)
+            k = order[n, : math.ceil(s * hw / steps)]
+            img[:, k] = x[n].flatten(1)[:, k]
+            p = model(img.view(1, 3, 24, 24)).softmax(1)[0, n]
+            assert curve[n, s].item() == pytest.approx(p.item(), abs=1e-5)
+    p_x = model(x).softmax(1)[[0, 1], [0, 1]]
+    assert curve[:, -1].tolist() == pytest.approx(p_x.tolist(), abs=1e-6)  # ends at x itself
+    p_black = model(torch.zeros_like(x)).softmax(1)[[0, 1], [0, 1]]
+    assert (curve[:, 0] - p_black).abs().min() > 0.05  # does not start from black
+
+
+def test_rank_correlation_pools_to_size_first():
+    g = torch.Generator().manual_seed(4)
+    a, b = torch.rand(3, 12, 12, generator=g), torch.rand(3, 12, 12, generator=g)
+    b = b + a.view(3, 4, 3, 4, 3).mean((2, 4)).repeat_interleave(3, 1).repeat_interleave(3, 2)  # share coarse structure
+    pa = a.view(3, 4, 3, 4, 3).mean((2, 4))  # the 4 x 4 block means, by hand
+    pb = b.view(3, 4, 3, 4, 3).mean((2, 4))
+    ref = [stats.spearmanr(pa[i].flatten(), pb[i].flatten())[0] for i in range(3)]
+    got = M.rank_correlation(a, b, size=(4, 4))
+    assert got.tolist() == pytest.approx(ref, abs=1e-6)
+    full = [stats.spearmanr(a[i].flatten(), b[i].flatten())[0] for i in range(3)]
+    assert M.rank_correlation(a, b).tolist() == pytest.approx(full, abs=1e-6)
+    assert min(abs(x - y) for x, y in zip(ref, full)) > 0.05  # pooling changes the answer here
+
+
 def test_average_drop_and_increase():
     model, (x, good, _) = BoxEvidence(), _evidence()
     drop, inc = M.average_drop_increase(model, x, torch.ones(2, 24, 24), 0)
