@@ -48,7 +48,7 @@ def test_parts_newest_rows_win_and_compaction(tmp_path, monkeypatch, parquet):
         [("a", 1, None), ("a", 2, None), ("b", None, "empty file (0 bytes)")]
     path = index.compact(out)
     assert path == os.path.join(out, "index.parquet" if parquet else "index.jsonl")
-    assert os.listdir(os.path.join(out, index.PARTS)) == []
+    assert not os.path.exists(os.path.join(out, index.PARTS))  # no parts left, nor their folder
     # A later run redoes b (now explained, one class) and a with a single class: their old rows go.
     index.append(out, index.result_rows(_result("b.jpg", boxes=([1, 1, 2, 2],)), "b", ["b1"], None)[:1])
     index.append(out, index.result_rows(_result("a.jpg"), "a", ["a1"], None)[:1])
@@ -56,14 +56,20 @@ def test_parts_newest_rows_win_and_compaction(tmp_path, monkeypatch, parquet):
     rows = index.read_index(out)
     assert [(r["stem"], r["rank"], r["overlay"], r["error"]) for r in rows] == \
         [("a", 1, "a1", None), ("b", 1, "b1", None)]
-    # Compacting rows equal to the index's (but for their time stamps) leaves the file untouched.
+    # A failure retried with the same reason leaves the file untouched; a redone photo rewrites it.
+    index.append(out, [index.failure_row("c.jpg", "c", "not an image", "m", "gradcam")])
+    index.compact(out)
     stamp = os.stat(path).st_mtime_ns
-    index.append(out, index.result_rows(_result("b.jpg", boxes=([1, 1, 2, 2],)), "b", ["b1"], None)[:1])
+    index.append(out, [index.failure_row("c.jpg", "c", "not an image", "m", "gradcam")])
     assert index.compact(out) == path and os.stat(path).st_mtime_ns == stamp
-    assert os.listdir(os.path.join(out, index.PARTS)) == []
+    assert not os.path.exists(os.path.join(out, index.PARTS))
+    index.append(out, index.result_rows(_result("b.jpg", boxes=([1, 1, 2, 2],)), "b", ["b1"], None)[:1])
+    index.compact(out)
+    assert os.stat(path).st_mtime_ns != stamp
+    assert [r["stem"] for r in index.read_index(out)] == ["a", "b", "c"]
     if not parquet:
         lines = open(path).read().splitlines()
-        assert [json.loads(ln)["stem"] for ln in lines] == ["a", "b"]
+        assert [json.loads(ln)["stem"] for ln in lines] == ["a", "b", "c"]
 
 
 def test_switching_format_keeps_rows_and_leaves_one_index(tmp_path, monkeypatch):

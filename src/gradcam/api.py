@@ -31,8 +31,9 @@ class ImageResult:
     - ``class_ids`` / ``classes`` / ``scores`` / ``probabilities``: the K explained classes, their logits and
       softmax probabilities;
     - ``input_maps`` (K, h, w): the maps at the model input's resolution, in [0, 1];
-    - ``peaks``: K ``[x, y]`` of each map's maximum and ``boxes``: K ``[x0, y0, x1, y1]`` (inclusive) of the
-      largest segment above 15% of the maximum, both in original-photo pixels (``None`` for a flat map);
+    - ``peaks``: K ``[x, y]`` of each map's maximum and ``boxes``: K ``[x0, y0, x1, y1]`` (exclusive
+      ends, area ``(x1 - x0) * (y1 - y0)``, as ``torchvision.ops``) of the largest segment above 15% of
+      the maximum, both in original-photo pixels (``None`` for a flat map);
     - ``layer``, ``method``, ``model``: what produced it;
     - ``weights`` (K, C): the channel weights alpha of each explained class (``None`` for methods
       without them), for textual explanations (:func:`gradcam.neurons.describe`).

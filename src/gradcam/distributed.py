@@ -113,13 +113,17 @@ def explain_dataset(
 
 # -- the Ray engine ---------------------------------------------------------------------------------------
 
-def _decode_row(row: Dict, loaded) -> Dict:
-    """Ray Data task: read, decode and preprocess one batch of photos (``loaded``: the model's preprocessing)."""
+def _decode_row(row: Dict, loaded, max_pixels: Optional[int], pil_limit: Optional[int]) -> Dict:
+    """Ray Data task: read, decode and preprocess one batch of photos (``loaded``: the model's preprocessing;
+    ``max_pixels``: the driver's ``--max-pixels``; ``pil_limit``: the driver's ``PIL.Image.MAX_IMAGE_PIXELS``)."""
+    from PIL import Image
+
     from .commands.explain import _load
 
+    Image.MAX_IMAGE_PIXELS = pil_limit
     decoded = []
     for p, s in zip(row["paths"], row["stems"]):
-        img, reason = _load(Item(p, s))
+        img, reason = _load(Item(p, s), max_pixels)
         decoded.append((img, reason) if img is None else (img, reason, loaded.preprocess(img)))
     # Photos travel to the actor as pickled (PIL image, reason, x) triples in one binary column.
     return {"paths": row["paths"], "stems": row["stems"], "decoded": pickle.dumps(decoded, protocol=5)}
@@ -132,7 +136,7 @@ class _Explainer:
     key, output names and options); the actor loads its own model into it.
     """
 
-    def __init__(self, args: argparse.Namespace, job, threads: int):
+    def __init__(self, args: argparse.Namespace, job, threads: int, max_side: Optional[int]):
         import dataclasses
 
         import torch
@@ -142,6 +146,7 @@ class _Explainer:
 
         torch.set_num_threads(threads)
         loaded = load_model(args.model, weights=args.weights, device=args.device)
+        loaded.max_side = max_side
         self.job = dataclasses.replace(job, loaded=loaded, method=get_method(loaded, args.method, args.layer))
         self.names = getattr(args, "neuron_names", None)
 
@@ -228,8 +233,12 @@ def run_ray(args: argparse.Namespace, job, todo: List[Item], on_outcome: Callabl
             return
         template = dataclasses.replace(job, loaded=None, method=None)
         ds = ray.data.from_items(rows, override_num_blocks=len(rows))
-        ds = ds.map(_decode_row, fn_kwargs={"loaded": _preprocessor(job.loaded)}, num_cpus=DECODE_CPUS)
-        ds = ds.map(_Explainer, fn_constructor_kwargs={"args": _picklable(args), "job": template, "threads": threads},
+        from PIL import Image
+
+        ds = ds.map(_decode_row, num_cpus=DECODE_CPUS, fn_kwargs={
+            "loaded": _preprocessor(job.loaded), "max_pixels": job.max_pixels, "pil_limit": Image.MAX_IMAGE_PIXELS})
+        ds = ds.map(_Explainer, fn_constructor_kwargs={"args": _picklable(args), "job": template, "threads": threads,
+                                                       "max_side": job.loaded.max_side},
                     compute=ray.data.ActorPoolStrategy(size=n), num_cpus=per, num_gpus=1 if gpu else 0)
         for row in ds.iter_rows():
             for outcome in json.loads(row["outcomes"]):

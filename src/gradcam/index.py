@@ -147,7 +147,8 @@ def _merge(tables: Iterable[List[Dict]]) -> List[Dict]:
 
 
 def _content(rows: List[Dict]) -> List[Dict]:
-    return [{c: v for c, v in r.items() if c != "updated"} for r in rows]
+    """Rows as compared by :func:`compact`: a failure retried with the same reason is no change."""
+    return [{c: v for c, v in r.items() if c != "updated" or r.get("error") is None} for r in rows]
 
 
 def read_index(out: str) -> List[Dict]:
@@ -159,7 +160,9 @@ def read_index(out: str) -> List[Dict]:
 def compact(out: str) -> Optional[str]:
     """Merge ``out``'s part files into its one index file (newest rows of a photo win); remove the parts.
 
-    Returns the index's path (``None`` when there is nothing to index). Run once at the end of a run.
+    Returns the index's path (``None`` when there is nothing to index). Run once at the end of a run. When
+    the merged rows equal the index's (failures retried with the same reasons, nothing explained), the file
+    is left untouched.
     """
     parts = _parts(out)
     rows = read_index(out)
@@ -168,11 +171,15 @@ def compact(out: str) -> Optional[str]:
     parquet = has_parquet()
     path = index_path(out, parquet)
     old = _merge([_decode(path)]) if os.path.exists(path) else None
-    if old is None or _content(old) != _content(rows):  # a rerun that changed nothing leaves the file alone
+    if old is None or _content(old) != _content(rows):  # a rerun that only retried failures leaves it alone
         atomic_write(path, _encode(rows, parquet))
     other = index_path(out, not parquet)
     if os.path.exists(other):
         os.unlink(other)
     for p in parts:
         os.unlink(p)
+    try:
+        os.rmdir(os.path.join(out, PARTS))
+    except OSError:
+        pass
     return path

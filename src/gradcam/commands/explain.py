@@ -20,10 +20,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from PIL import Image
 
-from ..io import Item, atomic_write, find_images
+from ..image import MAX_PIXELS, MAX_SIDE
+from ..io import Item, atomic_write, demo_photo, find_images
 from ..resume import file_stamp, fingerprint, is_up_to_date, record_path, write_record
-
-DEMO = "<demo: skimage.data.chelsea>"
 
 
 def register(subparsers) -> None:
@@ -34,7 +33,7 @@ def register(subparsers) -> None:
                     "overlay PNG (and with --json a JSON record) per photo. PATH: image files and/or folders.",
     )
     p.add_argument("paths", nargs="*", metavar="PATH", help="image files and/or folders (searched recursively)")
-    p.add_argument("--demo", action="store_true", help="explain a bundled photo (scikit-image's chelsea, a cat)")
+    p.add_argument("--demo", action="store_true", help="explain the photo shipped with gradcam (chelsea, a cat; CC0)")
     p.add_argument("--model", default="efficientnet-lite0",
                    help="efficientnet-lite0 (default, built in), torchvision:NAME, timm:NAME, a TorchScript file, "
                         "or package.module:factory")
@@ -56,6 +55,12 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=4, metavar="N",
                    help="photos decoded and explained together (default 4; photos of equal size share a batch)")
     p.add_argument("--device", default="cpu", help="torch device for the model: cpu (default), cuda, cuda:1, mps")
+    p.add_argument("--max-side", type=int, default=MAX_SIDE, metavar="PX",
+                   help=f"cap the long side of the model input at PX pixels (default {MAX_SIDE}; bounds the "
+                        "memory of extreme aspect ratios; 0: no cap)")
+    p.add_argument("--max-pixels", type=float, default=MAX_PIXELS / 1e6, metavar="MP",
+                   help=f"refuse files whose header declares more than MP megapixels, before decoding "
+                        f"(default {MAX_PIXELS / 1e6:g}; 0: no limit of ours)")
     p.add_argument("--maps", action="store_true", help="also save each photo's maps (K, h, w) at the model input's "
                    "resolution, float32, as <stem>.maps.pt (torch.load(..., weights_only=True))")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
@@ -68,15 +73,20 @@ def register(subparsers) -> None:
 
 
 class Progress:
-    """A one-line progress bar with rate and ETA on a terminal's stderr; silent when stderr is not a TTY."""
+    """A one-line progress bar with rate and ETA on a terminal's stderr; silent when stderr is not a TTY.
+
+    The bar is drawn for two photos or more; :meth:`within` adds progress inside the current photo
+    (occlusion's windows), drawn even for a single photo.
+    """
 
     def __init__(self, total: int, stream=None, enabled: Optional[bool] = None):
         self.total = total
         self.stream = stream or sys.stderr
-        self.enabled = (self.stream.isatty() if enabled is None else enabled) and total > 1
+        self.enabled = self.stream.isatty() if enabled is None else enabled
         self.done = 0
         self.start = time.monotonic()
         self._shown = False
+        self.detail = ""
 
     def clear(self) -> None:
         if self.enabled and self._shown:
@@ -84,8 +94,13 @@ class Progress:
             self.stream.flush()
             self._shown = False
 
+    def within(self, done: int, total: int, what: str = "windows") -> None:
+        """Progress inside the current photo: ``done`` of ``total`` steps (cleared when the photo is done)."""
+        self.detail = f"  (this photo: {done}/{total} {what})" if done < total else ""
+        self.draw()
+
     def draw(self) -> None:
-        if not self.enabled:
+        if not self.enabled or (self.total <= 1 and not self.detail):
             return
         elapsed = time.monotonic() - self.start
         rate = self.done / elapsed if elapsed > 0 and self.done else 0.0
@@ -94,12 +109,13 @@ class Progress:
         filled = int(width * self.done / max(self.total, 1))
         eta_s = time.strftime("%H:%M:%S", time.gmtime(eta)) if eta is not None else "--:--:--"
         self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}  "
-                          f"{rate:.1f} img/s  ETA {eta_s}")
+                          f"{rate:.1f} img/s  ETA {eta_s}{self.detail}\033[K")
         self.stream.flush()
         self._shown = True
 
     def update(self, n: int = 1) -> None:
         self.done += n
+        self.detail = ""
         self.draw()
 
 
@@ -109,15 +125,11 @@ def _outputs(out: str, stem: str, k: int, with_json: bool) -> Tuple[List[str], O
     return pngs, (base + ".json" if with_json else None)
 
 
-def _load(item: Item):
+def _load(item: Item, max_pixels: Optional[int] = MAX_PIXELS):
     from ..image import ImageLoadError, load_image
 
     try:
-        if item.path == DEMO:
-            import skimage.data
-
-            return load_image(skimage.data.chelsea()), None
-        return load_image(item.path), None
+        return load_image(item.path, max_pixels=max_pixels), None
     except ImageLoadError as e:
         return None, e.reason
     except Exception as e:  # noqa: BLE001 - any decoder failure is this file's problem, not the run's
@@ -154,7 +166,7 @@ def result_options(args: argparse.Namespace, loaded, target: Optional[int], k: i
     """
     return {
         "model": args.model, "model_file": _model_stamp(args.model), "weights": file_stamp(args.weights),
-        "input_size": loaded.size, "method": args.method, "layer": args.layer, "target": target, "top": k,
+        "input_size": loaded.size, "max_side": loaded.max_side, "method": args.method, "layer": args.layer, "target": target, "top": k,
         "alpha": args.alpha, "colormap": args.colormap, "colorbar": bool(args.colorbar), "json": bool(args.json),
         "maps": bool(getattr(args, "maps", False)),
         "neurons": file_stamp(getattr(args, "neurons", None)),
@@ -175,6 +187,7 @@ class Job:
     colormap: str = "jet"
     colorbar: bool = False
     json: bool = False
+    max_pixels: Optional[int] = MAX_PIXELS
     maps: bool = False
 
     def maps_path(self, item: Item) -> Optional[str]:
@@ -187,7 +200,7 @@ class Job:
 
     def fingerprint(self, item: Item) -> Dict[str, Any]:
         """The resume key of ``item`` (see :mod:`gradcam.resume`)."""
-        return fingerprint(None if item.path == DEMO else item.path, self.options)
+        return fingerprint(item.path, self.options)
 
     def up_to_date(self, item: Item) -> bool:
         """True when ``item``'s outputs exist, are intact, and were made by this job's model and options."""
@@ -220,7 +233,7 @@ def explain_items(items: Sequence[Item], job: Job, decoded: Optional[Sequence[tu
     from .. import index
     from ..api import explain_batch
 
-    decoded = list(decoded) if decoded is not None else [_load(it) for it in items]
+    decoded = list(decoded) if decoded is not None else [_load(it, job.max_pixels) for it in items]
     outcomes, good, images, xs = [], [], [], []
     for it, (img, reason, *x) in zip(items, decoded):
         if img is None:
@@ -275,10 +288,20 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--batch-size must be at least 1; got {args.batch_size}.")
     if getattr(args, "engine", "local") != "ray" and (getattr(args, "address", None) or getattr(args, "workers", None)):
         raise ValueError("--address and --workers are options of the Ray engine; add --engine ray.")
+    max_side = getattr(args, "max_side", MAX_SIDE)
+    if max_side is not None and max_side < 0:
+        raise ValueError(f"--max-side must be a number of pixels (0: no cap); got {max_side}.")
+    mp = getattr(args, "max_pixels", MAX_PIXELS / 1e6)
+    if mp is not None and mp < 0:
+        raise ValueError(f"--max-pixels must be a number of megapixels (0: no limit); got {mp}.")
+    max_pixels = int(mp * 1e6) if mp else None
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out} is an existing file, not a folder; give a folder for the outputs "
+                         "(it is created if needed).")
     from ..image import colormap_lut
 
     colormap_lut(args.colormap)  # an unknown colormap fails before any work
-    items = ([Item(DEMO, "demo_chelsea")] if args.demo else []) + find_images(args.paths, exclude=[args.out])
+    items = ([Item(demo_photo(), "demo_chelsea")] if args.demo else []) + find_images(args.paths, exclude=[args.out])
     if not items:
         raise ValueError(f"No image files found in: {', '.join(args.paths)}.")
 
@@ -286,12 +309,20 @@ def run(args: argparse.Namespace) -> int:
         from ..neurons import load_names
 
         args.neuron_names = load_names(args.neurons)  # a bad file fails before any work
+    if max_pixels is not None and max_pixels > 2 * (Image.MAX_IMAGE_PIXELS or 0):
+        Image.MAX_IMAGE_PIXELS = max_pixels  # this process is the CLI: let PIL allow what --max-pixels allows
     loaded = load_model(args.model, weights=args.weights, device=args.device)
+    loaded.max_side = max_side or None
     method = get_method(loaded, args.method, args.layer)
     target = resolve_target(loaded, args.target)
     job = Job(loaded, method, target, k, args.out, result_options(args, loaded, target, k),
               alpha=args.alpha, colormap=args.colormap, colorbar=bool(args.colorbar), json=bool(args.json),
-              maps=bool(getattr(args, "maps", False)))
+              max_pixels=max_pixels, maps=bool(getattr(args, "maps", False)))
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"Cannot create the output folder --out {args.out} ({e.strerror or e}); "
+                         "give a folder that can be created.") from None
 
     todo, done_before = [], 0
     for it in items:
@@ -311,6 +342,11 @@ def run(args: argparse.Namespace) -> int:
         progress.draw()
 
     chunks = [todo[i:i + args.batch_size] for i in range(0, len(todo), args.batch_size)]
+    from ..cli import started
+
+    started()  # Ctrl-C from here on: finish cleanly, keep the finished outputs (exit 130)
+    if hasattr(method, "progress"):  # occlusion: one forward per window, so show progress inside a photo
+        method.progress = progress.within
     progress.draw()
     start = time.monotonic()
     try:
@@ -331,6 +367,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"gradcam: interrupted after {progress.done - len(failed)} image(s); run the same command again to "
               "continue (finished outputs are kept).", file=sys.stderr)
         return 130
+    finally:
+        if hasattr(method, "progress"):
+            method.progress = None
     progress.clear()
     explained = progress.done - len(failed)
     from .. import index
@@ -353,7 +392,7 @@ def _process(chunks, job: Job, failed, say, progress, names=None) -> None:
     """Decode chunk i+1 in a background thread while chunk i is explained and written."""
 
     def load_all(chunk):
-        return [_load(it) for it in chunk]
+        return [_load(it, job.max_pixels) for it in chunk]
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(load_all, chunks[0]) if chunks else None
@@ -372,7 +411,7 @@ def _process(chunks, job: Job, failed, say, progress, names=None) -> None:
 
 def _describe(item: Item, res, pngs: List[str], names=None) -> str:
     w, h = res.size
-    name = "skimage.data.chelsea (demo)" if item.path == DEMO else item.path
+    name = "chelsea.png (demo)" if item.path == demo_photo() else item.path
     lines = [f"{name} ({w}x{h})"]
     for cls, cid, p in res.predictions:
         lines.append(f"  {p:7.2%}  {cls} ({cid})")
