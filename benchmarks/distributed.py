@@ -49,6 +49,7 @@ def make_folder(folder: str, copies: int) -> int:
     except ImportError:
         pass
     n = 0
+    make_folder.sources = f"foolbox's {len(srcs)} ImageNet photos and {', '.join(extra)} (as JPEG)"
     for c in range(copies):
         sub = os.path.join(folder, f"copy{c}")
         os.makedirs(sub, exist_ok=True)
@@ -140,7 +141,7 @@ def main(argv=None) -> int:
         rows.append({"case": k, "images_per_s": rate, "vs_decode_forward": ratio, "best_images_per_s": best,
                      "vs_local": statistics.median(times[names[1]][i] / times[k][i] for i in range(args.rounds))})
     info = {
-        "photos": n, "batch_size": args.batch_size, "rounds": args.rounds, "threads": args.threads,
+        "photos": n, "sources": make_folder.sources, "copies": args.copies, "batch_size": args.batch_size, "rounds": args.rounds, "threads": args.threads,
         "cpus": os.cpu_count(), "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
         "ray": ray.__version__, "ray_start_s": ray_start, "loadavg_before": load0, "loadavg_after": load1,
         "allocator": "tcmalloc" if "tcmalloc" in os.environ.get("LD_PRELOAD", "") else "glibc malloc",
@@ -160,12 +161,12 @@ def markdown(info: dict) -> str:
     lines = [
         "# Dataset throughput: local engine, Ray engine, decode + forward",
         "",
-        f"Command: `python benchmarks/distributed.py --rounds {info['rounds']}`. Written {info['written']} on "
+        f"Command: `python benchmarks/distributed.py --copies {info['copies']} --rounds {info['rounds']}`. Written {info['written']} on "
         f"{info['cpus']} logical CPUs, torch {info['torch']}, ray {info['ray']}, {info['allocator']}, "
         f"{info['threads']} torch thread(s) in the local process; Ray actors use one torch thread per CPU they hold.",
         "",
-        f"{info['photos']} real photos (foolbox's 20 ImageNet photos, scikit-image's chelsea, coffee, rocket, "
-        "astronaut and scikit-learn's 2 sample photos, as JPEG, several copies), EfficientNet-Lite0, Grad-CAM, "
+        f"{info['photos']} real photos ({info['sources']}, {info['copies']} cop{'y' if info['copies'] == 1 else 'ies'}), "
+        "EfficientNet-Lite0, Grad-CAM, "
         f"top-1, batch size {info['batch_size']}; every engine run rewrites every output (`force=True`). "
         f"Local Ray started once before the rounds in {info['ray_start_s']:.1f} s (not counted); each Ray run "
         "still starts its actor pool and loads the model once per actor (counted). Load average (1/5/15 min) "

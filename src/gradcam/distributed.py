@@ -215,6 +215,8 @@ def run_ray(args: argparse.Namespace, job, todo: List[Item], on_outcome: Callabl
     workers = getattr(args, "workers", None)
     if workers is not None and workers < 1:
         raise ValueError(f"--workers must be at least 1; got {workers}.")
+    if not todo:
+        return  # everything is up to date: no Ray to start
     ray, started = _start_ray(getattr(args, "address", None))
     try:
         import ray.data
@@ -229,8 +231,6 @@ def run_ray(args: argparse.Namespace, job, todo: List[Item], on_outcome: Callabl
         bs = args.batch_size
         rows = [{"paths": [it.path for it in todo[i:i + bs]], "stems": [it.stem for it in todo[i:i + bs]]}
                 for i in range(0, len(todo), bs)]
-        if not rows:
-            return
         template = dataclasses.replace(job, loaded=None, method=None)
         ds = ray.data.from_items(rows, override_num_blocks=len(rows))
         from PIL import Image
