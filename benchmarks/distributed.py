@@ -62,14 +62,15 @@ def make_folder(folder: str, copies: int) -> int:
     return n
 
 
-def decode_forward(folder: str, batch_size: int) -> float:
-    """Seconds to read, decode, preprocess and forward (``no_grad``) every photo in the engine's batches."""
+def decode_forward(folder: str, batch_size: int) -> tuple:
+    """(wall, CPU) seconds to read, decode, preprocess and forward (``no_grad``) every photo in the engine's
+    batches."""
     from gradcam.api import get_model
     from gradcam.commands.explain import _load
     from gradcam.io import find_images
 
     loaded = get_model("efficientnet-lite0")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     items = find_images([folder])
     for i in range(0, len(items), batch_size):
         xs = [loaded.preprocess(img) for img, _ in (_load(it) for it in items[i:i + batch_size]) if img is not None]
@@ -79,17 +80,19 @@ def decode_forward(folder: str, batch_size: int) -> float:
         with torch.no_grad():
             for g in groups.values():
                 loaded.model(torch.stack(g))
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
-def engine(folder: str, out: str, batch_size: int, name: str, workers=None) -> float:
+def engine(folder: str, out: str, batch_size: int, name: str, workers=None) -> tuple:
+    """(wall, CPU of this process) seconds of one ``explain_dataset`` run (CPU: ``None`` for Ray, whose work
+    runs in other processes)."""
     from gradcam.distributed import explain_dataset
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     s = explain_dataset(folder, out=out, engine=name, workers=workers, force=True, batch_size=batch_size)
-    dt = time.perf_counter() - t0
+    dt, ct = time.perf_counter() - t0, time.process_time() - c0
     assert s.explained == s.found and not s.failed, s
-    return dt
+    return dt, (ct if name == "local" else None)
 
 
 def main(argv=None) -> int:
@@ -125,11 +128,14 @@ def main(argv=None) -> int:
     names = list(cases)
     engine(folder, os.path.join(work, "warm"), args.batch_size, "local")  # warm-up: model load, lazy init
     times = {k: [] for k in names}
+    cpu = {k: [] for k in names}
     for r in range(args.rounds):
         order = names[r % len(names):] + names[:r % len(names)]
         for k in order:
-            times[k].append(cases[k]())
-            print(f"round {r + 1}: {k}: {n / times[k][-1]:.2f} images/s", file=sys.stderr, flush=True)
+            wall, c = cases[k]()
+            times[k].append(wall)
+            cpu[k].append(c)
+            print(f"round {r + 1}: {k}: {n / wall:.2f} images/s", file=sys.stderr, flush=True)
     ray.shutdown()
     load1 = os.getloadavg()
     ref = names[0]
@@ -138,7 +144,10 @@ def main(argv=None) -> int:
         rate = statistics.median(n / t for t in times[k])
         ratio = statistics.median(times[ref][i] / times[k][i] for i in range(args.rounds))
         best = n / min(times[k])
+        cpu_ratio = (statistics.median(cpu[ref][i] / cpu[k][i] for i in range(args.rounds))
+                     if cpu[k][0] is not None else None)
         rows.append({"case": k, "images_per_s": rate, "vs_decode_forward": ratio, "best_images_per_s": best,
+                     "cpu_vs_decode_forward": cpu_ratio,
                      "vs_local": statistics.median(times[names[1]][i] / times[k][i] for i in range(args.rounds))})
     info = {
         "photos": n, "sources": make_folder.sources, "copies": args.copies, "batch_size": args.batch_size, "rounds": args.rounds, "threads": args.threads,
@@ -173,12 +182,18 @@ def markdown(info: dict) -> str:
         f"before: {' '.join(f'{v:.1f}' for v in info['loadavg_before'])}, after: "
         f"{' '.join(f'{v:.1f}' for v in info['loadavg_after'])} (the machine was shared with other jobs).",
         "",
-        "| case | images/s (median) | x decode + forward (median of per-round ratios) | x local engine | images/s (best round) |",
-        "| --- | --- | --- | --- | --- |",
+        "Throughput relative to decode + forward: wall time (median over rounds of the per-round ratio) and "
+        "CPU time of this process (the figure least disturbed by other processes; local cases only, since "
+        "Ray's work runs in other processes).",
+        "",
+        "| case | images/s (median) | rel. to decode + forward (wall) | rel. to decode + forward (CPU time) "
+        "| rel. to local engine (wall) | images/s (best round) |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for r in info["rows"]:
-        lines.append(f"| {r['case']} | {r['images_per_s']:.2f} | {r['vs_decode_forward']:.0%} | {r['vs_local']:.0%} | "
-                     f"{r['best_images_per_s']:.2f} |")
+        c = "-" if r["cpu_vs_decode_forward"] is None else f"{r['cpu_vs_decode_forward']:.0%}"
+        lines.append(f"| {r['case']} | {r['images_per_s']:.2f} | {r['vs_decode_forward']:.0%} | {c} | "
+                     f"{r['vs_local']:.0%} | {r['best_images_per_s']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
