@@ -214,8 +214,18 @@ def test_target_top_and_method_options(tmp_path, capsys):
     assert main(["explain", str(img), "--out", str(out / "k"), "--top", "2", "--method", "cam",
                  "--alpha", "0.3", "--colormap", "viridis", "--colorbar"]) == 0
     assert sorted(os.listdir(out / "k")) == [".gradcam", "cat.top1.png", "cat.top2.png", "index.parquet"]
-    with Image.open(out / "k" / "cat.top1.png") as png:
-        assert png.size[1] == 100 and png.size[0] > 150  # colour bar appended on the right
+    # Each option reached the picture: the PNGs are exactly the API's CAM overlays of the two best classes
+    # with alpha 0.3, viridis and a colour bar.
+    ref = gradcam.explain(str(img), top_k=2, method="cam")
+    assert ref.method == "cam" and ref.class_ids[0] != ref.class_ids[1]
+    for r in range(2):
+        with Image.open(out / "k" / f"cat.top{r + 1}.png") as png:
+            assert png.size[1] == 100 and png.size[0] > 150  # colour bar appended on the right
+            want = ref.overlay(r, alpha=0.3, colormap="viridis", colorbar=True)
+            assert np.array_equal(np.asarray(png.convert("RGB")), np.asarray(want))
+    gc = gradcam.explain(str(img), top_k=2, method="counterfactual")  # (Grad-CAM = CAM on a GAP head)
+    assert not np.array_equal(np.asarray(gc.overlay(0, alpha=0.3, colormap="viridis", colorbar=True)),
+                              np.asarray(ref.overlay(0, alpha=0.3, colormap="viridis", colorbar=True)))
     capsys.readouterr()
     assert main(["explain", str(img), "--out", str(out), "--target", "tigr cat"]) == 2
     assert "Unknown class name 'tigr cat'. Closest names: 'tiger cat'" in capsys.readouterr().err
