@@ -13,6 +13,7 @@ from PIL import Image
 import gradcam
 from gradcam.cli import main
 from gradcam.commands.explain import Progress
+from gradcam.methods.occlusion import window_positions
 
 CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 # The cat in skimage.data.chelsea (451 x 300), read off the photo: its head and body span x = 30..380 over
@@ -357,3 +358,36 @@ def test_demo_needs_neither_scikit_image_nor_scipy(tmp_path, monkeypatch, capsys
     assert "explained 1 image, 0 failed" in capsys.readouterr().err
     with Image.open(tmp_path / "demo_chelsea.png") as png:
         assert png.size == (451, 300)
+
+
+def test_occlusion_from_the_cli_shows_progress_within_a_photo(tmp_path, capsys, monkeypatch):
+    import gradcam.commands.explain as ex
+
+    stream = io.StringIO()
+
+    class Shown(ex.Progress):
+        def __init__(self, total, stream_=None, enabled=None):
+            super().__init__(total, stream=stream, enabled=True)
+
+    monkeypatch.setattr(ex, "Progress", Shown)
+    img = tmp_path / "p.png"
+    _photo(64, 64).save(img)
+    assert main(["explain", str(img), "--out", str(tmp_path / "o"), "--method", "occlusion"]) == 0
+    shown = stream.getvalue()
+    total = len(window_positions(256, 64, 32)) ** 2  # 256 x 256 input; the CLI's default window 64, stride 32
+    chunk = (1 << 20) // (256 * 256)  # windows per forward pass: the memory bound
+    steps = [s.split(" windows)")[0] for s in shown.split("(this photo: ")[1:]]
+    assert steps == [f"{d}/{total}" for d in range(chunk, total, chunk)]
+    assert shown.endswith("\r\033[K")  # cleared at the end
+    assert "explained 1 image, 0 failed" in capsys.readouterr().err
+
+
+def test_progress_within_a_photo_is_drawn_for_a_single_photo():
+    stream = io.StringIO()
+    bar = Progress(1, stream=stream, enabled=True)
+    bar.draw()
+    assert stream.getvalue() == ""  # one photo: no bar ...
+    bar.within(10, 77)
+    assert stream.getvalue().endswith("0/1  0.0 img/s  ETA --:--:--  (this photo: 10/77 windows)\033[K")  # ... but this
+    bar.update()
+    assert bar.detail == ""
