@@ -328,9 +328,11 @@ def test_ctrl_c_while_starting_up_exits_130_without_a_traceback(tmp_path):
         if proc.returncode == 0:  # finished before the signal (a fast machine): nothing to check
             continue
         assert proc.returncode == 130, (delay, err)
-        assert err == "gradcam: interrupted while starting\n", (delay, err)
+        after_start = ("gradcam: interrupted after 0 image(s); run the same command again to continue (finished "
+                       "outputs are kept).\n")  # start-up already over: the work loop's clean exit
+        assert err in ("gradcam: interrupted while starting\n", after_start), (delay, err)
         seen.add(err.strip())
-    assert seen  # at least one run was interrupted
+    assert "gradcam: interrupted while starting" in seen  # at least one run was interrupted while starting
 
 
 def test_ctrl_c_while_loading_the_model_exits_130(tmp_path, capsys, monkeypatch):
