@@ -26,6 +26,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mosaics", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--settings", default=",".join(f"{w}/{s}" for w, s in SETTINGS),
+                    help="window/stride pairs, comma-separated (default: %(default)s)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "docs", "occlusion_defaults.md"))
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -39,7 +41,7 @@ def main() -> None:
     m = mos.make_mosaics(usable, a.mosaics, seed=0)
     x = (m.images - mean) / std
     rows = []
-    for window, stride in SETTINGS:
+    for window, stride in [tuple(int(v) for v in p.split("/")) for p in a.settings.split(",")]:
         occ = Occlusion(model, window=window, stride=stride)
         t = time.process_time()
         maps = torch.cat([occ(x[i:i + 1], target=m.labels[i:i + 1]).maps for i in range(x.shape[0])])

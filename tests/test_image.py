@@ -51,6 +51,16 @@ def test_transparency_is_composited_on_white(tmp_path):
     assert b == 255 and abs(r - 127) <= 1 and r == g
 
 
+def test_transparency_is_composited_on_white_by_the_formula():
+    a = np.random.default_rng(0).integers(0, 256, (30, 40, 4), dtype=np.uint8)
+    got = np.asarray(load_image(Image.fromarray(a, "RGBA"))).astype(float)
+    alpha = a[..., 3:] / 255.0
+    exact = a[..., :3] * alpha + 255.0 * (1 - alpha)  # a * rgb + (1 - a) * white
+    assert np.abs(got - exact).max() <= 0.5 + 1e-9  # rounded to the nearest 8-bit value
+    la = load_image(Image.fromarray(a[..., [0, 3]], "LA"))
+    assert np.abs(np.asarray(la)[..., 0] - exact[..., 0]).max() <= 0.5 + 1e-9
+
+
 def test_16bit_grayscale_is_scaled_not_clipped(tmp_path):
     a = np.array([[0, 32768, 65535]], dtype=np.uint16)
     img16 = Image.fromarray(a)

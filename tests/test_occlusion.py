@@ -104,7 +104,7 @@ def test_window_positions_cover_the_border():
 
 def test_errors_name_the_fix():
     model, x = RegionNet(), _image(n=1)
-    with pytest.raises(ValueError, match=r"The occlusion window 32x32 is larger than the image 16x16"):
+    with pytest.raises(ValueError, match=r"The occlusion window 64x64 is larger than the image 16x16"):
         gradcam.Occlusion(model)(x)
     with pytest.raises(ValueError, match=r"batch_size must be a positive int"):
         gradcam.Occlusion(model, batch_size=0)

@@ -77,9 +77,10 @@ def test_changed_target_recomputes_same_command_skips_damaged_output_is_redone(o
 
 @pytest.mark.parametrize("change", [
     ["--method", "cam"], ["--layer", "_blocks.15"], ["--alpha", "0.3"], ["--colormap", "viridis"],
-    ["--colorbar"], ["--top", "2"], ["--no-json"], ["touch-input"], ["weights"], ["no-record"],
+    ["--colorbar"], ["--top", "2"], ["--no-json"], ["touch-input"], ["weights"], ["no-record"], ["--max-side", "320"],
+    ["upgrade"],
 ])
-def test_each_result_changing_option_recomputes(one_photo, capsys, change, tmp_path):
+def test_each_result_changing_option_recomputes(one_photo, capsys, change, tmp_path, monkeypatch):
     img, out = one_photo
     base = ["explain", str(img), "--out", str(out), "--json"]
     assert main(base) == 0
@@ -102,6 +103,11 @@ def test_each_result_changing_option_recomputes(one_photo, capsys, change, tmp_p
         st = w.stat()
         os.utime(w, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # the weights file replaced
         args = base + ["--weights", str(w)]
+    elif change == ["upgrade"]:
+        import gradcam
+
+        monkeypatch.setattr(gradcam, "__version__", gradcam.__version__ + ".post1")  # a newer gradcam
+        args = base
     elif change == ["no-record"]:
         (out / ".gradcam" / "p.json").unlink()  # outputs of an older gradcam, or of unknown options
         args = base

@@ -162,9 +162,13 @@ def result_options(args: argparse.Namespace, loaded, target: Optional[int], k: i
 
     The model (name, its file or module, its weights file), the method, layer, resolved target class,
     K, the model's input size, the overlay's alpha/colormap/colorbar, --json and the --neurons file.
-    Not in it: --device, --batch-size, --force (they do not change what is written).
+    Not in it: --device, --batch-size, --force (they do not change what is written). The gradcam version
+    is: an upgrade recomputes (its boxes, maps or records may differ).
     """
+    from .. import __version__
+
     return {
+        "gradcam": __version__,
         "model": args.model, "model_file": _model_stamp(args.model), "weights": file_stamp(args.weights),
         "input_size": loaded.size, "max_side": loaded.max_side, "method": args.method, "layer": args.layer, "target": target, "top": k,
         "alpha": args.alpha, "colormap": args.colormap, "colorbar": bool(args.colorbar), "json": bool(args.json),
