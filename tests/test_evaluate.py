@@ -33,7 +33,6 @@ def test_quick_evaluate_runs_and_writes_table_and_json(quick):
     # On a GAP network Grad-CAM equals CAM up to a constant (Selvaraju et al., Sec. 3.1): same maps, same scores.
     for key in ("pointing", "loc_err_top1", "energy", "disc_mass"):
         assert gap["gradcam"][key] == pytest.approx(gap["cam"][key], abs=1e-3)
-    assert list(synthetic.default_cache_dir().parts)  # a real path
     assert len(list((out / "cache").glob("synthetic-*.pt"))) == 2  # trained locally and cached
 
 
@@ -49,11 +48,11 @@ def test_mosaics_tiles_boxes_and_labels():
     photos = [mosaics.Photo(torch.full((3, 4, 4), float(i)), label=10 + i, name=f"p{i}") for i in range(5)]
     m = mosaics.make_mosaics(photos, 3, seed=1)
     assert m.images.shape == (3, 3, 8, 8) and m.labels.shape == (3, 4)
-    assert m.boxes[0].tolist() == [[0, 0, 4, 4], [0, 4, 4, 8], [4, 0, 8, 4], [4, 4, 8, 8]]
+    assert m.boxes[0].tolist() == [[0, 0, 4, 4], [4, 0, 8, 4], [0, 4, 4, 8], [4, 4, 8, 8]]  # (x0, y0, x1, y1)
     for j in range(3):
         assert len(set(m.labels[j].tolist())) == 4
         for k in range(4):  # each tile holds the photo of its label
-            y0, x0, y1, x1 = m.boxes[j, k].tolist()
+            x0, y0, x1, y1 = m.boxes[j, k].tolist()
             assert (m.images[j, :, y0:y1, x0:x1] == m.labels[j, k] - 10).all()
             assert m.masks[j, k].sum() == 16
     assert torch.equal(mosaics.make_mosaics(photos, 3, seed=1).images, m.images)
@@ -90,11 +89,37 @@ def test_unknown_benchmark_and_method_are_clear():
     assert "method 'no-such-method' is not registered (yet); skipped." in s.notes
 
 
+def test_evaluate_cli_refuses_unknown_methods_listing_the_known_ones(capsys):
+    assert main(["evaluate", "--quick", "--methods", "gradcam,nosuch,nope2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gradcam: error: --methods: unknown methods 'nosuch', 'nope2'; known methods: cam, "
+                          "counterfactual, gaussian, gradcam, ")
+    assert " occlusion, random" in err and err.count("\n") == 1
+
+
+def test_default_cache_dir_is_env_or_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("GRADCAM_CACHE", str(tmp_path / "c"))
+    assert synthetic.default_cache_dir() == tmp_path / "c"
+    monkeypatch.delenv("GRADCAM_CACHE")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert synthetic.default_cache_dir() == tmp_path / "home" / ".cache" / "gradcam"
+
+
 def test_synthetic_cache_is_reused(tmp_path):
     cfg = synthetic.TrainConfig(kind="gap", width=2, n_train=64, epochs=1, size=32)
     net, info = synthetic.load_or_train(cfg, tmp_path, log=lambda s: None)
     again, info2 = synthetic.load_or_train(cfg, tmp_path, log=lambda s: None)
     assert info2["cached"] == info["cached"]
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values()))
+    # The cache is READ: marker weights written into the cached file come back (retraining could not give them).
+    path = info["cached"]
+    blob = torch.load(path, weights_only=True)
+    blob["state_dict"] = {k: torch.full_like(v, 0.25) if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
+    blob["info"]["marker"] = "read from the cache"
+    torch.save(blob, path)
+    logged = []
+    marked, info3 = synthetic.load_or_train(cfg, tmp_path, log=logged.append)
+    assert info3["marker"] == "read from the cache" and logged == []  # not retrained
+    assert all((v == 0.25).all() for v in marked.state_dict().values() if v.is_floating_point())
     retrained, _ = synthetic.train(cfg, log=lambda s: None)  # same seed, same weights
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), retrained.state_dict().values()))

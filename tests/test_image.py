@@ -51,6 +51,16 @@ def test_transparency_is_composited_on_white(tmp_path):
     assert b == 255 and abs(r - 127) <= 1 and r == g
 
 
+def test_transparency_is_composited_on_white_by_the_formula():
+    a = np.random.default_rng(0).integers(0, 256, (30, 40, 4), dtype=np.uint8)
+    got = np.asarray(load_image(Image.fromarray(a, "RGBA"))).astype(float)
+    alpha = a[..., 3:] / 255.0
+    exact = a[..., :3] * alpha + 255.0 * (1 - alpha)  # a * rgb + (1 - a) * white
+    assert np.abs(got - exact).max() <= 0.5 + 1e-9  # rounded to the nearest 8-bit value
+    la = load_image(Image.fromarray(a[..., [0, 3]], "LA"))
+    assert np.abs(np.asarray(la)[..., 0] - exact[..., 0]).max() <= 0.5 + 1e-9
+
+
 def test_16bit_grayscale_is_scaled_not_clipped(tmp_path):
     a = np.array([[0, 32768, 65535]], dtype=np.uint16)
     img16 = Image.fromarray(a)
@@ -61,6 +71,14 @@ def test_16bit_grayscale_is_scaled_not_clipped(tmp_path):
     assert [load_image(as_int32).getpixel((i, 0))[0] for i in range(3)] == [0, 128, 255]
     small = Image.fromarray(np.array([[0, 100, 255]], np.int32), "I")  # 8-bit values in a 32-bit image
     assert [load_image(small).getpixel((i, 0))[0] for i in range(3)] == [0, 100, 255]
+
+
+def test_dark_16bit_image_is_still_16bit(tmp_path):
+    """A dark 16-bit photo (every value <= 255) is scaled by 255/65535 (near black), never read as 8-bit."""
+    a = np.array([[0, 100, 255, 200]], dtype=np.uint16)
+    for name in ("dark.png", "dark.tif"):
+        img = load_image(_save(Image.fromarray(a), tmp_path / name))
+        assert [img.getpixel((i, 0))[0] for i in range(4)] == [0, 0, 1, 1]  # round(v * 255 / 65535)
 
 
 def test_exif_orientation_is_applied(tmp_path):
@@ -165,12 +183,12 @@ def test_colorize_uses_the_lookup_table():
 def test_peaks_and_largest_segment_box():
     m = torch.zeros(2, 20, 30)
     m[0, 2:5, 3:6] = 1.0          # small but strongest blob
-    m[0, 10:18, 12:25] = 0.5      # largest segment above 15%
+    m[0, 10:18, 12:25] = 0.2      # largest segment above 15% (below 50%: the default threshold matters)
     m[0, 0, 29] = 0.1             # below 15% of the max: ignored
     m[1, 7, 8] = 0.3              # one pixel
     box, ok = boxes(m)
     assert ok.tolist() == [True, True]
-    assert box.tolist() == [[12, 10, 24, 17], [8, 7, 8, 7]]  # [x0, y0, x1, y1], inclusive
+    assert box.tolist() == [[12, 10, 25, 18], [8, 7, 9, 8]]  # [x0, y0, x1, y1], exclusive ends
     assert peaks(m).tolist() == [[3, 2], [8, 7]]               # (x, y) of the first maximum
 
 
@@ -180,9 +198,11 @@ def test_flat_map_has_no_box():
 
 
 def test_scaling_boxes_and_points_between_sizes():
-    # A box of pixels 8..15 on a 32-wide map covers 1/4..1/2 of the width: 100..199 on a 400-wide photo.
-    assert scale_box([8, 0, 15, 31], (32, 32), (400, 64)) == [100, 0, 199, 63]
-    assert scale_box([0, 0, 31, 31], (32, 32), (451, 300)) == [0, 0, 450, 299]
+    # A box of pixels 8..15 (edges 8, 16) on a 32-wide map covers 1/4..1/2 of the width: 100..200 at 400 px.
+    assert scale_box([8, 0, 16, 32], (32, 32), (400, 64)) == [100, 0, 200, 64]
+    assert scale_box([0, 0, 32, 32], (32, 32), (451, 300)) == [0, 0, 451, 300]
+    assert scale_box([1, 2, 3, 4], (10, 10), (15, 25)) == [1, 5, 5, 10]  # 1.5 -> 1, 4.5 -> 5, 5 -> 5, 10 -> 10
+    assert scale_box([3, 3, 7, 7], (10, 10), (10, 10)) == [3, 3, 7, 7]
     assert scale_point([0, 0], (32, 32), (320, 320)) == [5, 5]     # pixel centre 0.5 -> 5.0 - 0.5 -> 4.5 -> 5
     assert scale_point([31, 31], (32, 32), (64, 64)) == [63, 63]
 
@@ -191,9 +211,61 @@ def test_boxes_on_a_resampled_map_match_the_full_resolution_box_to_its_precision
     m = torch.zeros(1, 256, 384)
     m[0, 40:200, 100:300] = 1.0
     full, _ = boxes(m)
-    assert full.tolist() == [[100, 40, 299, 199]]
+    assert full.tolist() == [[100, 40, 300, 200]]
     coarse, ok = boxes(m, max_side=96)  # 4 input pixels per working pixel
     assert ok.tolist() == [True]
     assert (coarse - full).abs().max().item() <= 4
     x0, y0, x1, y1 = coarse[0].tolist()
-    assert x0 <= 100 and y0 <= 40 and x1 >= 299 and y1 >= 199  # edges round outwards
+    assert x0 <= 100 and y0 <= 40 and x1 >= 300 and y1 >= 200  # edges round outwards
+
+
+# -- size limits ----------------------------------------------------------------------------------
+
+def forged_jpeg(path, width: int, height: int) -> str:
+    """A small real JPEG whose SOF header is rewritten to declare ``width`` x ``height`` (a decompression bomb)."""
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 30, 30)).save(buf, "JPEG")
+    data = bytearray(buf.getvalue())
+    sof = data.index(b"\xff\xc0")  # baseline SOF0: marker, length (2), precision (1), height (2), width (2)
+    data[sof + 5:sof + 7] = height.to_bytes(2, "big")
+    data[sof + 7:sof + 9] = width.to_bytes(2, "big")
+    with open(path, "wb") as f:
+        f.write(data)
+    return str(path)
+
+
+def test_declared_size_over_the_pixel_limit_is_refused_before_decoding(tmp_path, recwarn):
+    import warnings
+
+    import gradcam.image as gi
+
+    warnings.simplefilter("always")
+    bomb = forged_jpeg(tmp_path / "bomb.jpg", 12000, 8000)  # 96 MP: over PIL's warning threshold (89.5 MP)
+    with pytest.raises(ImageLoadError) as e:
+        load_image(bomb)
+    assert e.value.reason == ("image too large: its header declares 12000x8000 = 96.0 megapixels, over the limit "
+                              "of 50 megapixels (raise it with --max-pixels N, or max_pixels= in Python)")
+    with pytest.raises(ImageLoadError, match="over the limit of 20 megapixels"):
+        load_image(forged_jpeg(tmp_path / "b2.jpg", 5000, 5000), max_pixels=20_000_000)
+    huge = forged_jpeg(tmp_path / "huge.jpg", 60000, 60000)  # over PIL's own refusal limit (2 x 89.5 MP)
+    with pytest.raises(ImageLoadError, match="image too large: its header declares more than 179 megapixels"):
+        load_image(huge, max_pixels=None)
+    assert not [w for w in recwarn.list if issubclass(w.category, Image.DecompressionBombWarning)]
+    assert gi.MAX_PIXELS == 50_000_000
+    # Under the limit, the declared size is decoded (libjpeg pads the missing data: this is why a forged
+    # header once cost gigabytes).
+    assert load_image(forged_jpeg(tmp_path / "small.jpg", 400, 300)).size == (400, 300)
+
+
+def test_long_side_of_the_model_input_is_capped():
+    assert resized_size(10000, 50, 256, 32) == (51200, 256)  # no cap: what a 10000 x 50 photo used to cost
+    assert resized_size(10000, 50, 256, 32, max_side=1024) == (1024, 32)  # s = 1024 / 10000; 5 px -> 32
+    assert resized_size(50, 10000, 256, 32, max_side=1024) == (32, 1024)
+    assert resized_size(451, 300, 256, 32, max_side=1024) == (384, 256)  # ordinary photos: no change
+    assert resized_size(2000, 400, 256, 32, max_side=1024) == (1024, 192)  # 1280 x 256 capped: 204.8 = 6.4 x 32 -> 192
+    x = preprocess_image(Image.new("RGB", (10000, 50), (255, 0, 0)), 256)
+    assert x.shape == (3, 32, 1024)  # the default cap, MAX_SIDE = 1024
+    assert preprocess_image(Image.new("RGB", (10000, 50)), 256, max_side=None).shape == (3, 256, 51200)
+    import gradcam
+
+    assert gradcam.load_model().preprocess(Image.new("RGB", (10000, 50))).shape == (3, 32, 1024)

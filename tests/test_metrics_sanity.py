@@ -62,6 +62,22 @@ def test_gradcam_correlation_falls_as_layers_are_randomised(trained):
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
 
 
+def test_randomisation_is_cumulative_from_the_top(trained):
+    """After step i, the layers randomised so far ALL differ from the trained ones, the others are intact."""
+    net, x, y = trained
+    trained_params = {k: v.clone() for k, v in net.state_dict().items()}
+    changed_per_call = []
+
+    def explainer(m):
+        changed_per_call.append(sorted({k.split(".")[0] for k, v in m.state_dict().items()
+                                        if not torch.equal(v, trained_params[k])}))
+        return GradCAM(m, layer="3")
+
+    res = cascading_randomization(net, explainer, x, y, seed=0)
+    assert res.layers == ["6", "2", "0"]
+    assert changed_per_call == [[], ["6"], ["2", "6"], ["0", "2", "6"]]
+
+
 def test_a_model_independent_map_passes_unchanged(trained):
     net, x, y = trained
 

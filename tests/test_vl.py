@@ -110,6 +110,12 @@ def test_cache_round_trip(tmp_path):
     assert files == sorted([f"{tiny.key('classifier')}.pt", f"{tiny.key('vqa')}.pt"])
     again = T.load_or_train("vqa", tiny, tmp_path)
     assert all(torch.equal(x, y) for x, y in zip(m.state_dict().values(), again.state_dict().values()))
+    # The cache is READ (retraining gives equal weights, so equality alone cannot tell): marker weights
+    # written into the cached file come back.
+    path = tmp_path / f"{tiny.key('vqa')}.pt"
+    torch.save({k: torch.full_like(v, 0.25) if v.is_floating_point() else v for k, v in m.state_dict().items()}, path)
+    marked = T.load_or_train("vqa", tiny, tmp_path)
+    assert all((v == 0.25).all() for v in marked.state_dict().values() if v.is_floating_point())
     with pytest.raises(ValueError, match="Unknown model kind 'gpt'; choose from classifier, captioner, vqa"):
         T.load_or_train("gpt", tiny, tmp_path)
 

@@ -31,8 +31,9 @@ class ImageResult:
     - ``class_ids`` / ``classes`` / ``scores`` / ``probabilities``: the K explained classes, their logits and
       softmax probabilities;
     - ``input_maps`` (K, h, w): the maps at the model input's resolution, in [0, 1];
-    - ``peaks``: K ``[x, y]`` of each map's maximum and ``boxes``: K ``[x0, y0, x1, y1]`` (inclusive) of the
-      largest segment above 15% of the maximum, both in original-photo pixels (``None`` for a flat map);
+    - ``peaks``: K ``[x, y]`` of each map's maximum and ``boxes``: K ``[x0, y0, x1, y1]`` (exclusive
+      ends, area ``(x1 - x0) * (y1 - y0)``, as ``torchvision.ops``) of the largest segment above 15% of
+      the maximum, both in original-photo pixels (``None`` for a flat map);
     - ``layer``, ``method``, ``model``: what produced it;
     - ``weights`` (K, C): the channel weights alpha of each explained class (``None`` for methods
       without them), for textual explanations (:func:`gradcam.neurons.describe`).
@@ -145,18 +146,20 @@ def explain_batch(
     target: Optional[int] = None,
     top_k: int = 1,
     sources: Optional[Sequence[Optional[str]]] = None,
+    inputs: Optional[Sequence[torch.Tensor]] = None,
 ) -> List[ImageResult]:
     """Explain RGB photos with ``loaded``'s model; photos of equal preprocessed size share one batch.
 
     For each photo: x = preprocess(photo) (whole photo, short side resized); one capture explains the K
     classes (``target`` or the top ``top_k``); peaks and boxes are computed on the maps at the input's
-    resolution (all images and classes at once) and mapped to original-photo pixels.
+    resolution (all images and classes at once) and mapped to original-photo pixels. ``inputs``: the photos
+    already preprocessed (``loaded.preprocess(photo)`` each, e.g. by a Ray Data task).
     """
     if not images:
         return []
     sources = list(sources) if sources is not None else [None] * len(images)
     device = next(loaded.model.parameters(), torch.empty(0)).device
-    xs = [loaded.preprocess(im) for im in images]
+    xs = list(inputs) if inputs is not None else [loaded.preprocess(im) for im in images]
     groups: Dict[tuple, List[int]] = {}
     for i, x in enumerate(xs):
         groups.setdefault(tuple(x.shape), []).append(i)

@@ -7,15 +7,40 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 from typing import List, Optional
 
 COMMANDS = ("explain", "evaluate", "report", "study")
 
 
+def version() -> str:
+    """The installed gradcam version (package metadata; the source tree's ``__version__`` when not installed)."""
+    try:
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as _version
+
+        return _version("gradcam")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        from . import __version__
+
+        return __version__
+
+
+def started() -> None:
+    """Start-up is over: from now on Ctrl-C raises ``KeyboardInterrupt`` (the work loops handle it).
+
+    Until then the console script (``gradcam_entry``) exits at once with code 130 on Ctrl-C.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, with every available subcommand."""
     parser = argparse.ArgumentParser(prog="gradcam", description="Show where a PyTorch model looks.")
+    parser.add_argument("--version", action="version", version=f"gradcam {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:
@@ -29,17 +54,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Entry point of the ``gradcam`` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
+    """Entry point of the ``gradcam`` console script (see ``gradcam_entry``). Exit codes: 0 done, 1 some
+    inputs failed, 2 usage error (one line saying what and how to fix it), 130 interrupted (Ctrl-C)."""
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
         return int(args.func(args) or 0)
     except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
         print(f"gradcam: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # while starting up (imports, loading the model); the work loops say more
+        print("gradcam: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

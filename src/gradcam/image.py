@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -21,6 +22,11 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
+
+# Size limits (see the README's "Size limits"): a file whose header declares more pixels than MAX_PIXELS
+# is refused before anything is decoded; the model input's long side is capped at MAX_SIDE pixels.
+MAX_PIXELS = 50_000_000
+MAX_SIDE = 1024
 
 
 class ImageLoadError(ValueError):
@@ -55,21 +61,38 @@ def to_rgb(img: Image.Image) -> Image.Image:
         img = img.convert("RGBA")
         mode = "RGBA"
     if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+        rgba = img if mode == "RGBA" else img.convert("RGBA")
+        out = Image.new("RGB", rgba.size, (255, 255, 255))
+        out.paste(rgba, mask=rgba.getchannel("A"))  # out = a * rgb + (1 - a) * white, without RGBA copies
+        return out
     return img.convert("RGB")
 
 
-def load_image(source: ImageLike) -> Image.Image:
+def _too_large(w: int, h: int, max_pixels: int) -> str:
+    return (f"image too large: its header declares {w}x{h} = {w * h / 1e6:.1f} megapixels, over the limit of "
+            f"{max_pixels / 1e6:g} megapixels (raise it with --max-pixels N, or max_pixels= in Python)")
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    """``img`` with its EXIF orientation applied; the image itself (no copy) when it has none to apply."""
+    if img.getexif().get(0x0112, 1) in (1, None):
+        return img
+    return ImageOps.exif_transpose(img) or img
+
+
+def load_image(source: ImageLike, max_pixels: Optional[int] = MAX_PIXELS) -> Image.Image:
     """Read ``source`` (a path, a PIL image, a uint8 HxW[xC] array or a [0,1] (3,H,W) tensor) as an RGB PIL image.
 
     Files: the whole file is decoded (truncated files fail), EXIF orientation is applied
     (``ImageOps.exif_transpose``), the first frame of animations is used. Any failure raises
     :class:`ImageLoadError` naming the path and the reason (empty file, not an image, truncated, unreadable).
+    A file whose header declares more than ``max_pixels`` pixels (default :data:`MAX_PIXELS`, 50 M;
+    ``None``: no limit of ours) is refused before any pixel is decoded, so a forged header cannot make it
+    allocate gigabytes; PIL's own ``DecompressionBombWarning`` is replaced by this check (PIL still
+    refuses files over twice ``PIL.Image.MAX_IMAGE_PIXELS``, reported with the same reason).
     """
     if isinstance(source, Image.Image):
-        return to_rgb(ImageOps.exif_transpose(source) or source)
+        return to_rgb(_upright(source))
     if isinstance(source, torch.Tensor):
         t = source.detach().cpu()
         if t.dim() == 3 and t.shape[0] in (1, 3):
@@ -98,12 +121,23 @@ def load_image(source: ImageLike) -> Image.Image:
     if size == 0:
         raise ImageLoadError(path, "empty file (0 bytes)")
     try:
-        with Image.open(path) as img:
-            img.load()
-            img = ImageOps.exif_transpose(img) or img
-            return to_rgb(img)
-    except Image.DecompressionBombError as e:
-        raise ImageLoadError(path, f"image too large ({e})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own check below replaces it
+            img_cm = Image.open(path)
+        with img_cm as img:
+            w, h = img.size  # from the header: nothing decoded yet
+            if max_pixels is not None and w * h > max_pixels:
+                raise ImageLoadError(path, _too_large(w, h, max_pixels))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                img.load()
+            return to_rgb(_upright(img))
+    except ImageLoadError:
+        raise
+    except Image.DecompressionBombError:
+        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        raise ImageLoadError(path, f"image too large: its header declares more than {limit / 1e6:.0f} megapixels, "
+                                   "PIL's own limit (PIL.Image.MAX_IMAGE_PIXELS)") from None
     except PermissionError:
         raise ImageLoadError(path, "permission denied") from None
     except IsADirectoryError:
@@ -119,13 +153,19 @@ def load_image(source: ImageLike) -> Image.Image:
         raise ImageLoadError(path, reason) from None
 
 
-def resized_size(width: int, height: int, size: Optional[int], multiple: int = 1) -> Tuple[int, int]:
+def resized_size(
+    width: int, height: int, size: Optional[int], multiple: int = 1, max_side: Optional[int] = None
+) -> Tuple[int, int]:
     """(W', H') with the short side ``size`` and the aspect ratio kept, each rounded to a ``multiple``.
 
-    W' = max(multiple, multiple * round(W * size / min(W, H) / multiple)); likewise H'. ``size=None``
-    keeps the size (still rounded to the multiple).
+    s = size / min(W, H), lowered to max_side / max(W, H) when the long side would exceed ``max_side``;
+    W' = max(multiple, multiple * round(W s / multiple)); likewise H'. ``size=None`` keeps the size
+    (s = 1, still capped and rounded). The cap bounds the memory of extreme aspect ratios: a 10000 x 50
+    photo becomes 1024 x 32, not 51200 x 256.
     """
     scale = 1.0 if size is None else size / min(width, height)
+    if max_side is not None and max(width, height) * scale > max_side:
+        scale = max_side / max(width, height)
     w = max(multiple, int(round(width * scale / multiple)) * multiple)
     h = max(multiple, int(round(height * scale / multiple)) * multiple)
     return w, h
@@ -137,15 +177,17 @@ def preprocess_image(
     mean: Sequence[float] = (0.5, 0.5, 0.5),
     std: Sequence[float] = (0.5, 0.5, 0.5),
     multiple: int = 32,
+    max_side: Optional[int] = MAX_SIDE,
 ) -> torch.Tensor:
     """The whole photo as a (3, H', W') float tensor: x = (rgb / 255 - mean) / std.
 
-    The short side is resized to ``size`` (bicubic, antialiased), keeping the aspect ratio; both sides are
-    rounded to a multiple of ``multiple`` (32, the network's stride, so that the layer's grid covers the
-    input exactly and the map aligns with the photo). No centre crop: objects at the border stay in.
+    The short side is resized to ``size`` (bicubic, antialiased), keeping the aspect ratio, the long side
+    capped at ``max_side`` (default :data:`MAX_SIDE`, 1024; ``None``: no cap); both sides are rounded to a
+    multiple of ``multiple`` (32, the network's stride, so that the layer's grid covers the input exactly
+    and the map aligns with the photo). No centre crop: objects at the border stay in.
     """
     image = to_rgb(image)
-    w, h = resized_size(image.width, image.height, size, multiple)
+    w, h = resized_size(image.width, image.height, size, multiple, max_side)
     if (w, h) != image.size:
         image = image.resize((w, h), Image.BICUBIC)
     x = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255.0)
@@ -202,11 +244,33 @@ def resize_map(m: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
 
 def _heat_image(m: torch.Tensor, colormap: str) -> Image.Image:
     """An RGB PIL image of cmap(m) for a (H, W) map in [0, 1]: 8-bit indices through a 256-colour palette."""
-    idx = (m.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    return _heat_from_indices((m.clamp(0, 1) * 255).round().to(torch.uint8).numpy(), colormap)
+
+
+def _heat_from_indices(idx: np.ndarray, colormap: str) -> Image.Image:
     lut = (colormap_lut(colormap) * 255).round().to(torch.uint8).flatten().tolist()
     heat = Image.fromarray(idx, "L").convert("P")
     heat.putpalette(lut)
     return heat.convert("RGB")
+
+
+_STRIP_PIXELS = 1 << 22  # overlays of large photos are made in strips of about 4 M pixels
+
+
+def _map_indices(m: torch.Tensor, size: Tuple[int, int]) -> np.ndarray:
+    """round(255 * resize_map(m, size)) as (H, W) uint8, without an (H, W) float tensor: bilinear is separable,
+    so the width is resized once on the small map and the height in column chunks (an identity along x)."""
+    h, w = size
+    if tuple(m.shape) == (h, w):
+        return (m.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    rows = F.interpolate(m[None, None].float(), size=(m.shape[0], w), mode="bilinear", align_corners=False)
+    out = np.empty((h, w), np.uint8)
+    step = max(1, _STRIP_PIXELS // max(h, 1))
+    for c0 in range(0, w, step):
+        part = F.interpolate(rows[..., c0:c0 + step], size=(h, rows[..., c0:c0 + step].shape[-1]),
+                             mode="bilinear", align_corners=False)[0, 0]
+        out[:, c0:c0 + step] = (part.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    return out
 
 
 def overlay(
@@ -221,14 +285,23 @@ def overlay(
     ``map`` (h, w) in [0, 1] (any size: it is resized bilinearly to the photo); ``alpha`` in [0, 1];
     ``colormap`` any matplotlib name (quantised to 256 colours). ``colorbar=True`` appends a vertical colour
     bar (low at the bottom). The blend runs on 8-bit images in PIL, so a 12-megapixel photo needs
-    about 50 MB, not gigabytes of float tensors.
+    about 50 MB, not gigabytes of float tensors; large photos are blended in strips of rows, so the extra
+    memory is the output image plus one 8-bit map (a 49-megapixel photo: about 0.2 GB on top of itself).
     """
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= float(alpha) <= 1.0:
         raise ValueError(f"alpha must be a number in [0, 1]; got {alpha!r}.")
     photo = load_image(image)
     w, h = photo.size
-    m = resize_map(_map_tensor(map).clamp(0, 1), (h, w))
-    out = Image.blend(photo, _heat_image(m, colormap), float(alpha))
+    idx = _map_indices(_map_tensor(map).clamp(0, 1), (h, w))
+    if h * w <= _STRIP_PIXELS:
+        out = Image.blend(photo, _heat_from_indices(idx, colormap), float(alpha))
+    else:
+        out = Image.new("RGB", (w, h))
+        step = max(1, _STRIP_PIXELS // w)
+        for y0 in range(0, h, step):
+            y1 = min(h, y0 + step)
+            part = Image.blend(photo.crop((0, y0, w, y1)), _heat_from_indices(idx[y0:y1], colormap), float(alpha))
+            out.paste(part, (0, y0))
     if colorbar:
         bar_w = max(6, w // 40)
         gap = max(2, bar_w // 3)
@@ -254,13 +327,13 @@ def boxes(
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Bounding boxes of the largest 8-connected segment of ``maps >= threshold * max`` (Grad-CAM paper, Sec. 4.1).
 
-    ``maps`` (N, H, W). Returns ``(box, valid)``: box (N, 4) integer ``[x0, y0, x1, y1]`` with inclusive
-    pixel corners (0 <= x0 <= x1 < W), and valid (N,) False for a flat (all-zero) map, whose box is zeros.
-    The segmentation is :func:`gradcam.metrics.localization.box_from_map` (batched, tensor-only); this
-    changes its ``(y0, x0, y1, x1)`` exclusive-end convention to the JSON records' ``[x0, y0, x1, y1]``.
+    ``maps`` (N, H, W). Returns ``(box, valid)``: box (N, 4) integer ``[x0, y0, x1, y1]`` with exclusive
+    ends (pixel edges: 0 <= x0 < x1 <= W, area (x1 - x0) * (y1 - y0)), and valid (N,) False for a flat
+    (all-zero) map, whose box is zeros. The segmentation is
+    :func:`gradcam.metrics.localization.box_from_map` (batched, tensor-only; the same convention).
 
     ``max_side``: segment a copy of the maps area-resampled so that its longer side is at most this many
-    pixels, and scale the box back (edges: x0 -> floor(x0 W / w'), x1 -> ceil((x1 + 1) W / w') - 1). The
+    pixels, and scale the box back (edges: x0 -> floor(x0 W / w'), x1 -> ceil(x1 W / w')). The
     labelling costs one 3x3 pass per pixel of segment length, so this bounds its cost; the box is then exact
     to W / max_side pixels, well inside the resolution of a CAM map (the layer's stride).
     """
@@ -274,31 +347,30 @@ def boxes(
         work = F.interpolate(maps.unsqueeze(1).float(), size=size, mode="area").squeeze(1)
     b = box_from_map(work, threshold)
     valid = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
-    y0, x0, y1, x1 = b.unbind(1)
+    x0, y0, x1, y1 = b.unbind(1)
     wh, ww = work.shape[-2:]
     if (wh, ww) != (h, w):
         x0 = torch.div(x0 * w, ww, rounding_mode="floor")
         y0 = torch.div(y0 * h, wh, rounding_mode="floor")
         x1 = -torch.div(-x1 * w, ww, rounding_mode="floor")  # ceil(x1_excl * W / w')
         y1 = -torch.div(-y1 * h, wh, rounding_mode="floor")
-    box = torch.stack((x0, y0, (x1 - 1).clamp(max=w - 1), (y1 - 1).clamp(max=h - 1)), dim=1)
+    box = torch.stack((x0, y0, x1.clamp(max=w), y1.clamp(max=h)), dim=1)
     return torch.where(valid.view(-1, 1), box, torch.zeros_like(box)), valid
 
 
 def scale_box(box: Sequence[int], src: Tuple[int, int], dst: Tuple[int, int]) -> list:
-    """Map an inclusive pixel box ``[x0, y0, x1, y1]`` from an image of size src=(W, H) to dst=(W, H).
+    """Map a box ``[x0, y0, x1, y1]`` (exclusive ends, pixel edges) from an image of size src=(W, H) to dst=(W', H').
 
-    Pixel edges scale linearly: x0' = floor(x0 * W'/W), x1' = ceil((x1 + 1) * W'/W) - 1, clamped inside dst.
+    Edges scale linearly and round outwards, in exact integer arithmetic: x0' = floor(x0 W'/W),
+    x1' = ceil(x1 W'/W) (y likewise), clamped to [0, W'] x [0, H'].
     """
-    import math
-
-    sw, sh = dst[0] / src[0], dst[1] / src[1]
+    (sw, sh), (dw, dh) = src, dst
     x0, y0, x1, y1 = (int(v) for v in box)
-    out = [math.floor(x0 * sw), math.floor(y0 * sh), math.ceil((x1 + 1) * sw) - 1, math.ceil((y1 + 1) * sh) - 1]
-    out[0] = min(max(out[0], 0), dst[0] - 1)
-    out[2] = min(max(out[2], out[0]), dst[0] - 1)
-    out[1] = min(max(out[1], 0), dst[1] - 1)
-    out[3] = min(max(out[3], out[1]), dst[1] - 1)
+    out = [x0 * dw // sw, y0 * dh // sh, -(-x1 * dw // sw), -(-y1 * dh // sh)]
+    out[0] = min(max(out[0], 0), dw)
+    out[2] = min(max(out[2], out[0]), dw)
+    out[1] = min(max(out[1], 0), dh)
+    out[3] = min(max(out[3], out[1]), dh)
     return out
 
 

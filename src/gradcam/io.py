@@ -25,6 +25,15 @@ class Item:
     stem: str
 
 
+DEMO_PHOTO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "chelsea.png")
+
+
+def demo_photo() -> str:
+    """The path of the demo photo shipped in the package: ``gradcam/data/chelsea.png`` (scikit-image's
+    "Chelsea the cat", 451 x 300, CC0 by the photographer; see ``data/chelsea.LICENSE.txt``)."""
+    return DEMO_PHOTO
+
+
 def find_images(paths: Sequence[str], exclude: Sequence[str] = ()) -> List[Item]:
     """Image files among ``paths`` (files as given; folders searched recursively, sorted, hidden names skipped).
 

@@ -50,6 +50,15 @@ def _command(args: argparse.Namespace) -> str:
     return " ".join(parts)  # --out, --cache and --threads do not change the results
 
 
+def _known_methods() -> list:
+    """Every registered method name (including the evaluation baselines), sorted."""
+    from ..evaluation import baselines  # noqa: F401 - registers "random" and "gaussian"
+    from ..methods import registry
+
+    registry._load_optional()
+    return sorted(registry.METHODS)
+
+
 def _default_methods():
     from ..evaluation.runner import all_methods
 
@@ -60,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
     """Run the benchmarks, print the Markdown table, and write it with the JSON under ``--out``."""
     import torch
 
+    from ..cli import started
+
+    started()  # Ctrl-C from here on: KeyboardInterrupt, exit 130 (see gradcam.cli.main)
     threads = torch.get_num_threads()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -74,6 +86,10 @@ def _run(args: argparse.Namespace) -> int:
     from ..evaluation.runner import run as run_benchmarks
 
     benchmarks = _names(args.benchmarks, "benchmarks")
+    unknown = [n for n in _names(args.methods, "methods") if n not in _known_methods()]
+    if unknown:
+        raise ValueError(f"--methods: unknown method{'s' if len(unknown) > 1 else ''} "
+                         f"{', '.join(repr(n) for n in unknown)}; known methods: {', '.join(_known_methods())}.")
     settings = Settings(quick=args.quick, seed=args.seed, cache_dir=args.cache, retrain=args.retrain, methods=_names(args.methods, "methods"),
                         log=lambda s: print(s, file=sys.stderr, flush=True))
     result = run_benchmarks(benchmarks, settings)

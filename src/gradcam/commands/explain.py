@@ -1,8 +1,9 @@
 """``gradcam explain PATH...``: top-5 predictions and a Grad-CAM overlay (and a JSON record) per photo.
 
 Folders are searched recursively; photos are decoded in a background thread and batched by size; a bad
-file is reported and skipped; outputs are written atomically and never overwritten without ``--force``,
-so a rerun after an interruption resumes where it stopped. Exit code: 0 when every photo was explained
+file is reported and skipped; outputs are written atomically; a rerun skips a photo only when its outputs are intact
+and were made from the same input file, model, weights and options (see :mod:`gradcam.resume`), so it
+resumes after an interruption and never keeps a stale result; ``--force`` redoes every photo. Exit code: 0 when every photo was explained
 (or already was), 1 when any failed, 2 for a usage error.
 """
 from __future__ import annotations
@@ -14,13 +15,14 @@ import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import List, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from PIL import Image
 
-from ..io import Item, atomic_write, find_images
-
-DEMO = "<demo: skimage.data.chelsea>"
+from ..image import MAX_PIXELS, MAX_SIDE
+from ..io import Item, atomic_write, demo_photo, find_images
+from ..resume import file_stamp, fingerprint, is_up_to_date, record_path, write_record
 
 
 def register(subparsers) -> None:
@@ -31,7 +33,7 @@ def register(subparsers) -> None:
                     "overlay PNG (and with --json a JSON record) per photo. PATH: image files and/or folders.",
     )
     p.add_argument("paths", nargs="*", metavar="PATH", help="image files and/or folders (searched recursively)")
-    p.add_argument("--demo", action="store_true", help="explain a bundled photo (scikit-image's chelsea, a cat)")
+    p.add_argument("--demo", action="store_true", help="explain the photo shipped with gradcam (chelsea, a cat; CC0)")
     p.add_argument("--model", default="efficientnet-lite0",
                    help="efficientnet-lite0 (default, built in), torchvision:NAME, timm:NAME, a TorchScript file, "
                         "or package.module:factory")
@@ -50,25 +52,45 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="also write a JSON record per photo")
     p.add_argument("--neurons", metavar="FILE", help="channel names of the layer (JSON {channel: name}, a JSON list, "
                    "or 'channel name' lines): print the top-5 and bottom-5 channels behind each decision")
-    p.add_argument("--force", action="store_true", help="overwrite existing outputs (default: skip done photos)")
+    p.add_argument("--force", action="store_true", help="redo every photo (default: skip photos whose outputs are intact and were made "
+                   "from the same input, model and options)")
     p.add_argument("--batch-size", type=int, default=4, metavar="N",
                    help="photos decoded and explained together (default 4; photos of equal size share a batch)")
     p.add_argument("--device", default="cpu", help="torch device for the model: cpu (default), cuda, cuda:1, mps")
     p.add_argument("--report", action="store_true", help="at the end, write OUT/index.html (see 'gradcam report'; "
                                                          "implies --json)")
+    p.add_argument("--max-side", type=int, default=MAX_SIDE, metavar="PX",
+                   help=f"cap the long side of the model input at PX pixels (default {MAX_SIDE}; bounds the "
+                        "memory of extreme aspect ratios; 0: no cap)")
+    p.add_argument("--max-pixels", type=float, default=MAX_PIXELS / 1e6, metavar="MP",
+                   help=f"refuse files whose header declares more than MP megapixels, before decoding "
+                        f"(default {MAX_PIXELS / 1e6:g}; 0: no limit of ours)")
+    p.add_argument("--maps", action="store_true", help="also save each photo's maps (K, h, w) at the model input's "
+                   "resolution, float32, as <stem>.maps.pt (torch.load(..., weights_only=True))")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local (default): this process; ray: a Ray Data pipeline (pip install 'gradcam[ray]')")
+    p.add_argument("--address", metavar="ADDR", help="--engine ray: connect to this running Ray cluster "
+                                                     "(e.g. ray://head:10001; default: start a local Ray)")
+    p.add_argument("--workers", type=int, metavar="N", help="--engine ray: model actors (default: one per CPU, "
+                                                            "leaving some for decoding)")
     p.set_defaults(func=run)
 
 
 class Progress:
-    """A one-line progress bar with rate and ETA on a terminal's stderr; silent when stderr is not a TTY."""
+    """A one-line progress bar with rate and ETA on a terminal's stderr; silent when stderr is not a TTY.
+
+    The bar is drawn for two photos or more; :meth:`within` adds progress inside the current photo
+    (occlusion's windows), drawn even for a single photo.
+    """
 
     def __init__(self, total: int, stream=None, enabled: Optional[bool] = None):
         self.total = total
         self.stream = stream or sys.stderr
-        self.enabled = (self.stream.isatty() if enabled is None else enabled) and total > 1
+        self.enabled = self.stream.isatty() if enabled is None else enabled
         self.done = 0
         self.start = time.monotonic()
         self._shown = False
+        self.detail = ""
 
     def clear(self) -> None:
         if self.enabled and self._shown:
@@ -76,8 +98,13 @@ class Progress:
             self.stream.flush()
             self._shown = False
 
+    def within(self, done: int, total: int, what: str = "windows") -> None:
+        """Progress inside the current photo: ``done`` of ``total`` steps (cleared when the photo is done)."""
+        self.detail = f"  (this photo: {done}/{total} {what})" if done < total else ""
+        self.draw()
+
     def draw(self) -> None:
-        if not self.enabled:
+        if not self.enabled or (self.total <= 1 and not self.detail):
             return
         elapsed = time.monotonic() - self.start
         rate = self.done / elapsed if elapsed > 0 and self.done else 0.0
@@ -86,12 +113,13 @@ class Progress:
         filled = int(width * self.done / max(self.total, 1))
         eta_s = time.strftime("%H:%M:%S", time.gmtime(eta)) if eta is not None else "--:--:--"
         self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}  "
-                          f"{rate:.1f} img/s  ETA {eta_s}")
+                          f"{rate:.1f} img/s  ETA {eta_s}{self.detail}\033[K")
         self.stream.flush()
         self._shown = True
 
     def update(self, n: int = 1) -> None:
         self.done += n
+        self.detail = ""
         self.draw()
 
 
@@ -101,15 +129,11 @@ def _outputs(out: str, stem: str, k: int, with_json: bool) -> Tuple[List[str], O
     return pngs, (base + ".json" if with_json else None)
 
 
-def _load(item: Item):
+def _load(item: Item, max_pixels: Optional[int] = MAX_PIXELS):
     from ..image import ImageLoadError, load_image
 
     try:
-        if item.path == DEMO:
-            import skimage.data
-
-            return load_image(skimage.data.chelsea()), None
-        return load_image(item.path), None
+        return load_image(item.path, max_pixels=max_pixels), None
     except ImageLoadError as e:
         return None, e.reason
     except Exception as e:  # noqa: BLE001 - any decoder failure is this file's problem, not the run's
@@ -120,6 +144,138 @@ def _png_bytes(img: Image.Image) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
+
+
+def _model_stamp(model: str):
+    """A file stamp for ``--model`` when it names a file (TorchScript) or a module (``package.module:factory``)."""
+    if os.path.exists(model):
+        return file_stamp(model)
+    if ":" in model and "." in model.split(":")[0]:
+        import importlib.util
+
+        try:
+            spec = importlib.util.find_spec(model.split(":")[0])
+        except (ImportError, ValueError):
+            spec = None
+        return file_stamp(spec.origin) if spec is not None and spec.origin else None
+    return None
+
+
+def result_options(args: argparse.Namespace, loaded, target: Optional[int], k: int) -> Dict[str, Any]:
+    """Every option that changes an output of ``gradcam explain``: the resume key (with the input file).
+
+    The model (name, its file or module, its weights file), the method, layer, resolved target class,
+    K, the model's input size, the overlay's alpha/colormap/colorbar, --json and the --neurons file.
+    Not in it: --device, --batch-size, --force (they do not change what is written). The gradcam version
+    is: an upgrade recomputes (its boxes, maps or records may differ).
+    """
+    from .. import __version__
+
+    return {
+        "gradcam": __version__,
+        "model": args.model, "model_file": _model_stamp(args.model), "weights": file_stamp(args.weights),
+        "input_size": loaded.size, "max_side": loaded.max_side, "method": args.method, "layer": args.layer, "target": target, "top": k,
+        "alpha": args.alpha, "colormap": args.colormap, "colorbar": bool(args.colorbar), "json": bool(args.json),
+        "maps": bool(getattr(args, "maps", False)),
+        "neurons": file_stamp(getattr(args, "neurons", None)),
+    }
+
+
+@dataclass
+class Job:
+    """Everything one ``gradcam explain`` run needs per batch (built once; see :func:`explain_items`)."""
+
+    loaded: Any
+    method: Any
+    target: Optional[int]
+    k: int
+    out: str
+    options: Dict[str, Any]
+    alpha: float = 0.5
+    colormap: str = "jet"
+    colorbar: bool = False
+    json: bool = False
+    max_pixels: Optional[int] = MAX_PIXELS
+    maps: bool = False
+
+    def maps_path(self, item: Item) -> Optional[str]:
+        """``out/<stem>.maps.pt`` with ``--maps`` (else ``None``)."""
+        return os.path.join(self.out, item.stem + ".maps.pt") if self.maps else None
+
+    def outputs(self, item: Item) -> Tuple[List[str], Optional[str]]:
+        """The overlay PNGs and the JSON path (or ``None``) of ``item``."""
+        return _outputs(self.out, item.stem, self.k, self.json)
+
+    def fingerprint(self, item: Item) -> Dict[str, Any]:
+        """The resume key of ``item`` (see :mod:`gradcam.resume`)."""
+        return fingerprint(item.path, self.options)
+
+    def up_to_date(self, item: Item) -> bool:
+        """True when ``item``'s outputs exist, are intact, and were made by this job's model and options."""
+        pngs, js = self.outputs(item)
+        files = pngs + [f for f in (js, self.maps_path(item)) if f]
+        return is_up_to_date(record_path(self.out, item.stem), self.fingerprint(item), files)
+
+
+@dataclass
+class Outcome:
+    """What happened to one photo: its result and outputs, or why it failed (``reason``)."""
+
+    item: Item
+    result: Any = None
+    pngs: List[str] = field(default_factory=list)
+    json: Optional[str] = None
+    reason: Optional[str] = None
+
+
+def explain_items(items: Sequence[Item], job: Job, decoded: Optional[Sequence[tuple]] = None) -> List[Outcome]:
+    """The per-batch step: load -> preprocess -> explain -> write outputs and resume records.
+
+    ``decoded``: the ``(image, reason)`` of each item when already loaded (a background thread), else
+    the items are loaded here; ``(image, reason, x)`` with ``x = job.loaded.preprocess(image)`` when also
+    preprocessed (a Ray Data task). The batch's rows are added to the results index (:mod:`gradcam.index`). Each photo's old record is removed before its outputs are replaced and the
+    new one written after them, so an interruption never leaves a record that vouches for other outputs.
+    """
+    import torch
+
+    from .. import index
+    from ..api import explain_batch
+
+    decoded = list(decoded) if decoded is not None else [_load(it, job.max_pixels) for it in items]
+    outcomes, good, images, xs = [], [], [], []
+    for it, (img, reason, *x) in zip(items, decoded):
+        if img is None:
+            outcomes.append(Outcome(it, reason=reason))
+        else:
+            good.append(it)
+            images.append(img)
+            xs += x
+    results = explain_batch(images, job.loaded, job.method, job.target, job.k,
+                            [it.path for it in good], inputs=xs if len(xs) == len(images) and xs else None)
+    for it, res in zip(good, results):
+        pngs, js = job.outputs(it)
+        rec = record_path(job.out, it.stem)
+        if os.path.lexists(rec):
+            os.unlink(rec)
+        for r, png in enumerate(pngs):
+            atomic_write(png, _png_bytes(res.overlay(r, alpha=job.alpha, colormap=job.colormap,
+                                                     colorbar=job.colorbar)))
+        if js:
+            res.extra["overlays"] = [os.path.basename(p) for p in pngs]
+            atomic_write(js, (json.dumps(res.to_dict(), indent=1) + "\n").encode())
+        mp = job.maps_path(it)
+        if mp:
+            buf = io.BytesIO()
+            torch.save(res.input_maps.contiguous(), buf)
+            atomic_write(mp, buf.getvalue())
+        write_record(rec, job.fingerprint(it), pngs + [f for f in (js, mp) if f])
+        outcomes.append(Outcome(it, res, pngs, js))
+    order = {id(it): i for i, it in enumerate(items)}
+    outcomes.sort(key=lambda o: order[id(o.item)])
+    index.append(job.out, [row for o in outcomes for row in (
+        [index.failure_row(o.item.path, o.item.stem, o.reason, job.loaded.name, job.options.get("method", ""))]
+        if o.result is None else index.result_rows(o.result, o.item.stem, o.pngs, o.json, job.maps_path(o.item)))])
+    return outcomes
 
 
 def run(args: argparse.Namespace) -> int:
@@ -138,11 +294,23 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--alpha must be in [0, 1]; got {args.alpha}.")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1; got {args.batch_size}.")
+    if getattr(args, "engine", "local") != "ray" and (getattr(args, "address", None) or getattr(args, "workers", None)):
+        raise ValueError("--address and --workers are options of the Ray engine; add --engine ray.")
+    max_side = getattr(args, "max_side", MAX_SIDE)
+    if max_side is not None and max_side < 0:
+        raise ValueError(f"--max-side must be a number of pixels (0: no cap); got {max_side}.")
+    mp = getattr(args, "max_pixels", MAX_PIXELS / 1e6)
+    if mp is not None and mp < 0:
+        raise ValueError(f"--max-pixels must be a number of megapixels (0: no limit); got {mp}.")
+    max_pixels = int(mp * 1e6) if mp else None
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out} is an existing file, not a folder; give a folder for the outputs "
+                         "(it is created if needed).")
     from ..image import colormap_lut
 
     colormap_lut(args.colormap)  # an unknown colormap fails before any work
     args.json = args.json or getattr(args, "report", False)
-    items = ([Item(DEMO, "demo_chelsea")] if args.demo else []) + find_images(args.paths, exclude=[args.out])
+    items = ([Item(demo_photo(), "demo_chelsea")] if args.demo else []) + find_images(args.paths, exclude=[args.out])
     if not items:
         raise ValueError(f"No image files found in: {', '.join(args.paths)}.")
 
@@ -150,18 +318,28 @@ def run(args: argparse.Namespace) -> int:
         from ..neurons import load_names
 
         args.neuron_names = load_names(args.neurons)  # a bad file fails before any work
+    if max_pixels is not None and max_pixels > 2 * (Image.MAX_IMAGE_PIXELS or 0):
+        Image.MAX_IMAGE_PIXELS = max_pixels  # this process is the CLI: let PIL allow what --max-pixels allows
     loaded = load_model(args.model, weights=args.weights, device=args.device)
     if getattr(args, "quality", "standard") != "standard" and loaded.name == "efficientnet-lite0":
         from ..models import QUALITY_SIZES
 
         loaded.size = QUALITY_SIZES[args.quality]
+    loaded.max_side = max_side or None
     method = get_method(loaded, args.method, args.layer)
     target = resolve_target(loaded, args.target)
+    job = Job(loaded, method, target, k, args.out, result_options(args, loaded, target, k),
+              alpha=args.alpha, colormap=args.colormap, colorbar=bool(args.colorbar), json=bool(args.json),
+              max_pixels=max_pixels, maps=bool(getattr(args, "maps", False)))
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"Cannot create the output folder --out {args.out} ({e.strerror or e}); "
+                         "give a folder that can be created.") from None
 
     todo, done_before = [], 0
     for it in items:
-        pngs, js = _outputs(args.out, it.stem, k, args.json)
-        if not args.force and all(os.path.exists(p) for p in pngs + ([js] if js else [])):
+        if not args.force and job.up_to_date(it):
             done_before += 1
         else:
             todo.append(it)
@@ -170,25 +348,52 @@ def run(args: argparse.Namespace) -> int:
     failed: List[Tuple[str, str]] = []
 
     def say(text: str, err: bool = False) -> None:
+        if getattr(args, "quiet", False) and not err:
+            return
         progress.clear()
         print(text, file=sys.stderr if err else sys.stdout, flush=True)
         progress.draw()
 
     chunks = [todo[i:i + args.batch_size] for i in range(0, len(todo), args.batch_size)]
+    from ..cli import started
+
+    started()  # Ctrl-C from here on: finish cleanly, keep the finished outputs (exit 130)
+    if hasattr(method, "progress"):  # occlusion: one forward per window, so show progress inside a photo
+        method.progress = progress.within
     progress.draw()
+    start = time.monotonic()
     try:
-        _process(chunks, args, k, loaded, method, target, failed, say, progress)
+        if getattr(args, "engine", "local") == "ray":
+            from ..distributed import run_ray
+
+            def on_outcome(o: dict) -> None:
+                if o["reason"] is not None:
+                    failed.append((o["file"], o["reason"]))
+                say(o["text"], err=o["reason"] is not None)
+                progress.update()
+
+            run_ray(args, job, todo, on_outcome)
+        else:
+            _process(chunks, job, failed, say, progress, getattr(args, "neuron_names", None))
     except KeyboardInterrupt:
         progress.clear()
         print(f"gradcam: interrupted after {progress.done - len(failed)} image(s); run the same command again to "
               "continue (finished outputs are kept).", file=sys.stderr)
         return 130
+    finally:
+        if hasattr(method, "progress"):
+            method.progress = None
     progress.clear()
     explained = progress.done - len(failed)
+    from .. import index
+    from ..distributed import Summary
+
+    args.summary = Summary(getattr(args, "engine", "local"), len(items), explained, done_before, list(failed),
+                           index.compact(args.out), time.monotonic() - start, args.out)
 
     parts = [f"explained {explained} image{'s' if explained != 1 else ''}"]
     if done_before:
-        parts.append(f"{done_before} already done (outputs exist; --force redoes them)")
+        parts.append(f"{done_before} already done (same input, model and options; --force redoes them)")
     parts.append(f"{len(failed)} failed")
     print(f"gradcam: {', '.join(parts)}; outputs in {args.out}", file=sys.stderr)
     for path, reason in failed:
@@ -215,12 +420,11 @@ def _write_failures(out: str, failed: List[Tuple[str, str]]) -> None:
     atomic_write(path, data)
 
 
-def _process(chunks, args, k, loaded, method, target, failed, say, progress) -> None:
+def _process(chunks, job: Job, failed, say, progress, names=None) -> None:
     """Decode chunk i+1 in a background thread while chunk i is explained and written."""
-    from ..api import explain_batch
 
     def load_all(chunk):
-        return [_load(it) for it in chunk]
+        return [_load(it, job.max_pixels) for it in chunk]
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(load_all, chunks[0]) if chunks else None
@@ -228,31 +432,18 @@ def _process(chunks, args, k, loaded, method, target, failed, say, progress) -> 
             decoded = pending.result()
             if ci + 1 < len(chunks):
                 pending = pool.submit(load_all, chunks[ci + 1])
-            good, images = [], []
-            for it, (img, reason) in zip(chunk, decoded):
-                if img is None:
-                    failed.append((it.path, reason))
-                    say(f"gradcam: skipped {it.path}: {reason}", err=True)
-                    progress.update()
+            for o in explain_items(chunk, job, decoded):
+                if o.result is None:
+                    failed.append((o.item.path, o.reason))
+                    say(f"gradcam: skipped {o.item.path}: {o.reason}", err=True)
                 else:
-                    good.append(it)
-                    images.append(img)
-            results = explain_batch(images, loaded, method, target, k, [it.path for it in good])
-            for it, res in zip(good, results):
-                pngs, js = _outputs(args.out, it.stem, k, args.json)
-                for r, png in enumerate(pngs):
-                    atomic_write(png, _png_bytes(res.overlay(r, alpha=args.alpha, colormap=args.colormap,
-                                                             colorbar=args.colorbar)))
-                if js:
-                    res.extra["overlays"] = [os.path.basename(p) for p in pngs]
-                    atomic_write(js, (json.dumps(res.to_dict(), indent=1) + "\n").encode())
-                say(_describe(it, res, pngs, getattr(args, "neuron_names", None)))
+                    say(_describe(o.item, o.result, o.pngs, names))
                 progress.update()
 
 
 def _describe(item: Item, res, pngs: List[str], names=None) -> str:
     w, h = res.size
-    name = "skimage.data.chelsea (demo)" if item.path == DEMO else item.path
+    name = "chelsea.png (demo)" if item.path == demo_photo() else item.path
     lines = [f"{name} ({w}x{h})"]
     for cls, cid, p in res.predictions:
         lines.append(f"  {p:7.2%}  {cls} ({cid})")

@@ -31,7 +31,7 @@ class Photo:
 @dataclass
 class Mosaics:
     """``images`` (M, 3, 2T, 2T) in [0, 1]; per tile (row-major): ``labels`` (M, 4), ``boxes`` (M, 4, 4)
-    ``(y0, x0, y1, x1)`` and ``masks`` (M, 4, 2T, 2T); ``names`` the photos' file names."""
+    ``(x0, y0, x1, y1)`` (exclusive ends) and ``masks`` (M, 4, 2T, 2T); ``names`` the photos' file names."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -75,9 +75,9 @@ def load_photos(tile: int = 224) -> List[Photo]:
 
 
 def tile_boxes(tile: int) -> torch.Tensor:
-    """The four tile boxes (4, 4) of a 2 x 2 mosaic, row-major."""
+    """The four tile boxes (4, 4) ``(x0, y0, x1, y1)`` of a 2 x 2 mosaic, row-major."""
     t = tile
-    return torch.tensor([[0, 0, t, t], [0, t, t, 2 * t], [t, 0, 2 * t, t], [t, t, 2 * t, 2 * t]])
+    return torch.tensor([[0, 0, t, t], [t, 0, 2 * t, t], [0, t, t, 2 * t], [t, t, 2 * t, 2 * t]])
 
 
 def make_mosaics(photos: List[Photo], n: int, seed: int = 0) -> Mosaics:

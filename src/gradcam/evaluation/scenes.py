@@ -31,7 +31,7 @@ COLOUR_NAMES: Tuple[str, ...] = tuple(COLOURS)
 
 @dataclass
 class SceneObject:
-    """One object: its shape and colour names, box (y0, x0, y1, x1; y1/x1 exclusive) and bool mask (H, W)."""
+    """One object: its shape and colour names, box (x0, y0, x1, y1; x1/y1 exclusive) and bool mask (H, W)."""
 
     shape: str
     colour: str
@@ -40,7 +40,7 @@ class SceneObject:
 
     @property
     def center(self) -> Tuple[float, float]:
-        y0, x0, y1, x1 = self.box
+        x0, y0, x1, y1 = self.box
         return ((y0 + y1 - 1) / 2, (x0 + x1 - 1) / 2)
 
 
@@ -129,14 +129,14 @@ def make_scene(
         for _attempt in range(200):
             r = rng.uniform(min_r, max_r)
             cy, cx = rng.uniform(r + 1, size - r - 1), rng.uniform(r + 1, size - r - 1)
-            box = (int(cy - r), int(cx - r), int(cy + r) + 1, int(cx + r) + 1)
+            box = (int(cx - r), int(cy - r), int(cx + r) + 1, int(cy + r) + 1)
             if all(_apart(box, o.box) for o in placed):
                 break
         else:
             raise ValueError(f"Could not place {len(objects)} objects of radius >= {min_r} in a {size}px scene.")
         mask = shape_mask(shape, size, cy, cx, r)
         ys, xs = mask.nonzero(as_tuple=True)
-        box = (int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1)
+        box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
         rgb = torch.tensor(COLOURS[colour]).view(3, 1, 1)
         fill = rgb * (0.85 + 0.15 * torch.rand(1, size, size, generator=gen))
         if rng.random() < striped:

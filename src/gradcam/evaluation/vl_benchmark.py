@@ -38,12 +38,11 @@ LAYER = "model.encoder"
 
 
 def box_masks(boxes: torch.Tensor, size) -> torch.Tensor:
-    """Bool masks (..., H, W) of boxes (..., 4) given as (y0, x0, y1, x1), y1/x1 exclusive."""
-    h, w = size
-    ys = torch.arange(h).view(-1, 1)
-    xs = torch.arange(w).view(1, -1)
-    b = boxes.unsqueeze(-1).unsqueeze(-1)
-    return (ys >= b[..., 0, :, :]) & (ys < b[..., 2, :, :]) & (xs >= b[..., 1, :, :]) & (xs < b[..., 3, :, :])
+    """Bool masks (..., H, W) of boxes (..., 4) given as (x0, y0, x1, y1), x1/y1 exclusive
+    (:func:`gradcam.metrics.boxes_to_masks`)."""
+    from ..metrics.pointing import boxes_to_masks
+
+    return boxes_to_masks(boxes, size)
 
 
 def pointing_hits(maps: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:

@@ -4,8 +4,9 @@ A map is binarised at a fraction of its maximum (15% in the Grad-CAM paper), the
 segment is kept and its bounding box is the predicted box. ILSVRC localization counts a prediction as
 right when its class is right and its box overlaps a ground-truth box of that class with IoU >= 0.5.
 
-Boxes are ``(y0, x0, y1, x1)`` in pixels with ``y1``/``x1`` exclusive (the convention of
-:mod:`gradcam.evaluation.scenes`); an empty box is ``(0, 0, 0, 0)``.
+Boxes are ``(x0, y0, x1, y1)`` in pixel-edge coordinates with ``x1``/``y1`` exclusive, as
+``torchvision.ops`` and COCO's corners: the box covers pixels ``x0 <= x < x1``, ``y0 <= y < y1`` and its
+area is ``(x1 - x0) * (y1 - y0)``. The one convention of the whole package; an empty box is ``(0, 0, 0, 0)``.
 """
 from __future__ import annotations
 
@@ -69,7 +70,7 @@ def connected_components(mask: torch.Tensor) -> torch.Tensor:
 def box_from_map(maps: torch.Tensor, threshold: float = 0.15) -> torch.Tensor:
     """Bounding box of the largest segment of each map above ``threshold * max``.
 
-    maps (..., H, W) -> boxes (..., 4) int64 ``(y0, x0, y1, x1)``. Foreground: m >= threshold * max(m)
+    maps (..., H, W) -> boxes (..., 4) int64 ``(x0, y0, x1, y1)``, exclusive ends. Foreground: m >= threshold * max(m)
     and m > 0; segments are 8-connected; the largest wins (equal sizes: the one holding the maximum).
     A map with no positive value (flat zero) gives the empty box (0, 0, 0, 0); a constant positive map
     gives the whole image.
@@ -96,7 +97,7 @@ def box_from_map(maps: torch.Tensor, threshold: float = 0.15) -> torch.Tensor:
     y1 = h - rows.flip(1).float().argmax(1)
     x0 = cols.float().argmax(1)
     x1 = w - cols.flip(1).float().argmax(1)
-    boxes = torch.stack([y0, x0, y1, x1], 1)
+    boxes = torch.stack([x0, y0, x1, y1], 1)
     boxes = torch.where(rows.any(1, keepdim=True), boxes, torch.zeros_like(boxes))
     return boxes.reshape(*maps.shape[:-2], 4)
 
@@ -104,19 +105,21 @@ def box_from_map(maps: torch.Tensor, threshold: float = 0.15) -> torch.Tensor:
 def _as_boxes(b: Union[torch.Tensor, Sequence]) -> torch.Tensor:
     t = torch.as_tensor(b)
     if t.shape[-1:] != (4,):
-        raise ValueError(f"boxes must have shape (..., 4) as (y0, x0, y1, x1); got {tuple(t.shape)}.")
+        raise ValueError(f"boxes must have shape (..., 4) as (x0, y0, x1, y1); got {tuple(t.shape)}.")
     return t.float()
 
 
 def iou(a: Union[torch.Tensor, Sequence], b: Union[torch.Tensor, Sequence]) -> torch.Tensor:
-    """Intersection over union of boxes (..., 4) ``(y0, x0, y1, x1)`` (exclusive ends), broadcasting.
+    """Intersection over union of boxes (..., 4) ``(x0, y0, x1, y1)`` (exclusive ends), broadcasting.
 
-    IoU = |A n B| / |A u B|; 0 where the union is empty (two empty boxes), never NaN.
+    IoU = |A n B| / |A u B| with |A| = (x1 - x0) * (y1 - y0) and
+    |A n B| = max(0, min(ax1, bx1) - max(ax0, bx0)) * max(0, min(ay1, by1) - max(ay0, by0));
+    0 where the union is empty (two empty boxes), never NaN.
     """
     a, b = _as_boxes(a), _as_boxes(b)
     ih = (torch.minimum(a[..., 2], b[..., 2]) - torch.maximum(a[..., 0], b[..., 0])).clamp_min(0)
     iw = (torch.minimum(a[..., 3], b[..., 3]) - torch.maximum(a[..., 1], b[..., 1])).clamp_min(0)
-    inter = ih * iw
+    inter = ih * iw  # (axis 0 and 2 pair, 1 and 3 pair: the formula is the same for either axis order)
     area_a = (a[..., 2] - a[..., 0]).clamp_min(0) * (a[..., 3] - a[..., 1]).clamp_min(0)
     area_b = (b[..., 2] - b[..., 0]).clamp_min(0) * (b[..., 3] - b[..., 1]).clamp_min(0)
     union = area_a + area_b - inter
@@ -134,7 +137,8 @@ def localization_correct(
 
     pred_boxes (N, K, 4), pred_classes (N, K) -> bool (N, K): prediction k of image n is right when
     some ground-truth object g has gt_classes[n, g] == pred_classes[n, k] and
-    IoU(pred_boxes[n, k], gt_boxes[n, g]) >= ``iou_threshold``. gt_boxes (N, G, 4) and gt_classes
+    IoU(pred_boxes[n, k], gt_boxes[n, g]) >= ``iou_threshold`` (an IoU of exactly 0.5 is a hit). Boxes
+    are ``(x0, y0, x1, y1)``, exclusive ends. gt_boxes (N, G, 4) and gt_classes
     (N, G) may be padded with class -1.
     """
     if pred_boxes.shape[:2] != pred_classes.shape or gt_boxes.shape[:2] != gt_classes.shape:

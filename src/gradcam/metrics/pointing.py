@@ -13,13 +13,14 @@ import torch
 
 
 def boxes_to_masks(boxes: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
-    """Bool masks (..., H, W) that are True inside boxes (..., 4) ``(y0, x0, y1, x1)`` (exclusive ends)."""
+    """Bool masks (..., H, W) that are True inside boxes (..., 4) ``(x0, y0, x1, y1)`` (exclusive ends):
+    pixel (y, x) is inside when x0 <= x < x1 and y0 <= y < y1."""
     h, w = size
     b = torch.as_tensor(boxes)
     ys = torch.arange(h, device=b.device).view(h, 1)
     xs = torch.arange(w, device=b.device).view(1, w)
     b = b[..., None, None]
-    return (ys >= b[..., 0, :, :]) & (ys < b[..., 2, :, :]) & (xs >= b[..., 1, :, :]) & (xs < b[..., 3, :, :])
+    return (xs >= b[..., 0, :, :]) & (xs < b[..., 2, :, :]) & (ys >= b[..., 1, :, :]) & (ys < b[..., 3, :, :])
 
 
 def _gt_masks(gt: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
@@ -29,7 +30,7 @@ def _gt_masks(gt: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
         return boxes_to_masks(gt, maps.shape[-2:]).expand_as(maps)
     raise ValueError(
         f"gt must be bool masks shaped like the maps {tuple(maps.shape)} or integer boxes (..., 4) "
-        f"(y0, x0, y1, x1); got {gt.dtype} {tuple(gt.shape)}."
+        f"(x0, y0, x1, y1); got {gt.dtype} {tuple(gt.shape)}."
     )
 
 

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..image import load_image, preprocess_image
+from ..image import MAX_SIDE, load_image, preprocess_image
 
 __all__ = ["LoadedModel", "imagenet_labels", "load_model", "register_model", "MODELS"]
 
@@ -33,7 +33,8 @@ class LoadedModel:
     - ``labels``: one name per output class (ImageNet: the first comma-separated WordNet name);
     - ``preprocess(pil_image) -> (3, H, W)`` float tensor: the whole image, resized (short side to
       ``size``, aspect kept, both sides rounded to a multiple of 32, no crop), scaled to [0, 1] and
-      normalised ``(x - mean) / std`` (EfficientNet-Lite0: size 256, mean = std = 0.5);
+      normalised ``(x - mean) / std`` (EfficientNet-Lite0: size 256, mean = std = 0.5); the long side is
+      capped at ``max_side`` pixels (default 1024, ``None``: no cap) so extreme aspect ratios stay cheap;
     - ``layer``: the dotted name of the layer Grad-CAM uses by default (``"auto"`` when unknown);
     - ``synonyms``: optional full names per class (matched by :meth:`class_id` too).
     """
@@ -46,12 +47,13 @@ class LoadedModel:
     mean: tuple = (0.5, 0.5, 0.5)
     std: tuple = (0.5, 0.5, 0.5)
     synonyms: List[str] = field(default_factory=list, repr=False)
+    max_side: Optional[int] = MAX_SIDE
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """PIL image (or path / array) -> (3, H, W): RGB/255, short side resized to ``size`` (bicubic), (x-mean)/std."""
         if not isinstance(image, Image.Image):
             image = load_image(image)
-        return preprocess_image(image, self.size, self.mean, self.std)
+        return preprocess_image(image, self.size, self.mean, self.std, max_side=self.max_side)
 
     def class_id(self, name: Union[str, int]) -> int:
         """The class id of ``name`` (case-insensitive; an int or digit string is taken as the id itself).

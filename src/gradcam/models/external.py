@@ -18,6 +18,7 @@ from . import LoadedModel, imagenet_labels
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+MODEL_FILE_EXTENSIONS = (".pt", ".pth", ".ts", ".jit", ".pt2", ".torchscript", ".zip")
 FORMS = (
     "'efficientnet-lite0' (built in), 'torchvision:NAME' (e.g. torchvision:resnet50), 'timm:NAME' with "
     "--weights FILE, a TorchScript file (model.pt), or 'package.module:factory' (a function returning an nn.Module)"
@@ -170,4 +171,8 @@ def load_external(name: str, weights: Optional[str] = None) -> LoadedModel:
         return _torchscript(name, weights)
     if ":" in name and os.path.sep not in name:
         return _factory(name, weights)
+    if os.path.sep in name or name.lower().endswith(MODEL_FILE_EXTENSIONS):
+        where = "the path exists but is not a file" if os.path.exists(name) else "the file does not exist"
+        raise FileNotFoundError(f"Model file {name!r}: {where}. Give the path of a TorchScript file "
+                                f"(saved with torch.jit.save), or a model name: {FORMS}.")
     raise ValueError(f"Unknown model {name!r}. A model is one of: {FORMS}.")

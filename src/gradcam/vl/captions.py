@@ -41,7 +41,7 @@ class CaptionSet:
     - ``images`` (N, 3, H, W); ``tokens`` (N, T): caption ids ending with ``<eos>``, right-padded;
     - ``word_object`` (N, T): the object (left-to-right index) a word describes, -1 for other words;
     - ``word_kind`` (N, T): ``COLOUR``, ``SHAPE`` or ``NONE``;
-    - ``boxes`` (N, M, 4) long (y0, x0, y1, x1), ``masks`` (N, M, H, W) bool, padded with empty objects;
+    - ``boxes`` (N, M, 4) long (x0, y0, x1, y1), exclusive ends, ``masks`` (N, M, H, W) bool, padded with empty objects;
     - ``n_objects`` (N,).
     """
 

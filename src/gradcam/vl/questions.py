@@ -45,9 +45,9 @@ class QuestionSet:
 
 
 def box_mask(box: Sequence[int], size: Tuple[int, int]) -> torch.Tensor:
-    """Bool (H, W) mask of box (y0, x0, y1, x1), y1/x1 exclusive."""
+    """Bool (H, W) mask of box (x0, y0, x1, y1), x1/y1 exclusive."""
     m = torch.zeros(size, dtype=torch.bool)
-    m[box[0] : box[2], box[1] : box[3]] = True
+    m[box[1] : box[3], box[0] : box[2]] = True
     return m
 
 

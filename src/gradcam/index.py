@@ -1,0 +1,185 @@
+"""One index of all results of an output folder: a table with one row per photo and explained class.
+
+Both engines of ``gradcam explain`` (the local loop and Ray) keep it. While a run goes, every finished batch
+adds a small part file under ``<out>/.gradcam-index/`` (written atomically), so an interrupted run keeps
+what it did; at the end of a run :func:`compact` merges the parts into ``<out>/index.parquet`` (or
+``<out>/index.jsonl`` when pyarrow is not installed), where the newest rows of a photo (by its output
+stem) replace its older ones, and removes the parts. :func:`read_index` reads the index and any parts
+left by an interrupted run, newest rows winning, so it is always up to date.
+
+Columns (see :data:`COLUMNS`): ``file``, ``stem`` (the outputs' name), ``width``, ``height``, ``rank``
+(1 = the first explained class), ``class``, ``class_id``, ``score`` (the logit), ``probability``,
+``peak`` ``[x, y]``, ``box`` ``[x0, y0, x1, y1]`` (``None`` for a flat map), ``box_fraction`` (box area /
+photo area), ``layer``, ``method``, ``model``, ``overlay``, ``record`` and ``maps`` (output paths), ``error`` (the
+failure reason; a photo that failed has one row with ``error`` set and no class) and ``updated`` (unix
+time the row was written).
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+import uuid
+from typing import Dict, Iterable, List, Optional, Sequence
+
+from .io import atomic_write
+
+PARTS = ".gradcam-index"
+COLUMNS = ("file", "stem", "width", "height", "rank", "class", "class_id", "score", "probability", "peak",
+           "box", "box_fraction", "layer", "method", "model", "overlay", "record", "maps", "error", "updated")
+
+
+def has_parquet() -> bool:
+    """True when pyarrow is importable (the index is then Parquet, otherwise JSON Lines)."""
+    try:
+        import pyarrow  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def index_path(out: str, parquet: Optional[bool] = None) -> str:
+    """``<out>/index.parquet`` (pyarrow installed) or ``<out>/index.jsonl``."""
+    parquet = has_parquet() if parquet is None else parquet
+    return os.path.join(out, "index.parquet" if parquet else "index.jsonl")
+
+
+def result_rows(res, stem: str, overlays: Sequence[str], record: Optional[str],
+                maps: Optional[str] = None) -> List[Dict]:
+    """The index rows of one explained photo (an :class:`gradcam.api.ImageResult`): one per explained class.
+
+    ``box_fraction`` = (x1 - x0) * (y1 - y0) / (W * H) of the class's box (0 for a flat map).
+    """
+    w, h = res.size
+    now = time.time()
+    rows = []
+    for r, (c, cid, s, p, pk, bx) in enumerate(zip(res.classes, res.class_ids, res.scores, res.probabilities,
+                                                   res.peaks, res.boxes)):
+        frac = 0.0 if bx is None else (bx[2] - bx[0]) * (bx[3] - bx[1]) / float(w * h)
+        rows.append({
+            "file": res.source, "stem": stem, "width": int(w), "height": int(h), "rank": r + 1, "class": c,
+            "class_id": int(cid), "score": float(s), "probability": float(p),
+            "peak": None if pk is None else [int(v) for v in pk],
+            "box": None if bx is None else [int(v) for v in bx], "box_fraction": float(frac),
+            "layer": res.layer, "method": res.method, "model": res.model,
+            "overlay": overlays[r] if r < len(overlays) else None, "record": record, "maps": maps, "error": None,
+            "updated": now,
+        })
+    return rows
+
+
+def failure_row(path: str, stem: str, reason: str, model: str = "", method: str = "") -> Dict:
+    """The index row of a photo that could not be explained (``error`` = the reason)."""
+    row = dict.fromkeys(COLUMNS)
+    row.update(file=path, stem=stem, error=reason, model=model, method=method, updated=time.time())
+    return row
+
+
+def _schema():
+    import pyarrow as pa
+
+    ints = pa.list_(pa.int64())
+    return pa.schema([
+        ("file", pa.string()), ("stem", pa.string()), ("width", pa.int64()), ("height", pa.int64()),
+        ("rank", pa.int64()), ("class", pa.string()), ("class_id", pa.int64()), ("score", pa.float64()),
+        ("probability", pa.float64()), ("peak", ints), ("box", ints), ("box_fraction", pa.float64()),
+        ("layer", pa.string()), ("method", pa.string()), ("model", pa.string()), ("overlay", pa.string()),
+        ("record", pa.string()), ("maps", pa.string()), ("error", pa.string()), ("updated", pa.float64()),
+    ])
+
+
+def _encode(rows: Sequence[Dict], parquet: bool) -> bytes:
+    if parquet:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pylist([{c: r.get(c) for c in COLUMNS} for r in rows], schema=_schema())
+        buf = io.BytesIO()
+        pq.write_table(table, buf)
+        return buf.getvalue()
+    return "".join(json.dumps({c: r.get(c) for c in COLUMNS}) + "\n" for r in rows).encode()
+
+
+def _decode(path: str) -> List[Dict]:
+    if path.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def append(out: str, rows: Sequence[Dict]) -> Optional[str]:
+    """Add ``rows`` (one finished batch) to ``out``'s index as a new part file, atomically; returns its path.
+
+    Safe from many processes at once (each part has a unique name); nothing is written for no rows.
+    """
+    if not rows:
+        return None
+    parquet = has_parquet()
+    name = f"part-{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}.{'parquet' if parquet else 'jsonl'}"
+    path = os.path.join(out, PARTS, name)
+    atomic_write(path, _encode(rows, parquet))
+    return path
+
+
+def _parts(out: str) -> List[str]:
+    folder = os.path.join(out, PARTS)
+    if not os.path.isdir(folder):
+        return []
+    # Names start with the write time in ns: sorted names are in write order.
+    return [os.path.join(folder, f) for f in sorted(os.listdir(folder))
+            if f.startswith("part-") and f.endswith((".parquet", ".jsonl"))]
+
+
+def _merge(tables: Iterable[List[Dict]]) -> List[Dict]:
+    """Rows of tables given oldest first; a stem's rows in a later table replace all its earlier rows."""
+    by_stem: Dict[str, List[Dict]] = {}
+    for rows in tables:
+        fresh: Dict[str, List[Dict]] = {}
+        for r in rows:
+            fresh.setdefault(r["stem"], []).append(r)
+        by_stem.update(fresh)
+    merged = [r for stem in sorted(by_stem) for r in sorted(by_stem[stem], key=lambda r: r.get("rank") or 0)]
+    return [{c: r.get(c) for c in COLUMNS} for r in merged]
+
+
+def _content(rows: List[Dict]) -> List[Dict]:
+    """Rows as compared by :func:`compact`: a failure retried with the same reason is no change."""
+    return [{c: v for c, v in r.items() if c != "updated" or r.get("error") is None} for r in rows]
+
+
+def read_index(out: str) -> List[Dict]:
+    """All index rows of ``out`` (the compacted index plus parts of a run in progress), sorted by stem, rank."""
+    tables = [_decode(p) for p in (index_path(out, True), index_path(out, False)) if os.path.exists(p)]
+    return _merge(tables + [_decode(p) for p in _parts(out)])
+
+
+def compact(out: str) -> Optional[str]:
+    """Merge ``out``'s part files into its one index file (newest rows of a photo win); remove the parts.
+
+    Returns the index's path (``None`` when there is nothing to index). Run once at the end of a run. When
+    the merged rows equal the index's (failures retried with the same reasons, nothing explained), the file
+    is left untouched.
+    """
+    parts = _parts(out)
+    rows = read_index(out)
+    if not rows and not parts:
+        return None
+    parquet = has_parquet()
+    path = index_path(out, parquet)
+    old = _merge([_decode(path)]) if os.path.exists(path) else None
+    if old is None or _content(old) != _content(rows):  # a rerun that only retried failures leaves it alone
+        atomic_write(path, _encode(rows, parquet))
+    other = index_path(out, not parquet)
+    if os.path.exists(other):
+        os.unlink(other)
+    for p in parts:
+        os.unlink(p)
+    try:
+        os.rmdir(os.path.join(out, PARTS))
+    except OSError:
+        pass
+    return path
