@@ -14,7 +14,7 @@ def test_default_size_comes_from_the_measured_table():
 def test_quality_sets_the_input_size(quality, tmp_path, monkeypatch):
     seen = []
 
-    def fake(images, loaded, method, target, k, paths):
+    def fake(images, loaded, method, target, k, paths, inputs=None):
         seen.append(loaded.size)
         return []
 
