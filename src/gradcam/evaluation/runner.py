@@ -56,7 +56,7 @@ def build(name: str, model, layer: str, settings: Settings, options: Optional[Di
         settings.note(f"method '{name}' is not registered (yet); skipped.")
         return None
     kw = dict((options or {}).get(name, {}))
-    if name == "random":
+    if name in ("random", "random-map"):
         kw.setdefault("seed", settings.seed)
     return factory(model, layer=layer, **kw)
 

@@ -6,7 +6,7 @@ captured (``_weights``), and whether it needs gradients at all.
 from __future__ import annotations
 
 import logging
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -36,6 +36,8 @@ class LayerMethod:
         interpolation: str = "bilinear",
         reshape: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
         eval_mode: bool = True,
+        aug_smooth: bool = False,
+        eigen_smooth: bool = False,
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
@@ -45,6 +47,8 @@ class LayerMethod:
         self.interpolation = interpolation
         self.reshape = reshape
         self.eval_mode = eval_mode
+        self.aug_smooth = bool(aug_smooth)
+        self.eigen_smooth = bool(eigen_smooth)
         self._auto = isinstance(layer, str) and layer == "auto"
         self._layers: Optional[List[LayerRef]] = None if self._auto else resolve(model, layer)
         self._auto_cache: dict = {}
@@ -53,6 +57,32 @@ class LayerMethod:
     def _weights(self, cap: engine.Capture, i: int) -> torch.Tensor:
         """Channel weights alpha (N, K, C) for layer ``i`` of the capture."""
         raise NotImplementedError
+
+    def _map(self, cap: engine.Capture, i: int) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """The map before ReLU (N, K, *spatial) and the channel weights (N, K, C) or ``None``.
+
+        Default: sum_c alpha_k^c A^c. Methods whose map is not a weighted channel sum override this.
+        """
+        a = cap.activations[i]
+        w = self._weights(cap, i).to(a.dtype)
+        return torch.einsum("nkc,nc...->nk...", w, a), w
+
+    def _channel_maps(self, cap: engine.Capture, i: int) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Per-channel terms (N, K, C, *spatial) whose sum over C is :meth:`_map` (for ``eigen_smooth``)."""
+        a = cap.activations[i]
+        w = self._weights(cap, i).to(a.dtype)
+        return w.reshape(*w.shape, *([1] * (a.dim() - 2))) * a.unsqueeze(1), w
+
+    def _raw(self, cap: engine.Capture, i: int, eigen_smooth: bool) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """ReLU'd raw map (N, K, *spatial) of layer ``i`` and its weights; ``eigen_smooth`` replaces the channel
+        sum by the first principal component of the per-channel terms (see :mod:`.smoothing`)."""
+        if eigen_smooth:
+            from .smoothing import first_component
+
+            terms, w = self._channel_maps(cap, i)
+            return torch.relu(first_component(terms)), w
+        m, w = self._map(cap, i)
+        return torch.relu(m), w
 
     # -- the shared path ---------------------------------------------------------------------
     def layers_for(self, x: torch.Tensor) -> List[LayerRef]:
@@ -103,17 +133,26 @@ class LayerMethod:
         top_k: Optional[int] = None,
         *,
         counterfactual: bool = False,
+        aug_smooth: Optional[bool] = None,
+        eigen_smooth: Optional[bool] = None,
     ) -> Explanation:
-        """Explain ``x`` (N, C, H, W) for ``target`` (see :mod:`gradcam.targets`)."""
-        cap = self._capture(x, target, top_k, counterfactual)
-        return self._explain(cap, x.shape[-2:], counterfactual)
+        """Explain ``x`` (N, C, H, W) for ``target`` (see :mod:`gradcam.targets`).
 
-    def _explain(self, cap: engine.Capture, size, counterfactual: bool) -> Explanation:
+        ``aug_smooth`` / ``eigen_smooth`` (default: the constructor's) turn on test-time augmentation and
+        principal-component smoothing (:mod:`gradcam.methods.smoothing`).
+        """
+        eigen = self.eigen_smooth if eigen_smooth is None else bool(eigen_smooth)
+        if self.aug_smooth if aug_smooth is None else aug_smooth:
+            from .smoothing import aug_explain
+
+            return aug_explain(self, x, target, top_k, counterfactual, eigen)
+        cap = self._capture(x, target, top_k, counterfactual)
+        return self._explain(cap, x.shape[-2:], counterfactual, eigen)
+
+    def _explain(self, cap: engine.Capture, size, counterfactual: bool, eigen_smooth: bool = False) -> Explanation:
         per_layer = {}
         for i, ref in enumerate(cap.layers):
-            a = cap.activations[i]
-            w = self._weights(cap, i).to(a.dtype)
-            raw = torch.relu(torch.einsum("nkc,nchw->nkhw", w, a))
+            raw, w = self._raw(cap, i, eigen_smooth)
             maps = normalize(upsample(raw, size, self.interpolation))
             per_layer[ref.spec] = Explanation(
                 maps=maps, raw=raw, weights=w, targets=cap.targets, scores=cap.scores, layer=ref.spec,
@@ -125,9 +164,13 @@ class LayerMethod:
         # Several layers: the mean of the per-layer normalised maps, normalised again; raw and weights
         # are those of the last layer listed; every layer's own result is in ``per_layer``.
         last = list(per_layer.values())[-1]
-        combined = normalize(torch.stack([e.maps for e in per_layer.values()]).mean(0))
+        combined = self._fuse(per_layer, size)
         return Explanation(
             maps=combined, raw=last.raw, weights=last.weights, targets=cap.targets, scores=cap.scores,
             layer="+".join(per_layer), method=self.name, interpolation=self.interpolation,
             counterfactual=counterfactual, output=cap.output, per_layer=per_layer,
         )
+
+    def _fuse(self, per_layer: Dict[str, Explanation], size) -> torch.Tensor:
+        """Several layers' results into one map (N, K, H, W): the mean of the normalised maps, normalised."""
+        return normalize(torch.stack([e.maps for e in per_layer.values()]).mean(0))
