@@ -6,13 +6,13 @@ from .image import overlay
 from .layers import tokens_to_grid
 from .methods.cam import CAM
 from .methods.eigen import EigenCAM, EigenGradCAM
-from .methods.gradients import GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
-from .methods.perturbation import RISE, AblationCAM, ScoreCAM
-from .methods.random_cam import RandomCAM
 from .methods.gradcam import GradCAM
 from .methods.gradient import Gradient
+from .methods.gradients import GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
 from .methods.guided import GuidedBackprop, GuidedGradCAM
 from .methods.occlusion import Occlusion
+from .methods.perturbation import RISE, AblationCAM, ScoreCAM
+from .methods.random_cam import RandomCAM
 from .models import load_model
 from .pixels import PixelExplanation
 

@@ -76,7 +76,7 @@ def _merge(e: Explanation, n: int, first: Explanation) -> Explanation:
 
 
 def aug_explain(
-    method: "LayerMethod", x: torch.Tensor, target, top_k: Optional[int], counterfactual: bool, eigen_smooth: bool
+    method: LayerMethod, x: torch.Tensor, target, top_k: Optional[int], counterfactual: bool, eigen_smooth: bool
 ) -> Explanation:
     """``method``'s explanation averaged over :data:`AUGMENTATIONS` (see the module docstring).
 
