@@ -402,8 +402,10 @@ class RISE:
                 for start in range(0, total, bs):
                     f = torch.arange(start, min(start + bs, total), device=x.device)
                     b = f.shape[0]
-                    img, mi = f // self.n_masks, f % self.n_masks
-                    m = self.masks(mi, size, cells, shifts).to(x.dtype)
+                    # mask-major order: a chunk builds each of its masks once, for all images
+                    mi, img = f // n, f % n
+                    m = self.masks(torch.arange(int(mi[0]), int(mi[-1]) + 1, device=x.device), size, cells, shifts)
+                    m = m.to(x.dtype)[mi - mi[0]]
                     xb = torch.index_select(x, 0, img, out=buf[:b])
                     xb.mul_(m.unsqueeze(1))
                     s = _class_scores(self.model(xb), target, ids[img], b, softmax=True).to(x.dtype)
