@@ -21,6 +21,8 @@ from .base import LayerMethod
 from .occlusion import Occlusion
 
 _MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
+#: Ablation-CAM's largest ablated batch, in activation values (bounds its memory whatever ``batch_size``).
+MAX_VALUES = 2**25
 
 
 def _check_batch_size(batch_size: int) -> int:
@@ -254,13 +256,14 @@ class AblationCAM(LayerMethod):
     recorded forward pass, then all N x C ablated copies of the layer's output go, ``batch_size`` at a
     time, through the rest of the network (the layer's own computation and everything before it are
     answered from the record). Models that write into earlier outputs in place fall back to full
-    forward passes with the layer's output replaced (same result, slower).
+    forward passes with the layer's output replaced (same result, slower). ``batch_size`` ablated copies
+    per pass (default 256), and at most ``MAX_VALUES`` (2^25: 128 MB in float32) activation values.
     """
 
     name = "ablationcam"
     needs_gradients = False
 
-    def __init__(self, model: nn.Module, layer="auto", *, batch_size: int = 128, **kw):
+    def __init__(self, model: nn.Module, layer="auto", *, batch_size: int = 256, **kw):
         super().__init__(model, layer, **kw)
         if self.reshape is not None:
             raise ValueError("AblationCAM ablates channels of a spatial layer; reshape= (token layers) is not supported.")
@@ -299,7 +302,7 @@ class AblationCAM(LayerMethod):
     def _ablate(self, replay: _Replay, x, a, scores, ids, target) -> torch.Tensor:
         n, c = a.shape[:2]
         total = n * c
-        bs = min(self.batch_size, total)
+        bs = min(self.batch_size, total, max(1, MAX_VALUES // a[0].numel()))
         buf = torch.empty(bs, *a.shape[1:], dtype=a.dtype, device=a.device)
         for fast in (True, False):
             plan = replay._plan(fast)
