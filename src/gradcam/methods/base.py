@@ -15,6 +15,7 @@ from .. import engine
 from ..explanation import INTERPOLATIONS, Explanation, normalize, upsample
 from ..layers import LayerRef, LayerSpec, auto_candidates, resolve
 from ..targets import Target
+from .smoothing import aug_explain, first_component
 
 log = logging.getLogger("gradcam")
 
@@ -77,8 +78,6 @@ class LayerMethod:
         """ReLU'd raw map (N, K, *spatial) of layer ``i`` and its weights; ``eigen_smooth`` replaces the channel
         sum by the first principal component of the per-channel terms (see :mod:`.smoothing`)."""
         if eigen_smooth:
-            from .smoothing import first_component
-
             terms, w = self._channel_maps(cap, i)
             return torch.relu(first_component(terms)), w
         m, w = self._map(cap, i)
@@ -143,8 +142,6 @@ class LayerMethod:
         """
         eigen = self.eigen_smooth if eigen_smooth is None else bool(eigen_smooth)
         if self.aug_smooth if aug_smooth is None else aug_smooth:
-            from .smoothing import aug_explain
-
             return aug_explain(self, x, target, top_k, counterfactual, eigen)
         cap = self._capture(x, target, top_k, counterfactual)
         return self._explain(cap, x.shape[-2:], counterfactual, eigen)
