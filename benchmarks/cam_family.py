@@ -271,6 +271,33 @@ NOTES = """Ratios are to a plain `no_grad` forward of the same batch measured in
 pytorch-grad-cam 1.5.7 (with ttach 0.0.3), torch-cam 0.5.0, torch 2.14.1, in one environment."""
 
 
+CONVENTIONS = """## Convention differences found (ours vs the peers' code)
+
+- **Grad-CAM++**: pytorch-grad-cam adds 1e-6 to the denominator of alpha (ours: alpha = 0 only where the
+  denominator is exactly 0, the paper's rule). torch-cam's denominator is 2 g_ij^2 + sum_ab (A_ab g_ab^3),
+  the cube *inside* the spatial sum; the paper (and ours, and pytorch-grad-cam) has sum_ab A_ab * g_ij^3.
+- **XGrad-CAM**: pytorch-grad-cam adds 1e-7 to sum(A); ours gives weight 0 where sum(A) = 0.
+- **Score-CAM**: pytorch-grad-cam weights channels by a softmax *over the channels* of the masked inputs'
+  target logits; torch-cam by a softmax over the channels of (logit of the masked input - logit of a
+  zero baseline); the paper's Algorithm 1 and ours: the class probability (softmax over the classes) of
+  each masked input. pytorch-grad-cam builds all C masked copies of each image before the forwards.
+- **Ablation-CAM**: pytorch-grad-cam zeroes the channel only when the layer's minimum is exactly 0;
+  otherwise it sets it to min - 1e7 ("deviating from the paper", its comment). Ours always sets it to 0
+  (the paper's definition). It also runs the whole network for every batch of 32 ablations.
+- **Eigen-CAM / eigen_smooth**: pytorch-grad-cam takes the SVD's sign as it comes (the map can point
+  away from the object); ours fixes it to correlate positively with the channel sum. Both centre the
+  activations over positions before the decomposition.
+- **LayerCAM with several layers**: pytorch-grad-cam averages the layers' normalised maps; torch-cam
+  and ours fuse as the paper: tanh(2 L / max L) per layer, then the element-wise maximum.
+- **Normalisation and upsampling**: pytorch-grad-cam min-max normalises at the layer's resolution,
+  resizes with OpenCV, and normalises again; torch-cam returns maps at the layer's resolution; ours
+  upsamples (bilinear, align_corners=False) then normalises once.
+- **aug_smooth**: the same six views as pytorch-grad-cam (ttach: flip x multiply 0.9/1.0/1.1); pgc runs
+  one forward and backward per view, ours one for all views, with the classes of the un-augmented image
+  (pgc resolves each view's own top class when targets=None).
+"""
+
+
 def render(data: dict, command: str) -> str:
     lines = [f"# The CAM family: ours beside pytorch-grad-cam and torch-cam\n\nCommand: `{command}`\n"]
     lay = data.get("layer") or []
@@ -294,6 +321,7 @@ def render(data: dict, command: str) -> str:
         lines.append(harness.markdown_table(["method", "pytorch-grad-cam (224 px)", "torch-cam (layer resolution)"], [
             [k, harness.fmt(v.get("pgc"), 4) if "pgc" in v else "n/a",
              harness.fmt(v.get("torchcam_layer"), 4) if "torchcam_layer" in v else "n/a"] for k, v in agree.items()]))
+    lines.append("\n" + CONVENTIONS)
     return "\n".join(lines) + "\n"
 
 

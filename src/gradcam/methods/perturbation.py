@@ -115,9 +115,9 @@ class _Replay:
     call that finished before the layer started and returned a tensor of batch N is kept, the outermost
     ones only (a kept call's own sub-calls are dropped). ``run`` then calls the model with those calls
     answered from the record (the image's row expanded to the batch: no computation) and the layer's
-    call answered with the replacement: only the operations after the layer compute. A recorded output
-    that the model later changed in place is not kept (that call is recomputed). Recorded outputs are
-    handed out as fresh expanded copies, so the record itself is never written to; ``run`` returns
+    call answered with the replacement: only the operations after the layer compute. The record keeps
+    copies (the model may write into an output in place later), handed out as fresh expanded copies of
+    one row, so the record itself is never written to; ``run`` returns
     ``None`` when the model cannot work on them (an in-place write into an expanded tensor), and the
     caller falls back to full forward passes with only the layer's output replaced.
     """
@@ -125,7 +125,7 @@ class _Replay:
     def __init__(self, model: nn.Module, ref: LayerRef):
         self.model = model
         self.ref = ref
-        self.cache: Dict[Tuple[nn.Module, int], Tuple[torch.Tensor, int]] = {}
+        self.cache: Dict[Tuple[nn.Module, int], torch.Tensor] = {}
         self.parent: Dict[Tuple[nn.Module, int], Optional[Tuple[nn.Module, int]]] = {}
         self.calls: Dict[nn.Module, int] = {}
         self.layer_key = (ref.module, ref.call or 0)
@@ -162,7 +162,8 @@ class _Replay:
                 return None
             for k in nested:
                 cache.pop(k, None)
-            cache[key] = (out, out._version)
+            # A copy: what follows may write into the output in place (``x = bn(x); relu_(x)``).
+            cache[key] = out.clone()
             up.append(key)
             return None
 
@@ -177,8 +178,6 @@ class _Replay:
                 h.remove()
         if self.activation is None:
             raise ValueError(f"Layer '{self.ref.spec}' was never reached by the forward pass; pick a layer the model uses.")
-        # Outputs changed in place after they were recorded (``x = bn(x); relu_(x)``) are not replayed.
-        self.cache = {k: v for k, v in cache.items() if v[0]._version == v[1]}
         return output
 
     def _plan(self, fast: bool) -> Dict[nn.Module, Dict[int, Optional[torch.Tensor]]]:
@@ -187,7 +186,7 @@ class _Replay:
         Calls nested inside an answered call do not happen in the replay, so the replay's k-th call of a
         module is its k-th recorded call that is not nested in an answered one.
         """
-        answered = {k: t for k, (t, _) in self.cache.items()} if fast else {}
+        answered = dict(self.cache) if fast else {}
         answered[self.layer_key] = None
 
         def skipped(key) -> bool:
