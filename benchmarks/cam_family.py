@@ -155,7 +155,7 @@ def _ablation(name: str, quick: bool, reps: int) -> Dict:
     return {"layer": layer, "channels": int(ab(x, target=cls).weights.shape[-1]), **res}
 
 
-def perturbation(quick: bool = False) -> Dict[str, Dict]:
+def perturbation(quick: bool = False, only_ablation: bool = False) -> Dict[str, Dict]:
     """Part 2 (see the module docstring); every figure in seconds of one call for one image."""
     import pytorch_grad_cam as pgc
     import torchcam.methods as tcm
@@ -167,6 +167,8 @@ def perturbation(quick: bool = False) -> Dict[str, Dict]:
     for name in (names[:1] if quick else names):
         out[f"ablation/{name}"] = _ablation(name, quick, reps)
         print(name, json.dumps(out[f"ablation/{name}"]), flush=True)
+    if only_ablation:
+        return out
 
     # Score-CAM and RISE on EfficientNet-Lite0 (1280 channels at its default layer), 112 px inputs
     model, layer, x = models.build("efficientnet-lite0", 1, size=SCORE_SIZE)
@@ -347,6 +349,8 @@ def main() -> int:
         data["layer"] = engine.run(args, os.path.abspath(__file__))
     if part in ("perturbation", "all"):
         data["perturbation"] = perturbation(args.quick)
+    if part == "ablation":  # re-measure only the Ablation-CAM rows
+        data.setdefault("perturbation", {}).update(perturbation(args.quick, only_ablation=True))
     if do_agree:
         data["agreement"] = agreement(args.quick)
     data["machine"] = harness.machine()

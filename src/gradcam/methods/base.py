@@ -66,6 +66,8 @@ class LayerMethod:
         """
         a = cap.activations[i]
         w = self._weights(cap, i).to(a.dtype)
+        if a.dim() == 4:  # the 2-D path exactly as before
+            return torch.einsum("nkc,nchw->nkhw", w, a), w
         return torch.einsum("nkc,nc...->nk...", w, a), w
 
     def _channel_maps(self, cap: engine.Capture, i: int) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
