@@ -466,3 +466,25 @@ def test_registry_names_and_exports():
                       ("eigengradcam", gradcam.EigenGradCAM), ("scorecam", gradcam.ScoreCAM),
                       ("ablationcam", gradcam.AblationCAM), ("rise", gradcam.RISE), ("random", gradcam.RandomCAM)]:
         assert registry.get(name) is cls and cls.name == name
+
+
+def test_aug_smooth_in_several_passes_equals_one_pass(x, monkeypatch):
+    from gradcam.methods import smoothing
+
+    m = gradcam.LayerCAM(fc_net(), layer=["1", LAYER])
+    one = m(x, top_k=2, aug_smooth=True)
+    monkeypatch.setattr(smoothing, "VIEW_BATCH", 4)  # 3 images: one view per pass
+    several = m(x, top_k=2, aug_smooth=True)
+    assert (one.maps - several.maps).abs().max().item() <= 1e-5
+    assert (one.raw - several.raw).abs().max().item() <= 1e-5 * one.raw.abs().max().item()
+
+
+@pytest.mark.parametrize("name", ["gradcam", "scorecam", "ablationcam"])
+def test_aug_smooth_explains_the_classes_of_the_unaugmented_images(name, x):
+    m = build(name, fc_net())
+    plain = m(x, top_k=2)
+    a = m(x, top_k=2, aug_smooth=True)
+    b = m(x, target=plain.targets[:, 1], aug_smooth=True)
+    assert torch.equal(a.targets, plain.targets) and torch.equal(b.targets[:, 0], plain.targets[:, 1])
+    assert torch.allclose(a.scores, plain.scores, atol=1e-5)
+    assert (a.maps[:, 1] - b.maps[:, 0]).abs().max().item() <= 1e-5

@@ -9,7 +9,8 @@
   channel sum (the un-smoothed map), i.e. it points at the target.
 - ``aug_smooth`` (test-time augmentation, as pytorch-grad-cam's ttach setting): 6 views, horizontal flip
   x multiplicative intensity scales 0.9, 1.0, 1.1, stacked in the batch dimension (one forward and one
-  backward for all), each view's map flipped back exactly, the normalised maps averaged and normalised.
+  backward for all, or a few views per pass when the stack would exceed ``VIEW_BATCH`` images), each
+  view's map flipped back exactly, the normalised maps averaged and normalised.
 """
 from __future__ import annotations
 
@@ -19,12 +20,15 @@ import torch
 
 from .. import engine
 from ..explanation import Explanation, normalize
+from ..targets import logits_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from .base import LayerMethod
 
-#: (horizontal flip, intensity factor) of every ``aug_smooth`` view; view 1 is the identity.
-AUGMENTATIONS = ((False, 0.9), (False, 1.0), (False, 1.1), (True, 0.9), (True, 1.0), (True, 1.1))
+#: Largest stacked batch of views for one forward/backward (more images: a few views per pass).
+VIEW_BATCH = 32
+#: (horizontal flip, intensity factor) of every ``aug_smooth`` view; view 0 is the identity.
+AUGMENTATIONS = ((False, 1.0), (False, 0.9), (False, 1.1), (True, 1.0), (True, 0.9), (True, 1.1))
 
 
 def first_component(terms: torch.Tensor) -> torch.Tensor:
@@ -56,6 +60,18 @@ def _augment(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([(x.flip(-1) if flip else x) * s for flip, s in AUGMENTATIONS])
 
 
+def _concat(parts):
+    """Explanations of consecutive slices of the views' batch as one."""
+    def cat(attr):
+        return None if getattr(parts[0], attr) is None else torch.cat([getattr(e, attr) for e in parts])
+
+    e = parts[0]
+    per_layer = {k: _concat([p.per_layer[k] for p in parts]) for k in e.per_layer}
+    return Explanation(maps=cat("maps"), raw=cat("raw"), weights=cat("weights"), targets=e.targets, scores=e.scores,
+                       layer=e.layer, method=e.method, interpolation=e.interpolation,
+                       counterfactual=e.counterfactual, output=e.output, per_layer=per_layer)
+
+
 def _merge(e: Explanation, n: int, first: Explanation) -> Explanation:
     """Flip every view's maps back, average the normalised maps (and the raw maps), normalise."""
     v = len(AUGMENTATIONS)
@@ -80,9 +96,9 @@ def aug_explain(
 ) -> Explanation:
     """``method``'s explanation averaged over :data:`AUGMENTATIONS` (see the module docstring).
 
-    The classes are resolved on the un-augmented images first (one forward without gradients), so
-    every view explains the same classes. Callable targets are refused: they may score a spatial
-    region (a box, a segment) that a flip moves.
+    Every view explains the classes of the un-augmented image (for ``target=None`` / ``top_k``: picked
+    from the identity view's scores in the same pass). Callable targets are refused: they may score a
+    spatial region (a box, a segment) that a flip moves.
     """
     if callable(target) and not isinstance(target, torch.Tensor):
         raise ValueError(
@@ -91,11 +107,40 @@ def aug_explain(
             "aug_smooth=False for callable targets."
         )
     engine.check_input(method.model, x)
-    first = engine.capture(method.model, x, [], target, top_k, gradients=False, eval_mode=method.eval_mode)
     n = x.shape[0]
-    ids = first.targets.repeat(len(AUGMENTATIONS), 1)
-    cap = method._capture(_augment(x), ids, None, counterfactual)
-    ex = method._explain(cap, x.shape[-2:], counterfactual, eigen_smooth)
+    xa = _augment(x)
+    # All views in one pass up to VIEW_BATCH images; a larger batch goes a few views per pass. The
+    # identity view comes first, so the first pass also picks the classes (top-1 / top_k) of the
+    # un-augmented images, for every view.
+    step = n * max(1, VIEW_BATCH // n)
+    from .base import LayerMethod
+
+    chosen: dict = {}
+    if target is not None or type(method)._capture is not LayerMethod._capture:
+        # explicit targets, or a method that re-scores perturbed inputs: resolve on the images first
+        first_cap = engine.capture(method.model, x, [], target, top_k, gradients=False, eval_mode=method.eval_mode)
+        first_target, first_k = first_cap.targets.repeat(step // n, 1)[: min(step, xa.shape[0])], None
+    else:
+        def pick(output):
+            logits = logits_of(output)
+            chosen["ids"] = logits[:n].detach().topk(top_k or 1, dim=1).indices
+            return logits.gather(1, chosen["ids"].repeat(logits.shape[0] // n, 1))
+
+        first_target, first_k = pick, None
+    parts = []
+    for i in range(0, xa.shape[0], step):
+        if i == 0:
+            cap = method._capture(xa[:step], first_target, first_k, counterfactual)
+            if chosen:
+                cap.targets = chosen["ids"].repeat(cap.targets.shape[0] // n, 1)
+            ids = cap.targets[:n]
+        else:
+            cap = method._capture(xa[i : i + step], ids.repeat(min(step, xa.shape[0] - i) // n, 1), None, counterfactual)
+        parts.append(method._explain(cap, x.shape[-2:], counterfactual, eigen_smooth))
+    ex = parts[0] if len(parts) == 1 else _concat(parts)
+    out0 = parts[0].output
+    first = Explanation(maps=ex.maps[:n], raw=ex.raw[:n], weights=None, targets=ids, scores=parts[0].scores[:n],
+                        layer=ex.layer, output=out0[:n] if isinstance(out0, torch.Tensor) else None)
     out = _merge(ex, n, first)
     if ex.per_layer:
         out.per_layer = {name: _merge(e, n, first) for name, e in ex.per_layer.items()}
