@@ -5,15 +5,20 @@ from .explanation import Explanation
 from .image import overlay
 from .layers import tokens_to_grid
 from .methods.cam import CAM
+from .methods.eigen import EigenCAM, EigenGradCAM
 from .methods.gradcam import GradCAM
 from .methods.gradient import Gradient
+from .methods.gradients import GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
 from .methods.guided import GuidedBackprop, GuidedGradCAM
 from .methods.occlusion import Occlusion
+from .methods.perturbation import RISE, AblationCAM, ScoreCAM
+from .methods.random_cam import RandomCAM
 from .models import load_model
 from .pixels import PixelExplanation
 
 __all__ = [
-    "CAM", "Explanation", "GradCAM", "Gradient", "GuidedBackprop", "GuidedGradCAM", "Occlusion",
+    "AblationCAM", "CAM", "EigenCAM", "EigenGradCAM", "Explanation", "GradCAM", "GradCAMPlusPlus", "HiResCAM",
+    "LayerCAM", "RISE", "RandomCAM", "ScoreCAM", "XGradCAM", "Gradient", "GuidedBackprop", "GuidedGradCAM", "Occlusion",
     "PixelExplanation", "explain", "load_model", "metrics", "overlay", "tokens_to_grid",
 ]
 __version__ = "0.1.0"

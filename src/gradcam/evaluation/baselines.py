@@ -1,6 +1,6 @@
 """Two baselines that every honest table needs, as methods with the registry's interface.
 
-- ``random``: a smooth random map (uniform noise on a coarse ``grid`` x ``grid`` lattice, upsampled
+- ``random-map``: a smooth random map (uniform noise on a coarse ``grid`` x ``grid`` lattice, upsampled
   bilinearly), different for every image and target, seeded; what any measure gives by chance.
 - ``gaussian``: a centred isotropic Gaussian, exp(-d^2 / (2 (sigma * min(H, W))^2)), the same for every
   class: the centre bias of photographs, with no class information at all.
@@ -47,7 +47,7 @@ class RandomMap(_Baseline):
     Deterministic: the ``seed`` and a call counter seed a private generator.
     """
 
-    name = "random"
+    name = "random-map"
 
     def __init__(self, model: nn.Module, layer=None, *, grid: int = 7, seed: int = 0, **kw):
         super().__init__(model, layer)
@@ -78,5 +78,5 @@ class CentredGaussian(_Baseline):
         return normalize(g.expand(n, k, h, w).clone())
 
 
-registry.register("random", RandomMap)
+registry.register("random-map", RandomMap)  # "random" is RandomCAM (gradcam.methods.random_cam)
 registry.register("gaussian", CentredGaussian)

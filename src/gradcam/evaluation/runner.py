@@ -25,8 +25,11 @@ from .tables import best_marks, markdown_table
 
 METHODS: Tuple[str, ...] = (
     "gradcam", "counterfactual", "cam", "gradient", "guided-backprop", "guided-gradcam", "occlusion", "random",
-    "gaussian",
+    "gaussian", "gradcam++", "xgradcam", "hirescam", "layercam", "eigencam", "eigengradcam", "scorecam",
+    "ablationcam", "rise", "random-map",
 )
+#: Methods left out of the quick mosaic run (thousands of forward passes of EfficientNet-Lite0 per mosaic).
+SLOW_ON_PHOTOS = ("occlusion", "scorecam", "rise")
 BENCHMARKS: Tuple[str, ...] = ("mosaic", "synthetic", "vl", "photos")
 
 
@@ -63,7 +66,7 @@ def build(name: str, model, layer: str, settings: Settings, options: Optional[Di
         settings.note(f"method '{name}' is not registered (yet); skipped.")
         return None
     kw = dict((options or {}).get(name, {}))
-    if name == "random":
+    if name in ("random", "random-map"):
         kw.setdefault("seed", settings.seed)
     return factory(model, layer=layer, **kw)
 
@@ -133,10 +136,12 @@ def run_mosaic(settings: Settings) -> Dict:
     y1 = torch.tensor([p.label for p in usable[:n_faith]])
     rows = []
     for name in settings.methods:
-        if q and name == "occlusion":
-            settings.note("quick mode: occlusion is left out of the mosaic benchmark (49 forwards per mosaic).")
+        if q and name in SLOW_ON_PHOTOS:
+            settings.note(f"quick mode: {name} is left out of the mosaic benchmark (many forward passes per mosaic).")
             continue
-        method = build(name, model, layer, settings, {"occlusion": dict(window=112, stride=56, batch_size=16)})
+        method = build(name, model, layer, settings, {
+            "occlusion": dict(window=112, stride=56, batch_size=16), "scorecam": dict(batch_size=32),
+            "rise": dict(n_masks=1000, batch_size=32), "ablationcam": dict(batch_size=256)})
         if method is None:
             continue
         t = time.time()
@@ -202,7 +207,10 @@ SYNTH_COLUMNS = [
 ]
 
 
-SYNTH_OPTIONS = {"occlusion": dict(window=12, stride=6, batch_size=256)}
+SYNTH_OPTIONS = {
+    "occlusion": dict(window=12, stride=6, batch_size=256), "scorecam": dict(batch_size=512),
+    "ablationcam": dict(batch_size=512), "rise": dict(n_masks=500, batch_size=512),
+}
 
 
 def synthetic_config(kind: str, settings: Settings) -> syn.TrainConfig:
@@ -223,6 +231,7 @@ def run_synthetic(settings: Settings) -> Dict:
     x, y, masks, boxes = syn.make_data(n_test, seed=20_000 + settings.seed, size=size)
     x2, y2, masks2, _ = syn.make_data(n_two, seed=30_000 + settings.seed, size=size, n_objects=2)
     tables = []
+    opts = dict(SYNTH_OPTIONS, **({"rise": dict(n_masks=100, batch_size=512)} if q else {}))
     for kind in ("vgg", "gap"):
         t0 = time.time()
         net, info = syn.load_or_train(synthetic_config(kind, settings), settings.cache_dir, log=settings.log,
@@ -234,7 +243,7 @@ def run_synthetic(settings: Settings) -> Dict:
         true_k = (top5 == y).float().argmax(1)  # where the true class sits in the top 5
         rows, occl_true = [], None
         for name in settings.methods:
-            method = build(name, net, syn.GRADCAM_LAYER, settings, SYNTH_OPTIONS)
+            method = build(name, net, syn.GRADCAM_LAYER, settings, opts)
             if method is None:
                 continue
             t = time.time()
@@ -268,7 +277,7 @@ def run_synthetic(settings: Settings) -> Dict:
             row["_true_maps"] = true_maps
             if name != "occlusion" and (not q or name in ("gradcam", "guided-backprop")):
                 s = M.cascading_randomization(
-                    net, lambda m, name=name: build(name, m, syn.GRADCAM_LAYER, settings, SYNTH_OPTIONS),
+                    net, lambda m, name=name: build(name, m, syn.GRADCAM_LAYER, settings, opts),
                     x[:n_sanity], y[:n_sanity, 0], seed=settings.seed,
                 )
                 row["sanity_top"] = round(float(s.correlation[1]), 4)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -17,6 +17,7 @@ from .. import differentiable, engine
 from ..explanation import INTERPOLATIONS, Explanation, normalize, upsample
 from ..layers import LayerRef, LayerSpec, auto_candidates, gradient_reaches, resolve, warn_if_no_gradient
 from ..targets import Target
+from .smoothing import aug_explain, first_component
 
 log = logging.getLogger("gradcam")
 
@@ -45,6 +46,8 @@ class LayerMethod:
         reshape: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
         eval_mode: bool = True,
         differentiable: bool = False,
+        aug_smooth: bool = False,
+        eigen_smooth: bool = False,
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
@@ -56,6 +59,8 @@ class LayerMethod:
         self.eval_mode = eval_mode
         # differentiable=True: maps keep the autograd graph w.r.t. the parameters (see gradcam.differentiable).
         self.differentiable = differentiable
+        self.aug_smooth = bool(aug_smooth)
+        self.eigen_smooth = bool(eigen_smooth)
         self._auto = isinstance(layer, str) and layer == "auto"
         self._layers: Optional[List[LayerRef]] = None if self._auto else resolve(model, layer)
         self._auto_cache: dict = {}
@@ -74,6 +79,32 @@ class LayerMethod:
     def _weights(self, cap: engine.Capture, i: int) -> torch.Tensor:
         """Channel weights alpha (N, K, C) for layer ``i`` of the capture."""
         raise NotImplementedError
+
+    def _map(self, cap: engine.Capture, i: int) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """The map before ReLU (N, K, *spatial) and the channel weights (N, K, C) or ``None``.
+
+        Default: sum_c alpha_k^c A^c. Methods whose map is not a weighted channel sum override this.
+        """
+        a = cap.activations[i]
+        w = self._weights(cap, i).to(a.dtype)
+        if a.dim() == 4:  # the 2-D path exactly as before
+            return torch.einsum("nkc,nchw->nkhw", w, a), w
+        return torch.einsum("nkc,nc...->nk...", w, a), w
+
+    def _channel_maps(self, cap: engine.Capture, i: int) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Per-channel terms (N, K, C, *spatial) whose sum over C is :meth:`_map` (for ``eigen_smooth``)."""
+        a = cap.activations[i]
+        w = self._weights(cap, i).to(a.dtype)
+        return w.reshape(*w.shape, *([1] * (a.dim() - 2))) * a.unsqueeze(1), w
+
+    def _raw(self, cap: engine.Capture, i: int, eigen_smooth: bool) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """ReLU'd raw map (N, K, *spatial) of layer ``i`` and its weights; ``eigen_smooth`` replaces the channel
+        sum by the first principal component of the per-channel terms (see :mod:`.smoothing`)."""
+        if eigen_smooth:
+            terms, w = self._channel_maps(cap, i)
+            return torch.relu(first_component(terms)), w
+        m, w = self._map(cap, i)
+        return torch.relu(m), w
 
     # -- the shared path ---------------------------------------------------------------------
     def layers_for(self, x: torch.Tensor, forward_kwargs: Optional[dict] = None) -> List[LayerRef]:
@@ -143,21 +174,30 @@ class LayerMethod:
         *,
         counterfactual: bool = False,
         forward_kwargs: Optional[dict] = None,
+        aug_smooth: Optional[bool] = None,
+        eigen_smooth: Optional[bool] = None,
     ) -> Explanation:
         """Explain ``x`` (N, C, H, W), or volumes (N, C, D, H, W), for ``target`` (see :mod:`gradcam.targets`).
 
         ``forward_kwargs``: extra arguments of the model's forward, ``model(x, **forward_kwargs)`` (an
         attention mask, text ids, a second image); batched tensors among them are sliced with ``x``.
-        """
-        cap = self._capture(x, target, top_k, counterfactual, forward_kwargs=forward_kwargs)
-        return self._explain(cap, x.shape[2:], counterfactual)
 
-    def _explain(self, cap: engine.Capture, size, counterfactual: bool) -> Explanation:
+        ``aug_smooth`` / ``eigen_smooth`` (default: the constructor's) turn on test-time augmentation and
+        principal-component smoothing (:mod:`gradcam.methods.smoothing`).
+        """
+        eigen = self.eigen_smooth if eigen_smooth is None else bool(eigen_smooth)
+        if self.aug_smooth if aug_smooth is None else aug_smooth:
+            if forward_kwargs:
+                raise ValueError("aug_smooth=True does not take forward_kwargs (the augmented views are a new "
+                                 "batch); use aug_smooth=False with forward_kwargs.")
+            return aug_explain(self, x, target, top_k, counterfactual, eigen)
+        cap = self._capture(x, target, top_k, counterfactual, forward_kwargs=forward_kwargs)
+        return self._explain(cap, x.shape[2:], counterfactual, eigen)
+
+    def _explain(self, cap: engine.Capture, size, counterfactual: bool, eigen_smooth: bool = False) -> Explanation:
         per_layer = {}
         for i, ref in enumerate(cap.layers):
-            a = cap.activations[i]
-            w = self._weights(cap, i).to(a.dtype)
-            raw = torch.relu(torch.einsum("nkc,nchw->nkhw" if a.dim() == 4 else "nkc,ncdhw->nkdhw", w, a))
+            raw, w = self._raw(cap, i, eigen_smooth)
             maps = normalize(upsample(raw, size, self.interpolation), dims=len(size))
             if self.needs_gradients and not bool(raw.flatten(2).amax(-1).gt(0).all()):  # a zero map: why?
                 warn_if_no_gradient(cap.gradients[i], ref.spec)
@@ -171,9 +211,13 @@ class LayerMethod:
         # Several layers: the mean of the per-layer normalised maps, normalised again; raw and weights
         # are those of the last layer listed; every layer's own result is in ``per_layer``.
         last = list(per_layer.values())[-1]
-        combined = normalize(torch.stack([e.maps for e in per_layer.values()]).mean(0), dims=len(size))
+        combined = self._fuse(per_layer, size)
         return Explanation(
             maps=combined, raw=last.raw, weights=last.weights, targets=cap.targets, scores=cap.scores,
             layer="+".join(per_layer), method=self.name, interpolation=self.interpolation,
             counterfactual=counterfactual, output=cap.output, per_layer=per_layer,
         )
+
+    def _fuse(self, per_layer: Dict[str, Explanation], size) -> torch.Tensor:
+        """Several layers' results into one map (N, K, H, W): the mean of the normalised maps, normalised."""
+        return normalize(torch.stack([e.maps for e in per_layer.values()]).mean(0), dims=len(size))

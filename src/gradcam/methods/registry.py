@@ -46,7 +46,7 @@ def _load_optional() -> None:
     # Methods defined in other modules register themselves on import.
     import importlib
 
-    for mod in ("gradcam.methods.guided", "gradcam.methods.gradient", "gradcam.methods.occlusion"):
+    for mod in ("gradcam.methods.guided", "gradcam.methods.gradient", "gradcam.methods.occlusion", "gradcam.methods.family"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:

@@ -1,0 +1,81 @@
+"""The paper-style figure of the CAM family: one photo, two classes, every method side by side.
+
+The photo: two of foolbox's labelled ImageNet photos side by side (a bull mastiff and a bald eagle,
+160 x 320), explained by the embedded EfficientNet-Lite0 at its default layer for each of the two
+classes. Rows: the classes; columns: the photo, then every method of the family (same layer, same
+class; Score-CAM with all 1280 channels, RISE with 1000 masks).
+
+Run: ``python benchmarks/figure_grid.py [--out docs/figures/cam-family.png]`` (a few minutes on 2 cores).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import torch
+
+import gradcam
+from gradcam.evaluation import mosaics
+from gradcam.methods import registry
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+METHODS = [
+    ("gradcam", {}, "Grad-CAM"), ("gradcam++", {}, "Grad-CAM++"), ("xgradcam", {}, "XGrad-CAM"),
+    ("hirescam", {}, "HiResCAM"), ("layercam", {}, "LayerCAM"), ("eigencam", {}, "Eigen-CAM"),
+    ("eigengradcam", {}, "Eigen-Grad-CAM"), ("scorecam", {"batch_size": 64}, "Score-CAM"),
+    ("ablationcam", {}, "Ablation-CAM"), ("rise", {"n_masks": 1000, "batch_size": 50}, "RISE"),
+    ("random", {}, "RandomCAM"), ("gradcam", {"aug_smooth": True}, "Grad-CAM aug_smooth"),
+    ("gradcam", {"eigen_smooth": True}, "Grad-CAM eigen_smooth"),
+]
+PHOTOS = ("imagenet_00_243.jpg", "imagenet_17_22.jpg")  # bull mastiff (243), bald eagle (22)
+TILE = 160  # px per photo: the figure takes about 2 minutes of CPU (Score-CAM: 1280 forwards, RISE: 1000)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(HERE), "docs", "figures", "cam-family.png"))
+    args = ap.parse_args(argv)
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    torch.manual_seed(0)
+    loaded = gradcam.load_model("efficientnet-lite0")
+    photos = {p.name: p for p in mosaics.load_photos(TILE)}
+    img = torch.cat([photos[n].image for n in PHOTOS], dim=-1)  # (3, TILE, 2 TILE) in [0, 1]
+    classes = [photos[n].label for n in PHOTOS]
+    mean = torch.tensor(loaded.mean).view(3, 1, 1)
+    std = torch.tensor(loaded.std).view(3, 1, 1)
+    x = ((img - mean) / std).unsqueeze(0)
+    maps = {}
+    for name, kw, label in METHODS:
+        t = time.time()
+        m = registry.get(name)(loaded.model, layer=loaded.layer, **kw)
+        maps[label] = m(x, target=[classes]).maps[0]
+        print(f"{label}: {time.time() - t:.1f} s", flush=True)
+    photo = img.permute(1, 2, 0).numpy()
+    cols = len(METHODS) + 1
+    fig, axes = plt.subplots(2, cols, figsize=(2.2 * cols, 2.6), squeeze=False)
+    for r, c in enumerate(classes):
+        axes[r, 0].imshow(photo)
+        axes[r, 0].set_ylabel(loaded.labels[c], fontsize=8)
+        for j, (label, mp) in enumerate(maps.items(), start=1):
+            axes[r, j].imshow(photo)
+            axes[r, j].imshow(mp[r].numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1)
+            if r == 0:
+                axes[r, j].set_title(label, fontsize=7)
+        for ax in axes[r]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[0, 0].set_title("photo", fontsize=7)
+    fig.suptitle(f"EfficientNet-Lite0, layer {loaded.layer}: the CAM family for two classes of one photo", fontsize=9)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    fig.savefig(args.out, dpi=110)
+    print(f"written {args.out}; {np.round(time.process_time(), 1)} s CPU")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,421 @@
+"""Perturbation members of the CAM family: Score-CAM, Ablation-CAM and RISE.
+
+All three score many perturbed copies of each image without gradients, in chunks of ``batch_size``
+(memory is bounded by ``batch_size``; the perturbed copies are built chunk by chunk into reusable
+buffers, never all at once). Ablation-CAM re-runs only the part of the network after the layer.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import engine
+from ..explanation import Explanation, normalize
+from ..layers import LayerRef
+from ..targets import Target, logits_of
+from ..targets import resolve as resolve_targets
+from .base import LayerMethod
+from .occlusion import Occlusion
+
+_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
+#: Ablation-CAM's largest ablated batch, in activation values (bounds its memory whatever ``batch_size``).
+MAX_VALUES = 2**25
+
+
+def _check_batch_size(batch_size: int) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int (perturbed inputs per forward pass); got {batch_size!r}.")
+    return batch_size
+
+
+def _no_counterfactual(name: str, counterfactual: bool) -> None:
+    if counterfactual:
+        raise ValueError(
+            f"counterfactual=True negates gradients; {name} uses no gradients. Use GradCAM(...)(x, counterfactual=True)."
+        )
+
+
+def _class_scores(output, target: Target, ids: torch.Tensor, b: int, softmax: bool) -> torch.Tensor:
+    """Scores (b, K) of perturbed inputs: softmax probabilities (or logits) of the class ids; a callable
+    target's own values for callable targets."""
+    if not bool((ids < 0).any()):
+        logits = logits_of(output)
+        return (logits.softmax(dim=1) if softmax else logits).gather(1, ids)
+    return Occlusion._scores(output, target, ids, b)
+
+
+def _resize(maps: torch.Tensor, size) -> torch.Tensor:
+    """(B, *spatial) -> (B, 1, *size), (bi/tri)linear, align_corners=False."""
+    m = maps.unsqueeze(1)
+    if tuple(m.shape[2:]) == tuple(size):
+        return m
+    return F.interpolate(m, size=tuple(size), mode=_MODES[len(size)], align_corners=False)
+
+
+class ScoreCAM(LayerMethod):
+    """Score-CAM (Wang et al., CVPR-W 2020).
+
+    M^c = normalise(Up(A^c)) (min-max to [0, 1], a flat channel gives an all-zero mask);
+    w^c = softmax(f(x * M^c))_k, the class-k probability of the masked input;  L = ReLU( sum_c w^c A^c ).
+    One forward per (image, channel), ``batch_size`` masked inputs per forward, all K targets of an image
+    read from the same forwards. A callable target's own values are used instead of a probability.
+    """
+
+    name = "scorecam"
+    needs_gradients = False
+
+    def __init__(self, model: nn.Module, layer="auto", *, batch_size: int = 64, **kw):
+        super().__init__(model, layer, **kw)
+        self.batch_size = _check_batch_size(batch_size)
+
+    def _capture(self, x, target, top_k, counterfactual, **kw) -> engine.Capture:
+        _no_counterfactual("Score-CAM", counterfactual)
+        cap = super()._capture(x, target, top_k, False, **kw)
+        cap.perturbation_weights = [self._score(x, cap, i, target) for i in range(len(cap.layers))]
+        return cap
+
+    def _weights(self, cap: engine.Capture, i: int) -> torch.Tensor:
+        return cap.perturbation_weights[i]
+
+    def _score(self, x: torch.Tensor, cap: engine.Capture, i: int, target: Target) -> torch.Tensor:
+        a = cap.activations[i]
+        n, c = a.shape[:2]
+        ids = cap.targets
+        x = x.detach()
+        total = n * c
+        bs = min(self.batch_size, total)
+        buf = torch.empty(bs, *x.shape[1:], dtype=x.dtype, device=x.device)
+        flat = a.reshape(total, *a.shape[2:])
+        out = []
+        state = engine.ModelState(self.model)
+        try:
+            if self.eval_mode:
+                self.model.eval()
+            with torch.no_grad():
+                for start in range(0, total, bs):
+                    f = torch.arange(start, min(start + bs, total), device=x.device)
+                    b = f.shape[0]
+                    img = f // c
+                    masks = normalize(_resize(flat[f], x.shape[2:]).to(x.dtype))
+                    xb = torch.index_select(x, 0, img, out=buf[:b])
+                    xb.mul_(masks)
+                    out.append(_class_scores(self.model(xb), target, ids[img], b, softmax=True))
+        finally:
+            state.restore()
+        return torch.cat(out).reshape(n, c, -1).transpose(1, 2).to(a.dtype)
+
+
+class _Replay:
+    """Re-run only what comes after one layer, for a batch of replacement outputs of that layer.
+
+    ``record`` runs the model once with every module watched, remembering the call tree. Every module
+    call that finished before the layer started and returned a tensor of batch N is kept, the outermost
+    ones only (a kept call's own sub-calls are dropped). ``run`` then calls the model with those calls
+    answered from the record (the image's row expanded to the batch: no computation) and the layer's
+    call answered with the replacement: only the operations after the layer compute. The record keeps
+    copies (the model may write into an output in place later), handed out as fresh expanded copies of
+    one row, so the record itself is never written to; ``run`` returns
+    ``None`` when the model cannot work on them (an in-place write into an expanded tensor), and the
+    caller falls back to full forward passes with only the layer's output replaced.
+    """
+
+    def __init__(self, model: nn.Module, ref: LayerRef):
+        self.model = model
+        self.ref = ref
+        self.cache: Dict[Tuple[nn.Module, int], torch.Tensor] = {}
+        self.parent: Dict[Tuple[nn.Module, int], Optional[Tuple[nn.Module, int]]] = {}
+        self.calls: Dict[nn.Module, int] = {}
+        self.layer_key = (ref.module, ref.call or 0)
+        self.activation: Optional[torch.Tensor] = None
+
+    def record(self, x: torch.Tensor):
+        """One forward (no gradients): the model's output; the layer's output is in ``self.activation``."""
+        n = x.shape[0]
+        started = [False]
+        stack: List[Tuple[nn.Module, int]] = []
+        inside: Dict[Optional[Tuple[nn.Module, int]], List[Tuple[nn.Module, int]]] = {}
+        calls, parent, cache = self.calls, self.parent, self.cache
+
+        def pre(m, inputs):
+            j = calls.get(m, 0)
+            calls[m] = j + 1
+            key = (m, j)
+            parent[key] = stack[-1] if stack else None
+            stack.append(key)
+            if key == self.layer_key:
+                started[0] = True
+
+        def post(m, inputs, out):
+            key = stack.pop()
+            nested = inside.pop(key, [])
+            if key == self.layer_key:
+                if not isinstance(out, torch.Tensor):
+                    raise TypeError(f"Layer '{self.ref.spec}' returns {type(out).__name__}, not a tensor.")
+                self.activation = out
+                return out.clone()  # what follows may write into it (``out += identity``)
+            up = inside.setdefault(parent[key], [])
+            if started[0] or m is self.model or not isinstance(out, torch.Tensor) or out.dim() == 0 or out.shape[0] != n:
+                up.extend(nested)
+                return None
+            for k in nested:
+                cache.pop(k, None)
+            # A copy: what follows may write into the output in place (``x = bn(x); relu_(x)``).
+            cache[key] = out.clone()
+            up.append(key)
+            return None
+
+        handles = []
+        try:
+            for m in dict.fromkeys(self.model.modules()):
+                handles.append(m.register_forward_pre_hook(pre))
+                handles.append(m.register_forward_hook(post))
+            output = self.model(x)
+        finally:
+            for h in handles:
+                h.remove()
+        if self.activation is None:
+            raise ValueError(f"Layer '{self.ref.spec}' was never reached by the forward pass; pick a layer the model uses.")
+        return output
+
+    def _plan(self, fast: bool) -> Dict[nn.Module, Dict[int, Optional[torch.Tensor]]]:
+        """For every module with answered calls: replay call number -> recorded output (``None``: the layer).
+
+        Calls nested inside an answered call do not happen in the replay, so the replay's k-th call of a
+        module is its k-th recorded call that is not nested in an answered one.
+        """
+        answered = dict(self.cache) if fast else {}
+        answered[self.layer_key] = None
+
+        def skipped(key) -> bool:
+            p = self.parent.get(key)
+            while p is not None:
+                if p in answered:
+                    return True
+                p = self.parent.get(p)
+            return False
+
+        plan: Dict[nn.Module, Dict[int, Optional[torch.Tensor]]] = {}
+        for m in {k[0] for k in answered}:
+            live = [j for j in range(self.calls[m]) if not skipped((m, j))]
+            plan[m] = {k: answered[(m, j)] for k, j in enumerate(live) if (m, j) in answered}
+        return plan
+
+    def run(self, x: torch.Tensor, img: torch.Tensor, replacement: torch.Tensor, plan, fast: bool):
+        """The model's output for images ``x[img]`` with the layer's output replaced by ``replacement``."""
+        b = img.shape[0]
+        single = fast and bool((img == img[0]).all())
+        saved = {}
+        counters: Dict[nn.Module, int] = {}
+
+        def wrap(m, answers):
+            orig = m.forward
+
+            def forward(*args, **kwargs):
+                k = counters.get(m, 0)
+                counters[m] = k + 1
+                if k in answers:
+                    t = answers[k]
+                    if t is None:
+                        return replacement
+                    return t[img[:1]].expand(b, *t.shape[1:]) if single else t.index_select(0, img)
+                return orig(*args, **kwargs)
+
+            return forward
+
+        try:
+            for m, answers in plan.items():
+                saved[m] = m.__dict__.get("forward")
+                m.forward = wrap(m, answers)
+            xin = x[img[:1]].expand(b, *x.shape[1:]) if single else x.index_select(0, img)
+            try:
+                out = self.model(xin)
+            except RuntimeError:
+                if not fast:
+                    raise
+                return None  # e.g. an in-place write into an expanded recorded output: use full forwards
+        finally:
+            for m, old in saved.items():
+                if old is None:
+                    del m.forward
+                else:
+                    m.forward = old
+        return out
+
+
+class AblationCAM(LayerMethod):
+    """Ablation-CAM (Desai & Ramaswamy, WACV 2020), the paper's definition.
+
+    w^c = (y - y_c) / y, with y the target's score (the logit, before softmax) and y_c the score when
+    channel c of the layer's output is set to zero (w^c = 0 where y = 0);  L = ReLU( sum_c w^c A^c ).
+
+    Ablating a channel changes only what comes after the layer, so only that part is recomputed: one
+    recorded forward pass, then all N x C ablated copies of the layer's output go, ``batch_size`` at a
+    time, through the rest of the network (the layer's own computation and everything before it are
+    answered from the record). Models that write into earlier outputs in place fall back to full
+    forward passes with the layer's output replaced (same result, slower). ``batch_size`` ablated copies
+    per pass (default 256), and at most ``MAX_VALUES`` (2^25: 128 MB in float32) activation values.
+    """
+
+    name = "ablationcam"
+    needs_gradients = False
+
+    def __init__(self, model: nn.Module, layer="auto", *, batch_size: int = 256, **kw):
+        super().__init__(model, layer, **kw)
+        if self.reshape is not None:
+            raise ValueError("AblationCAM ablates channels of a spatial layer; reshape= (token layers) is not supported.")
+        self.batch_size = _check_batch_size(batch_size)
+
+    def _capture(self, x, target, top_k, counterfactual, **kw) -> engine.Capture:
+        _no_counterfactual("Ablation-CAM", counterfactual)
+        engine.check_input(self.model, x)
+        layers = self.layers_for(x)
+        x = x.detach()
+        state = engine.ModelState(self.model)
+        try:
+            if self.eval_mode:
+                self.model.eval()
+            with torch.no_grad():
+                acts, weights = [], []
+                for ref in layers:
+                    replay = _Replay(self.model, ref)
+                    output = replay.record(x)
+                    scores, ids = resolve_targets(output, target, top_k, x.shape[0])
+                    a = replay.activation
+                    if a.dim() < 3:
+                        raise ValueError(
+                            f"Layer '{ref.spec}' outputs shape {tuple(a.shape)}, not a spatial map (N, C, h, w); "
+                            "pick a convolutional layer."
+                        )
+                    acts.append(a)
+                    weights.append(self._ablate(replay, x, a, scores, ids, target))
+        finally:
+            state.restore()
+        cap = engine.Capture(output=output, scores=scores, targets=ids, layers=list(layers))
+        cap.activations, cap.gradients = acts, [None] * len(acts)
+        cap.perturbation_weights = weights
+        return cap
+
+    def _ablate(self, replay: _Replay, x, a, scores, ids, target) -> torch.Tensor:
+        n, c = a.shape[:2]
+        total = n * c
+        bs = min(self.batch_size, total, max(1, MAX_VALUES // a[0].numel()))
+        buf = torch.empty(bs, *a.shape[1:], dtype=a.dtype, device=a.device)
+        for fast in (True, False):
+            plan = replay._plan(fast)
+            out = []
+            for start in range(0, total, bs):
+                f = torch.arange(start, min(start + bs, total), device=a.device)
+                b = f.shape[0]
+                img, ch = f // c, f % c
+                ablated = torch.index_select(a, 0, img, out=buf[:b])
+                ablated[torch.arange(b, device=a.device), ch] = 0
+                o = replay.run(x, img, ablated, plan, fast)
+                if o is None:
+                    break
+                out.append(_class_scores(o, target, ids[img], b, softmax=False))
+            else:
+                break
+        y_k = torch.cat(out).reshape(n, c, -1).transpose(1, 2)  # (N, K, C)
+        y = scores.unsqueeze(-1)
+        ok = y != 0
+        return torch.where(ok, (y - y_k) / torch.where(ok, y, torch.ones_like(y)), torch.zeros_like(y_k)).to(a.dtype)
+
+    def _weights(self, cap: engine.Capture, i: int) -> torch.Tensor:
+        return cap.perturbation_weights[i]
+
+
+class RISE:
+    """RISE (Petsiuk et al., BMVC 2018): S_k = 1 / (p * n_masks) * sum_i f_k(x * M_i) M_i.
+
+    M_i: a ``grid`` x ``grid`` Bernoulli(``p``) grid, upsampled bilinearly to (grid + 1) cells of
+    ceil(H / grid) x ceil(W / grid) pixels and cropped to H x W at a random shift in [0, cell); f_k the
+    softmax probability of class k (a callable target's own values for callable targets). The masks are
+    drawn from ``seed`` (the same masks for every image and every call), built ``batch_size`` at a time.
+    ``raw`` is S at the input's resolution; ``maps`` is S min-max normalised.
+    """
+
+    name = "rise"
+
+    def __init__(
+        self, model: nn.Module, layer=None, *, n_masks: int = 2000, grid: int = 7, p: float = 0.5, seed: int = 0,
+        batch_size: int = 64, eval_mode: bool = True,
+    ):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
+        if isinstance(n_masks, bool) or not isinstance(n_masks, int) or n_masks < 1:
+            raise ValueError(f"n_masks must be a positive int; got {n_masks!r}.")
+        if isinstance(grid, bool) or not isinstance(grid, int) or grid < 1:
+            raise ValueError(f"grid must be a positive int (cells per side of the random masks); got {grid!r}.")
+        if not 0 < p <= 1:
+            raise ValueError(f"p (the probability that a cell is kept) must be in (0, 1]; got {p!r}.")
+        self.model, self.n_masks, self.grid, self.p, self.seed = model, n_masks, grid, float(p), seed
+        self.batch_size = _check_batch_size(batch_size)
+        self.eval_mode = eval_mode
+
+    def _draw(self, device) -> Tuple[torch.Tensor, torch.Tensor]:
+        gen = torch.Generator().manual_seed(self.seed)
+        cells = (torch.rand(self.n_masks, self.grid, self.grid, generator=gen) < self.p).float()
+        shifts = torch.rand(self.n_masks, 2, generator=gen)
+        return cells.to(device), shifts.to(device)
+
+    def masks(self, idx: torch.Tensor, size, cells: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+        """Masks ``idx`` (B, H, W) in [0, 1] (see the class docstring)."""
+        h, w = size
+        ch, cw = -(-h // self.grid), -(-w // self.grid)
+        big = F.interpolate(cells[idx].unsqueeze(1), size=((self.grid + 1) * ch, (self.grid + 1) * cw),
+                            mode="bilinear", align_corners=False).squeeze(1)
+        sy = (shifts[idx, 0] * ch).long()
+        sx = (shifts[idx, 1] * cw).long()
+        rows = sy.unsqueeze(1) + torch.arange(h, device=big.device)
+        cols = sx.unsqueeze(1) + torch.arange(w, device=big.device)
+        b = torch.arange(idx.shape[0], device=big.device)
+        return big[b[:, None, None], rows[:, :, None], cols[:, None, :]]
+
+    def __call__(
+        self, x: torch.Tensor, target: Target = None, top_k: Optional[int] = None, *, counterfactual: bool = False
+    ) -> Explanation:
+        """Explain ``x`` (N, C, H, W) for ``target`` (see :mod:`gradcam.targets`)."""
+        _no_counterfactual("RISE", counterfactual)
+        engine.check_input(self.model, x)
+        n = x.shape[0]
+        size = x.shape[-2:]
+        x = x.detach()
+        cells, shifts = self._draw(x.device)
+        total = n * self.n_masks
+        bs = min(self.batch_size, total)
+        buf = torch.empty(bs, *x.shape[1:], dtype=x.dtype, device=x.device)
+        state = engine.ModelState(self.model)
+        try:
+            if self.eval_mode:
+                self.model.eval()
+            with torch.no_grad():
+                output = self.model(x)
+                if callable(target) and not isinstance(target, torch.Tensor):
+                    if top_k is not None:
+                        raise ValueError("Pass either target=... or top_k=..., not both: top_k picks the classes itself.")
+                    base = Occlusion._scores(output, target, None, n)
+                    ids = torch.full(base.shape, -1, dtype=torch.long, device=base.device)
+                else:
+                    base, ids = resolve_targets(output, target, top_k, n)
+                sal = torch.zeros(n, ids.shape[1], *size, dtype=x.dtype, device=x.device)
+                for start in range(0, total, bs):
+                    f = torch.arange(start, min(start + bs, total), device=x.device)
+                    b = f.shape[0]
+                    # mask-major order: a chunk builds each of its masks once, for all images
+                    mi, img = f // n, f % n
+                    m = self.masks(torch.arange(int(mi[0]), int(mi[-1]) + 1, device=x.device), size, cells, shifts)
+                    m = m.to(x.dtype)[mi - mi[0]]
+                    xb = torch.index_select(x, 0, img, out=buf[:b])
+                    xb.mul_(m.unsqueeze(1))
+                    s = _class_scores(self.model(xb), target, ids[img], b, softmax=True).to(x.dtype)
+                    sal.index_add_(0, img, s[:, :, None, None] * m.unsqueeze(1))
+        finally:
+            state.restore()
+        sal = sal / (self.p * self.n_masks)
+        return Explanation(
+            maps=normalize(sal), raw=sal, weights=None, targets=ids, scores=base.detach(), layer="input",
+            method=self.name, interpolation="nearest", output=output,
+        )
