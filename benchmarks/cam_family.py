@@ -276,7 +276,8 @@ pytorch-grad-cam 1.5.7 (with ttach 0.0.3), torch-cam 0.5.0, torch 2.14.1, in one
 CONVENTIONS = """## Convention differences found (ours vs the peers' code)
 
 - **Grad-CAM++**: pytorch-grad-cam adds 1e-6 to the denominator of alpha (ours: alpha = 0 only where the
-  denominator is exactly 0, the paper's rule). torch-cam's denominator is 2 g_ij^2 + sum_ab (A_ab g_ab^3),
+  denominator is exactly 0, the paper's rule); where g^2 is below ~1e-6 its alpha shrinks towards 0:
+  the 0.10 difference in the agreement table. torch-cam's denominator is 2 g_ij^2 + sum_ab (A_ab g_ab^3),
   the cube *inside* the spatial sum; the paper (and ours, and pytorch-grad-cam) has sum_ab A_ab * g_ij^3.
 - **XGrad-CAM**: pytorch-grad-cam adds 1e-7 to sum(A); ours gives weight 0 where sum(A) = 0.
 - **Score-CAM**: pytorch-grad-cam weights channels by a softmax *over the channels* of the masked inputs'
@@ -287,7 +288,8 @@ CONVENTIONS = """## Convention differences found (ours vs the peers' code)
   otherwise it sets it to min - 1e7 ("deviating from the paper", its comment). Ours always sets it to 0
   (the paper's definition). It also runs the whole network for every batch of 32 ablations.
 - **Eigen-CAM / eigen_smooth**: pytorch-grad-cam takes the SVD's sign as it comes (the map can point
-  away from the object); ours fixes it to correlate positively with the channel sum. Both centre the
+  away from the object: the difference of 1.0 for Eigen-CAM in the agreement table is that flip); ours
+  fixes it to correlate positively with the channel sum. Both centre the
   activations over positions before the decomposition.
 - **LayerCAM with several layers**: pytorch-grad-cam averages the layers' normalised maps; torch-cam
   and ours fuse as the paper: tanh(2 L / max L) per layer, then the element-wise maximum.
@@ -307,7 +309,7 @@ def render(data: dict, command: str) -> str:
         lines.append(engine.markdown(lay, "Layer methods", command, LABELS, notes=NOTES))
     pert = data.get("perturbation") or {}
     if pert:
-        lines.append("## Perturbation methods (one image, 224 px, seconds per call; CPU time, 2 threads)\n")
+        lines.append("## Perturbation methods (one image, seconds per call; CPU time, 1 thread)\n")
         rows = []
         for sec, r in pert.items():
             ref = r["forward"]["cpu_s"] if "forward" in r else r["forwards"]["cpu_s"]
@@ -356,7 +358,7 @@ def main() -> int:
     data["machine"] = harness.machine()
     with open(out_json, "w") as f:
         json.dump(data, f, indent=1)
-    command = "PYTHONPATH=src:benchmarks python benchmarks/cam_family.py " + " ".join(sys.argv[1:])
+    command = args.command or "PYTHONPATH=src:benchmarks python benchmarks/cam_family.py " + " ".join(sys.argv[1:])
     text = render(data, command)
     out = args.out or os.path.join(engine.ROOT, "docs", "benchmarks-cam-family.md")
     with open(out, "w") as f:
