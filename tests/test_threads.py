@@ -36,6 +36,11 @@ def _methods(model):
         "guided-backprop": (gradcam.GuidedBackprop(model), {"top_k": 2}, "pixels"),
         "guided-gradcam": (gradcam.GuidedGradCAM(model, layer="4"), {}, "pixels"),
         "gradient": (gradcam.Gradient(model), {"target": 1}, "pixels"),
+        # Methods of gradient-free forward passes: they too run on a private eval-mode view of the model.
+        "occlusion": (gradcam.Occlusion(model, window=8, stride=4), {}, "maps"),
+        "scorecam": (gradcam.ScoreCAM(model, layer="4", batch_size=8), {}, "maps"),
+        "ablationcam": (gradcam.AblationCAM(model, layer="4", batch_size=8), {}, "maps"),
+        "rise": (gradcam.RISE(model, n_masks=16, batch_size=8), {}, "maps"),
     }
 
 
@@ -96,7 +101,7 @@ def test_threads_give_the_sequential_results_and_leave_the_model_as_it_was():
     before = _flags(model)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     total, errors, mismatches, shared = _explain_concurrently(model)
-    assert total == THREADS * ROUNDS * 8 * 3
+    assert total == THREADS * ROUNDS * 12 * 3
     assert errors == [], f"{len(errors)} problems in {total} calls (failed calls, changed filters): {errors[:3]}"
     assert mismatches == [], f"{len(mismatches)} of {total} results differ from sequential ones: {set(mismatches)}"
     assert _flags(model) == before and _hooks(model) == 0
@@ -192,6 +197,9 @@ def test_a_training_loop_in_another_thread_is_not_affected():
         lambda m: gradcam.GuidedGradCAM(m, layer="2"),
         gradcam.Gradient,
         gradcam.GradCAM,  # layer="auto": its forward runs while the trainer's does
+        lambda m: gradcam.AblationCAM(m, layer="4", batch_size=8),  # answers module calls of its own view
+        lambda m: gradcam.Occlusion(m, window=8, stride=4),
+        lambda m: gradcam.ScoreCAM(m, layer="4", batch_size=8),
     ]
     losses, flag_changes, failures, calls, errors = _train(model, batches, methods)
     same = sum(a is not None and torch.equal(a, b) for a, b in zip(losses, ref_losses))

@@ -104,7 +104,10 @@ class ModelState:
 
 # ---- the private view of a model ------------------------------------------------------------------
 
-_HOOK_DICTS = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called")
+_HOOK_DICTS = (
+    "_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks",
+    "_forward_pre_hooks_with_kwargs",
+)
 _LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()
 
@@ -257,6 +260,16 @@ def private_model(
             yield ModelView(model, {}, {}, locked=True)
         finally:
             state.restore()
+
+
+@contextlib.contextmanager
+def frozen(model: nn.Module, eval_mode: bool = True) -> Iterator[nn.Module]:
+    """The model to call for the gradient-free forward passes of one call (occlusion, Score-CAM, RISE,
+    Ablation-CAM, the faithfulness metrics): a private view (see :func:`private_model`) in eval mode, so
+    the user's model object is never switched and other threads (explaining or training) are unaffected.
+    Models that cannot be viewed are switched under their lock and restored, as in :func:`private_model`."""
+    with private_model(model, eval_mode, hooked=()) as view:
+        yield view.model
 
 
 class _Tap:

@@ -137,33 +137,27 @@ class Occlusion:
         positions = gh * gw
         x = x.detach()
         fill = self._fill(x)
-        state = engine.ModelState(self.model)
-        try:
-            if self.eval_mode:
-                self.model.eval()
-            with torch.no_grad():
-                output = self.model(x)
-                if callable(target) and not isinstance(target, torch.Tensor):
-                    if top_k is not None:
-                        raise ValueError("Pass either target=... or top_k=..., not both: top_k picks the classes itself.")
-                    base = self._scores(output, target, None, n)
-                    ids = torch.full(base.shape, -1, dtype=torch.long, device=base.device)
-                else:
-                    base, ids = resolve_targets(output, target, top_k, n)
-                drops = []
-                total = n * positions
-                chunk = max(1, min(self.batch_size, self.max_batch_pixels // (h * w)))
-                for start in range(0, total, chunk):
-                    f = torch.arange(start, min(start + chunk, total), device=x.device)
-                    img, pos = f // positions, f % positions
-                    cover = ry[pos // gw].unsqueeze(-1) & rx[pos % gw].unsqueeze(-2)
-                    occluded = torch.where(cover.unsqueeze(1), fill[img], x[img])
-                    s = self._scores(self.model(occluded), target, ids[img], f.shape[0])
-                    drops.append(base[img] - s)
-                    if self.progress is not None:
-                        self.progress(int(f[-1]) + 1, total)
-        finally:
-            state.restore()
+        with engine.frozen(self.model, self.eval_mode) as model, torch.no_grad():
+            output = model(x)
+            if callable(target) and not isinstance(target, torch.Tensor):
+                if top_k is not None:
+                    raise ValueError("Pass either target=... or top_k=..., not both: top_k picks the classes itself.")
+                base = self._scores(output, target, None, n)
+                ids = torch.full(base.shape, -1, dtype=torch.long, device=base.device)
+            else:
+                base, ids = resolve_targets(output, target, top_k, n)
+            drops = []
+            total = n * positions
+            chunk = max(1, min(self.batch_size, self.max_batch_pixels // (h * w)))
+            for start in range(0, total, chunk):
+                f = torch.arange(start, min(start + chunk, total), device=x.device)
+                img, pos = f // positions, f % positions
+                cover = ry[pos // gw].unsqueeze(-1) & rx[pos % gw].unsqueeze(-2)
+                occluded = torch.where(cover.unsqueeze(1), fill[img], x[img])
+                s = self._scores(model(occluded), target, ids[img], f.shape[0])
+                drops.append(base[img] - s)
+                if self.progress is not None:
+                    self.progress(int(f[-1]) + 1, total)
         drop = torch.cat(drops).reshape(n, positions, -1).permute(0, 2, 1).reshape(n, -1, gh, gw)
         if counterfactual:
             drop = -drop

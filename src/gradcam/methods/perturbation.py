@@ -6,6 +6,7 @@ buffers, never all at once). Ablation-CAM re-runs only the part of the network a
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -90,21 +91,15 @@ class ScoreCAM(LayerMethod):
         buf = torch.empty(bs, *x.shape[1:], dtype=x.dtype, device=x.device)
         flat = a.reshape(total, *a.shape[2:])
         out = []
-        state = engine.ModelState(self.model)
-        try:
-            if self.eval_mode:
-                self.model.eval()
-            with torch.no_grad():
-                for start in range(0, total, bs):
-                    f = torch.arange(start, min(start + bs, total), device=x.device)
-                    b = f.shape[0]
-                    img = f // c
-                    masks = normalize(_resize(flat[f], x.shape[2:]).to(x.dtype))
-                    xb = torch.index_select(x, 0, img, out=buf[:b])
-                    xb.mul_(masks)
-                    out.append(_class_scores(self.model(xb), target, ids[img], b, softmax=True))
-        finally:
-            state.restore()
+        with engine.frozen(self.model, self.eval_mode) as model, torch.no_grad():
+            for start in range(0, total, bs):
+                f = torch.arange(start, min(start + bs, total), device=x.device)
+                b = f.shape[0]
+                img = f // c
+                masks = normalize(_resize(flat[f], x.shape[2:]).to(x.dtype))
+                xb = torch.index_select(x, 0, img, out=buf[:b])
+                xb.mul_(masks)
+                out.append(_class_scores(model(xb), target, ids[img], b, softmax=True))
         return torch.cat(out).reshape(n, c, -1).transpose(1, 2).to(a.dtype)
 
 
@@ -273,26 +268,23 @@ class AblationCAM(LayerMethod):
         engine.check_input(self.model, x)
         layers = self.layers_for(x)
         x = x.detach()
-        state = engine.ModelState(self.model)
-        try:
-            if self.eval_mode:
-                self.model.eval()
-            with torch.no_grad():
-                acts, weights = [], []
-                for ref in layers:
-                    replay = _Replay(self.model, ref)
-                    output = replay.record(x)
-                    scores, ids = resolve_targets(output, target, top_k, x.shape[0])
-                    a = replay.activation
-                    if a.dim() < 3:
-                        raise ValueError(
-                            f"Layer '{ref.spec}' outputs shape {tuple(a.shape)}, not a spatial map (N, C, h, w); "
-                            "pick a convolutional layer."
-                        )
-                    acts.append(a)
-                    weights.append(self._ablate(replay, x, a, scores, ids, target))
-        finally:
-            state.restore()
+        # A private view of the model (every module its own copy): the replay's hooks and per-call answers
+        # are set on the view's modules, never on the user's model, so other threads are unaffected.
+        with engine.private_model(self.model, self.eval_mode) as view, torch.no_grad():
+            model = view.model
+            acts, weights = [], []
+            for ref in layers:
+                replay = _Replay(model, dataclasses.replace(ref, module=view.module(ref.module)))
+                output = replay.record(x)
+                scores, ids = resolve_targets(output, target, top_k, x.shape[0])
+                a = replay.activation
+                if a.dim() < 3:
+                    raise ValueError(
+                        f"Layer '{ref.spec}' outputs shape {tuple(a.shape)}, not a spatial map (N, C, h, w); "
+                        "pick a convolutional layer."
+                    )
+                acts.append(a)
+                weights.append(self._ablate(replay, x, a, scores, ids, target))
         cap = engine.Capture(output=output, scores=scores, targets=ids, layers=list(layers))
         cap.activations, cap.gradients = acts, [None] * len(acts)
         cap.perturbation_weights = weights
@@ -387,33 +379,27 @@ class RISE:
         total = n * self.n_masks
         bs = min(self.batch_size, total)
         buf = torch.empty(bs, *x.shape[1:], dtype=x.dtype, device=x.device)
-        state = engine.ModelState(self.model)
-        try:
-            if self.eval_mode:
-                self.model.eval()
-            with torch.no_grad():
-                output = self.model(x)
-                if callable(target) and not isinstance(target, torch.Tensor):
-                    if top_k is not None:
-                        raise ValueError("Pass either target=... or top_k=..., not both: top_k picks the classes itself.")
-                    base = Occlusion._scores(output, target, None, n)
-                    ids = torch.full(base.shape, -1, dtype=torch.long, device=base.device)
-                else:
-                    base, ids = resolve_targets(output, target, top_k, n)
-                sal = torch.zeros(n, ids.shape[1], *size, dtype=x.dtype, device=x.device)
-                for start in range(0, total, bs):
-                    f = torch.arange(start, min(start + bs, total), device=x.device)
-                    b = f.shape[0]
-                    # mask-major order: a chunk builds each of its masks once, for all images
-                    mi, img = f // n, f % n
-                    m = self.masks(torch.arange(int(mi[0]), int(mi[-1]) + 1, device=x.device), size, cells, shifts)
-                    m = m.to(x.dtype)[mi - mi[0]]
-                    xb = torch.index_select(x, 0, img, out=buf[:b])
-                    xb.mul_(m.unsqueeze(1))
-                    s = _class_scores(self.model(xb), target, ids[img], b, softmax=True).to(x.dtype)
-                    sal.index_add_(0, img, s[:, :, None, None] * m.unsqueeze(1))
-        finally:
-            state.restore()
+        with engine.frozen(self.model, self.eval_mode) as model, torch.no_grad():
+            output = model(x)
+            if callable(target) and not isinstance(target, torch.Tensor):
+                if top_k is not None:
+                    raise ValueError("Pass either target=... or top_k=..., not both: top_k picks the classes itself.")
+                base = Occlusion._scores(output, target, None, n)
+                ids = torch.full(base.shape, -1, dtype=torch.long, device=base.device)
+            else:
+                base, ids = resolve_targets(output, target, top_k, n)
+            sal = torch.zeros(n, ids.shape[1], *size, dtype=x.dtype, device=x.device)
+            for start in range(0, total, bs):
+                f = torch.arange(start, min(start + bs, total), device=x.device)
+                b = f.shape[0]
+                # mask-major order: a chunk builds each of its masks once, for all images
+                mi, img = f // n, f % n
+                m = self.masks(torch.arange(int(mi[0]), int(mi[-1]) + 1, device=x.device), size, cells, shifts)
+                m = m.to(x.dtype)[mi - mi[0]]
+                xb = torch.index_select(x, 0, img, out=buf[:b])
+                xb.mul_(m.unsqueeze(1))
+                s = _class_scores(model(xb), target, ids[img], b, softmax=True).to(x.dtype)
+                sal.index_add_(0, img, s[:, :, None, None] * m.unsqueeze(1))
         sal = sal / (self.p * self.n_masks)
         return Explanation(
             maps=normalize(sal), raw=sal, weights=None, targets=ids, scores=base.detach(), layer="input",

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..engine import ModelState, check_input
+from ..engine import check_input, frozen
 from ..targets import logits_of
 
 
@@ -105,9 +105,7 @@ def perturbation_curve(
     src, dst = (x, baseline) if mode == "deletion" else (baseline, x)
     rank = pixel_order(maps)  # (N, H, W)
     counts = torch.tensor([math.ceil(s * h * w / steps) for s in range(steps + 1)], device=x.device)
-    state = ModelState(model)
-    try:
-        model.eval()
+    with frozen(model) as model:
         probs = []
         per_chunk = max(1, batch_size // (steps + 1))
         for i in range(0, n, per_chunk):
@@ -116,8 +114,6 @@ def perturbation_curve(
             imgs = torch.where(changed[:, :, None], dst[i:j, None], src[i:j, None])  # (b, S, C, H, W)
             tt = t[i:j, None].expand(-1, steps + 1).reshape(-1)
             probs.append(_probabilities(model, imgs.reshape(-1, c, h, w), tt, batch_size).view(j - i, steps + 1))
-    finally:
-        state.restore()
     return torch.cat(probs)
 
 
@@ -156,13 +152,9 @@ def average_drop_increase(
     """
     maps, t = _check(model, x, maps, target)
     b = torch.zeros_like(x) if baseline is None else baseline.expand_as(x)
-    state = ModelState(model)
-    try:
-        model.eval()
+    with frozen(model) as model:
         both = torch.cat([x, b + maps[:, None] * (x - b)])
         p = _probabilities(model, both, torch.cat([t, t]), batch_size)
-    finally:
-        state.restore()
     y, o = p[: x.shape[0]], p[x.shape[0] :]
     drop = (y - o).clamp_min(0) / y.clamp_min(1e-12)
     return drop, (o > y).float()

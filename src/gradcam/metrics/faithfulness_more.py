@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..engine import ModelState
+from ..engine import frozen
 from ..targets import logits_of
 from .faithfulness import _check
 
@@ -111,9 +111,7 @@ def faithfulness_correlation(
     r = subsets.shape[1]
     base = _baseline(x, baseline)
     att = a[:, None].expand(n, r, nf).gather(2, subsets).sum(-1)  # (N, R)
-    state = ModelState(model)
-    try:
-        model.eval()
+    with frozen(model) as model:
         y = _scores(model, x, t, batch_size, softmax)
         deltas = []
         per = max(1, batch_size // r)
@@ -123,8 +121,6 @@ def faithfulness_correlation(
             imgs = _apply(x[i:j], base[i:j], changed, per_channel).flatten(0, 1)
             yp = _scores(model, imgs, t[i:j].repeat_interleave(r), batch_size, softmax).view(j - i, r)
             deltas.append(y[i:j, None] - yp)
-    finally:
-        state.restore()
     return _pearson(att, torch.cat(deltas))
 
 
@@ -154,9 +150,7 @@ def monotonicity(
     rank = torch.empty_like(order).scatter_(1, order, torch.arange(nf, device=x.device).expand(n, nf))
     counts = (torch.arange(1, n_steps + 1, device=x.device) * k).clamp_max(nf)
     base = _baseline(x, baseline)
-    state = ModelState(model)
-    try:
-        model.eval()
+    with frozen(model) as model:
         preds = []
         per = max(1, batch_size // n_steps)
         for i in range(0, n, per):
@@ -164,8 +158,6 @@ def monotonicity(
             restored = rank[i:j, None] < counts.view(1, -1, 1)  # (b, S, F): features put back
             imgs = _apply(x[i:j], base[i:j], ~restored, per_channel).flatten(0, 1)
             preds.append(_scores(model, imgs, t[i:j].repeat_interleave(n_steps), batch_size, softmax).view(j - i, -1))
-    finally:
-        state.restore()
     p = torch.cat(preds)
     return (p.diff(dim=1) >= 0).all(1).float()
 
@@ -212,9 +204,7 @@ def irof(
     seg_rank = torch.empty_like(order).scatter_(1, order, torch.arange(s, device=x.device).expand(n, s))
     pix_rank = seg_rank.gather(1, flat).view(n, h, w)  # rank of each pixel's segment
     base = x.mean((1, 2, 3), keepdim=True).expand_as(x) if baseline is None else _baseline(x, baseline)
-    state = ModelState(model)
-    try:
-        model.eval()
+    with frozen(model) as model:
         p0 = _scores(model, x, t, batch_size, True)
         qs = []
         per = max(1, batch_size // s)
@@ -224,8 +214,6 @@ def irof(
             removed = pix_rank[i:j, None] < steps.view(1, -1, 1, 1)  # (b, S, H, W)
             imgs = torch.where(removed[:, :, None], base[i:j, None], x[i:j, None]).flatten(0, 1)
             qs.append(_scores(model, imgs, t[i:j].repeat_interleave(s), batch_size, True).view(j - i, s))
-    finally:
-        state.restore()
     q = torch.cat(qs).double() / p0.double()[:, None].clamp_min(1e-300)
     valid = torch.arange(s, device=x.device)[None, :] < present.sum(1, keepdim=True)
     q = q * valid
@@ -333,9 +321,7 @@ def road(
     ranked = torch.sort(a, dim=1, descending=(order == "morf"), stable=True).indices
     rank = torch.empty_like(ranked).scatter_(1, ranked, torch.arange(h * w, device=x.device).expand(n, -1))
     g = torch.Generator(device="cpu").manual_seed(seed)
-    state = ModelState(model)
-    try:
-        model.eval()
+    with frozen(model) as model:
         out = []
         p_n = counts.numel()
         per = max(1, batch_size // p_n)
@@ -349,6 +335,4 @@ def road(
                 logits = torch.cat([logits_of(model(imgs[s : s + batch_size])) for s in range(0, imgs.shape[0], batch_size)])
             v = (logits.argmax(1) == tt).float() if output == "accuracy" else logits.softmax(1).gather(1, tt[:, None])[:, 0]
             out.append(v.view(j - i, p_n))
-    finally:
-        state.restore()
     return torch.cat(out)

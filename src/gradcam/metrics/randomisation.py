@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..engine import ModelState
+from ..engine import frozen
 from ..targets import logits_of
 from .faithfulness import _check
 from .robustness import Explain, _as_maps
@@ -69,13 +69,8 @@ def random_logit(
             raise ValueError("others must give one class per image, each different from the image's target.")
         num_classes = 2
     if num_classes is None:
-        state = ModelState(model)
-        try:
-            model.eval()
-            with torch.no_grad():
-                num_classes = logits_of(model(x[:1])).shape[1]
-        finally:
-            state.restore()
+        with frozen(model) as m, torch.no_grad():
+            num_classes = logits_of(m(x[:1])).shape[1]
     if num_classes < 2:
         raise ValueError(f"random_logit needs at least 2 classes; got {num_classes}.")
     if others is None:

@@ -90,14 +90,9 @@ def _input_grad(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torc
 
 
 def _attack(step_fn: Callable[[nn.Module], torch.Tensor], model: nn.Module) -> torch.Tensor:
-    state = engine.ModelState(model)
-    try:
-        model.eval()
-        for p, _ in state.requires_grad:
-            p.requires_grad_(False)
-        return step_fn(model)
-    finally:
-        state.restore()
+    # A private eval-mode view whose parameters do not require grad: the user's model is never switched.
+    with engine.frozen(model) as m:
+        return step_fn(m)
 
 
 def fgsm(model: nn.Module, x: torch.Tensor, target: torch.Tensor, eps: float) -> torch.Tensor:
@@ -119,13 +114,8 @@ def pgd(model: nn.Module, x: torch.Tensor, target: torch.Tensor, eps: float, ste
 
 
 def _predict(model: nn.Module, x: torch.Tensor, batch: int = 4) -> torch.Tensor:
-    state = engine.ModelState(model)
-    try:
-        model.eval()
-        with torch.no_grad():
-            return _batched(lambda xb: model(to_model(xb)).argmax(1), batch, x)
-    finally:
-        state.restore()
+    with engine.frozen(model) as m, torch.no_grad():
+        return _batched(lambda xb: m(to_model(xb)).argmax(1), batch, x)
 
 
 def _pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
