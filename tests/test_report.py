@@ -328,3 +328,25 @@ def test_an_index_that_does_not_lead_to_the_overlays_gives_way_to_the_records(tm
     write_report(str(folder))
     names = {p["n"] for p in Page((folder / "index.html").read_text()).data()["photos"]}
     assert names == {"photos/cat.jpg", "photos/sub/cup.jpg", "photos/" + XSS_IMG, "photos/" + XSS_SCRIPT}
+
+
+def test_report_of_a_real_run_reads_the_index_with_top5_and_sizes(tmp_path):
+    # A real `gradcam explain --top 2` run writes the results index (gradcam.index); the report reads it, and
+    # what it shows per photo (size, top-5 predictions, explained classes, peaks, boxes, overlays) equals the
+    # per-photo JSON records of the same run.
+    from gradcam.report.data import photos_from_index, read_records
+    from gradcam.report.data import _index_rows as index_rows
+
+    out = tmp_path / "out"
+    assert main(["explain", "--demo", "--top", "2", "--json", "--out", str(out)]) == 0
+    rows = index_rows(str(out))
+    assert rows and all(r.get("predictions") for r in rows)
+    from_index, failed = photos_from_index(rows, str(out))
+    from_records = read_records(str(out))
+    assert failed == [] and len(from_index) == len(from_records) == 1
+    a, b = from_index[0], from_records[0]
+    assert a.size == b.size == (451, 300)
+    assert len(a.predictions) == 5
+    assert [(c, i) for c, i, _ in a.predictions] == [(c, i) for c, i, _ in b.predictions]
+    assert [(f.cls, f.cid, f.peak, f.box, f.overlay) for f in a.frames] == \
+        [(f.cls, f.cid, f.peak, f.box, f.overlay) for f in b.frames]

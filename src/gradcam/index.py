@@ -12,7 +12,8 @@ Columns (see :data:`COLUMNS`): ``file``, ``stem`` (the outputs' name), ``width``
 ``peak`` ``[x, y]``, ``box`` ``[x0, y0, x1, y1]`` (``None`` for a flat map), ``box_fraction`` (box area /
 photo area), ``layer``, ``method``, ``model``, ``overlay``, ``record`` and ``maps`` (output paths), ``error`` (the
 failure reason; a photo that failed has one row with ``error`` set and no class) and ``updated`` (unix
-time the row was written).
+time the row was written) and ``predictions`` (the photo's top-5 as a JSON string of
+``[{"class", "id", "probability"}]``, so that a report needs no per-photo record).
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from .io import atomic_write
 
 PARTS = ".gradcam-index"
 COLUMNS = ("file", "stem", "width", "height", "rank", "class", "class_id", "score", "probability", "peak",
-           "box", "box_fraction", "layer", "method", "model", "overlay", "record", "maps", "error", "updated")
+           "box", "box_fraction", "layer", "method", "model", "overlay", "record", "maps", "error", "updated", "predictions")
 
 
 def has_parquet() -> bool:
@@ -54,6 +55,7 @@ def result_rows(res, stem: str, overlays: Sequence[str], record: Optional[str],
     """
     w, h = res.size
     now = time.time()
+    top5 = json.dumps([{"class": c, "id": int(i), "probability": round(float(q), 6)} for c, i, q in res.predictions])
     rows = []
     for r, (c, cid, s, p, pk, bx) in enumerate(zip(res.classes, res.class_ids, res.scores, res.probabilities,
                                                    res.peaks, res.boxes)):
@@ -65,7 +67,7 @@ def result_rows(res, stem: str, overlays: Sequence[str], record: Optional[str],
             "box": None if bx is None else [int(v) for v in bx], "box_fraction": float(frac),
             "layer": res.layer, "method": res.method, "model": res.model,
             "overlay": overlays[r] if r < len(overlays) else None, "record": record, "maps": maps, "error": None,
-            "updated": now,
+            "updated": now, "predictions": top5,
         })
     return rows
 
@@ -87,6 +89,7 @@ def _schema():
         ("probability", pa.float64()), ("peak", ints), ("box", ints), ("box_fraction", pa.float64()),
         ("layer", pa.string()), ("method", pa.string()), ("model", pa.string()), ("overlay", pa.string()),
         ("record", pa.string()), ("maps", pa.string()), ("error", pa.string()), ("updated", pa.float64()),
+        ("predictions", pa.string()),
     ])
 
 

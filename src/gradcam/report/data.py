@@ -189,7 +189,7 @@ def photos_from_index(rows: List[dict], folder: str) -> Tuple[List[Photo], List[
                 preds = None
         p = photos.get(file)
         if p is None:
-            size = _pair(row.get("size"))
+            size = _pair(row.get("size")) or _pair([row.get("width"), row.get("height")])
             p = photos[file] = Photo(file, tuple(size) if size else None, [], [], str(row.get("model") or ""),
                                      str(row.get("layer") or ""))
         if not p.predictions and isinstance(preds, list):
