@@ -2,22 +2,28 @@
 import json
 
 import pytest
-import skimage.data
 import torch
 from PIL import Image
 
 import gradcam
 from gradcam.cli import main
 from gradcam.image import load_image
+from gradcam.io import demo_photo
 
-PHOTOS = {"chelsea": skimage.data.chelsea, "coffee": skimage.data.coffee, "astronaut": skimage.data.astronaut}
+# Real photos without scikit-image (not in this environment): the bundled demo photo, mirrored, and a crop.
+PHOTOS = {
+    "chelsea": lambda im: im,
+    "chelsea_mirrored": lambda im: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+    "chelsea_crop": lambda im: im.crop((40, 10, 340, 290)),
+}
 
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
     folder = tmp_path_factory.mktemp("photos")
+    photo = Image.open(demo_photo()).convert("RGB")
     for name, fn in PHOTOS.items():
-        Image.fromarray(fn()).save(folder / f"{name}.jpg", quality=92)
+        fn(photo).save(folder / f"{name}.jpg", quality=92)
     return folder
 
 
