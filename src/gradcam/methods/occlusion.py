@@ -104,6 +104,17 @@ class Occlusion:
             raise ValueError(f"fill has {f.numel()} values but the input has {c} channels; give one per channel.")
         return f.reshape(1, c, 1, 1).expand(n, c, 1, 1)
 
+    @classmethod
+    def _base_scores(cls, output, target: Target, top_k: Optional[int], n: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Scores (N, K) and class ids (N, K) of the unperturbed images: the resolved classes' logits, or a
+        callable target's values with ids -1 (shared by every method of perturbed forward passes)."""
+        if callable(target) and not isinstance(target, torch.Tensor):
+            if top_k is not None:
+                raise ValueError("Pass either target=... or top_k=..., not both: top_k picks the classes itself.")
+            base = cls._scores(output, target, None, n)
+            return base, torch.full(base.shape, -1, dtype=torch.long, device=base.device)
+        return resolve_targets(output, target, top_k, n)
+
     @staticmethod
     def _scores(output, target: Target, ids: Optional[torch.Tensor], b: int) -> torch.Tensor:
         """Scores (b, K) of a batch: the class ids' logits, or the callable target's values."""
@@ -139,13 +150,7 @@ class Occlusion:
         fill = self._fill(x)
         with engine.frozen(self.model, self.eval_mode) as model, torch.no_grad():
             output = model(x)
-            if callable(target) and not isinstance(target, torch.Tensor):
-                if top_k is not None:
-                    raise ValueError("Pass either target=... or top_k=..., not both: top_k picks the classes itself.")
-                base = self._scores(output, target, None, n)
-                ids = torch.full(base.shape, -1, dtype=torch.long, device=base.device)
-            else:
-                base, ids = resolve_targets(output, target, top_k, n)
+            base, ids = self._base_scores(output, target, top_k, n)
             drops = []
             total = n * positions
             chunk = max(1, min(self.batch_size, self.max_batch_pixels // (h * w)))

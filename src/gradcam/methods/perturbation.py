@@ -381,13 +381,7 @@ class RISE:
         buf = torch.empty(bs, *x.shape[1:], dtype=x.dtype, device=x.device)
         with engine.frozen(self.model, self.eval_mode) as model, torch.no_grad():
             output = model(x)
-            if callable(target) and not isinstance(target, torch.Tensor):
-                if top_k is not None:
-                    raise ValueError("Pass either target=... or top_k=..., not both: top_k picks the classes itself.")
-                base = Occlusion._scores(output, target, None, n)
-                ids = torch.full(base.shape, -1, dtype=torch.long, device=base.device)
-            else:
-                base, ids = resolve_targets(output, target, top_k, n)
+            base, ids = Occlusion._base_scores(output, target, top_k, n)
             sal = torch.zeros(n, ids.shape[1], *size, dtype=x.dtype, device=x.device)
             for start in range(0, total, bs):
                 f = torch.arange(start, min(start + bs, total), device=x.device)
