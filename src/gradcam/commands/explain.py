@@ -1,6 +1,7 @@
 """``gradcam explain PATH...``: top-5 predictions and a Grad-CAM overlay (and a JSON record) per photo.
 
-Folders are searched recursively; photos are decoded in a background thread and batched by size; a bad
+Folders are searched recursively; photos are decoded in a background thread and batched by size; each
+batch's outputs are written by a second thread while the next batch is explained; a bad
 file is reported and skipped; outputs are written atomically; a rerun skips a photo only when its outputs are intact
 and were made from the same input file, model, weights and options (see :mod:`gradcam.resume`), so it
 resumes after an interruption and never keeps a stale result; ``--force`` redoes every photo. Exit code: 0 when every photo was explained
