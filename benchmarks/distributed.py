@@ -8,6 +8,8 @@ is the median over rounds of the case's rate / the reference rate of the same ro
   preprocessed exactly as the engine does, then one ``no_grad`` forward per batch; nothing written;
 - ``local engine``: ``explain_dataset(engine="local", force=True)``: decode, Grad-CAM, overlay PNGs, JSON
   records, resume records and the results index written;
+- ``local engine, synchronous writes`` / ``as before``: the ablation of the background writer
+  (``WRITE_AHEAD = 0``) and, in addition, of the PNG strategy (zlib level 1 without ``Z_RLE``);
 - ``Ray engine``: the same with ``engine="ray"`` on a local Ray (started once, before the rounds; its start
   time is reported separately), default pool (one actor per CPU left after the decode tasks) and with
   ``--ray-workers`` actors.
@@ -83,13 +85,30 @@ def decode_forward(folder: str, batch_size: int) -> tuple:
     return time.perf_counter() - t0, time.process_time() - c0
 
 
-def engine(folder: str, out: str, batch_size: int, name: str, workers=None) -> tuple:
+def _png_level1(img) -> bytes:
+    """The overlay PNG as written before Z_RLE (zlib level 1, default strategy): the "before" ablation."""
+    import io
+
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def engine(folder: str, out: str, batch_size: int, name: str, workers=None, write_ahead=None, old_png=False) -> tuple:
     """(wall, CPU of this process) seconds of one ``explain_dataset`` run (CPU: ``None`` for Ray, whose work
-    runs in other processes)."""
+    runs in other processes). ``write_ahead=0``: the local engine writes synchronously; ``old_png``: PNGs
+    encoded as before (level 1 without Z_RLE)."""
+    from gradcam.commands import explain as cmd
     from gradcam.distributed import explain_dataset
 
+    saved = cmd.WRITE_AHEAD, cmd._png_bytes
+    cmd.WRITE_AHEAD = saved[0] if write_ahead is None else write_ahead
+    cmd._png_bytes = _png_level1 if old_png else saved[1]
     t0, c0 = time.perf_counter(), time.process_time()
-    s = explain_dataset(folder, out=out, engine=name, workers=workers, force=True, batch_size=batch_size)
+    try:
+        s = explain_dataset(folder, out=out, engine=name, workers=workers, force=True, batch_size=batch_size)
+    finally:
+        cmd.WRITE_AHEAD, cmd._png_bytes = saved
     dt, ct = time.perf_counter() - t0, time.process_time() - c0
     assert s.explained == s.found and not s.failed, s
     return dt, (ct if name == "local" else None)
@@ -124,6 +143,10 @@ def main(argv=None) -> int:
         "Ray engine, default pool": lambda: engine(folder, os.path.join(work, "ray"), args.batch_size, "ray"),
         f"Ray engine, {args.ray_workers} actors": lambda: engine(folder, os.path.join(work, "rayw"), args.batch_size,
                                                                  "ray", args.ray_workers),
+        "local engine, synchronous writes (WRITE_AHEAD = 0)": lambda: engine(
+            folder, os.path.join(work, "sync"), args.batch_size, "local", write_ahead=0),
+        "local engine as before: synchronous, PNG level 1 without Z_RLE": lambda: engine(
+            folder, os.path.join(work, "before"), args.batch_size, "local", write_ahead=0, old_png=True),
     }
     names = list(cases)
     engine(folder, os.path.join(work, "warm"), args.batch_size, "local")  # warm-up: model load, lazy init
