@@ -334,8 +334,8 @@ def test_report_of_a_real_run_reads_the_index_with_top5_and_sizes(tmp_path):
     # A real `gradcam explain --top 2` run writes the results index (gradcam.index); the report reads it, and
     # what it shows per photo (size, top-5 predictions, explained classes, peaks, boxes, overlays) equals the
     # per-photo JSON records of the same run.
-    from gradcam.report.data import photos_from_index, read_records
     from gradcam.report.data import _index_rows as index_rows
+    from gradcam.report.data import photos_from_index, read_records
 
     out = tmp_path / "out"
     assert main(["explain", "--demo", "--top", "2", "--json", "--out", str(out)]) == 0
