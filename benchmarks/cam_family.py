@@ -351,8 +351,9 @@ def main() -> int:
         data["layer"] = engine.run(args, os.path.abspath(__file__))
     if part in ("perturbation", "all"):
         data["perturbation"] = perturbation(args.quick)
-    if part == "ablation":  # re-measure only the Ablation-CAM rows
-        data.setdefault("perturbation", {}).update(perturbation(args.quick, only_ablation=True))
+    if part == "ablation":  # re-measure only the Ablation-CAM rows (with --quick: ours only, peers' rows kept)
+        for key, rows in perturbation(args.quick, only_ablation=True).items():
+            data.setdefault("perturbation", {}).setdefault(key, {}).update(rows)
     if do_agree:
         data["agreement"] = agreement(args.quick)
     data["machine"] = harness.machine()

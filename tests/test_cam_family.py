@@ -472,6 +472,7 @@ def test_aug_smooth_in_several_passes_equals_one_pass(x, monkeypatch):
     from gradcam.methods import smoothing
 
     m = gradcam.LayerCAM(fc_net(), layer=["1", LAYER])
+    monkeypatch.setattr(smoothing, "VIEW_BATCH", 64)  # 3 images x 6 views: one pass
     one = m(x, top_k=2, aug_smooth=True)
     monkeypatch.setattr(smoothing, "VIEW_BATCH", 4)  # 3 images: one view per pass
     several = m(x, top_k=2, aug_smooth=True)

@@ -1,0 +1,136 @@
+"""The CAM family's "which method wins which measure" table from `gradcam evaluate` runs.
+
+Usage (the runs that made docs/evaluation-cam-family.md)::
+
+    M=gradcam,gradcam++,xgradcam,hirescam,layercam,eigencam,eigengradcam,ablationcam,random-map,random
+    gradcam evaluate --benchmarks photos,mosaic --methods $M --threads 1 --out /tmp/eval-real 2> /tmp/eval-real.log
+    gradcam evaluate --benchmarks synthetic --methods $M,scorecam,rise --threads 1 --out /tmp/eval-syn 2> /tmp/eval-syn.log
+    python benchmarks/evaluation_cam_family.py /tmp/eval-real.log /tmp/eval-syn.log
+
+Each argument is an ``evaluation.json`` written by ``--out`` or the log (stderr) of a run; a log is read
+row by row (``benchmark/method: key value, ...``), so a run stopped part-way still gives the rows it
+finished. Writes docs/evaluation-cam-family.json (every row) and docs/evaluation-cam-family.md.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from typing import Dict, List
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROW = re.compile(r"^\s+([\w-]+)/([\w+-]+): (.*)$")
+
+#: (benchmark, key, label, higher is better)
+MEASURES = [
+    ("photos", "pointing", "pointing (photos) ↑", True),
+    ("photos", "loc_gt", "loc. acc., true class (photos) ↑", True),
+    ("photos", "energy", "energy in box (photos) ↑", True),
+    ("mosaic", "pointing", "pointing (mosaics) ↑", True),
+    ("mosaic", "loc_acc", "loc. acc. IoU≥0.5 (mosaics) ↑", True),
+    ("mosaic", "disc_mass", "class discrimination (mosaics) ↑", True),
+    ("mosaic", "deletion", "deletion AUC (photos) ↓", False),
+    ("mosaic", "insertion", "insertion AUC (photos) ↑", True),
+    ("synthetic-vgg", "pointing", "pointing (synthetic, VGG) ↑", True),
+    ("synthetic-vgg", "deletion", "deletion AUC (synthetic, VGG) ↓", False),
+    ("synthetic-vgg", "insertion", "insertion AUC (synthetic, VGG) ↑", True),
+    ("synthetic-vgg", "sanity_all", "sanity ρ, all layers random (VGG) ↓", False),
+    ("synthetic-gap", "sanity_all", "sanity ρ, all layers random (GAP) ↓", False),
+]
+COST = [("photos", "seconds", "s / photo (photos, 1 thread)"), ("mosaic", "seconds", "s / map (448 px mosaics)"),
+        ("synthetic-vgg", "seconds", "s / image (synthetic, 64 px)")]
+BASELINES = ("random", "random-map")
+
+
+def _value(text: str):
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def read(path: str) -> Dict[str, Dict[str, Dict]]:
+    """{benchmark: {method: row}} from an evaluation.json or a run's log."""
+    out: Dict[str, Dict[str, Dict]] = {}
+    if path.endswith(".json"):
+        with open(path) as f:
+            res = json.load(f)["results"]
+        for b, r in res.items():
+            if b == "synthetic":
+                for kind, m in r["models"].items():
+                    out[f"synthetic-{kind}"] = {row["method"]: row for row in m["rows"]}
+            else:
+                out[b] = {row["method"]: row for row in r["rows"]}
+        return out
+    with open(path) as f:
+        for line in f:
+            m = ROW.match(line.rstrip("\n"))
+            if not m:
+                continue
+            row = {"method": m.group(2)}
+            for part in m.group(3).split(", "):
+                k, _, v = part.partition(" ")
+                row[k] = _value(v)
+            out.setdefault(m.group(1), {})[m.group(2)] = row
+    return out
+
+
+def winners(rows: Dict[str, Dict], key: str, higher: bool, tol: float = 0.005) -> List[str]:
+    """The non-baseline methods within ``tol`` of the best value of ``key``."""
+    vals = {n: r[key] for n, r in rows.items() if n not in BASELINES and isinstance(r.get(key), float)}
+    if not vals:
+        return []
+    best = max(vals.values()) if higher else min(vals.values())
+    return [n for n, v in vals.items() if abs(v - best) <= tol]
+
+
+def render(data: Dict[str, Dict[str, Dict]], sources: List[str]) -> str:
+    methods: List[str] = []
+    for b in data.values():
+        methods += [m for m in b if m not in methods]
+    lines = ["# The CAM family on real photos and synthetic scenes: which method wins which measure", "",
+             "Made by `python benchmarks/evaluation_cam_family.py " + " ".join(sources) + "` (see its docstring for "
+             "the `gradcam evaluate` runs). EfficientNet-Lite0 (embedded ImageNet weights) at its default layer on "
+             "the real photos; the committed synthetic CNNs on the synthetic scenes. A method missing from a column "
+             "was not run on that benchmark (see the README's CAM family section for why).", ""]
+    head = ["method"] + [lab for _, _, lab, _ in MEASURES] + [lab for _, _, lab in COST]
+    lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    wins = {(b, k): winners(data.get(b, {}), k, hi) for b, k, _, hi in MEASURES}
+    for m in methods:
+        cells = [f"`{m}`"]
+        for b, k, _, _ in MEASURES:
+            v = data.get(b, {}).get(m, {}).get(k)
+            s = "–" if not isinstance(v, float) else f"{v:.3f}"
+            cells.append(f"**{s}**" if m in wins[(b, k)] else s)
+        for b, k, _ in COST:
+            v = data.get(b, {}).get(m, {}).get(k)
+            cells.append("–" if not isinstance(v, float) else f"{v:.3g}")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Bold: the best non-baseline value (within 0.005) of each column; `random` and `random-map` are the "
+              "chance baselines.", "", "## Winners", ""]
+    for b, k, lab, _ in MEASURES:
+        w = wins[(b, k)]
+        lines.append(f"- {lab}: {', '.join(f'`{n}`' for n in w) if w else '(not run)'}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: List[str]) -> int:
+    data: Dict[str, Dict[str, Dict]] = {}
+    for p in argv:
+        for b, rows in read(p).items():
+            data.setdefault(b, {}).update(rows)
+    for rows in data.values():
+        for r in rows.values():
+            r.pop("per_photo", None)
+    with open(os.path.join(ROOT, "docs", "evaluation-cam-family.json"), "w") as f:
+        json.dump(data, f, indent=1)
+    text = render(data, argv)
+    with open(os.path.join(ROOT, "docs", "evaluation-cam-family.md"), "w") as f:
+        f.write(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
