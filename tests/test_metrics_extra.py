@@ -211,6 +211,19 @@ def test_noisy_linear_imputation_solves_roads_system():
     assert (noisy - ramp)[0, 0][~keep[0]].std() > 0.2
 
 
+def test_noisy_linear_imputation_multigrid_on_a_camlike_hole():
+    # a Grad-CAM-shaped hole (the top 60% of a blob map, reaching the border) on an odd-sized image: the
+    # multigrid-preconditioned CG must reach the dense solution within 20 iterations (plain CG needs more)
+    torch.manual_seed(5)
+    h, w = 35, 42
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    blob = torch.exp(-((yy - 12.0) ** 2 + (xx - 30.0) ** 2) / 150) + 0.5 * torch.exp(-((yy - 30.0) ** 2 + xx**2) / 40)
+    keep = (blob < blob.flatten().kthvalue(int(0.4 * h * w)).values)[None]
+    img = torch.rand(1, 3, h, w).cumsum(-1) / 10
+    got = M.noisy_linear_imputation(img, keep, noise=0.0, max_iter=20)
+    assert torch.allclose(got[0], _dense_imputation(img[0], keep[0]), atol=1e-5, rtol=0)
+
+
 def test_road_morf_and_lerf_known_answers():
     w = torch.zeros(1, 1, 10, 10)
     w[0, 0, 3:7, 3:7] = 1 / 16  # logit 0: mean of the centre block; logit 1: 0.5

@@ -221,11 +221,67 @@ def irof(
     return (valid.sum(1).double() - area).float()
 
 
-_WEIGHTS = ((1 / 12, 1 / 6, 1 / 12), (1 / 6, 0.0, 1 / 6), (1 / 12, 1 / 6, 1 / 12))
+def _neighbour_sum(v: torch.Tensor) -> torch.Tensor:
+    """sum_j w_ij v_j over the 8 neighbours (w = 1/6 direct, 1/12 diagonal; zero outside the image), as the
+    separable ([1, 2, 1] x [1, 2, 1] - 4 delta) / 12 stencil: two shifted-add passes, any leading dims."""
+    p = F.pad(v, (1, 1, 1, 1))
+    s = p[..., :, :-2] + 2 * p[..., :, 1:-1] + p[..., :, 2:]
+    return (s[..., :-2, :] + 2 * s[..., 1:-1, :] + s[..., 2:, :] - 4 * v) / 12
 
 
-def _neighbour_sum(v: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    return F.conv2d(v.unsqueeze(1), k, padding=1).squeeze(1)
+class _Level:
+    """One grid of the multigrid preconditioner: ``u`` (M, H, W) 1.0 on unknowns, ``deg`` (H, W) the
+    neighbour weight inside the image; the operator is A v = u * (deg * v - N(u * v))."""
+
+    def __init__(self, u: torch.Tensor):
+        self.u = u
+        self.deg = _neighbour_sum(torch.ones(u.shape[-2:], dtype=u.dtype, device=u.device))
+
+    def op(self, v: torch.Tensor) -> torch.Tensor:
+        return self.u * (self.deg * v - _neighbour_sum(self.u * v))
+
+
+def _even(v: torch.Tensor) -> torch.Tensor:
+    return F.pad(v, (0, v.shape[-1] % 2, 0, v.shape[-2] % 2))
+
+
+def _levels(u: torch.Tensor, coarsest: int = 8):
+    """Grids 2x coarser each time; a coarse cell is unknown only where its 2 x 2 fine cells all are (cells
+    past the image edge count as known), so every coarse system keeps its known boundary and stays SPD."""
+    levels = [_Level(u)]
+    while max(u.shape[-2:]) > coarsest:
+        u = (F.avg_pool2d(_even(u)[:, None], 2)[:, 0] == 1).to(u.dtype)
+        levels.append(_Level(u))
+    return levels
+
+
+def _coarse_solver(level: _Level):
+    """A dense Cholesky factor of the coarsest operator (+ identity on known cells) for each system."""
+    h, w = level.u.shape[-2:]
+    eye = torch.eye(h * w, dtype=level.u.dtype, device=level.u.device)
+    cols = level.op(eye.view(1, h * w, h, w).expand(level.u.shape[0], -1, -1, -1).transpose(0, 1))  # (n, M, H, W)
+    mat = cols.flatten(2).permute(1, 2, 0) + torch.diag_embed(1 - level.u.flatten(1)) + 1e-12 * eye
+    return torch.linalg.cholesky(mat)
+
+
+def _vcycle(levels, chol, r: torch.Tensor, i: int = 0, sweeps: int = 2, omega: float = 0.8) -> torch.Tensor:
+    """A symmetric V-cycle (damped Jacobi, ``sweeps`` before and after; sum-restriction R = P^T of the
+    piecewise-constant prolongation P): a fixed SPD approximation of A^{-1} r, used as CG's preconditioner."""
+    lv = levels[i]
+    if i == len(levels) - 1:
+        return torch.cholesky_solve(r.flatten(1)[..., None], chol)[..., 0].view_as(r) * lv.u
+    d = omega * lv.u / lv.deg
+    e = d * r
+    for _ in range(sweeps - 1):
+        e = e + d * (r - lv.op(e))
+    h, w = r.shape[-2:]
+    nxt = levels[i + 1]
+    rc = nxt.u * F.avg_pool2d(_even(lv.u * (r - lv.op(e)))[:, None], 2, divisor_override=1)[:, 0]
+    ec = _vcycle(levels, chol, rc, i + 1, sweeps, omega)
+    e = e + lv.u * ec.repeat_interleave(2, -2).repeat_interleave(2, -1)[..., :h, :w]
+    for _ in range(sweeps):
+        e = e + d * (r - lv.op(e))
+    return e
 
 
 def noisy_linear_imputation(
@@ -240,36 +296,38 @@ def noisy_linear_imputation(
     (False = remove). Every removed pixel v_i solves sum_j w_ij (v_i - v_j) = 0 over its neighbours j in
     the image (w = 1/6 direct, 1/12 diagonal), i.e. v_i is the weighted mean of its neighbours, known or
     removed; then N(0, noise^2) is added to the removed pixels. The sparse system (the masked graph
-    Laplacian) is solved by conjugate gradients on all B x C systems at once, in float64, from a coarse-to-
-    fine fill, to a relative residual ``tol``. A removed region with no kept pixel around it is set to 0."""
+    Laplacian) is solved by conjugate gradients preconditioned with a geometric multigrid V-cycle (damped
+    Jacobi smoothing, 2 x 2 aggregation, a dense Cholesky solve on the coarsest <= 8 x 8 grid) on all B x C
+    systems at once, in float64, from a coarse-to-fine fill, to a relative residual ``tol``. A removed region with no kept pixel around it is set to 0."""
     b, c, h, w = x.shape
     if keep.shape != (b, h, w) or keep.dtype != torch.bool:
         raise ValueError(f"keep must be a bool (B, H, W) = {(b, h, w)} mask; got {keep.dtype} {tuple(keep.shape)}.")
-    k = torch.tensor(_WEIGHTS, dtype=torch.float64, device=x.device).view(1, 1, 3, 3)
     u = (~keep).double()[:, None].expand(b, c, h, w).reshape(b * c, h, w)  # unknowns
     xv = x.double().reshape(b * c, h, w)
     known = xv * (1 - u)
-    deg = _neighbour_sum(torch.ones(1, h, w, dtype=torch.float64, device=x.device), k)  # valid neighbour weight
-
-    def op(v: torch.Tensor) -> torch.Tensor:
-        return u * (deg * v - _neighbour_sum(u * v, k))
-
-    rhs = u * _neighbour_sum(known, k)
+    levels = _levels((~keep).double())  # the mask is shared by the C channels: one hierarchy per image
+    for lv in levels:
+        lv.u = lv.u.repeat_interleave(c, 0)
+    chol = _coarse_solver(levels[-1])
+    fine = levels[0]
+    rhs = u * _neighbour_sum(known)
     v = u * _coarse_fill(xv, 1 - u)
-    r = rhs - op(v)
-    p = r.clone()
-    rr = (r * r).sum((1, 2))
+    r = rhs - fine.op(v)
+    z = _vcycle(levels, chol, r)
+    p = z
+    rz = (r * z).sum((1, 2))
     stop = tol**2 * (rhs * rhs).sum((1, 2)).clamp_min(1e-30)
     for _ in range(max_iter or 4 * (h + w)):
-        if bool((rr <= stop).all()):
+        if bool(((r * r).sum((1, 2)) <= stop).all()):
             break
-        ap = op(p)
-        alpha = rr / (p * ap).sum((1, 2)).clamp_min(1e-300)
+        ap = fine.op(p)
+        alpha = rz / (p * ap).sum((1, 2)).clamp_min(1e-300)
         v = v + alpha.view(-1, 1, 1) * p
         r = r - alpha.view(-1, 1, 1) * ap
-        rr_new = (r * r).sum((1, 2))
-        p = r + (rr_new / rr.clamp_min(1e-300)).view(-1, 1, 1) * p
-        rr = rr_new
+        z = _vcycle(levels, chol, r)
+        rz_new = (r * z).sum((1, 2))
+        p = z + (rz_new / rz.clamp_min(1e-300)).view(-1, 1, 1) * p
+        rz = rz_new
     eps = torch.randn(b, c, h, w, generator=generator, dtype=torch.float64, device="cpu").to(x.device)
     out = known + u * v + noise * eps.reshape(b * c, h, w) * u
     return out.reshape(b, c, h, w).to(x.dtype)
