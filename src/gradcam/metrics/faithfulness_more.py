@@ -221,24 +221,32 @@ def irof(
     return (valid.sum(1).double() - area).float()
 
 
-def _neighbour_sum(v: torch.Tensor) -> torch.Tensor:
-    """sum_j w_ij v_j over the 8 neighbours (w = 1/6 direct, 1/12 diagonal; zero outside the image), as the
-    separable ([1, 2, 1] x [1, 2, 1] - 4 delta) / 12 stencil: two shifted-add passes, any leading dims."""
+def _stencil(v: torch.Tensor) -> torch.Tensor:
+    """S(v) = ([1, 2, 1] x [1, 2, 1]) * v with zeros outside the image (last two dims): two shifted-add passes."""
     p = F.pad(v, (1, 1, 1, 1))
-    s = p[..., :, :-2] + 2 * p[..., :, 1:-1] + p[..., :, 2:]
-    return (s[..., :-2, :] + 2 * s[..., 1:-1, :] + s[..., 2:, :] - 4 * v) / 12
+    s = (p[..., :, :-2] + p[..., :, 2:]).add_(p[..., :, 1:-1], alpha=2)
+    return (s[..., :-2, :] + s[..., 2:, :]).add_(s[..., 1:-1, :], alpha=2)
+
+
+def _neighbour_sum(v: torch.Tensor) -> torch.Tensor:
+    """sum_j w_ij v_j over the 8 neighbours (w = 1/6 direct, 1/12 diagonal; zero outside the image):
+    N(v) = (S(v) - 4 v) / 12, the stencil being separable."""
+    return (_stencil(v) - 4 * v) / 12
 
 
 class _Level:
-    """One grid of the multigrid preconditioner: ``u`` (M, H, W) 1.0 on unknowns, ``deg`` (H, W) the
-    neighbour weight inside the image; the operator is A v = u * (deg * v - N(u * v))."""
+    """One grid of the multigrid preconditioner: ``u`` (M, H, W) 1.0 on unknowns; the operator on vectors
+    that vanish off the unknowns is A v = u * (deg * v - N(v)) = c * v - (u / 12) * S(v), c = u (deg + 1/3),
+    deg (H, W) the neighbour weight inside the image."""
 
     def __init__(self, u: torch.Tensor):
         self.u = u
         self.deg = _neighbour_sum(torch.ones(u.shape[-2:], dtype=u.dtype, device=u.device))
+        self.c = u * (self.deg + 1 / 3)
+        self.u12 = u / 12
 
     def op(self, v: torch.Tensor) -> torch.Tensor:
-        return self.u * (self.deg * v - _neighbour_sum(self.u * v))
+        return torch.addcmul(self.c * v, self.u12, _stencil(v), value=-1)
 
 
 def _even(v: torch.Tensor) -> torch.Tensor:
@@ -259,14 +267,14 @@ def _coarse_solver(level: _Level):
     """A dense Cholesky factor of the coarsest operator (+ identity on known cells) for each system."""
     h, w = level.u.shape[-2:]
     eye = torch.eye(h * w, dtype=level.u.dtype, device=level.u.device)
-    cols = level.op(eye.view(1, h * w, h, w).expand(level.u.shape[0], -1, -1, -1).transpose(0, 1))  # (n, M, H, W)
-    mat = cols.flatten(2).permute(1, 2, 0) + torch.diag_embed(1 - level.u.flatten(1)) + 1e-12 * eye
+    basis = eye.view(h * w, 1, h, w) * level.u  # (n, M, H, W): unit vectors on the unknowns
+    mat = level.op(basis).flatten(2).permute(1, 2, 0) + torch.diag_embed(1 - level.u.flatten(1)) + 1e-6 * eye
     return torch.linalg.cholesky(mat)
 
 
 def _vcycle(levels, chol, r: torch.Tensor, i: int = 0, sweeps: int = 2, omega: float = 0.8) -> torch.Tensor:
-    """A symmetric V-cycle (damped Jacobi, ``sweeps`` before and after; sum-restriction R = P^T of the
-    piecewise-constant prolongation P): a fixed SPD approximation of A^{-1} r, used as CG's preconditioner."""
+    """A V-cycle (damped Jacobi, ``sweeps`` before and after; sum-restriction R = P^T of the piecewise-
+    constant prolongation P; float32): an approximation of A^{-1} r, used as CG's preconditioner."""
     lv = levels[i]
     if i == len(levels) - 1:
         return torch.cholesky_solve(r.flatten(1)[..., None], chol)[..., 0].view_as(r) * lv.u
@@ -275,8 +283,7 @@ def _vcycle(levels, chol, r: torch.Tensor, i: int = 0, sweeps: int = 2, omega: f
     for _ in range(sweeps - 1):
         e = e + d * (r - lv.op(e))
     h, w = r.shape[-2:]
-    nxt = levels[i + 1]
-    rc = nxt.u * F.avg_pool2d(_even(lv.u * (r - lv.op(e)))[:, None], 2, divisor_override=1)[:, 0]
+    rc = levels[i + 1].u * F.avg_pool2d(_even(r - lv.op(e))[:, None], 2, divisor_override=1)[:, 0]
     ec = _vcycle(levels, chol, rc, i + 1, sweeps, omega)
     e = e + lv.u * ec.repeat_interleave(2, -2).repeat_interleave(2, -1)[..., :h, :w]
     for _ in range(sweeps):
@@ -305,15 +312,20 @@ def noisy_linear_imputation(
     u = (~keep).double()[:, None].expand(b, c, h, w).reshape(b * c, h, w)  # unknowns
     xv = x.double().reshape(b * c, h, w)
     known = xv * (1 - u)
-    levels = _levels((~keep).double())  # the mask is shared by the C channels: one hierarchy per image
+    levels = _levels((~keep).float())  # the mask is shared by the C channels; the V-cycle runs in float32
     for lv in levels:
-        lv.u = lv.u.repeat_interleave(c, 0)
+        for name in ("u", "c", "u12"):
+            setattr(lv, name, getattr(lv, name).repeat_interleave(c, 0))
     chol = _coarse_solver(levels[-1])
-    fine = levels[0]
+    fine = _Level(u)
+
+    def precond(res: torch.Tensor) -> torch.Tensor:
+        return _vcycle(levels, chol, res.float()).double()
+
     rhs = u * _neighbour_sum(known)
     v = u * _coarse_fill(xv, 1 - u)
     r = rhs - fine.op(v)
-    z = _vcycle(levels, chol, r)
+    z = precond(r)
     p = z
     rz = (r * z).sum((1, 2))
     stop = tol**2 * (rhs * rhs).sum((1, 2)).clamp_min(1e-30)
@@ -323,11 +335,13 @@ def noisy_linear_imputation(
         ap = fine.op(p)
         alpha = rz / (p * ap).sum((1, 2)).clamp_min(1e-300)
         v = v + alpha.view(-1, 1, 1) * p
-        r = r - alpha.view(-1, 1, 1) * ap
-        z = _vcycle(levels, chol, r)
-        rz_new = (r * z).sum((1, 2))
-        p = z + (rz_new / rz.clamp_min(1e-300)).view(-1, 1, 1) * p
-        rz = rz_new
+        r_new = r - alpha.view(-1, 1, 1) * ap
+        z_new = precond(r_new)
+        # flexible (Polak-Ribiere) beta: robust to the float32 rounding inside the preconditioner
+        beta = (z_new * (r_new - r)).sum((1, 2)) / rz.clamp_min(1e-300)
+        r, z = r_new, z_new
+        rz = (r * z).sum((1, 2))
+        p = z + beta.view(-1, 1, 1) * p
     eps = torch.randn(b, c, h, w, generator=generator, dtype=torch.float64, device="cpu").to(x.device)
     out = known + u * v + noise * eps.reshape(b * c, h, w) * u
     return out.reshape(b, c, h, w).to(x.dtype)
