@@ -19,9 +19,9 @@ broadcast over channels (Quantus' convention when a map has one channel).
 - ``road`` (Rong et al., ICML 2022, "A consistent and efficient evaluation strategy for attribution
   methods"): remove the top (MoRF) or bottom (LeRF) p% of pixels and fill them by noisy linear imputation
   (each removed pixel = the weighted mean of its 8 neighbours, weights 1/6 direct and 1/12 diagonal, a
-  sparse linear system solved here by batched conjugate gradients, plus N(0, noise^2)); report for every
-  p whether the model still predicts the target (``output="accuracy"``, as ROAD and Quantus) or its
-  probability. MoRF: lower is better; LeRF: higher is better.
+  sparse linear system solved here by batched multigrid-preconditioned conjugate gradients, plus
+  N(0, noise^2)); report for every p whether the model still predicts the target (``output="accuracy"``,
+  as ROAD and Quantus) or its probability. MoRF: lower is better; LeRF: higher is better.
 """
 from __future__ import annotations
 
