@@ -305,7 +305,8 @@ def noisy_linear_imputation(
     removed; then N(0, noise^2) is added to the removed pixels. The sparse system (the masked graph
     Laplacian) is solved by conjugate gradients preconditioned with a geometric multigrid V-cycle (damped
     Jacobi smoothing, 2 x 2 aggregation, a dense Cholesky solve on the coarsest <= 8 x 8 grid) on all B x C
-    systems at once, in float64, from a coarse-to-fine fill, to a relative residual ``tol``. A removed region with no kept pixel around it is set to 0."""
+    systems at once, from a coarse-to-fine fill, in float32 inside float64 iterative refinement (residuals in
+    float64), to a relative residual ``tol``. A removed region with no kept pixel around it is set to 0."""
     b, c, h, w = x.shape
     if keep.shape != (b, h, w) or keep.dtype != torch.bool:
         raise ValueError(f"keep must be a bool (B, H, W) = {(b, h, w)} mask; got {keep.dtype} {tuple(keep.shape)}.")
@@ -317,34 +318,45 @@ def noisy_linear_imputation(
         for name in ("u", "c", "u12"):
             setattr(lv, name, getattr(lv, name).repeat_interleave(c, 0))
     chol = _coarse_solver(levels[-1])
-    fine = _Level(u)
-
-    def precond(res: torch.Tensor) -> torch.Tensor:
-        return _vcycle(levels, chol, res.float()).double()
-
+    fine, fine32 = _Level(u), levels[0]
     rhs = u * _neighbour_sum(known)
     v = u * _coarse_fill(xv, 1 - u)
-    r = rhs - fine.op(v)
-    z = precond(r)
-    p = z
-    rz = (r * z).sum((1, 2))
     stop = tol**2 * (rhs * rhs).sum((1, 2)).clamp_min(1e-30)
-    for _ in range(max_iter or 4 * (h + w)):
-        if bool(((r * r).sum((1, 2)) <= stop).all()):
+    budget = max_iter or 4 * (h + w)
+    while True:  # iterative refinement: float64 residual, float32 correction
+        r = rhs - fine.op(v)
+        rr = (r * r).sum((1, 2))
+        if budget <= 0 or bool((rr <= stop).all()):
             break
-        ap = fine.op(p)
-        alpha = rz / (p * ap).sum((1, 2)).clamp_min(1e-300)
-        v = v + alpha.view(-1, 1, 1) * p
-        r_new = r - alpha.view(-1, 1, 1) * ap
-        z_new = precond(r_new)
-        # flexible (Polak-Ribiere) beta: robust to the float32 rounding inside the preconditioner
-        beta = (z_new * (r_new - r)).sum((1, 2)) / rz.clamp_min(1e-300)
-        r, z = r_new, z_new
-        rz = (r * z).sum((1, 2))
-        p = z + beta.view(-1, 1, 1) * p
+        e, used = _pcg32(fine32, levels, chol, r.float(), 1e-4, budget)
+        v = v + e.double()
+        budget -= used
     eps = torch.randn(b, c, h, w, generator=generator, dtype=torch.float64, device="cpu").to(x.device)
     out = known + u * v + noise * eps.reshape(b * c, h, w) * u
     return out.reshape(b, c, h, w).to(x.dtype)
+
+
+def _pcg32(lv: _Level, levels, chol, r: torch.Tensor, rel: float, max_iter: int):
+    """Solve A e = r (float32) by flexible CG preconditioned with the V-cycle, from e = 0, until every
+    system's residual is below ``rel`` times its start; returns (e, iterations used)."""
+    e = torch.zeros_like(r)
+    z = _vcycle(levels, chol, r)
+    p, rz = z, (r * z).sum((1, 2))
+    stop = rel**2 * (r * r).sum((1, 2))
+    for it in range(1, max_iter + 1):
+        ap = lv.op(p)
+        alpha = rz / (p * ap).sum((1, 2)).clamp_min(1e-30)
+        e = e + alpha.view(-1, 1, 1) * p
+        r_new = r - alpha.view(-1, 1, 1) * ap
+        if bool(((r_new * r_new).sum((1, 2)) <= stop).all()):
+            return e, it
+        z_new = _vcycle(levels, chol, r_new)
+        # flexible (Polak-Ribiere) beta: robust to rounding inside the preconditioner
+        beta = (z_new * (r_new - r)).sum((1, 2)) / rz.clamp_min(1e-30)
+        r, z = r_new, z_new
+        rz = (r * z).sum((1, 2))
+        p = z + beta.view(-1, 1, 1) * p
+    return e, max_iter
 
 
 def _coarse_fill(v: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
