@@ -224,6 +224,19 @@ def test_noisy_linear_imputation_multigrid_on_a_camlike_hole():
     assert torch.allclose(got[0], _dense_imputation(img[0], keep[0]), atol=1e-5, rtol=0)
 
 
+def test_noisy_linear_imputation_everything_removed_gives_zeros_beside_a_normal_image():
+    # an image with no kept pixel has a singular (pure Neumann) system: its removed values are 0, not NaN,
+    # and the other image of the batch is still solved exactly
+    torch.manual_seed(6)
+    img = torch.rand(2, 3, 24, 20)
+    keep = torch.ones(2, 24, 20, dtype=torch.bool)
+    keep[0] = False
+    keep[1, 4:15, 6:18] = False
+    got = M.noisy_linear_imputation(img, keep, noise=0.0)
+    assert torch.equal(got[0], torch.zeros(3, 24, 20))
+    assert torch.allclose(got[1], _dense_imputation(img[1], keep[1]), atol=1e-5, rtol=0)
+
+
 def test_road_morf_and_lerf_known_answers():
     w = torch.zeros(1, 1, 10, 10)
     w[0, 0, 3:7, 3:7] = 1 / 16  # logit 0: mean of the centre block; logit 1: 0.5
