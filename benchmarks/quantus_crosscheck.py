@@ -10,7 +10,10 @@ feature subsets (replayed from NumPy's seeded stream), the same baselines, Quant
 (``per_channel=True``), the same grid superpixels for IROF (Quantus' segmentation function replaced by our
 grid), the same perturbation noise for the sensitivities (Quantus' perturb_func replaced by one that
 replays ours), the same other classes for random-logit. Both sides are timed in the same process, one
-after the other, each metric on the same N images; time per image is reported.
+after the other, each metric on the same N images; time per image is reported. Same work, same threads:
+our model metrics forward the batches Quantus forwards (``--batch-size``, default N), NumPy gets torch's
+thread count, and every forward on either side is counted (by batch size) and timed inside the network,
+so each row also reports the forwards per image and the time spent outside them.
 """
 from __future__ import annotations
 
