@@ -10,19 +10,28 @@ feature subsets (replayed from NumPy's seeded stream), the same baselines, Quant
 (``per_channel=True``), the same grid superpixels for IROF (Quantus' segmentation function replaced by our
 grid), the same perturbation noise for the sensitivities (Quantus' perturb_func replaced by one that
 replays ours), the same other classes for random-logit. Both sides are timed in the same process, one
-after the other, each metric on the same N images; time per image is reported.
+after the other, each metric on the same N images; time per image is reported. Same work, same threads:
+our model metrics forward the batches Quantus forwards (``--batch-size``, default N), NumPy gets torch's
+thread count, and every forward on either side is counted (by batch size) and timed inside the network,
+so each row also reports the forwards per image and the time spent outside them.
 """
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import platform
 import sys
 import time
 
-import numpy as np
-import torch
+# the same thread count for NumPy/SciPy (Quantus' side) as for torch: set before NumPy loads
+_THREADS = sys.argv[sys.argv.index("--threads") + 1] if "--threads" in sys.argv else "1"
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, _THREADS)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
@@ -53,6 +62,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="images per forward for our model metrics (default: N, the batch Quantus forwards)")
     ap.add_argument("--resume", action="store_true", help="keep the rows of OUT/quantus_crosscheck.json, run the rest")
     args = ap.parse_args()
     if not hasattr(np, "trapz"):  # Quantus 0.6.0 calls np.trapz, removed in NumPy 2.4
@@ -63,6 +74,23 @@ def main() -> None:
     photos = [p for p in mos.load_photos(224)][: args.n]
     x = (torch.stack([p.image for p in photos]) - 0.5) / 0.5
     y = torch.tensor([p.label for p in photos])
+    bs = args.batch_size or args.n
+    # every forward of the model, on either side, is counted by batch size at the stem convolution and
+    # timed from there to the classifier's output (the time inside the network)
+    stem = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    head_ = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    fwd, clock = collections.Counter(), {"start": 0.0, "inside": 0.0}
+
+    def _start(m, inp):
+        fwd.update([int(inp[0].shape[0])])
+        clock["start"] = time.perf_counter()
+
+    def _stop(m, inp, out):
+        clock["inside"] += time.perf_counter() - clock["start"]
+
+    stem.register_forward_pre_hook(_start)
+    head_.register_forward_hook(_stop)
+
     cam = gradcam.GradCAM(model, layer=layer)
     maps = cam(x, target=y).maps[:, 0].detach()  # (N, 224, 224) in [0, 1]
     # a tiny rank-preserving jitter makes every pixel's value distinct (Grad-CAM maps have flat zero
@@ -83,22 +111,37 @@ def main() -> None:
         return cam(xx, target=tt.view(-1, 1)).maps[:, 0]
 
     rows = []
+    batch_cost = {}
 
     def write():
-        meta = {"n_images": n, "size": h, "model": "efficientnet-lite0", "threads": torch.get_num_threads(),
+        meta = {"forward_s_per_image_by_batch": {str(k): v for k, v in batch_cost.items()}, "n_images": n, "size": h, "model": "efficientnet-lite0", "threads": torch.get_num_threads(),
                 "torch": torch.__version__, "quantus": quantus.__version__, "python": platform.python_version()}
         if args.out:
             os.makedirs(args.out, exist_ok=True)
             with open(os.path.join(args.out, "quantus_crosscheck.json"), "w") as f:
                 json.dump({"meta": meta, "rows": rows}, f, indent=1)
-            lines = ["| metric | max abs. difference | tolerance | agree | ours (s/image) | Quantus (s/image) | speed-up | conventions matched |",
-                     "| --- | ---: | ---: | :---: | ---: | ---: | ---: | --- |"]
+            lines = ["| metric | max abs. difference | tolerance | agree | ours (s/image) | Quantus (s/image) | speed-up | "
+                     "forward images per image (ours / Quantus) | outside the forwards, s/image (ours / Quantus) | conventions matched |",
+                     "| --- | ---: | ---: | :---: | ---: | ---: | ---: | ---: | ---: | --- |"]
             for r_ in rows:
+                fi, out_ = r_.get("forward_images_per_image", [0, 0]), r_.get("outside_forwards_s_per_image", [0, 0])
+                fw = f"{fi[0]:g} / {fi[1]:g}" if max(fi) else "none"
+                ov = f"{out_[0]:.4f} / {out_[1]:.4f}" if max(fi) else "(all)"
                 lines.append(f"| `{r_['metric']}` | {r_['max_abs_diff']:.1e} | {r_['tolerance']:g} | {'yes' if r_['agree'] else '**no**'} | "
-                             f"{r_['ours_s_per_image']:.4f} | {r_['quantus_s_per_image']:.4f} | {r_['speedup']:.1f}× | {r_['matching']} |")
+                             f"{r_['ours_s_per_image']:.4f} | {r_['quantus_s_per_image']:.4f} | {r_['speedup']:.1f}× | {fw} | {ov} | "
+                             f"{r_['matching']} |")
             head = (f"<!-- made by: benchmarks/quantus_crosscheck.py --n {n} --threads {torch.get_num_threads()} -->\n"
                     f"EfficientNet-Lite0, {n} foolbox photos at {h} px, Grad-CAM maps; torch {torch.__version__}, "
-                    f"Quantus {quantus.__version__}, {torch.get_num_threads()} thread(s), same process.\n\n")
+                    f"Quantus {quantus.__version__}, {torch.get_num_threads()} thread(s) for torch and NumPy, same "
+                    f"process; our model metrics forward {bs} images at a time, as Quantus (batch_size={n}). "
+                    "Forwards are counted and timed inside the network (from the stem convolution to the classifier); "
+                    "'outside the forwards' is the rest of each side's time (perturbing, imputing, sorting, "
+                    "explaining's backward passes, bookkeeping).\n\n")
+            if batch_cost:
+                lines += ["", "Plain no-grad forward of the model in this run, by batch size (same threads):", "",
+                          "| images per forward | " + " | ".join(str(k) for k in batch_cost) + " |",
+                          "| --- |" + " ---: |" * len(batch_cost),
+                          "| ms per image | " + " | ".join(f"{v * 1000:.1f}" for v in batch_cost.values()) + " |"]
             with open(os.path.join(args.out, "quantus_crosscheck.md"), "w") as f:
                 f.write(head + "\n".join(lines) + "\n")
 
@@ -110,20 +153,34 @@ def main() -> None:
     def compare(name, ours_fn, theirs_fn, match, tol, t_theirs=None):
         if name in done:
             return
+        fwd.clear()
+        clock["inside"] = 0.0
         ours, t_ours = timed(ours_fn)
+        f_ours, ft_ours = collections.Counter(fwd), clock["inside"]
+        fwd.clear()
+        clock["inside"] = 0.0
         if t_theirs is None:
             theirs, t_theirs = timed(theirs_fn)
+            f_theirs, ft_theirs = collections.Counter(fwd), clock["inside"]
         else:
-            theirs = theirs_fn()
+            theirs, (f_theirs, ft_theirs) = theirs_fn(), recorded_fwd
         ours = np.asarray(ours, dtype=np.float64).reshape(n, -1)
         theirs = np.asarray(theirs, dtype=np.float64).reshape(n, -1)
         diff = float(np.nanmax(np.abs(ours - theirs)))
         rows.append({"metric": name, "max_abs_diff": diff, "tolerance": tol, "agree": bool(diff <= tol),
                      "ours_s_per_image": t_ours / n, "quantus_s_per_image": t_theirs / n,
                      "speedup": t_theirs / max(t_ours, 1e-9), "matching": match,
+                     "forwards_ours": {str(k): v for k, v in sorted(f_ours.items())},
+                     "forwards_quantus": {str(k): v for k, v in sorted(f_theirs.items())},
+                     "forward_images_per_image": [sum(k * v for k, v in f_ours.items()) / n,
+                                                  sum(k * v for k, v in f_theirs.items()) / n],
+                     "outside_forwards_s_per_image": [(t_ours - ft_ours) / n, (t_theirs - ft_theirs) / n],
+                     "inside_forwards_s_per_image": [ft_ours / n, ft_theirs / n],
                      "ours": summary(ours), "quantus": summary(theirs)})
         print(f"{name}: max |diff| {diff:.2e} (tol {tol}), ours {t_ours / n:.4f} s/img, quantus {t_theirs / n:.4f} "
-              f"s/img, x{t_theirs / max(t_ours, 1e-9):.1f}", flush=True)
+              f"s/img, x{t_theirs / max(t_ours, 1e-9):.1f}; forwards ours {dict(f_ours)} quantus {dict(f_theirs)}; "
+              f"outside forwards ours {(t_ours - ft_ours) / n:.4f} quantus {(t_theirs - ft_theirs) / n:.4f} s/img",
+              flush=True)
         write()
 
     kw = dict(model=model, x_batch=xn, y_batch=yn, a_batch=an, device="cpu")
@@ -161,18 +218,21 @@ def main() -> None:
         return quantus.FaithfulnessCorrelation(nr_runs=100, subset_size=224, perturb_func=recording,
                                                return_aggregate=False, disable_warnings=True)(**kw, batch_size=n)
 
+    fwd.clear()
+    clock["inside"] = 0.0
     theirs_fc, t_fc = timed(fc_theirs) if "faithfulness_correlation" not in done else (None, None)
+    recorded_fwd = (collections.Counter(fwd), clock["inside"])
     sub = torch.tensor(np.stack(recorded, 1)) if recorded else None  # (N, runs, 224)
     compare("faithfulness_correlation",
             lambda: M.faithfulness_correlation(model, x, maps, y, subsets=sub, baseline=base, per_channel=True,
-                                               batch_size=16),
+                                               batch_size=bs),
             lambda: theirs_fc, "per-value features, baseline = image minimum ('black'), Quantus' subsets replayed; "
             "logits", 1e-3, t_theirs=t_fc)
 
     step = h * w // 16  # Quantus asserts that it divides the map's size
     compare("monotonicity",
             lambda: M.monotonicity(model, x, maps, y, features_in_step=step, baseline=base, per_channel=True,
-                                   batch_size=16),
+                                   batch_size=bs),
             lambda: quantus.Monotonicity(features_in_step=step, disable_warnings=True)(**kw, batch_size=n),
             "per-value features (48 steps), baseline = image minimum. Quantus 0.6.0 writes the baseline again "
             "instead of putting x's values back, so it returns 1 for any map (a bug)", 0.0)
@@ -184,7 +244,7 @@ def main() -> None:
         def zero_where(arr, mask, **k):  # Quantus 0.6.0's own mask has 1 channel and fails on RGB input
             return np.where(np.broadcast_to(mask, arr.shape), 0.0, arr)
 
-        compare("irof", lambda: M.irof(model, x, maps, y, segments=grid, baseline=0.0, batch_size=16),
+        compare("irof", lambda: M.irof(model, x, maps, y, segments=grid, baseline=0.0, batch_size=bs),
                 lambda: quantus.IROF(perturb_func=zero_where, return_aggregate=False, disable_warnings=True)(
                     **kw, batch_size=n),
                 "8x8 grid superpixels on both sides (Quantus: SLIC by default); baseline 0 on both (Quantus' "
@@ -227,7 +287,8 @@ def main() -> None:
 
     for fn, qcls in (("max_sensitivity", quantus.MaxSensitivity), ("avg_sensitivity", quantus.AvgSensitivity)):
         state["i"] = 0
-        compare(fn, lambda fn=fn: getattr(M, fn)(model, x, maps, y, explain_t, n_samples=samples, radius=radius, seed=0),
+        compare(fn, lambda fn=fn: getattr(M, fn)(model, x, maps, y, explain_t, n_samples=samples, radius=radius, seed=0,
+                                                batch_size=bs),
                 lambda qcls=qcls: qcls(nr_samples=samples, perturb_func=replay, disable_warnings=True)(
                     **kw, explain_func=explain_np, batch_size=n),
                 f"{samples} samples of U[-{radius}, {radius}] noise replayed into Quantus", 1e-3)
@@ -252,10 +313,18 @@ def main() -> None:
 
     compare("monotonicity (Quantus with x's values restored)",
             lambda: M.monotonicity(model, x, maps, y, features_in_step=step, baseline=base, per_channel=True,
-                                   batch_size=16),
+                                   batch_size=bs),
             lambda: quantus.Monotonicity(features_in_step=step, perturb_func=restore, disable_warnings=True)(
                 **kw, batch_size=n),
             "as above, with a perturb_func that puts x's values back (Quantus' documented intent)", 0.0)
+    for b_ in (1, 2, 4, 8, 16, 32):  # why the same forwards cost the same: batching does not pay on this CPU
+        xb = x[torch.arange(b_) % n]
+        with torch.no_grad():
+            model(xb)
+            t0 = time.perf_counter()
+            for _ in range(3):
+                model(xb)
+        batch_cost[b_] = (time.perf_counter() - t0) / 3 / b_
     write()
 
 

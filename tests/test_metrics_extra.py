@@ -211,6 +211,32 @@ def test_noisy_linear_imputation_solves_roads_system():
     assert (noisy - ramp)[0, 0][~keep[0]].std() > 0.2
 
 
+def test_noisy_linear_imputation_multigrid_on_a_camlike_hole():
+    # a Grad-CAM-shaped hole (the top 60% of a blob map, reaching the border) on an odd-sized image: the
+    # multigrid-preconditioned CG must reach the dense solution within 20 iterations (plain CG needs more)
+    torch.manual_seed(5)
+    h, w = 35, 42
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    blob = torch.exp(-((yy - 12.0) ** 2 + (xx - 30.0) ** 2) / 150) + 0.5 * torch.exp(-((yy - 30.0) ** 2 + xx**2) / 40)
+    keep = (blob < blob.flatten().kthvalue(int(0.4 * h * w)).values)[None]
+    img = torch.rand(1, 3, h, w).cumsum(-1) / 10
+    got = M.noisy_linear_imputation(img, keep, noise=0.0, max_iter=20)
+    assert torch.allclose(got[0], _dense_imputation(img[0], keep[0]), atol=1e-5, rtol=0)
+
+
+def test_noisy_linear_imputation_everything_removed_gives_zeros_beside_a_normal_image():
+    # an image with no kept pixel has a singular (pure Neumann) system: its removed values are 0, not NaN,
+    # and the other image of the batch is still solved exactly
+    torch.manual_seed(6)
+    img = torch.rand(2, 3, 24, 20)
+    keep = torch.ones(2, 24, 20, dtype=torch.bool)
+    keep[0] = False
+    keep[1, 4:15, 6:18] = False
+    got = M.noisy_linear_imputation(img, keep, noise=0.0)
+    assert torch.equal(got[0], torch.zeros(3, 24, 20))
+    assert torch.allclose(got[1], _dense_imputation(img[1], keep[1]), atol=1e-5, rtol=0)
+
+
 def test_road_morf_and_lerf_known_answers():
     w = torch.zeros(1, 1, 10, 10)
     w[0, 0, 3:7, 3:7] = 1 / 16  # logit 0: mean of the centre block; logit 1: 0.5
