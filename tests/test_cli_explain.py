@@ -46,14 +46,38 @@ def test_demo_explains_the_cat(tmp_path, capsys):
         assert png.size == (451, 300) == tuple(rec["size"])
     printed = capsys.readouterr().out
     assert "Egyptian cat (285)" in printed and "tiger cat (282)" in printed and "%" in printed
-    # The box is the largest 8-connected segment above 15% of the map's maximum, (x0, y0, x1, y1) with
-    # exclusive ends in photo pixels: the same as a reference computed here with scipy from the API's map.
+    # The box is the largest 8-connected segment above 45% of the map's maximum (the measured default of
+    # --quality standard), (x0, y0, x1, y1) with exclusive ends in photo pixels: the same as a reference
+    # computed here with scipy from the API's map.
     res = gradcam.explain(skimage.data.chelsea())  # the shipped demo photo is scikit-image's, pixel for pixel
     assert np.array_equal(np.asarray(gradcam.image.load_image(gradcam.io.demo_photo())), skimage.data.chelsea())
     assert rec["file"] == gradcam.io.demo_photo() and "chelsea.png (demo) (451x300)" in printed
-    assert res.class_ids[0] == ex["id"] and res.boxes[0] == ex["box"] and ex["box_threshold"] == 0.15
-    assert ex["box"] == _reference_box(res.input_maps[0], 0.15, res.size)
-    assert ex["box"] != _reference_box(res.input_maps[0], 0.5, res.size)  # the threshold matters here
+    assert res.class_ids[0] == ex["id"] and res.boxes[0] == ex["box"] and ex["box_threshold"] == 0.45
+    assert ex["box"] == _reference_box(res.input_maps[0], 0.45, res.size)
+    assert ex["box"] != _reference_box(res.input_maps[0], 0.15, res.size)  # the threshold matters here
+    paper = gradcam.explain(skimage.data.chelsea(), box_threshold=0.15)
+    assert paper.boxes[0] == _reference_box(res.input_maps[0], 0.15, res.size) and paper.to_dict()["explanations"][0][
+        "box_threshold"] == 0.15
+
+
+def test_box_threshold_option_and_its_errors(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["explain", "--demo", "--out", str(out), "--json", "--box-threshold", "0.15"]) == 0
+    ex = json.loads((out / "demo_chelsea.json").read_text())["explanations"][0]
+    res = gradcam.explain(skimage.data.chelsea())
+    assert ex["box_threshold"] == 0.15 and ex["box"] == _reference_box(res.input_maps[0], 0.15, res.size)
+    # A new threshold is a new output: the resume key holds it, so the photo is redone, not skipped.
+    capsys.readouterr()
+    assert main(["explain", "--demo", "--out", str(out), "--json", "--box-threshold", "0.5"]) == 0
+    assert "skipped" not in capsys.readouterr().out
+    ex = json.loads((out / "demo_chelsea.json").read_text())["explanations"][0]
+    assert ex["box_threshold"] == 0.5 and ex["box"] == _reference_box(res.input_maps[0], 0.5, res.size)
+    assert main(["explain", "--demo", "--out", str(out), "--box-threshold", "0"]) == 2
+    assert ("--box-threshold is a fraction of the map's maximum in (0, 1] (the Grad-CAM paper's rule is 0.15); got 0.0."
+            in capsys.readouterr().err)
+    with pytest.raises(ValueError, match=r"box_threshold is a fraction of the map's maximum in \(0, 1\] \(default 0.45; "
+                       r"the Grad-CAM paper's 0.15\); got 1.5."):
+        gradcam.explain(skimage.data.chelsea(), box_threshold=1.5)
 
 
 def _reference_box(m, threshold, size, max_side=96):

@@ -45,6 +45,9 @@ def register(subparsers) -> None:
     p.add_argument("--method", default="gradcam", help="gradcam (default), counterfactual, cam, or any registered method")
     p.add_argument("--quality", choices=("standard", "high"), default="standard",
                    help="input size of the embedded model: standard (short side 256) or high (384; measured in the README)")
+    p.add_argument("--box-threshold", type=float, default=None, metavar="F",
+                   help="the box is around the largest segment of the map >= F x its maximum (default: measured, "
+                        "0.45 at --quality standard, 0.3 at high; the Grad-CAM paper's rule is 0.15)")
     p.add_argument("--layer", default=None, help="layer to explain at (default: the model's own, or auto)")
     p.add_argument("--out", default="gradcam-out", metavar="DIR", help="output folder (default: gradcam-out)")
     p.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity in [0, 1] (default 0.5)")
@@ -181,9 +184,23 @@ def result_options(args: argparse.Namespace, loaded, target: Optional[int], k: i
         "model": args.model, "model_file": _model_stamp(args.model), "weights": file_stamp(args.weights),
         "input_size": loaded.size, "max_side": loaded.max_side, "method": args.method, "layer": args.layer, "target": target, "top": k,
         "alpha": args.alpha, "colormap": args.colormap, "colorbar": bool(args.colorbar), "json": bool(args.json),
-        "maps": bool(getattr(args, "maps", False)),
+        "maps": bool(getattr(args, "maps", False)), "box_threshold": box_threshold_of(args, loaded),
         "neurons": file_stamp(getattr(args, "neurons", None)),
     }
+
+
+def box_threshold_of(args: argparse.Namespace, loaded) -> float:
+    """The explain box's threshold: ``--box-threshold``, else the measured one of the embedded model's
+    ``--quality`` (:data:`gradcam.models.QUALITY_BOX_THRESHOLDS`), else :data:`gradcam.api.BOX_THRESHOLD`."""
+    from ..api import BOX_THRESHOLD, check_box_threshold
+    from ..models import QUALITY_BOX_THRESHOLDS
+
+    given = getattr(args, "box_threshold", None)
+    if given is not None:
+        return check_box_threshold(given)
+    if getattr(loaded, "name", None) == "efficientnet-lite0":
+        return QUALITY_BOX_THRESHOLDS[getattr(args, "quality", "standard") or "standard"]
+    return BOX_THRESHOLD
 
 
 @dataclass
@@ -202,6 +219,7 @@ class Job:
     json: bool = False
     max_pixels: Optional[int] = MAX_PIXELS
     maps: bool = False
+    box_threshold: float = 0.45  # gradcam.api.BOX_THRESHOLD (not imported here: the CLI starts without torch)
 
     def maps_path(self, item: Item) -> Optional[str]:
         """``out/<stem>.maps.pt`` with ``--maps`` (else ``None``)."""
@@ -253,7 +271,8 @@ def compute_items(items: Sequence[Item], job: Job, decoded: Optional[Sequence[tu
             images.append(img)
             xs += x
     results = explain_batch(images, job.loaded, job.method, job.target, job.k,
-                            [it.path for it in good], inputs=xs if len(xs) == len(images) and xs else None)
+                            [it.path for it in good], inputs=xs if len(xs) == len(images) and xs else None,
+                            box_threshold=job.box_threshold)
     outcomes += [Outcome(it, res) for it, res in zip(good, results)]
     order = {id(it): i for i, it in enumerate(items)}
     outcomes.sort(key=lambda o: order[id(o.item)])
@@ -330,6 +349,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--alpha must be in [0, 1]; got {args.alpha}.")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1; got {args.batch_size}.")
+    bt = getattr(args, "box_threshold", None)
+    if bt is not None and not 0 < bt <= 1:
+        raise ValueError(f"--box-threshold is a fraction of the map's maximum in (0, 1] (the Grad-CAM paper's rule is "
+                         f"0.15); got {bt}.")
     if getattr(args, "engine", "local") != "ray" and (getattr(args, "address", None) or getattr(args, "workers", None)):
         raise ValueError("--address and --workers are options of the Ray engine; add --engine ray.")
     max_side = getattr(args, "max_side", MAX_SIDE)
@@ -366,7 +389,8 @@ def run(args: argparse.Namespace) -> int:
     target = resolve_target(loaded, args.target)
     job = Job(loaded, method, target, k, args.out, result_options(args, loaded, target, k),
               alpha=args.alpha, colormap=args.colormap, colorbar=bool(args.colorbar), json=bool(args.json),
-              max_pixels=max_pixels, maps=bool(getattr(args, "maps", False)))
+              max_pixels=max_pixels, maps=bool(getattr(args, "maps", False)),
+              box_threshold=box_threshold_of(args, loaded))
     try:
         os.makedirs(args.out, exist_ok=True)
     except OSError as e:

@@ -109,6 +109,10 @@ def imagenet_labels() -> List[str]:
 # photos (README, "Defaults chosen by measurement"; benchmarks/photo_defaults.py); ``--quality high`` uses
 # QUALITY_SIZES["high"].
 QUALITY_SIZES: Dict[str, int] = {"standard": 256, "high": 384}
+# The explain box's threshold (a fraction of the map's maximum) that goes with each size, chosen by the same
+# measurement (the mean IoU of the box with the annotated objects, the peaks first); ``--box-threshold``
+# overrides it, and models other than the embedded one use gradcam.api.BOX_THRESHOLD.
+QUALITY_BOX_THRESHOLDS: Dict[str, float] = {"standard": 0.45, "high": 0.3}
 
 
 def _efficientnet_lite0(weights: Optional[str] = None, **_) -> LoadedModel:
