@@ -127,3 +127,12 @@ def test_synthetic_cache_is_reused(tmp_path):
     assert all((v == 0.25).all() for v in marked.state_dict().values() if v.is_floating_point())
     retrained, _ = synthetic.train(cfg, log=lambda s: None)  # same seed, same weights
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), retrained.state_dict().values()))
+
+
+def test_chance_baselines_are_never_marked_best():
+    from gradcam.evaluation.tables import best_marks
+
+    rows = [{"method": "gradcam", "v": 0.5}, {"method": "random-map", "v": 0.9}, {"method": "random", "v": 0.8},
+            {"method": "gaussian", "v": 0.7}]
+    best_marks(rows, [("v", "v", ".3f")])
+    assert [r["v"] for r in rows] == ["**0.500**", 0.9, 0.8, 0.7]

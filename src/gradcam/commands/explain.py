@@ -44,7 +44,8 @@ def register(subparsers) -> None:
     p.add_argument("--top", type=int, default=None, metavar="K", help="explain the K best classes (default 1)")
     p.add_argument("--method", default="gradcam", help="gradcam (default), counterfactual, cam, or any registered method")
     p.add_argument("--quality", choices=("standard", "high"), default="standard",
-                   help="input size of the embedded model: standard (short side 256) or high (384; measured in the README)")
+                   help="preset of the embedded model, measured in the README: standard (short side 256, box at 45%%) "
+                        "or high (384, box at 30%%)")
     p.add_argument("--box-threshold", type=float, default=None, metavar="F",
                    help="the box is around the largest segment of the map >= F x its maximum (default: measured, "
                         "0.45 at --quality standard, 0.3 at high; the Grad-CAM paper's rule is 0.15)")

@@ -30,7 +30,7 @@ def markdown_table(rows: Sequence[Dict], columns: Sequence[Column], first: Optio
 
 
 def best_marks(rows: Sequence[Dict], columns: Sequence[Column], lower_better: Sequence[str] = (),
-               skip: Sequence[str] = ("random", "gaussian")) -> None:
+               skip: Sequence[str] = ("random", "random-map", "gaussian")) -> None:
     """Bold the best value of each numeric column in place (baselines excluded), by formatting it as a
     string ``**x**``."""
     for key, _, spec in columns:
