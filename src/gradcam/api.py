@@ -7,6 +7,8 @@ their maps (at the photo's original size), peaks and boxes, and ``.overlay()``.
 """
 from __future__ import annotations
 
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -16,10 +18,10 @@ from PIL import Image
 from .explanation import Explanation
 from .image import ImageLike, boxes, load_image, overlay, peaks, resize_map, scale_box, scale_point
 from .models import LoadedModel, load_model
+from .regions import BOX_RULES, BOX_THRESHOLD, DEFAULT_BOX_RULE, PAPER_BOX_THRESHOLD, check_box_rule
 
 ClassSpec = Union[None, int, str]
-BOX_THRESHOLD = 0.45  # the explain box's default, chosen by measurement (README "Defaults chosen by measurement")
-PAPER_BOX_THRESHOLD = 0.15  # the Grad-CAM paper's rule (Sec. 4.1), used by the Table 1 evaluation
+__all__ = ["BOX_RULES", "BOX_THRESHOLD", "PAPER_BOX_THRESHOLD", "ImageResult", "explain", "explain_batch"]
 BOX_RESOLUTION = 96  # boxes are segmented on maps resampled to <= 96 px per side (see image.boxes)
 
 
@@ -36,7 +38,8 @@ class ImageResult:
       ends, area ``(x1 - x0) * (y1 - y0)``, as ``torchvision.ops``) of the largest segment of the map at or
       above ``box_threshold`` times its maximum (default :data:`BOX_THRESHOLD` = 0.45, measured on the
       annotated photos; the paper's 15% with ``box_threshold=0.15``), both in original-photo pixels
-      (``None`` for a flat map);
+      (``None`` for a flat map); ``box_rule`` says which segment(s) the box surrounds (``"largest"``,
+      the paper's rule; ``"peak"``; ``"all"``: see :mod:`gradcam.regions`);
     - ``layer``, ``method``, ``model``: what produced it;
     - ``weights`` (K, C): the channel weights alpha of each explained class (``None`` for methods
       without them), for textual explanations (:func:`gradcam.neurons.describe`).
@@ -58,6 +61,7 @@ class ImageResult:
     extra: Dict = field(default_factory=dict)
     weights: Optional[torch.Tensor] = None
     box_threshold: float = BOX_THRESHOLD
+    box_rule: str = DEFAULT_BOX_RULE
 
     @property
     def size(self) -> Tuple[int, int]:
@@ -85,7 +89,7 @@ class ImageResult:
             "predictions": [{"class": c, "id": i, "probability": round(p, 6)} for c, i, p in self.predictions],
             "explanations": [
                 {"class": c, "id": i, "score": round(s, 6), "probability": round(p, 6), "peak": pk, "box": bx,
-                 "box_threshold": self.box_threshold}
+                 "box_threshold": self.box_threshold, "box_rule": self.box_rule}
                 for c, i, s, p, pk, bx in zip(self.classes, self.class_ids, self.scores, self.probabilities,
                                               self.peaks, self.boxes)
             ],
@@ -94,13 +98,17 @@ class ImageResult:
 
     def _repr_html_(self) -> str:
         """Jupyter display: the overlays with class names and probabilities, and the top-5 predictions."""
-        from .report.display import image_result_html
+        from .display import image_result_html
 
         return image_result_html(self)
 
 
-_MODELS: Dict[str, LoadedModel] = {}
-_METHODS: Dict[tuple, object] = {}
+MODEL_CACHE_SIZE = 4  # models loaded by name (gradcam.explain(photo, "name")) kept for the next call, LRU
+_MODELS: OrderedDict[str, LoadedModel] = OrderedDict()
+# Method objects per LoadedModel, kept only as long as that LoadedModel lives: keyed by its id, with the entry
+# removed by a weakref finalizer when it is freed (the method objects refer to its nn.Module, never to the
+# LoadedModel itself), so dropping the last reference to a model frees the model and its methods.
+_METHODS: Dict[int, Dict[tuple, object]] = {}
 
 
 def check_box_threshold(box_threshold: float) -> float:
@@ -116,8 +124,12 @@ def get_model(model: Union[str, LoadedModel], weights: Optional[str] = None) -> 
     if isinstance(model, LoadedModel):
         return model
     key = f"{model}|{weights}"
-    if key not in _MODELS:
+    if key in _MODELS:
+        _MODELS.move_to_end(key)
+    else:
         _MODELS[key] = load_model(model, weights=weights)
+        while len(_MODELS) > MODEL_CACHE_SIZE:
+            _MODELS.popitem(last=False)
     return _MODELS[key]
 
 
@@ -126,10 +138,14 @@ def get_method(loaded: LoadedModel, method: str = "gradcam", layer: Optional[str
     from .methods import registry
 
     factory = registry.get(method)
+    per_model = _METHODS.get(id(loaded))
+    if per_model is None:
+        per_model = _METHODS[id(loaded)] = {}
+        weakref.finalize(loaded, _METHODS.pop, id(loaded), None)
     key = (id(loaded.model), method, layer or loaded.layer)
-    if key not in _METHODS:
-        _METHODS[key] = factory(loaded.model, layer=layer or loaded.layer)
-    return _METHODS[key]
+    if key not in per_model:
+        per_model[key] = factory(loaded.model, layer=layer or loaded.layer)
+    return per_model[key]
 
 
 def resolve_target(loaded: LoadedModel, target: ClassSpec) -> Optional[int]:
@@ -160,6 +176,7 @@ def explain_batch(
     sources: Optional[Sequence[Optional[str]]] = None,
     inputs: Optional[Sequence[torch.Tensor]] = None,
     box_threshold: float = BOX_THRESHOLD,
+    box_rule: str = DEFAULT_BOX_RULE,
 ) -> List[ImageResult]:
     """Explain RGB photos with ``loaded``'s model; photos of equal preprocessed size share one batch.
 
@@ -167,9 +184,11 @@ def explain_batch(
     classes (``target`` or the top ``top_k``); peaks and boxes are computed on the maps at the input's
     resolution (all images and classes at once) and mapped to original-photo pixels. ``inputs``: the photos
     already preprocessed (``loaded.preprocess(photo)`` each, e.g. by a Ray Data task). ``box_threshold``:
-    each box is around the largest segment of ``map >= box_threshold * max(map)``.
+    each box is around the segment(s) of ``map >= box_threshold * max(map)`` that ``box_rule`` picks
+    (``"largest"``: the paper's rule; ``"peak"``: the one holding the peak; ``"all"``).
     """
     check_box_threshold(box_threshold)
+    check_box_rule(box_rule)
     if not images:
         return []
     sources = list(sources) if sources is not None else [None] * len(images)
@@ -188,7 +207,7 @@ def explain_batch(
         n, k, h, w = res.maps.shape
         maps = res.maps.detach().float().cpu()
         pk = peaks(maps).tolist()
-        bx, ok = boxes(maps.reshape(n * k, h, w), box_threshold, max_side=BOX_RESOLUTION)
+        bx, ok = boxes(maps.reshape(n * k, h, w), box_threshold, max_side=BOX_RESOLUTION, rule=box_rule)
         bx, ok = bx.view(n, k, 4).tolist(), ok.view(n, k).tolist()
         ids, scores = res.targets.tolist(), res.scores.float().tolist()
         top_p, top_i, sel_p = top_p.tolist(), top_i.tolist(), sel_p.tolist()
@@ -204,7 +223,7 @@ def explain_batch(
                 boxes=[scale_box(b, (w, h), size) if v else None for b, v in zip(bx[j], ok[j])],
                 layer=res.layer, method=res.method, model=loaded.name,
                 weights=None if res.weights is None else res.weights[j].detach().float().cpu(),
-                box_threshold=float(box_threshold),
+                box_threshold=float(box_threshold), box_rule=box_rule,
             )
     return results  # type: ignore[return-value]
 
@@ -219,6 +238,7 @@ def explain(
     layer: Optional[str] = None,
     weights: Optional[str] = None,
     box_threshold: float = BOX_THRESHOLD,
+    box_rule: str = DEFAULT_BOX_RULE,
 ) -> ImageResult:
     """Explain one photo: where ``model`` looked for ``target`` (a class name or id; default its top ``top_k``).
 
@@ -226,7 +246,8 @@ def explain(
     model's own, for EfficientNet-Lite0 the head's ReLU6 output), on the whole photo resized so that its short
     side is the model's size. ``method`` is any name of :mod:`gradcam.methods.registry`. ``box_threshold``:
     the box is around the largest segment of L^c >= box_threshold * max L^c (default 0.45, measured; the
-    paper's Table 1 rule is 0.15).
+    paper's Table 1 rule is 0.15); ``box_rule``: which segment(s) it surrounds (``"largest"``, the paper's;
+    ``"peak"``; ``"all"``; see :mod:`gradcam.regions`).
     """
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"top_k must be a positive int; got {top_k!r}.")
@@ -235,4 +256,4 @@ def explain(
     source = str(path_or_image) if isinstance(path_or_image, (str,)) or hasattr(path_or_image, "__fspath__") else None
     m = get_method(loaded, method, layer)
     return explain_batch([image], loaded, m, resolve_target(loaded, target), top_k, [source],
-                         box_threshold=box_threshold)[0]
+                         box_threshold=box_threshold, box_rule=box_rule)[0]

@@ -95,15 +95,15 @@ class PixelExplanation(Explanation):
         return normalize(saliency(self.pixels, reduce or self.reduce))
 
     def __repr__(self) -> str:
-        n, k, c, h, w = self.pixels.shape
+        shape = ", ".join(str(int(s)) for s in (self.pixels if self.pixels is not None else self.maps).shape)
         return (
-            f"PixelExplanation(method={self.method!r}, layer={self.layer!r}, pixels=({n}, {k}, {c}, {h}, {w}), "
+            f"PixelExplanation(method={self.method!r}, layer={self.layer!r}, pixels=({shape}), "
             f"targets={self.targets.tolist() if self.targets.numel() <= 10 else '...'})"
         )
 
     def _repr_html_(self) -> str:
         """Jupyter display: the attributions as images (:func:`to_image`) with class ids and scores."""
-        from .report.display import explanation_html
+        from .display import explanation_html
 
         return explanation_html(self, pixels=True)
 
