@@ -108,7 +108,7 @@ def capture(
             output = model(x, **(forward_kwargs or {}))
             for tap in taps:
                 _check_tap(tap)
-            scores, ids = _targets.resolve(output, target, top_k, x.shape[0])
+            scores, ids = _targets.resolve_targets(output, target, top_k, x.shape[0])
             acts = [tap.activation for tap in taps]
             grads: List[Optional[torch.Tensor]] = []
             for tap, a in zip(taps, acts):

@@ -469,7 +469,7 @@ def capture(
                 output = view.model(x_in, **(forward_kwargs or {}))
                 for tap in taps:
                     tap.check()
-                scores, ids = _targets.resolve(output, target, top_k, x.shape[0])
+                scores, ids = _targets.resolve_targets(output, target, top_k, x.shape[0])
                 if not bool(torch.isfinite(scores).all()):
                     bad = (~torch.isfinite(scores)).any(dim=1).nonzero().flatten().tolist()
                     raise ValueError(

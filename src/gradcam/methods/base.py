@@ -15,7 +15,16 @@ from torch import nn
 
 from .. import differentiable, engine
 from ..explanation import INTERPOLATIONS, Explanation, normalize, upsample
-from ..layers import LayerRef, LayerSpec, auto_candidates, gradient_reaches, resolve, warn_if_no_gradient
+from ..layers import (
+    LayerRef,
+    LayerSpec,
+    auto_candidates,
+    check_autograd,
+    gradient_reaches,
+    resolve_layers,
+    settle_without_gradient,
+    warn_if_no_gradient,
+)
 from ..targets import Target
 from .smoothing import aug_explain, first_component
 
@@ -62,7 +71,7 @@ class LayerMethod:
         self.aug_smooth = bool(aug_smooth)
         self.eigen_smooth = bool(eigen_smooth)
         self._auto = isinstance(layer, str) and layer == "auto"
-        self._layers: Optional[List[LayerRef]] = None if self._auto else resolve(model, layer)
+        self._layers: Optional[List[LayerRef]] = None if self._auto else resolve_layers(model, layer)
         self._auto_cache: dict = {}
         self._lock = threading.RLock()
 
@@ -134,6 +143,7 @@ class LayerMethod:
 
     def _capture(self, x, target, top_k, counterfactual, **kw) -> engine.Capture:
         capture = differentiable.capture if self.differentiable else engine.capture
+        check_autograd(x)
         if not self._auto:
             return capture(
                 self.model, x, self._layers, target, top_k, gradients=self.needs_gradients,
@@ -159,8 +169,8 @@ class LayerMethod:
                         self._auto_cache[key] = candidates[j:]
             log.debug("gradcam: layer='auto' chose %r", ref.spec)
             return cap
-        if first is not None:  # no candidate gets a gradient (a zero head): the latest one, and a warning
-            return first
+        if first is not None:  # no candidate gets a gradient: the output does not depend on the input
+            return settle_without_gradient(self._auto_cache, self._lock, tuple(x.shape[1:]), candidates, first)
         raise ValueError(
             "layer='auto' found no spatial layer on which the target depends (a target callable that detaches "
             "its result, e.g. with .item() or .argmax(), also looks like this); pass layer=... explicitly."
