@@ -392,7 +392,7 @@ def check_autograd(x: torch.Tensor) -> None:
                            f"gradient can flow through it. {fix}")
 
 
-_SETTLED: "weakref.WeakValueDictionary[int, torch.Tensor]" = weakref.WeakValueDictionary()
+_SETTLED: weakref.WeakValueDictionary[int, torch.Tensor] = weakref.WeakValueDictionary()
 _zero_reason = threading.local()
 
 
@@ -418,8 +418,8 @@ def settle_without_gradient(cache: dict, lock, key: tuple, candidates: List[Laye
         return capture
     ref = capture.layers[0]
     warnings.warn(
-        f"The model's output does not depend on its input: the target's gradient is zero at every layer "
-        f"layer='auto' tried ({min(len(candidates), 24)}), so every map is all zero (layer '{ref.spec}' is "
+        f"The model's output does not depend on its input: the target's gradient is zero at each of the "
+        f"layers that layer='auto' tried ({min(len(candidates), 24)}), so every map is all zero (layer '{ref.spec}' is "
         "returned). Typical cause: a classifier head whose weights are zero (untrained or re-initialised); "
         "load trained weights or explain another output.",
         RuntimeWarning, stacklevel=4,

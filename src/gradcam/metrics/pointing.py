@@ -11,6 +11,8 @@ from typing import Tuple
 
 import torch
 
+from ..regions import peaks as _peaks
+
 
 def boxes_to_masks(boxes: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
     """Bool masks (..., H, W) that are True inside boxes (..., 4) ``(x0, y0, x1, y1)`` (exclusive ends):
@@ -34,13 +36,11 @@ def _gt_masks(gt: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
     )
 
 
-def peaks(maps: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Row, column of each map's (first) maximum, and whether the map is not flat; maps (..., H, W)."""
-    w = maps.shape[-1]
+def peaks(maps: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(xy, valid)``: (..., 2) integer ``(x, y)`` of each map's (first) maximum (the library's one peak
+    convention, :func:`gradcam.regions.peaks`) and (...) whether the map is not flat; maps (..., H, W)."""
     flat = maps.flatten(-2)
-    idx = flat.argmax(-1)
-    valid = flat.amax(-1) > flat.amin(-1)
-    return idx // w, idx % w, valid
+    return _peaks(maps, dims=2), flat.amax(-1) > flat.amin(-1)
 
 
 def distance_to_masks(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -50,7 +50,8 @@ def distance_to_masks(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     +inf for an empty mask or a flat map.
     """
     h, w = maps.shape[-2:]
-    py, px, valid = peaks(maps)
+    xy, valid = peaks(maps)
+    px, py = xy[..., 0], xy[..., 1]
     ys = torch.arange(h, device=maps.device, dtype=torch.float32).view(h, 1)
     xs = torch.arange(w, device=maps.device, dtype=torch.float32).view(1, w)
     extra = masks.dim() - maps.dim()
