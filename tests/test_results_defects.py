@@ -12,7 +12,6 @@ from torch import nn
 import gradcam
 from gradcam import api, cli
 from gradcam.explanation import Explanation
-from gradcam.regions import BOX_THRESHOLD, PAPER_BOX_THRESHOLD, map_boxes
 
 
 def _exp(maps: torch.Tensor) -> Explanation:
@@ -233,6 +232,8 @@ def test_named_models_are_an_lru_of_stated_size(monkeypatch):
 # -- peaks (x, y) and boxes from Python, one default threshold, box rules -------------------------------
 
 def test_explanation_peaks_are_x_y_and_boxes_use_the_cli_default():
+    from gradcam.regions import BOX_THRESHOLD, PAPER_BOX_THRESHOLD
+
     m = torch.zeros(1, 1, 6, 10)
     m[0, 0, 1, 7] = 1.0  # row 1, column 7
     m[0, 0, 4, 1:4] = 0.3  # below 0.45 of the max, above 0.15
@@ -248,6 +249,8 @@ def test_explanation_peaks_are_x_y_and_boxes_use_the_cli_default():
 
 
 def test_box_rules_largest_peak_all():
+    from gradcam.regions import map_boxes
+
     m = torch.zeros(12, 20)
     m[1:3, 1:3] = 1.0      # small segment holding the peak
     m[6:11, 8:18] = 0.6    # the largest segment
