@@ -262,8 +262,9 @@ def test_box_rules_largest_peak_all():
 
 
 def test_explain_batch_stores_the_box_rule(monkeypatch):
-    from gradcam.models import LoadedModel
     from PIL import Image
+
+    from gradcam.models import LoadedModel
 
     torch.manual_seed(0)
     loaded = LoadedModel(model=Net().eval(), labels=["a", "b", "c"], layer="c2", name="net", size=32)
