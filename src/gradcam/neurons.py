@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import engine
-from .evaluation.scenes import Scene
+from .datasets.scenes import Scene
 from .explanation import Explanation
 from .layers import LayerSpec, resolve_layers
 

@@ -32,7 +32,7 @@ from ..vl.captions import COLOUR, SHAPE, CaptionSet
 from ..vl.models import CLASS_NAMES, BoundCaption, BoundQuestion, CaptionModel, VQAModel
 from ..vl.questions import QUESTION_KINDS, QuestionSet
 from ..vl.vocab import CAPTION_VOCAB, PAD
-from .scenes import make_scenes
+from ..datasets.scenes import make_scenes
 
 LAYER = "model.encoder"
 
