@@ -49,6 +49,9 @@ def register(subparsers) -> None:
     p.add_argument("--box-threshold", type=float, default=None, metavar="F",
                    help="the box is around the largest segment of the map >= F x its maximum (default: measured, "
                         "0.45 at --quality standard, 0.3 at high; the Grad-CAM paper's rule is 0.15)")
+    p.add_argument("--box", choices=("largest", "peak", "all"), default="largest",
+                   help="which segment(s) above the threshold the box surrounds: largest (the Grad-CAM paper's "
+                        "rule, default), peak (the one holding the map's maximum) or all; stored as box_rule")
     p.add_argument("--layer", default=None, help="layer to explain at (default: the model's own, or auto)")
     p.add_argument("--out", default="gradcam-out", metavar="DIR", help="output folder (default: gradcam-out)")
     p.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity in [0, 1] (default 0.5)")
@@ -186,7 +189,7 @@ def result_options(args: argparse.Namespace, loaded, target: Optional[int], k: i
         "input_size": loaded.size, "max_side": loaded.max_side, "method": args.method, "layer": args.layer, "target": target, "top": k,
         "alpha": args.alpha, "colormap": args.colormap, "colorbar": bool(args.colorbar), "json": bool(args.json),
         "maps": bool(getattr(args, "maps", False)), "box_threshold": box_threshold_of(args, loaded),
-        "neurons": file_stamp(getattr(args, "neurons", None)),
+        "box_rule": getattr(args, "box", "largest"), "neurons": file_stamp(getattr(args, "neurons", None)),
     }
 
 
@@ -221,6 +224,7 @@ class Job:
     max_pixels: Optional[int] = MAX_PIXELS
     maps: bool = False
     box_threshold: float = 0.45  # gradcam.api.BOX_THRESHOLD (not imported here: the CLI starts without torch)
+    box_rule: str = "largest"  # gradcam.regions.DEFAULT_BOX_RULE
 
     def maps_path(self, item: Item) -> Optional[str]:
         """``out/<stem>.maps.pt`` with ``--maps`` (else ``None``)."""
@@ -273,7 +277,7 @@ def compute_items(items: Sequence[Item], job: Job, decoded: Optional[Sequence[tu
             xs += x
     results = explain_batch(images, job.loaded, job.method, job.target, job.k,
                             [it.path for it in good], inputs=xs if len(xs) == len(images) and xs else None,
-                            box_threshold=job.box_threshold)
+                            box_threshold=job.box_threshold, box_rule=job.box_rule)
     outcomes += [Outcome(it, res) for it, res in zip(good, results)]
     order = {id(it): i for i, it in enumerate(items)}
     outcomes.sort(key=lambda o: order[id(o.item)])
@@ -391,7 +395,7 @@ def run(args: argparse.Namespace) -> int:
     job = Job(loaded, method, target, k, args.out, result_options(args, loaded, target, k),
               alpha=args.alpha, colormap=args.colormap, colorbar=bool(args.colorbar), json=bool(args.json),
               max_pixels=max_pixels, maps=bool(getattr(args, "maps", False)),
-              box_threshold=box_threshold_of(args, loaded))
+              box_threshold=box_threshold_of(args, loaded), box_rule=getattr(args, "box", "largest"))
     try:
         os.makedirs(args.out, exist_ok=True)
     except OSError as e:
