@@ -324,7 +324,22 @@ def auto_candidates(
     finally:
         for h in handles:
             h.remove()
-    dense = {tuple(t.shape[:2]) for t in _tensors(out) if t.dim() == x.dim()}
+    refs = _order_candidates(events, counts, names, _tensors(out), x)
+    if not refs:
+        raise ValueError(
+            f"No submodule of {type(model).__name__} outputs a spatial map (N, C, h, w with h*w > 1) for an "
+            f"input of shape {tuple(x.shape)}. Grad-CAM needs a convolutional feature map: pass layer=... "
+            "naming one, and for token models (ViT) also reshape=gradcam.layers.tokens_to_grid(h, w)."
+        )
+    return refs
+
+
+def _order_candidates(
+    events: list, counts: dict, names: dict, outputs: List[torch.Tensor], x: torch.Tensor
+) -> List[LayerRef]:
+    """The recorded map outputs as :class:`LayerRef`, latest first, each module call once; the model's own
+    dense output skipped; layers whose layout stays ambiguous last (with a warning when only they remain)."""
+    dense = {tuple(t.shape[:2]) for t in outputs if t.dim() == x.dim()}
     refs, ambiguous = [], []
     seen = set()
     for module, k, shaper, seq_first, lead, amb, shape in reversed(events):
@@ -345,16 +360,9 @@ def auto_candidates(
             f"layer='auto': layer '{ref.spec}' outputs {shape}, which reads as channels-first (N, C, h, w) or "
             f"channels-last (N, h, w, C) equally well for an input of {tuple(x.shape)}; it is read as "
             "channels-first. If that is wrong, pass layer=... with reshape=lambda t: t.permute(0, 3, 1, 2).",
-            RuntimeWarning, stacklevel=3,
+            RuntimeWarning, stacklevel=4,
         )
-    refs = [r for r, _ in refs + ambiguous]
-    if not refs:
-        raise ValueError(
-            f"No submodule of {type(model).__name__} outputs a spatial map (N, C, h, w with h*w > 1) for an "
-            f"input of shape {tuple(x.shape)}. Grad-CAM needs a convolutional feature map: pass layer=... "
-            "naming one, and for token models (ViT) also reshape=gradcam.layers.tokens_to_grid(h, w)."
-        )
-    return refs
+    return [r for r, _ in refs + ambiguous]
 
 
 def _tensors(output, depth: int = 0) -> List[torch.Tensor]:
