@@ -68,6 +68,7 @@ def explanation_html(exp, pixels: bool = False) -> str:
         z = exp.peaks()[:ni, :nk, 2]
         maps = maps.gather(2, z.view(ni, nk, 1, 1, 1).expand(-1, -1, 1, *maps.shape[-2:])).squeeze(2)
         where = [[f" · slice z = {int(v)}" for v in row] for row in z.tolist()]
+    pixels = pixels and exp.maps.dim() == 4  # a volume's attributions are shown as its map's peak slice
     shown = exp.image()[:ni, :nk].permute(0, 1, 3, 4, 2) if pixels else colorize(maps)
     targets, scores = exp.targets.tolist(), exp.scores.detach().float().tolist()
     figures = [(rgb_image(shown[i, j]), f"image {i} · class {targets[i][j]} · score {scores[i][j]:.4g}{where[i][j]}")
