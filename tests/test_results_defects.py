@@ -215,11 +215,12 @@ def test_method_cache_frees_the_model_with_its_last_reference():
     loaded = LoadedModel(model=model, labels=["a", "b", "c"], layer="c2", name="net")
     m = api.get_method(loaded, "gradcam")
     assert api.get_method(loaded, "gradcam") is m  # cached while the model lives
-    gone = weakref.ref(model)
+    gone, key = weakref.ref(model), id(loaded)
+    assert key in api._METHODS
     del model, loaded, m
     gc.collect()
     assert gone() is None
-    assert not api._METHODS
+    assert key not in api._METHODS
 
 
 def test_named_models_are_an_lru_of_stated_size(monkeypatch):
@@ -344,3 +345,28 @@ def test_demo_photo_after_plain_import():
     import os
 
     assert os.path.isfile(gradcam.demo_photo()) and gradcam.io.demo_photo() == gradcam.demo_photo()
+
+
+def test_renamed_resolvers_keep_their_old_names_with_a_warning():
+    from gradcam import layers, targets
+
+    net = Net()
+    with pytest.warns(DeprecationWarning, match="renamed resolve_layers"):
+        assert layers.resolve(net, "c2") == layers.resolve_layers(net, "c2")
+    out = torch.tensor([[0.1, 2.0, 0.3]])
+    with pytest.warns(DeprecationWarning, match="renamed resolve_targets"):
+        scores, ids = targets.resolve(out, None, 1, 1)
+    assert ids.tolist() == [[1]] and scores.tolist() == [[2.0]]
+
+
+def test_moved_modules_keep_their_old_paths_with_a_warning():
+    import importlib
+    import sys
+
+    for old, new in (("gradcam.evaluation.scenes", "gradcam.datasets.scenes"),
+                     ("gradcam.metrics.faithfulness_more", "gradcam.metrics.feature_removal"),
+                     ("gradcam.metrics.localisation_more", "gradcam.metrics.relevance")):
+        sys.modules.pop(old, None)
+        with pytest.warns(DeprecationWarning, match=new):
+            mod = importlib.import_module(old)
+        assert mod is importlib.import_module(new)
