@@ -96,6 +96,8 @@ def test_inference_mode_says_why_and_no_grad_works():
             gradcam.GradCAM(net)(x)
         with pytest.raises(RuntimeError, match=r"inside torch.inference_mode\(\)"):
             gradcam.GradCAM(net, layer="c2")(x)
+        with pytest.raises(RuntimeError, match=r"inside torch.inference_mode\(\)"):
+            gradcam.Gradient(net)(x)
         made_inside = torch.randn(1, 3, 16, 16)
     with pytest.raises(RuntimeError, match=r"created inside torch.inference_mode\(\).*clone"):
         gradcam.GradCAM(net, layer="c2")(made_inside)

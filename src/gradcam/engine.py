@@ -34,7 +34,7 @@ from torch import nn
 
 from . import layers as _layers
 from . import targets as _targets
-from .layers import LayerRef
+from .layers import LayerRef, check_autograd
 
 Reshape = Optional[Callable[[torch.Tensor], torch.Tensor]]
 
@@ -458,6 +458,7 @@ def capture(
     tokens, channels-last or sequence-first output becomes a map by ``layers.infer_layout``.
     """
     check_input(model, x)
+    check_autograd(x, gradients or input_gradient)
     taps = [_Tap(ref, x.shape[0]) for ref in layers]
     handles = []
     with private_model(model, eval_mode, [ref.module for ref in layers]) as view:

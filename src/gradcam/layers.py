@@ -385,11 +385,14 @@ def gradient_reaches(gradient: torch.Tensor) -> torch.Tensor:
     return gradient.flatten(2).ne(0).any(-1)
 
 
-def check_autograd(x: torch.Tensor) -> None:
-    """Raise a clear error when gradients cannot be computed: inside ``torch.inference_mode()``, or for an
-    input tensor created there (an inference tensor). ``torch.no_grad()`` is fine: the engine turns
-    gradients on for its own pass."""
+def check_autograd(x: torch.Tensor, needs_gradients: bool = True) -> None:
+    """Raise a clear error when gradients are needed but cannot be computed: inside
+    ``torch.inference_mode()``, or for an input tensor created there (an inference tensor).
+    ``torch.no_grad()`` is fine: the engine turns gradients on for its own pass. Called at the start of
+    every capture (it also forgets a zero score explained by an earlier call's target)."""
     _zero_reason.pending = False  # a new call: no target has explained a zero score yet
+    if not needs_gradients:
+        return
     fix = ("Call the explanation outside the `with torch.inference_mode():` block, or pass a tensor cloned "
            "outside it (x = x.clone() after the block).")
     if torch.is_inference_mode_enabled():

@@ -143,7 +143,7 @@ class LayerMethod:
 
     def _capture(self, x, target, top_k, counterfactual, **kw) -> engine.Capture:
         capture = differentiable.capture if self.differentiable else engine.capture
-        check_autograd(x)
+        check_autograd(x, self.needs_gradients)
         if not self._auto:
             return capture(
                 self.model, x, self._layers, target, top_k, gradients=self.needs_gradients,
