@@ -22,6 +22,7 @@ from PIL import Image
 from torch import nn
 
 from ..image import MAX_SIDE, load_image, preprocess_image
+from ..regions import BOX_THRESHOLD
 
 __all__ = ["LoadedModel", "imagenet_labels", "load_model", "register_model", "MODELS"]
 
@@ -111,8 +112,8 @@ def imagenet_labels() -> List[str]:
 QUALITY_SIZES: Dict[str, int] = {"standard": 256, "high": 384}
 # The explain box's threshold (a fraction of the map's maximum) that goes with each size, chosen by the same
 # measurement (the mean IoU of the box with the annotated objects, the peaks first); ``--box-threshold``
-# overrides it, and models other than the embedded one use gradcam.api.BOX_THRESHOLD.
-QUALITY_BOX_THRESHOLDS: Dict[str, float] = {"standard": 0.45, "high": 0.3}
+# overrides it, and models other than the embedded one use gradcam.regions.BOX_THRESHOLD (0.45).
+QUALITY_BOX_THRESHOLDS: Dict[str, float] = {"standard": BOX_THRESHOLD, "high": 0.3}
 
 
 def _efficientnet_lite0(weights: Optional[str] = None, **_) -> LoadedModel:
