@@ -16,7 +16,7 @@ def test_default_size_comes_from_the_measured_table():
 def test_quality_sets_the_input_size(quality, tmp_path, monkeypatch):
     seen = []
 
-    def fake(images, loaded, method, target, k, paths, inputs=None, box_threshold=None):
+    def fake(images, loaded, method, target, k, paths, inputs=None, box_threshold=None, box_rule="largest"):
         seen.append((loaded.size, box_threshold))
         return []
 

@@ -24,7 +24,7 @@ IMAGE_MODES = ("std", "symmetric")
 def _check_pixels(pixels: torch.Tensor) -> None:
     if not isinstance(pixels, torch.Tensor) or pixels.dim() not in (5, 6):
         shape = tuple(pixels.shape) if isinstance(pixels, torch.Tensor) else type(pixels).__name__
-        raise ValueError(f"Pixel-space results have shape (N, K, C, H, W) (volumes (N, K, C, D, H, W)); got {shape}.")
+        raise ValueError(f"Pixel-space results have shape (N, K, C, H, W); got {shape}. (Volumes: (N, K, C, D, H, W).)")
 
 
 def saliency(pixels: torch.Tensor, reduce: str = "abs-max") -> torch.Tensor:
