@@ -255,6 +255,15 @@ def test_explanation_peaks_are_x_y_and_boxes_use_the_cli_default():
     assert BOX_THRESHOLD == api.BOX_THRESHOLD == 0.45 and PAPER_BOX_THRESHOLD == 0.15
     assert exp.boxes().tolist() == [[[7, 1, 8, 2]]]
     assert exp.boxes(threshold=0.15, rule="all").tolist() == [[[1, 1, 8, 5]]]
+    from PIL import Image
+
+    photo = Image.new("RGB", (20, 12), (0, 0, 0))
+    over = exp.overlay(photo, alpha=1.0, colormap="gray")
+    import numpy as np
+
+    grey = np.asarray(over)[..., 0]
+    y, x = np.unravel_index(grey.argmax(), grey.shape)
+    assert over.size == (20, 12) and 14 <= x < 16 and 2 <= y < 4  # the peak (7, 1) at twice the map's scale
     from gradcam.metrics import pointing
 
     xy, valid = pointing.peaks(m)
