@@ -7,6 +7,7 @@ mean best IoU, and how often the box contains the map's peak. Also at the paper'
 
     python benchmarks/box_rules.py [--out docs/results/box_rules.md]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,11 +49,15 @@ def main() -> None:
             s["iou"] += v
             s["peak_in"] += pk is not None and box[0] <= pk[0] < box[2] and box[1] <= pk[1] < box[3]
     n = len(photos)
-    lines = ["# Box rules on the annotated photos", "",
-             "Made by `python benchmarks/box_rules.py --out docs/results/box_rules.md` (EfficientNet-Lite0, "
-             "Grad-CAM, short side 256, the true class's map).", "",
-             f"| threshold | rule | boxes with IoU >= 0.5 (of {n}) | mean best IoU | box holds the peak |",
-             "| --- | --- | --- | --- | --- |"]
+    lines = [
+        "# Box rules on the annotated photos",
+        "",
+        "Made by `python benchmarks/box_rules.py --out docs/results/box_rules.md` (EfficientNet-Lite0, "
+        "Grad-CAM, short side 256, the true class's map).",
+        "",
+        f"| threshold | rule | boxes with IoU >= 0.5 (of {n}) | mean best IoU | box holds the peak |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for (t, rule), s in stats.items():
         lines.append(f"| {t} | {rule} | {s['hit']} | {s['iou'] / n:.3f} | {s['peak_in']}/{n} |")
     text = "\n".join(lines) + "\n"

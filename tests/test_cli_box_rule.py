@@ -1,5 +1,6 @@
 """``gradcam explain --box largest|peak|all``: the rule makes the box, is stored as ``box_rule`` and is part of
 the resume key."""
+
 from __future__ import annotations
 
 import json

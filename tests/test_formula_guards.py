@@ -1,6 +1,7 @@
 """Tests that a wrong formula cannot pass: each one breaks when the line it guards is changed to the
 plausible wrong version (a signed layer for XGrad-CAM, p != 0.5 for RISE, `.raw` of aug_smooth, several
 features per step for monotonicity, a box away from the origin for the index's box_fraction)."""
+
 from __future__ import annotations
 
 import torch
@@ -78,12 +79,16 @@ def test_aug_smooth_maps_raw_back_as_well_as_maps():
     model = Lopsided()
     x = torch.randn(1, 3, 8, 8)
     res = gradcam.GradCAM(model, layer="conv", aug_smooth=True)(x, target=0)
-    views = [gradcam.GradCAM(model, layer="conv")((x.flip(-1) if f else x) * s, target=0) for f, s in
-             ((False, 1.0), (False, 0.9), (False, 1.1), (True, 1.0), (True, 0.9), (True, 1.1))]
+    views = [
+        gradcam.GradCAM(model, layer="conv")((x.flip(-1) if f else x) * s, target=0)
+        for f, s in ((False, 1.0), (False, 0.9), (False, 1.1), (True, 1.0), (True, 0.9), (True, 1.1))
+    ]
     raw = torch.stack([v.raw.flip(-1) if j >= 3 else v.raw for j, v in enumerate(views)]).mean(0)
     torch.testing.assert_close(res.raw, raw, rtol=1e-4, atol=1e-6)
     wrong = torch.stack([v.raw for v in views]).mean(0)  # the flipped views' raw maps left as they are
-    assert float((wrong - raw).abs().max()) > 100 * float(raw.abs().max()) * 1e-4  # the test can tell them apart
+    assert (
+        float((wrong - raw).abs().max()) > 100 * float(raw.abs().max()) * 1e-4
+    )  # the test can tell them apart
 
 
 class Weighted(nn.Module):
@@ -110,9 +115,21 @@ def test_monotonicity_restores_features_in_ascending_order_of_the_map():
 
 def test_index_box_fraction_of_a_box_away_from_the_origin():
     res = ImageResult(
-        image=Image.new("RGB", (40, 20)), source="a.jpg", predictions=[("cat", 1, 0.75)], class_ids=[1],
-        classes=["cat"], scores=[3.5], probabilities=[0.75], input_maps=torch.zeros(1, 4, 8), peaks=[[12, 9]],
-        boxes=[[6, 4, 16, 9]], layer="l", method="gradcam", model="m",
+        image=Image.new("RGB", (40, 20)),
+        source="a.jpg",
+        predictions=[("cat", 1, 0.75)],
+        class_ids=[1],
+        classes=["cat"],
+        scores=[3.5],
+        probabilities=[0.75],
+        input_maps=torch.zeros(1, 4, 8),
+        peaks=[[12, 9]],
+        boxes=[[6, 4, 16, 9]],
+        layer="l",
+        method="gradcam",
+        model="m",
     )
     row = index.result_rows(res, "a", ["a.png"], "a.json", None)[0]
-    assert row["box_fraction"] == (16 - 6) * (9 - 4) / (40 * 20)  # 0.0625; x1 * y1 / area or swapped axes differ
+    assert row["box_fraction"] == (16 - 6) * (9 - 4) / (
+        40 * 20
+    )  # 0.0625; x1 * y1 / area or swapped axes differ

@@ -5,6 +5,7 @@ Every ``import`` in every module counts, including those inside functions (a laz
 dependency). :data:`LAYERS` is the one place where the order is written: top first; modules of one layer
 may import each other (without cycles); a module belongs to the first layer with a prefix matching it.
 """
+
 from __future__ import annotations
 
 import ast
@@ -22,8 +23,10 @@ LAYERS: List[Tuple[str, Tuple[str, ...]]] = [
     ("package", ("gradcam",)),  # the public names (gradcam/__init__.py): a facade over everything below
     ("python api", ("gradcam.api", "gradcam.distributed")),
     ("pipeline", ("gradcam.pipeline", "gradcam.index", "gradcam.resume")),
-    ("applications", ("gradcam.report", "gradcam.studies", "gradcam.evaluation", "gradcam.integrations",
-                      "gradcam.serve")),
+    (
+        "applications",
+        ("gradcam.report", "gradcam.studies", "gradcam.evaluation", "gradcam.integrations", "gradcam.serve"),
+    ),
     ("analysis", ("gradcam.vl", "gradcam.neurons")),
     ("models", ("gradcam.models",)),
     ("io", ("gradcam.io", "gradcam.medical")),
@@ -31,8 +34,17 @@ LAYERS: List[Tuple[str, Tuple[str, ...]]] = [
     ("metrics", ("gradcam.metrics",)),
     ("datasets", ("gradcam.datasets",)),
     ("engine", ("gradcam.engine", "gradcam.differentiable")),
-    ("core", ("gradcam.layers", "gradcam.targets", "gradcam.explanation", "gradcam.pixels", "gradcam.display",
-              "gradcam.volumes")),
+    (
+        "core",
+        (
+            "gradcam.layers",
+            "gradcam.targets",
+            "gradcam.explanation",
+            "gradcam.pixels",
+            "gradcam.display",
+            "gradcam.volumes",
+        ),
+    ),
     ("images", ("gradcam.image", "gradcam.regions")),
 ]
 
@@ -40,7 +52,10 @@ LAYERS: List[Tuple[str, Tuple[str, ...]]] = [
 KNOWN: Dict[Tuple[str, str], str] = {
     ("gradcam.distributed", "gradcam.commands.explain"): "the pipeline layer replaces it",
     ("gradcam.commands.explain", "gradcam.distributed"): "the pipeline layer replaces it (cycle)",
-    ("gradcam.methods.smoothing", "gradcam.methods.base"): "the method contract removes the base <-> smoothing cycle",
+    (
+        "gradcam.methods.smoothing",
+        "gradcam.methods.base",
+    ): "the method contract removes the base <-> smoothing cycle",
     ("gradcam.models.external", "gradcam.models"): "LoadedModel in models/__init__ <-> external (cycle)",
 }
 
@@ -95,14 +110,22 @@ def graph() -> Dict[str, Set[str]]:
 
 
 def upward(g: Dict[str, Set[str]]) -> List[str]:
-    return sorted(f"{m} ({LAYERS[layer_of(m)][0]}) imports {t} ({LAYERS[layer_of(t)][0]})"
-                  for m, ts in g.items() for t in ts if layer_of(t) < layer_of(m))
+    return sorted(
+        f"{m} ({LAYERS[layer_of(m)][0]}) imports {t} ({LAYERS[layer_of(t)][0]})"
+        for m, ts in g.items()
+        for t in ts
+        if layer_of(t) < layer_of(m)
+    )
 
 
 def commands_users(g: Dict[str, Set[str]]) -> List[str]:
     allowed = ("gradcam.cli", "gradcam.__main__", "gradcam.commands")
-    return sorted(f"{m} imports {t}" for m, ts in g.items() for t in ts
-                  if t.startswith("gradcam.commands") and not any(m == a or m.startswith(a + ".") for a in allowed))
+    return sorted(
+        f"{m} imports {t}"
+        for m, ts in g.items()
+        for t in ts
+        if t.startswith("gradcam.commands") and not any(m == a or m.startswith(a + ".") for a in allowed)
+    )
 
 
 def cycles(g: Dict[str, Set[str]]) -> List[List[str]]:
@@ -153,7 +176,9 @@ def test_no_import_cycles():
     assert cycles(graph()) == []
 
 
-@pytest.mark.xfail(strict=False, reason="edges being removed on other branches (KNOWN); empty KNOWN after merging")
+@pytest.mark.xfail(
+    strict=False, reason="edges being removed on other branches (KNOWN); empty KNOWN after merging"
+)
 def test_known_violations_are_gone():
     mods = modules()
     names = set(mods)
@@ -178,6 +203,8 @@ def test_the_checks_catch_a_bad_import():
 def test_imports_inside_functions_count(tmp_path):
     f = tmp_path / "mod.py"
     f.write_text("def late():\n    from ..report import render\n    import gradcam.metrics.pointing\n")
-    assert imports("gradcam.x.mod", f, {"gradcam.report.render", "gradcam.metrics.pointing"}) == \
-        {"gradcam.report.render", "gradcam.metrics.pointing"}
+    assert imports("gradcam.x.mod", f, {"gradcam.report.render", "gradcam.metrics.pointing"}) == {
+        "gradcam.report.render",
+        "gradcam.metrics.pointing",
+    }
     assert os.path.isdir(SRC / "gradcam")

@@ -1,5 +1,6 @@
 """Defects a new user hit: volume results, compiled models, inference mode, channels-last outputs, the
 CLI's error handling, cached models kept alive, peaks and boxes conventions, constant outputs, targets."""
+
 from __future__ import annotations
 
 import gc
@@ -16,16 +17,23 @@ from gradcam.explanation import Explanation
 
 def _exp(maps: torch.Tensor) -> Explanation:
     n, k = maps.shape[:2]
-    return Explanation(maps=maps, raw=maps, weights=None, targets=torch.zeros(n, k, dtype=torch.long),
-                       scores=torch.zeros(n, k), layer="l")
+    return Explanation(
+        maps=maps,
+        raw=maps,
+        weights=None,
+        targets=torch.zeros(n, k, dtype=torch.long),
+        scores=torch.zeros(n, k),
+        layer="l",
+    )
 
 
 # -- volumes: repr, peaks, boxes, overlay, rich display -------------------------------------------------
 
+
 def test_volume_results_repr_peaks_boxes_overlay_and_display():
     m = torch.zeros(1, 1, 4, 5, 6)
-    m[0, 0, 1:3, 2:4, 3:6] = 0.6   # a block: z 1..2, y 2..3, x 3..5
-    m[0, 0, 2, 3, 4] = 1.0          # its peak at (x, y, z) = (4, 3, 2)
+    m[0, 0, 1:3, 2:4, 3:6] = 0.6  # a block: z 1..2, y 2..3, x 3..5
+    m[0, 0, 2, 3, 4] = 1.0  # its peak at (x, y, z) = (4, 3, 2)
     exp = _exp(m)
     assert repr(exp) == "Explanation(method='gradcam', layer='l', maps=(1, 1, 4, 5, 6), targets=[[0]])"
     assert exp.peaks().tolist() == [[[4, 3, 2]]]
@@ -38,7 +46,9 @@ def test_volume_results_repr_peaks_boxes_overlay_and_display():
 
 def test_volume_model_result_repr_and_peaks():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv3d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(4, 3))
+    model = nn.Sequential(
+        nn.Conv3d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(4, 3)
+    )
     res = gradcam.GradCAM(model)(torch.randn(2, 1, 6, 8, 10))
     assert "maps=(2, 1, 6, 8, 10)" in repr(res)
     pk = res.peaks()
@@ -50,15 +60,21 @@ def test_volume_model_result_repr_and_peaks():
 
 def test_pixel_explanation_of_a_volume():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv3d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(4, 3))
+    model = nn.Sequential(
+        nn.Conv3d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(4, 3)
+    )
     res = gradcam.Gradient(model)(torch.randn(1, 1, 4, 6, 8), target=1)
-    assert repr(res) == "PixelExplanation(method='gradient', layer='input', pixels=(1, 1, 1, 4, 6, 8), targets=[[1]])"
+    assert (
+        repr(res)
+        == "PixelExplanation(method='gradient', layer='input', pixels=(1, 1, 1, 4, 6, 8), targets=[[1]])"
+    )
     x, y, z = res.peaks()[0, 0].tolist()
     assert res.maps[0, 0, z, y, x] == 1.0 and res.boxes().shape == (1, 1, 6)
     assert "slice z = " in res._repr_html_() and res.image().shape == (1, 1, 1, 4, 6, 8)
 
 
 # -- torch.compile --------------------------------------------------------------------------------------
+
 
 class Net(nn.Module):
     def __init__(self):
@@ -88,11 +104,14 @@ def test_compiled_model_takes_its_original_layer_names():
 
 # -- inference mode -----------------------------------------------------------------------------------
 
+
 def test_inference_mode_says_why_and_no_grad_works():
     net = Net()
     x = torch.randn(1, 3, 16, 16)
     with torch.inference_mode():
-        with pytest.raises(RuntimeError, match=r"cannot be computed inside torch.inference_mode\(\).*outside"):
+        with pytest.raises(
+            RuntimeError, match=r"cannot be computed inside torch.inference_mode\(\).*outside"
+        ):
             gradcam.GradCAM(net)(x)
         with pytest.raises(RuntimeError, match=r"inside torch.inference_mode\(\)"):
             gradcam.GradCAM(net, layer="c2")(x)
@@ -109,6 +128,7 @@ def test_inference_mode_says_why_and_no_grad_works():
 
 
 # -- channels-last outputs ----------------------------------------------------------------------------
+
 
 class ChannelsLast(nn.Module):
     """Stride-4 stem, then (N, h, w, C) and a Linear on the last axis (as ConvNeXt/Swin blocks)."""
@@ -167,6 +187,7 @@ def test_ambiguous_layout_warns_instead_of_guessing_silently():
 
 # -- the CLI: programming errors are not usage errors ---------------------------------------------------
 
+
 def _parser_raising(exc):
     import argparse
 
@@ -190,8 +211,10 @@ def test_cli_bug_exits_1_with_one_line_and_debug_traceback(monkeypatch, capsys):
     monkeypatch.delenv("GRADCAM_DEBUG", raising=False)
     assert cli.main(["boom"]) == 1
     err = capsys.readouterr().err
-    assert err.strip().splitlines() == ["gradcam: internal error: TypeError: unsupported operand (run with --debug "
-                                        "or GRADCAM_DEBUG=1 for the traceback)"]
+    assert err.strip().splitlines() == [
+        "gradcam: internal error: TypeError: unsupported operand (run with --debug "
+        "or GRADCAM_DEBUG=1 for the traceback)"
+    ]
     assert cli.main(["--debug", "boom"]) == 1
     assert "Traceback (most recent call last)" in capsys.readouterr().err
     monkeypatch.setenv("GRADCAM_DEBUG", "1")
@@ -209,6 +232,7 @@ def test_cli_bad_input_is_still_a_usage_error(monkeypatch, capsys):
 
 
 # -- gradcam.explain's caches do not keep models alive -------------------------------------------------
+
 
 def test_method_cache_frees_the_model_with_its_last_reference():
     from gradcam.models import LoadedModel
@@ -244,6 +268,7 @@ def test_named_models_are_an_lru_of_stated_size(monkeypatch):
 
 # -- peaks (x, y) and boxes from Python, one default threshold, box rules -------------------------------
 
+
 def test_explanation_peaks_are_x_y_and_boxes_use_the_cli_default():
     from gradcam.regions import BOX_THRESHOLD, PAPER_BOX_THRESHOLD
 
@@ -274,8 +299,8 @@ def test_box_rules_largest_peak_all():
     from gradcam.regions import map_boxes
 
     m = torch.zeros(12, 20)
-    m[1:3, 1:3] = 1.0      # small segment holding the peak
-    m[6:11, 8:18] = 0.6    # the largest segment
+    m[1:3, 1:3] = 1.0  # small segment holding the peak
+    m[6:11, 8:18] = 0.6  # the largest segment
     assert map_boxes(m, 0.45, "largest").tolist() == [8, 6, 18, 11]
     assert map_boxes(m, 0.45, "peak").tolist() == [1, 1, 3, 3]
     assert map_boxes(m, 0.45, "all").tolist() == [1, 1, 18, 11]
@@ -300,6 +325,7 @@ def test_explain_batch_stores_the_box_rule(monkeypatch):
 
 
 # -- a constant output; targets that cannot match --------------------------------------------------------
+
 
 def test_zero_head_says_the_output_does_not_depend_on_the_input_and_caches_it():
     net = Net()
@@ -340,15 +366,23 @@ class Detector(nn.Module):
 
     def forward(self, x):
         s = torch.sigmoid(self.conv(x).mean((1, 2, 3)))
-        return [{"boxes": torch.tensor([[0.0, 0.0, 8.0, 8.0]]), "scores": s[i:i + 1], "labels": torch.tensor([1])}
-                for i in range(x.shape[0])]
+        return [
+            {
+                "boxes": torch.tensor([[0.0, 0.0, 8.0, 8.0]]),
+                "scores": s[i : i + 1],
+                "labels": torch.tensor([1]),
+            }
+            for i in range(x.shape[0])
+        ]
 
 
 def test_detection_box_matching_nothing_says_so_with_the_best_iou():
     from gradcam.targets import detection
 
     with pytest.warns(RuntimeWarning, match=r"no detection matched box 0 of image 0; best IoU 0\.14") as rec:
-        gradcam.GradCAM(Detector(), layer="conv")(torch.randn(1, 3, 16, 16), target=detection([[4, 4, 12, 12]]))
+        gradcam.GradCAM(Detector(), layer="conv")(
+            torch.randn(1, 3, 16, 16), target=detection([[4, 4, 12, 12]])
+        )
     assert not any("no gradient of the target reaches" in str(w.message) for w in rec)
 
 
@@ -374,9 +408,11 @@ def test_moved_modules_keep_their_old_paths_with_a_warning():
     import importlib
     import sys
 
-    for old, new in (("gradcam.evaluation.scenes", "gradcam.datasets.scenes"),
-                     ("gradcam.metrics.faithfulness_more", "gradcam.metrics.feature_removal"),
-                     ("gradcam.metrics.localisation_more", "gradcam.metrics.relevance")):
+    for old, new in (
+        ("gradcam.evaluation.scenes", "gradcam.datasets.scenes"),
+        ("gradcam.metrics.faithfulness_more", "gradcam.metrics.feature_removal"),
+        ("gradcam.metrics.localisation_more", "gradcam.metrics.relevance"),
+    ):
         sys.modules.pop(old, None)
         with pytest.warns(DeprecationWarning, match=new):
             mod = importlib.import_module(old)

@@ -19,6 +19,7 @@ A box is found by thresholding a map at ``threshold * max(map)`` and segmenting 
 the evaluation code that reproduces the paper's Table 1 passes :data:`PAPER_BOX_THRESHOLD` (0.15)
 explicitly (:func:`gradcam.metrics.box_from_map`).
 """
+
 from __future__ import annotations
 
 import torch
@@ -33,8 +34,10 @@ DEFAULT_BOX_RULE = "largest"
 def check_box_rule(rule: str) -> str:
     """``rule`` if it is one of :data:`BOX_RULES`, else a ValueError naming the choices."""
     if rule not in BOX_RULES:
-        raise ValueError(f"box rule must be one of {', '.join(BOX_RULES)} (largest: the paper's rule, the largest "
-                         f"segment; peak: the segment holding the peak; all: every segment); got {rule!r}.")
+        raise ValueError(
+            f"box rule must be one of {', '.join(BOX_RULES)} (largest: the paper's rule, the largest "
+            f"segment; peak: the segment holding the peak; all: every segment); got {rule!r}."
+        )
     return rule
 
 
@@ -45,8 +48,10 @@ def peaks(maps: torch.Tensor, dims: int = 2) -> torch.Tensor:
     ``dims`` axes. Index i of the flattened map gives x = i mod W, y = (i div W) mod H, z = i div (H W).
     """
     if dims not in (2, 3) or maps.dim() < dims:
-        raise ValueError(f"peaks needs maps (..., H, W) (dims=2) or (..., D, H, W) (dims=3); got shape "
-                         f"{tuple(maps.shape)} with dims={dims}.")
+        raise ValueError(
+            f"peaks needs maps (..., H, W) (dims=2) or (..., D, H, W) (dims=3); got shape "
+            f"{tuple(maps.shape)} with dims={dims}."
+        )
     h, w = maps.shape[-2:]
     idx = maps.flatten(-dims).argmax(-1)
     coords = [idx % w, torch.div(idx, w, rounding_mode="floor") % h]
@@ -86,7 +91,9 @@ def connected_components(mask: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"mask must have shape (..., H, W); got {tuple(mask.shape)}.")
     h, w = mask.shape[-2:]
     if h * w >= 2**24:
-        raise ValueError(f"maps of {h}x{w} pixels are too large for exact float labels; downsample them first.")
+        raise ValueError(
+            f"maps of {h}x{w} pixels are too large for exact float labels; downsample them first."
+        )
     fg = mask.reshape(-1, h, w)
     ids = torch.arange(1, h * w + 1, dtype=torch.float32, device=mask.device).view(1, h, w)
     lab = torch.where(fg, ids, torch.zeros((), device=mask.device))
@@ -116,7 +123,9 @@ def connected_components_3d(mask: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"mask must be a bool tensor (..., D, H, W); got {mask.dtype} {tuple(mask.shape)}.")
     d, h, w = mask.shape[-3:]
     if d * h * w >= 2**24:
-        raise ValueError(f"volumes of {d}x{h}x{w} voxels are too large for exact float labels; downsample them first.")
+        raise ValueError(
+            f"volumes of {d}x{h}x{w} voxels are too large for exact float labels; downsample them first."
+        )
     fg = mask.reshape(-1, d, h, w)
     ids = torch.arange(1, d * h * w + 1, dtype=torch.float32, device=mask.device).view(1, d, h, w)
     lab = torch.where(fg, ids, torch.zeros((), device=mask.device))
@@ -158,8 +167,10 @@ def map_boxes(
     if isinstance(threshold, bool) or not 0 <= threshold <= 1:
         raise ValueError(f"threshold is a fraction of the map's maximum in [0, 1]; got {threshold}.")
     if dims not in (2, 3) or maps.dim() < dims:
-        raise ValueError(f"maps must have shape (..., H, W) (dims=2) or (..., D, H, W) (dims=3); got "
-                         f"{tuple(maps.shape)} with dims={dims}.")
+        raise ValueError(
+            f"maps must have shape (..., H, W) (dims=2) or (..., D, H, W) (dims=3); got "
+            f"{tuple(maps.shape)} with dims={dims}."
+        )
     spatial = tuple(maps.shape[-dims:])
     m = maps.detach().reshape(-1, *spatial).float()
     b = m.shape[0]
@@ -175,7 +186,8 @@ def map_boxes(
             best = peak_label.view(-1)
         else:
             counts = torch.zeros(b, flat.shape[1] + 1, device=m.device).scatter_add_(
-                1, labels, torch.ones_like(labels, dtype=torch.float))
+                1, labels, torch.ones_like(labels, dtype=torch.float)
+            )
             counts[:, 0] = 0
             bonus = torch.zeros_like(counts).scatter_(1, peak_label, 0.5)  # ties go to the maximum's segment
             best = (counts + bonus * (counts > 0)).argmax(1)
