@@ -163,3 +163,23 @@ def test_callback_bad_arguments():
         GradCAMCallback(torch.zeros(1, 1, 4, 4), method="nope")
     with pytest.raises(TypeError, match="input batch as a tensor"):
         GradCAMCallback([1, 2, 3])
+
+
+def test_callback_under_inference_mode(tmp_path):
+    """trainer.validate runs the hooks under torch.inference_mode(); the callback still gets its gradients."""
+    seen = []
+
+    class Recording(GradCAMCallback):
+        def on_validation_epoch_end(self, trainer, pl_module):
+            seen.append(torch.is_inference_mode_enabled())
+            super().on_validation_epoch_end(trainer, pl_module)
+
+    pl.seed_everything(3)
+    x, y = _data(8)
+    cb = Recording(x[:2], layer="net.4")
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=pl.loggers.CSVLogger(tmp_path, name="csv"),
+                         callbacks=[cb], enable_progress_bar=False, enable_model_summary=False)
+    trainer.validate(Tiny(), torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8),
+                     verbose=False)
+    assert seen == [True]
+    assert len(cb.logged) == 1 and os.path.getsize(cb.logged[0][4:]) > 0

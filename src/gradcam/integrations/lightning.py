@@ -9,7 +9,8 @@ each; the caption lists the scores) to each of the trainer's loggers that takes 
 - ``WandbLogger``: ``log_image(key=tag, images=[grid], caption=[caption])`` (when wandb is installed);
 - ``MLFlowLogger``: ``experiment.log_image(run_id, grid, "<tag>/epoch=<E>_step=<S>.png")``.
 
-Lightning runs validation under ``torch.inference_mode()``; the callback leaves it for the explanation
+Lightning runs validation under ``torch.no_grad()`` (in ``fit``) or ``torch.inference_mode()`` (in
+``validate``); the callback leaves both for the explanation
 (``torch.inference_mode(False)`` + ``torch.enable_grad()``) and clones the batch there, so the
 "element 0 of tensors does not require grad" failure cannot happen. Training is never changed: the method
 works on a private view of the model (no parameter, buffer, ``.grad`` or train/eval flag is touched, no
