@@ -1,4 +1,5 @@
 """Start ``gradcam serve`` as a subprocess on a free port (for tests/test_serve*.py); stop it afterwards."""
+
 from __future__ import annotations
 
 import os
@@ -23,10 +24,18 @@ def requires_app() -> None:
 @contextmanager
 def serve(*args: str, timeout: float = 180.0) -> Iterator[Tuple[str, subprocess.Popen]]:
     """Run ``gradcam serve --port 0 ARGS``; yield (base URL without a trailing slash, the process)."""
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    proc = subprocess.Popen([sys.executable, "-m", "gradcam", "serve", "--port", "0", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.path.join(ROOT, "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"),
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gradcam", "serve", "--port", "0", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line, end = "", time.monotonic() + timeout
         while time.monotonic() < end:
@@ -57,8 +66,15 @@ def peak_rss_mb(pid: int) -> float:
 def multipart(fields: List[Tuple[str, str]], file: bytes, filename: str = "photo.png") -> Tuple[bytes, str]:
     """A multipart/form-data body with ``fields`` and the file as field ``image``; returns (body, content type)."""
     boundary = "gradcamtestboundary7d3f"
-    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode() for k, v in fields]
-    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{filename}"\r\n'
-                 f"Content-Type: application/octet-stream\r\n\r\n".encode() + file + b"\r\n")
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+        for k, v in fields
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{filename}"\r\n'
+        f"Content-Type: application/octet-stream\r\n\r\n".encode()
+        + file
+        + b"\r\n"
+    )
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"

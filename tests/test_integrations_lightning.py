@@ -1,4 +1,5 @@
 """GradCAMCallback: training is bit-identical with and without it, and TensorBoard and CSV get the grids."""
+
 from __future__ import annotations
 
 import glob
@@ -29,9 +30,17 @@ class Tiny(pl.LightningModule):
 
     def __init__(self):
         super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.Dropout(0.2),
-                                 nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                                 nn.Linear(8, 3))
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 6, 3, padding=1),
+            nn.BatchNorm2d(6),
+            nn.ReLU(),
+            nn.Dropout(0.2),
+            nn.Conv2d(6, 8, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(8, 3),
+        )
         self.losses = []
 
     def forward(self, x):
@@ -68,9 +77,18 @@ def _fit(root, callback=None):
     val = torch.utils.data.DataLoader(ds, batch_size=16)
     model = Tiny()
     loggers = [pl.loggers.TensorBoardLogger(root, name="tb"), pl.loggers.CSVLogger(root, name="csv")]
-    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", devices=1, deterministic=True, logger=loggers,
-                         callbacks=[callback] if callback else [], enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=1)
+    trainer = pl.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        devices=1,
+        deterministic=True,
+        logger=loggers,
+        callbacks=[callback] if callback else [],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=1,
+    )
     trainer.fit(model, train, val)
     after = (torch.rand(4), np.random.rand(2), random.random())  # the RNG stream after training
     return model, trainer, after
@@ -123,8 +141,13 @@ def test_callback_changes_nothing_and_logs_grids(tmp_path, plain):
     assert "caption" in " ".join(acc.Tags()["tensors"])
 
     # The CSV logger's folder holds the same two grids as PNG files, and their captions.
-    pngs = sorted(glob.glob(os.path.join(trainer.loggers[1].log_dir, "gradcam", "gradcam_epoch=*_step=*.png")))
-    assert [os.path.basename(p) for p in pngs] == ["gradcam_epoch=0_step=6.png", "gradcam_epoch=1_step=12.png"]
+    pngs = sorted(
+        glob.glob(os.path.join(trainer.loggers[1].log_dir, "gradcam", "gradcam_epoch=*_step=*.png"))
+    )
+    assert [os.path.basename(p) for p in pngs] == [
+        "gradcam_epoch=0_step=6.png",
+        "gradcam_epoch=1_step=12.png",
+    ]
     for p, t in zip(pngs, tb):
         np.testing.assert_array_equal(np.asarray(Image.open(p)), t)
     caption = open(pngs[1][:-4] + ".txt").read()
@@ -146,7 +169,10 @@ def test_callback_every_n_epochs_and_rank(tmp_path, plain):
     cb = GradCAMCallback(images, every_n_epochs=2, method="test-noisy")
     model, trainer, after = _fit(tmp_path, cb)
     _same_training(model, after, plain)  # the RNG states are put back after the method drew from them
-    assert cb.logged == ["tensorboard", f"csv:{trainer.loggers[1].log_dir}/gradcam/gradcam_epoch=1_step=12.png"]
+    assert cb.logged == [
+        "tensorboard",
+        f"csv:{trainer.loggers[1].log_dir}/gradcam/gradcam_epoch=1_step=12.png",
+    ]
 
     class NotZero:  # a rank other than 0 never explains
         sanity_checking, is_global_zero, current_epoch = False, False, 1
@@ -177,9 +203,16 @@ def test_callback_under_inference_mode(tmp_path):
     pl.seed_everything(3)
     x, y = _data(8)
     cb = Recording(x[:2], layer="net.4")
-    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=pl.loggers.CSVLogger(tmp_path, name="csv"),
-                         callbacks=[cb], enable_progress_bar=False, enable_model_summary=False)
-    trainer.validate(Tiny(), torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8),
-                     verbose=False)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=pl.loggers.CSVLogger(tmp_path, name="csv"),
+        callbacks=[cb],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.validate(
+        Tiny(), torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8), verbose=False
+    )
     assert seen == [True]
     assert len(cb.logged) == 1 and os.path.getsize(cb.logged[0][4:]) > 0

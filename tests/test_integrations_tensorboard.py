@@ -1,4 +1,5 @@
 """log_explanations: a plain training loop's grids, read back from the TensorBoard event file."""
+
 from __future__ import annotations
 
 import io
@@ -39,7 +40,9 @@ def test_log_explanations_in_a_plain_loop(tmp_path):
         torch.nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
         res = cam(x, top_k=2)
-        grids.append(log_explanations(writer, "val/cam", res, x, step, labels=["a", "b", "c", "d"], alpha=0.4))
+        grids.append(
+            log_explanations(writer, "val/cam", res, x, step, labels=["a", "b", "c", "d"], alpha=0.4)
+        )
     writer.close()
 
     acc = _read(tmp_path)
@@ -50,7 +53,9 @@ def test_log_explanations_in_a_plain_loop(tmp_path):
         np.testing.assert_array_equal(got, g)
         assert (s.width, s.height) == (3 * 16, 3 * (16 + 14))
     # The first tile of each row is the image itself; the second the 0.6/0.4 blend with the colour map.
-    np.testing.assert_array_equal(grids[1][:16, :16], (x[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy())
+    np.testing.assert_array_equal(
+        grids[1][:16, :16], (x[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+    )
     from gradcam.image import colorize
 
     blend = 0.6 * x[0].permute(1, 2, 0) + 0.4 * colorize(res.maps[0, 0].detach())
@@ -60,14 +65,19 @@ def test_log_explanations_in_a_plain_loop(tmp_path):
 
 
 def test_log_explanations_of_explain_results(tmp_path):
-    loaded = LoadedModel(model=gap_net(num_classes=3).eval(), labels=["x", "y", "z"], layer="3", name="tiny", size=32)
+    loaded = LoadedModel(
+        model=gap_net(num_classes=3).eval(), labels=["x", "y", "z"], layer="3", name="tiny", size=32
+    )
     photo = Image.fromarray((np.random.default_rng(0).random((40, 60, 3)) * 255).astype(np.uint8))
-    results = [explain(photo, loaded, top_k=2), explain(photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT), loaded)]
+    results = [
+        explain(photo, loaded, top_k=2),
+        explain(photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT), loaded),
+    ]
     writer = SummaryWriter(str(tmp_path))
     grid = log_explanations(writer, "photos", results, None, 5)
     writer.close()
     assert grid.shape == (2 * 40, 3 * 60, 3)  # rows padded to the widest: photo + 2 overlays
-    assert (grid[40:, 2 * 60:] == 255).all()  # the second photo has one overlay: the rest is white
+    assert (grid[40:, 2 * 60 :] == 255).all()  # the second photo has one overlay: the rest is white
     np.testing.assert_array_equal(grid[:40, 60:120], np.asarray(results[0].overlay(0)))
     shot = _read(tmp_path).Images("photos")[0]
     assert shot.step == 5 and (shot.width, shot.height) == (180, 80)

@@ -1,8 +1,10 @@
 """``gradcam serve`` over HTTP: the JSON API, the token, upload limits, and 20 concurrent requests."""
+
 from __future__ import annotations
 
 import io
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -20,7 +22,8 @@ from serving import ROOT, multipart, peak_rss_mb, requires_app, serve
 requires_app()
 
 
-OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # 127.0.0.1 directly, whatever the env says
+# Requests go to 127.0.0.1 directly, whatever proxy the environment names.
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def _request(url, data=None, headers=None, method=None):
@@ -46,13 +49,20 @@ def _png(img: Image.Image) -> bytes:
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    return (
+        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    )
 
 
 def png_header_only(width: int, height: int) -> bytes:
     """A valid-looking RGB PNG whose header declares width x height, with almost no pixel data (~100 bytes)."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\0" * 64)) + _chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", ihdr)
+        + _chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + _chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +75,12 @@ def _photos():
     cat = Image.open(f"{ROOT}/src/gradcam/data/chelsea.png").convert("RGB")
     rng = np.random.default_rng(0)
     noise = Image.fromarray((rng.random((120, 160, 3)) * 255).astype(np.uint8))
-    return [_png(cat), _png(cat.transpose(Image.Transpose.FLIP_LEFT_RIGHT)), _png(cat.resize((200, 133))), _png(noise)]
+    return [
+        _png(cat),
+        _png(cat.transpose(Image.Transpose.FLIP_LEFT_RIGHT)),
+        _png(cat.resize((200, 133))),
+        _png(noise),
+    ]
 
 
 def test_info_and_explain(server):
@@ -96,10 +111,15 @@ def test_info_and_explain(server):
 
     ref = explain(Image.open(io.BytesIO(cat)), top_k=5)
     assert [e["id"] for e in res["explanations"]] == ref.class_ids
-    assert [e["peak"] for e in res["explanations"]] == ref.peaks and [e["box"] for e in res["explanations"]] == ref.boxes
+    assert [e["peak"] for e in res["explanations"]] == ref.peaks
+    assert [e["box"] for e in res["explanations"]] == ref.boxes
 
     status, one = _explain(base, cat, target="tabby", layer="_blocks.15")
-    assert status == 200 and [e["class"] for e in one["explanations"]] == ["tabby"] and one["layer"] == "_blocks.15"
+    assert (
+        status == 200
+        and [e["class"] for e in one["explanations"]] == ["tabby"]
+        and one["layer"] == "_blocks.15"
+    )
 
 
 def test_bad_requests(server):
@@ -127,8 +147,10 @@ def test_60_megapixel_upload_refused_before_decoding(server):
     status, err = _explain(base, forged)
     took = time.perf_counter() - t0
     assert status == 413, err
-    assert err["error"] == ("upload: image too large: its header declares 10000x6000 = 60.0 megapixels, over the "
-                            "limit of 50 megapixels (raise it with --max-pixels N, or max_pixels= in Python)")
+    assert err["error"] == (
+        "upload: image too large: its header declares 10000x6000 = 60.0 megapixels, over the "
+        "limit of 50 megapixels (raise it with --max-pixels N, or max_pixels= in Python)"
+    )
     assert peak_rss_mb(proc.pid) - before < 50  # decoding would have needed 180 MB
     assert took < 5
 
@@ -153,17 +175,24 @@ def test_20_concurrent_requests_match_sequential(server):
     took = time.perf_counter() - t0
     rss_after = peak_rss_mb(proc.pid)
     for job, res in zip(jobs, results):
-        assert res == sequential[job], job  # classes, scores, peaks, boxes and the overlay PNGs, byte for byte
+        # Classes, scores, peaks, boxes and the overlay PNGs, byte for byte.
+        assert res == sequential[job], job
     assert len({json.dumps(r["explanations"][0]["peak"]) + r["method"] for r in results}) > 1
-    print(f"\n20 concurrent POST /api/explain: {took:.2f} s; server peak RSS {rss_before:.0f} -> {rss_after:.0f} MB")
+    print(
+        f"\n20 concurrent POST /api/explain: {took:.2f} s; server peak RSS {rss_before:.0f} -> {rss_after:.0f} MB"
+    )
     assert rss_after - rss_before < 300  # bounded: at most --concurrency (2) explanations at a time
 
 
 def test_token_required_off_loopback():
-    env_cmd = [sys.executable, "-m", "gradcam", "serve", "--host", "0.0.0.0"]
-    r = subprocess.run(env_cmd, capture_output=True, text=True, timeout=120,
-                       env={**__import__("os").environ, "PYTHONPATH": f"{ROOT}/src"})
-    assert r.returncode == 2 and "--host 0.0.0.0 accepts connections from other machines: add --token" in r.stderr
+    cmd = [sys.executable, "-m", "gradcam", "serve", "--host", "0.0.0.0"]
+    r = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": f"{ROOT}/src"}
+    )
+    assert (
+        r.returncode == 2
+        and "--host 0.0.0.0 accepts connections from other machines: add --token" in r.stderr
+    )
 
     secret = "s3cret-token-123"
     with serve("--host", "0.0.0.0", "--token", secret, "--max-upload-mb", "0.5") as (base, _):

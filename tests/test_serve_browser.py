@@ -2,6 +2,7 @@
 
 Skipped when no Chromium is installed, unless GRADCAM_REQUIRE_BROWSER is set (then a missing browser fails).
 """
+
 from __future__ import annotations
 
 import os
@@ -14,7 +15,9 @@ from serving import ROOT, requires_app, serve
 requires_app()
 CHROMIUM = find_chromium()
 if CHROMIUM is None and os.environ.get("GRADCAM_REQUIRE_BROWSER"):
-    raise RuntimeError("GRADCAM_REQUIRE_BROWSER is set but no chromium binary was found (apt-get install chromium).")
+    raise RuntimeError(
+        "GRADCAM_REQUIRE_BROWSER is set but no chromium binary was found (apt-get install chromium)."
+    )
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install chromium)")
 
 
@@ -50,7 +53,9 @@ def test_app_in_chromium(tmp_path):
         b.send("DOM.enable", session=True)
         root = b.send("DOM.getDocument", session=True)["root"]["nodeId"]
         node = b.send("DOM.querySelector", session=True, nodeId=root, selector="#file")["nodeId"]
-        b.send("DOM.setFileInputFiles", session=True, nodeId=node, files=[f"{ROOT}/src/gradcam/data/chelsea.png"])
+        b.send(
+            "DOM.setFileInputFiles", session=True, nodeId=node, files=[f"{ROOT}/src/gradcam/data/chelsea.png"]
+        )
         _wait(b, "document.body.dataset.renders === '1'")
         classes = b.eval("[...document.querySelectorAll('#classes button')].map(x => x.textContent)")
         assert len(classes) == 5 and "cat" in classes[0]
@@ -63,22 +68,30 @@ def test_app_in_chromium(tmp_path):
         second = _overlay(b)
         assert second != first
         assert b.eval("document.querySelector('#classes button.active').dataset.k") == "1"
-        assert b.eval("document.getElementById('caption-a').textContent").startswith(classes[1].rsplit(" ", 1)[0][:8])
+        assert b.eval("document.getElementById('caption-a').textContent").startswith(
+            classes[1].rsplit(" ", 1)[0][:8]
+        )
 
         # Switch the method: a new explanation of the same (second) class.
-        b.eval("{ const s = document.getElementById('method-a'); s.value = 'gradcam++'; "
-               "s.dispatchEvent(new Event('change')); }")
+        b.eval(
+            "{ const s = document.getElementById('method-a'); s.value = 'gradcam++'; "
+            "s.dispatchEvent(new Event('change')); }"
+        )
         _wait(b, "document.body.dataset.renders === '3'")
         third = _overlay(b)
         assert third not in (first, second)
         assert "gradcam++ at _head_act" in b.eval("document.getElementById('caption-a').textContent")
 
         # Compare side by side, with another opacity; downloads point at the overlay and a JSON record.
-        b.eval("{ const s = document.getElementById('method-b'); s.value = 'gradcam'; "
-               "s.dispatchEvent(new Event('change')); }")
+        b.eval(
+            "{ const s = document.getElementById('method-b'); s.value = 'gradcam'; "
+            "s.dispatchEvent(new Event('change')); }"
+        )
         _wait(b, "document.body.dataset.renders === '4'")
         assert _overlay(b, "b") == second and not b.eval("document.getElementById('panel-b').hidden")
-        b.eval("{ const s = document.getElementById('alpha'); s.value = '0.4'; s.dispatchEvent(new Event('input')); }")
+        b.eval(
+            "{ const s = document.getElementById('alpha'); s.value = '0.4'; s.dispatchEvent(new Event('input')); }"
+        )
         _wait(b, "document.body.dataset.renders === '5'")
         assert _overlay(b, "b") != second
         assert b.eval("document.getElementById('png-a').href") == _overlay(b, "a")

@@ -15,6 +15,7 @@ when the file's header declares more than ``max_pixels`` (the CLI's limit). With
 must carry it (``X-Gradcam-Token`` header, ``Authorization: Bearer``, or ``?token=``). At most
 ``max_concurrent`` explanations run at once (the rest wait), which bounds the memory.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -35,10 +36,10 @@ except ImportError:  # pragma: no cover - depends on what is installed
     raise ImportError("gradcam serve needs the web app's packages: pip install 'gradcam[app]'") from None
 
 from ..image import ImageLoadError
-from .session import ServedModel
+from .session import LOOPBACK, ServedModel, is_loopback
 
+__all__ = ["MAX_UPLOAD_BYTES", "TokenMiddleware", "create_app", "is_loopback"]
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 STATIC = os.path.join(os.path.dirname(__file__), "static")
 
 
@@ -61,8 +62,11 @@ class TokenMiddleware:
             if not given and auth.lower().startswith("bearer "):
                 given = auth[7:].strip()
             if not hmac.compare_digest(given.encode(), self.token):
-                response = _error(401, "missing or wrong token: open the URL that 'gradcam serve' printed "
-                                       "(?token=...) or send the X-Gradcam-Token header")
+                response = _error(
+                    401,
+                    "missing or wrong token: open the URL that 'gradcam serve' printed "
+                    "(?token=...) or send the X-Gradcam-Token header",
+                )
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -70,14 +74,20 @@ class TokenMiddleware:
 
 def _options(request: Request, form) -> dict:
     """Explain options from form fields, else query parameters, with clear errors for bad values."""
+
     def get(name, default=None):
         v = form.get(name) if form is not None else None
         return request.query_params.get(name, default) if v in (None, "") else v
 
     try:
-        opts = {"method": str(get("method", "gradcam")), "layer": get("layer") or None,
-                "target": get("target") or None, "top_k": int(get("top_k", 5)), "alpha": float(get("alpha", 0.5)),
-                "overlay_side": int(get("overlay_side", 512))}
+        opts = {
+            "method": str(get("method", "gradcam")),
+            "layer": get("layer") or None,
+            "target": get("target") or None,
+            "top_k": int(get("top_k", 5)),
+            "alpha": float(get("alpha", 0.5)),
+            "overlay_side": int(get("overlay_side", 512)),
+        }
     except ValueError:
         raise ValueError("top_k and overlay_side must be integers and alpha a number in [0, 1].") from None
     if opts["layer"] == "auto":
@@ -85,8 +95,14 @@ def _options(request: Request, form) -> dict:
     return opts
 
 
-def create_app(served: ServedModel, *, token: Optional[str] = None, loopback_only: bool = True,
-               max_upload_bytes: int = MAX_UPLOAD_BYTES, max_concurrent: int = 2) -> Starlette:
+def create_app(
+    served: ServedModel,
+    *,
+    token: Optional[str] = None,
+    loopback_only: bool = True,
+    max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    max_concurrent: int = 2,
+) -> Starlette:
     """The ASGI app for ``served``. ``token``: required on every request when set. ``loopback_only``:
     refuse Host headers other than 127.0.0.1/localhost/[::1] (a DNS-rebinding guard for a local app)."""
     limiter = anyio.CapacityLimiter(max_concurrent)
@@ -111,9 +127,13 @@ def create_app(served: ServedModel, *, token: Optional[str] = None, loopback_onl
     async def explain(request: Request) -> Response:
         length = request.headers.get("content-length")
         if length is None:
-            return _error(411, "send the image with a Content-Length header (chunked uploads are not accepted)")
+            return _error(
+                411, "send the image with a Content-Length header (chunked uploads are not accepted)"
+            )
         if not length.isdigit() or int(length) > max_upload_bytes:
-            return _error(413, f"upload too large: {length} bytes, over the limit of {max_upload_bytes} bytes")
+            return _error(
+                413, f"upload too large: {length} bytes, over the limit of {max_upload_bytes} bytes"
+            )
         with tempfile.TemporaryDirectory(prefix="gradcam-serve-") as tmp:
             try:
                 form, path = await _receive(request, tmp)
@@ -131,8 +151,12 @@ def create_app(served: ServedModel, *, token: Optional[str] = None, loopback_onl
         middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=list(LOOPBACK) + ["[::1]"]))
     if token:
         middleware.append(Middleware(TokenMiddleware, token=token))
-    routes = [Route("/", index), Route("/api/info", info), Route("/api/demo/{name}", demo),
-              Route("/api/explain", explain, methods=["POST"])]
+    routes = [
+        Route("/", index),
+        Route("/api/info", info),
+        Route("/api/demo/{name}", demo),
+        Route("/api/explain", explain, methods=["POST"]),
+    ]
     return Starlette(routes=routes, middleware=middleware)
 
 
@@ -143,13 +167,15 @@ async def _receive(request: Request, tmp: str):
     form = None
     if ctype.startswith("multipart/form-data"):
         form = await request.form(max_files=1, max_fields=16)
-        upload = form.get("image")
-        if upload is None or isinstance(upload, str):
-            raise ValueError("no image: send the file in the multipart field 'image'")
-        with open(path, "wb") as f:
-            while chunk := await upload.read(1 << 20):
-                f.write(chunk)
-        await form.close()
+        try:
+            upload = form.get("image")
+            if upload is None or isinstance(upload, str):
+                raise ValueError("no image: send the file in the multipart field 'image'")
+            with open(path, "wb") as f:
+                while chunk := await upload.read(1 << 20):
+                    f.write(chunk)
+        finally:
+            await form.close()
     else:
         with open(path, "wb") as f:
             async for chunk in request.stream():
@@ -160,8 +186,3 @@ async def _receive(request: Request, tmp: str):
 def _explain_file(served: ServedModel, path: str, opts: dict) -> dict:
     """Load (header-checked) and explain the uploaded file; runs in a worker thread."""
     return served.explain(served.load(path), **opts)
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` only accepts connections from this machine."""
-    return host in LOOPBACK or host.startswith("127.")

@@ -3,6 +3,7 @@
 Used by the Lightning callback and :func:`gradcam.integrations.tensorboard.log_explanations`. Everything is
 tensor arithmetic on the whole batch (colour lookup and blend); only the short captions are drawn per tile.
 """
+
 from __future__ import annotations
 
 from typing import List, Optional, Sequence, Tuple, Union
@@ -18,8 +19,9 @@ ImagesLike = Union[torch.Tensor, Sequence[Image.Image]]
 CAPTION_HEIGHT = 14  # pixels of the caption strip under each tile
 
 
-def display_images(images: ImagesLike, mean: Optional[Sequence[float]] = None,
-                   std: Optional[Sequence[float]] = None) -> torch.Tensor:
+def display_images(
+    images: ImagesLike, mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None
+) -> torch.Tensor:
     """The images to show, (N, 3, H, W) float in [0, 1].
 
     ``images``: PIL images (all one size), or a (N, C, H, W) tensor with C in (1, 3): with ``mean``/``std``
@@ -49,7 +51,9 @@ def tile_captions(result: Explanation, labels: Optional[Sequence[str]] = None) -
     """Per image, per explained class: ``"name p=0.87"`` (softmax probability; the logit when no probabilities)."""
     targets = result.targets.tolist()
     try:
-        probs = result.probabilities().gather(1, result.targets.clamp_min(0).to(result.output.device)).tolist()
+        probs = (
+            result.probabilities().gather(1, result.targets.clamp_min(0).to(result.output.device)).tolist()
+        )
         fmt = "p={:.2f}"
     except Exception:  # noqa: BLE001 - an output that is not a tensor of logits: show the score y^c instead
         probs, fmt = result.scores.float().tolist(), "y={:.2f}"
@@ -60,8 +64,10 @@ def caption_text(result: Explanation, labels: Optional[Sequence[str]] = None) ->
     """A one-line-per-image text caption: the classes, probabilities and scores y^c, and the layer."""
     caps = tile_captions(result, labels)
     scores = result.scores.float().tolist()
-    lines = [f"image {i}: " + "; ".join(f"{c} (y={s:.3f})" for c, s in zip(cs, ss))
-             for i, (cs, ss) in enumerate(zip(caps, scores))]
+    lines = [
+        f"image {i}: " + "; ".join(f"{c} (y={s:.3f})" for c, s in zip(cs, ss))
+        for i, (cs, ss) in enumerate(zip(caps, scores))
+    ]
     return f"{result.method} at {result.layer}\n" + "\n".join(lines)
 
 
@@ -71,9 +77,16 @@ def _name(c: int, labels: Optional[Sequence[str]]) -> str:
     return str(labels[c]) if labels is not None and c < len(labels) else f"class {c}"
 
 
-def explanation_grid(images: ImagesLike, result: Explanation, labels: Optional[Sequence[str]] = None,
-                     alpha: float = 0.5, colormap: str = "jet", mean: Optional[Sequence[float]] = None,
-                     std: Optional[Sequence[float]] = None, captions: bool = True) -> Image.Image:
+def explanation_grid(
+    images: ImagesLike,
+    result: Explanation,
+    labels: Optional[Sequence[str]] = None,
+    alpha: float = 0.5,
+    colormap: str = "jet",
+    mean: Optional[Sequence[float]] = None,
+    std: Optional[Sequence[float]] = None,
+    captions: bool = True,
+) -> Image.Image:
     """A grid: row n = [image n, overlay of class 1, ..., overlay of class K], each overlay
     (1 - alpha) * image + alpha * cmap(map), with the class name and probability under each overlay.
 
@@ -84,10 +97,14 @@ def explanation_grid(images: ImagesLike, result: Explanation, labels: Optional[S
     maps = result.maps.detach().float().cpu()
     n, k = maps.shape[:2]
     if x.shape[0] != n:
-        raise ValueError(f"{x.shape[0]} images but the explanation has {n}; pass the batch that was explained.")
+        raise ValueError(
+            f"{x.shape[0]} images but the explanation has {n}; pass the batch that was explained."
+        )
     h, w = x.shape[-2:]
     heat = colorize(resize_map(maps, (h, w)), colormap).permute(0, 1, 4, 2, 3)  # (N, K, 3, H, W)
-    tiles = torch.cat([x.unsqueeze(1), (1 - alpha) * x.unsqueeze(1) + alpha * heat], dim=1)  # (N, K+1, 3, H, W)
+    tiles = torch.cat(
+        [x.unsqueeze(1), (1 - alpha) * x.unsqueeze(1) + alpha * heat], dim=1
+    )  # (N, K+1, 3, H, W)
     cap = CAPTION_HEIGHT if captions else 0
     grid = torch.ones(n, k + 1, 3, h + cap, w)
     grid[:, :, :, :h] = tiles

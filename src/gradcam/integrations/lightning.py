@@ -18,6 +18,7 @@ reference to the result is kept), and the torch (CPU and CUDA), NumPy and Python
 before and restored after, so a run with the callback has bit-identical losses, weights and random stream.
 With several processes only rank 0 (``trainer.is_global_zero``) explains and logs.
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,8 +35,9 @@ except ImportError:  # pragma: no cover - depends on what is installed
     try:
         import pytorch_lightning as pl
     except ImportError:
-        raise ImportError("gradcam.integrations.lightning needs PyTorch Lightning: pip install 'gradcam[lightning]'"
-                          ) from None
+        raise ImportError(
+            "gradcam.integrations.lightning needs PyTorch Lightning: pip install 'gradcam[lightning]'"
+        ) from None
 
 from .grid import caption_text, explanation_grid
 
@@ -49,7 +51,11 @@ class _RNGState:
 
     def __init__(self) -> None:
         self.torch = torch.get_rng_state()
-        self.cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+        self.cuda = (
+            torch.cuda.get_rng_state_all()
+            if torch.cuda.is_available() and torch.cuda.is_initialized()
+            else None
+        )
         self.numpy = np.random.get_state()
         self.python = random.getstate()
 
@@ -97,8 +103,10 @@ class GradCAMCallback(pl.Callback):
     ):
         super().__init__()
         if not isinstance(images, torch.Tensor) or images.dim() < 3:
-            raise TypeError("images must be the model's input batch as a tensor (N, C, H, W); got "
-                            f"{type(images).__name__}{tuple(images.shape) if isinstance(images, torch.Tensor) else ''}.")
+            raise TypeError(
+                "images must be the model's input batch as a tensor (N, C, H, W); got "
+                f"{type(images).__name__}{tuple(images.shape) if isinstance(images, torch.Tensor) else ''}."
+            )
         for name, v in (("every_n_epochs", every_n_epochs), ("top_k", top_k)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive int; got {v!r}.")

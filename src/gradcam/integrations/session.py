@@ -4,6 +4,7 @@ Used by the ``gradcam serve`` web app (:mod:`gradcam.integrations.app`), but fre
 Thread-safe: the method objects are (each call runs on a private view of the model), the method cache is
 filled under a lock, and nothing else is shared between calls.
 """
+
 from __future__ import annotations
 
 import base64
@@ -22,6 +23,12 @@ from ..models import LoadedModel
 DEMO_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data")
 DEMO_PHOTOS = {"chelsea": "chelsea.png"}  # name -> file in gradcam/data (CC0, see chelsea.LICENSE.txt)
 OVERLAY_SIDE = 512  # default long side of the returned overlays (0: the photo's own size)
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    return host in LOOPBACK or host.startswith("127.")
 
 
 def png_data(img: Image.Image) -> str:
@@ -34,8 +41,12 @@ def png_data(img: Image.Image) -> str:
 class ServedModel:
     """A :class:`LoadedModel` with what the app needs: layers (the auto choice marked), methods, ``explain``."""
 
-    def __init__(self, loaded: LoadedModel, max_pixels: Optional[int] = MAX_PIXELS,
-                 box_threshold: float = BOX_THRESHOLD):
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        max_pixels: Optional[int] = MAX_PIXELS,
+        box_threshold: float = BOX_THRESHOLD,
+    ):
         from ..methods import registry
 
         registry.get("gradcam")  # loads the optional methods so that METHODS lists them all
@@ -71,9 +82,15 @@ class ServedModel:
 
     def info(self) -> dict:
         """What the page shows in its menus: model, classes, methods, layers (auto marked), demo photos."""
-        return {"model": self.loaded.name, "classes": len(self.loaded.labels), "methods": self.methods,
-                "layers": [{"name": n, "auto": n == self.auto_layer} for n in self.layers],
-                "auto_layer": self.auto_layer, "demo": sorted(DEMO_PHOTOS), "max_pixels": self.max_pixels}
+        return {
+            "model": self.loaded.name,
+            "classes": len(self.loaded.labels),
+            "methods": self.methods,
+            "layers": [{"name": n, "auto": n == self.auto_layer} for n in self.layers],
+            "auto_layer": self.auto_layer,
+            "demo": sorted(DEMO_PHOTOS),
+            "max_pixels": self.max_pixels,
+        }
 
     def method(self, name: str, layer: Optional[str]):
         """The method object ``name`` at ``layer`` (``None``: the auto layer), made once and shared."""
@@ -88,9 +105,16 @@ class ServedModel:
         """An uploaded file as RGB, refused before decoding when its header declares over ``max_pixels``."""
         return load_image(path, max_pixels=self.max_pixels)
 
-    def explain(self, image: Image.Image, method: str = "gradcam", layer: Optional[str] = None,
-                target: Optional[str] = None, top_k: int = 5, alpha: float = 0.5,
-                overlay_side: int = OVERLAY_SIDE) -> dict:
+    def explain(
+        self,
+        image: Image.Image,
+        method: str = "gradcam",
+        layer: Optional[str] = None,
+        target: Optional[str] = None,
+        top_k: int = 5,
+        alpha: float = 0.5,
+        overlay_side: int = OVERLAY_SIDE,
+    ) -> dict:
         """Explain ``image``: the top-5 predictions and, per explained class (``target``, else the top
         ``top_k``), its score, probability, peak (x, y), box (x0, y0, x1, y1) in photo pixels, and the
         overlay (1 - alpha) * photo + alpha * cmap(map) as PNG data, its long side ``overlay_side`` (0: full).
@@ -108,8 +132,10 @@ class ServedModel:
         shown = image
         if overlay_side and max(image.size) > overlay_side:
             scale = overlay_side / max(image.size)
-            shown = image.resize((max(1, round(image.size[0] * scale)), max(1, round(image.size[1] * scale))),
-                                 Image.Resampling.BILINEAR)
+            shown = image.resize(
+                (max(1, round(image.size[0] * scale)), max(1, round(image.size[1] * scale))),
+                Image.Resampling.BILINEAR,
+            )
         out = res.to_dict()
         out.pop("file", None)
         for k, rec in enumerate(out["explanations"]):

@@ -3,6 +3,7 @@
 Works with ``torch.utils.tensorboard.SummaryWriter`` (needs the ``tensorboard`` package, extra
 ``lightning``) or any writer with ``add_image(tag, img, step, dataformats=...)`` and ``add_text``.
 """
+
 from __future__ import annotations
 
 from typing import Any, List, Optional, Sequence, Union
@@ -58,10 +59,13 @@ def _results_grid(results: List[Any], alpha: float, colormap: str):
     for i, r in enumerate(results):
         w, h = r.image.size
         size = (max(1, round(w * height / h)), height)
-        tiles = [r.image.resize(size)] + [r.overlay(k, alpha=alpha, colormap=colormap).resize(size)
-                                          for k in range(len(r.class_ids))]
+        tiles = [r.image.resize(size)] + [
+            r.overlay(k, alpha=alpha, colormap=colormap).resize(size) for k in range(len(r.class_ids))
+        ]
         rows.append(np.concatenate([np.asarray(t) for t in tiles], axis=1))
-        lines.append(f"image {i}: " + "; ".join(f"{c} (p={p:.3f})" for c, p in zip(r.classes, r.probabilities)))
+        lines.append(
+            f"image {i}: " + "; ".join(f"{c} (p={p:.3f})" for c, p in zip(r.classes, r.probabilities))
+        )
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
     grid = np.concatenate(rows, axis=0)
