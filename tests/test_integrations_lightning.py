@@ -135,7 +135,7 @@ def test_callback_changes_nothing_and_logs_grids(tmp_path, plain):
     # The last one is exactly the grid of the trained model's explanation: 4 rows of [image, 2 overlays].
     res = GradCAM(model, layer="net.4")(images, top_k=2)
     expected = np.asarray(explanation_grid(images, res, LABELS))
-    assert tb[1].shape == expected.shape == (4 * (12 + 14), 3 * 12, 3)
+    assert tb[1].shape == expected.shape == (4 * (96 + 14), 3 * 96, 3)  # 12 px images enlarged 8 times
     np.testing.assert_array_equal(tb[1], expected)
     assert not np.array_equal(tb[0], tb[1])  # epoch 1's model explains differently
     assert "caption" in " ".join(acc.Tags()["tensors"])

@@ -15,6 +15,7 @@ from PIL import Image  # noqa: E402
 from torch.utils.tensorboard import SummaryWriter  # noqa: E402
 
 from gradcam import GradCAM, explain  # noqa: E402
+from gradcam.integrations.grid import explanation_grid  # noqa: E402
 from gradcam.integrations.tensorboard import log_explanations  # noqa: E402
 from gradcam.models import LoadedModel  # noqa: E402
 
@@ -41,7 +42,7 @@ def test_log_explanations_in_a_plain_loop(tmp_path):
         opt.step()
         res = cam(x, top_k=2)
         grids.append(
-            log_explanations(writer, "val/cam", res, x, step, labels=["a", "b", "c", "d"], alpha=0.4)
+            log_explanations(writer, "val/cam", res, x, step, labels=["a", "b", "c", "d"], alpha=0.4, scale=1)
         )
     writer.close()
 
@@ -81,6 +82,19 @@ def test_log_explanations_of_explain_results(tmp_path):
     np.testing.assert_array_equal(grid[:40, 60:120], np.asarray(results[0].overlay(0)))
     shot = _read(tmp_path).Images("photos")[0]
     assert shot.step == 5 and (shot.width, shot.height) == (180, 80)
+
+
+def test_grid_enlarges_small_images():
+    x = torch.rand(2, 3, 8, 8)
+    res = GradCAM(gap_net(), layer="3")(x, top_k=3)
+    grid = np.asarray(explanation_grid(x, res))
+    assert grid.shape == (2 * (96 + 14), 4 * 96, 3)  # 8 px enlarged 12 times; image + 3 overlays per row
+    np.testing.assert_array_equal(
+        grid[96 + 14 : 2 * 96 + 14 : 12, :96:12], (x[1].permute(1, 2, 0) * 255).round().byte()
+    )
+    assert np.asarray(explanation_grid(x, res, scale=1, captions=False)).shape == (16, 32, 3)
+    with pytest.raises(ValueError, match="scale must be a positive int"):
+        explanation_grid(x, res, scale=0)
 
 
 def test_log_explanations_errors():

@@ -17,6 +17,7 @@ from ..image import colorize, resize_map
 
 ImagesLike = Union[torch.Tensor, Sequence[Image.Image]]
 CAPTION_HEIGHT = 14  # pixels of the caption strip under each tile
+MIN_TILE = 96  # smaller images are enlarged by an integer factor to at least this many pixels a side
 
 
 def display_images(
@@ -86,12 +87,15 @@ def explanation_grid(
     mean: Optional[Sequence[float]] = None,
     std: Optional[Sequence[float]] = None,
     captions: bool = True,
+    scale: Optional[int] = None,
 ) -> Image.Image:
     """A grid: row n = [image n, overlay of class 1, ..., overlay of class K], each overlay
     (1 - alpha) * image + alpha * cmap(map), with the class name and probability under each overlay.
 
     ``result``: the :class:`~gradcam.Explanation` of ``images`` (the model's input batch); ``images`` as in
-    :func:`display_images`; ``labels``: class names (default ``class <id>``).
+    :func:`display_images`; ``labels``: class names (default ``class <id>``). ``scale``: each image is
+    enlarged ``scale`` times (pixels repeated; the maps resized bilinearly); default ceil(MIN_TILE / min(h, w))
+    so that small inputs (MNIST, CIFAR) give tiles of at least :data:`MIN_TILE` pixels with readable captions.
     """
     x = display_images(images, mean, std)
     maps = result.maps.detach().float().cpu()
@@ -100,6 +104,12 @@ def explanation_grid(
         raise ValueError(
             f"{x.shape[0]} images but the explanation has {n}; pass the batch that was explained."
         )
+    if scale is None:
+        scale = max(1, -(-MIN_TILE // min(x.shape[-2:])))
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale must be a positive int (or None: automatic); got {scale!r}.")
+    if scale > 1:
+        x = x.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
     h, w = x.shape[-2:]
     heat = colorize(resize_map(maps, (h, w)), colormap).permute(0, 1, 4, 2, 3)  # (N, K, 3, H, W)
     tiles = torch.cat(

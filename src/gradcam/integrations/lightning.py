@@ -80,7 +80,9 @@ class GradCAMCallback(pl.Callback):
       (default: min-max per image); ``alpha``, ``colormap``: the overlay;
     - ``model``: a function ``pl_module -> nn.Module`` naming the network to explain (default the
       LightningModule itself, whose ``forward`` must return class scores (N, num_classes));
-    - ``tag``: the logging name; ``method_kwargs``: passed to the method (e.g. ``reshape`` for tokens).
+    - ``tag``: the logging name; ``method_kwargs``: passed to the method (e.g. ``reshape`` for tokens);
+      ``scale``: enlarge small images in the grid (default: tiles of at least 96 px, see
+      :func:`gradcam.integrations.grid.explanation_grid`).
     """
 
     def __init__(
@@ -100,6 +102,7 @@ class GradCAMCallback(pl.Callback):
         model: Optional[Callable[[Any], torch.nn.Module]] = None,
         tag: str = "gradcam",
         method_kwargs: Optional[dict] = None,
+        scale: Optional[int] = None,
     ):
         super().__init__()
         if not isinstance(images, torch.Tensor) or images.dim() < 3:
@@ -121,6 +124,7 @@ class GradCAMCallback(pl.Callback):
         self.alpha, self.colormap, self.tag = alpha, colormap, tag
         self.model_fn = model
         self.method_kwargs = dict(method_kwargs or {})
+        self.scale = scale
         self._explainer = None
         self._explained: Optional[torch.nn.Module] = None
         self.logged: List[str] = []  # where each grid went ("tensorboard", "csv:<path>", ...), for inspection
@@ -151,7 +155,9 @@ class GradCAMCallback(pl.Callback):
                 res = self._explainer(x, target=self.targets.to(device))
             else:
                 res = self._explainer(x, top_k=self.top_k)
-            grid = explanation_grid(x, res, self.labels, self.alpha, self.colormap, self.mean, self.std)
+            grid = explanation_grid(
+                x, res, self.labels, self.alpha, self.colormap, self.mean, self.std, scale=self.scale
+            )
             caption = caption_text(res, self.labels)
         return grid, caption
 

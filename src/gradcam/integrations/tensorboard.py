@@ -26,6 +26,7 @@ def log_explanations(
     colormap: str = "jet",
     mean: Optional[Sequence[float]] = None,
     std: Optional[Sequence[float]] = None,
+    scale: Optional[int] = None,
 ) -> np.ndarray:
     """Log one grid of explanations at ``step``: ``writer.add_image(tag, grid)`` and the caption as
     ``writer.add_text(tag + "/caption", ...)``; returns the grid as an (H, W, 3) uint8 array.
@@ -33,14 +34,15 @@ def log_explanations(
     ``result``: the :class:`~gradcam.Explanation` of the batch ``images`` ((N, C, H, W) model input, with
     ``mean``/``std`` to undo its normalisation; or PIL images), or a list of ``gradcam.explain`` results
     (``ImageResult``; then ``images`` may be ``None``: each result's photo is shown, one grid row each).
-    Each row: the image, then overlay_k = (1 - alpha) * image + alpha * cmap(map_k) per explained class.
+    Each row: the image, then overlay_k = (1 - alpha) * image + alpha * cmap(map_k) per explained class;
+    ``scale`` enlarges small images (default: tiles of at least 96 px).
     """
     if not isinstance(tag, str) or not tag:
         raise ValueError(f"tag must be a non-empty string; got {tag!r}.")
     if isinstance(result, Explanation):
         if images is None:
             raise ValueError("images is required with an Explanation: pass the batch that was explained.")
-        grid = np.asarray(explanation_grid(images, result, labels, alpha, colormap, mean, std))
+        grid = np.asarray(explanation_grid(images, result, labels, alpha, colormap, mean, std, scale=scale))
         caption = caption_text(result, labels)
     else:
         grid, caption = _results_grid(list(result), alpha, colormap)
