@@ -216,3 +216,34 @@ def test_callback_under_inference_mode(tmp_path):
     )
     assert seen == [True]
     assert len(cb.logged) == 1 and os.path.getsize(cb.logged[0][4:]) > 0
+
+
+def test_callback_sends_wandb_and_mlflow_their_calls():
+    """W&B and MLflow are optional: loggers of those class names get log_image / experiment.log_image."""
+    calls = []
+
+    class WandbLogger:
+        def log_image(self, **kw):
+            calls.append(("wandb", kw["key"], kw["images"][0].size, kw["caption"], kw["step"]))
+
+    class _Client:
+        def log_image(self, run_id, image, artifact_file):
+            calls.append(("mlflow", run_id, image.size, artifact_file))
+
+    class MLFlowLogger:
+        run_id, experiment = "run-1", _Client()
+
+    class Other:  # a logger that takes no images (e.g. a metrics-only one) is skipped
+        pass
+
+    class Trainer:
+        current_epoch, global_step, loggers = 2, 30, [WandbLogger(), MLFlowLogger(), Other()]
+
+    grid = Image.new("RGB", (20, 10))
+    cb = GradCAMCallback(torch.zeros(1, 1, 4, 4), tag="cam")
+    cb._log(Trainer(), grid, "gradcam at x\nimage 0: a")
+    assert calls == [
+        ("wandb", "cam", (20, 10), ["gradcam at x\nimage 0: a"], 30),
+        ("mlflow", "run-1", (20, 10), "cam/epoch=2_step=30.png"),
+    ]
+    assert cb.logged == ["wandb", "mlflow"]
