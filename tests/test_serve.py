@@ -130,6 +130,10 @@ def test_bad_requests(server):
     assert status == 400 and "Unknown method 'nope'" in err["error"]
     status, err = _explain(base, cat, layer="no.such.layer")
     assert status == 400 and "Unknown layer" in err["error"]
+    status, err = _explain(base, cat, overlay_side=-1)
+    assert status == 400 and "overlay_side must be a number of pixels" in err["error"]
+    status, err = _explain(base, cat, top_k="many")
+    assert status == 400 and "top_k and overlay_side must be integers" in err["error"]
     status, err = _explain(base, cat, target="not a class name")
     assert status == 400 and "Unknown class name" in err["error"]
     assert _request(base + "/api/demo/../../etc/passwd")[0] == 404

@@ -123,6 +123,11 @@ class ServedModel:
             raise ValueError(f"top_k must be an int in 1..20; got {top_k!r}.")
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1]; got {alpha!r}.")
+        if overlay_side < 0:
+            raise ValueError(
+                f"overlay_side must be a number of pixels (0: the photo's own size); got {overlay_side}."
+            )
+        top_k = min(top_k, len(self.loaded.labels) or top_k)
         if layer is not None and layer not in self.layers:
             raise ValueError(f"Unknown layer {layer!r}; GET /api/info lists the model's spatial layers.")
         t0 = time.perf_counter()
