@@ -8,6 +8,7 @@ Each 32x32 image holds one shape (square, disc or cross) at a random place on no
 GradCAMCallback explains the same 6 validation images after every epoch: as the network learns, the maps
 move onto the shapes. The CSV logger gets the same grids as PNG files in its log folder.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,7 +37,9 @@ def shapes(n: int, seed: int) -> tuple:
         elif y[i] == 1:
             mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= h * h
         else:
-            mask = (((yy - cy).abs() < 1.6) & ((xx - cx).abs() < h)) | (((xx - cx).abs() < 1.6) & ((yy - cy).abs() < h))
+            mask = (((yy - cy).abs() < 1.6) & ((xx - cx).abs() < h)) | (
+                ((xx - cx).abs() < 1.6) & ((yy - cy).abs() < h)
+            )
         x[i, 0][mask] = 0.9
     return x, y
 
@@ -45,8 +48,13 @@ class ShapeNet(pl.LightningModule):
     def __init__(self):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(1, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(32, 32, 3, padding=1),
+            nn.ReLU(),
         )
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 3))
 
@@ -78,12 +86,21 @@ def main() -> None:
     val_x, val_y = shapes(300, 1)
     cb = GradCAMCallback(val_x[:6], every_n_epochs=1, layer="features.6", top_k=1, labels=CLASSES)
     trainer = pl.Trainer(
-        max_epochs=args.epochs, accelerator="cpu", logger=[pl.loggers.TensorBoardLogger(args.out, name="shapes"),
-                                                           pl.loggers.CSVLogger(args.out, name="shapes_csv")],
-        callbacks=[cb], enable_checkpointing=False, log_every_n_steps=10,
+        max_epochs=args.epochs,
+        accelerator="cpu",
+        logger=[
+            pl.loggers.TensorBoardLogger(args.out, name="shapes"),
+            pl.loggers.CSVLogger(args.out, name="shapes_csv"),
+        ],
+        callbacks=[cb],
+        enable_checkpointing=False,
+        log_every_n_steps=10,
     )
-    trainer.fit(ShapeNet(), torch.utils.data.DataLoader(train, batch_size=32, shuffle=True),
-                torch.utils.data.DataLoader(torch.utils.data.TensorDataset(val_x, val_y), batch_size=100))
+    trainer.fit(
+        ShapeNet(),
+        torch.utils.data.DataLoader(train, batch_size=32, shuffle=True),
+        torch.utils.data.DataLoader(torch.utils.data.TensorDataset(val_x, val_y), batch_size=100),
+    )
     print("logged:", *cb.logged, sep="\n  ")
 
 
