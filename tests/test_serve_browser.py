@@ -61,6 +61,19 @@ def test_app_in_chromium(tmp_path):
         assert len(classes) == 5 and "cat" in classes[0]
         first = _overlay(b)
         assert first.startswith("data:image/png;base64,")
+        # The peak and the box are drawn over the overlay, placed as fractions of the photo (451 x 300).
+        record = b.eval("fetch(document.getElementById('json-a').href).then(r => r.json())")
+        (px, py), (x0, y0, x1, y1) = record["explanations"][0]["peak"], record["explanations"][0]["box"]
+        style = b.eval(
+            "['peak-a', 'box-a'].map(i => { const e = document.getElementById(i); "
+            "return [e.hidden, e.style.left, e.style.top, e.style.width, e.style.height]; })"
+        )
+        assert style[0][0] is False and style[0][1].endswith("%")
+        assert abs(float(style[0][1][:-1]) - 100 * (px + 0.5) / 451) < 1e-3
+        assert abs(float(style[0][2][:-1]) - 100 * (py + 0.5) / 300) < 1e-3
+        expected = [100 * x0 / 451, 100 * y0 / 300, 100 * (x1 - x0) / 451, 100 * (y1 - y0) / 300]
+        assert style[1][0] is False
+        assert all(abs(float(v[:-1]) - e) < 1e-3 for v, e in zip(style[1][1:], expected)), (style, expected)
 
         # Click the second class: its map replaces the first one's (no new request: all five came at once).
         b.eval("document.querySelectorAll('#classes button')[1].click()")
