@@ -95,6 +95,53 @@ def _options(request: Request, form) -> dict:
     return opts
 
 
+class _Handlers:
+    """The app's endpoints, sharing the served model, the page and the concurrency limit."""
+
+    def __init__(self, served: ServedModel, max_upload_bytes: int, max_concurrent: int):
+        self.served, self.max_upload_bytes = served, max_upload_bytes
+        self.limiter = anyio.CapacityLimiter(max_concurrent)
+        with open(os.path.join(STATIC, "serve.html"), encoding="utf-8") as f:
+            self.page = f.read()
+
+    async def index(self, request: Request) -> Response:
+        return HTMLResponse(self.page, headers={"Cache-Control": "no-store"})
+
+    async def info(self, request: Request) -> Response:
+        return JSONResponse(self.served.info())
+
+    async def demo(self, request: Request) -> Response:
+        from .session import DEMO_DIR, DEMO_PHOTOS
+
+        name = request.path_params["name"]
+        if name not in DEMO_PHOTOS:
+            return _error(404, f"no demo photo {name!r}; there are: {', '.join(DEMO_PHOTOS)}")
+        with open(os.path.join(DEMO_DIR, DEMO_PHOTOS[name]), "rb") as f:
+            return Response(f.read(), media_type="image/png")
+
+    async def explain(self, request: Request) -> Response:
+        length = request.headers.get("content-length")
+        if length is None:
+            return _error(
+                411, "send the image with a Content-Length header (chunked uploads are not accepted)"
+            )
+        if not length.isdigit() or int(length) > self.max_upload_bytes:
+            return _error(
+                413, f"upload too large: {length} bytes, over the limit of {self.max_upload_bytes} bytes"
+            )
+        with tempfile.TemporaryDirectory(prefix="gradcam-serve-") as tmp:
+            try:
+                form, path = await _receive(request, tmp)
+                opts = _options(request, form)
+                async with self.limiter:
+                    result = await run_in_threadpool(_explain_file, self.served, path, opts)
+            except ImageLoadError as e:
+                return _error(413 if "too large" in e.reason else 400, f"upload: {e.reason}")
+            except (ValueError, TypeError) as e:
+                return _error(400, str(e))
+        return JSONResponse(result)
+
+
 def create_app(
     served: ServedModel,
     *,
@@ -104,58 +151,19 @@ def create_app(
     max_concurrent: int = 2,
 ) -> Starlette:
     """The ASGI app for ``served``. ``token``: required on every request when set. ``loopback_only``:
-    refuse Host headers other than 127.0.0.1/localhost/[::1] (a DNS-rebinding guard for a local app)."""
-    limiter = anyio.CapacityLimiter(max_concurrent)
-    with open(os.path.join(STATIC, "serve.html"), encoding="utf-8") as f:
-        page = f.read()
-
-    async def index(request: Request) -> Response:
-        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
-
-    async def info(request: Request) -> Response:
-        return JSONResponse(served.info())
-
-    async def demo(request: Request) -> Response:
-        from .session import DEMO_DIR, DEMO_PHOTOS
-
-        name = request.path_params["name"]
-        if name not in DEMO_PHOTOS:
-            return _error(404, f"no demo photo {name!r}; there are: {', '.join(DEMO_PHOTOS)}")
-        with open(os.path.join(DEMO_DIR, DEMO_PHOTOS[name]), "rb") as f:
-            return Response(f.read(), media_type="image/png")
-
-    async def explain(request: Request) -> Response:
-        length = request.headers.get("content-length")
-        if length is None:
-            return _error(
-                411, "send the image with a Content-Length header (chunked uploads are not accepted)"
-            )
-        if not length.isdigit() or int(length) > max_upload_bytes:
-            return _error(
-                413, f"upload too large: {length} bytes, over the limit of {max_upload_bytes} bytes"
-            )
-        with tempfile.TemporaryDirectory(prefix="gradcam-serve-") as tmp:
-            try:
-                form, path = await _receive(request, tmp)
-                opts = _options(request, form)
-                async with limiter:
-                    result = await run_in_threadpool(_explain_file, served, path, opts)
-            except ImageLoadError as e:
-                return _error(413 if "too large" in e.reason else 400, f"upload: {e.reason}")
-            except (ValueError, TypeError) as e:
-                return _error(400, str(e))
-        return JSONResponse(result)
-
+    refuse Host headers other than 127.0.0.1/localhost/[::1] (a DNS-rebinding guard for a local app).
+    ``max_upload_bytes``: the largest request body; ``max_concurrent``: explanations computed at once."""
+    h = _Handlers(served, max_upload_bytes, max_concurrent)
     middleware = []
     if loopback_only:
         middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=list(LOOPBACK) + ["[::1]"]))
     if token:
         middleware.append(Middleware(TokenMiddleware, token=token))
     routes = [
-        Route("/", index),
-        Route("/api/info", info),
-        Route("/api/demo/{name}", demo),
-        Route("/api/explain", explain, methods=["POST"]),
+        Route("/", h.index),
+        Route("/api/info", h.info),
+        Route("/api/demo/{name}", h.demo),
+        Route("/api/explain", h.explain, methods=["POST"]),
     ]
     return Starlette(routes=routes, middleware=middleware)
 
