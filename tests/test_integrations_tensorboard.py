@@ -97,6 +97,21 @@ def test_grid_enlarges_small_images():
         explanation_grid(x, res, scale=0)
 
 
+def test_log_explanations_takes_a_lightning_logger():
+    calls = []
+
+    class Writer:
+        def add_image(self, tag, img, step, dataformats):
+            calls.append((tag, img.shape, step, dataformats))
+
+    class TensorBoardLogger:  # what Lightning's logger offers: the SummaryWriter as .experiment
+        experiment = Writer()
+
+    x = torch.rand(1, 3, 8, 8)
+    log_explanations(TensorBoardLogger(), "cam", GradCAM(gap_net(), layer="3")(x), x, 3, scale=2)
+    assert calls == [("cam", (16 + 14, 2 * 16, 3), 3, "HWC")]  # a writer without add_text gets no caption
+
+
 def test_log_explanations_errors():
     res = GradCAM(gap_net(), layer="3")(torch.rand(2, 3, 8, 8))
     with pytest.raises(ValueError, match="images is required"):

@@ -133,7 +133,7 @@ class GradCAMCallback(pl.Callback):
         """Explain and log when this epoch is chosen, on rank 0 only, outside the sanity check."""
         if getattr(trainer, "sanity_checking", False) or not trainer.is_global_zero:
             return
-        if (trainer.current_epoch + 1) % self.every_n_epochs:
+        if (trainer.current_epoch + 1) % self.every_n_epochs or not trainer.loggers:
             return
         state = _RNGState()
         try:

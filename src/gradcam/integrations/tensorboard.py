@@ -1,7 +1,8 @@
 """Explanations into TensorBoard from a plain training loop: :func:`log_explanations`.
 
 Works with ``torch.utils.tensorboard.SummaryWriter`` (needs the ``tensorboard`` package, extra
-``lightning``) or any writer with ``add_image(tag, img, step, dataformats=...)`` and ``add_text``.
+``lightning``), any writer with ``add_image(tag, img, step, dataformats=...)`` and ``add_text``, or a Lightning
+``TensorBoardLogger`` (its ``experiment``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def log_explanations(
     Each row: the image, then overlay_k = (1 - alpha) * image + alpha * cmap(map_k) per explained class;
     ``scale`` enlarges small images (default: tiles of at least 96 px).
     """
+    if not hasattr(writer, "add_image") and hasattr(writer, "experiment"):
+        writer = writer.experiment  # a Lightning TensorBoardLogger: its SummaryWriter
     if not isinstance(tag, str) or not tag:
         raise ValueError(f"tag must be a non-empty string; got {tag!r}.")
     if isinstance(result, Explanation):
