@@ -21,6 +21,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 LAYERS: List[Tuple[str, Tuple[str, ...]]] = [
     ("command line", ("gradcam.__main__", "gradcam.cli", "gradcam.commands")),
     ("package", ("gradcam",)),  # the public names (gradcam/__init__.py): a facade over everything below
+    ("front ends", ("gradcam.integrations.app", "gradcam.integrations.session")),  # gradcam serve: on the API
     ("python api", ("gradcam.api", "gradcam.distributed")),
     ("pipeline", ("gradcam.pipeline", "gradcam.index", "gradcam.resume")),
     (
