@@ -275,7 +275,7 @@ def answer(
 def output_scalar(
     key: Union[None, str, int] = None, index: Union[None, int, Sequence[int]] = None
 ) -> Callable[[Any], torch.Tensor]:
-    """Target: one scalar per image from a structured output: y = output[key][:, *index].
+    """Target: one scalar per image from a structured output: ``y = output[key][:, *index]``.
 
     ``key`` picks an entry of a dict output (a str) or a tuple/list output (an int); ``None`` uses the
     output itself. ``index`` indexes the dimensions after the batch (an int, or a tuple such as

@@ -1,4 +1,4 @@
-"""The worked example of ``docs/vl.md``: a Grad-CAM map per word of one caption, and one VQA answer map.
+"""The worked example of ``docs/results/vl.md``: a Grad-CAM map per word of one caption, and one VQA answer map.
 
 ``python -m gradcam.vl.example OUT_DIR [--quick]`` trains (or loads from the cache) the models and
 writes ``caption_words.png`` and ``vqa_answer.png`` into OUT_DIR, and prints the Markdown around them.
