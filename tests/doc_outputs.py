@@ -93,8 +93,13 @@ def run(cmd: str) -> str:
         if cmd in SETUPS:
             SETUPS[cmd](Path(tmp))
         proc = subprocess.run(
-            [sys.executable, "-m", "gradcam", *argv[1:]], cwd=tmp, env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, timeout=300,
+            [sys.executable, "-m", "gradcam", *argv[1:]],
+            cwd=tmp,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=300,
         )
         out = proc.stdout.replace(os.path.realpath(tmp) + os.sep, "").replace(tmp + os.sep, "")
         if record:

@@ -1,7 +1,6 @@
 """Every command output quoted in README.md and docs/ is what the command prints today (tests/doc_outputs.py)."""
 
 import pytest
-
 from doc_outputs import ROOT, blocks, doc_files, run
 
 QUOTED = [(path, cmd, body) for path in doc_files() for cmd, body in blocks(path.read_text(encoding="utf-8"))]

@@ -275,7 +275,7 @@ def _map_indices(m: torch.Tensor, size: Tuple[int, int]) -> np.ndarray:
 
 def overlay(
     image: ImageLike,
-    map: Union[torch.Tensor, np.ndarray],  # noqa: A002 - the issue's public name
+    map: Union[torch.Tensor, np.ndarray],  # noqa: A002 - the public name
     alpha: float = 0.5,
     colormap: str = "jet",
     colorbar: bool = False,
@@ -383,7 +383,7 @@ def scale_point(xy: Sequence[int], src: Tuple[int, int], dst: Tuple[int, int]) -
     return [min(max(x, 0), dst[0] - 1), min(max(y, 0), dst[1] - 1)]
 
 
-# -- volumes (issue 12): overlays of chosen slices ------------------------------------------------------
+# -- volumes: overlays of chosen slices ------------------------------------------------------
 
 def overlay_slices(
     volume: torch.Tensor,

@@ -139,7 +139,7 @@ def resolve(
     return scores, ids
 
 
-# -- Target helpers for outputs that are not one row of class scores (issue 7) -----------------------
+# -- Target helpers for outputs that are not one row of class scores -----------------------------------
 
 
 def _sequence_logits(output: Any) -> torch.Tensor:
@@ -331,7 +331,7 @@ def output_scalar(
     return target
 
 
-# -- Dense and non-class targets (issue 12): segmenters, detectors, embedding models ---------------------
+# -- Dense and non-class targets: segmenters, detectors, embedding models ---------------------
 
 
 def _dense_logits(output: Any) -> torch.Tensor:

@@ -311,7 +311,7 @@ def run_synthetic(settings: Settings) -> Dict:
     return out
 
 
-# -- benchmark 3: vision and language (issue 7) ------------------------------------------------------
+# -- benchmark 3: vision and language --------------------------------------------------------------
 def run_vl(settings: Settings) -> Optional[Dict]:
     """The vision-and-language benchmark of :mod:`gradcam.evaluation.vl_benchmark`, when present."""
     try:
@@ -326,7 +326,7 @@ def run_vl(settings: Settings) -> Optional[Dict]:
     return {"results": res["results"], "table": res["table"]}
 
 
-# -- benchmark 4: real photos with boxes (issue 15) -----------------------------------------------
+# -- benchmark 4: real photos with boxes --------------------------------------------------------
 PHOTO_COLUMNS = [
     ("cls_err1", "top-1 cls. err. ↓", ".3f"), ("cls_err5", "top-5 cls. err. ↓", ".3f"),
     ("loc_err1", "top-1 loc. err. ↓", ".3f"), ("loc_err5", "top-5 loc. err. ↓", ".3f"),

@@ -54,7 +54,7 @@ QUICK = AdversarialConfig(n_photos=4, n_mosaics=2, tile=160, eps=8 / 255, pgd_st
 
 @dataclass
 class AdversarialResult:
-    """The study's record: the issue's four keys (PGD), per-attack details, and the figure's tensors."""
+    """The study's record: the four summary keys (PGD), per-attack details, and the figure's tensors."""
 
     attack_success_rate: float
     pointing_clean: float
@@ -66,7 +66,7 @@ class AdversarialResult:
     figure_labels: List[str] = field(default_factory=list, repr=False)
 
     def summary(self) -> Dict:
-        """The JSON summary: the four keys of the issue (PGD), then every attack's numbers."""
+        """The JSON summary: the four summary keys (PGD), then every attack's numbers."""
         out = {k: getattr(self, k) for k in (
             "attack_success_rate", "pointing_clean", "pointing_adversarial_original_class",
             "pointing_adversarial_target_class",
