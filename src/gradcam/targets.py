@@ -11,7 +11,7 @@ Class scores are taken *before* softmax: y^c is the logit of class c.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Optional, Sequence, Tuple, Union, cast
 
 import torch
 
@@ -179,7 +179,7 @@ def caption_word(
             f"caption_ids must be a non-empty (T,) or (N, T) list of word ids; got shape {tuple(ids.shape)}."
         )
     single = isinstance(t, int) and not isinstance(t, bool)
-    pos = torch.as_tensor([t] if single else list(t), dtype=torch.long)
+    pos = torch.as_tensor([t] if single else list(cast(Sequence[int], t)), dtype=torch.long)
     if pos.dim() != 1 or pos.numel() == 0:
         raise ValueError(f"t must be a word position or a list of them; got {t!r}.")
     length = ids.shape[1]
@@ -234,7 +234,7 @@ def answer(
     """
     words = list(getattr(vocab, "words", vocab)) if vocab is not None else None
     single = isinstance(index, (int, str)) and not isinstance(index, bool)
-    items = [index] if single else list(index)
+    items = [index] if single else list(cast(Sequence[Union[int, str]], index))
 
     def to_id(a: Any) -> int:
         if isinstance(a, str):
@@ -320,7 +320,7 @@ def output_scalar(
                     f"index {i} is out of range for dimension {d + 1} of size {size} of output[{key!r}] "
                     f"(shape {tuple(value.shape)})."
                 )
-        y = value[(slice(None), *idx)]
+        y = value[(slice(None), *cast(Tuple[int, ...], idx))]
         if y.dim() != 1:
             raise ValueError(
                 f"output[{key!r}] indexed by {idx} has shape {tuple(y.shape)}, not one value per image; "
