@@ -281,7 +281,7 @@ def output_scalar(
     output itself. ``index`` indexes the dimensions after the batch (an int, or a tuple such as
     ``(t, v)``); after it, one value per image must remain. A missing key raises ``ValueError``.
     """
-    idx = () if index is None else ((index,) if isinstance(index, int) else tuple(index))
+    idx: Tuple[int, ...] = () if index is None else ((index,) if isinstance(index, int) else tuple(index))
 
     def target(output: Any) -> torch.Tensor:
         value = output
@@ -320,7 +320,8 @@ def output_scalar(
                     f"index {i} is out of range for dimension {d + 1} of size {size} of output[{key!r}] "
                     f"(shape {tuple(value.shape)})."
                 )
-        y = value[(slice(None), *cast(Tuple[int, ...], idx))]
+        where: Tuple[Union[slice, int], ...] = (slice(None), *idx)
+        y = value[where]
         if y.dim() != 1:
             raise ValueError(
                 f"output[{key!r}] indexed by {idx} has shape {tuple(y.shape)}, not one value per image; "

@@ -511,6 +511,7 @@ def _process(chunks, job: Job, failed, say, progress, names=None) -> None:
         try:
             pending = pool.submit(load_all, chunks[0]) if chunks else None
             for ci, chunk in enumerate(chunks):
+                assert pending is not None  # chunks is not empty here
                 decoded = pending.result()
                 if ci + 1 < len(chunks):
                     pending = pool.submit(load_all, chunks[ci + 1])

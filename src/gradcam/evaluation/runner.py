@@ -247,7 +247,8 @@ def run_synthetic(settings: Settings) -> Dict:
         acc = _mean(logits.argmax(1) == y[:, 0])
         top5 = logits.topk(5, dim=1).indices
         true_k = (top5 == y).float().argmax(1)  # where the true class sits in the top 5
-        rows, occl_true = [], None
+        rows: List[Dict[str, Any]] = []
+        occl_true: Optional[torch.Tensor] = None
         for name in settings.methods:
             method = build(name, net, syn.GRADCAM_LAYER, settings, opts)
             if method is None:
