@@ -198,7 +198,7 @@ def auto_candidates(
     several times is returned as ``name@k``.
     """
     names = _names(model)
-    events = []
+    events: List[Tuple[nn.Module, int, Optional[Callable[[torch.Tensor], torch.Tensor]], bool, Optional[Tuple[int, ...]]]] = []
     counts: dict = {}
     handles = []
     owner = threading.get_ident()
