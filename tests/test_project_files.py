@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import gradcam
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,3 +47,14 @@ def test_no_internal_issue_numbers():
         if pattern.search(line) and "pytorch-grad-cam" not in line
     ]
     assert not found, "internal issue numbers:\n" + "\n".join(found)
+
+
+def test_sphinx_roles_become_markdown_code_in_the_api_reference():
+    pytest.importorskip("griffe")
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        from griffe_sphinx_roles import markdown
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    text = ":func:`capture` of :class:`~gradcam.explanation.Explanation`, ``x = 1``, :mod:`gradcam.targets`"
+    assert markdown(text) == "`capture` of `Explanation`, `x = 1`, `gradcam.targets`"
