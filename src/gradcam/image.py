@@ -192,7 +192,7 @@ def preprocess_image(
     image = to_rgb(image)
     w, h = resized_size(image.width, image.height, size, multiple, max_side)
     if (w, h) != image.size:
-        image = image.resize((w, h), Image.BICUBIC)
+        image = image.resize((w, h), Image.Resampling.BICUBIC)
     x = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255.0)
     m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
@@ -385,7 +385,7 @@ def scale_point(xy: Sequence[int], src: Tuple[int, int], dst: Tuple[int, int]) -
     return [min(max(x, 0), dst[0] - 1), min(max(y, 0), dst[1] - 1)]
 
 
-# -- volumes: overlays of chosen slices ---------------------------------------------------------------
+# -- volumes: overlays of chosen slices ------------------------------------------------------
 
 def overlay_slices(
     volume: torch.Tensor,
@@ -428,8 +428,8 @@ def overlay_slices(
     tiles = []
     for s in slices:
         img = v.select(axis + 1, s)
-        img = (img.expand(3, -1, -1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
-        tiles.append(overlay(Image.fromarray(img), m.select(axis, s), alpha=alpha, colormap=colormap))
+        rgb = (img.expand(3, -1, -1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+        tiles.append(overlay(Image.fromarray(rgb), m.select(axis, s), alpha=alpha, colormap=colormap))
     gap = 4
     out = Image.new("RGB", (sum(t.width for t in tiles) + gap * (len(tiles) - 1), tiles[0].height), (255, 255, 255))
     x = 0

@@ -13,7 +13,7 @@ import threading
 import warnings
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -51,7 +51,7 @@ def _plain(name: str) -> str:
 
 def _names(model: nn.Module) -> dict:
     """id(module) -> its dotted name, as in the original model for a ``torch.compile``'d one."""
-    names = {}
+    names: Dict[int, str] = {}
     for name, mod in model.named_modules(remove_duplicate=False):
         names.setdefault(id(mod), _plain(name))
     return names
@@ -275,7 +275,7 @@ def auto_candidates(
     several times is returned as ``name@k``.
     """
     names = _names(model)
-    events = []
+    events: List[Tuple[nn.Module, int, Optional[Callable[[torch.Tensor], torch.Tensor]], bool, Optional[Tuple[int, ...]]]] = []
     counts: dict = {}
     handles = []
     owner = threading.get_ident()
