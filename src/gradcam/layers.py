@@ -275,7 +275,8 @@ def auto_candidates(
     several times is returned as ``name@k``.
     """
     names = _names(model)
-    events: List[Tuple[nn.Module, int, Optional[Callable[[torch.Tensor], torch.Tensor]], bool, Optional[Tuple[int, ...]]]] = []
+    # (module, call index, reshape, seq_first, (N, C) of the output, ambiguous layout, output shape)
+    events: List[Tuple[Any, ...]] = []
     counts: dict = {}
     handles = []
     owner = threading.get_ident()
@@ -340,7 +341,8 @@ def _order_candidates(
     """The recorded map outputs as :class:`LayerRef`, latest first, each module call once; the model's own
     dense output skipped; layers whose layout stays ambiguous last (with a warning when only they remain)."""
     dense = {tuple(t.shape[:2]) for t in outputs if t.dim() == x.dim()}
-    refs, ambiguous = [], []
+    refs: List[Tuple[LayerRef, Any]] = []
+    ambiguous: List[Tuple[LayerRef, Any]] = []
     seen = set()
     for module, k, shaper, seq_first, lead, amb, shape in reversed(events):
         if shaper is None and lead in dense:
