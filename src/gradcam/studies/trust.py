@@ -32,6 +32,7 @@ import torch
 from .. import metrics as M
 from ..evaluation import synthetic as syn
 from ..methods import registry
+from ..methods.gradcam import GradCAM
 
 LOWER_IS_BETTER = ("deletion",)
 MEASURES = ("pointing", "energy_in_box", "relevance_rank", "deletion", "insertion")
@@ -108,7 +109,8 @@ def models(cache_dir=None, log: Callable[[str], None] = print):
 
 
 def run(cfg: TrustConfig = TrustConfig(), log: Callable[[str], None] = print, cache_dir=None) -> Dict:
-    """Accuracy of both models, the images both get right, and per method and measure the comparison."""
+    """Accuracy of both models, the images both get right, and per method and measure the comparison
+    (``"figure"``: six of the images with each model's Grad-CAM, for :func:`~gradcam.studies.figures.trust_figure`)."""
     strong, weak = models(cache_dir, log)
     x, y, masks, boxes = syn.make_data(cfg.n_test, seed=20_000 + cfg.seed, size=syn.TrainConfig().size)
     y, masks, boxes = y[:, 0], masks[:, 0], boxes[:, 0]
@@ -124,7 +126,11 @@ def run(cfg: TrustConfig = TrustConfig(), log: Callable[[str], None] = print, ca
                for net in (strong, weak)]
         results[name] = compare(per[0], per[1], cfg.n_boot, cfg.seed)
         log(f"  {name}: " + ", ".join(f"{k} {v['difference']:+.3f} {v['ci95']}" for k, v in results[name].items()))
+    fig = {"images": xb[:6]}
+    for key, net in (("stronger", strong), ("weaker", weak)):
+        fig[key] = GradCAM(net, layer=syn.GRADCAM_LAYER)(xb[:6], target=yb[:6]).maps[:, 0].detach()
     return {
+        "figure": fig,
         "stronger_model": "vgg: committed synthetic CNN (width 8, 3000 scenes, 6 epochs)",
         "weaker_model": "vgg: same architecture, briefly trained (width 8, 2000 scenes, 4 epochs)",
         "accuracy": {k: round(float(v.float().mean()), 4) for k, v in right.items()},
