@@ -6,6 +6,7 @@ Needs the ``rl`` extra (gymnasium, minigrid). Prints the file's SHA-256: put it 
 ``gradcam.studies.agent.POLICY_SHA256``. Behaviour cloning of the shortest-path planner on all 5040 states,
 seeded and deterministic (one thread: about a minute of CPU).
 """
+
 import argparse
 import hashlib
 

@@ -1,5 +1,6 @@
 """``gradcam study segmentation|trust|agent``: the pieces against known answers, and the quick studies'
 direction with a margin (seeded, deterministic)."""
+
 import json
 import math
 
@@ -20,6 +21,7 @@ def _study(capsys, *argv):
 
 
 # -- segmentation: pieces ---------------------------------------------------------------------------
+
 
 def test_gwrp_weights_ranks_geometrically_and_zero_decay_is_max():
     probs = torch.tensor([0.1, 0.9, 0.5, 0.3]).view(1, 1, 2, 2).repeat(1, 2, 1, 1)
@@ -72,6 +74,7 @@ def test_segmentation_study_quick_reproduces_the_direction(capsys):
 
 # -- trust -------------------------------------------------------------------------------------------
 
+
 def test_bootstrap_interval_of_a_constant_is_the_constant_and_pairs_stay_paired():
     d = torch.tensor([[0.5] * 10, list(range(10))], dtype=torch.float64)
     ci = trust.bootstrap_ci(d, 200, seed=0)
@@ -106,6 +109,7 @@ def test_trust_study_quick_prefers_the_stronger_model_for_gradcam(capsys):
 
 # -- agent -------------------------------------------------------------------------------------------
 
+
 def test_expert_turns_towards_the_goal_and_moves_forward_when_it_shortens_the_path():
     from gradcam.studies import agent
 
@@ -138,23 +142,39 @@ def test_agent_study_quick_maps_sit_on_the_goal(capsys, tmp_path):
     pytest.importorskip("gymnasium")
     pytest.importorskip("minigrid")
     s = _study(capsys, "agent", "--out", str(tmp_path))
-    assert s["mean_return_trained"] >= 0.9 and s["mean_return_trained"] >= s["mean_return_random_policy"] + 0.3
+    assert (
+        s["mean_return_trained"] >= 0.9 and s["mean_return_trained"] >= s["mean_return_random_policy"] + 0.3
+    )
     # One tile is 1/64 of a random map's mass; the chosen action's Grad-CAM puts > 10x that on the goal.
     assert s["goal_mass_random_map"] < 0.03 and s["goal_mass"] >= 0.15 >= 5 * s["goal_mass_random_map"]
     assert s["agent_mass"] >= 3 * s["agent_mass_random_map"]
     assert (tmp_path / "agent.png").stat().st_size > 5_000
-    assert finding("agent", s).startswith("Over 20 seeded episodes (seed 0) the trained policy's mean return is ")
+    assert finding("agent", s).startswith(
+        "Over 20 seeded episodes (seed 0) the trained policy's mean return is "
+    )
 
 
 def test_text_output_states_the_finding_in_one_sentence_with_the_words_of_the_docs():
-    bias = {"biased_test_accuracy": 0.62, "debiased_test_accuracy": 1.0, "attention_trained_test_accuracy": 0.98,
-            "biased_cue_mass": 0.3476, "debiased_cue_mass": 0.014, "attention_trained_cue_mass": 0.02}
+    bias = {
+        "biased_test_accuracy": 0.62,
+        "debiased_test_accuracy": 1.0,
+        "attention_trained_test_accuracy": 0.98,
+        "biased_cue_mass": 0.3476,
+        "debiased_cue_mass": 0.014,
+        "attention_trained_cue_mass": 0.02,
+    }
     assert finding("bias", bias) == (
         "The biased model's Grad-CAM puts 0.348 of its mass on the stamp and it scores 0.620 on unbiased test "
-        "images; the rebalanced model puts 0.014 there and scores 1.000, the attention-trained one 0.020 and 0.980.")
-    adv = {"attack_success_rate": 0.9, "pointing_adversarial_original_class": 0.8, "pointing_clean": 0.95,
-           "pointing_adversarial_target_class": 0.1}
+        "images; the rebalanced model puts 0.014 there and scores 1.000, the attention-trained one 0.020 and 0.980."
+    )
+    adv = {
+        "attack_success_rate": 0.9,
+        "pointing_adversarial_original_class": 0.8,
+        "pointing_clean": 0.95,
+        "pointing_adversarial_target_class": 0.1,
+    }
     assert finding("adversarial", adv) == (
         "Targeted PGD succeeds on 0.900 of the images, yet the original class's Grad-CAM still points into the "
-        "object's tile for 0.800 of them (clean: 0.950) against 0.100 for the adversarial class.")
+        "object's tile for 0.800 of them (clean: 0.950) against 0.100 for the adversarial class."
+    )
     assert "debiased" not in finding("bias", bias)

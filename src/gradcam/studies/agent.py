@@ -20,6 +20,7 @@ random policy; and for every step the Grad-CAM map of the chosen action's logit,
 and on the agent's tile, ``sum(map * 1_tile) / sum(map)``, against the same mass of a random map (uniform
 noise on the 8x8 grid, upsampled like Grad-CAM; each tile's expected share is 1/64).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -94,8 +95,10 @@ class CoordPool(nn.Module):
     def forward(self, a: torch.Tensor) -> torch.Tensor:
         g = a.shape[-1]
         c = torch.arange(g, dtype=a.dtype, device=a.device) / (g - 1)
-        return torch.cat([(a * c.view(1, 1, 1, -1)).sum((2, 3)), (a * c.view(1, 1, -1, 1)).sum((2, 3)),
-                          a.sum((2, 3))], dim=1)
+        return torch.cat(
+            [(a * c.view(1, 1, 1, -1)).sum((2, 3)), (a * c.view(1, 1, -1, 1)).sum((2, 3)), a.sum((2, 3))],
+            dim=1,
+        )
 
 
 class PolicyNet(nn.Module):
@@ -107,9 +110,16 @@ class PolicyNet(nn.Module):
 
     def __init__(self, width: int = 16, hidden: int = 64):
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, width, TILE, stride=TILE), nn.ReLU(), nn.Conv2d(width, width, 1),
-                                      nn.ReLU())
-        self.head = nn.Sequential(CoordPool(), nn.LayerNorm(3 * width), nn.Linear(3 * width, hidden), nn.ReLU(), nn.Linear(hidden, len(ACTIONS)))
+        self.features = nn.Sequential(
+            nn.Conv2d(3, width, TILE, stride=TILE), nn.ReLU(), nn.Conv2d(width, width, 1), nn.ReLU()
+        )
+        self.head = nn.Sequential(
+            CoordPool(),
+            nn.LayerNorm(3 * width),
+            nn.Linear(3 * width, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, len(ACTIONS)),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -162,8 +172,13 @@ def all_states(env) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return torch.stack(frames), torch.tensor(actions), torch.tensor(states)
 
 
-def train_policy(seed: int = 0, epochs: int = 30, batch_size: int = 120, lr: float = 2e-3,
-                 log: Callable[[str], None] = print) -> Tuple[PolicyNet, Dict]:
+def train_policy(
+    seed: int = 0,
+    epochs: int = 30,
+    batch_size: int = 120,
+    lr: float = 2e-3,
+    log: Callable[[str], None] = print,
+) -> Tuple[PolicyNet, Dict]:
     """Behaviour cloning of :func:`expert_action` on :func:`all_states` (Adam, constant rate, deterministic);
     returns the policy (eval mode) and a record (training accuracy, seconds)."""
     t0 = time.time()
@@ -196,28 +211,41 @@ def train_policy(seed: int = 0, epochs: int = 30, batch_size: int = 120, lr: flo
     net.eval()
     with torch.no_grad():
         acc = float((net(x).argmax(1) == actions).float().mean())
-    return net, {"train_accuracy": round(acc, 4), "train_seconds": round(time.time() - t0, 1), "seed": seed,
-                 "epochs": epochs, "states": n}
+    return net, {
+        "train_accuracy": round(acc, 4),
+        "train_seconds": round(time.time() - t0, 1),
+        "seed": seed,
+        "epochs": epochs,
+        "states": n,
+    }
 
 
 def load_policy() -> PolicyNet:
     """The committed policy, after checking its SHA-256 against :data:`POLICY_SHA256`."""
     digest = hashlib.sha256(POLICY_PATH.read_bytes()).hexdigest()
     if digest != POLICY_SHA256:
-        raise ValueError(f"{POLICY_PATH} has SHA-256 {digest}, expected {POLICY_SHA256}: the committed policy is "
-                         "damaged. Reinstall gradcam, or retrain it with benchmarks/train_agent.py.")
+        raise ValueError(
+            f"{POLICY_PATH} has SHA-256 {digest}, expected {POLICY_SHA256}: the committed policy is "
+            "damaged. Reinstall gradcam, or retrain it with benchmarks/train_agent.py."
+        )
     net = PolicyNet()
     net.load_state_dict(torch.load(POLICY_PATH, map_location="cpu", weights_only=True)["state_dict"])
     return net.eval()
 
 
-def rollout(env, policy: Optional[PolicyNet], seed: int, rng: random.Random) -> Tuple[float, List, List, List]:
+def rollout(
+    env, policy: Optional[PolicyNet], seed: int, rng: random.Random
+) -> Tuple[float, List, List, List]:
     """One episode from ``env.reset(seed=seed)``: greedy ``policy`` (``None``: uniformly random actions
     from ``rng``). Returns the return, the frames, the actions and the (goal, agent) cells per step."""
     obs, _ = env.reset(seed=seed)
     base = env.unwrapped
-    goal = next((x, y) for x in range(SIZE) for y in range(SIZE)
-                if base.grid.get(x, y) is not None and base.grid.get(x, y).type == "goal")
+    goal = next(
+        (x, y)
+        for x in range(SIZE)
+        for y in range(SIZE)
+        if base.grid.get(x, y) is not None and base.grid.get(x, y).type == "goal"
+    )
     frames, acts, cells, ret, done = [], [], [], 0.0, False
     while not done:
         frame = obs["image"]
@@ -267,11 +295,13 @@ class AgentResult:
 
     def sentence(self) -> str:
         """The finding in one sentence with its numbers."""
-        return (f"Over {self.config['episodes']} seeded episodes (seed {self.config['seed']}) the trained policy's mean "
-                f"return is {self.mean_return_trained:.3f} against {self.mean_return_random_policy:.3f} for a random "
-                f"policy, and over {self.n_maps} steps Grad-CAM of the chosen action puts {self.goal_mass:.3f} of its "
-                f"mass on the goal's tile and {self.agent_mass:.3f} on the agent's, against "
-                f"{self.goal_mass_random_map:.3f} and {self.agent_mass_random_map:.3f} for a random map (one tile: 1/64).")
+        return (
+            f"Over {self.config['episodes']} seeded episodes (seed {self.config['seed']}) the trained policy's mean "
+            f"return is {self.mean_return_trained:.3f} against {self.mean_return_random_policy:.3f} for a random "
+            f"policy, and over {self.n_maps} steps Grad-CAM of the chosen action puts {self.goal_mass:.3f} of its "
+            f"mass on the goal's tile and {self.agent_mass:.3f} on the agent's, against "
+            f"{self.goal_mass_random_map:.3f} and {self.agent_mass_random_map:.3f} for a random map (one tile: 1/64)."
+        )
 
 
 def run(cfg: AgentConfig = AgentConfig(), log: Callable[[str], None] = print) -> AgentResult:
@@ -290,16 +320,27 @@ def run(cfg: AgentConfig = AgentConfig(), log: Callable[[str], None] = print) ->
     x = to_input(frames)
     maps = GradCAM(policy, layer=LAYER)(x, target=acts).maps[:, 0].detach()
     g = torch.Generator().manual_seed(cfg.seed)
-    rand = F.interpolate(torch.rand(len(x), 1, SIZE, SIZE, generator=g), size=x.shape[-2:], mode="bilinear",
-                         align_corners=False)[:, 0]
+    rand = F.interpolate(
+        torch.rand(len(x), 1, SIZE, SIZE, generator=g),
+        size=x.shape[-2:],
+        mode="bilinear",
+        align_corners=False,
+    )[:, 0]
     mean = lambda v: round(float(torch.as_tensor(v, dtype=torch.float64).mean()), 4)  # noqa: E731
     log(f"agent study: {len(trained)} episodes each, {len(x)} maps")
     n0 = len(trained[0][1])
     return AgentResult(
-        mean_return_trained=mean([r[0] for r in trained]), mean_return_random_policy=mean([r[0] for r in randoms]),
-        success_trained=mean([r[0] > 0 for r in trained]), success_random_policy=mean([r[0] > 0 for r in randoms]),
-        goal_mass=mean(tile_mass(maps, goal)), goal_mass_random_map=mean(tile_mass(rand, goal)),
-        agent_mass=mean(tile_mass(maps, agent)), agent_mass_random_map=mean(tile_mass(rand, agent)),
-        n_maps=len(x), config=asdict(cfg), figure_frames=x[:n0], figure_maps=maps[:n0],
+        mean_return_trained=mean([r[0] for r in trained]),
+        mean_return_random_policy=mean([r[0] for r in randoms]),
+        success_trained=mean([r[0] > 0 for r in trained]),
+        success_random_policy=mean([r[0] > 0 for r in randoms]),
+        goal_mass=mean(tile_mass(maps, goal)),
+        goal_mass_random_map=mean(tile_mass(rand, goal)),
+        agent_mass=mean(tile_mass(maps, agent)),
+        agent_mass_random_map=mean(tile_mass(rand, agent)),
+        n_maps=len(x),
+        config=asdict(cfg),
+        figure_frames=x[:n0],
+        figure_maps=maps[:n0],
         figure_actions=acts[:n0].tolist(),
     )

@@ -31,6 +31,7 @@ The upper bound is the same network trained with the exact masks (cross-entropy)
 intersection over union over the 6 labels on held-out scenes, accumulated over the test set (PASCAL VOC's
 rule). Same seed, same numbers (deterministic algorithms, seeded generators).
 """
+
 from __future__ import annotations
 
 import time
@@ -84,17 +85,23 @@ class SegmentationResult:
         """The JSON summary: ``miou_<source>_seeds`` and ``miou_full_supervision``, then the details."""
         out = {f"miou_{s}_seeds": self.miou[s] for s in SOURCES}
         out["miou_full_supervision"] = self.miou["full"]
-        out.update(seed_precision=self.seed_precision, seed_coverage=self.seed_coverage,
-                   train_seconds=self.train_seconds, config=self.config)
+        out.update(
+            seed_precision=self.seed_precision,
+            seed_coverage=self.seed_coverage,
+            train_seconds=self.train_seconds,
+            config=self.config,
+        )
         return out
 
     def sentence(self) -> str:
         """The finding in one sentence with its numbers."""
         m = self.miou
-        return (f"Mean IoU on {self.config['n_test']} held-out scenes (seed {self.config['seed']}): Grad-CAM seeds "
-                f"{m['gradcam']:.3f}, CAM seeds {m['cam']:.3f}, random seeds {m['random']:.3f}, full supervision "
-                f"{m['full']:.3f}; Grad-CAM seeds {'beat' if m['gradcam'] > m['cam'] else 'do not beat'} CAM seeds "
-                f"by {m['gradcam'] - m['cam']:+.3f}.")
+        return (
+            f"Mean IoU on {self.config['n_test']} held-out scenes (seed {self.config['seed']}): Grad-CAM seeds "
+            f"{m['gradcam']:.3f}, CAM seeds {m['cam']:.3f}, random seeds {m['random']:.3f}, full supervision "
+            f"{m['full']:.3f}; Grad-CAM seeds {'beat' if m['gradcam'] > m['cam'] else 'do not beat'} CAM seeds "
+            f"by {m['gradcam'] - m['cam']:+.3f}."
+        )
 
 
 class SegNet(nn.Module):
@@ -105,9 +112,17 @@ class SegNet(nn.Module):
 
     def __init__(self, width: int = 16, labels: int = NUM_LABELS):
         super().__init__()
-        layers: List[nn.Module] = [nn.Conv2d(3, width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
+        layers: List[nn.Module] = [
+            nn.Conv2d(3, width, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+        ]
         for d in (1, 2, 4, 8):
-            layers += [nn.Conv2d(width, width, 3, padding=d, dilation=d, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
+            layers += [
+                nn.Conv2d(width, width, 3, padding=d, dilation=d, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(),
+            ]
         self.body = nn.Sequential(*layers)
         self.classifier = nn.Conv2d(width, labels, 1)
 
@@ -137,15 +152,24 @@ def random_maps(n: int, size: int, seed: int, grid: int = 8) -> torch.Tensor:
     return F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)[:, 0]
 
 
-def class_maps(images: torch.Tensor, labels: torch.Tensor, cache_dir=None, log=print) -> Dict[str, torch.Tensor]:
+def class_maps(
+    images: torch.Tensor, labels: torch.Tensor, cache_dir=None, log=print
+) -> Dict[str, torch.Tensor]:
     """The true class's map (N, H, W) from each seed source (Grad-CAM of the VGG-like CNN, CAM of the
     GAP CNN, both the committed weights; a random map)."""
     vgg, _ = syn.load_or_train(syn.TrainConfig(kind="vgg"), cache_dir, log=log)
     gap, _ = syn.load_or_train(syn.TrainConfig(kind="gap"), cache_dir, log=log)
     out = {}
-    for name, method in (("gradcam", GradCAM(vgg, layer=syn.GRADCAM_LAYER)), ("cam", CAM(gap, layer=syn.GRADCAM_LAYER))):
-        out[name] = torch.cat([method(images[i : i + 100], target=labels[i : i + 100]).maps[:, 0].detach()
-                               for i in range(0, len(images), 100)])
+    for name, method in (
+        ("gradcam", GradCAM(vgg, layer=syn.GRADCAM_LAYER)),
+        ("cam", CAM(gap, layer=syn.GRADCAM_LAYER)),
+    ):
+        out[name] = torch.cat(
+            [
+                method(images[i : i + 100], target=labels[i : i + 100]).maps[:, 0].detach()
+                for i in range(0, len(images), 100)
+            ]
+        )
     return out
 
 
@@ -158,8 +182,18 @@ def superpixels(images: torch.Tensor, n_segments: int) -> torch.Tensor:
             "The segmentation study's boundary term needs scikit-image (SLIC superpixels): "
             "pip install 'gradcam[studies]' (or scikit-image)."
         ) from e
-    out = [torch.from_numpy(slic(img.permute(1, 2, 0).double().numpy(), n_segments=n_segments, compactness=10,
-                                 start_label=0, channel_axis=-1)).long() for img in images]
+    out = [
+        torch.from_numpy(
+            slic(
+                img.permute(1, 2, 0).double().numpy(),
+                n_segments=n_segments,
+                compactness=10,
+                start_label=0,
+                channel_axis=-1,
+            )
+        ).long()
+        for img in images
+    ]
     return torch.stack(out)
 
 
@@ -172,22 +206,30 @@ def gwrp(probs: torch.Tensor, decay: torch.Tensor) -> torch.Tensor:
     return (s * w).sum(2) / w.sum(1)
 
 
-def sec_losses(logits: torch.Tensor, cues: torch.Tensor, present: torch.Tensor, sp: torch.Tensor) -> Dict[str, torch.Tensor]:
+def sec_losses(
+    logits: torch.Tensor, cues: torch.Tensor, present: torch.Tensor, sp: torch.Tensor
+) -> Dict[str, torch.Tensor]:
     """SEC's seed, expand and constrain losses for logits (N, L, H, W), cues (N, H, W) (-1: none),
     image-level labels ``present`` (N, L) bool (background always present) and superpixels (N, H, W)."""
     n, c, h, w = logits.shape
     logp = F.log_softmax(logits, 1)
     probs = logp.exp()
     seeded = cues >= 0
-    seed = F.nll_loss(logp, cues.clamp_min(0), reduction="none")[seeded].mean() if bool(seeded.any()) else logits.sum() * 0
+    seed = (
+        F.nll_loss(logp, cues.clamp_min(0), reduction="none")[seeded].mean()
+        if bool(seeded.any())
+        else logits.sum() * 0
+    )
     fg_d, bg_d = 1 - 1 / (0.15 * h * w), 1 - 1 / (0.6 * h * w)
     decay = torch.full((c,), fg_d, dtype=logits.dtype)
     decay[0] = bg_d
     g_present = gwrp(probs, decay).clamp(1e-5, 1 - 1e-5)
     g_absent = probs.flatten(2).amax(2).clamp(1e-5, 1 - 1e-5)
     pf = present.float()
-    expand = (-(torch.log(g_present) * pf).sum(1) / pf.sum(1)
-              - (torch.log(1 - g_absent) * (1 - pf)).sum(1) / (1 - pf).sum(1).clamp_min(1)).mean()
+    expand = (
+        -(torch.log(g_present) * pf).sum(1) / pf.sum(1)
+        - (torch.log(1 - g_absent) * (1 - pf)).sum(1) / (1 - pf).sum(1).clamp_min(1)
+    ).mean()
     # Q: the output averaged over each superpixel, held constant (the CRF's role in SEC).
     k = int(sp.max()) + 1
     idx = (sp + k * torch.arange(n).view(-1, 1, 1)).flatten()
@@ -199,8 +241,15 @@ def sec_losses(logits: torch.Tensor, cues: torch.Tensor, present: torch.Tensor, 
     return {"seed": seed, "expand": expand, "constrain": constrain}
 
 
-def train_net(cfg: SegmentationConfig, images: torch.Tensor, labels: torch.Tensor, target: torch.Tensor,
-              sp: Optional[torch.Tensor], log: Callable[[str], None] = print, name: str = "") -> SegNet:
+def train_net(
+    cfg: SegmentationConfig,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    target: torch.Tensor,
+    sp: Optional[torch.Tensor],
+    log: Callable[[str], None] = print,
+    name: str = "",
+) -> SegNet:
     """Train :class:`SegNet` from ``cfg.seed`` (Adam, one-cycle, deterministic). ``sp`` given: SEC's three
     losses with ``target`` the cues; ``sp`` None: full supervision, ``target`` the exact label masks."""
     deterministic = torch.are_deterministic_algorithms_enabled()
@@ -233,8 +282,10 @@ def train_net(cfg: SegmentationConfig, images: torch.Tensor, labels: torch.Tenso
                 opt.step()
                 sched.step()
                 if (step + 1) % max(1, cfg.steps // 4) == 0:
-                    log(f"  [{name}] step {step + 1}/{cfg.steps}: " + ", ".join(
-                        f"{k} {float(v.detach()):.3f}" for k, v in losses.items()))
+                    log(
+                        f"  [{name}] step {step + 1}/{cfg.steps}: "
+                        + ", ".join(f"{k} {float(v.detach()):.3f}" for k, v in losses.items())
+                    )
     finally:
         torch.use_deterministic_algorithms(deterministic)
     for p in net.parameters():
@@ -245,7 +296,9 @@ def train_net(cfg: SegmentationConfig, images: torch.Tensor, labels: torch.Tenso
 def mean_iou(pred: torch.Tensor, truth: torch.Tensor, labels: int = NUM_LABELS) -> float:
     """Mean over labels of ``TP / (TP + FP + FN)``, counted over all pixels of the set (labels that occur
     in neither ``pred`` nor ``truth`` are left out)."""
-    conf = torch.bincount((truth.flatten() * labels + pred.flatten()), minlength=labels * labels).view(labels, labels)
+    conf = torch.bincount((truth.flatten() * labels + pred.flatten()), minlength=labels * labels).view(
+        labels, labels
+    )
     tp = conf.diag().double()
     union = conf.sum(0).double() + conf.sum(1).double() - tp
     return round(float((tp[union > 0] / union[union > 0]).mean()), 4)
@@ -256,11 +309,16 @@ def make_split(n: int, seed: int):
     (0 background, 1 + class on the object)."""
     x, y, masks, _ = syn.make_data(n, seed=seed, size=64)
     y = y[:, 0]
-    return x, y, torch.where(masks[:, 0], (1 + y).view(-1, 1, 1), torch.zeros_like(masks[:, 0], dtype=torch.long))
+    return (
+        x,
+        y,
+        torch.where(masks[:, 0], (1 + y).view(-1, 1, 1), torch.zeros_like(masks[:, 0], dtype=torch.long)),
+    )
 
 
-def run(cfg: SegmentationConfig = SegmentationConfig(), log: Callable[[str], None] = print,
-        cache_dir=None) -> SegmentationResult:
+def run(
+    cfg: SegmentationConfig = SegmentationConfig(), log: Callable[[str], None] = print, cache_dir=None
+) -> SegmentationResult:
     """Seeds from each source, one SEC-trained network per seed set, the fully supervised bound, mIoU."""
     x, y, truth = make_split(cfg.n_train, 40_000 + cfg.seed)
     xt, _, truth_t = make_split(cfg.n_test, 50_000 + cfg.seed)

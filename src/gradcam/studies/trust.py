@@ -22,6 +22,7 @@ Deletion and insertion read each model's own probabilities: a more confident mod
 any map. To keep the model's confidence out of them, each curve is divided by the model's probability of
 the class on the clean image before the area is taken.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -44,15 +45,24 @@ class TrustConfig:
     """The test set, the methods, the deletion/insertion steps and the bootstrap."""
 
     n_test: int = 600
-    methods: Tuple[str, ...] = ("gradcam", "guided-gradcam", "guided-backprop", "gradcam++", "xgradcam",
-                                "hirescam", "layercam", "eigencam")
+    methods: Tuple[str, ...] = (
+        "gradcam",
+        "guided-gradcam",
+        "guided-backprop",
+        "gradcam++",
+        "xgradcam",
+        "hirescam",
+        "layercam",
+        "eigencam",
+    )
     steps: int = 16
     n_boot: int = 2000
     seed: int = 0
 
 
-QUICK = TrustConfig(n_test=200, methods=("gradcam", "guided-gradcam", "guided-backprop", "gradcam++"), steps=8,
-                    n_boot=1000)
+QUICK = TrustConfig(
+    n_test=200, methods=("gradcam", "guided-gradcam", "guided-backprop", "gradcam++"), steps=8, n_boot=1000
+)
 
 
 def bootstrap_ci(diffs: torch.Tensor, n_boot: int, seed: int, level: float = 0.95) -> torch.Tensor:
@@ -65,10 +75,13 @@ def bootstrap_ci(diffs: torch.Tensor, n_boot: int, seed: int, level: float = 0.9
     return torch.quantile(means, q, dim=1).T
 
 
-def measures(model, method, x: torch.Tensor, y: torch.Tensor, masks: torch.Tensor, boxes: torch.Tensor,
-             steps: int) -> Dict[str, torch.Tensor]:
+def measures(
+    model, method, x: torch.Tensor, y: torch.Tensor, masks: torch.Tensor, boxes: torch.Tensor, steps: int
+) -> Dict[str, torch.Tensor]:
     """Each measure of :data:`MEASURES` per image (N,) for ``method``'s maps of class ``y`` on ``model``."""
-    maps = torch.cat([method(x[i : i + 100], target=y[i : i + 100]).maps[:, 0].detach() for i in range(0, len(x), 100)])
+    maps = torch.cat(
+        [method(x[i : i + 100], target=y[i : i + 100]).maps[:, 0].detach() for i in range(0, len(x), 100)]
+    )
     tol = 15 * x.shape[-1] / 224
     return {
         "pointing": M.pointing_hits(maps, masks, tolerance=tol).double(),
@@ -85,7 +98,9 @@ def _normalised_auc(model, x, maps, y, mode: str, steps: int) -> torch.Tensor:
     return M.auc(curve / p.clamp_min(1e-12))
 
 
-def compare(strong: Dict[str, torch.Tensor], weak: Dict[str, torch.Tensor], n_boot: int, seed: int) -> Dict[str, Dict]:
+def compare(
+    strong: Dict[str, torch.Tensor], weak: Dict[str, torch.Tensor], n_boot: int, seed: int
+) -> Dict[str, Dict]:
     """Per measure: both means, the mean difference (stronger - weaker), its 95% bootstrap interval, and
     whether the stronger model is preferred (the interval on the measure's better side of zero)."""
     diffs = torch.stack([strong[k] - weak[k] for k in MEASURES])
@@ -94,10 +109,14 @@ def compare(strong: Dict[str, torch.Tensor], weak: Dict[str, torch.Tensor], n_bo
     for i, k in enumerate(MEASURES):
         lo, hi = float(ci[i, 0]), float(ci[i, 1])
         lower = k in LOWER_IS_BETTER
-        out[k] = {"stronger": round(float(strong[k].mean()), 4), "weaker": round(float(weak[k].mean()), 4),
-                  "difference": round(float(diffs[i].mean()), 4), "ci95": [round(lo, 4), round(hi, 4)],
-                  "better": "lower" if lower else "higher",
-                  "stronger_preferred": bool(hi < 0) if lower else bool(lo > 0)}
+        out[k] = {
+            "stronger": round(float(strong[k].mean()), 4),
+            "weaker": round(float(weak[k].mean()), 4),
+            "difference": round(float(diffs[i].mean()), 4),
+            "ci95": [round(lo, 4), round(hi, 4)],
+            "better": "lower" if lower else "higher",
+            "stronger_preferred": bool(hi < 0) if lower else bool(lo > 0),
+        }
     return out
 
 
@@ -118,14 +137,21 @@ def run(cfg: TrustConfig = TrustConfig(), log: Callable[[str], None] = print, ca
         right = {name: net(x).argmax(1) == y for name, net in (("stronger", strong), ("weaker", weak))}
     both = right["stronger"] & right["weaker"]
     xb, yb, mb, bb = x[both], y[both], masks[both], boxes[both]
-    log(f"trust study: accuracy {float(right['stronger'].float().mean()):.3f} vs "
-        f"{float(right['weaker'].float().mean()):.3f}; {int(both.sum())} images both classify right")
+    log(
+        f"trust study: accuracy {float(right['stronger'].float().mean()):.3f} vs "
+        f"{float(right['weaker'].float().mean()):.3f}; {int(both.sum())} images both classify right"
+    )
     results = {}
     for name in cfg.methods:
-        per = [measures(net, registry.get(name)(net, layer=syn.GRADCAM_LAYER), xb, yb, mb, bb, cfg.steps)
-               for net in (strong, weak)]
+        per = [
+            measures(net, registry.get(name)(net, layer=syn.GRADCAM_LAYER), xb, yb, mb, bb, cfg.steps)
+            for net in (strong, weak)
+        ]
         results[name] = compare(per[0], per[1], cfg.n_boot, cfg.seed)
-        log(f"  {name}: " + ", ".join(f"{k} {v['difference']:+.3f} {v['ci95']}" for k, v in results[name].items()))
+        log(
+            f"  {name}: "
+            + ", ".join(f"{k} {v['difference']:+.3f} {v['ci95']}" for k, v in results[name].items())
+        )
     fig = {"images": xb[:6]}
     for key, net in (("stronger", strong), ("weaker", weak)):
         fig[key] = GradCAM(net, layer=syn.GRADCAM_LAYER)(xb[:6], target=yb[:6]).maps[:, 0].detach()
@@ -134,7 +160,9 @@ def run(cfg: TrustConfig = TrustConfig(), log: Callable[[str], None] = print, ca
         "stronger_model": "vgg: committed synthetic CNN (width 8, 3000 scenes, 6 epochs)",
         "weaker_model": "vgg: same architecture, briefly trained (width 8, 2000 scenes, 4 epochs)",
         "accuracy": {k: round(float(v.float().mean()), 4) for k, v in right.items()},
-        "n_test": cfg.n_test, "n_both_correct": int(both.sum()), "differences": results,
+        "n_test": cfg.n_test,
+        "n_both_correct": int(both.sum()),
+        "differences": results,
         "config": asdict(cfg),
     }
 
@@ -146,9 +174,15 @@ def sentence(summary: Dict, methods: Sequence[str] = ("gradcam", "guided-gradcam
         if m in summary["differences"]:
             e = summary["differences"][m]["energy_in_box"]
             n_pref = sum(v["stronger_preferred"] for v in summary["differences"][m].values())
-            parts.append(f"{m} {e['difference']:+.3f} [{e['ci95'][0]:+.3f}, {e['ci95'][1]:+.3f}] "
-                         f"({n_pref}/{len(MEASURES)} measures prefer it)")
+            parts.append(
+                f"{m} {e['difference']:+.3f} [{e['ci95'][0]:+.3f}, {e['ci95'][1]:+.3f}] "
+                f"({n_pref}/{len(MEASURES)} measures prefer it)"
+            )
     acc = summary["accuracy"]
-    return (f"On the {summary['n_both_correct']} of {summary['n_test']} scenes both models classify right "
-            f"(accuracy {acc['stronger']:.3f} vs {acc['weaker']:.3f}, seed {summary['config']['seed']}), the "
-            f"stronger model's energy in box minus the weaker's, with 95% bootstrap intervals: " + "; ".join(parts) + ".")
+    return (
+        f"On the {summary['n_both_correct']} of {summary['n_test']} scenes both models classify right "
+        f"(accuracy {acc['stronger']:.3f} vs {acc['weaker']:.3f}, seed {summary['config']['seed']}), the "
+        f"stronger model's energy in box minus the weaker's, with 95% bootstrap intervals: "
+        + "; ".join(parts)
+        + "."
+    )
