@@ -99,8 +99,8 @@ class SegmentationResult:
         return (
             f"Mean IoU on {self.config['n_test']} held-out scenes (seed {self.config['seed']}): Grad-CAM seeds "
             f"{m['gradcam']:.3f}, CAM seeds {m['cam']:.3f}, random seeds {m['random']:.3f}, full supervision "
-            f"{m['full']:.3f}; Grad-CAM seeds {'beat' if m['gradcam'] > m['cam'] else 'do not beat'} CAM seeds "
-            f"by {m['gradcam'] - m['cam']:+.3f}."
+            f"{m['full']:.3f}; Grad-CAM seeds {'beat' if m['gradcam'] > m['cam'] else 'trail'} CAM seeds "
+            f"by {abs(m['gradcam'] - m['cam']):.3f}."
         )
 
 
