@@ -92,7 +92,8 @@ def test_compare_prefers_by_the_measures_direction():
     assert out["energy_in_box"]["stronger_preferred"] and not out["deletion"]["stronger_preferred"]
 
 
-def test_trust_study_quick_prefers_the_stronger_model_for_gradcam(capsys):
+def test_trust_study_quick_prefers_the_stronger_model_for_gradcam(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("GRADCAM_CACHE", str(tmp_path))  # the weaker model is trained here, not in ~/.cache
     s = _study(capsys, "trust")
     acc = s["accuracy"]
     assert acc["stronger"] >= acc["weaker"] + 0.3  # clearly different accuracy
