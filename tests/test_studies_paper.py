@@ -179,3 +179,17 @@ def test_text_output_states_the_finding_in_one_sentence_with_the_words_of_the_do
         "object's tile for 0.800 of them (clean: 0.950) against 0.100 for the adversarial class."
     )
     assert "debiased" not in finding("bias", bias)
+
+
+def test_segmentation_training_is_deterministic():
+    cfg = seg.SegmentationConfig(n_train=8, width=4, steps=3, batch_size=4)
+    x, y, truth = seg.make_split(8, 7)
+    cues = seg.seeds_from_maps(seg.random_maps(8, 64, 0), y, 0.5, 0.15)[:, ::2, ::2]
+    sp = (torch.arange(32).view(1, 1, 32) // 8).expand(8, 32, 32)  # four vertical stripes as superpixels
+    a = seg.train_net(cfg, x, y, cues, sp, log=lambda s: None)
+    b = seg.train_net(cfg, x, y, cues, sp, log=lambda s: None)
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(va, vb), k
+    assert not torch.equal(
+        a.state_dict()["classifier.weight"], seg.SegNet(4).state_dict()["classifier.weight"]
+    )
