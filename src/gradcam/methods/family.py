@@ -1,8 +1,13 @@
 """The CAM family's registry names (issue 11): ``--method NAME`` in the CLI and ``gradcam evaluate``."""
 from __future__ import annotations
 
+from .attribution import FACTORIES as ATTRIBUTIONS
 from .eigen import EigenCAM, EigenGradCAM
+from .elementwise import GradCAMElementWise
+from .finer import FinerCAM
+from .fullgrad import FullGrad
 from .gradients import GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
+from .kernel_pca import KPCACAM
 from .perturbation import RISE, AblationCAM, ScoreCAM
 from .random_cam import RandomCAM
 from .registry import register
@@ -11,6 +16,9 @@ FAMILY = {
     "gradcam++": GradCAMPlusPlus, "xgradcam": XGradCAM, "hirescam": HiResCAM, "layercam": LayerCAM,
     "eigencam": EigenCAM, "eigengradcam": EigenGradCAM, "scorecam": ScoreCAM, "ablationcam": AblationCAM,
     "rise": RISE, "random": RandomCAM,
+    "gradcam-elementwise": GradCAMElementWise, "kpcacam": KPCACAM, "finercam": FinerCAM, "fullgrad": FullGrad,
 }
 for _name, _cls in FAMILY.items():
     register(_name, _cls)
+for _name, _factory in ATTRIBUTIONS.items():
+    register(_name, _factory)
