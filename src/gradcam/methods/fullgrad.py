@@ -47,10 +47,12 @@ class FullGrad:
     upsampled to the input and normalised.
 
     z_c is a layer's output channel c and b_c the bias it adds (:func:`effective_bias`); psi is |.| then
-    min-max normalisation of each channel map (at the layer's resolution, as the authors' code; the sum
-    over channels is then upsampled once, which is the same as upsampling every channel first, since
-    bilinear upsampling is linear). One forward and one batched backward give dy/dx and every dy/dz.
-    The layers are found by the method (``layer`` is not used).
+    min-max normalisation of each channel map, as the paper's sum over channels of psi (pytorch-grad-cam does
+    the same; the authors' code normalises each layer's (C, h, w) block at once instead). Since psi rescales
+    each channel, a bias only matters through being zero or not. psi is applied at the layer's resolution
+    and the channel sum upsampled once (the authors' order: normalise, then upsample; as upsampling is
+    linear, this equals upsampling every normalised channel). One forward and one batched backward give
+    dy/dx and every dy/dz. The layers are found by the method (``layer`` is not used).
     """
 
     name = "fullgrad"
