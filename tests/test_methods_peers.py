@@ -194,7 +194,8 @@ def test_fullgrad_matches_the_papers_sum_and_is_class_specific(x):
     net = signed_net()
     with torch.no_grad():  # psi normalises each channel, so only a zero bias shows: make one BN channel's zero
         bn = net[4]
-        bn.running_mean[0] = bn.bias[0] / bn.weight[0] * (bn.running_var[0] + bn.eps).sqrt()
+        bn.eps = 0.0
+        bn.running_var[0], bn.weight[0], bn.running_mean[0], bn.bias[0] = 1.0, 1.0, 0.25, 0.25  # exactly 0
     res = FullGrad(net)(x, top_k=2)
     m = copy.deepcopy(net).double().eval()
     xx = x.double().requires_grad_(True)
