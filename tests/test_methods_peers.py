@@ -246,3 +246,50 @@ def test_upsample_used_by_fullgrad_is_linear():
     a = upsample(t, (16, 16)).sum(1)
     b = upsample(t.sum(1, keepdim=True), (16, 16))[:, 0]
     assert (a - b).abs().max().item() <= 1e-5
+
+
+def test_nmf_recovers_a_planted_factorisation():
+    from gradcam.methods.factorization import nmf
+
+    g = torch.Generator().manual_seed(0)
+    w0 = torch.rand(12, 3, generator=g, dtype=torch.float64)
+    h0 = torch.rand(3, 40, generator=g, dtype=torch.float64)
+    v = w0 @ h0
+    w, h = nmf(v, 3, iterations=2000)
+    assert ((w @ h - v).norm() / v.norm()).item() <= 2e-3
+    assert bool((w >= 0).all() and (h >= 0).all())
+    w2, h2 = nmf(v, 3, iterations=2000)
+    assert torch.equal(w, w2) and torch.equal(h, h2)  # seeded: deterministic
+
+
+class _Planted(nn.Module):
+    """Layer "feat" outputs two planted concepts: channels 0-1 on the left half, channels 2-3 on the right."""
+
+    def __init__(self):
+        super().__init__()
+        self.feat = nn.Identity()
+        self.fc = nn.Linear(4, 3, bias=False)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.tensor([[1.0, 1.0, 0, 0], [0, 0, 1.0, 1.0], [0.1, 0.1, 0.1, 0.1]]))
+
+    def forward(self, x):
+        a = self.feat(x)
+        return self.fc(a.mean((2, 3)))
+
+
+def test_dff_finds_planted_concepts_and_names_their_classes():
+    from gradcam.methods.factorization import DeepFeatureFactorization
+
+    x = torch.zeros(2, 4, 8, 8)
+    x[:, 0:2, :, :4] = 1.0
+    x[:, 2:4, :, 4:] = 2.0
+    x[1, 2:4] *= 0.5
+    res = DeepFeatureFactorization(_Planted(), "feat", concepts=2, iterations=500)(x)
+    assert res.maps.shape == (2, 2, 8, 8) and res.concepts.shape == (2, 4)
+    left = int(res.concepts[:, 0].argmax())  # the concept made of channels 0-1
+    assert res.maps[0, left, :, :4].min() > 0.99 and res.maps[0, left, :, 4:].max() < 0.01
+    assert res.maps[0, 1 - left, :, 4:].min() > 0.99 and res.maps[0, 1 - left, :, :4].max() < 0.01
+    assert res.top_classes(1)[left, 0].item() == 0 and res.top_classes(1)[1 - left, 0].item() == 1
+    assert torch.equal(res.targets[0], res.targets[1])
+    with pytest.raises(ValueError, match="concepts, not classes"):
+        DeepFeatureFactorization(_Planted(), "feat")(x, target=1)

@@ -29,7 +29,7 @@ METHODS: Tuple[str, ...] = (
     "ablationcam", "rise", "random-map",
 )
 #: Methods left out of the quick mosaic run (thousands of forward passes of EfficientNet-Lite0 per mosaic).
-SLOW_ON_PHOTOS = ("occlusion", "scorecam", "rise")
+SLOW_ON_PHOTOS = ("occlusion", "scorecam", "rise", "integrated-gradients", "smoothgrad", "vargrad")
 BENCHMARKS: Tuple[str, ...] = ("mosaic", "synthetic", "vl", "photos")
 
 
@@ -64,6 +64,9 @@ def build(name: str, model, layer: str, settings: Settings, options: Optional[Di
         factory = registry.get(name)
     except ValueError:
         settings.note(f"method '{name}' is not registered (yet); skipped.")
+        return None
+    if not getattr(factory, "explains_classes", True):
+        settings.note(f"method '{name}' explains concepts, not classes; no row in the class tables.")
         return None
     kw = dict((options or {}).get(name, {}))
     if name in ("random", "random-map"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 from .attribution import FACTORIES as ATTRIBUTIONS
 from .eigen import EigenCAM, EigenGradCAM
 from .elementwise import GradCAMElementWise
+from .factorization import DeepFeatureFactorization
 from .finer import FinerCAM
 from .fullgrad import FullGrad
 from .gradients import GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
@@ -16,9 +17,11 @@ FAMILY = {
     "gradcam++": GradCAMPlusPlus, "xgradcam": XGradCAM, "hirescam": HiResCAM, "layercam": LayerCAM,
     "eigencam": EigenCAM, "eigengradcam": EigenGradCAM, "scorecam": ScoreCAM, "ablationcam": AblationCAM,
     "rise": RISE, "random": RandomCAM,
-    "gradcam-elementwise": GradCAMElementWise, "kpcacam": KPCACAM, "finercam": FinerCAM, "fullgrad": FullGrad,
+    "gradcam-elementwise": GradCAMElementWise, "kpcacam": KPCACAM, "finercam": FinerCAM,     "dff": DeepFeatureFactorization,
 }
 for _name, _cls in FAMILY.items():
     register(_name, _cls)
+# FullGrad uses every biased layer: like the pixel methods, its factory takes (and does not use) the layer.
+register("fullgrad", lambda model, layer="auto", **kw: FullGrad(model, **kw))
 for _name, _factory in ATTRIBUTIONS.items():
     register(_name, _factory)
