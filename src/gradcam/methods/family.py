@@ -9,6 +9,7 @@ from .finer import FinerCAM
 from .fullgrad import FullGrad
 from .gradients import GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
 from .kernel_pca import KPCACAM
+from .lrp import LRP
 from .perturbation import RISE, AblationCAM, ScoreCAM
 from .random_cam import RandomCAM
 from .registry import register
@@ -23,5 +24,6 @@ for _name, _cls in FAMILY.items():
     register(_name, _cls)
 # FullGrad uses every biased layer: like the pixel methods, its factory takes (and does not use) the layer.
 register("fullgrad", lambda model, layer="auto", **kw: FullGrad(model, **kw))
+register("lrp", lambda model, layer="auto", **kw: LRP(model, **kw))  # needs the lrp extra (zennit)
 for _name, _factory in ATTRIBUTIONS.items():
     register(_name, _factory)
