@@ -293,3 +293,33 @@ def test_dff_finds_planted_concepts_and_names_their_classes():
     assert torch.equal(res.targets[0], res.targets[1])
     with pytest.raises(ValueError, match="concepts, not classes"):
         DeepFeatureFactorization(_Planted(), "feat")(x, target=1)
+
+
+def test_refinecam_is_the_product_of_the_layers_normalised_gradcampp_maps(x):
+    from gradcam.methods.gradients import GradCAMPlusPlus
+    from gradcam.methods.multilayer import RefineCAM
+
+    net = signed_net()
+    layers = ["2", "5"]
+    res = RefineCAM(net, layers)(x, top_k=2)
+    parts = [GradCAMPlusPlus(net, layer)(x, top_k=2).maps for layer in layers]
+    ref = normalize(parts[0] * parts[1])
+    assert (res.maps - ref).abs().max().item() <= 1e-6
+    single = RefineCAM(net, "5")(x)
+    assert (single.maps - GradCAMPlusPlus(net, "5")(x).maps).abs().max().item() <= 1e-6
+    mean_fused = normalize((parts[0] + parts[1]) / 2)  # what the default multi-layer fusion would give
+    assert (res.maps - mean_fused).abs().max().item() > 0.05
+
+
+def test_segeigencam_on_a_segmentation_target_equals_eigengradcam(x):
+    from gradcam.methods.eigen import EigenGradCAM
+    from gradcam.methods.multilayer import SegEigenCAM
+    from gradcam.targets import segmentation
+
+    torch.manual_seed(4)
+    seg = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 3, 1)).eval()
+    mask = torch.zeros(16, 16, dtype=torch.bool)
+    mask[4:10, 4:10] = True
+    res = SegEigenCAM(seg, "2")(x, target=segmentation(1, mask))
+    ref = EigenGradCAM(seg, "2")(x, target=segmentation(1, mask))
+    assert torch.equal(res.maps, ref.maps) and res.method == "segeigencam"

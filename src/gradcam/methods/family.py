@@ -10,6 +10,7 @@ from .fullgrad import FullGrad
 from .gradients import GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
 from .kernel_pca import KPCACAM
 from .lrp import LRP
+from .multilayer import RefineCAM, SegEigenCAM
 from .perturbation import RISE, AblationCAM, ScoreCAM
 from .random_cam import RandomCAM
 from .registry import register
@@ -18,7 +19,7 @@ FAMILY = {
     "gradcam++": GradCAMPlusPlus, "xgradcam": XGradCAM, "hirescam": HiResCAM, "layercam": LayerCAM,
     "eigencam": EigenCAM, "eigengradcam": EigenGradCAM, "scorecam": ScoreCAM, "ablationcam": AblationCAM,
     "rise": RISE, "random": RandomCAM,
-    "gradcam-elementwise": GradCAMElementWise, "kpcacam": KPCACAM, "finercam": FinerCAM,     "dff": DeepFeatureFactorization,
+    "gradcam-elementwise": GradCAMElementWise, "kpcacam": KPCACAM, "finercam": FinerCAM,     "dff": DeepFeatureFactorization, "refinecam": RefineCAM, "segeigencam": SegEigenCAM,
 }
 for _name, _cls in FAMILY.items():
     register(_name, _cls)
