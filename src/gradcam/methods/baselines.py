@@ -38,8 +38,7 @@ class _Baseline(Method):
         raise NotImplementedError
 
     def _run(self, x: torch.Tensor, target: Target, top_k: Optional[int], opts: CallOptions) -> Explanation:
-        if isinstance(x, torch.Tensor) and x.dim() == 5:
-            raise ValueError(f"{type(self).__name__} makes maps of images (N, C, H, W); got a volume {tuple(x.shape)}.")
+        self._images_only(x)
         cap = engine.capture(self.model, x, [], target, top_k, gradients=False, eval_mode=self.eval_mode,
                              forward_kwargs=opts.forward_kwargs or None)
         n, k = cap.targets.shape

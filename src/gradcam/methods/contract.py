@@ -173,3 +173,11 @@ class Method:
     def _run(self, x: torch.Tensor, target: Target, top_k: Optional[int], opts: CallOptions):
         """The method itself, for options already checked (see :class:`CallOptions`)."""
         raise NotImplementedError
+
+    def _images_only(self, x: torch.Tensor) -> None:
+        """For a method without a volume form: a clear error for (N, C, D, H, W) inputs."""
+        if isinstance(x, torch.Tensor) and x.dim() == 5:
+            raise ValueError(
+                f"{type(self).__name__} ('{self.name}') explains images (N, C, H, W); got a volume of shape "
+                f"{tuple(x.shape)}. For volumes use a CAM method (e.g. GradCAM), which handles (N, C, D, H, W)."
+            )

@@ -280,6 +280,7 @@ class GuidedGradCAM(GradCAM):
     def _run(self, x: torch.Tensor, target: Target, top_k: Optional[int], opts: CallOptions) -> PixelExplanation:
         """Explain ``x`` (N, C, H, W) for ``target`` (see :mod:`gradcam.targets`)."""
         counterfactual = opts.counterfactual
+        self._images_only(x)
         modes = _ModeFactory()
         cap = self._capture(
             x, target, top_k, counterfactual, input_gradient=True, context=modes,

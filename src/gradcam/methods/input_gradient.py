@@ -48,6 +48,7 @@ class Gradient(Method):
     def _run(self, x: torch.Tensor, target: Target, top_k: Optional[int], opts: CallOptions) -> PixelExplanation:
         """Explain ``x`` (N, C, H, W) for ``target`` (see :mod:`gradcam.targets`)."""
         counterfactual = opts.counterfactual
+        self._images_only(x)
         context = self._context()  # one per call: calls from several threads never share it
         cap = engine.capture(
             self.model, x, [], target, top_k, gradients=False, input_gradient=True, counterfactual=counterfactual,

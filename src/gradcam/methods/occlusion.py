@@ -79,8 +79,10 @@ class Occlusion(Method):
         eval_mode: bool = True,
         max_batch_pixels: int = 1 << 20,
         progress: Optional[Callable[[int, int], None]] = None,
+        aug_smooth: bool = False,
+        eigen_smooth: bool = False,
     ):
-        super().__init__(model)
+        super().__init__(model, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
         self.window = _pair(window, "window")
         self.stride = _pair(stride, "stride") if stride is not None else tuple(max(1, w // 2) for w in self.window)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -107,10 +109,8 @@ class Occlusion(Method):
     def _run(self, x: torch.Tensor, target: Target, top_k: Optional[int], opts: CallOptions) -> Explanation:
         """Explain ``x`` (N, C, H, W) for ``target`` (see :mod:`gradcam.targets`)."""
         counterfactual = opts.counterfactual
+        self._images_only(x)
         engine.check_input(self.model, x)
-        if x.dim() != 4:
-            raise ValueError(f"Occlusion explains images (N, C, H, W); got shape {tuple(x.shape)}. For volumes use a "
-                             "CAM method (e.g. GradCAM), which handles (N, C, D, H, W).")
         n, c, h, w = x.shape
         (wh, ww), (sh, sw) = self.window, self.stride
         if wh > h or ww > w:

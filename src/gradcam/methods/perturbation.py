@@ -372,10 +372,8 @@ class RISE(Method):
 
     def _run(self, x: torch.Tensor, target: Target, top_k: Optional[int], opts: CallOptions) -> Explanation:
         """Explain ``x`` (N, C, H, W) for ``target`` (see :mod:`gradcam.targets`)."""
+        self._images_only(x)
         engine.check_input(self.model, x)
-        if x.dim() != 4:
-            raise ValueError(f"RISE explains images (N, C, H, W); got shape {tuple(x.shape)}. For volumes use a "
-                             "CAM method (e.g. GradCAM), which handles (N, C, D, H, W).")
         n = x.shape[0]
         size = x.shape[-2:]
         x = x.detach()
