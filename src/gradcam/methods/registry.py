@@ -96,11 +96,13 @@ register("gradcam", GradCAM, family="cam", **_ALL)
 register("counterfactual", _Counterfactual, family="cam", **_ALL)
 register("cam", CAM, family="cam-gradient-free", **_ALL)
 register("gradcam++", GradCAMPlusPlus, family="cam", **_ALL)
-register("xgradcam", XGradCAM, family="cam", **_ALL)
+register("xgradcam", XGradCAM, family="cam", summary="XGrad-CAM (Fu et al., BMVC 2020): w^c = sum_ij A^c_ij g^c_ij / sum_ij A^c_ij.", **_ALL)
 register("hirescam", HiResCAM, family="cam", **_ALL)
 register("layercam", LayerCAM, family="cam", **_ALL)
-register("eigencam", EigenCAM, family="cam-gradient-free", **_ALL)
-register("eigengradcam", EigenGradCAM, family="cam", **_ALL)
+register("eigencam", EigenCAM, family="cam-gradient-free",
+         summary="Eigen-CAM: the first principal component of the activations (class-independent).", **_ALL)
+register("eigengradcam", EigenGradCAM, family="cam",
+         summary="Eigen-Grad-CAM: the first principal component of the terms dy/dA^c * A^c.", **_ALL)
 register("scorecam", ScoreCAM, family="perturbation", forward_passes="1 + C", **_ALL)
 register("ablationcam", AblationCAM, family="perturbation", forward_passes="1 + C (after the layer)",
          handles_volumes=True)
