@@ -237,3 +237,27 @@ def test_exactly_one_capture_function():
     src = inspect.getsource(d)
     assert "register_forward_hook" not in src and "_Tap" not in src and "model.eval()" not in src
     assert d.capture.__doc__ and "engine.capture" in inspect.getsource(d.capture)
+
+
+@pytest.mark.parametrize("old, new, names", [
+    ("gradcam.methods.gradients", "gradcam.methods.gradient_weighted", ["GradCAMPlusPlus", "LayerCAM"]),
+    ("gradcam.methods.gradient", "gradcam.methods.input_gradient", ["Gradient", "call_context"]),
+])
+def test_renamed_modules_keep_working_with_a_deprecation_warning(old, new, names):
+    import importlib
+
+    sys.modules.pop(old, None)
+    with pytest.warns(DeprecationWarning, match=f"{old} is deprecated; import from {new}"):
+        mod = importlib.import_module(old)
+    for n in names:
+        assert getattr(mod, n) is getattr(importlib.import_module(new), n)
+
+
+def test_no_cycle_between_base_and_smoothing():
+    import ast
+
+    from gradcam.methods import smoothing
+
+    tree = ast.parse(inspect.getsource(smoothing))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not any(m and m.endswith("base") for m in imported)
