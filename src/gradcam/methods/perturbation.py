@@ -159,7 +159,7 @@ class _Replay:
             raise ValueError(f"Layer '{self.ref.spec}' was never reached by the forward pass; pick a layer the model uses.")
         return output
 
-    def _plan(self, fast: bool) -> Dict[nn.Module, Dict[int, Optional[torch.Tensor]]]:
+    def plan(self, fast: bool) -> Dict[nn.Module, Dict[int, Optional[torch.Tensor]]]:
         """For every module with answered calls: replay call number -> recorded output (``None``: the layer).
 
         Calls nested inside an answered call do not happen in the replay, so the replay's k-th call of a
@@ -287,7 +287,7 @@ class AblationCAM(LayerMethod):
         bs = min(self.batch_size, total, max(1, MAX_VALUES // a[0].numel()))
         buf = torch.empty(bs, *a.shape[1:], dtype=a.dtype, device=a.device)
         for fast in (True, False):
-            plan = replay._plan(fast)
+            plan = replay.plan(fast)
             out = []
             last = None  # (images, zeroed channels, buf's version) of the previous chunk
             for start in range(0, total, bs):
