@@ -106,7 +106,7 @@ def test_smoothgrad_with_zero_noise_is_the_plain_gradient_and_matches_a_referenc
     res = sg(x)
     # reference: the same noise draws, each gradient in float64
     span = (x.flatten(1).amax(1) - x.flatten(1).amin(1)).view(-1, 1, 1, 1)
-    eps = torch.randn((6, *x.shape), generator=torch.Generator().manual_seed(7))
+    eps = torch.randn((x.shape[0], 6, *x.shape[1:]), generator=torch.Generator().manual_seed(7)).transpose(0, 1)
     grads = torch.stack([input_grad64(net, x + e * 0.2 * span, cls)[0] for e in eps])
     assert (res.pixels[:, 0].double() - grads.mean(0)).abs().max().item() <= 1e-5
     var = VarGrad(net, samples=6, noise=0.2, seed=7, batch_size=4)(x)

@@ -7,7 +7,7 @@ noise samples) is one batched :func:`gradcam.engine.capture` of its own with tho
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import torch
 from torch import nn
@@ -15,16 +15,9 @@ from torch import nn
 from .. import engine
 from ..pixels import REDUCTIONS, PixelExplanation, pixel_explanation
 from ..targets import Target
+from .contract import OPTIONS, CallOptions, Method
 
 BASELINES = ("black", "uniform", "blurred")
-
-
-def _refuse_smoothing(name: str, aug_smooth: Optional[bool], eigen_smooth: Optional[bool]) -> None:
-    if aug_smooth:
-        raise ValueError(f"{name} does not take aug_smooth=True (it is a pixel attribution, not a CAM); "
-                         "leave aug_smooth unset.")
-    if eigen_smooth:
-        raise ValueError(f"{name} does not take eigen_smooth=True (it has no channel terms); leave it unset.")
 
 
 def _repeat_kwargs(forward_kwargs: Optional[dict], n: int, times: int) -> Optional[dict]:
@@ -35,20 +28,20 @@ def _repeat_kwargs(forward_kwargs: Optional[dict], n: int, times: int) -> Option
             else v for k, v in forward_kwargs.items()}
 
 
-class _PixelAttribution:
-    """Shared part: the model check, ``reduce``, the contract's options, and the clean capture."""
+class _PixelAttribution(Method):
+    """Shared part: ``reduce``, ``batch_size``, the clean capture and the batched extra passes."""
 
     name = "pixel-attribution"
-    needs_gradients = True
+    output = "pixels"
+    supports = frozenset(OPTIONS) - {"aug_smooth", "eigen_smooth"}
 
-    def __init__(self, model: nn.Module, *, reduce: str = "abs-max", eval_mode: bool = True, batch_size: int = 64):
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
+    def __init__(self, model: nn.Module, *, reduce: str = "abs-max", eval_mode: bool = True, batch_size: int = 64,
+                 aug_smooth: bool = False, eigen_smooth: bool = False):
+        super().__init__(model, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
         if reduce not in REDUCTIONS:
             raise ValueError(f"reduce must be one of {', '.join(REDUCTIONS)}; got {reduce!r}.")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int (images per extra pass); got {batch_size!r}.")
-        self.model = model
         self.reduce = reduce
         self.eval_mode = eval_mode
         self.batch_size = batch_size
@@ -89,11 +82,10 @@ class GradientXInput(_PixelAttribution):
 
     name = "gradient-x-input"
 
-    def __call__(self, x: torch.Tensor, target: Target = None, top_k: Optional[int] = None, *,
-                 counterfactual: bool = False, forward_kwargs: Optional[dict] = None,
-                 aug_smooth: Optional[bool] = None, eigen_smooth: Optional[bool] = None) -> PixelExplanation:
+    def _run(self, x: torch.Tensor, target: Target, top_k: Optional[int], opts: CallOptions) -> PixelExplanation:
         """Explain ``x`` (N, C, H, W) for ``target`` (see :mod:`gradcam.targets`)."""
-        _refuse_smoothing(self.name, aug_smooth, eigen_smooth)
+        self._images_only(x)
+        counterfactual, forward_kwargs = opts.counterfactual, opts.forward_kwargs or None
         cap = self._clean(x, target, top_k, counterfactual, forward_kwargs, input_gradient=True)
         pixels = cap.input_gradient * x.detach().unsqueeze(1)
         return pixel_explanation(pixels, cap, self.name, self.reduce, counterfactual)
@@ -139,8 +131,8 @@ class IntegratedGradients(_PixelAttribution):
     name = "integrated-gradients"
 
     def __init__(self, model: nn.Module, *, steps: int = 32, baseline: Union[str, float, torch.Tensor] = "black",
-                 reduce: str = "abs-max", eval_mode: bool = True, batch_size: int = 64):
-        super().__init__(model, reduce=reduce, eval_mode=eval_mode, batch_size=batch_size)
+                 reduce: str = "abs-max", eval_mode: bool = True, batch_size: int = 64, **kw: bool):
+        super().__init__(model, reduce=reduce, eval_mode=eval_mode, batch_size=batch_size, **kw)
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be a positive int (trapezoid intervals; 32-64 is typical); got {steps!r}.")
         if isinstance(baseline, str) and baseline not in BASELINES:
@@ -148,11 +140,10 @@ class IntegratedGradients(_PixelAttribution):
         self.steps = steps
         self.baseline = baseline
 
-    def __call__(self, x: torch.Tensor, target: Target = None, top_k: Optional[int] = None, *,
-                 counterfactual: bool = False, forward_kwargs: Optional[dict] = None,
-                 aug_smooth: Optional[bool] = None, eigen_smooth: Optional[bool] = None) -> PixelExplanation:
+    def _run(self, x: torch.Tensor, target: Target, top_k: Optional[int], opts: CallOptions) -> PixelExplanation:
         """Explain ``x`` (N, C, H, W) for ``target`` (see :mod:`gradcam.targets`)."""
-        _refuse_smoothing(self.name, aug_smooth, eigen_smooth)
+        self._images_only(x)
+        counterfactual, forward_kwargs = opts.counterfactual, opts.forward_kwargs or None
         x = x.detach()
         cap = self._clean(x, target, top_k, counterfactual, forward_kwargs, input_gradient=False)
         base = baseline_for(x, self.baseline)
@@ -179,8 +170,8 @@ class SmoothGrad(_PixelAttribution):
     name = "smoothgrad"
 
     def __init__(self, model: nn.Module, *, samples: int = 25, noise: float = 0.15, seed: int = 0,
-                 reduce: str = "abs-max", eval_mode: bool = True, batch_size: int = 64):
-        super().__init__(model, reduce=reduce, eval_mode=eval_mode, batch_size=batch_size)
+                 reduce: str = "abs-max", eval_mode: bool = True, batch_size: int = 64, **kw: bool):
+        super().__init__(model, reduce=reduce, eval_mode=eval_mode, batch_size=batch_size, **kw)
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
             raise ValueError(f"samples must be a positive int (noisy copies per image); got {samples!r}.")
         if not isinstance(noise, (int, float)) or isinstance(noise, bool) or not noise >= 0:
@@ -197,7 +188,10 @@ class SmoothGrad(_PixelAttribution):
             return self._gradients(x, n, self._fixed_target(cap, target), counterfactual, forward_kwargs).unsqueeze(0)
         span = (x.flatten(1).amax(1) - x.flatten(1).amin(1)).reshape(n, *([1] * (x.dim() - 1)))
         gen = torch.Generator(device=x.device).manual_seed(self.seed)
-        eps = torch.randn((self.samples, *x.shape), generator=gen, dtype=x.dtype, device=x.device)
+        # drawn image by image (all of image 0's samples first), so image i of a batch gets the draws that a
+        # batch starting with it would: a batch of one draws what row 0 of a larger batch draws
+        eps = torch.randn((n, self.samples, *x.shape[1:]), generator=gen, dtype=x.dtype, device=x.device)
+        eps = eps.transpose(0, 1)
         noisy = x.unsqueeze(0) + eps * (self.noise * span).unsqueeze(0)
         g = self._gradients(noisy.reshape(-1, *x.shape[1:]), n, self._fixed_target(cap, target), counterfactual,
                             forward_kwargs)
@@ -206,11 +200,10 @@ class SmoothGrad(_PixelAttribution):
     def _combine(self, g: torch.Tensor) -> torch.Tensor:
         return g.mean(0)
 
-    def __call__(self, x: torch.Tensor, target: Target = None, top_k: Optional[int] = None, *,
-                 counterfactual: bool = False, forward_kwargs: Optional[dict] = None,
-                 aug_smooth: Optional[bool] = None, eigen_smooth: Optional[bool] = None) -> PixelExplanation:
+    def _run(self, x: torch.Tensor, target: Target, top_k: Optional[int], opts: CallOptions) -> PixelExplanation:
         """Explain ``x`` (N, C, H, W) for ``target`` (see :mod:`gradcam.targets`)."""
-        _refuse_smoothing(self.name, aug_smooth, eigen_smooth)
+        self._images_only(x)
+        counterfactual, forward_kwargs = opts.counterfactual, opts.forward_kwargs or None
         x = x.detach()
         cap = self._clean(x, target, top_k, counterfactual, forward_kwargs, input_gradient=False)
         g = self._noisy_gradients(x, cap, target, counterfactual, forward_kwargs)
@@ -229,10 +222,3 @@ class VarGrad(SmoothGrad):
     def _combine(self, g: torch.Tensor) -> torch.Tensor:
         return g.var(0, correction=0)
 
-
-FACTORIES: Dict[str, Callable[..., Any]] = {
-    "gradient-x-input": lambda model, layer="auto", **kw: GradientXInput(model, **kw),
-    "integrated-gradients": lambda model, layer="auto", **kw: IntegratedGradients(model, **kw),
-    "smoothgrad": lambda model, layer="auto", **kw: SmoothGrad(model, **kw),
-    "vargrad": lambda model, layer="auto", **kw: VarGrad(model, **kw),
-}

@@ -9,6 +9,7 @@ from torch import nn
 from .. import engine
 from ..layers import LayerSpec, resolve
 from .base import LayerMethod
+from .contract import OPTIONS
 
 
 class CAM(LayerMethod):
@@ -22,6 +23,9 @@ class CAM(LayerMethod):
 
     name = "cam"
     needs_gradients = False
+    supports = frozenset(OPTIONS) - {"counterfactual"}
+    refusals = {"counterfactual": "CAM weights channels by the classifier's rows and needs no gradients, so there "
+                                  "is nothing to negate. Use GradCAM(...)(x, counterfactual=True) for counterfactual maps"}
 
     def __init__(self, model: nn.Module, layer: LayerSpec = "auto", fc: Union[str, nn.Module] = "auto", **kw):
         super().__init__(model, layer, **kw)
@@ -48,11 +52,6 @@ class CAM(LayerMethod):
             )
         self._fc = fc
         return fc
-
-    def __call__(self, x, target=None, top_k=None, *, counterfactual: bool = False):
-        if counterfactual:
-            raise ValueError("counterfactual=True needs gradients; use GradCAM(..., ) for counterfactual maps.")
-        return super().__call__(x, target, top_k)
 
     def _weights(self, cap: engine.Capture, i: int) -> torch.Tensor:
         a = cap.activations[i]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from .. import engine
-from .gradients import _Elementwise
+from .gradient_weighted import _Elementwise
 
 
 class GradCAMElementWise(_Elementwise):

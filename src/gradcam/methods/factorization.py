@@ -12,6 +12,7 @@ from ..explanation import Explanation, normalize, upsample
 from ..layers import LayerSpec
 from ..targets import Target
 from .base import LayerMethod
+from .contract import CallOptions
 
 
 def nmf(v: torch.Tensor, k: int, iterations: int = 200, seed: int = 0, eps: float = 1e-10
@@ -73,33 +74,29 @@ class DeepFeatureFactorization(LayerMethod):
 
     name = "dff"
     needs_gradients = False
+    supports_differentiable = False
     explains_classes = False  # gradcam evaluate's class tables skip it
+    supports = frozenset({"forward_kwargs"})
+    refusals = {"counterfactual": "it uses no gradients and its maps are concepts, not a class's evidence",
+                "aug_smooth": "its concepts are factorised over the batch it is given. Leave aug_smooth unset",
+                "eigen_smooth": "its maps are already factorised concepts. Leave eigen_smooth unset"}
 
     def __init__(self, model: nn.Module, layer: LayerSpec = "auto", *, concepts: int = 8, iterations: int = 200,
                  seed: int = 0, head: Optional[nn.Module] = None, **kw: Any):
         if isinstance(concepts, bool) or not isinstance(concepts, int) or concepts < 1:
             raise ValueError(f"concepts must be a positive int (the number K of concepts); got {concepts!r}.")
-        for opt in ("aug_smooth", "eigen_smooth"):
-            if kw.get(opt):
-                raise ValueError(f"dff does not take {opt}=True (its maps are factorised concepts).")
         super().__init__(model, layer, **kw)
         self.concepts = concepts
         self.iterations = iterations
         self.seed = seed
         self.head = head
 
-    def __call__(self, x: torch.Tensor, target: Target = None, top_k: Optional[int] = None, *,
-                 counterfactual: bool = False, forward_kwargs: Optional[dict] = None,
-                 aug_smooth: Optional[bool] = None, eigen_smooth: Optional[bool] = None) -> ConceptExplanation:
+    def _run(self, x: torch.Tensor, target: Target, top_k: Optional[int], opts: CallOptions) -> ConceptExplanation:
         """Factorise the activations of ``x`` (N, C, H, W) into ``concepts`` maps per image."""
         if target is not None or top_k is not None:
             raise ValueError("dff explains concepts, not classes: leave target and top_k unset (choose the number "
                              "of concepts with concepts=K).")
-        if counterfactual:
-            raise ValueError("dff has no counterfactual form (it uses no gradients).")
-        if aug_smooth or eigen_smooth:
-            raise ValueError("dff does not take aug_smooth or eigen_smooth (its maps are factorised concepts).")
-        cap = self._capture(x, None, None, False, forward_kwargs=forward_kwargs)
+        cap = self._capture(x, None, None, False, forward_kwargs=opts.forward_kwargs or None)
         return self._factorise(cap, tuple(x.shape[2:]))
 
     def _factorise(self, cap: engine.Capture, size: Tuple[int, ...]) -> ConceptExplanation:

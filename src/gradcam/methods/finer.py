@@ -9,6 +9,7 @@ from torch import nn
 from ..explanation import Explanation
 from ..layers import LayerSpec
 from ..targets import Target, _as_long_tensor, logits_of
+from .contract import OPTIONS, CallOptions
 from .gradcam import GradCAM
 
 
@@ -17,7 +18,7 @@ def finer_target(main: Optional[torch.Tensor] = None, comparisons: int = 3, alph
     """The Finer-CAM score for each image: y_main compared with the ``comparisons`` most similar classes.
 
     For main class c and the classes j_1..j_m whose logits are closest to y_c (|y_j - y_c| smallest, c
-    itself excluded), with p = softmax(y) (kept in the graph, as pytorch-grad-cam's ``FinerWeightedTarget``):
+    itself excluded; all other classes when there are fewer), with p = softmax(y) (kept in the graph, as pytorch-grad-cam's ``FinerWeightedTarget``):
 
         s = sum_j p_j (y_c - alpha y_j) / (sum_j p_j + 1e-9).
 
@@ -30,13 +31,14 @@ def finer_target(main: Optional[torch.Tensor] = None, comparisons: int = 3, alph
     def target(output: Any) -> torch.Tensor:
         y = logits_of(output)
         n, classes = y.shape
-        if comparisons >= classes:
-            raise ValueError(f"comparisons={comparisons} needs more than {comparisons} classes; the model has {classes}.")
+        if classes < 2:
+            raise ValueError("Finer-CAM compares classes; the model has one output. Use gradcam for a single score.")
+        m = min(comparisons, classes - 1)  # every other class when there are fewer than ``comparisons``
         ids = y.detach().topk(top_k, dim=1).indices if main is None else main.to(y.device).reshape(n, -1)
         yc = y.gather(1, ids)  # (N, K)
         gap = (y.detach().unsqueeze(1) - yc.detach().unsqueeze(2)).abs()  # (N, K, classes)
         gap.scatter_(2, ids.unsqueeze(2), float("inf"))  # the main class is not its own comparison
-        near = gap.topk(comparisons, dim=2, largest=False).indices  # (N, K, m)
+        near = gap.topk(m, dim=2, largest=False).indices  # (N, K, m)
         p = torch.softmax(y, dim=1)
         yj = y.unsqueeze(1).expand(n, ids.shape[1], classes).gather(2, near)
         pj = p.unsqueeze(1).expand(n, ids.shape[1], classes).gather(2, near)
@@ -49,10 +51,13 @@ class FinerCAM(GradCAM):
     """Finer-CAM: Grad-CAM (alpha_k = mean_ij ds/dA^k_ij, L = ReLU(sum_k alpha_k A^k)) of the score s of
     :func:`finer_target`, which removes the evidence a class shares with its nearest rivals and keeps what
     tells it apart. ``target`` names the main classes (ids; default the top-1, or ``top_k``); the result's
-    ``targets`` are those ids and ``scores`` the Finer scores s.
+    ``targets`` are those ids and ``scores`` their logits y_c (the map explains s, the Finer score).
     """
 
     name = "finercam"
+    supports = frozenset(OPTIONS) - {"aug_smooth"}
+    refusals = {"aug_smooth": "its target compares the classes of each view with a score made inside the forward, "
+                              "which the augmented views' batch would mix. Use gradcam with aug_smooth"}
 
     def __init__(self, model: nn.Module, layer: LayerSpec = "auto", *, comparisons: int = 3, alpha: float = 1.0,
                  **kw):
@@ -62,9 +67,7 @@ class FinerCAM(GradCAM):
         self.comparisons = comparisons
         self.alpha = float(alpha)
 
-    def __call__(self, x: torch.Tensor, target: Target = None, top_k: Optional[int] = None, *,
-                 counterfactual: bool = False, forward_kwargs: Optional[dict] = None,
-                 aug_smooth: Optional[bool] = None, eigen_smooth: Optional[bool] = None) -> Explanation:
+    def _run(self, x: torch.Tensor, target: Target, top_k: Optional[int], opts: CallOptions) -> Explanation:
         """Explain ``x`` for the main classes ``target`` (ids) or the top ``top_k`` (see :func:`finer_target`)."""
         if callable(target) and not isinstance(target, torch.Tensor):
             raise TypeError("finercam builds its own target from class ids; pass class ids (or None), not a callable.")
@@ -75,9 +78,9 @@ class FinerCAM(GradCAM):
             main = _as_long_tensor(target)
             main = main.reshape(1, 1).expand(x.shape[0], 1) if main.dim() == 0 else main.reshape(x.shape[0], -1)
         score = finer_target(main, self.comparisons, self.alpha, top_k or 1)
-        result = super().__call__(x, score, None, counterfactual=counterfactual, forward_kwargs=forward_kwargs,
-                                  aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
+        result = super()._run(x, score, None, opts)
         logits = logits_of(result.output)
         ids = logits.topk(top_k or 1, dim=1).indices if main is None else main.to(logits.device)
         result.targets = ids
+        result.scores = logits.gather(1, ids.to(logits.device)).to(result.scores.dtype)
         return result

@@ -10,6 +10,7 @@ from .. import engine
 from ..explanation import INTERPOLATIONS, Explanation, normalize, upsample
 from ..layers import LayerRef
 from ..targets import Target
+from .contract import OPTIONS, CallOptions, Method
 
 _BIASED = {2: (nn.Conv2d, nn.BatchNorm2d), 3: (nn.Conv3d, nn.BatchNorm3d)}
 
@@ -42,7 +43,7 @@ def _psi(t: torch.Tensor, dims: int) -> torch.Tensor:
     return normalize(t.abs(), dims=dims)
 
 
-class FullGrad:
+class FullGrad(Method):
     """FullGrad saliency: S(x) = psi(x * dy/dx) + sum_layers sum_c psi(b_c * dy/dz_c), summed over channels,
     upsampled to the input and normalised.
 
@@ -56,33 +57,23 @@ class FullGrad:
     """
 
     name = "fullgrad"
-    needs_gradients = True
+    supports = frozenset(OPTIONS) - {"aug_smooth", "eigen_smooth"}
+    refusals = {"eigen_smooth": "its terms are per layer and channel, each normalised on its own: there is no "
+                                "channel sum to take a principal component of. Use gradcam with eigen_smooth"}
 
     def __init__(self, model: nn.Module, layer: object = "auto", *, interpolation: str = "bilinear",
                  eval_mode: bool = True, aug_smooth: bool = False, eigen_smooth: bool = False):
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
+        super().__init__(model, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
         if layer not in ("auto", None):
             raise ValueError("fullgrad uses every biased layer of the model; leave layer unset (layer='auto').")
         if interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}; got {interpolation!r}.")
-        self._refuse(aug_smooth, eigen_smooth)
-        self.model = model
         self.interpolation = interpolation
         self.eval_mode = eval_mode
 
-    @staticmethod
-    def _refuse(aug_smooth: Optional[bool], eigen_smooth: Optional[bool]) -> None:
-        if aug_smooth:
-            raise ValueError("fullgrad does not take aug_smooth=True; use gradcam or another CAM for it.")
-        if eigen_smooth:
-            raise ValueError("fullgrad does not take eigen_smooth=True (its terms are per layer, not per channel).")
-
-    def __call__(self, x: torch.Tensor, target: Target = None, top_k: Optional[int] = None, *,
-                 counterfactual: bool = False, forward_kwargs: Optional[dict] = None,
-                 aug_smooth: Optional[bool] = None, eigen_smooth: Optional[bool] = None) -> Explanation:
+    def _run(self, x: torch.Tensor, target: Target, top_k: Optional[int], opts: CallOptions) -> Explanation:
         """Explain ``x`` (N, C, H, W), or volumes (N, C, D, H, W), for ``target`` (see :mod:`gradcam.targets`)."""
-        self._refuse(aug_smooth, eigen_smooth)
+        counterfactual, forward_kwargs = opts.counterfactual, opts.forward_kwargs or None
         refs = bias_layers(self.model, x.dim() - 2)
         cap = engine.capture(self.model, x, refs, target, top_k, gradients=True, input_gradient=True,
                              counterfactual=counterfactual, reshape=_identity, eval_mode=self.eval_mode,

@@ -46,9 +46,9 @@ from .. import engine
 from ..layers import LayerSpec
 from ..pixels import REDUCTIONS, PixelExplanation, pixel_explanation
 from ..targets import Target
+from .contract import OPTIONS, CallOptions
 from .gradcam import GradCAM
-from .gradient import Gradient, call_context
-from .registry import register
+from .input_gradient import Gradient, call_context
 
 # func -> (kind, parameter names after the input, their defaults, in place? (None: read ``inplace``)).
 _RELU = "relu"
@@ -260,32 +260,37 @@ class GuidedGradCAM(GradCAM):
     to the input. Result: :class:`~gradcam.pixels.PixelExplanation` with ``pixels`` = G (N, K, C, H, W),
     ``maps`` = normalize(saliency(G)), ``raw``/``weights``/``layer`` of the Grad-CAM part, ``cam`` = the
     Grad-CAM explanation. ``counterfactual=True``: counterfactual Grad-CAM times guided d(-y)/dx.
+    ``eigen_smooth`` smooths the Grad-CAM part; ``aug_smooth`` and ``differentiable`` are refused (the
+    guided input gradient of a flipped view is not the flipped guided gradient; the guided rule has no
+    second derivative).
     """
 
     name = "guided-gradcam"
+    output = "pixels"
+    supports = frozenset(OPTIONS) - {"aug_smooth"}
+    refusals = {"aug_smooth": "the guided input gradients of flipped and rescaled views are not views of one "
+                              "gradient. Use GradCAM(..., aug_smooth=True) for a smoothed map"}
+    supports_differentiable = False
 
     def __init__(self, model: nn.Module, layer: LayerSpec = "auto", *, reduce: str = "abs-max", **kw):
         _check_reduce(reduce)
         super().__init__(model, layer, **kw)
         self.reduce = reduce
 
-    def __call__(
-        self, x: torch.Tensor, target: Target = None, top_k: Optional[int] = None, *, counterfactual: bool = False
-    ) -> PixelExplanation:
+    def _run(self, x: torch.Tensor, target: Target, top_k: Optional[int], opts: CallOptions) -> PixelExplanation:
         """Explain ``x`` (N, C, H, W) for ``target`` (see :mod:`gradcam.targets`)."""
+        counterfactual = opts.counterfactual
+        self._images_only(x)
         modes = _ModeFactory()
         cap = self._capture(
             x, target, top_k, counterfactual, input_gradient=True, context=modes,
-            layer_gradient_context=modes.plain,
+            layer_gradient_context=modes.plain, forward_kwargs=opts.forward_kwargs or None,
         )
         _warn_if_no_relu(modes.modes[-1], self.model)
-        cam = self._explain(cap, x.shape[-2:], counterfactual)
+        cam = self._explain(cap, x.shape[2:], counterfactual, opts.eigen_smooth)
         pixels = cap.input_gradient * cam.maps.unsqueeze(2).to(cap.input_gradient.dtype)
         base = pixel_explanation(pixels, cap, self.name, self.reduce, counterfactual)
         base.raw, base.weights, base.layer, base.cam = cam.raw, cam.weights, cam.layer, cam
         base.interpolation = cam.interpolation
         return base
 
-
-register("guided-backprop", lambda model, layer="auto", **kw: GuidedBackprop(model, **kw))
-register("guided-gradcam", GuidedGradCAM)

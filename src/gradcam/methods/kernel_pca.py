@@ -9,6 +9,7 @@ from torch import nn
 from .. import engine
 from ..layers import LayerSpec
 from .base import LayerMethod
+from .contract import OPTIONS
 
 KERNELS = ("sigmoid", "rbf", "linear")
 
@@ -54,13 +55,14 @@ class KPCACAM(LayerMethod):
 
     name = "kpcacam"
     needs_gradients = False
+    supports_differentiable = False
+    supports = frozenset(OPTIONS) - {"counterfactual", "eigen_smooth"}
+    refusals = {"eigen_smooth": "it is already a principal component (of the kernel matrix). Leave eigen_smooth unset"}
 
     def __init__(self, model: nn.Module, layer: LayerSpec = "auto", *, kernel: str = "sigmoid",
                  gamma: Optional[float] = None, **kw):
         if kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {', '.join(KERNELS)}; got {kernel!r}.")
-        if kw.get("eigen_smooth"):
-            raise ValueError("kpcacam does not take eigen_smooth=True: it is already a principal component.")
         super().__init__(model, layer, **kw)
         self.kernel = kernel
         self.gamma = gamma
@@ -68,8 +70,3 @@ class KPCACAM(LayerMethod):
     def _map(self, cap: engine.Capture, i: int) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         m = kernel_pca_projection(cap.activations[i], self.kernel, self.gamma).unsqueeze(1)
         return m.expand(m.shape[0], cap.targets.shape[1], *m.shape[2:]).contiguous(), None
-
-    def _raw(self, cap: engine.Capture, i: int, eigen_smooth: bool):
-        if eigen_smooth:
-            raise ValueError("kpcacam does not take eigen_smooth=True: it is already a principal component.")
-        return super()._raw(cap, i, False)

@@ -14,6 +14,7 @@ from torch import nn
 from .. import engine
 from ..pixels import REDUCTIONS, PixelExplanation, pixel_explanation
 from ..targets import Target
+from .contract import CallOptions, Method
 
 #: gradcam's names for zennit's composites.
 COMPOSITES: Dict[str, str] = {
@@ -41,7 +42,7 @@ def canonizers_for(model: nn.Module) -> List[Any]:
     return [z.canonizers.SequentialMergeBatchNorm()]
 
 
-class LRP:
+class LRP(Method):
     """LRP: the relevance R_i of each input pixel for the score y^c, with zennit's rules for each layer type.
 
     ``composite``: ``"epsilon-plus-flat"`` (epsilon rule for dense layers, z+ for convolutions, flat for the
@@ -54,12 +55,15 @@ class LRP:
     """
 
     name = "lrp"
-    needs_gradients = True
+    output = "pixels"
+    supports = frozenset({"forward_kwargs"})
+    refusals = {"counterfactual": "its rules propagate the relevance of y itself (the z+ and alpha-beta rules are "
+                                  "not symmetric in the sign). Use gradient-x-input or gradcam with counterfactual=True"}
 
     def __init__(self, model: nn.Module, *, composite: str = "epsilon-plus-flat", low: float = -1.0, high: float = 1.0,
-                 epsilon: float = 1e-6, reduce: str = "positive", eval_mode: bool = True):
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
+                 epsilon: float = 1e-6, reduce: str = "positive", eval_mode: bool = True, aug_smooth: bool = False,
+                 eigen_smooth: bool = False):
+        super().__init__(model, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
         if composite not in COMPOSITES:
             raise ValueError(f"composite must be one of {', '.join(COMPOSITES)}; got {composite!r}.")
         if reduce not in REDUCTIONS:
@@ -67,7 +71,7 @@ class LRP:
         if not low < high:
             raise ValueError(f"low must be below high (the input's value range, for the box rule); got {low}, {high}.")
         _zennit()
-        self.model, self.composite, self.low, self.high = model, composite, float(low), float(high)
+        self.composite, self.low, self.high = composite, float(low), float(high)
         self.epsilon, self.reduce, self.eval_mode = epsilon, reduce, eval_mode
 
     def _composite(self, x: torch.Tensor, model: nn.Module) -> Any:
@@ -78,14 +82,10 @@ class LRP:
             kw.update(low=torch.full_like(x, self.low), high=torch.full_like(x, self.high))
         return cls(**kw)
 
-    def __call__(self, x: torch.Tensor, target: Target = None, top_k: Optional[int] = None, *,
-                 counterfactual: bool = False, forward_kwargs: Optional[dict] = None,
-                 aug_smooth: Optional[bool] = None, eigen_smooth: Optional[bool] = None) -> PixelExplanation:
+    def _run(self, x: torch.Tensor, target: Target, top_k: Optional[int], opts: CallOptions) -> PixelExplanation:
         """Explain ``x`` (N, C, H, W) for ``target`` (see :mod:`gradcam.targets`)."""
-        if aug_smooth or eigen_smooth:
-            raise ValueError("lrp does not take aug_smooth or eigen_smooth (it is a pixel relevance, not a CAM).")
-        if counterfactual:
-            raise ValueError("lrp has no counterfactual form (its rules propagate the positive relevance of y^c).")
+        self._images_only(x)
+        forward_kwargs = opts.forward_kwargs or None
         with engine.model_lock(self.model):
             private = copy.deepcopy(self.model)
         if self.eval_mode:

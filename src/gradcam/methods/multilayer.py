@@ -7,7 +7,7 @@ import torch
 
 from ..explanation import Explanation, normalize
 from .eigen import EigenGradCAM
-from .gradients import GradCAMPlusPlus
+from .gradient_weighted import GradCAMPlusPlus
 
 
 class RefineCAM(GradCAMPlusPlus):
