@@ -75,7 +75,6 @@ class DeepFeatureFactorization(LayerMethod):
     name = "dff"
     needs_gradients = False
     supports_differentiable = False
-    explains_classes = False  # gradcam evaluate's class tables skip it
     supports = frozenset({"forward_kwargs"})
     refusals = {"counterfactual": "it uses no gradients and its maps are concepts, not a class's evidence",
                 "aug_smooth": "its concepts are factorised over the batch it is given. Leave aug_smooth unset",
