@@ -7,6 +7,7 @@ The job itself (find -> decode -> batch -> explain -> write -> resume record -> 
 numbers on both executors. It never starts a remote cluster: ``address`` connects to a running one;
 without it a local Ray starts with this machine's CPUs and stops at the end.
 """
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,17 @@ from .pipeline import run as run_pipeline
 from .pipeline.options import ENGINES, split_paths
 from .pipeline.raydata import DECODE_CPUS, Pool, plan_pool, pool_shape, run_ray, start_ray
 
-__all__ = ["DECODE_CPUS", "ENGINES", "Pool", "Summary", "explain_dataset", "plan_pool", "pool_shape", "run_ray",
-           "start_ray"]
+__all__ = [
+    "DECODE_CPUS",
+    "ENGINES",
+    "Pool",
+    "Summary",
+    "explain_dataset",
+    "plan_pool",
+    "pool_shape",
+    "run_ray",
+    "start_ray",
+]
 
 
 def explain_dataset(
@@ -61,11 +71,28 @@ def explain_dataset(
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}.")
     options = Options(
-        paths=split_paths(paths), out=os.fspath(out), model=model, weights=weights, method=method,
-        target=None if target is None else str(target), top=None if target is not None else top_k, layer=layer,
-        alpha=alpha, colormap=colormap, colorbar=colorbar, json=json_records, maps=maps, force=force,
-        batch_size=batch_size, device=device, engine=engine, address=address, workers=workers, threads=threads,
-        gpus_per_worker=gpus_per_worker, method_options=dict(method_options or {}),
+        paths=split_paths(paths),
+        out=os.fspath(out),
+        model=model,
+        weights=weights,
+        method=method,
+        target=None if target is None else str(target),
+        top=None if target is not None else top_k,
+        layer=layer,
+        alpha=alpha,
+        colormap=colormap,
+        colorbar=colorbar,
+        json=json_records,
+        maps=maps,
+        force=force,
+        batch_size=batch_size,
+        device=device,
+        engine=engine,
+        address=address,
+        workers=workers,
+        threads=threads,
+        gpus_per_worker=gpus_per_worker,
+        method_options=dict(method_options or {}),
     )
     reporter = ConsoleReporter(quiet=not verbose)
     try:
@@ -74,4 +101,6 @@ def explain_dataset(
         if not reporter.started:
             raise
         print(reporter.interrupted(), file=__import__("sys").stderr)
-        raise KeyboardInterrupt("explain_dataset was interrupted; finished outputs and index rows are kept") from None
+        raise KeyboardInterrupt(
+            "explain_dataset was interrupted; finished outputs and index rows are kept"
+        ) from None

@@ -10,7 +10,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..pipeline import ConsoleReporter, Job, Options, Outcome, Progress, compute_items, explain_items, write_outcomes
+from ..pipeline import (
+    ConsoleReporter,
+    Job,
+    Options,
+    Outcome,
+    Progress,
+    compute_items,
+    explain_items,
+    write_outcomes,
+)
 from ..pipeline.options import MAX_MEGAPIXELS, MAX_SIDE
 
 __all__ = ["Job", "Outcome", "Progress", "compute_items", "explain_items", "options_from_args", "register", "run",

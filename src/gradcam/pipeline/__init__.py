@@ -5,6 +5,7 @@
 (:mod:`.steps`): the local one (threads overlap decoding, explaining and writing; :mod:`.local`) and Ray Data
 (:mod:`.raydata`). A :class:`Reporter` sees the progress (the terminal's: :class:`ConsoleReporter`).
 """
+
 from __future__ import annotations
 
 from .console import ConsoleReporter, Progress, Reporter
@@ -15,7 +16,24 @@ from .steps import compute_items, describe, explain_items, write_outcomes
 from .summary import Summary
 
 __all__ = [
-    "ConsoleReporter", "DEFAULT_METHOD", "ENGINES", "Job", "Options", "Outcome", "Progress", "Reporter", "Summary",
-    "box_threshold_of", "build_job", "compute_items", "describe", "explain_items", "find", "plan", "prepare",
-    "result_options", "run", "write_outcomes",
+    "ConsoleReporter",
+    "DEFAULT_METHOD",
+    "ENGINES",
+    "Job",
+    "Options",
+    "Outcome",
+    "Progress",
+    "Reporter",
+    "Summary",
+    "box_threshold_of",
+    "build_job",
+    "compute_items",
+    "describe",
+    "explain_items",
+    "find",
+    "plan",
+    "prepare",
+    "result_options",
+    "run",
+    "write_outcomes",
 ]

@@ -1,5 +1,6 @@
 """Reporting the folder job's progress: the :class:`Reporter` hooks (silent by default) and the terminal's
 :class:`ConsoleReporter` (a progress bar on stderr, a description per photo on stdout)."""
+
 from __future__ import annotations
 
 import sys
@@ -72,8 +73,10 @@ class Progress:
         width = 28
         filled = int(width * self.done / max(self.total, 1))
         eta_s = time.strftime("%H:%M:%S", time.gmtime(eta)) if eta is not None else "--:--:--"
-        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}  "
-                          f"{rate:.1f} img/s  ETA {eta_s}{self.detail}\033[K")
+        self.stream.write(
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}  "
+            f"{rate:.1f} img/s  ETA {eta_s}{self.detail}\033[K"
+        )
         self.stream.flush()
         self._shown = True
 
@@ -125,8 +128,10 @@ class ConsoleReporter(Reporter):
     def interrupted(self) -> str:
         """The message after Ctrl-C (the bar cleared)."""
         self.progress.clear()
-        return (f"gradcam: interrupted after {self.progress.done - self.failures} image(s); run the same command "
-                "again to continue (finished outputs are kept).")
+        return (
+            f"gradcam: interrupted after {self.progress.done - self.failures} image(s); run the same command "
+            "again to continue (finished outputs are kept)."
+        )
 
     def finish(self, summary: Summary) -> None:
         self.progress.clear()

@@ -5,6 +5,7 @@ one per channel through the layers after it; RISE: one per mask; occlusion: one 
 of the job needs more than :data:`EXPENSIVE` forward passes per photo, :func:`announce` tells the reporter
 its cost and a time estimate from one timed forward pass of the model on this device.
 """
+
 from __future__ import annotations
 
 import time
@@ -16,8 +17,12 @@ from .job import Job
 EXPENSIVE = 8  # forward passes per photo above which the cost is announced
 
 #: The options of the perturbation methods a folder job may set (``Options.method_options``).
-METHOD_OPTIONS = {"scorecam": ("batch_size",), "ablationcam": ("batch_size",), "rise": ("batch_size", "n_masks"),
-                  "occlusion": ("batch_size",)}
+METHOD_OPTIONS = {
+    "scorecam": ("batch_size",),
+    "ablationcam": ("batch_size",),
+    "rise": ("batch_size", "n_masks"),
+    "occlusion": ("batch_size",),
+}
 
 
 @dataclass(frozen=True)
@@ -46,8 +51,9 @@ def cost_of(job: Job, probe: Optional[Any] = None) -> Optional[Cost]:
         per = [len(window_positions(size, w, s)) for w, s in zip(m.window, m.stride)]
         return Cost(name, per[0] * per[1], f"one per {m.window[0]}x{m.window[1]} window, at least", bs)
     if type(m).__name__ in ("ScoreCAM", "AblationCAM") and probe is not None:
-        what = "one per channel of the layer" + (", through the layers after it" if "Ablation" in type(m).__name__
-                                                  else "")
+        what = "one per channel of the layer" + (
+            ", through the layers after it" if "Ablation" in type(m).__name__ else ""
+        )
         return Cost(name, int(probe[1]), what, bs)
     return None
 
@@ -100,10 +106,12 @@ def announce(jobs: Sequence[Job], todo: Sequence[Any], reporter: Any) -> List[Co
             continue
         costs.append(cost)
         total = seconds * cost.passes * len(todo)
-        reporter.note(f"gradcam: {cost.method} costs {cost.passes} forward passes per photo ({cost.what}; "
-                      f"{cost.per_batch} per batch): about {_duration(seconds * cost.passes)} per photo, "
-                      f"{_duration(total)} for {len(todo)} photo{'s' if len(todo) != 1 else ''} (estimated from one "
-                      f"timed forward pass at {job.loaded.size} px; --perturbation-batch-size sets the batch)")
+        reporter.note(
+            f"gradcam: {cost.method} costs {cost.passes} forward passes per photo ({cost.what}; "
+            f"{cost.per_batch} per batch): about {_duration(seconds * cost.passes)} per photo, "
+            f"{_duration(total)} for {len(todo)} photo{'s' if len(todo) != 1 else ''} (estimated from one "
+            f"timed forward pass at {job.loaded.size} px; --perturbation-batch-size sets the batch)"
+        )
     return costs
 
 
@@ -118,8 +126,10 @@ def check_method_options(methods: Sequence[str], method_options: dict) -> None:
         takers = [m for m, opts in METHOD_OPTIONS.items() if k in opts]
         if not any(m in takers for m in methods):
             flag = {"batch_size": "--perturbation-batch-size", "n_masks": "--masks"}.get(k, k)
-            raise ValueError(f"{flag} is an option of {', '.join(takers)}; it does nothing for "
-                             f"{', '.join(methods)}. Drop it, or add one of those methods.")
+            raise ValueError(
+                f"{flag} is an option of {', '.join(takers)}; it does nothing for "
+                f"{', '.join(methods)}. Drop it, or add one of those methods."
+            )
         v = method_options[k]
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{k} must be a positive int; got {v!r}.")

@@ -5,6 +5,7 @@ default). When the job allows more (``max_megapixels``), :func:`pil_limit` raise
 one file is opened and puts the old value back afterwards (under a lock, counted, so overlapping decodes
 in several threads restore it once the last one ends).
 """
+
 from __future__ import annotations
 
 import contextlib

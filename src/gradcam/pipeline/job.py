@@ -1,5 +1,6 @@
 """One method's share of the folder job: :class:`Job` (output names, resume key, options) and
 :class:`Outcome` (what happened to one photo)."""
+
 from __future__ import annotations
 
 import os
@@ -113,8 +114,13 @@ def box_threshold_of(options: Options, loaded: Any) -> float:
     return BOX_THRESHOLD
 
 
-def result_options(options: Options, loaded: Any, target: Optional[int], method: str,
-                   method_kwargs: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+def result_options(
+    options: Options,
+    loaded: Any,
+    target: Optional[int],
+    method: str,
+    method_kwargs: Optional[Dict[str, Any]] = None,
+) -> Dict[str, Any]:
     """Every option that changes an output of the folder job: the resume key (with the input file).
 
     The model (name, its file or module, its weights file), the method, layer, resolved target class,
@@ -127,11 +133,23 @@ def result_options(options: Options, loaded: Any, target: Optional[int], method:
     extra = {"method_options": dict(method_kwargs)} if method_kwargs else {}
     return {
         "gradcam": __version__,
-        "model": options.model, "model_file": model_stamp(options.model), "weights": file_stamp(options.weights),
-        "input_size": loaded.size, "max_side": loaded.max_side, "method": method, "layer": options.layer,
-        "target": target, "top": options.k, "alpha": options.alpha, "colormap": options.colormap,
-        "colorbar": bool(options.colorbar), "json": options.writes_json, "maps": bool(options.maps),
-        "box_threshold": box_threshold_of(options, loaded), "neurons": file_stamp(options.neurons), **extra,
+        "model": options.model,
+        "model_file": model_stamp(options.model),
+        "weights": file_stamp(options.weights),
+        "input_size": loaded.size,
+        "max_side": loaded.max_side,
+        "method": method,
+        "layer": options.layer,
+        "target": target,
+        "top": options.k,
+        "alpha": options.alpha,
+        "colormap": options.colormap,
+        "colorbar": bool(options.colorbar),
+        "json": options.writes_json,
+        "maps": bool(options.maps),
+        "box_threshold": box_threshold_of(options, loaded),
+        "neurons": file_stamp(options.neurons),
+        **extra,
     }
 
 
@@ -153,8 +171,21 @@ def build_job(options: Options, loaded: Any, method_name: str, target: Optional[
 
     kw = method_kwargs(method_name, options.method_options)
     method = make_method(loaded, method_name, options.layer, kw)
-    return Job(loaded, method, target, options.k, options.out, result_options(options, loaded, target, method_name, kw),
-               alpha=options.alpha, colormap=options.colormap, colorbar=bool(options.colorbar),
-               json=options.writes_json, max_pixels=options.max_pixels, maps=bool(options.maps),
-               box_threshold=box_threshold_of(options, loaded), method_name=method_name, layer=options.layer,
-               method_kwargs=kw)
+    return Job(
+        loaded,
+        method,
+        target,
+        options.k,
+        options.out,
+        result_options(options, loaded, target, method_name, kw),
+        alpha=options.alpha,
+        colormap=options.colormap,
+        colorbar=bool(options.colorbar),
+        json=options.writes_json,
+        max_pixels=options.max_pixels,
+        maps=bool(options.maps),
+        box_threshold=box_threshold_of(options, loaded),
+        method_name=method_name,
+        layer=options.layer,
+        method_kwargs=kw,
+    )

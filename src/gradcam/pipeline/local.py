@@ -3,6 +3,7 @@
 Batch i + 1 is decoded in a background thread while batch i is explained, and batch i - 1's outputs are
 written by another thread (:data:`WRITE_AHEAD`). Each batch is decoded once for every method of the job.
 """
+
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,8 +22,9 @@ i + 1; at most this many explained batches wait in memory."""
 OnOutcome = Callable[[Outcome, Job], None]
 
 
-def run_local(chunks: Sequence[Sequence[Item]], jobs: Sequence[Job], wanted: Sequence[Set[Item]],
-              on_outcome: OnOutcome) -> None:
+def run_local(
+    chunks: Sequence[Sequence[Item]], jobs: Sequence[Job], wanted: Sequence[Set[Item]], on_outcome: OnOutcome
+) -> None:
     """Explain ``chunks`` (batches of photos) with every job; ``wanted[j]``: the photos job ``j`` must do.
 
     Photos are reported (``on_outcome(outcome, job)``, in batch, job and photo order) only once their
@@ -41,8 +43,10 @@ def run_local(chunks: Sequence[Sequence[Item]], jobs: Sequence[Job], wanted: Seq
         for o in fut.result():
             on_outcome(o, job)
 
-    with ThreadPoolExecutor(max_workers=1) as pool, \
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="gradcam-writer") as writer:
+    with (
+        ThreadPoolExecutor(max_workers=1) as pool,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="gradcam-writer") as writer,
+    ):
         try:
             pending: Future = pool.submit(load_all, chunks[0]) if chunks else None  # type: ignore[assignment]
             for ci, chunk in enumerate(chunks):

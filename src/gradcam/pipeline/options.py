@@ -1,5 +1,6 @@
 """The typed options of the folder job (:class:`Options`): what ``gradcam explain`` and
 :func:`gradcam.distributed.explain_dataset` both build, checked once in :meth:`Options.check`."""
+
 from __future__ import annotations
 
 import os
@@ -8,7 +9,9 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 MAX_SIDE = 1024  # gradcam.image.MAX_SIDE (not imported: building options needs no torch)
 MAX_MEGAPIXELS = 50.0  # gradcam.image.MAX_PIXELS / 1e6
-DEFAULT_METHOD = "gradcam"  # outputs of this method keep the plain names (<stem>.png); others carry the method
+DEFAULT_METHOD = (
+    "gradcam"  # outputs of this method keep the plain names (<stem>.png); others carry the method
+)
 ENGINES = ("local", "ray")
 
 
@@ -90,7 +93,7 @@ class Options:
         """JSON records are written with ``json`` or ``report``."""
         return bool(self.json or self.report)
 
-    def check(self) -> "Options":
+    def check(self) -> Options:
         """Raise ``ValueError`` naming the first bad option and its fix; returns ``self``."""
         for problem in _problems(self):
             raise ValueError(problem)
@@ -114,8 +117,10 @@ def _problems(o: Options) -> List[str]:
         bad.append(f"--batch-size must be at least 1; got {o.batch_size}.")
     bt = o.box_threshold
     if bt is not None and not 0 < bt <= 1:
-        bad.append(f"--box-threshold is a fraction of the map's maximum in (0, 1] (the Grad-CAM paper's rule is "
-                   f"0.15); got {bt}.")
+        bad.append(
+            f"--box-threshold is a fraction of the map's maximum in (0, 1] (the Grad-CAM paper's rule is "
+            f"0.15); got {bt}."
+        )
     if o.engine not in ENGINES:
         bad.append(f"engine must be one of {', '.join(ENGINES)}; got {o.engine!r}.")
     if o.engine != "ray" and (o.address or o.workers):
@@ -127,11 +132,15 @@ def _problems(o: Options) -> List[str]:
     if not o.methods:
         bad.append(f"--method names no method; got {o.method!r}.")
     if not o.gpus_per_worker > 0:
-        bad.append(f"--gpus-per-worker must be a positive number of GPUs (0.5: two actors share a GPU); "
-                   f"got {o.gpus_per_worker}.")
+        bad.append(
+            f"--gpus-per-worker must be a positive number of GPUs (0.5: two actors share a GPU); "
+            f"got {o.gpus_per_worker}."
+        )
     if os.path.exists(o.out) and not os.path.isdir(o.out):
-        bad.append(f"--out {o.out} is an existing file, not a folder; give a folder for the outputs "
-                   "(it is created if needed).")
+        bad.append(
+            f"--out {o.out} is an existing file, not a folder; give a folder for the outputs "
+            "(it is created if needed)."
+        )
     return bad[:1]
 
 

@@ -12,6 +12,7 @@
 It never starts a remote cluster: ``address`` connects to a running one; without it a local Ray starts with
 this machine's CPUs and stops at the end.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,8 +31,9 @@ from .steps import explain_items, outcome_text
 DECODE_CPUS = 0.25  # CPUs a read/decode/preprocess task asks for; actors leave at least this free
 
 
-def pool_shape(cluster_cpus: float, workers: Optional[int], gpus: float = 0,
-               gpus_per_worker: float = 1.0) -> Tuple[int, float, int]:
+def pool_shape(
+    cluster_cpus: float, workers: Optional[int], gpus: float = 0, gpus_per_worker: float = 1.0
+) -> Tuple[int, float, int]:
     """(actors, CPUs per actor, torch threads per actor) for a cluster with ``cluster_cpus`` CPUs.
 
     CPU models (``gpus`` = 0): by default one actor per CPU, keeping ``DECODE_CPUS`` + 0.25 CPUs free for
@@ -60,8 +62,13 @@ class Pool:
     note: Optional[str] = None
 
 
-def plan_pool(resources: Dict[str, float], device: str, workers: Optional[int] = None,
-              gpus_per_worker: float = 1.0, threads: Optional[int] = None) -> Pool:
+def plan_pool(
+    resources: Dict[str, float],
+    device: str,
+    workers: Optional[int] = None,
+    gpus_per_worker: float = 1.0,
+    threads: Optional[int] = None,
+) -> Pool:
     """The :class:`Pool` for a cluster with ``resources`` (``ray.cluster_resources()``: "CPU", "GPU").
 
     A CUDA ``device`` on a cluster with GPUs: floor(GPUs / ``gpus_per_worker``) actors of
@@ -72,8 +79,10 @@ def plan_pool(resources: Dict[str, float], device: str, workers: Optional[int] =
     cuda = str(device).startswith("cuda")
     note = None
     if cuda and gpus <= 0:
-        note = (f"gradcam: --device {device} but the Ray cluster has no GPU; the model actors run on the CPU "
-                "(connect to a cluster with GPUs, or use --device cpu to silence this).")
+        note = (
+            f"gradcam: --device {device} but the Ray cluster has no GPU; the model actors run on the CPU "
+            "(connect to a cluster with GPUs, or use --device cpu to silence this)."
+        )
         cuda, device = False, "cpu"
     n, per, t = pool_shape(cpus, workers, gpus if cuda else 0, gpus_per_worker)
     return Pool(n, per, gpus_per_worker if cuda else 0.0, threads or t, device, note)
@@ -119,8 +128,12 @@ class _Explainer:
         torch.set_num_threads(spec.threads)
         loaded = load_model(spec.model, weights=spec.weights, device=spec.device)
         loaded.size, loaded.max_side = spec.size, spec.max_side
-        self.jobs = [dataclasses.replace(j, loaded=loaded, method=make_method(loaded, j.method_name, j.layer, j.method_kwargs))
-                     for j in jobs]
+        self.jobs = [
+            dataclasses.replace(
+                j, loaded=loaded, method=make_method(loaded, j.method_name, j.layer, j.method_kwargs)
+            )
+            for j in jobs
+        ]
         self.names = spec.names
 
     def __call__(self, row: Dict) -> Dict:
@@ -132,8 +145,14 @@ class _Explainer:
             if not sub:
                 continue
             for o in explain_items([it for it, _ in sub], job, [d for _, d in sub]):
-                outcomes.append({"file": o.item.path, "stem": job.stem(o.item), "reason": o.reason,
-                                 "text": outcome_text(o, self.names)})
+                outcomes.append(
+                    {
+                        "file": o.item.path,
+                        "stem": job.stem(o.item),
+                        "reason": o.reason,
+                        "text": outcome_text(o, self.names),
+                    }
+                )
         return {"outcomes": json.dumps(outcomes)}
 
 
@@ -143,8 +162,9 @@ def start_ray(address: Optional[str]) -> Tuple[Any, bool]:
         import ray
         import ray.data  # noqa: F401
     except ImportError as e:
-        raise ImportError('The Ray engine needs the ray extra: pip install "gradcam[ray]" '
-                          '(or pip install "ray[data]").') from e
+        raise ImportError(
+            'The Ray engine needs the ray extra: pip install "gradcam[ray]" (or pip install "ray[data]").'
+        ) from e
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no auth token written to the home folder
     if ray.is_initialized():
         return ray, False
@@ -181,8 +201,13 @@ class RayConfig:
     say: Optional[Callable[[str], None]] = None
 
 
-def run_ray(cfg: RayConfig, jobs: Sequence[Job], todo: List[Item], wanted: Sequence[Set[Item]],
-            on_outcome: Callable[[Dict], None]) -> None:
+def run_ray(
+    cfg: RayConfig,
+    jobs: Sequence[Job],
+    todo: List[Item],
+    wanted: Sequence[Set[Item]],
+    on_outcome: Callable[[Dict], None],
+) -> None:
     """Explain ``todo`` on Ray with every job, in the local executor's batches of ``cfg.batch_size``.
 
     ``on_outcome(dict)`` is called on the driver for each (photo, method) as its batch finishes (keys
@@ -210,14 +235,30 @@ def _stream(ray: Any, cfg: RayConfig, jobs: Sequence[Job], todo: List[Item], wan
     if pool.note and cfg.say is not None:
         cfg.say(pool.note)
     bs, loaded = cfg.batch_size, jobs[0].loaded
-    rows = [{"paths": [it.path for it in todo[i:i + bs]], "stems": [it.stem for it in todo[i:i + bs]],
-             "wanted": [[it in w for it in todo[i:i + bs]] for w in wanted]} for i in range(0, len(todo), bs)]
-    spec = ActorSpec(cfg.model, cfg.weights, pool.device, loaded.size, loaded.max_side, pool.threads, cfg.names)
+    rows = [
+        {
+            "paths": [it.path for it in todo[i : i + bs]],
+            "stems": [it.stem for it in todo[i : i + bs]],
+            "wanted": [[it in w for it in todo[i : i + bs]] for w in wanted],
+        }
+        for i in range(0, len(todo), bs)
+    ]
+    spec = ActorSpec(
+        cfg.model, cfg.weights, pool.device, loaded.size, loaded.max_side, pool.threads, cfg.names
+    )
     templates = [dataclasses.replace(j, loaded=None, method=None) for j in jobs]
     ds = ray.data.from_items(rows, override_num_blocks=len(rows))
-    ds = ds.map(_decode_row, num_cpus=DECODE_CPUS,
-                fn_kwargs={"loaded": _preprocessor(loaded), "max_pixels": jobs[0].max_pixels})
-    ds = ds.map(_Explainer, fn_constructor_kwargs={"spec": spec, "jobs": templates},
-                compute=ray.data.ActorPoolStrategy(size=pool.actors), num_cpus=pool.cpus, num_gpus=pool.gpus)
+    ds = ds.map(
+        _decode_row,
+        num_cpus=DECODE_CPUS,
+        fn_kwargs={"loaded": _preprocessor(loaded), "max_pixels": jobs[0].max_pixels},
+    )
+    ds = ds.map(
+        _Explainer,
+        fn_constructor_kwargs={"spec": spec, "jobs": templates},
+        compute=ray.data.ActorPoolStrategy(size=pool.actors),
+        num_cpus=pool.cpus,
+        num_gpus=pool.gpus,
+    )
     for row in ds.iter_rows():
         yield from json.loads(row["outcomes"])

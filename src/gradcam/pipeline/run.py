@@ -1,5 +1,6 @@
 """The folder job, start to end: find -> decode (limits) -> batch -> explain -> write (atomic) -> resume
 record -> index, on the local or the Ray executor (see :func:`run`)."""
+
 from __future__ import annotations
 
 import os
@@ -16,7 +17,7 @@ from .summary import Summary
 
 def find(options: Options) -> List[Item]:
     """The photos of ``options.paths`` (and the demo photo with ``demo``), the output folder excluded."""
-    items = ([Item(demo_photo(), "demo_chelsea")] if options.demo else [])
+    items = [Item(demo_photo(), "demo_chelsea")] if options.demo else []
     items += find_images(list(options.paths), exclude=[options.out])
     if not items:
         raise ValueError(f"No image files found in: {', '.join(options.paths)}.")
@@ -46,8 +47,10 @@ def prepare(options: Options) -> Tuple[List[Item], List[Job], Any]:
     try:
         os.makedirs(options.out, exist_ok=True)
     except OSError as e:
-        raise ValueError(f"Cannot create the output folder --out {options.out} ({e.strerror or e}); "
-                         "give a folder that can be created.") from None
+        raise ValueError(
+            f"Cannot create the output folder --out {options.out} ({e.strerror or e}); "
+            "give a folder that can be created."
+        ) from None
     return items, jobs, names
 
 
@@ -98,11 +101,20 @@ def run(options: Options, reporter: Optional[Reporter] = None) -> Summary:
     announce(jobs, todo, reporter)
     start = time.monotonic()
     _execute(options, jobs, todo, wanted, names, reporter, on_outcome)
-    return _finish(options, jobs, items, counts["explained"], done_before, failed, time.monotonic() - start, reporter)
+    return _finish(
+        options, jobs, items, counts["explained"], done_before, failed, time.monotonic() - start, reporter
+    )
 
 
-def _execute(options: Options, jobs: Sequence[Job], todo: List[Item], wanted: List[Set[Item]], names: Any,
-             reporter: Reporter, on_outcome: Any) -> None:
+def _execute(
+    options: Options,
+    jobs: Sequence[Job],
+    todo: List[Item],
+    wanted: List[Set[Item]],
+    names: Any,
+    reporter: Reporter,
+    on_outcome: Any,
+) -> None:
     """Run the executor of ``options.engine``; a method with a progress hook reports inside each photo."""
     hooked = [j.method for j in jobs if hasattr(j.method, "progress")]
     for m in hooked:  # occlusion: one forward per window, so show progress inside a photo
@@ -111,8 +123,18 @@ def _execute(options: Options, jobs: Sequence[Job], todo: List[Item], wanted: Li
         if options.engine == "ray":
             from .raydata import RayConfig, run_ray
 
-            cfg = RayConfig(options.model, options.weights, options.address, options.workers, options.threads,
-                            options.gpus_per_worker, options.device, options.batch_size, names, reporter.note)
+            cfg = RayConfig(
+                options.model,
+                options.weights,
+                options.address,
+                options.workers,
+                options.threads,
+                options.gpus_per_worker,
+                options.device,
+                options.batch_size,
+                names,
+                reporter.note,
+            )
             run_ray(cfg, jobs, todo, wanted, lambda o: on_outcome(o["file"], o["reason"], o["text"]))
         else:
             from .local import run_local
@@ -121,19 +143,36 @@ def _execute(options: Options, jobs: Sequence[Job], todo: List[Item], wanted: Li
                 on_outcome(o.item.path, o.reason, outcome_text(o, names))
 
             bs = options.batch_size
-            run_local([todo[i:i + bs] for i in range(0, len(todo), bs)], jobs, wanted, local_outcome)
+            run_local([todo[i : i + bs] for i in range(0, len(todo), bs)], jobs, wanted, local_outcome)
     finally:
         for m in hooked:
             m.progress = None
 
 
-def _finish(options: Options, jobs: Sequence[Job], items: Sequence[Item], explained: int, done_before: int,
-            failed: List[Tuple[str, str]], seconds: float, reporter: Reporter) -> Summary:
+def _finish(
+    options: Options,
+    jobs: Sequence[Job],
+    items: Sequence[Item],
+    explained: int,
+    done_before: int,
+    failed: List[Tuple[str, str]],
+    seconds: float,
+    reporter: Reporter,
+) -> Summary:
     """Compact the index, write ``failures.json`` (and the report), tell the reporter; the :class:`Summary`."""
     from .. import index
 
-    summary = Summary(options.engine, len(items), explained, done_before, list(failed), index.compact(options.out),
-                      seconds, options.out, [j.method_name for j in jobs])
+    summary = Summary(
+        options.engine,
+        len(items),
+        explained,
+        done_before,
+        list(failed),
+        index.compact(options.out),
+        seconds,
+        options.out,
+        [j.method_name for j in jobs],
+    )
     reporter.finish(summary)
     write_failures(options.out, failed)
     if options.report:

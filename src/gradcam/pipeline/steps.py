@@ -1,5 +1,6 @@
 """The per-batch steps of the folder job, shared by every executor: explain (:func:`compute_items`), then
 write the outputs atomically, the resume records and the index rows (:func:`write_outcomes`)."""
+
 from __future__ import annotations
 
 import io
@@ -13,7 +14,9 @@ from .decode import load
 from .job import Job, Outcome
 
 
-def compute_items(items: Sequence[Item], job: Job, decoded: Optional[Sequence[tuple]] = None) -> List[Outcome]:
+def compute_items(
+    items: Sequence[Item], job: Job, decoded: Optional[Sequence[tuple]] = None
+) -> List[Outcome]:
     """The compute half of a batch: load -> preprocess -> explain; nothing is written (see :func:`write_outcomes`).
 
     ``decoded``: the ``(image, reason)`` of each item when already loaded (a background thread), else
@@ -32,9 +35,16 @@ def compute_items(items: Sequence[Item], job: Job, decoded: Optional[Sequence[tu
             good.append(it)
             images.append(img)
             xs += x
-    results = api.explain_batch(images, job.loaded, job.method, job.target, job.k,
-                                [it.path for it in good], inputs=xs if len(xs) == len(images) and xs else None,
-                                box_threshold=job.box_threshold)
+    results = api.explain_batch(
+        images,
+        job.loaded,
+        job.method,
+        job.target,
+        job.k,
+        [it.path for it in good],
+        inputs=xs if len(xs) == len(images) and xs else None,
+        box_threshold=job.box_threshold,
+    )
     outcomes += [Outcome(it, res) for it, res in zip(good, results)]
     order = {id(it): i for i, it in enumerate(items)}
     outcomes.sort(key=lambda o: order[id(o.item)])
@@ -61,7 +71,9 @@ def write_one(o: Outcome, job: Job) -> None:
     if os.path.lexists(rec):
         os.unlink(rec)
     for r, png in enumerate(pngs):
-        atomic_write(png, png_bytes(res.overlay(r, alpha=job.alpha, colormap=job.colormap, colorbar=job.colorbar)))
+        atomic_write(
+            png, png_bytes(res.overlay(r, alpha=job.alpha, colormap=job.colormap, colorbar=job.colorbar))
+        )
     if js:
         res.extra["overlays"] = [os.path.basename(p) for p in pngs]
         atomic_write(js, (json.dumps(res.to_dict(), indent=1) + "\n").encode())
@@ -93,13 +105,32 @@ def write_outcomes(outcomes: List[Outcome], job: Job) -> List[Outcome]:
         except Exception as e:  # noqa: BLE001 - this photo's failure, reported as such
             o.result, o.pngs, o.json = None, [], None
             o.reason = f"cannot write its outputs ({type(e).__name__}: {e})"
-    index.append(job.out, [row for o in outcomes for row in (
-        [index.failure_row(o.item.path, job.stem(o.item), o.reason, job.loaded.name, job.options.get("method", ""))]
-        if o.result is None else index.result_rows(o.result, job.stem(o.item), o.pngs, o.json, job.maps_path(o.item)))])
+    index.append(
+        job.out,
+        [
+            row
+            for o in outcomes
+            for row in (
+                [
+                    index.failure_row(
+                        o.item.path,
+                        job.stem(o.item),
+                        o.reason,
+                        job.loaded.name,
+                        job.options.get("method", ""),
+                    )
+                ]
+                if o.result is None
+                else index.result_rows(o.result, job.stem(o.item), o.pngs, o.json, job.maps_path(o.item))
+            )
+        ],
+    )
     return outcomes
 
 
-def explain_items(items: Sequence[Item], job: Job, decoded: Optional[Sequence[tuple]] = None) -> List[Outcome]:
+def explain_items(
+    items: Sequence[Item], job: Job, decoded: Optional[Sequence[tuple]] = None
+) -> List[Outcome]:
     """The per-batch step: :func:`compute_items` (load -> preprocess -> explain) then :func:`write_outcomes`
     (overlays, JSON, maps, resume records, results index rows; a write error is that photo's failure)."""
     return write_outcomes(compute_items(items, job, decoded), job)

@@ -1,4 +1,5 @@
 """The outcome of one folder job (:class:`Summary`)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -44,5 +45,7 @@ class Summary:
         if self.skipped:
             parts.append(f"{self.skipped} already done (same input, model and options; --force redoes them)")
         parts.append(f"{len(self.failed)} failed")
-        methods = f" ({len(self.methods)} methods: {', '.join(self.methods)})" if len(self.methods) > 1 else ""
+        methods = (
+            f" ({len(self.methods)} methods: {', '.join(self.methods)})" if len(self.methods) > 1 else ""
+        )
         return f"gradcam: {', '.join(parts)}{methods}; outputs in {self.out}"
