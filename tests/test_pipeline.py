@@ -43,8 +43,8 @@ def test_several_methods_in_one_pass_keep_their_own_outputs(folder, tmp_path, mo
     assert main(["explain", str(folder), "--out", str(one), "--json"]) == 0
     assert main(["explain", str(folder), "--out", str(one / "e"), "--json", "--method", "eigencam"]) == 0
     decoded = []
-    real = local_executor.load
-    monkeypatch.setattr(local_executor, "load", lambda it, mp: decoded.append(it.stem) or real(it, mp))
+    real = local_executor.decode
+    monkeypatch.setattr(local_executor, "decode", lambda it, mp: decoded.append(it.stem) or real(it, mp))
     capsys.readouterr()
     assert main(["explain", str(folder), "--out", str(both), "--json", "--method", "gradcam,eigencam"]) == 0
     assert sorted(decoded) == ["cat", "cup"]  # each photo decoded once for both methods
@@ -265,3 +265,27 @@ def test_explain_dataset_keeps_its_summary(folder, tmp_path):
     assert s.index == str(tmp_path / "d" / "index.parquet") and s.exit_code == 0
     with Image.open(tmp_path / "d" / "cat.top2.png") as png:
         assert np.asarray(png).shape[:2] == (100, 151)
+
+
+def test_a_new_input_kind_is_one_registration(tmp_path, monkeypatch, capsys):
+    from gradcam.pipeline import kinds
+    from gradcam.pipeline.steps import compute_items, write_outcomes
+
+    d = tmp_path / "in"
+    d.mkdir()
+    with open(d / "cat.gray", "wb") as f:  # an array file of a kind the photo decoder cannot read
+        np.save(f, np.asarray(Image.fromarray(skimage.data.chelsea()).convert("L").reduce(3)))
+    Image.fromarray(skimage.data.coffee()).reduce(4).save(d / "cup.jpg")
+    seen = []
+
+    def decode_gray(item, max_pixels):
+        seen.append(item.stem)
+        return Image.fromarray(np.load(item.path)).convert("RGB"), None
+
+    monkeypatch.setitem(
+        kinds.KINDS, "gray", kinds.Kind("gray", (".gray",), decode_gray, compute_items, write_outcomes)
+    )
+    assert kinds.kind_of(str(d / "cat.gray")).name == "gray" and kinds.kind_of("x.JPG") is kinds.PHOTO
+    assert main(["explain", str(d), "--out", str(tmp_path / "o")]) == 0
+    assert seen == ["cat"] and "explained 2 images, 0 failed" in capsys.readouterr().err
+    assert (tmp_path / "o" / "cat.png").exists() and (tmp_path / "o" / "cup.png").exists()

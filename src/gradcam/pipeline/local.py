@@ -10,9 +10,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, List, Sequence, Set
 
 from ..io import Item
-from .decode import load
 from .job import Job, Outcome
-from .steps import compute_items, write_outcomes
+from .kinds import compute, decode, write
 
 WRITE_AHEAD = 1
 """Batches whose outputs a background thread may still be writing while the next batch is explained
@@ -34,9 +33,9 @@ def run_local(
     max_pixels = jobs[0].max_pixels if jobs else None
 
     def load_all(chunk: Sequence[Item]) -> List[tuple]:
-        return [load(it, max_pixels) for it in chunk]
+        return [decode(it, max_pixels) for it in chunk]
 
-    writing: List[Any] = []  # (future of write_outcomes, job), oldest first
+    writing: List[Any] = []  # (future of kinds.write, job), oldest first
 
     def flush_one() -> None:
         fut, job = writing.pop(0)
@@ -57,14 +56,14 @@ def run_local(
                     sub = [(it, d) for it, d in zip(chunk, decoded) if it in want]
                     if not sub:
                         continue
-                    outcomes = compute_items([it for it, _ in sub], job, [d for _, d in sub])
+                    groups = compute([it for it, _ in sub], job, [d for _, d in sub])
                     if WRITE_AHEAD <= 0:
-                        for o in write_outcomes(outcomes, job):
+                        for o in write(groups, job):
                             on_outcome(o, job)
                         continue
                     while len(writing) >= WRITE_AHEAD:
                         flush_one()
-                    writing.append((writer.submit(write_outcomes, outcomes, job), job))
+                    writing.append((writer.submit(write, groups, job), job))
         finally:
             while writing:  # flush: finished photos keep (and report) their outputs, even on Ctrl-C
                 flush_one()

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from ..io import Item
-from .decode import load
 from .job import Job
-from .steps import explain_items, outcome_text
+from .kinds import PHOTO, compute, decode, kind_of, write
+from .steps import outcome_text
 
 DECODE_CPUS = 0.25  # CPUs a read/decode/preprocess task asks for; actors leave at least this free
 
@@ -92,8 +92,11 @@ def _decode_row(row: Dict, loaded: Any, max_pixels: Optional[int]) -> Dict:
     """Ray Data task: read, decode and preprocess one batch of photos (``loaded``: the model's preprocessing)."""
     decoded = []
     for p, s in zip(row["paths"], row["stems"]):
-        img, reason = load(Item(p, s), max_pixels)
-        decoded.append((img, reason) if img is None else (img, reason, loaded.preprocess(img)))
+        data, reason = decode(Item(p, s), max_pixels)
+        photo = (
+            data is not None and kind_of(p) is PHOTO
+        )  # other kinds prepare their data in their compute step
+        decoded.append((data, reason, loaded.preprocess(data)) if photo else (data, reason))
     # Photos travel to the actor as pickled (PIL image, reason, x) triples in one binary column.
     return {**row, "decoded": pickle.dumps(decoded, protocol=5)}
 
@@ -144,7 +147,7 @@ class _Explainer:
             sub = [(it, d) for it, d, w in zip(items, decoded, want) if w]
             if not sub:
                 continue
-            for o in explain_items([it for it, _ in sub], job, [d for _, d in sub]):
+            for o in write(compute([it for it, _ in sub], job, [d for _, d in sub]), job):
                 outcomes.append(
                     {
                         "file": o.item.path,

@@ -18,7 +18,9 @@ from .summary import Summary
 def find(options: Options) -> List[Item]:
     """The photos of ``options.paths`` (and the demo photo with ``demo``), the output folder excluded."""
     items = [Item(demo_photo(), "demo_chelsea")] if options.demo else []
-    items += find_images(list(options.paths), exclude=[options.out])
+    from .kinds import extensions
+
+    items += find_images(list(options.paths), exclude=[options.out], extensions=extensions())
     if not items:
         raise ValueError(f"No image files found in: {', '.join(options.paths)}.")
     return items
@@ -162,6 +164,10 @@ def _finish(
     """Compact the index, write ``failures.json`` (and the report), tell the reporter; the :class:`Summary`."""
     from .. import index
 
+    order = {it.path: i for i, it in enumerate(items)}
+    failed = sorted(
+        failed, key=lambda f: order.get(f[0], len(order))
+    )  # the photos' order, whatever the executor's
     summary = Summary(
         options.engine,
         len(items),
