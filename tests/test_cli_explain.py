@@ -278,14 +278,14 @@ def test_progress_bar_shows_rate_and_eta():
 
 
 def test_interrupted_run_resumes_and_output_folder_inside_input_is_not_an_input(tmp_path, capsys, monkeypatch):
-    import gradcam.api
+    import gradcam.photos
 
     photos = tmp_path / "photos"
     photos.mkdir()
     for i in range(2):
         _photo(seed=i).save(photos / f"p{i}.jpg")
     out = photos / "out"  # inside the searched folder
-    real, calls = gradcam.api.explain_batch, []
+    real, calls = gradcam.photos.explain_batch, []
 
     def interrupted_after_one(*a, **kw):
         calls.append(1)
@@ -293,14 +293,14 @@ def test_interrupted_run_resumes_and_output_folder_inside_input_is_not_an_input(
             raise KeyboardInterrupt
         return real(*a, **kw)
 
-    monkeypatch.setattr(gradcam.api, "explain_batch", interrupted_after_one)
+    monkeypatch.setattr(gradcam.photos, "explain_batch", interrupted_after_one)
     assert main(["explain", str(photos), "--out", str(out), "--batch-size", "1"]) == 130
     assert "interrupted after 1 image(s); run the same command again" in capsys.readouterr().err
     # The finished output is kept, no partial file; its resume record; its index rows (a part file).
     assert sorted(os.listdir(out)) == [".gradcam", ".gradcam-index", "p0.png"]
     assert os.listdir(out / ".gradcam") == ["p0.json"]
     assert [(r["stem"], r["rank"]) for r in index.read_index(str(out))] == [("p0", 1)]
-    monkeypatch.setattr(gradcam.api, "explain_batch", real)
+    monkeypatch.setattr(gradcam.photos, "explain_batch", real)
     assert main(["explain", str(photos), "--out", str(out), "--batch-size", "1"]) == 0
     assert "explained 1 image, 1 already done" in capsys.readouterr().err  # p1 only; out/p0.png is no input
     assert sorted(os.listdir(out)) == [".gradcam", "index.parquet", "p0.png", "p1.png"]

@@ -43,7 +43,9 @@ class Job:
     json: bool = False
     max_pixels: Optional[int] = MAX_PIXELS
     maps: bool = False
-    box_threshold: float = 0.45  # gradcam.api.BOX_THRESHOLD (not imported here: the CLI starts without torch)
+    box_threshold: float = (
+        0.45  # gradcam.photos.BOX_THRESHOLD (not imported here: the CLI starts without torch)
+    )
     method_name: str = DEFAULT_METHOD
     layer: Optional[str] = None
     method_kwargs: Dict[str, Any] = field(default_factory=dict)
@@ -103,9 +105,9 @@ def model_stamp(model: str) -> Optional[Dict[str, Any]]:
 
 def box_threshold_of(options: Options, loaded: Any) -> float:
     """The explain box's threshold: ``box_threshold``, else the measured one of the embedded model's
-    ``quality`` (:data:`gradcam.models.QUALITY_BOX_THRESHOLDS`), else :data:`gradcam.api.BOX_THRESHOLD`."""
-    from ..api import BOX_THRESHOLD, check_box_threshold
+    ``quality`` (:data:`gradcam.models.QUALITY_BOX_THRESHOLDS`), else :data:`gradcam.photos.BOX_THRESHOLD`."""
     from ..models import QUALITY_BOX_THRESHOLDS
+    from ..photos import BOX_THRESHOLD, check_box_threshold
 
     if options.box_threshold is not None:
         return check_box_threshold(options.box_threshold)
@@ -154,15 +156,11 @@ def result_options(
 
 
 def make_method(loaded: Any, name: str, layer: Optional[str], kwargs: Optional[Dict[str, Any]] = None) -> Any:
-    """The method object ``name`` on ``loaded``'s model: the shared one of :func:`gradcam.api.get_method`, or a
-    new one with ``kwargs`` (a perturbation method's batch size or mask count)."""
-    if not kwargs:
-        from ..api import get_method
-
-        return get_method(loaded, name, layer)
+    """The method object ``name`` (:mod:`gradcam.methods.registry`) on ``loaded``'s model at ``layer`` (default the
+    model's own), with ``kwargs`` (a perturbation method's batch size or mask count). One per job and run."""
     from ..methods import registry
 
-    return registry.get(name)(loaded.model, layer=layer or loaded.layer, **kwargs)
+    return registry.get(name)(loaded.model, layer=layer or loaded.layer, **(kwargs or {}))
 
 
 def build_job(options: Options, loaded: Any, method_name: str, target: Optional[int]) -> Job:

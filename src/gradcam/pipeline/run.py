@@ -42,9 +42,7 @@ def prepare(options: Options) -> Tuple[List[Item], List[Job], Any]:
 
         names = load_names(options.neurons)  # a bad file fails before any work
     loaded = _load_model(options)
-    from ..api import resolve_target
-
-    target = resolve_target(loaded, options.target)
+    target = None if options.target is None else loaded.class_id(options.target)
     jobs = [build_job(options, loaded, m, target) for m in options.methods]
     try:
         os.makedirs(options.out, exist_ok=True)

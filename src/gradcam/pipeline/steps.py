@@ -24,7 +24,7 @@ def compute_items(
     preprocessed (a Ray Data task). Returns one :class:`Outcome` per item, in the items' order: a result,
     or the reason the file could not be read.
     """
-    from .. import api
+    from .. import photos
 
     decoded = list(decoded) if decoded is not None else [load(it, job.max_pixels) for it in items]
     outcomes, good, images, xs = [], [], [], []
@@ -35,7 +35,7 @@ def compute_items(
             good.append(it)
             images.append(img)
             xs += x
-    results = api.explain_batch(
+    results = photos.explain_batch(
         images,
         job.loaded,
         job.method,
