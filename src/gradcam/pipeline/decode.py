@@ -15,7 +15,11 @@ from typing import Any, Iterator, Optional, Tuple
 from ..io import Item
 
 _LOCK = threading.Lock()
-_ACTIVE = {"count": 0, "saved": None}
+
+
+class _Active:
+    count: int = 0  # open pil_limit blocks that raised the limit
+    saved: Optional[int] = None  # PIL's limit before the first of them
 
 
 @contextlib.contextmanager
@@ -31,17 +35,17 @@ def pil_limit(max_pixels: Optional[int]) -> Iterator[None]:
         yield
         return
     with _LOCK:
-        if _ACTIVE["count"] == 0:
-            _ACTIVE["saved"] = Image.MAX_IMAGE_PIXELS
-        _ACTIVE["count"] += 1
-        Image.MAX_IMAGE_PIXELS = max(max_pixels, Image.MAX_IMAGE_PIXELS or 0)
+        if _Active.count == 0:
+            _Active.saved = Image.MAX_IMAGE_PIXELS
+        _Active.count += 1
+        Image.MAX_IMAGE_PIXELS = max(int(max_pixels or 0), Image.MAX_IMAGE_PIXELS or 0)
     try:
         yield
     finally:
         with _LOCK:
-            _ACTIVE["count"] -= 1
-            if _ACTIVE["count"] == 0:
-                Image.MAX_IMAGE_PIXELS = _ACTIVE["saved"]
+            _Active.count -= 1
+            if _Active.count == 0:
+                Image.MAX_IMAGE_PIXELS = _Active.saved
 
 
 def load(item: Item, max_pixels: Optional[int]) -> Tuple[Any, Optional[str]]:

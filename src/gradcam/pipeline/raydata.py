@@ -171,7 +171,7 @@ def start_ray(address: Optional[str]) -> Tuple[Any, bool]:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no auth token written to the home folder
     if ray.is_initialized():
         return ray, False
-    quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
+    quiet: Dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
     if address:
         ray.init(address=address, **quiet)
     else:

@@ -105,27 +105,22 @@ def write_outcomes(outcomes: List[Outcome], job: Job) -> List[Outcome]:
         except Exception as e:  # noqa: BLE001 - this photo's failure, reported as such
             o.result, o.pngs, o.json = None, [], None
             o.reason = f"cannot write its outputs ({type(e).__name__}: {e})"
-    index.append(
-        job.out,
-        [
-            row
-            for o in outcomes
-            for row in (
-                [
-                    index.failure_row(
-                        o.item.path,
-                        job.stem(o.item),
-                        o.reason,
-                        job.loaded.name,
-                        job.options.get("method", ""),
-                    )
-                ]
-                if o.result is None
-                else index.result_rows(o.result, job.stem(o.item), o.pngs, o.json, job.maps_path(o.item))
-            )
-        ],
-    )
+    index.append(job.out, [row for o in outcomes for row in _index_rows(o, job)])
     return outcomes
+
+
+def _index_rows(o: Outcome, job: Job) -> List[dict]:
+    """The index rows of one outcome: one per explained class, or one failure row."""
+    from .. import index
+
+    stem = job.stem(o.item)
+    if o.result is None:
+        return [
+            index.failure_row(
+                o.item.path, stem, str(o.reason), job.loaded.name, job.options.get("method", "")
+            )
+        ]
+    return index.result_rows(o.result, stem, o.pngs, o.json, job.maps_path(o.item))
 
 
 def explain_items(
