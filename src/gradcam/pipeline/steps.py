@@ -53,7 +53,7 @@ def compute_items(
 
 def png_bytes(img: Any) -> bytes:
     """Lossless PNG, zlib level 1 with the run-length strategy (``Z_RLE``): on photo overlays about 1.7x faster
-    to encode than plain level 1 and about 10% smaller (measured in docs/benchmarks-distributed.md)."""
+    to encode than plain level 1 and about 10% smaller (measured in docs/results/benchmarks-distributed.md)."""
     import zlib
 
     buf = io.BytesIO()
