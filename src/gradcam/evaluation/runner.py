@@ -22,7 +22,7 @@ from ..methods import registry
 from . import baselines  # noqa: F401 - registers "random" and "gaussian"
 from . import mosaics as mos
 from . import synthetic as syn
-from .tables import best_marks, markdown_table
+from .tables import MIN_ACCURACY_FOR_BEST, accuracy_caveat, best_marks, markdown_table
 
 METHODS: Tuple[str, ...] = (
     "gradcam", "counterfactual", "cam", "gradient", "guided-backprop", "guided-gradcam", "occlusion", "random",
@@ -51,6 +51,7 @@ class Settings:
     methods: Sequence[str] = field(default_factory=all_methods)
     log: Callable[[str], None] = print
     notes: List[str] = field(default_factory=list)
+    caveats: List[str] = field(default_factory=list)  # printed above the tables
 
     def note(self, text: str) -> None:
         self.notes.append(text)
@@ -193,9 +194,9 @@ def run_mosaic(settings: Settings) -> Dict:
     return {"meta": meta, "rows": rows, "table": head + "\n\n" + table}
 
 
-def _table(rows: List[Dict], cols, lower=()) -> str:
+def _table(rows: List[Dict], cols, lower=(), accuracy: Optional[float] = None) -> str:
     shown = copy.deepcopy(rows)
-    best_marks(shown, [c for c in cols if c[0] != "seconds"], lower_better=lower)
+    best_marks(shown, [c for c in cols if c[0] != "seconds"], lower_better=lower, accuracy=accuracy)
     for r in shown:
         if "note" in r:
             r[cols[0][0]] = r["note"]
@@ -305,7 +306,9 @@ def run_synthetic(settings: Settings) -> Dict:
                 "two_object_scenes": n_two, "deletion_insertion_images": n_faith, "sanity_images": n_sanity,
                 "steps": steps, "pointing_tolerance_px": round(tol, 2), "layer": syn.GRADCAM_LAYER,
                 "seconds": round(time.time() - t0, 1)}
-        if acc < 0.95:
+        if acc < MIN_ACCURACY_FOR_BEST:
+            settings.caveats.append(accuracy_caveat(f"synthetic '{kind}' CNN" + (" (quick mode: a small model)" if q else ""), acc))
+        elif acc < 0.95:
             settings.note(f"synthetic '{kind}' CNN accuracy {acc:.3f} < 0.95" + (" (quick mode: small model)" if q else ""))
         out["models"][kind] = {"meta": meta, "rows": rows}
         title = "VGG-like (conv + fully connected head; CAM n/a)" if kind == "vgg" else "GAP (conv + global average pooling + linear)"
@@ -313,7 +316,8 @@ def run_synthetic(settings: Settings) -> Dict:
                 f"({size} px, 5 shapes); discrimination on {n_two} two-object scenes; pointing tolerance {tol:.1f} px; "
                 f"deletion/insertion ({steps} steps) on {n_faith} images; sanity check on {n_sanity} images.")
         tables.append(head + "\n\n" + _table(rows, SYNTH_COLUMNS, lower=(
-            "loc_err_top1", "loc_err_top5", "loc_err_top1_t50", "deletion", "avg_drop", "sanity_top", "sanity_all")))
+            "loc_err_top1", "loc_err_top5", "loc_err_top1_t50", "deletion", "avg_drop", "sanity_top", "sanity_all"),
+            accuracy=acc))
     out["table"] = "\n\n".join(tables)
     return out
 
@@ -402,10 +406,11 @@ def run(benchmarks: Sequence[str] = BENCHMARKS, settings: Optional[Settings] = N
         results[b] = {k: v for k, v in res.items() if k != "table"}
         parts.append(res["table"])
     wall, cpu = round(time.time() - t0, 1), round(time.process_time() - c0, 1)
-    md = "\n\n".join(parts)
+    md = "\n\n".join(list(dict.fromkeys(settings.caveats)) + parts)
     if settings.notes:
         md += "\n\nNotes:\n" + "\n".join(f"- {n}" for n in dict.fromkeys(settings.notes))
     md += f"\n\nWall time {wall} s, CPU time {cpu} s, torch {torch.__version__}, {torch.get_num_threads()} thread(s)."
     return {"results": results, "markdown": md, "notes": list(dict.fromkeys(settings.notes)),
+            "caveats": list(dict.fromkeys(settings.caveats)),
             "quick": settings.quick, "seed": settings.seed, "wall_seconds": wall, "cpu_seconds": cpu,
             "torch": torch.__version__, "threads": torch.get_num_threads()}
