@@ -261,3 +261,22 @@ def test_no_cycle_between_base_and_smoothing():
     tree = ast.parse(inspect.getsource(smoothing))
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not any(m and m.endswith("base") for m in imported)
+
+
+def test_auto_layer_is_found_in_one_pass():
+    # A ViT's latest maps (the final norm, the last block's output and MLP) get no gradient at their patch
+    # tokens; the search still runs the model twice on the first call (the candidate listing, then one
+    # forward tapping every candidate with one backward), and once on later calls.
+    model = TinyViT(depth=3)
+    calls = []
+    model.register_forward_pre_hook(lambda m, i: calls.append(i[0].shape[0]))
+    cam = gradcam.GradCAM(model)
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    first = cam(x, top_k=2)
+    assert first.layer == "blocks.2.norm1" and calls == [1, 2]
+    calls.clear()
+    second = cam(x, top_k=2)
+    assert second.layer == "blocks.2.norm1" and calls == [2]
+    torch.testing.assert_close(second.maps, first.maps, rtol=0, atol=0)
+    named = gradcam.GradCAM(model, layer="blocks.2.norm1")(x, top_k=2)
+    torch.testing.assert_close(first.maps, named.maps, rtol=0, atol=1e-6)

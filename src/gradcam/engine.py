@@ -469,6 +469,7 @@ def capture(
     layer_gradient_context: Optional[Callable[[], ContextManager]] = None,
     forward_kwargs: Optional[dict] = None,
     differentiable: bool = False,
+    require_all_layers: bool = True,
 ) -> Capture:
     """Run ``model`` once on ``x`` with ``layers`` tapped and differentiate the targets.
 
@@ -488,6 +489,9 @@ def capture(
     (but ``targets``): a loss on maps built from it has gradients w.r.t. the parameters (and ``x``).
     Everything else is the same: the view's own ``training`` flags (the user's model is never switched),
     hooks on the view only, ``reshape`` and volumes. Input gradients and contexts are refused.
+
+    ``require_all_layers=False`` (the one-pass ``layer="auto"`` search, which taps every candidate): a layer
+    the score does not depend on gets ``None`` as its gradient instead of a :class:`LayerNotUsedError`.
     """
     check_input(model, x)
     if differentiable:
@@ -514,7 +518,7 @@ def capture(
                     grads = _gradients(scores, acts, x_in, input_gradient, counterfactual, layer_gradient_context,
                                        differentiable)
                     for tap, g in zip(taps, grads[: len(taps)]):
-                        if gradients and g is None:
+                        if gradients and g is None and require_all_layers:
                             raise LayerNotUsedError(_NOT_USED.format(f"'{tap.ref.spec}'"))
         finally:
             for h in handles:

@@ -72,6 +72,7 @@ class LayerMethod(Method):
         self._auto = isinstance(layer, str) and layer == "auto"
         self._layers: Optional[List[LayerRef]] = None if self._auto else resolve(model, layer)
         self._auto_cache: dict = {}
+        self._auto_verified: set = set()  # input shapes whose cached first candidate an earlier search chose
         self._lock = threading.RLock()
 
     def __getstate__(self) -> dict:  # a lock does not pickle (e.g. sending a method to a worker process)
@@ -148,31 +149,67 @@ class LayerMethod(Method):
                 counterfactual=counterfactual, reshape=self.reshape, eval_mode=self.eval_mode, **kw,
             )
         candidates = self._candidates(x, kw.get("forward_kwargs"))
-        first = None
-        for j, ref in enumerate(candidates[:24]):
+        key = tuple(x.shape[1:])
+        if not self.needs_gradients or key in self._auto_verified:
+            # Gradient-free: the latest map. Else the layer an earlier call chose for this shape, if it fits.
             try:
                 cap = capture(
-                    self.model, x, [ref], target, top_k, gradients=self.needs_gradients,
+                    self.model, x, candidates[:1], target, top_k, gradients=self.needs_gradients,
                     counterfactual=counterfactual, reshape=self.reshape, eval_mode=self.eval_mode, **kw,
                 )
+                if not self.needs_gradients or bool(gradient_reaches(cap.gradients[0]).any()):
+                    return cap
             except engine.LayerNotUsedError:
-                continue
-            if self.needs_gradients and not bool(gradient_reaches(cap.gradients[0]).any()):
-                first = first or cap  # e.g. a ViT's final norm: its patch tokens get no gradient (only the class token)
-                continue
-            if j:
-                key = tuple(x.shape[1:])
-                with self._lock:  # trim only the list this call read (another thread may have trimmed it)
-                    if self._auto_cache.get(key) is candidates:
-                        self._auto_cache[key] = candidates[j:]
-            log.debug("gradcam: layer='auto' chose %r", ref.spec)
-            return cap
-        if first is not None:  # no candidate gets a gradient (a zero head): the latest one, and a warning
-            return first
-        raise ValueError(
-            "layer='auto' found no spatial layer on which the target depends (a target callable that detaches "
-            "its result, e.g. with .item() or .argmax(), also looks like this); pass layer=... explicitly."
+                pass
+        ref, cap = self._search(x, target, top_k, counterfactual, candidates, kw.get("forward_kwargs"))
+        if cap is not None and not self.differentiable and not set(kw) - {"forward_kwargs"}:
+            return cap  # the search pass is this call's capture
+        return capture(
+            self.model, x, [ref], target, top_k, gradients=self.needs_gradients,
+            counterfactual=counterfactual, reshape=self.reshape, eval_mode=self.eval_mode, **kw,
         )
+
+    def _search(self, x, target, top_k, counterfactual, candidates: List[LayerRef], forward_kwargs):
+        """``layer="auto"`` in one pass: one forward tapping the (up to 24) candidates, latest first, and one
+        backward reaching them all; the first candidate whose map positions receive the target's gradient.
+
+        Returns the chosen layer and its capture (``None`` when no candidate gets a gradient: then the
+        latest one that the score depends on, whose map is zero and warns). The per-shape cache is trimmed
+        to start at the chosen layer, so later calls capture that one layer only.
+        """
+        refs = candidates[:24]
+        try:
+            cap = engine.capture(
+                self.model, x, refs, target, top_k, counterfactual=counterfactual, reshape=self.reshape,
+                eval_mode=self.eval_mode, forward_kwargs=forward_kwargs, require_all_layers=False,
+            )
+        except engine.LayerNotUsedError:
+            cap = None
+        used = [j for j in range(len(refs)) if cap is not None and cap.gradients[j] is not None]
+        if not used:
+            raise ValueError(
+                "layer='auto' found no spatial layer on which the target depends (a target callable that detaches "
+                "its result, e.g. with .item() or .argmax(), also looks like this); pass layer=... explicitly."
+            )
+        reached = [j for j in used if bool(gradient_reaches(cap.gradients[j]).any())]
+        if not reached:  # no candidate gets a gradient (a zero head): the latest one, and a warning
+            j = used[0]
+            return refs[j], self._one_layer(cap, refs[j], j)
+        j = reached[0]
+        key = tuple(x.shape[1:])
+        with self._lock:  # trim only the list this call read (another thread may have trimmed it)
+            if j and self._auto_cache.get(key) is candidates:
+                self._auto_cache[key] = candidates[j:]
+            if self._auto_cache.get(key, [None])[0] is refs[j]:
+                self._auto_verified.add(key)
+        log.debug("gradcam: layer='auto' chose %r", refs[j].spec)
+        return refs[j], self._one_layer(cap, refs[j], j)
+
+    @staticmethod
+    def _one_layer(cap: engine.Capture, ref: LayerRef, j: int) -> engine.Capture:
+        """Layer ``j`` of a capture of several layers, as the capture of that layer alone."""
+        return engine.Capture(output=cap.output, scores=cap.scores, targets=cap.targets, layers=[ref],
+                              activations=[cap.activations[j]], gradients=[cap.gradients[j]])
 
     def _run(self, x: torch.Tensor, target: Target, top_k: Optional[int], opts: CallOptions) -> Explanation:
         """One call (see :meth:`Method.__call__`): ``aug_smooth`` runs the views, else one capture."""
