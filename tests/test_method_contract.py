@@ -265,15 +265,16 @@ def test_no_cycle_between_base_and_smoothing():
 
 def test_auto_layer_is_found_in_one_pass():
     # A ViT's latest maps (the final norm, the last block's output and MLP) get no gradient at their patch
-    # tokens; the search still runs the model twice on the first call (the candidate listing, then one
-    # forward tapping every candidate with one backward), and once on later calls.
+    # tokens; however many candidates fail, the first call runs the model three times (the candidate
+    # listing, the latest map alone, then one forward tapping every other candidate with one backward), and
+    # later calls once (the chosen layer).
     model = TinyViT(depth=3)
     calls = []
     model.register_forward_pre_hook(lambda m, i: calls.append(i[0].shape[0]))
     cam = gradcam.GradCAM(model)
     x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     first = cam(x, top_k=2)
-    assert first.layer == "blocks.2.norm1" and calls == [1, 2]
+    assert first.layer == "blocks.2.norm1" and calls == [1, 2, 2]
     calls.clear()
     second = cam(x, top_k=2)
     assert second.layer == "blocks.2.norm1" and calls == [2]

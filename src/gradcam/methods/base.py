@@ -72,7 +72,6 @@ class LayerMethod(Method):
         self._auto = isinstance(layer, str) and layer == "auto"
         self._layers: Optional[List[LayerRef]] = None if self._auto else resolve(model, layer)
         self._auto_cache: dict = {}
-        self._auto_verified: set = set()  # input shapes whose cached first candidate an earlier search chose
         self._lock = threading.RLock()
 
     def __getstate__(self) -> dict:  # a lock does not pickle (e.g. sending a method to a worker process)
@@ -143,67 +142,65 @@ class LayerMethod(Method):
 
     def _capture(self, x, target, top_k, counterfactual, **kw) -> engine.Capture:
         capture = functools.partial(engine.capture, differentiable=True) if self.differentiable else engine.capture
-        if not self._auto:
-            return capture(
-                self.model, x, self._layers, target, top_k, gradients=self.needs_gradients,
-                counterfactual=counterfactual, reshape=self.reshape, eval_mode=self.eval_mode, **kw,
-            )
-        candidates = self._candidates(x, kw.get("forward_kwargs"))
-        key = tuple(x.shape[1:])
-        if not self.needs_gradients or key in self._auto_verified:
-            # Gradient-free: the latest map. Else the layer an earlier call chose for this shape, if it fits.
-            try:
-                cap = capture(
-                    self.model, x, candidates[:1], target, top_k, gradients=self.needs_gradients,
-                    counterfactual=counterfactual, reshape=self.reshape, eval_mode=self.eval_mode, **kw,
-                )
-                if not self.needs_gradients or bool(gradient_reaches(cap.gradients[0]).any()):
-                    return cap
-            except engine.LayerNotUsedError:
-                pass
-        ref, cap = self._search(x, target, top_k, counterfactual, candidates, kw.get("forward_kwargs"))
-        if cap is not None and not self.differentiable and not set(kw) - {"forward_kwargs"}:
-            return cap  # the search pass is this call's capture
-        return capture(
-            self.model, x, [ref], target, top_k, gradients=self.needs_gradients,
+        run = functools.partial(
+            capture, self.model, x, target=target, top_k=top_k, gradients=self.needs_gradients,
             counterfactual=counterfactual, reshape=self.reshape, eval_mode=self.eval_mode, **kw,
         )
+        if not self._auto:
+            return run(self._layers)
+        candidates = self._candidates(x, kw.get("forward_kwargs"))
+        fallback = None
+        try:  # the latest map (or the layer an earlier call chose for this shape): the answer for most models
+            cap = run(candidates[:1])
+            if not self.needs_gradients or bool(gradient_reaches(cap.gradients[0]).any()):
+                log.debug("gradcam: layer='auto' chose %r", candidates[0].spec)
+                return cap
+            fallback = cap  # e.g. a ViT's final norm: its patch tokens get no gradient (only the class token)
+        except engine.LayerNotUsedError:
+            pass
+        j, cap = self._search(x, target, top_k, counterfactual, candidates, kw.get("forward_kwargs"))
+        if j is None:  # no candidate gets a gradient (a zero head): the latest one, and a warning
+            if fallback is None and cap is None:
+                raise ValueError(
+                    "layer='auto' found no spatial layer on which the target depends (a target callable that "
+                    "detaches its result, e.g. with .item() or .argmax(), also looks like this); pass layer=... "
+                    "explicitly."
+                )
+            return fallback if fallback is not None else cap
+        if not self.differentiable and not set(kw) - {"forward_kwargs"}:
+            return cap  # the search pass is this call's capture
+        return run([candidates[j]])
 
     def _search(self, x, target, top_k, counterfactual, candidates: List[LayerRef], forward_kwargs):
-        """``layer="auto"`` in one pass: one forward tapping the (up to 24) candidates, latest first, and one
-        backward reaching them all; the first candidate whose map positions receive the target's gradient.
+        """``layer="auto"`` past the first candidate, in one pass: one forward tapping candidates 1 to 23
+        (latest first) and one backward reaching them all; the first whose map positions receive the
+        target's gradient.
 
-        Returns the chosen layer and its capture (``None`` when no candidate gets a gradient: then the
-        latest one that the score depends on, whose map is zero and warns). The per-shape cache is trimmed
+        Returns its index in ``candidates`` and its capture; ``(None, capture)`` when none gets a gradient
+        (the capture of the latest one the score depends on, or ``None``). The per-shape cache is trimmed
         to start at the chosen layer, so later calls capture that one layer only.
         """
-        refs = candidates[:24]
-        try:
-            cap = engine.capture(
-                self.model, x, refs, target, top_k, counterfactual=counterfactual, reshape=self.reshape,
-                eval_mode=self.eval_mode, forward_kwargs=forward_kwargs, require_all_layers=False,
-            )
-        except engine.LayerNotUsedError:
-            cap = None
-        used = [j for j in range(len(refs)) if cap is not None and cap.gradients[j] is not None]
-        if not used:
-            raise ValueError(
-                "layer='auto' found no spatial layer on which the target depends (a target callable that detaches "
-                "its result, e.g. with .item() or .argmax(), also looks like this); pass layer=... explicitly."
-            )
-        reached = [j for j in used if bool(gradient_reaches(cap.gradients[j]).any())]
-        if not reached:  # no candidate gets a gradient (a zero head): the latest one, and a warning
-            j = used[0]
-            return refs[j], self._one_layer(cap, refs[j], j)
-        j = reached[0]
+        refs = candidates[1:24]
+        cap = None
+        if refs:
+            try:
+                cap = engine.capture(
+                    self.model, x, refs, target, top_k, counterfactual=counterfactual, reshape=self.reshape,
+                    eval_mode=self.eval_mode, forward_kwargs=forward_kwargs, require_all_layers=False,
+                )
+            except engine.LayerNotUsedError:
+                cap = None
+        used = [i for i in range(len(refs)) if cap is not None and cap.gradients[i] is not None]
+        reached = [i for i in used if bool(gradient_reaches(cap.gradients[i]).any())]
+        if not reached:
+            return None, (self._one_layer(cap, refs[used[0]], used[0]) if used else None)
+        i = reached[0]
         key = tuple(x.shape[1:])
         with self._lock:  # trim only the list this call read (another thread may have trimmed it)
-            if j and self._auto_cache.get(key) is candidates:
-                self._auto_cache[key] = candidates[j:]
-            if self._auto_cache.get(key, [None])[0] is refs[j]:
-                self._auto_verified.add(key)
-        log.debug("gradcam: layer='auto' chose %r", refs[j].spec)
-        return refs[j], self._one_layer(cap, refs[j], j)
+            if self._auto_cache.get(key) is candidates:
+                self._auto_cache[key] = candidates[i + 1:]
+        log.debug("gradcam: layer='auto' chose %r", refs[i].spec)
+        return i + 1, self._one_layer(cap, refs[i], i)
 
     @staticmethod
     def _one_layer(cap: engine.Capture, ref: LayerRef, j: int) -> engine.Capture:
