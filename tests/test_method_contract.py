@@ -1,6 +1,7 @@
 """The one method contract, checked for every registered method on a tiny net: the call signature, every
 option honoured or refused with a clear error, the user's model unchanged, batched = one at a time, the
 registry's metadata true (tokens, volumes), and the differentiable mode of the one capture engine."""
+
 import inspect
 import subprocess
 import sys
@@ -41,7 +42,9 @@ class Net(nn.Module):
 
 
 def build(name, model, **kw):
-    return registry.get(name)(model, layer="auto" if name in ("rise",) else "c2", **{**SMALL.get(name, {}), **kw})
+    return registry.get(name)(
+        model, layer="auto" if name in ("rise",) else "c2", **{**SMALL.get(name, {}), **kw}
+    )
 
 
 def images(n=3, dtype=torch.float64):
@@ -49,9 +52,11 @@ def images(n=3, dtype=torch.float64):
 
 
 def test_every_method_is_registered_at_once_with_metadata():
-    code = ("import sys; from gradcam.methods import registry; "
-            "assert 'random-map' in registry.METHODS and 'gaussian' in registry.METHODS; "
-            "assert 'gradcam.evaluation' not in sys.modules; print(len(registry.METHODS))")
+    code = (
+        "import sys; from gradcam.methods import registry; "
+        "assert 'random-map' in registry.METHODS and 'gaussian' in registry.METHODS; "
+        "assert 'gradcam.evaluation' not in sys.modules; print(len(registry.METHODS))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert int(out.stdout) == len(NAMES) >= 19
     for name in NAMES:
@@ -149,7 +154,9 @@ def test_batched_equals_one_at_a_time(name):
 def test_methods_that_claim_volumes_explain_volumes(name):
     model = Tiny3DCNN()
     before = snapshot(model)
-    res = registry.get(name)(model, layer="auto", **SMALL.get(name, {}))(torch.randn(2, 1, 8, 12, 10), top_k=2)
+    res = registry.get(name)(model, layer="auto", **SMALL.get(name, {}))(
+        torch.randn(2, 1, 8, 12, 10), top_k=2
+    )
     assert res.maps.shape == (2, 2, 8, 12, 10) and bool(torch.isfinite(res.maps).all())
     assert_unchanged(model, before)
 
@@ -177,6 +184,7 @@ def test_capture_carries_declared_fields_only():
 
 
 # -- the differentiable mode of engine.capture ------------------------------------------------------------
+
 
 def _watch(model, monkeypatch):
     """Record every train()/eval() on the user's modules and every module's flags at each forward."""
@@ -239,10 +247,13 @@ def test_exactly_one_capture_function():
     assert d.capture.__doc__ and "engine.capture" in inspect.getsource(d.capture)
 
 
-@pytest.mark.parametrize("old, new, names", [
-    ("gradcam.methods.gradients", "gradcam.methods.gradient_weighted", ["GradCAMPlusPlus", "LayerCAM"]),
-    ("gradcam.methods.gradient", "gradcam.methods.input_gradient", ["Gradient", "call_context"]),
-])
+@pytest.mark.parametrize(
+    "old, new, names",
+    [
+        ("gradcam.methods.gradients", "gradcam.methods.gradient_weighted", ["GradCAMPlusPlus", "LayerCAM"]),
+        ("gradcam.methods.gradient", "gradcam.methods.input_gradient", ["Gradient", "call_context"]),
+    ],
+)
 def test_renamed_modules_keep_working_with_a_deprecation_warning(old, new, names):
     import importlib
 

@@ -1,6 +1,7 @@
 """Scores of perturbed inputs, shared by every method that runs extra forward passes (occlusion, RISE,
 Score-CAM, Ablation-CAM): the unperturbed scores and class ids, then the same targets' scores on batches
 of perturbed copies."""
+
 from __future__ import annotations
 
 from typing import Optional, Tuple
@@ -56,5 +57,7 @@ def class_scores(output, target: Target, ids: torch.Tensor, b: int, softmax: boo
 def check_batch_size(batch_size: int) -> int:
     """``batch_size`` if it is a positive int (perturbed inputs per forward pass); a clear error otherwise."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int (perturbed inputs per forward pass); got {batch_size!r}.")
+        raise ValueError(
+            f"batch_size must be a positive int (perturbed inputs per forward pass); got {batch_size!r}."
+        )
     return batch_size
