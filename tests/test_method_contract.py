@@ -292,3 +292,40 @@ def test_auto_layer_is_found_in_one_pass():
     torch.testing.assert_close(second.maps, first.maps, rtol=0, atol=0)
     named = gradcam.GradCAM(model, layer="blocks.2.norm1")(x, top_k=2)
     torch.testing.assert_close(first.maps, named.maps, rtol=0, atol=1e-6)
+
+
+def test_gradcam_methods_command_prints_the_table_and_json(capsys):
+    import json
+
+    from gradcam import cli
+
+    assert cli.main(["methods", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == NAMES
+    assert rows[NAMES.index("rise")] == registry.info("rise").as_dict()
+    assert rows[NAMES.index("gradcam")]["options"] == list(OPTIONS)
+    assert cli.main(["methods"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == [
+        "NAME",
+        "FAMILY",
+        "OUTPUT",
+        "GRADIENTS",
+        "FORWARDS/IMAGE",
+        "TOKENS",
+        "VOLUMES",
+        "OPTIONS",
+    ]
+    assert [line.split()[0] for line in lines[1:]] == NAMES
+    assert lines[1 + NAMES.index("occlusion")].split() == [
+        "occlusion",
+        "perturbation",
+        "maps",
+        "no",
+        "1",
+        "+",
+        "windows",
+        "yes",
+        "no",
+        "counterfactual",
+    ]
