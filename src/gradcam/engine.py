@@ -15,6 +15,10 @@ trains it):
 - grad mode is thread-local in torch: ``torch.enable_grad()`` around the call affects the calling
   thread only.
 
+The one exception, ``capture(..., differentiable=True)`` (``GradCAM(model, differentiable=True)``, see
+:mod:`gradcam.differentiable`): the view holds the user's parameters themselves so that the maps keep the
+graph w.r.t. them; everything else (own ``training`` flags and hooks, the user's model never switched) holds.
+
 Models that cannot be viewed that way (TorchScript, ``torch.compile``, lazy modules, a ``forward``
 replaced on the instance) take the *locked path*: one call at a time per model (a per-model lock),
 ``requires_grad`` switched off and eval mode set on the model itself and restored in ``finally``.
