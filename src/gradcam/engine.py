@@ -31,7 +31,7 @@ import warnings
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable, ContextManager, Dict, Iterable, Iterator, List, Optional
+from typing import Any, Callable, ContextManager, Dict, Iterable, Iterator, List, Optional, Tuple, cast
 
 import torch
 from torch import nn
@@ -74,6 +74,13 @@ class Capture:
     gradients: List[Optional[torch.Tensor]] = field(default_factory=list)
     input_gradient: Optional[torch.Tensor] = None
     perturbation_weights: List[torch.Tensor] = field(default_factory=list)
+
+    def gradient(self, i: int) -> torch.Tensor:
+        """dy/dA of layer ``i`` (N, K, C, h, w); a ``ValueError`` when the call did not compute gradients."""
+        g = self.gradients[i]
+        if g is None:
+            raise ValueError(f"No gradient was captured for layer {i}: capture(..., gradients=True) computes it.")
+        return g
 
 
 class LayerNotUsedError(ValueError):
@@ -419,12 +426,14 @@ def batched_grad(
         per_k = [torch.autograd.grad(scores[:, j].sum(), wrt, create_graph=True, retain_graph=True, allow_unused=True)
                  for j in range(k)]
         return [None if per_k[0][i] is None else torch.stack([g[i] for g in per_k], dim=1) for i in range(len(wrt))]
+    grads: List[Optional[torch.Tensor]]
     if k == 1:
-        grads = torch.autograd.grad(scores.sum(), wrt, allow_unused=True, retain_graph=retain_graph)
-        grads = [None if g is None else g.unsqueeze(1) for g in grads]
+        single = torch.autograd.grad(scores.sum(), wrt, allow_unused=True, retain_graph=retain_graph)
+        grads = [None if g is None else g.unsqueeze(1) for g in single]
     else:
         total = scores.sum(0)
         eye = torch.eye(k, dtype=scores.dtype, device=scores.device)
+        batched: Optional[Tuple[torch.Tensor, ...]]
         try:
             batched = torch.autograd.grad(
                 total, wrt, grad_outputs=eye, is_grads_batched=True, allow_unused=True, retain_graph=True
@@ -513,7 +522,8 @@ def capture(
             with torch.enable_grad(), (context() if context is not None else contextlib.nullcontext()):
                 output = view.model(x_in, **(forward_kwargs or {}))
                 scores, ids, shapers = _scores_and_layouts(taps, output, target, top_k, x, reshape)
-                acts = [tap.activation for tap in taps]
+                # tap.check() (in _scores_and_layouts) raised for any layer the forward pass did not reach
+                acts = [cast(torch.Tensor, tap.activation) for tap in taps]
                 if gradients or input_gradient:
                     _check_connected(scores, taps, target)
                 wrt = list(acts) + ([x_in] if input_gradient else [])
@@ -548,9 +558,10 @@ def _scores_and_layouts(taps: List[_Tap], output: Any, target: _targets.Target, 
             f"The model produced NaN/Inf scores for image(s) {bad}; check the input (NaN pixels, wrong "
             "scaling) and the model's weights."
         )
-    shapers = [reshape or tap.ref.reshape or _shaper(tap.activation, x) for tap in taps]
-    for tap, r in zip(taps, shapers):
-        shaped = r(tap.activation) if r is not None else tap.activation
+    acts = [cast(torch.Tensor, tap.activation) for tap in taps]  # tap.check() raised for a layer not reached
+    shapers = [reshape or tap.ref.reshape or _shaper(a, x) for tap, a in zip(taps, acts)]
+    for tap, a, r in zip(taps, acts, shapers):
+        shaped = r(a) if r is not None else a
         if shaped.dim() != x.dim():
             raise ValueError(
                 f"Layer '{tap.ref.spec}' outputs shape {tuple(shaped.shape)}, not a spatial map (N, C, h, w). "
@@ -592,9 +603,10 @@ def _assemble(output, scores, ids, layers, acts, grads, shapers, gradients, inpu
     for i, a in enumerate(acts):
         a = keep(a)
         g = grads[i] if gradients else None
-        if shapers[i] is not None:
-            a = shapers[i](a)
-            g = _reshape_grad(g, shapers[i]) if g is not None else None
+        shaper = shapers[i]
+        if shaper is not None:
+            a = shaper(a)
+            g = _reshape_grad(g, shaper) if g is not None else None
         cap.activations.append(a)
         cap.gradients.append(g)
     if input_gradient:

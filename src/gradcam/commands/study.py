@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import sys
+from typing import Any
 
 STUDIES = {
     "bias": "dataset bias: a spurious stamp, then a rebalanced and an attention-trained model (Sec. 6.3)",
@@ -67,6 +68,8 @@ def _run(args: argparse.Namespace) -> int:
     from ..studies import adversarial, bias, failures, figures
 
     name = args.study
+    cfg: Any  # each study has its own config and result types
+    result: Any
     if name == "bias":
         cfg = dataclasses.replace(bias.QUICK if args.quick else bias.BiasConfig(), seed=args.seed)
         from ..evaluation.synthetic import default_cache_dir

@@ -8,11 +8,12 @@ note, a method that does not apply to a model (CAM on a fully connected head) is
 from __future__ import annotations
 
 import copy
+import functools
 import importlib
 import inspect
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -69,6 +70,11 @@ def build(name: str, model, layer: str, settings: Settings, options: Optional[Di
     if name in ("random", "random-map"):
         kw.setdefault("seed", settings.seed)
     return factory(model, layer=layer, **kw)
+
+
+def _build_at(name: str, layer: str, settings: Settings, options: Optional[Dict[str, Dict]], model):
+    """:func:`build` with the model last (for ``functools.partial``)."""
+    return build(name, model, layer, settings, options)
 
 
 def explain(method, x: torch.Tensor, targets: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -134,7 +140,7 @@ def run_mosaic(settings: Settings) -> Dict:
     # shared by four objects and stays near zero): the first n_faith usable photos, 224 px, their label.
     x1 = (torch.stack([p.image for p in usable[:n_faith]]) - mean) / std if n_faith else None
     y1 = torch.tensor([p.label for p in usable[:n_faith]])
-    rows = []
+    rows: List[Dict[str, Any]] = []
     for name in settings.methods:
         if q and name in SLOW_ON_PHOTOS:
             settings.note(f"quick mode: {name} is left out of the mosaic benchmark (many forward passes per mosaic).")
@@ -152,7 +158,7 @@ def run_mosaic(settings: Settings) -> Dict:
             continue
         seconds = time.time() - t
         disc = M.class_discrimination(maps, masks)
-        row = {
+        row: Dict[str, Any] = {
             "method": name,
             "focus": _mean(M.focus(maps, masks)),
             "pointing": _mean(M.pointing_hits(maps, masks, tolerance=15)),
@@ -162,7 +168,7 @@ def run_mosaic(settings: Settings) -> Dict:
             "disc_mass": _mean(disc["mass"]),
             "seconds": round(seconds / x.shape[0], 2),
         }
-        if n_faith:
+        if n_faith and x1 is not None:
             xm, tt = x1, y1
             mm = explain(method, xm, y1[:, None], chunk=4)[:, 0]
             row.update(_faithfulness(model, xm, mm, tt, steps, 16))
@@ -227,7 +233,7 @@ def run_synthetic(settings: Settings) -> Dict:
     n_test, n_two, n_faith, n_sanity, steps = (48, 32, 16, 8, 8) if q else (300, 200, 120, 24, 16)
     size = syn.TrainConfig().size
     tol = 15 * size / 224  # Zhang et al.'s 15 px at 224 px, scaled to the scene size
-    out = {"models": {}, "table": ""}
+    out: Dict[str, Any] = {"models": {}, "table": ""}
     x, y, masks, boxes = syn.make_data(n_test, seed=20_000 + settings.seed, size=size)
     x2, y2, masks2, _ = syn.make_data(n_two, seed=30_000 + settings.seed, size=size, n_objects=2)
     tables = []
@@ -241,7 +247,8 @@ def run_synthetic(settings: Settings) -> Dict:
         acc = _mean(logits.argmax(1) == y[:, 0])
         top5 = logits.topk(5, dim=1).indices
         true_k = (top5 == y).float().argmax(1)  # where the true class sits in the top 5
-        rows, occl_true = [], None
+        rows: List[Dict[str, Any]] = []
+        occl_true: Optional[torch.Tensor] = None
         for name in settings.methods:
             method = build(name, net, syn.GRADCAM_LAYER, settings, opts)
             if method is None:
@@ -259,7 +266,7 @@ def run_synthetic(settings: Settings) -> Dict:
             pred_boxes = M.box_from_map(maps)
             maps2 = explain(method, x2, y2, chunk=100)
             disc = M.class_discrimination(maps2, masks2, tolerance=tol)
-            row = {
+            row: Dict[str, Any] = {
                 "method": name,
                 "loc_err_top1": round(M.localization_error(pred_boxes, top5, boxes, y, top=1), 4),
                 "loc_err_top5": round(M.localization_error(pred_boxes, top5, boxes, y, top=5), 4),
@@ -277,7 +284,7 @@ def run_synthetic(settings: Settings) -> Dict:
             row["_true_maps"] = true_maps
             if name != "occlusion" and (not q or name in ("gradcam", "guided-backprop")):
                 s = M.cascading_randomization(
-                    net, lambda m, name=name: build(name, m, syn.GRADCAM_LAYER, settings, opts),
+                    net, functools.partial(_build_at, name, syn.GRADCAM_LAYER, settings, opts),
                     x[:n_sanity], y[:n_sanity, 0], seed=settings.seed,
                 )
                 row["sanity_top"] = round(float(s.correlation[1]), 4)
@@ -311,7 +318,7 @@ def run_synthetic(settings: Settings) -> Dict:
     return out
 
 
-# -- benchmark 3: vision and language (issue 7) ------------------------------------------------------
+# -- benchmark 3: vision and language --------------------------------------------------------------
 def run_vl(settings: Settings) -> Optional[Dict]:
     """The vision-and-language benchmark of :mod:`gradcam.evaluation.vl_benchmark`, when present."""
     try:
@@ -326,7 +333,7 @@ def run_vl(settings: Settings) -> Optional[Dict]:
     return {"results": res["results"], "table": res["table"]}
 
 
-# -- benchmark 4: real photos with boxes (issue 15) -----------------------------------------------
+# -- benchmark 4: real photos with boxes --------------------------------------------------------
 PHOTO_COLUMNS = [
     ("cls_err1", "top-1 cls. err. ↓", ".3f"), ("cls_err5", "top-5 cls. err. ↓", ".3f"),
     ("loc_err1", "top-1 loc. err. ↓", ".3f"), ("loc_err5", "top-5 loc. err. ↓", ".3f"),

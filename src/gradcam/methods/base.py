@@ -117,7 +117,7 @@ class LayerMethod(Method):
     # -- the shared path ---------------------------------------------------------------------
     def layers_for(self, x: torch.Tensor, forward_kwargs: Optional[dict] = None) -> List[LayerRef]:
         """The layer(s) used for input ``x`` (resolving ``"auto"`` once per input shape)."""
-        if not self._auto:
+        if self._layers is not None:
             return self._layers
         return self._candidates(x, forward_kwargs)[:1]
 
@@ -146,13 +146,13 @@ class LayerMethod(Method):
             capture, self.model, x, target=target, top_k=top_k, gradients=self.needs_gradients,
             counterfactual=counterfactual, reshape=self.reshape, eval_mode=self.eval_mode, **kw,
         )
-        if not self._auto:
+        if self._layers is not None:
             return run(self._layers)
         candidates = self._candidates(x, kw.get("forward_kwargs"))
         fallback = None
         try:  # the latest map (or the layer an earlier call chose for this shape): the answer for most models
             cap = run(candidates[:1])
-            if not self.needs_gradients or bool(gradient_reaches(cap.gradients[0]).any()):
+            if not self.needs_gradients or bool(gradient_reaches(cap.gradient(0)).any()):
                 log.debug("gradcam: layer='auto' chose %r", candidates[0].spec)
                 return cap
             fallback = cap  # e.g. a ViT's final norm: its patch tokens get no gradient (only the class token)

@@ -31,6 +31,8 @@ def batch_scores(output, target: Target, ids: Optional[torch.Tensor], b: int) ->
     """
     if ids is not None and not bool((ids < 0).any()):
         return logits_of(output).gather(1, ids)
+    if not callable(target) or isinstance(target, torch.Tensor):
+        raise TypeError(f"Scores of a non-callable target need class ids; got target={target!r} without ids.")
     s = target(output)
     if not isinstance(s, torch.Tensor):
         raise TypeError(f"The target callable must return a tensor; it returned {type(s).__name__}.")
