@@ -181,17 +181,18 @@ class LayerMethod(Method):
         to start at the chosen layer, so later calls capture that one layer only.
         """
         refs = candidates[1:24]
-        cap = None
-        if refs:
-            try:
-                cap = engine.capture(
-                    self.model, x, refs, target, top_k, counterfactual=counterfactual, reshape=self.reshape,
-                    eval_mode=self.eval_mode, forward_kwargs=forward_kwargs, require_all_layers=False,
-                )
-            except engine.LayerNotUsedError:
-                cap = None
-        used = [i for i in range(len(refs)) if cap is not None and cap.gradients[i] is not None]
-        reached = [i for i in used if bool(gradient_reaches(cap.gradients[i]).any())]
+        if not refs:
+            return None, None
+        try:
+            cap = engine.capture(
+                self.model, x, refs, target, top_k, counterfactual=counterfactual, reshape=self.reshape,
+                eval_mode=self.eval_mode, forward_kwargs=forward_kwargs, require_all_layers=False,
+            )
+        except engine.LayerNotUsedError:
+            return None, None
+        grads = cap.gradients
+        used = [i for i, g in enumerate(grads) if g is not None]
+        reached = [i for i, g in enumerate(grads) if g is not None and bool(gradient_reaches(g).any())]
         if not reached:
             return None, (self._one_layer(cap, refs[used[0]], used[0]) if used else None)
         i = reached[0]
