@@ -19,7 +19,7 @@ import torch
 
 from .. import metrics as M
 from ..methods import registry
-from . import baselines  # noqa: F401 - registers "random" and "gaussian"
+from . import baselines  # noqa: F401 - the evaluation baselines (registered in gradcam.methods.registry)
 from . import mosaics as mos
 from . import synthetic as syn
 from .tables import MIN_ACCURACY_FOR_BEST, accuracy_caveat, best_marks, markdown_table
