@@ -1,6 +1,7 @@
 """The one method contract, checked for every registered method on a tiny net: the call signature, every
 option honoured or refused with a clear error, the user's model unchanged, batched = one at a time, the
 registry's metadata true (tokens, volumes), and the differentiable mode of the one capture engine."""
+
 import inspect
 import subprocess
 import sys
@@ -69,9 +70,11 @@ def images(n=3, dtype=torch.float64):
 
 
 def test_every_method_is_registered_at_once_with_metadata():
-    code = ("import sys; from gradcam.methods import registry; "
-            "assert 'random-map' in registry.METHODS and 'gaussian' in registry.METHODS; "
-            "assert 'gradcam.evaluation' not in sys.modules; print(len(registry.METHODS))")
+    code = (
+        "import sys; from gradcam.methods import registry; "
+        "assert 'random-map' in registry.METHODS and 'gaussian' in registry.METHODS; "
+        "assert 'gradcam.evaluation' not in sys.modules; print(len(registry.METHODS))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert int(out.stdout) == len(NAMES) >= 19
     for name in NAMES:
@@ -203,6 +206,7 @@ def test_capture_carries_declared_fields_only():
 
 # -- the differentiable mode of engine.capture ------------------------------------------------------------
 
+
 def _watch(model, monkeypatch):
     """Record every train()/eval() on the user's modules and every module's flags at each forward."""
     switched, flags = [], []
@@ -264,10 +268,13 @@ def test_exactly_one_capture_function():
     assert d.capture.__doc__ and "engine.capture" in inspect.getsource(d.capture)
 
 
-@pytest.mark.parametrize("old, new, names", [
-    ("gradcam.methods.gradients", "gradcam.methods.gradient_weighted", ["GradCAMPlusPlus", "LayerCAM"]),
-    ("gradcam.methods.gradient", "gradcam.methods.input_gradient", ["Gradient", "call_context"]),
-])
+@pytest.mark.parametrize(
+    "old, new, names",
+    [
+        ("gradcam.methods.gradients", "gradcam.methods.gradient_weighted", ["GradCAMPlusPlus", "LayerCAM"]),
+        ("gradcam.methods.gradient", "gradcam.methods.input_gradient", ["Gradient", "call_context"]),
+    ],
+)
 def test_renamed_modules_keep_working_with_a_deprecation_warning(old, new, names):
     import importlib
 
@@ -286,3 +293,60 @@ def test_no_cycle_between_base_and_smoothing():
     tree = ast.parse(inspect.getsource(smoothing))
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not any(m and m.endswith("base") for m in imported)
+
+
+def test_auto_layer_is_found_in_one_pass():
+    # A ViT's latest maps (the final norm, the last block's output and MLP) get no gradient at their patch
+    # tokens; however many candidates fail, the first call runs the model three times (the candidate
+    # listing, the latest map alone, then one forward tapping every other candidate with one backward), and
+    # later calls once (the chosen layer).
+    model = TinyViT(depth=3)
+    calls = []
+    model.register_forward_pre_hook(lambda m, i: calls.append(i[0].shape[0]))
+    cam = gradcam.GradCAM(model)
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    first = cam(x, top_k=2)
+    assert first.layer == "blocks.2.norm1" and calls == [1, 2, 2]
+    calls.clear()
+    second = cam(x, top_k=2)
+    assert second.layer == "blocks.2.norm1" and calls == [2]
+    torch.testing.assert_close(second.maps, first.maps, rtol=0, atol=0)
+    named = gradcam.GradCAM(model, layer="blocks.2.norm1")(x, top_k=2)
+    torch.testing.assert_close(first.maps, named.maps, rtol=0, atol=1e-6)
+
+
+def test_gradcam_methods_command_prints_the_table_and_json(capsys):
+    import json
+
+    from gradcam import cli
+
+    assert cli.main(["methods", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == NAMES
+    assert rows[NAMES.index("rise")] == registry.info("rise").as_dict()
+    assert rows[NAMES.index("gradcam")]["options"] == list(OPTIONS)
+    assert cli.main(["methods"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == [
+        "NAME",
+        "FAMILY",
+        "OUTPUT",
+        "GRADIENTS",
+        "FORWARDS/IMAGE",
+        "TOKENS",
+        "VOLUMES",
+        "OPTIONS",
+    ]
+    assert [line.split()[0] for line in lines[1:]] == NAMES
+    assert lines[1 + NAMES.index("occlusion")].split() == [
+        "occlusion",
+        "perturbation",
+        "maps",
+        "no",
+        "1",
+        "+",
+        "windows",
+        "yes",
+        "no",
+        "counterfactual",
+    ]

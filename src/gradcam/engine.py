@@ -15,6 +15,10 @@ trains it):
 - grad mode is thread-local in torch: ``torch.enable_grad()`` around the call affects the calling
   thread only.
 
+The one exception, ``capture(..., differentiable=True)`` (``GradCAM(model, differentiable=True)``, see
+:mod:`gradcam.differentiable`): the view holds the user's parameters themselves so that the maps keep the
+graph w.r.t. them; everything else (own ``training`` flags and hooks, the user's model never switched) holds.
+
 Models that cannot be viewed that way (TorchScript, ``torch.compile``, lazy modules, a ``forward``
 replaced on the instance) take the *locked path*: one call at a time per model (a per-model lock),
 ``requires_grad`` switched off and eval mode set on the model itself and restored in ``finally``.
@@ -27,7 +31,7 @@ import warnings
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable, ContextManager, Dict, Iterable, Iterator, List, Optional
+from typing import Any, Callable, ContextManager, Dict, Iterable, Iterator, List, Optional, Tuple, cast
 
 import torch
 from torch import nn
@@ -70,6 +74,13 @@ class Capture:
     gradients: List[Optional[torch.Tensor]] = field(default_factory=list)
     input_gradient: Optional[torch.Tensor] = None
     perturbation_weights: List[torch.Tensor] = field(default_factory=list)
+
+    def gradient(self, i: int) -> torch.Tensor:
+        """dy/dA of layer ``i`` (N, K, C, h, w); a ``ValueError`` when the call did not compute gradients."""
+        g = self.gradients[i]
+        if g is None:
+            raise ValueError(f"No gradient was captured for layer {i}: capture(..., gradients=True) computes it.")
+        return g
 
 
 class LayerNotUsedError(ValueError):
@@ -415,12 +426,14 @@ def batched_grad(
         per_k = [torch.autograd.grad(scores[:, j].sum(), wrt, create_graph=True, retain_graph=True, allow_unused=True)
                  for j in range(k)]
         return [None if per_k[0][i] is None else torch.stack([g[i] for g in per_k], dim=1) for i in range(len(wrt))]
+    grads: List[Optional[torch.Tensor]]
     if k == 1:
-        grads = torch.autograd.grad(scores.sum(), wrt, allow_unused=True, retain_graph=retain_graph)
-        grads = [None if g is None else g.unsqueeze(1) for g in grads]
+        single = torch.autograd.grad(scores.sum(), wrt, allow_unused=True, retain_graph=retain_graph)
+        grads = [None if g is None else g.unsqueeze(1) for g in single]
     else:
         total = scores.sum(0)
         eye = torch.eye(k, dtype=scores.dtype, device=scores.device)
+        batched: Optional[Tuple[torch.Tensor, ...]]
         try:
             batched = torch.autograd.grad(
                 total, wrt, grad_outputs=eye, is_grads_batched=True, allow_unused=True, retain_graph=True
@@ -469,6 +482,7 @@ def capture(
     layer_gradient_context: Optional[Callable[[], ContextManager]] = None,
     forward_kwargs: Optional[dict] = None,
     differentiable: bool = False,
+    require_all_layers: bool = True,
 ) -> Capture:
     """Run ``model`` once on ``x`` with ``layers`` tapped and differentiate the targets.
 
@@ -488,6 +502,9 @@ def capture(
     (but ``targets``): a loss on maps built from it has gradients w.r.t. the parameters (and ``x``).
     Everything else is the same: the view's own ``training`` flags (the user's model is never switched),
     hooks on the view only, ``reshape`` and volumes. Input gradients and contexts are refused.
+
+    ``require_all_layers=False`` (the one-pass ``layer="auto"`` search, which taps every candidate): a layer
+    the score does not depend on gets ``None`` as its gradient instead of a :class:`LayerNotUsedError`.
     """
     check_input(model, x)
     if differentiable:
@@ -505,7 +522,8 @@ def capture(
             with torch.enable_grad(), (context() if context is not None else contextlib.nullcontext()):
                 output = view.model(x_in, **(forward_kwargs or {}))
                 scores, ids, shapers = _scores_and_layouts(taps, output, target, top_k, x, reshape)
-                acts = [tap.activation for tap in taps]
+                # tap.check() (in _scores_and_layouts) raised for any layer the forward pass did not reach
+                acts = [cast(torch.Tensor, tap.activation) for tap in taps]
                 if gradients or input_gradient:
                     _check_connected(scores, taps, target)
                 wrt = list(acts) + ([x_in] if input_gradient else [])
@@ -514,7 +532,7 @@ def capture(
                     grads = _gradients(scores, acts, x_in, input_gradient, counterfactual, layer_gradient_context,
                                        differentiable)
                     for tap, g in zip(taps, grads[: len(taps)]):
-                        if gradients and g is None:
+                        if gradients and g is None and require_all_layers:
                             raise LayerNotUsedError(_NOT_USED.format(f"'{tap.ref.spec}'"))
         finally:
             for h in handles:
@@ -540,9 +558,10 @@ def _scores_and_layouts(taps: List[_Tap], output: Any, target: _targets.Target, 
             f"The model produced NaN/Inf scores for image(s) {bad}; check the input (NaN pixels, wrong "
             "scaling) and the model's weights."
         )
-    shapers = [reshape or tap.ref.reshape or _shaper(tap.activation, x) for tap in taps]
-    for tap, r in zip(taps, shapers):
-        shaped = r(tap.activation) if r is not None else tap.activation
+    acts = [cast(torch.Tensor, tap.activation) for tap in taps]  # tap.check() raised for a layer not reached
+    shapers = [reshape or tap.ref.reshape or _shaper(a, x) for tap, a in zip(taps, acts)]
+    for tap, a, r in zip(taps, acts, shapers):
+        shaped = r(a) if r is not None else a
         if shaped.dim() != x.dim():
             raise ValueError(
                 f"Layer '{tap.ref.spec}' outputs shape {tuple(shaped.shape)}, not a spatial map (N, C, h, w). "
@@ -584,9 +603,10 @@ def _assemble(output, scores, ids, layers, acts, grads, shapers, gradients, inpu
     for i, a in enumerate(acts):
         a = keep(a)
         g = grads[i] if gradients else None
-        if shapers[i] is not None:
-            a = shapers[i](a)
-            g = _reshape_grad(g, shapers[i]) if g is not None else None
+        shaper = shapers[i]
+        if shaper is not None:
+            a = shaper(a)
+            g = _reshape_grad(g, shaper) if g is not None else None
         cap.activations.append(a)
         cap.gradients.append(g)
     if input_gradient:

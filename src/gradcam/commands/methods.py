@@ -1,4 +1,5 @@
 """``gradcam methods``: print every registered method with its metadata (a table, or ``--json``)."""
+
 from __future__ import annotations
 
 import argparse
@@ -6,8 +7,13 @@ import json
 from typing import List
 
 COLUMNS = (
-    ("name", "NAME"), ("family", "FAMILY"), ("output", "OUTPUT"), ("needs_gradients", "GRADIENTS"),
-    ("forward_passes", "FORWARDS/IMAGE"), ("handles_tokens", "TOKENS"), ("handles_volumes", "VOLUMES"),
+    ("name", "NAME"),
+    ("family", "FAMILY"),
+    ("output", "OUTPUT"),
+    ("needs_gradients", "GRADIENTS"),
+    ("forward_passes", "FORWARDS/IMAGE"),
+    ("handles_tokens", "TOKENS"),
+    ("handles_volumes", "VOLUMES"),
     ("options", "OPTIONS"),
 )
 
@@ -15,10 +21,11 @@ COLUMNS = (
 def register(subparsers) -> None:
     """Add the ``methods`` subcommand."""
     p = subparsers.add_parser(
-        "methods", help="list the explanation methods (--method NAME) and what each needs and handles",
+        "methods",
+        help="list the explanation methods (--method NAME) and what each needs and handles",
         description="List every registered explanation method: its family, whether it needs gradients, forward "
-                    "passes per image (C: the layer's channels), whether it handles token models and volumes, and "
-                    "the call options it honours (the others are refused with a clear error).",
+        "passes per image (C: the layer's channels), whether it handles token models and volumes, and "
+        "the call options it honours (the others are refused with a clear error).",
     )
     p.add_argument("--json", action="store_true", help="print a JSON list of the methods' metadata instead")
     p.set_defaults(func=run)

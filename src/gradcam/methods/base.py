@@ -117,7 +117,7 @@ class LayerMethod(Method):
     # -- the shared path ---------------------------------------------------------------------
     def layers_for(self, x: torch.Tensor, forward_kwargs: Optional[dict] = None) -> List[LayerRef]:
         """The layer(s) used for input ``x`` (resolving ``"auto"`` once per input shape)."""
-        if not self._auto:
+        if self._layers is not None:
             return self._layers
         return self._candidates(x, forward_kwargs)[:1]
 
@@ -142,37 +142,72 @@ class LayerMethod(Method):
 
     def _capture(self, x, target, top_k, counterfactual, **kw) -> engine.Capture:
         capture = functools.partial(engine.capture, differentiable=True) if self.differentiable else engine.capture
-        if not self._auto:
-            return capture(
-                self.model, x, self._layers, target, top_k, gradients=self.needs_gradients,
-                counterfactual=counterfactual, reshape=self.reshape, eval_mode=self.eval_mode, **kw,
-            )
-        candidates = self._candidates(x, kw.get("forward_kwargs"))
-        first = None
-        for j, ref in enumerate(candidates[:24]):
-            try:
-                cap = capture(
-                    self.model, x, [ref], target, top_k, gradients=self.needs_gradients,
-                    counterfactual=counterfactual, reshape=self.reshape, eval_mode=self.eval_mode, **kw,
-                )
-            except engine.LayerNotUsedError:
-                continue
-            if self.needs_gradients and not bool(gradient_reaches(cap.gradients[0]).any()):
-                first = first or cap  # e.g. a ViT's final norm: its patch tokens get no gradient (only the class token)
-                continue
-            if j:
-                key = tuple(x.shape[1:])
-                with self._lock:  # trim only the list this call read (another thread may have trimmed it)
-                    if self._auto_cache.get(key) is candidates:
-                        self._auto_cache[key] = candidates[j:]
-            log.debug("gradcam: layer='auto' chose %r", ref.spec)
-            return cap
-        if first is not None:  # no candidate gets a gradient (a zero head): the latest one, and a warning
-            return first
-        raise ValueError(
-            "layer='auto' found no spatial layer on which the target depends (a target callable that detaches "
-            "its result, e.g. with .item() or .argmax(), also looks like this); pass layer=... explicitly."
+        run = functools.partial(
+            capture, self.model, x, target=target, top_k=top_k, gradients=self.needs_gradients,
+            counterfactual=counterfactual, reshape=self.reshape, eval_mode=self.eval_mode, **kw,
         )
+        if self._layers is not None:
+            return run(self._layers)
+        candidates = self._candidates(x, kw.get("forward_kwargs"))
+        fallback = None
+        try:  # the latest map (or the layer an earlier call chose for this shape): the answer for most models
+            cap = run(candidates[:1])
+            if not self.needs_gradients or bool(gradient_reaches(cap.gradient(0)).any()):
+                log.debug("gradcam: layer='auto' chose %r", candidates[0].spec)
+                return cap
+            fallback = cap  # e.g. a ViT's final norm: its patch tokens get no gradient (only the class token)
+        except engine.LayerNotUsedError:
+            pass
+        j, cap = self._search(x, target, top_k, counterfactual, candidates, kw.get("forward_kwargs"))
+        if j is None:  # no candidate gets a gradient (a zero head): the latest one, and a warning
+            if fallback is None and cap is None:
+                raise ValueError(
+                    "layer='auto' found no spatial layer on which the target depends (a target callable that "
+                    "detaches its result, e.g. with .item() or .argmax(), also looks like this); pass layer=... "
+                    "explicitly."
+                )
+            return fallback if fallback is not None else cap
+        if not self.differentiable and not set(kw) - {"forward_kwargs"}:
+            return cap  # the search pass is this call's capture
+        return run([candidates[j]])
+
+    def _search(self, x, target, top_k, counterfactual, candidates: List[LayerRef], forward_kwargs):
+        """``layer="auto"`` past the first candidate, in one pass: one forward tapping candidates 1 to 23
+        (latest first) and one backward reaching them all; the first whose map positions receive the
+        target's gradient.
+
+        Returns its index in ``candidates`` and its capture; ``(None, capture)`` when none gets a gradient
+        (the capture of the latest one the score depends on, or ``None``). The per-shape cache is trimmed
+        to start at the chosen layer, so later calls capture that one layer only.
+        """
+        refs = candidates[1:24]
+        if not refs:
+            return None, None
+        try:
+            cap = engine.capture(
+                self.model, x, refs, target, top_k, counterfactual=counterfactual, reshape=self.reshape,
+                eval_mode=self.eval_mode, forward_kwargs=forward_kwargs, require_all_layers=False,
+            )
+        except engine.LayerNotUsedError:
+            return None, None
+        grads = cap.gradients
+        used = [i for i, g in enumerate(grads) if g is not None]
+        reached = [i for i, g in enumerate(grads) if g is not None and bool(gradient_reaches(g).any())]
+        if not reached:
+            return None, (self._one_layer(cap, refs[used[0]], used[0]) if used else None)
+        i = reached[0]
+        key = tuple(x.shape[1:])
+        with self._lock:  # trim only the list this call read (another thread may have trimmed it)
+            if self._auto_cache.get(key) is candidates:
+                self._auto_cache[key] = candidates[i + 1:]
+        log.debug("gradcam: layer='auto' chose %r", refs[i].spec)
+        return i + 1, self._one_layer(cap, refs[i], i)
+
+    @staticmethod
+    def _one_layer(cap: engine.Capture, ref: LayerRef, j: int) -> engine.Capture:
+        """Layer ``j`` of a capture of several layers, as the capture of that layer alone."""
+        return engine.Capture(output=cap.output, scores=cap.scores, targets=cap.targets, layers=[ref],
+                              activations=[cap.activations[j]], gradients=[cap.gradients[j]])
 
     def _run(self, x: torch.Tensor, target: Target, top_k: Optional[int], opts: CallOptions) -> Explanation:
         """One call (see :meth:`Method.__call__`): ``aug_smooth`` runs the views, else one capture."""

@@ -8,6 +8,7 @@
 Both still run the model once (no backward) to resolve the targets, so their results carry the same
 ``targets`` and ``scores`` as any other method's.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -27,10 +28,19 @@ class _Baseline(Method):
     name = "baseline"
     needs_gradients = False
     supports = frozenset({"forward_kwargs"})
-    refusals = {"counterfactual": "a baseline map does not depend on the score, so there is nothing to negate"}
+    refusals = {
+        "counterfactual": "a baseline map does not depend on the score, so there is nothing to negate"
+    }
 
-    def __init__(self, model: nn.Module, layer=None, *, eval_mode: bool = True, aug_smooth: bool = False,
-                 eigen_smooth: bool = False):
+    def __init__(
+        self,
+        model: nn.Module,
+        layer=None,
+        *,
+        eval_mode: bool = True,
+        aug_smooth: bool = False,
+        eigen_smooth: bool = False,
+    ):
         super().__init__(model, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
         self.eval_mode = eval_mode
 
@@ -39,13 +49,27 @@ class _Baseline(Method):
 
     def _run(self, x: torch.Tensor, target: Target, top_k: Optional[int], opts: CallOptions) -> Explanation:
         self._images_only(x)
-        cap = engine.capture(self.model, x, [], target, top_k, gradients=False, eval_mode=self.eval_mode,
-                             forward_kwargs=opts.forward_kwargs or None)
+        cap = engine.capture(
+            self.model,
+            x,
+            [],
+            target,
+            top_k,
+            gradients=False,
+            eval_mode=self.eval_mode,
+            forward_kwargs=opts.forward_kwargs or None,
+        )
         n, k = cap.targets.shape
         maps = self._maps(n, k, x.shape[-2], x.shape[-1], x.device)
         return Explanation(
-            maps=maps, raw=maps, weights=None, targets=cap.targets, scores=cap.scores, layer="",
-            method=self.name, output=cap.output,
+            maps=maps,
+            raw=maps,
+            weights=None,
+            targets=cap.targets,
+            scores=cap.scores,
+            layer="",
+            method=self.name,
+            output=cap.output,
         )
 
 
@@ -84,4 +108,3 @@ class CentredGaussian(_Baseline):
         s = self.sigma * min(h, w)
         g = torch.exp(-(ys**2 + xs**2) / (2 * s * s))
         return normalize(g.expand(n, k, h, w).clone())
-

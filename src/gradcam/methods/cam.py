@@ -35,6 +35,7 @@ class CAM(LayerMethod):
     def _linear(self, channels: int) -> nn.Linear:
         if self._fc is not None:
             return self._fc
+        fc: nn.Module
         if isinstance(self._fc_spec, str) and self._fc_spec == "auto":
             linears = [m for m in self.model.modules() if isinstance(m, nn.Linear)]
             if not linears:

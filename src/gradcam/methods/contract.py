@@ -21,6 +21,7 @@ Subclasses implement :meth:`Method._run` (the options already checked and resolv
 :class:`CallOptions`). Layer-based CAM methods subclass :class:`gradcam.methods.base.LayerMethod` and
 only define their channel weights.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -39,13 +40,13 @@ OPTIONS: Tuple[str, ...] = ("counterfactual", "forward_kwargs", "aug_smooth", "e
 #: Why a method refuses an option, unless its class says more (:attr:`Method.refusals`).
 REASONS: Dict[str, str] = {
     "counterfactual": "it uses no gradients, so there is nothing to negate. Use GradCAM(...)(x, counterfactual=True) "
-                      "for counterfactual maps",
+    "for counterfactual maps",
     "forward_kwargs": "its extra forward passes call the model on the input alone. Fold the extra arguments into "
-                      "the model (a wrapper module whose forward adds them), or use a gradient method",
+    "the model (a wrapper module whose forward adds them), or use a gradient method",
     "aug_smooth": "it has no layer maps to average over augmented views. Use a CAM method (e.g. GradCAM) for "
-                  "aug_smooth, or average this method's calls on flipped inputs yourself",
+    "aug_smooth, or average this method's calls on flipped inputs yourself",
     "eigen_smooth": "it has no per-channel terms to take a principal component of. Use a CAM method (e.g. "
-                    "GradCAM) for eigen_smooth",
+    "GradCAM) for eigen_smooth",
 }
 
 

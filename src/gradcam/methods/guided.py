@@ -65,6 +65,7 @@ def _table() -> dict:
             t[func] = (kind, params, defaults, inplace)
 
     nn_c = torch._C._nn
+    f: Any  # torch functions and methods of several signatures
     add(F.relu, _RELU, ("inplace",), (False,), None)
     for f in (torch.relu, torch.Tensor.relu):
         add(f, _RELU, (), (), False)
@@ -288,7 +289,9 @@ class GuidedGradCAM(GradCAM):
         )
         _warn_if_no_relu(modes.modes[-1], self.model)
         cam = self._explain(cap, x.shape[2:], counterfactual, opts.eigen_smooth)
-        pixels = cap.input_gradient * cam.maps.unsqueeze(2).to(cap.input_gradient.dtype)
+        grad_x = cap.input_gradient
+        assert grad_x is not None  # input_gradient=True
+        pixels = grad_x * cam.maps.unsqueeze(2).to(grad_x.dtype)
         base = pixel_explanation(pixels, cap, self.name, self.reduce, counterfactual)
         base.raw, base.weights, base.layer, base.cam = cam.raw, cam.weights, cam.layer, cam
         base.interpolation = cam.interpolation

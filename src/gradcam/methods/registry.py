@@ -9,7 +9,7 @@ All of the library's methods are registered below when this module is imported; 
 from __future__ import annotations
 
 import functools
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from .attribution import GradientXInput, IntegratedGradients, SmoothGrad, VarGrad
 from .baselines import CentredGaussian, RandomMap
@@ -35,7 +35,7 @@ METHODS: Dict[str, Callable] = {}
 INFO: Dict[str, MethodInfo] = {}
 
 
-def register(name: str, factory: Callable, info: Optional[MethodInfo] = None, **fields) -> None:
+def register(name: str, factory: Callable, info: Optional[MethodInfo] = None, **fields: Any) -> None:
     """Make ``factory(model, layer=..., **kw)`` available as method ``name``.
 
     ``info`` (or its fields as keywords: ``family``, ``output``, ``forward_passes``, ``handles_tokens``,
@@ -98,7 +98,7 @@ class _Counterfactual(GradCAM):
         return super()._run(x, target, top_k, CallOptions(True, opts.forward_kwargs, opts.aug_smooth, opts.eigen_smooth))
 
 
-_ALL = dict(handles_tokens=True, handles_volumes=True)
+_ALL: Dict[str, Any] = dict(handles_tokens=True, handles_volumes=True)
 # name, factory, family, forward passes per image (C: the layer's channels), what it handles.
 register("gradcam", GradCAM, family="cam", **_ALL)
 register("counterfactual", _Counterfactual, family="cam", **_ALL)

@@ -1,6 +1,7 @@
 """Scores of perturbed inputs, shared by every method that runs extra forward passes (occlusion, RISE,
 Score-CAM, Ablation-CAM): the unperturbed scores and class ids, then the same targets' scores on batches
 of perturbed copies."""
+
 from __future__ import annotations
 
 from typing import Optional, Tuple
@@ -30,6 +31,8 @@ def batch_scores(output, target: Target, ids: Optional[torch.Tensor], b: int) ->
     """
     if ids is not None and not bool((ids < 0).any()):
         return logits_of(output).gather(1, ids)
+    if not callable(target) or isinstance(target, torch.Tensor):
+        raise TypeError(f"Scores of a non-callable target need class ids; got target={target!r} without ids.")
     s = target(output)
     if not isinstance(s, torch.Tensor):
         raise TypeError(f"The target callable must return a tensor; it returned {type(s).__name__}.")
@@ -56,5 +59,7 @@ def class_scores(output, target: Target, ids: torch.Tensor, b: int, softmax: boo
 def check_batch_size(batch_size: int) -> int:
     """``batch_size`` if it is a positive int (perturbed inputs per forward pass); a clear error otherwise."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int (perturbed inputs per forward pass); got {batch_size!r}.")
+        raise ValueError(
+            f"batch_size must be a positive int (perturbed inputs per forward pass); got {batch_size!r}."
+        )
     return batch_size
