@@ -67,7 +67,8 @@ class MethodInfo:
 
     - ``family``: ``"cam"`` (gradient-weighted layer maps), ``"cam-gradient-free"`` (layer maps without
       a backward pass), ``"perturbation"`` (many forwards of perturbed inputs), ``"pixel"`` (input-space
-      gradients), ``"baseline"`` (chance references for evaluation tables), ``"custom"`` (registered by a user);
+      gradients), ``"concepts"`` (maps of concepts shared by the batch, not of classes: Deep Feature
+      Factorization), ``"baseline"`` (chance references for evaluation tables), ``"custom"`` (registered by a user);
     - ``output``: ``"maps"`` (:class:`~gradcam.explanation.Explanation`) or ``"pixels"``
       (:class:`~gradcam.pixels.PixelExplanation`);
     - ``needs_gradients``: whether a backward pass runs;

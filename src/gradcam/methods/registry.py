@@ -11,14 +11,22 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Dict, List, Optional
 
+from .attribution import GradientXInput, IntegratedGradients, SmoothGrad, VarGrad
 from .baselines import CentredGaussian, RandomMap
 from .cam import CAM
 from .contract import OPTIONS, CallOptions, MethodInfo
 from .eigen import EigenCAM, EigenGradCAM
+from .elementwise import GradCAMElementWise
+from .factorization import DeepFeatureFactorization
+from .finer import FinerCAM
+from .fullgrad import FullGrad
 from .gradcam import GradCAM
 from .gradient_weighted import GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
 from .guided import GuidedBackprop, GuidedGradCAM
 from .input_gradient import Gradient
+from .kernel_pca import KPCACAM
+from .lrp import LRP
+from .multilayer import RefineCAM, SegEigenCAM
 from .occlusion import Occlusion
 from .perturbation import RISE, AblationCAM, ScoreCAM
 from .random_cam import RandomCAM
@@ -115,3 +123,21 @@ register("occlusion", _input_space(Occlusion), family="perturbation", forward_pa
          handles_tokens=True)
 register("random-map", RandomMap, family="baseline", random=True, handles_tokens=True)
 register("gaussian", CentredGaussian, family="baseline", handles_tokens=True)
+# The methods other libraries ship (pytorch-grad-cam, torch-cam, Captum, zennit), on the same engine.
+register("gradcam-elementwise", GradCAMElementWise, family="cam", **_ALL)
+register("kpcacam", KPCACAM, family="cam-gradient-free",
+         summary="KPCA-CAM: the first kernel principal component of the activations (class-independent).", **_ALL)
+register("finercam", FinerCAM, family="cam", **_ALL)
+register("refinecam", RefineCAM, family="cam", **_ALL)
+register("segeigencam", SegEigenCAM, family="cam", **_ALL)
+register("fullgrad", _input_space(FullGrad), family="pixel", handles_volumes=True,
+         summary="FullGrad: the input-gradient term plus every bias-gradient term (Srinivas & Fleuret 2019).")
+register("dff", DeepFeatureFactorization, family="concepts", handles_tokens=True, handles_volumes=True)
+register("gradient-x-input", _input_space(GradientXInput), family="pixel", handles_tokens=True)
+register("integrated-gradients", _input_space(IntegratedGradients), family="pixel", forward_passes="2 + steps",
+         handles_tokens=True)
+register("smoothgrad", _input_space(SmoothGrad), family="pixel", forward_passes="1 + samples", handles_tokens=True,
+         random=True)
+register("vargrad", _input_space(VarGrad), family="pixel", forward_passes="1 + samples", handles_tokens=True,
+         random=True)
+register("lrp", _input_space(LRP), family="pixel", summary="LRP: zennit's relevance rules (needs the lrp extra).")
