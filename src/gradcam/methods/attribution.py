@@ -70,6 +70,7 @@ class _PixelAttribution(Method):
             cap = engine.capture(self.model, chunk, [], tgt, gradients=False, input_gradient=True,
                                  counterfactual=counterfactual, eval_mode=self.eval_mode,
                                  forward_kwargs=_repeat_kwargs(forward_kwargs, n, t))
+            assert cap.input_gradient is not None  # asked for with input_gradient=True
             out.append(cap.input_gradient)
         return torch.cat(out)
 
@@ -87,6 +88,7 @@ class GradientXInput(_PixelAttribution):
         self._images_only(x)
         counterfactual, forward_kwargs = opts.counterfactual, opts.forward_kwargs or None
         cap = self._clean(x, target, top_k, counterfactual, forward_kwargs, input_gradient=True)
+        assert cap.input_gradient is not None  # asked for with input_gradient=True
         pixels = cap.input_gradient * x.detach().unsqueeze(1)
         return pixel_explanation(pixels, cap, self.name, self.reduce, counterfactual)
 

@@ -18,4 +18,4 @@ class GradCAMElementWise(_Elementwise):
     name = "gradcam-elementwise"
 
     def _terms(self, cap: engine.Capture, i: int) -> torch.Tensor:
-        return torch.relu(cap.gradients[i] * cap.activations[i].unsqueeze(1))
+        return torch.relu(cap.gradient(i) * cap.activations[i].unsqueeze(1))

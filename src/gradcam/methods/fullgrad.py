@@ -22,7 +22,7 @@ def effective_bias(m: nn.Module) -> Optional[torch.Tensor]:
     the constant part of gamma (x - mu) / sqrt(var + eps) + beta.
     """
     if isinstance(m, nn.modules.batchnorm._BatchNorm):
-        if m.running_mean is None:
+        if m.running_mean is None or m.running_var is None:
             return None
         scale = m.weight if m.weight is not None else torch.ones_like(m.running_mean)
         beta = m.bias if m.bias is not None else torch.zeros_like(m.running_mean)
@@ -89,12 +89,16 @@ class FullGrad(Method):
     def _terms(self, cap: engine.Capture, refs: List[LayerRef], x: torch.Tensor, size: Tuple[int, ...],
                dims: int) -> Tuple[torch.Tensor, torch.Tensor]:
         """The summed FullGrad map (N, K, *size) and the input term alone (its ``raw``)."""
+        assert cap.input_gradient is not None  # asked for with input_gradient=True
         raw = _psi(cap.input_gradient * x.unsqueeze(1), dims).sum(2)
         total = raw.clone()
         for ref, g in zip(refs, cap.gradients):
             if g is None:
                 continue
-            b = effective_bias(ref.module).to(g.dtype).to(g.device)
+            bias = effective_bias(ref.module)
+            if bias is None:
+                continue
+            b = bias.to(g.dtype).to(g.device)
             term = _psi(g * b.reshape(1, 1, -1, *([1] * dims)), dims).sum(2)
             total = total + upsample(term, size, self.interpolation)
         return total, raw

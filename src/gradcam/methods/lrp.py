@@ -93,4 +93,5 @@ class LRP(Method):
         with self._composite(x, private).context(private):
             cap = engine.capture(private, x, [], target, top_k, gradients=False, input_gradient=True,
                                  eval_mode=self.eval_mode, forward_kwargs=forward_kwargs)
+        assert cap.input_gradient is not None  # asked for with input_gradient=True
         return pixel_explanation(cap.input_gradient, cap, self.name, self.reduce, False)
