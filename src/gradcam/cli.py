@@ -14,7 +14,7 @@ import threading
 import traceback
 from typing import List, Optional
 
-COMMANDS = ("explain", "evaluate", "report", "study", "serve")
+COMMANDS = ("explain", "evaluate", "report", "study", "serve", "methods")
 
 
 def version() -> str:
