@@ -66,7 +66,7 @@ class Summary:
 def explain_dataset(
     paths: Union[str, Sequence[str]],
     out: str = "gradcam-out",
-    model: str = "efficientnet-lite0",
+    model: Optional[str] = None,
     method: str = "gradcam",
     top_k: int = 1,
     engine: str = "local",
@@ -86,13 +86,22 @@ def explain_dataset(
     device: str = "cpu",
     threads: Optional[int] = None,
     verbose: bool = False,
+    quality: Optional[str] = None,
+    size=None,
+    crop: Optional[str] = None,
+    mean=None,
+    std=None,
+    box_threshold: Optional[float] = None,
 ) -> Summary:
     """Explain every photo under ``paths`` into ``out`` with ``engine`` ("local" or "ray"); see the module doc.
 
     Outputs are those of ``gradcam explain``: ``out/<stem>.png`` (``.topK.png`` for ``top_k`` > 1), with
     ``json_records`` ``out/<stem>.json``, with ``maps`` ``out/<stem>.maps.pt``, and the results index ``out/index.parquet`` (or ``.jsonl``).
     ``address``, ``workers`` and ``threads`` (torch threads per actor) apply to the Ray engine. ``verbose``
-    prints each photo's description as the CLI does.
+    prints each photo's description as the CLI does. ``quality`` (``"fast"``, ``"standard"``, ``"high"``: a
+    preset naming model, size and box threshold; ``model`` defaults to the ``fast`` preset's), ``size``,
+    ``crop``, ``mean``, ``std`` and ``box_threshold`` are ``gradcam explain``'s ``--quality``, ``--size``,
+    ``--crop``, ``--mean``, ``--std`` and ``--box-threshold`` (see :mod:`gradcam.models.inputs`).
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}.")
@@ -103,6 +112,7 @@ def explain_dataset(
         method=method, layer=layer, out=os.fspath(out), alpha=alpha, colormap=colormap, colorbar=colorbar,
         json=json_records, maps=maps, neurons=None, force=force, batch_size=batch_size, device=device,
         engine=engine, address=address, workers=workers, threads=threads, quiet=not verbose,
+        quality=quality, size=size, crop=crop, mean=mean, std=std, box_threshold=box_threshold,
     )
     from .commands import explain as cmd
 
@@ -142,10 +152,10 @@ class _Explainer:
         import torch
 
         from .api import get_method
-        from .models import load_model
+        from .models.presets import prepare_from_args
 
         torch.set_num_threads(threads)
-        loaded = load_model(args.model, weights=args.weights, device=args.device)
+        loaded, loaded.box_threshold = prepare_from_args(args)  # the driver's preset and input options
         loaded.max_side = max_side
         self.job = dataclasses.replace(job, loaded=loaded, method=get_method(loaded, args.method, args.layer))
         self.names = getattr(args, "neuron_names", None)

