@@ -1,4 +1,7 @@
-"""Choose `gradcam explain`'s defaults by measurement on the hand-annotated photos.
+"""Choose `gradcam explain`'s defaults by measurement on the TUNING half of the hand-annotated photos.
+
+Only ``load_annotated(split="tuning")`` is read here: the held-out half (benchmarks/presets_heldout.py,
+docs/results/presets.md) never takes part in a choice (tests/test_photo_split.py checks this file).
 
 Everything goes through the path users get: :func:`gradcam.api.explain_batch` (the whole photo, short side
 ``size``; the true class's map), the box and peak in original-photo pixels. Levers:
@@ -18,6 +21,7 @@ choice does on photos it was not picked on (the in-sample count of the best of h
 optimistic on 22 photos).
 
     python benchmarks/photo_defaults.py --out docs [--sizes 256,320,384,448] [--threads 1]
+    python benchmarks/photo_defaults.py --presets [--threads 1]   # the --quality presets (model, size, threshold)
 """
 from __future__ import annotations
 
@@ -42,7 +46,7 @@ from gradcam.metrics.localization import iou  # noqa: E402
 METHODS = ("gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigengradcam", "eigencam")
 SMOOTHED = ("gradcam", "eigengradcam")
 FUSED = ["_head_act", "_blocks.10"]  # last layer (stride 32) + last stride-16 block
-THRESHOLDS = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
+THRESHOLDS = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
 
 
 def measure(lm, method, photos, thresholds: Sequence[float], call_kw: Dict) -> Dict:
@@ -114,10 +118,14 @@ def main() -> None:
     ap.add_argument("--thresholds", default=",".join(map(str, THRESHOLDS)))
     ap.add_argument("--no-smooth", action="store_true", help="leave out the aug_smooth settings")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--presets", action="store_true", help="choose the --quality presets (Lite0/1/2, sizes, thresholds)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.presets:
+        choose_presets([float(t) for t in args.thresholds.split(",")])
+        return
     lm = get_model("efficientnet-lite0")
-    photos = P.load_annotated()
+    photos = P.load_annotated(split="tuning")
     n = len(photos)
     registry.get("gradcam")
     thresholds = [float(t) for t in args.thresholds.split(",")]
@@ -186,6 +194,61 @@ def main() -> None:
                        "overall": {"name": overall["name"], "loo": overall_loo}, "rows": rows}, f)
         with open(os.path.join(args.out, "photo_defaults.md"), "w") as f:
             f.write(text)
+
+
+PRESET_GRID = {"efficientnet-lite0": (224, 256, 320, 384), "efficientnet-lite1": (256, 288, 320, 384),
+               "efficientnet-lite2": (288, 320, 384, 448)}
+COST_LIMIT = 1.5  # standard: at most 1.5x the cost of Lite0 at 256 (the fast preset's model), same run
+
+
+def cost(lm, method, photos, repeats: int = 3) -> float:
+    """Seconds per photo of explain_batch (Grad-CAM of the top class): per photo the fastest of ``repeats``
+    runs (a shared CPU's noise only ever adds time), then the mean over photos."""
+    total = 0.0
+    for p in photos:
+        x = lm.preprocess(p.image)[None]
+        best = float("inf")
+        for _ in range(repeats):
+            s = time.perf_counter()
+            explain_batch([p.image], lm, method, None, 1, inputs=[x[0]])
+            best = min(best, time.perf_counter() - s)
+        total += best
+    return total / len(photos)
+
+
+def choose_presets(thresholds: Sequence[float]) -> Dict:
+    """The --quality presets, chosen on the tuning half by one rule (most boxes with IoU >= 0.5, then peaks in a
+    box, then mean IoU): fast = the best Lite0 setting; standard = the best setting of any model costing at
+    most COST_LIMIT x Lite0 at 256; high = the best setting of any model. Grad-CAM at the model's head."""
+    photos = P.load_annotated(split="tuning")
+    n = len(photos)
+    rows = []
+    for name, sizes in PRESET_GRID.items():
+        lm = get_model(name)
+        method = registry.get("gradcam")(lm.model, layer=lm.layer)
+        for size in sizes:
+            lm.size = size
+            m = measure(lm, method, photos, thresholds, {})
+            sec = cost(lm, method, photos)
+            for t in thresholds:
+                rows.append({"name": f"{name} {size} @{t:g}", "model": name, "size": size, "threshold": t,
+                             "hit": m["per_t"][t]["hit"], "iou": m["per_t"][t]["iou"], "peak": m["peaks"],
+                             "seconds": sec})
+            print(json.dumps({"model": name, "size": size, "s": round(sec, 3),
+                              "boxes": {t: sum(m["per_t"][t]["hit"]) for t in thresholds}, "peaks": sum(m["peaks"])}),
+                  flush=True)
+    base = next(r["seconds"] for r in rows if r["model"] == "efficientnet-lite0" and r["size"] == 256)
+    allc = list(range(n))
+    pick = {
+        "fast": max((r for r in rows if r["model"] == "efficientnet-lite0"), key=lambda r: by_boxes_then_peaks(r, allc)),
+        "standard": max((r for r in rows if r["seconds"] <= COST_LIMIT * base), key=lambda r: by_boxes_then_peaks(r, allc)),
+        "high": max(rows, key=lambda r: by_boxes_then_peaks(r, allc)),
+    }
+    print(f"tuning half: {n} objects; Lite0 at 256: {base:.3f} s / photo")
+    for q, r in pick.items():
+        print(f"{q}: {r['model']} size {r['size']} threshold {r['threshold']:g}: {sum(r['hit'])}/{n} boxes, "
+              f"{sum(r['peak'])}/{n} peaks, mean IoU {sum(r['iou']) / n:.3f}, cost x{r['seconds'] / base:.2f}")
+    return pick
 
 
 if __name__ == "__main__":
