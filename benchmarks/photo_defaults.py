@@ -122,7 +122,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.presets:
-        choose_presets([float(t) for t in args.thresholds.split(",")])
+        choose_presets([float(t) for t in args.thresholds.split(",")], args.out)
         return
     lm = get_model("efficientnet-lite0")
     photos = P.load_annotated(split="tuning")
@@ -216,9 +216,9 @@ def cost(lm, method, photos, repeats: int = 3) -> float:
     return total / len(photos)
 
 
-def choose_presets(thresholds: Sequence[float]) -> Dict:
+def choose_presets(thresholds: Sequence[float], out: str = None) -> Dict:
     """The --quality presets, chosen on the tuning half by one rule (most boxes with IoU >= 0.5, then peaks in a
-    box, then mean IoU): fast = the best Lite0 setting; standard = the best setting of any model costing at
+    box, then mean IoU): fast = Lite0 at 256 (the cost base: the former default) with its best threshold; standard = the best setting of any model costing at
     most COST_LIMIT x Lite0 at 256; high = the best setting of any model. Grad-CAM at the model's head."""
     photos = P.load_annotated(split="tuning")
     n = len(photos)
@@ -240,11 +240,18 @@ def choose_presets(thresholds: Sequence[float]) -> Dict:
     base = next(r["seconds"] for r in rows if r["model"] == "efficientnet-lite0" and r["size"] == 256)
     allc = list(range(n))
     pick = {
-        "fast": max((r for r in rows if r["model"] == "efficientnet-lite0"), key=lambda r: by_boxes_then_peaks(r, allc)),
+        "fast": max((r for r in rows if r["model"] == "efficientnet-lite0" and r["size"] == 256),
+                    key=lambda r: by_boxes_then_peaks(r, allc)),
         "standard": max((r for r in rows if r["seconds"] <= COST_LIMIT * base), key=lambda r: by_boxes_then_peaks(r, allc)),
         "high": max(rows, key=lambda r: by_boxes_then_peaks(r, allc)),
     }
     print(f"tuning half: {n} objects; Lite0 at 256: {base:.3f} s / photo")
+    if out:
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "presets_tuning.json"), "w") as f:
+            json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(), "objects": n,
+                       "cost_base_seconds": base, "cost_limit": COST_LIMIT,
+                       "picked": {q: r["name"] for q, r in pick.items()}, "rows": rows}, f)
     for q, r in pick.items():
         print(f"{q}: {r['model']} size {r['size']} threshold {r['threshold']:g}: {sum(r['hit'])}/{n} boxes, "
               f"{sum(r['peak'])}/{n} peaks, mean IoU {sum(r['iou']) / n:.3f}, cost x{r['seconds'] / base:.2f}")

@@ -50,6 +50,12 @@ def test_quality_and_another_model_is_a_clear_error():
 
 
 def test_defaults_agree():
-    # The explain job's default threshold (kept free of a torch import) is the API's and the fast preset's.
+    # The explain job's default threshold (kept free of a torch import) is the API's (models without a preset).
     assert Job.__dataclass_fields__["box_threshold"].default == gradcam.api.BOX_THRESHOLD
-    assert QUALITY_PRESETS["fast"].box_threshold == gradcam.api.BOX_THRESHOLD
+
+
+def test_the_presets_are_the_tuning_halfs_choice():
+    """The table the benchmark chose on the tuning half (benchmarks/photo_defaults.py --presets)."""
+    got = {q: (p.model, p.size, p.box_threshold) for q, p in QUALITY_PRESETS.items()}
+    assert got == {"fast": ("efficientnet-lite0", 256, 0.35), "standard": ("efficientnet-lite1", 288, 0.35),
+                   "high": ("efficientnet-lite0", 384, 0.3)}
