@@ -201,19 +201,20 @@ PRESET_GRID = {"efficientnet-lite0": (224, 256, 320, 384), "efficientnet-lite1":
 COST_LIMIT = 1.5  # standard: at most 1.5x the cost of Lite0 at 256 (the fast preset's model), same run
 
 
-def cost(lm, method, photos, repeats: int = 3) -> float:
-    """Seconds per photo of explain_batch (Grad-CAM of the top class): per photo the fastest of ``repeats``
-    runs (a shared CPU's noise only ever adds time), then the mean over photos."""
-    total = 0.0
-    for p in photos:
-        x = lm.preprocess(p.image)[None]
-        best = float("inf")
-        for _ in range(repeats):
-            s = time.perf_counter()
-            explain_batch([p.image], lm, method, None, 1, inputs=[x[0]])
-            best = min(best, time.perf_counter() - s)
-        total += best
-    return total / len(photos)
+def interleaved_cost(settings, photos, repeats: int = 3) -> List[float]:
+    """Seconds per photo of explain_batch for each (loaded model, size, method) in ``settings``, timed round-robin
+    (every setting on a photo, then the next photo; ``repeats`` rounds) so that a shared CPU's changing load
+    falls on all settings alike; per setting and photo the fastest run, then the mean over photos."""
+    best = [[float("inf")] * len(photos) for _ in settings]
+    for _ in range(repeats):
+        for j, p in enumerate(photos):
+            for i, (lm, size, method) in enumerate(settings):
+                lm.size = size
+                x = lm.preprocess(p.image)
+                s = time.perf_counter()
+                explain_batch([p.image], lm, method, None, 1, inputs=[x])
+                best[i][j] = min(best[i][j], time.perf_counter() - s)
+    return [sum(b) / len(b) for b in best]
 
 
 def choose_presets(thresholds: Sequence[float], out: str = None) -> Dict:
@@ -222,21 +223,24 @@ def choose_presets(thresholds: Sequence[float], out: str = None) -> Dict:
     most COST_LIMIT x Lite0 at 256; high = the best setting of any model. Grad-CAM at the model's head."""
     photos = P.load_annotated(split="tuning")
     n = len(photos)
-    rows = []
+    rows, timed = [], []
     for name, sizes in PRESET_GRID.items():
         lm = get_model(name)
         method = registry.get("gradcam")(lm.model, layer=lm.layer)
         for size in sizes:
             lm.size = size
             m = measure(lm, method, photos, thresholds, {})
-            sec = cost(lm, method, photos)
+            timed.append((lm, size, method))
             for t in thresholds:
                 rows.append({"name": f"{name} {size} @{t:g}", "model": name, "size": size, "threshold": t,
-                             "hit": m["per_t"][t]["hit"], "iou": m["per_t"][t]["iou"], "peak": m["peaks"],
-                             "seconds": sec})
-            print(json.dumps({"model": name, "size": size, "s": round(sec, 3),
-                              "boxes": {t: sum(m["per_t"][t]["hit"]) for t in thresholds}, "peaks": sum(m["peaks"])}),
-                  flush=True)
+                             "hit": m["per_t"][t]["hit"], "iou": m["per_t"][t]["iou"], "peak": m["peaks"]})
+            print(json.dumps({"model": name, "size": size, "peaks": sum(m["peaks"]),
+                              "boxes": {t: sum(m["per_t"][t]["hit"]) for t in thresholds},
+                              "mean_iou": {t: round(sum(m["per_t"][t]["iou"]) / n, 3) for t in thresholds}}), flush=True)
+    secs = interleaved_cost(timed, photos)
+    for r in rows:
+        r["seconds"] = next(sec for (lm, size, _), sec in zip(timed, secs) if lm.name == r["model"] and size == r["size"])
+    print(json.dumps({f"{lm.name} {size}": round(sec, 4) for (lm, size, _), sec in zip(timed, secs)}), flush=True)
     base = next(r["seconds"] for r in rows if r["model"] == "efficientnet-lite0" and r["size"] == 256)
     allc = list(range(n))
     pick = {
