@@ -30,12 +30,12 @@ class Preset:
 
 # Chosen on the tuning half of gradcam/data/photo_boxes.json (benchmarks/photo_defaults.py --presets; rule:
 # most boxes with IoU >= 0.5, then peaks in a box, then mean IoU; fast: Lite0 at 256, the cost base;
-# standard: at most 1.5x its cost; high: no cost limit). Tuning half, 18 objects: fast 9/18 boxes, 13/18
-# peaks; standard 12/18, 15/18 at 1.39x; high 12/18, 15/18 (mean IoU 0.537 vs 0.506) at 4.0x. The held-out
-# half's numbers are in docs/results/presets.md.
+# standard: at most 1.5x its cost, timed round-robin; high: no cost limit). Tuning half, 18 objects: fast
+# 9/18 boxes, 13/18 peaks; standard 11/18, 14/18 at 1.18x; high 12/18, 15/18 at 2.03x. The held-out half's
+# numbers are in docs/results/presets.md.
 QUALITY_PRESETS: Dict[str, Preset] = {
     "fast": Preset("fast", "efficientnet-lite0", 256, 0.35),
-    "standard": Preset("standard", "efficientnet-lite1", 288, 0.35, "lite"),
+    "standard": Preset("standard", "efficientnet-lite1", 256, 0.4, "lite"),
     "high": Preset("high", "efficientnet-lite0", 384, 0.3),
 }
 DEFAULT_QUALITY = "fast"  # what `gradcam explain` uses without --quality or --model (core install only)
