@@ -57,5 +57,8 @@ def test_defaults_agree():
 def test_the_presets_are_the_tuning_halfs_choice():
     """The table the benchmark chose on the tuning half (benchmarks/photo_defaults.py --presets)."""
     got = {q: (p.model, p.size, p.box_threshold) for q, p in QUALITY_PRESETS.items()}
-    assert got == {"fast": ("efficientnet-lite0", 256, 0.35), "standard": ("efficientnet-lite1", 256, 0.4),
-                   "high": ("efficientnet-lite0", 384, 0.3)}
+    assert got == {
+        "fast": ("efficientnet-lite0", 256, 0.35),
+        "standard": ("efficientnet-lite1", 256, 0.4),
+        "high": ("efficientnet-lite0", 384, 0.3),
+    }
