@@ -62,3 +62,20 @@ def test_the_presets_are_the_tuning_halfs_choice():
         "standard": ("efficientnet-lite1", 256, 0.4),
         "high": ("efficientnet-lite0", 384, 0.3),
     }
+
+
+def test_quality_in_python_explain_and_explain_dataset(tmp_path):
+    import json
+    import shutil
+
+    from gradcam.distributed import explain_dataset
+    from gradcam.io import demo_photo
+
+    high = QUALITY_PRESETS["high"]
+    r = gradcam.explain(demo_photo(), quality="high")
+    assert (r.model, r.box_threshold, r.input_maps.shape[-2]) == (high.model, high.box_threshold, high.size)
+    shutil.copy(demo_photo(), tmp_path / "cat.png")
+    s = explain_dataset(str(tmp_path / "cat.png"), out=str(tmp_path / "out"), quality="high")
+    assert s.explained == 1
+    ex = json.loads((tmp_path / "out" / "cat.json").read_text())["explanations"][0]
+    assert ex["box_threshold"] == high.box_threshold
