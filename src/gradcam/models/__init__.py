@@ -127,9 +127,9 @@ def imagenet_labels() -> List[str]:
     return [s.split(",")[0].strip() for s in _imagenet_names()]
 
 
-# The short side each built-in EfficientNet-Lite model gets in `gradcam explain` (whole photo, no crop):
-# Lite0 256 (measured, see QUALITY_SIZES); Lite1/Lite2 their training resolution (240, 260) x 256/224,
-# rounded to the network's stride of 32: 288.
+# The short side a built-in EfficientNet-Lite model gets when no --quality preset names it (a preset's size,
+# tuned, wins: Lite0 256 from `fast`, Lite1 256 from `standard`): the training resolution (224, 240, 260)
+# x 256/224, rounded to the network's stride of 32.
 LITE_SIZES: Dict[str, int] = {"efficientnet-lite0": 256, "efficientnet-lite1": 288, "efficientnet-lite2": 288}
 
 
