@@ -5,6 +5,7 @@ import importlib.util
 import pytest
 
 import gradcam.api
+import gradcam.photos
 from gradcam.cli import main
 from gradcam.commands.explain import Job
 from gradcam.models import DEFAULT_QUALITY, QUALITY_PRESETS, load_model, prepare_model
@@ -35,7 +36,7 @@ def test_quality_sets_model_size_and_threshold(quality, tmp_path, monkeypatch):
         seen.append((loaded.name, loaded.size, box_threshold))
         return []
 
-    monkeypatch.setattr(gradcam.api, "explain_batch", fake)
+    monkeypatch.setattr(gradcam.photos, "explain_batch", fake)
     main(["explain", "--demo", "--quality", quality, "--out", str(tmp_path)])
     main(["explain", "--demo", "--quality", quality, "--out", str(tmp_path), "--box-threshold", "0.15"])
     p = QUALITY_PRESETS[quality]
