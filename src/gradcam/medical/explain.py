@@ -18,7 +18,7 @@ from ..volumes import upsample_volume
 from .outputs import box3d, montage, peak3d
 from .preprocess import WindowSpec, model_input, parse_window
 from .read import read_volume
-from .volume import MAX_VOXELS, Volume
+from .volume import MAX_VOXELS, Volume, VolumeError
 
 
 @dataclass
@@ -150,8 +150,15 @@ def explain_volume(
     dev = next(loaded.model.parameters(), torch.empty(0)).device
     x = model_input(volume, window, spacing, size, channels or _in_channels(loaded.model)).to(dev)
     m = get_method(loaded, method, layer)
-    tgt = loaded.class_id(target) if isinstance(target, (str, int)) and loaded.labels else target
-    res = _run(m, x, tgt, top_k)
+    tgt = target
+    if isinstance(target, (str, int)) and not isinstance(target, bool):
+        tgt = loaded.class_id(target) if loaded.labels else int(target)
+    try:
+        res = _run(m, x, tgt, top_k)
+    except (ValueError, RuntimeError) as e:  # the model cannot take this volume: a failure of this volume
+        raise VolumeError(volume.source, f"the model cannot explain this {'x'.join(map(str, volume.shape))} volume "
+                                         f"as input {tuple(x.shape)} ({e}); resample it to the model's grid with "
+                                         "size=(D, H, W) (CLI: --size).") from e
     preds, probs = _predictions(res, loaded)
     ids = res.targets[0].tolist()
     result = VolumeResult(

@@ -62,8 +62,11 @@ def _require(package: str, install: str):
 
 
 def _num_outputs(model: nn.Module, size: int = 224) -> int:
-    with torch.no_grad():
-        out = model(torch.zeros(1, 3, size, size))
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(1, 3, size, size))
+    except (RuntimeError, ValueError, TypeError):  # not a 3-channel 2-D model (e.g. a 3-D one): labels unknown
+        return 0
     out = out.logits if hasattr(out, "logits") else out
     if isinstance(out, dict):
         out = out.get("logits")
@@ -163,6 +166,10 @@ def _factory(spec: str, weights: Optional[str]) -> LoadedModel:
 
 def load_external(name: str, weights: Optional[str] = None) -> LoadedModel:
     """Load a model named in one of the forms of the module docstring; a clear error for anything else."""
+    if name.startswith("monai:"):  # MONAI's networks (gradcam.models.monai; the medical extra)
+        from .monai import load_monai
+
+        return load_monai(name, weights)
     if name.startswith("torchvision:"):
         return _torchvision(name.split(":", 1)[1], weights)
     if name.startswith("timm:"):
