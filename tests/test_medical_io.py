@@ -2,6 +2,7 @@
 
 The ten odd files of the medical guide each end as a VolumeError with a reason or as a correct map.
 """
+
 import gzip
 import json
 import os
@@ -16,7 +17,15 @@ pydicom = pytest.importorskip("pydicom")
 
 import gradcam  # noqa: E402
 from gradcam.medical import (  # noqa: E402
-    Volume, VolumeError, apply_window, box3d, explain_volume, model_input, peak3d, read_volume, target_shape,
+    Volume,
+    VolumeError,
+    apply_window,
+    box3d,
+    explain_volume,
+    model_input,
+    peak3d,
+    read_volume,
+    target_shape,
 )
 from gradcam.medical.volume import spacing_affine  # noqa: E402
 
@@ -28,8 +37,9 @@ EX4D = os.path.join(os.path.dirname(nib.__file__), "tests", "data", "example4d.n
 class Tiny3D(nn.Module):
     def __init__(self, classes=2):
         super().__init__()
-        self.features = nn.Sequential(nn.Conv3d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv3d(4, 6, 3, stride=2, padding=1),
-                                      nn.ReLU())
+        self.features = nn.Sequential(
+            nn.Conv3d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv3d(4, 6, 3, stride=2, padding=1), nn.ReLU()
+        )
         self.head = nn.Linear(6, classes)
 
     def forward(self, x):
@@ -44,7 +54,9 @@ def model():
 
 
 def _nifti(path, arr, affine=None, dtype=None, slope=None):
-    img = nib.Nifti1Image(arr.astype(dtype or arr.dtype), np.diag([1.5, 2.0, 2.5, 1.0]) if affine is None else affine)
+    img = nib.Nifti1Image(
+        arr.astype(dtype or arr.dtype), np.diag([1.5, 2.0, 2.5, 1.0]) if affine is None else affine
+    )
     if slope is not None:
         img.header.set_slope_inter(*slope)
     nib.save(img, str(path))
@@ -97,7 +109,9 @@ def test_dicom_series_sorted_rescaled_with_ras_affine(tmp_path):
     assert vol.shape == (4, 128, 128) and torch.equal(vol.data[2], torch.from_numpy(raw * 2 - 1000))
     for z in range(4):  # voxel (0, 0, z) is the slice's ImagePositionPatient, LPS -> RAS (x, y negated)
         w = vol.affine @ torch.tensor([0.0, 0.0, z, 1.0], dtype=torch.float64)
-        assert torch.allclose(w[:3], torch.tensor([158.135803, 179.035797, -75.7 + 5 * z], dtype=torch.float64))
+        assert torch.allclose(
+            w[:3], torch.tensor([158.135803, 179.035797, -75.7 + 5 * z], dtype=torch.float64)
+        )
     assert vol.spacing == pytest.approx((5.0, 0.661468, 0.661468))
 
 
@@ -133,11 +147,15 @@ def test_box3d_largest_segment_exclusive_ends():
     big[10:30, 5:15, 2:7] = 1.0  # segmented at <= 64 per side, edges scaled back outward
     x0, y0, z0, x1, y1, z1 = box3d(big, 0.5)
     got, true = (x0, y0, z0, x1, y1, z1), (2, 5, 10, 7, 15, 30)  # exact to 100 / 64 voxels (the coarse grid)
-    assert all(0 <= t - g <= 2 for g, t in zip(got[:3], true[:3])) and all(0 <= g - t <= 2 for g, t in zip(got[3:], true[3:]))
+    assert all(0 <= t - g <= 2 for g, t in zip(got[:3], true[:3])) and all(
+        0 <= g - t <= 2 for g, t in zip(got[3:], true[3:])
+    )
 
 
 def test_ten_odd_files_fail_with_a_reason_or_give_a_correct_map(model, tmp_path):
-    good = _nifti(tmp_path / "good.nii.gz", np.random.default_rng(1).normal(size=(12, 10, 8)).astype(np.float32))
+    good = _nifti(
+        tmp_path / "good.nii.gz", np.random.default_rng(1).normal(size=(12, 10, 8)).astype(np.float32)
+    )
     blob = open(good, "rb").read()
     with open(tmp_path / "truncated.nii.gz", "wb") as f:
         f.write(blob[: len(blob) // 2])
@@ -148,7 +166,12 @@ def test_ten_odd_files_fail_with_a_reason_or_give_a_correct_map(model, tmp_path)
     nan = np.random.default_rng(2).normal(size=(12, 10, 8)).astype(np.float32)
     nan[3, 4, 5] = np.nan
     _nifti(tmp_path / "nan.nii.gz", nan)
-    _nifti(tmp_path / "int16_slope.nii.gz", np.arange(960).reshape(12, 10, 8), dtype=np.int16, slope=(0.5, -100.0))
+    _nifti(
+        tmp_path / "int16_slope.nii.gz",
+        np.arange(960).reshape(12, 10, 8),
+        dtype=np.int16,
+        slope=(0.5, -100.0),
+    )
     np.save(tmp_path / "one_voxel.npy", np.ones((1, 1, 1), np.float32))
     huge = nib.Nifti1Image(np.zeros((2, 2, 2), np.float32), np.eye(4))
     huge.header.set_data_shape((30000, 30000, 30000))
@@ -161,10 +184,13 @@ def test_ten_odd_files_fail_with_a_reason_or_give_a_correct_map(model, tmp_path)
     del ds.PixelData
     ds.save_as(tmp_path / "no_pixels" / "sr.dcm")
     expected = {
-        "truncated.nii.gz": "truncated or damaged", "wrong_magic.nii": "not a readable NIfTI",
+        "truncated.nii.gz": "truncated or damaged",
+        "wrong_magic.nii": "not a readable NIfTI",
         "missing_slice": "a slice is missing: the gap between -70.70 mm and -60.70 mm is 10.00 mm",
-        "two_series": "mixes 2 DICOM series", "no_pixels": "holds no pixel data",
-        "example4d.nii.gz": "4-D NIfTI of shape (128, 96, 24, 2)", "huge_header.nii": "more than the limit",
+        "two_series": "mixes 2 DICOM series",
+        "no_pixels": "holds no pixel data",
+        "example4d.nii.gz": "4-D NIfTI of shape (128, 96, 24, 2)",
+        "huge_header.nii": "more than the limit",
     }
     out = tmp_path / "out"
     for name, why in expected.items():
@@ -179,7 +205,12 @@ def test_ten_odd_files_fail_with_a_reason_or_give_a_correct_map(model, tmp_path)
     with pytest.raises(VolumeError, match=r"cannot explain this 1x1x1 volume .* size=\(D, H, W\)"):
         explain_volume(str(tmp_path / "one_voxel.npy"), model, out=str(out))
     one = explain_volume(str(tmp_path / "one_voxel.npy"), model, out=str(out), size=(4, 4, 4))
-    assert one.map(0).shape == (1, 1, 1) and torch.isfinite(one.map(0)).all() and one.peaks in ([None], [[0, 0, 0]])
+    assert (
+        one.map(0).shape == (1, 1, 1)
+        and torch.isfinite(one.map(0)).all()
+        and one.peaks in ([None], [[0, 0, 0]])
+    )
     cls = one.classes[0].replace(" ", "_")
-    assert sorted(os.listdir(out)) == sorted(f"{s}.{e}" for s in ("nan", "one_voxel")
-                                             for e in ("json", f"{cls}.nii.gz", f"{cls}.montage.png"))
+    assert sorted(os.listdir(out)) == sorted(
+        f"{s}.{e}" for s in ("nan", "one_voxel") for e in ("json", f"{cls}.nii.gz", f"{cls}.montage.png")
+    )

@@ -5,6 +5,7 @@ product of the ImageOrientationPatient axes); RescaleSlope/RescaleIntercept are 
 units). The affine is built in DICOM's LPS patient space and turned to RAS+ (x and y negated), the
 convention of NIfTI, so a heatmap written as NIfTI overlays the series in a viewer.
 """
+
 from __future__ import annotations
 
 import os
@@ -69,13 +70,19 @@ def _rescale(ds) -> Tuple[float, float]:
 def _pixels(path: str, ds) -> np.ndarray:
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         kind = getattr(ds, "Modality", None) or getattr(ds, "SOPClassUID", "unknown")
-        raise VolumeError(path, f"the DICOM holds no pixel data (a non-image object, {kind}); point at the "
-                                "image series instead.")
+        raise VolumeError(
+            path,
+            f"the DICOM holds no pixel data (a non-image object, {kind}); point at the image series instead.",
+        )
     try:
         arr = ds.pixel_array
     except Exception as e:  # noqa: BLE001 - truncated data, missing decoders
         raise VolumeError(path, f"the pixel data cannot be decoded ({type(e).__name__}: {e}).") from None
-    if arr.ndim == 3 and getattr(ds, "SamplesPerPixel", 1) > 1 and int(getattr(ds, "NumberOfFrames", 1) or 1) == 1:
+    if (
+        arr.ndim == 3
+        and getattr(ds, "SamplesPerPixel", 1) > 1
+        and int(getattr(ds, "NumberOfFrames", 1) or 1) == 1
+    ):
         raise VolumeError(path, "a colour DICOM image is not a CT/MR volume; give a greyscale series.")
     return arr
 
@@ -92,7 +99,9 @@ def read_dicom_file(path: str, max_voxels: int = MAX_VOXELS) -> Volume:
     pydicom = _pydicom(path)
     ds = _read(pydicom, path, stop=False)
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
-    check_voxels(path, (frames, int(getattr(ds, "Rows", 0) or 0), int(getattr(ds, "Columns", 0) or 0)), max_voxels)
+    check_voxels(
+        path, (frames, int(getattr(ds, "Rows", 0) or 0), int(getattr(ds, "Columns", 0) or 0)), max_voxels
+    )
     arr = _pixels(path, ds).astype(np.float32).reshape(frames, ds.Rows, ds.Columns)
     slope, inter = _rescale(ds)
     rowdir, coldir, origin, _ = _geometry(ds)
@@ -108,13 +117,21 @@ def read_dicom_file(path: str, max_voxels: int = MAX_VOXELS) -> Volume:
             pass
     info = {"modality": getattr(ds, "Modality", None), "frames": frames, "rescale": [slope, inter]}
     data = finite(path, torch.from_numpy(arr).mul_(slope).add_(inter), info)
-    return Volume(data=data, affine=_affine(ds, origin, step), source=str(path), kind="dicom",
-                  shape_on_disk=tuple(arr.shape), info=info)
+    return Volume(
+        data=data,
+        affine=_affine(ds, origin, step),
+        source=str(path),
+        kind="dicom",
+        shape_on_disk=tuple(arr.shape),
+        info=info,
+    )
 
 
 def _series(path: str, pydicom) -> Tuple[List[Tuple[str, object]], Dict]:
     """The headers of the folder's DICOM files (one series), or a VolumeError naming what is wrong."""
-    names = sorted(n for n in os.listdir(path) if not n.startswith(".") and os.path.isfile(os.path.join(path, n)))
+    names = sorted(
+        n for n in os.listdir(path) if not n.startswith(".") and os.path.isfile(os.path.join(path, n))
+    )
     heads, skipped = [], []
     for n in names:
         f = os.path.join(path, n)
@@ -129,8 +146,10 @@ def _series(path: str, pydicom) -> Tuple[List[Tuple[str, object]], Dict]:
         groups.setdefault(str(getattr(ds, "SeriesInstanceUID", "")), []).append((f, ds))
     if len(groups) > 1:
         desc = "; ".join(f"{uid or '(no UID)'}: {len(v)} files" for uid, v in groups.items())
-        raise VolumeError(path, f"the folder mixes {len(groups)} DICOM series ({desc}); put each series in a "
-                                "folder of its own.")
+        raise VolumeError(
+            path,
+            f"the folder mixes {len(groups)} DICOM series ({desc}); put each series in a folder of its own.",
+        )
     return heads, {"skipped_files": skipped} if skipped else {}
 
 
@@ -147,13 +166,19 @@ def _order(path: str, heads: list) -> Tuple[list, np.ndarray, np.ndarray]:
     steps = np.diff(d)
     if (steps < 1e-4).any():
         i = int(np.argmax(steps < 1e-4))
-        raise VolumeError(path, f"two slices share one position ({os.path.basename(pos[i][1])}, "
-                                f"{os.path.basename(pos[i + 1][1])}): duplicate files or several acquisitions.")
+        raise VolumeError(
+            path,
+            f"two slices share one position ({os.path.basename(pos[i][1])}, "
+            f"{os.path.basename(pos[i + 1][1])}): duplicate files or several acquisitions.",
+        )
     med = float(np.median(steps))
     if steps.max() > GAP_TOLERANCE * med:
         i = int(np.argmax(steps))
-        raise VolumeError(path, f"a slice is missing: the gap between {d[i]:.2f} mm and {d[i + 1]:.2f} mm is "
-                                f"{steps[i]:.2f} mm, the usual step {med:.2f} mm; copy the whole series.")
+        raise VolumeError(
+            path,
+            f"a slice is missing: the gap between {d[i]:.2f} mm and {d[i + 1]:.2f} mm is "
+            f"{steps[i]:.2f} mm, the usual step {med:.2f} mm; copy the whole series.",
+        )
     return [(f, ds) for _, f, ds in pos], pos[0][0], (pos[-1][0] - pos[0][0]) / (len(pos) - 1)
 
 
@@ -170,11 +195,22 @@ def read_dicom_series(path: str, max_voxels: int = MAX_VOXELS) -> Volume:
         ds = _read(pydicom, f, stop=False)
         arr = _pixels(f, ds)
         if arr.shape != (rows, cols):
-            raise VolumeError(path, f"{os.path.basename(f)} is {arr.shape}, the series' first slice {(rows, cols)}.")
+            raise VolumeError(
+                path, f"{os.path.basename(f)} is {arr.shape}, the series' first slice {(rows, cols)}."
+            )
         slope, inter = _rescale(ds)
         data[i] = torch.from_numpy(arr.astype(np.float32)).mul_(slope).add_(inter)
-    info.update(modality=getattr(first, "Modality", None), series=str(getattr(first, "SeriesInstanceUID", "")),
-                slices=len(heads))
+    info.update(
+        modality=getattr(first, "Modality", None),
+        series=str(getattr(first, "SeriesInstanceUID", "")),
+        slices=len(heads),
+    )
     data = finite(path, data, info)
-    return Volume(data=data, affine=_affine(first, origin, step), source=str(path), kind="dicom",
-                  shape_on_disk=(len(heads), rows, cols), info=info)
+    return Volume(
+        data=data,
+        affine=_affine(first, origin, step),
+        source=str(path),
+        kind="dicom",
+        shape_on_disk=(len(heads), rows, cols),
+        info=info,
+    )

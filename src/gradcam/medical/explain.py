@@ -1,4 +1,5 @@
 """Explain a volume with a 3-D model: :func:`explain_volume` -> :class:`VolumeResult` (and its files)."""
+
 from __future__ import annotations
 
 import io
@@ -60,20 +61,44 @@ class VolumeResult:
         v = self.volume
         sz, sy, sx = v.spacing
         return {
-            "file": v.source, "kind": v.kind, "shape_dhw": list(v.shape), "shape_on_disk": list(v.shape_on_disk),
+            "file": v.source,
+            "kind": v.kind,
+            "shape_dhw": list(v.shape),
+            "shape_on_disk": list(v.shape_on_disk),
             "voxel_size_mm_xyz": [round(sx, 6), round(sy, 6), round(sz, 6)],
             "affine": [[round(float(c), 6) for c in row] for row in v.affine.tolist()],
-            "model": self.model, "method": self.method, "layer": self.layer,
-            "model_input_dhw": list(self.input_shape), "window": list(self.window) if self.window else None,
-            "predictions": [{"class": c, "id": i, "probability": round(p, 6)} for c, i, p in self.predictions],
+            "model": self.model,
+            "method": self.method,
+            "layer": self.layer,
+            "model_input_dhw": list(self.input_shape),
+            "window": list(self.window) if self.window else None,
+            "predictions": [
+                {"class": c, "id": i, "probability": round(p, 6)} for c, i, p in self.predictions
+            ],
             "explanations": [
-                {"class": c, "id": i, "score": round(s, 6), "probability": None if p is None else round(p, 6),
-                 "peak": pk, "peak_mm": pm, "box": bx, "box_threshold": self.box_threshold,
-                 "nifti": self.files.get("nifti", [None] * len(self.classes))[r],
-                 "montage": self.files.get("montage", [None] * len(self.classes))[r]}
-                for r, (c, i, s, p, pk, pm, bx) in enumerate(zip(self.classes, self.class_ids, self.scores,
-                                                                 self.probabilities, self.peaks, self.peaks_mm,
-                                                                 self.boxes))
+                {
+                    "class": c,
+                    "id": i,
+                    "score": round(s, 6),
+                    "probability": None if p is None else round(p, 6),
+                    "peak": pk,
+                    "peak_mm": pm,
+                    "box": bx,
+                    "box_threshold": self.box_threshold,
+                    "nifti": self.files.get("nifti", [None] * len(self.classes))[r],
+                    "montage": self.files.get("montage", [None] * len(self.classes))[r],
+                }
+                for r, (c, i, s, p, pk, pm, bx) in enumerate(
+                    zip(
+                        self.classes,
+                        self.class_ids,
+                        self.scores,
+                        self.probabilities,
+                        self.peaks,
+                        self.peaks_mm,
+                        self.boxes,
+                    )
+                )
             ],
             "info": v.info,
         }
@@ -156,16 +181,31 @@ def explain_volume(
     try:
         res = _run(m, x, tgt, top_k)
     except (ValueError, RuntimeError) as e:  # the model cannot take this volume: a failure of this volume
-        raise VolumeError(volume.source, f"the model cannot explain this {'x'.join(map(str, volume.shape))} volume "
-                                         f"as input {tuple(x.shape)} ({e}); resample it to the model's grid with "
-                                         "size=(D, H, W) (CLI: --size).") from e
+        raise VolumeError(
+            volume.source,
+            f"the model cannot explain this {'x'.join(map(str, volume.shape))} volume "
+            f"as input {tuple(x.shape)} ({e}); resample it to the model's grid with "
+            "size=(D, H, W) (CLI: --size).",
+        ) from e
     preds, probs = _predictions(res, loaded)
     ids = res.targets[0].tolist()
     result = VolumeResult(
-        volume=volume, input_shape=tuple(x.shape[2:]), predictions=preds, class_ids=ids,
-        classes=[_label(loaded, c) for c in ids], scores=res.scores[0].float().tolist(), probabilities=probs,
-        input_maps=res.maps[0].detach().float().cpu(), peaks=[], peaks_mm=[], boxes=[], layer=res.layer,
-        method=res.method, model=loaded.name, window=parse_window(window), box_threshold=float(box_threshold),
+        volume=volume,
+        input_shape=tuple(x.shape[2:]),
+        predictions=preds,
+        class_ids=ids,
+        classes=[_label(loaded, c) for c in ids],
+        scores=res.scores[0].float().tolist(),
+        probabilities=probs,
+        input_maps=res.maps[0].detach().float().cpu(),
+        peaks=[],
+        peaks_mm=[],
+        boxes=[],
+        layer=res.layer,
+        method=res.method,
+        model=loaded.name,
+        window=parse_window(window),
+        box_threshold=float(box_threshold),
     )
     _locate_and_write(result, out, alpha)
     return result

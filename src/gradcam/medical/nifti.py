@@ -1,4 +1,5 @@
 """NIfTI (``.nii``, ``.nii.gz``) and NumPy (``.npy``) volumes in; the heatmap out as NIfTI (nibabel, lazily)."""
+
 from __future__ import annotations
 
 import os
@@ -24,8 +25,11 @@ def _spatial_shape(path: str, shape: Tuple[int, ...]) -> Tuple[int, ...]:
     while len(s) > 3 and s[-1] == 1:
         s = s[:-1]
     if len(s) > 3:
-        raise VolumeError(path, f"a {len(s)}-D NIfTI of shape {s} (e.g. a time series of {s[3]} volumes) is not "
-                                "one 3-D volume; extract one volume first (nibabel: img.slicer[..., t]).")
+        raise VolumeError(
+            path,
+            f"a {len(s)}-D NIfTI of shape {s} (e.g. a time series of {s[3]} volumes) is not "
+            "one 3-D volume; extract one volume first (nibabel: img.slicer[..., t]).",
+        )
     while len(s) < 3:
         s = s + (1,)
     return s
@@ -44,8 +48,11 @@ def read_nifti(path: str, max_voxels: int = MAX_VOXELS) -> Volume:
     except FileNotFoundError:
         raise VolumeError(path, "no such file.") from None
     except Exception as e:  # noqa: BLE001 - every unreadable header ends as one clear failure
-        raise VolumeError(path, f"not a readable NIfTI file ({type(e).__name__}: {e}); check the file is a "
-                                "complete .nii or .nii.gz.") from None
+        raise VolumeError(
+            path,
+            f"not a readable NIfTI file ({type(e).__name__}: {e}); check the file is a "
+            "complete .nii or .nii.gz.",
+        ) from None
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise VolumeError(path, f"nibabel reads it as {type(img).__name__}, not NIfTI.")
     shape = _spatial_shape(path, img.shape)
@@ -53,8 +60,11 @@ def read_nifti(path: str, max_voxels: int = MAX_VOXELS) -> Volume:
     try:
         arr = np.asarray(img.get_fdata(dtype=np.float32)).reshape(shape)
     except Exception as e:  # noqa: BLE001 - truncated gzip (EOFError), short file (ValueError), zlib errors
-        raise VolumeError(path, f"the voxel data cannot be read ({type(e).__name__}: {e}); the file is truncated "
-                                "or damaged: copy it again.") from None
+        raise VolumeError(
+            path,
+            f"the voxel data cannot be read ({type(e).__name__}: {e}); the file is truncated "
+            "or damaged: copy it again.",
+        ) from None
     info: dict = {}
     data = finite(path, torch.from_numpy(arr).permute(2, 1, 0).contiguous(), info)
     del arr
@@ -62,10 +72,14 @@ def read_nifti(path: str, max_voxels: int = MAX_VOXELS) -> Volume:
     if not torch.isfinite(affine).all() or torch.linalg.det(affine[:3, :3]).abs() < 1e-12:
         info["affine"] = "the header's affine is singular or not finite; the voxel sizes (pixdim) were used"
         affine = spacing_affine(tuple(float(abs(z)) or 1.0 for z in img.header.get_zooms()[:3][::-1]))
-    return Volume(data=data, affine=affine, source=str(path), kind="nifti", shape_on_disk=tuple(img.shape), info=info)
+    return Volume(
+        data=data, affine=affine, source=str(path), kind="nifti", shape_on_disk=tuple(img.shape), info=info
+    )
 
 
-def read_npy(path: str, spacing: Optional[Tuple[float, float, float]] = None, max_voxels: int = MAX_VOXELS) -> Volume:
+def read_npy(
+    path: str, spacing: Optional[Tuple[float, float, float]] = None, max_voxels: int = MAX_VOXELS
+) -> Volume:
     """Read a NumPy ``.npy`` array (D, H, W) (or (H, W), or with leading size-1 axes); voxel size ``spacing``
     (sz, sy, sx) mm, default 1 mm (a ``.npy`` file carries no geometry)."""
     try:
@@ -86,8 +100,14 @@ def read_npy(path: str, spacing: Optional[Tuple[float, float, float]] = None, ma
     check_voxels(path, shape, max_voxels)
     info: dict = {}
     data = finite(path, torch.from_numpy(np.array(arr, dtype=np.float32).reshape(shape)), info)
-    return Volume(data=data, affine=spacing_affine(spacing or (1.0, 1.0, 1.0)), source=str(path), kind="numpy",
-                  shape_on_disk=tuple(arr.shape), info=info)
+    return Volume(
+        data=data,
+        affine=spacing_affine(spacing or (1.0, 1.0, 1.0)),
+        source=str(path),
+        kind="numpy",
+        shape_on_disk=tuple(arr.shape),
+        info=info,
+    )
 
 
 def write_nifti(path: str, values: torch.Tensor, volume: Volume) -> str:

@@ -1,4 +1,5 @@
 """What a 3-D map gives: its peak and box in voxels, the peak in mm, and a montage of the three planes."""
+
 from __future__ import annotations
 
 from typing import Optional, Tuple
@@ -80,7 +81,9 @@ def display_range(data: torch.Tensor, window=None) -> Tuple[float, float]:
     return (lo, hi) if hi > lo else (float(flat.min()), float(flat.max()))
 
 
-def _tile(img: torch.Tensor, m: torch.Tensor, lohi, aspect: float, title: str, px: int, alpha: float) -> Image.Image:
+def _tile(
+    img: torch.Tensor, m: torch.Tensor, lohi, aspect: float, title: str, px: int, alpha: float
+) -> Image.Image:
     """One plane (rows, cols) in grey with the map blended, scaled to ``px`` rows at physical ``aspect``."""
     lo, hi = lohi
     g = ((img.float() - lo) / max(hi - lo, 1e-6)).clamp(0, 1).mul(255).round().to(torch.uint8)
@@ -107,7 +110,9 @@ def _plane(t: torch.Tensor, flip_rows: bool, flip_cols: bool) -> torch.Tensor:
     return t.flip(dims) if dims else t
 
 
-def montage(volume: Volume, m: torch.Tensor, peak, window=None, px: int = 256, alpha: float = 0.5) -> Image.Image:
+def montage(
+    volume: Volume, m: torch.Tensor, peak, window=None, px: int = 256, alpha: float = 0.5
+) -> Image.Image:
     """Axial, coronal and sagittal slices through ``peak`` = (x, y, z), the map (D, H, W) blended on each.
 
     Radiological view: superior (axial: anterior) at the top, the patient's right on the left (sagittal:
@@ -124,10 +129,14 @@ def montage(volume: Volume, m: torch.Tensor, peak, window=None, px: int = 256, a
         (v[:, y, :], mm[:, y, :], fz, fx, sx / sz, f"coronal y={y}"),
         (v[:, :, x], mm[:, :, x], fz, fy, sy / sz, f"sagittal x={x}"),
     ]
-    tiles = [_tile(_plane(img, fr, fc), _plane(mp, fr, fc), lohi, asp, title, px, alpha)
-             for img, mp, fr, fc, asp, title in planes]
+    tiles = [
+        _tile(_plane(img, fr, fc), _plane(mp, fr, fc), lohi, asp, title, px, alpha)
+        for img, mp, fr, fc, asp, title in planes
+    ]
     gap = 6
-    out = Image.new("RGB", (sum(t.width for t in tiles) + gap * 2, max(t.height for t in tiles)), (255, 255, 255))
+    out = Image.new(
+        "RGB", (sum(t.width for t in tiles) + gap * 2, max(t.height for t in tiles)), (255, 255, 255)
+    )
     left = 0
     for t in tiles:
         out.paste(t, (left, 0))

@@ -5,6 +5,7 @@ Resampling: trilinear (``align_corners=False``) to a voxel size or a shape; the 
 kept, so a map computed on the resampled grid is brought back to the volume's grid by trilinear
 upsampling and lines up voxel for voxel.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Sequence, Tuple, Union
@@ -40,8 +41,9 @@ def parse_window(window: WindowSpec) -> Optional[Tuple[float, float]]:
         try:
             window = tuple(float(p) for p in parts)
         except ValueError:
-            raise ValueError(f"window {window!r} is neither a preset ({', '.join(WINDOWS)}) nor LEVEL,WIDTH "
-                             "(e.g. 40,400).") from None
+            raise ValueError(
+                f"window {window!r} is neither a preset ({', '.join(WINDOWS)}) nor LEVEL,WIDTH (e.g. 40,400)."
+            ) from None
     vals = tuple(float(v) for v in window)
     if len(vals) != 2 or not vals[1] > 0:
         raise ValueError(f"window is (level, width) with width > 0; got {window!r}.")
@@ -77,7 +79,11 @@ def target_shape(volume: Volume, spacing=None, size=None) -> Tuple[int, int, int
 
 
 def model_input(
-    volume: Volume, window: WindowSpec = None, spacing=None, size=None, channels: int = 1,
+    volume: Volume,
+    window: WindowSpec = None,
+    spacing=None,
+    size=None,
+    channels: int = 1,
 ) -> torch.Tensor:
     """The (1, channels, D', H', W') float32 input: windowed, resampled (trilinear), repeated to ``channels``.
 

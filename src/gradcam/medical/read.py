@@ -1,4 +1,5 @@
 """One entry point for every volume format: :func:`read_volume`."""
+
 from __future__ import annotations
 
 import os
@@ -7,8 +8,9 @@ from typing import Optional, Tuple
 from .volume import MAX_VOXELS, Volume, VolumeError, volume_kind
 
 
-def read_volume(path: str, spacing: Optional[Tuple[float, float, float]] = None,
-                max_voxels: int = MAX_VOXELS) -> Volume:
+def read_volume(
+    path: str, spacing: Optional[Tuple[float, float, float]] = None, max_voxels: int = MAX_VOXELS
+) -> Volume:
     """Read a NIfTI file, a DICOM file or series folder, or a ``.npy`` array as a :class:`Volume`.
 
     ``spacing`` (sz, sy, sx) mm: the voxel size of a ``.npy`` array (which carries no geometry; default
@@ -30,5 +32,9 @@ def read_volume(path: str, spacing: Optional[Tuple[float, float, float]] = None,
     if kind == "dicom":
         from .dicom import read_dicom_file, read_dicom_series
 
-        return read_dicom_series(path, max_voxels) if os.path.isdir(path) else read_dicom_file(path, max_voxels)
-    raise VolumeError(path, "not a volume: give a .nii/.nii.gz file, a .dcm file, a folder of .dcm slices or a .npy array.")
+        return (
+            read_dicom_series(path, max_voxels) if os.path.isdir(path) else read_dicom_file(path, max_voxels)
+        )
+    raise VolumeError(
+        path, "not a volume: give a .nii/.nii.gz file, a .dcm file, a folder of .dcm slices or a .npy array."
+    )

@@ -5,6 +5,7 @@ Conventions: ``data`` is (D, H, W) float32 with D the slice axis (NIfTI k, DICOM
 project writes 2-D points (x, y), and ``affine`` (4 x 4, RAS+ millimetres as NIfTI and 3D Slicer use) maps
 (x, y, z, 1) to world coordinates.
 """
+
 from __future__ import annotations
 
 import os
@@ -113,8 +114,10 @@ def check_voxels(path: str, shape: Tuple[int, ...], max_voxels: int = MAX_VOXELS
         raise VolumeError(path, f"the header gives an empty shape {tuple(shape)}; the file holds no voxels.")
     if n > max_voxels:
         raise VolumeError(
-            path, f"the header gives shape {tuple(int(s) for s in shape)} = {n:,} voxels, more than the limit of "
-            f"{max_voxels:,} (max_voxels); a damaged header, or crop/downsample the volume first.")
+            path,
+            f"the header gives shape {tuple(int(s) for s in shape)} = {n:,} voxels, more than the limit of "
+            f"{max_voxels:,} (max_voxels); a damaged header, or crop/downsample the volume first.",
+        )
 
 
 def finite(path: str, data: torch.Tensor, info: Dict) -> torch.Tensor:

@@ -5,6 +5,7 @@ arguments are Python literals (numbers, strings, tuples, lists, True/False/None)
 ``ast.literal_eval`` (nothing is executed). Without ``weights`` the network keeps MONAI's random
 initialisation (a warning says so), useful for trying the pipeline, never for reading a map.
 """
+
 from __future__ import annotations
 
 import ast
@@ -23,13 +24,17 @@ def parse_call(spec: str) -> Tuple[str, tuple, dict]:
     if isinstance(node, ast.Name):
         return node.id, (), {}
     if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
-        raise ValueError(f"monai model {spec!r} is not NAME or NAME(key=value, ...), e.g. "
-                         "monai:DenseNet121(spatial_dims=3,in_channels=1,out_channels=2).")
+        raise ValueError(
+            f"monai model {spec!r} is not NAME or NAME(key=value, ...), e.g. "
+            "monai:DenseNet121(spatial_dims=3,in_channels=1,out_channels=2)."
+        )
     try:
         args = tuple(ast.literal_eval(a) for a in node.args)
         kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
     except ValueError:
-        raise ValueError(f"monai model {spec!r}: arguments must be literals (numbers, strings, tuples).") from None
+        raise ValueError(
+            f"monai model {spec!r}: arguments must be literals (numbers, strings, tuples)."
+        ) from None
     return node.func.id, args, kwargs
 
 
@@ -40,7 +45,9 @@ def load_monai(name: str, weights: Optional[str] = None) -> LoadedModel:
     try:
         from monai.networks import nets
     except ImportError as e:
-        raise ImportError(f"monai: models need MONAI ({e}); install it with: pip install 'gradcam[medical]'") from None
+        raise ImportError(
+            f"monai: models need MONAI ({e}); install it with: pip install 'gradcam[medical]'"
+        ) from None
     cls = getattr(nets, arch, None)
     if cls is None or not callable(cls):
         raise ValueError(f"monai.networks.nets has no network {arch!r}; e.g. DenseNet121, SEResNet50, UNet.")
@@ -53,7 +60,9 @@ def load_monai(name: str, weights: Optional[str] = None) -> LoadedModel:
 
         load_state_dict_file(model, weights)
     else:
-        warnings.warn(f"monai:{arch} has random weights (no --weights FILE given).", UserWarning, stacklevel=2)
+        warnings.warn(
+            f"monai:{arch} has random weights (no --weights FILE given).", UserWarning, stacklevel=2
+        )
     n = kwargs.get("out_channels", kwargs.get("num_classes"))
     labels = [f"class {i}" for i in range(int(n))] if isinstance(n, int) else []
     return LoadedModel(model=model.eval(), labels=labels, layer="auto", name=f"monai:{spec}", size=None)
