@@ -20,13 +20,16 @@ Target = Union[None, int, Sequence[int], Sequence[Sequence[int]], torch.Tensor, 
 
 
 def _find_logits(output: Any) -> Optional[torch.Tensor]:
-    """The scores tensor of a model output: the output itself, ``output["logits"]`` or ``output.logits``."""
+    """The scores tensor of a model output: the output itself, ``output["logits"]``, ``output.logits``, or the
+    first element of a tuple/list when it is (N, classes)."""
     if isinstance(output, torch.Tensor):
         return output
     if isinstance(output, dict) and isinstance(output.get("logits"), torch.Tensor):
         return output["logits"]
     if isinstance(getattr(output, "logits", None), torch.Tensor):
         return output.logits
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor) and output[0].dim() == 2:
+        return output[0]  # (logits, extras...): MONAI's ViT (logits, hidden states), return_dict=False models
     return None
 
 
