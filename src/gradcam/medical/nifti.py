@@ -35,6 +35,27 @@ def _spatial_shape(path: str, shape: Tuple[int, ...]) -> Tuple[int, ...]:
     return s
 
 
+CHUNK = 16  # slices converted to float32 at a time
+
+
+def _float_dhw(img, shape: Tuple[int, int, int]) -> torch.Tensor:
+    """The voxels as a contiguous (K, J, I) float32 tensor, scl_slope/scl_inter applied, converted a few slices
+    at a time: the peak is the stored array plus the float32 result (not two float32 copies)."""
+    proxy = img.dataobj
+    raw = np.asarray(proxy.get_unscaled() if hasattr(proxy, "get_unscaled") else proxy).reshape(shape)
+    slope, inter = float(getattr(proxy, "slope", 1.0)), float(getattr(proxy, "inter", 0.0))
+    slope = 1.0 if not np.isfinite(slope) or slope == 0 else slope
+    inter = 0.0 if not np.isfinite(inter) else inter
+    ni, nj, nk = shape
+    out = torch.empty(nk, nj, ni, dtype=torch.float32)
+    for k0 in range(0, nk, CHUNK):
+        chunk = torch.from_numpy(np.array(raw[:, :, k0:k0 + CHUNK], dtype=np.float32)).permute(2, 1, 0)
+        if slope != 1.0 or inter != 0.0:
+            chunk = chunk.mul_(slope).add_(inter)
+        out[k0:k0 + CHUNK] = chunk
+    return out
+
+
 def read_nifti(path: str, max_voxels: int = MAX_VOXELS) -> Volume:
     """Read a ``.nii``/``.nii.gz`` file: data (D, H, W) = the array (I, J, K) transposed, scl_slope/inter applied.
 
@@ -58,16 +79,12 @@ def read_nifti(path: str, max_voxels: int = MAX_VOXELS) -> Volume:
     shape = _spatial_shape(path, img.shape)
     check_voxels(path, shape, max_voxels)
     try:
-        arr = np.asarray(img.get_fdata(dtype=np.float32)).reshape(shape)
+        data = _float_dhw(img, shape)
     except Exception as e:  # noqa: BLE001 - truncated gzip (EOFError), short file (ValueError), zlib errors
-        raise VolumeError(
-            path,
-            f"the voxel data cannot be read ({type(e).__name__}: {e}); the file is truncated "
-            "or damaged: copy it again.",
-        ) from None
+        raise VolumeError(path, f"the voxel data cannot be read ({type(e).__name__}: {e}); the file is truncated "
+                                "or damaged: copy it again.") from None
     info: dict = {}
-    data = finite(path, torch.from_numpy(arr).permute(2, 1, 0).contiguous(), info)
-    del arr
+    data = finite(path, data, info)
     affine = torch.as_tensor(np.asarray(img.affine, dtype=np.float64))
     if not torch.isfinite(affine).all() or torch.linalg.det(affine[:3, :3]).abs() < 1e-12:
         info["affine"] = "the header's affine is singular or not finite; the voxel sizes (pixdim) were used"

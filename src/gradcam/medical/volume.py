@@ -120,17 +120,24 @@ def check_voxels(path: str, shape: Tuple[int, ...], max_voxels: int = MAX_VOXELS
         )
 
 
-def finite(path: str, data: torch.Tensor, info: Dict) -> torch.Tensor:
-    """``data`` with NaN/inf voxels replaced by the finite minimum (their count noted in ``info['nonfinite_voxels']``).
+def finite(path: str, data: torch.Tensor, info: Dict, chunk: int = 16) -> torch.Tensor:
+    """``data`` (D, H, W) with NaN/inf voxels replaced, in place, by the finite minimum (their count noted in
+    ``info['nonfinite_voxels']``); checked ``chunk`` slices at a time, so the check needs no full-size temporary.
 
     An all-NaN volume is a :class:`VolumeError`.
     """
-    bad = ~torch.isfinite(data)
-    nbad = int(bad.sum())
+    nbad, lo = 0, float("inf")
+    for z in range(0, data.shape[0], chunk):
+        part = data[z : z + chunk]
+        ok = torch.isfinite(part)
+        nbad += int(ok.numel() - ok.sum())
+        if ok.any():
+            lo = min(lo, float(part[ok].min()) if not ok.all() else float(part.min()))
     if nbad:
         if nbad == data.numel():
             raise VolumeError(path, "every voxel is NaN or infinite; the file holds no image.")
-        fill = data.masked_fill(bad, float("inf")).min()
-        data = data.masked_fill_(bad, fill)
+        for z in range(0, data.shape[0], chunk):
+            part = data[z : z + chunk]
+            part.masked_fill_(~torch.isfinite(part), lo)
         info["nonfinite_voxels"] = nbad
     return data
