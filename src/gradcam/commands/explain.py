@@ -78,6 +78,9 @@ def register(subparsers) -> None:
                                                      "(e.g. ray://head:10001; default: start a local Ray)")
     p.add_argument("--workers", type=int, metavar="N", help="--engine ray: model actors (default: one per CPU, "
                                                             "leaving some for decoding)")
+    from .explain_volumes import add_options
+
+    add_options(p)  # --window, --spacing, --size (volumes)
     p.set_defaults(func=run)
 
 
@@ -370,8 +373,15 @@ def run(args: argparse.Namespace) -> int:
 
     colormap_lut(args.colormap)  # an unknown colormap fails before any work
     args.json = args.json or getattr(args, "report", False)
-    items = ([Item(demo_photo(), "demo_chelsea")] if args.demo else []) + find_images(args.paths, exclude=[args.out])
-    if not items:
+    from ..medical.find import split_volumes
+
+    vols, photo_paths = split_volumes(args.paths, exclude=[args.out])  # NIfTI, DICOM, .npy: explain_volumes.py
+    if vols:
+        from .explain_volumes import volume_options
+
+        volume_options(args)  # a bad --window/--spacing/--size fails before any work
+    items = ([Item(demo_photo(), "demo_chelsea")] if args.demo else []) + find_images(photo_paths, exclude=[args.out])
+    if not items and not vols:
         raise ValueError(f"No image files found in: {', '.join(args.paths)}.")
 
     if args.neurons:
@@ -406,6 +416,7 @@ def run(args: argparse.Namespace) -> int:
             todo.append(it)
 
     progress = Progress(len(todo))
+    vol_done = (0, 0)
     failed: List[Tuple[str, str]] = []
 
     def say(text: str, err: bool = False) -> None:
@@ -436,6 +447,10 @@ def run(args: argparse.Namespace) -> int:
             run_ray(args, job, todo, on_outcome)
         else:
             _process(chunks, job, failed, say, progress, getattr(args, "neuron_names", None))
+        if vols:
+            from .explain_volumes import run_volumes
+
+            vol_done = run_volumes(args, vols, loaded, method, target, k, job.options, failed, say)
     except KeyboardInterrupt:
         progress.clear()
         print(f"gradcam: interrupted after {progress.done - len(failed)} image(s); run the same command again to "
@@ -445,7 +460,8 @@ def run(args: argparse.Namespace) -> int:
         if hasattr(method, "progress"):
             method.progress = None
     progress.clear()
-    explained = progress.done - len(failed)
+    explained = progress.done - len(failed) + vol_done[0] + len([f for f in failed if f[0] in dict(vols)])
+    done_before += vol_done[1]
     from .. import index
     from ..distributed import Summary
 

@@ -157,6 +157,8 @@ def explain_volume(
     out: Optional[str] = None,
     max_voxels: int = MAX_VOXELS,
     alpha: float = 0.5,
+    stem: Optional[str] = None,
+    write_json: bool = True,
 ) -> VolumeResult:
     """Explain one volume (NIfTI, DICOM file or series folder, ``.npy``, or a :class:`Volume`) with a 3-D model.
 
@@ -167,14 +169,16 @@ def explain_volume(
     ``top_k``). ``window``: (level, width), ``"L,W"`` or a preset (:data:`~.preprocess.WINDOWS`);
     ``spacing`` (mm) or ``size`` (D', H', W'): the model's grid; ``channels``: the input channels (default
     the first convolution's). ``out``: a folder to write ``<stem>.<class>.nii.gz`` (the map with the
-    input's shape and affine), ``<stem>.<class>.montage.png`` and ``<stem>.json``.
+    input's shape and affine), ``<stem>.<class>.montage.png`` and (``write_json``) ``<stem>.json``; ``stem``
+    defaults to the file's name without its suffix. ``method`` may also be a method object (e.g.
+    ``gradcam.GradCAM(model, layer=..., reshape=...)``).
     """
     check_box_threshold(box_threshold)
     volume = path if isinstance(path, Volume) else read_volume(path, max_voxels=max_voxels)
     loaded = _loaded(model, weights)
     dev = next(loaded.model.parameters(), torch.empty(0)).device
     x = model_input(volume, window, spacing, size, channels or _in_channels(loaded.model)).to(dev)
-    m = get_method(loaded, method, layer)
+    m = get_method(loaded, method, layer) if isinstance(method, str) else method
     tgt = target
     if isinstance(target, (str, int)) and not isinstance(target, bool):
         tgt = loaded.class_id(target) if loaded.labels else int(target)
@@ -207,11 +211,11 @@ def explain_volume(
         window=parse_window(window),
         box_threshold=float(box_threshold),
     )
-    _locate_and_write(result, out, alpha)
+    _locate_and_write(result, out, alpha, stem or volume.stem, write_json)
     return result
 
 
-def _locate_and_write(result: VolumeResult, out: Optional[str], alpha: float) -> None:
+def _locate_and_write(result: VolumeResult, out: Optional[str], alpha: float, stem: str, write_json: bool) -> None:
     """Peaks, boxes (one full-size map at a time: memory is one map at the volume's size) and the files."""
     v = result.volume
     files: Dict[str, List[str]] = {"nifti": [], "montage": []}
@@ -225,7 +229,7 @@ def _locate_and_write(result: VolumeResult, out: Optional[str], alpha: float) ->
         result.peaks_mm.append(None if pk is None else v.world(pk))
         result.boxes.append(None if flat else box3d(full, result.box_threshold))
         if out is not None:
-            base = os.path.join(out, f"{v.stem}.{safe_name(name)}")
+            base = os.path.join(out, f"{stem}.{safe_name(name)}")
             from .nifti import write_nifti
 
             files["nifti"].append(write_nifti(base + ".nii.gz", full, v))
@@ -237,6 +241,7 @@ def _locate_and_write(result: VolumeResult, out: Optional[str], alpha: float) ->
         del full
     if out is not None:
         result.files = files
-        js = os.path.join(out, f"{v.stem}.json")
+    if out is not None and write_json:
+        js = os.path.join(out, f"{stem}.json")
         result.files["json"] = [js]
         atomic_write(js, (json.dumps(result.to_dict(), indent=1) + "\n").encode())

@@ -65,9 +65,16 @@ def _num_outputs(model: nn.Module, size: int = 224) -> int:
     try:
         with torch.no_grad():
             out = model(torch.zeros(1, 3, size, size))
-    except (RuntimeError, ValueError, TypeError):  # not a 3-channel 2-D model (e.g. a 3-D one): labels unknown
-        return 0
+    except Exception:  # noqa: BLE001 - not a 3-channel 2-D model: a 3-D one (volumes)?
+        conv = next((m for m in model.modules() if isinstance(m, nn.Conv3d)), None)
+        try:
+            with torch.no_grad():
+                out = model(torch.zeros(1, conv.in_channels, 64, 64, 64)) if conv is not None else None
+        except Exception:  # noqa: BLE001 - the class names stay unknown ("class i" from the output)
+            return 0
     out = out.logits if hasattr(out, "logits") else out
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        out = out[0]
     if isinstance(out, dict):
         out = out.get("logits")
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
