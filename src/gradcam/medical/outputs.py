@@ -116,8 +116,8 @@ def montage(
     """Axial, coronal and sagittal slices through ``peak`` = (x, y, z), the map (D, H, W) blended on each.
 
     Radiological view: superior (axial: anterior) at the top, the patient's right on the left (sagittal:
-    anterior on the left), read from the affine; each plane at its physical aspect (voxel sizes). Grey
-    levels: ``window`` or the volume's 0.5-99.5% range.
+    anterior on the left), read from the affine; each plane at its physical aspect (voxel sizes); a
+    single-slice volume shows the axial plane only. Grey levels: ``window`` or the volume's 0.5-99.5% range.
     """
     x, y, z = peak
     sz, sy, sx = volume.spacing
@@ -129,13 +129,17 @@ def montage(
         (v[:, y, :], mm[:, y, :], fz, fx, sx / sz, f"coronal y={y}"),
         (v[:, :, x], mm[:, :, x], fz, fy, sy / sz, f"sagittal x={x}"),
     ]
+    if volume.shape[0] == 1:  # one slice: the coronal and sagittal planes are a single row, so only axial
+        planes = planes[:1]
     tiles = [
         _tile(_plane(img, fr, fc), _plane(mp, fr, fc), lohi, asp, title, px, alpha)
         for img, mp, fr, fc, asp, title in planes
     ]
     gap = 6
     out = Image.new(
-        "RGB", (sum(t.width for t in tiles) + gap * 2, max(t.height for t in tiles)), (255, 255, 255)
+        "RGB",
+        (sum(t.width for t in tiles) + gap * (len(tiles) - 1), max(t.height for t in tiles)),
+        (255, 255, 255),
     )
     left = 0
     for t in tiles:
