@@ -140,3 +140,15 @@ def test_monai_prefix_loads_and_explains():
         load_model("monai:DenseNet999(spatial_dims=3)")
     with pytest.raises(ValueError, match="literals"):
         load_model("monai:DenseNet121(spatial_dims=__import__('os'))")
+
+
+@pytest.mark.parametrize(
+    "name", ["GradCAM", "GradCAMPlusPlus", "HiResCAM", "XGradCAM", "LayerCAM", "EigenCAM", "EigenGradCAM"]
+)
+def test_cam_family_on_densenet121_volumes(name):
+    model = nets.DenseNet121(spatial_dims=3, in_channels=1, out_channels=2).eval()
+    before = snapshot(model)
+    res = getattr(gradcam, name)(model)(torch.randn(2, 1, 32, 32, 32), top_k=2)
+    assert_unchanged(model, before)
+    assert res.maps.shape == (2, 2, 32, 32, 32) and torch.isfinite(res.maps).all()
+    assert float(res.maps.amax()) == pytest.approx(1.0)
