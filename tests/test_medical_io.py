@@ -125,6 +125,13 @@ def test_single_dicom_file_and_npy(model, tmp_path):
     assert v.shape == (6, 10, 8) and v.spacing == (3.0, 1.0, 2.0)
 
 
+def test_multiframe_dicom_rt_dose():
+    path = os.path.join(os.path.dirname(pydicom.__file__), "data", "test_files", "rtdose.dcm")
+    v = read_volume(path)  # 15 frames of 10 x 10, GridFrameOffsetVector 0, 5, 10... mm, DoseGridScaling 1e-6
+    assert v.shape == (15, 10, 10) and v.spacing == pytest.approx((5.0, 10.0, 10.0))
+    assert float(v.data.max()) == pytest.approx(1.254) and v.world((0, 0, 2))[2] == pytest.approx(-761.87 + 10)
+
+
 def test_window_resample_and_channels():
     d = torch.tensor([-1000.0, 0.0, 40.0, 80.0, 3000.0])
     assert apply_window(d, "brain").tolist() == [0.0, 0.0, 0.5, 1.0, 1.0]  # (x - (40 - 40)) / 80, clamped

@@ -64,6 +64,8 @@ def _rescale(ds) -> Tuple[float, float]:
         seq = getattr(ds.SharedFunctionalGroupsSequence[0], "PixelValueTransformationSequence", None)
         if seq:
             slope, inter = getattr(seq[0], "RescaleSlope", None), getattr(seq[0], "RescaleIntercept", None)
+    if slope is None and getattr(ds, "DoseGridScaling", None) is not None:  # RT dose: pixel x scaling = Gy
+        slope = ds.DoseGridScaling
     return float(slope if slope is not None else 1.0), float(inter if inter is not None else 0.0)
 
 
@@ -108,6 +110,9 @@ def read_dicom_file(path: str, max_voxels: int = MAX_VOXELS) -> Volume:
     normal = np.cross(rowdir, coldir)
     thick = _floats(ds, "SpacingBetweenSlices", 1) or _floats(ds, "SliceThickness", 1) or [1.0]
     step = normal * (thick[0] or 1.0)
+    offsets = _floats(ds, "GridFrameOffsetVector", frames) if frames > 1 else None
+    if offsets is not None and offsets[1] != offsets[0]:  # RT dose grids: frame offsets along the normal
+        step = normal * (offsets[1] - offsets[0])
     per = getattr(ds, "PerFrameFunctionalGroupsSequence", None)
     if per is not None and frames > 1:
         try:
