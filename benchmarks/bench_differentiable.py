@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--models", default="shapenet,efficientnet-lite0")
     ap.add_argument("--memory", nargs=2, metavar=("MODEL", "CASE"), help=argparse.SUPPRESS)  # child mode
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "docs", "benchmarks-differentiable.md"))
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "docs", "results", "benchmarks-differentiable.md"))
     args = ap.parse_args(argv)
     harness.setup(1)
     if args.memory:  # a fresh process: warm up on a small input, then measure one call of one case

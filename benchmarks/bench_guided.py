@@ -18,7 +18,7 @@ wall time:
 Models from ``benchmarks/models.py``: ResNet-50 (random weights, layer ``layer4``) and EfficientNet-Lite0
 (ImageNet checkpoint, layer ``_bn1``: a shared ReLU6 follows it, so the plain layer gradient really
 differs from the guided one). Run ``python benchmarks/bench_guided.py`` (``--quick`` for a smoke run);
-results go to ``docs/benchmarks-guided.md``.
+results go to ``docs/results/benchmarks-guided.md``.
 """
 from __future__ import annotations
 
@@ -177,7 +177,7 @@ def main() -> int:
     lines += ["", "Load averages during the runs: " + "; ".join(f"{r['model']} b{r['batch']}: {r['load']}"
                                                               for r in results)]
     text = "\n".join(lines) + "\n"
-    out = args.out or os.path.join(ROOT, "docs", "benchmarks-guided-quick.md" if args.quick else "benchmarks-guided.md")
+    out = args.out or os.path.join(ROOT, "docs", "results", "benchmarks-guided-quick.md" if args.quick else "benchmarks-guided.md")
     with open(out, "w") as f:
         f.write(text)
     print(text)

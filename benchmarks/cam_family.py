@@ -17,7 +17,7 @@ pgc also needs ``ttach``):
    they share (EfficientNet-Lite0 with its ImageNet weights, two real photos, predicted class).
 
 Run: ``PYTHONPATH=src:benchmarks /work/benchenv/bin/python benchmarks/cam_family.py [--part layer|perturbation|all]
-[--agreement] [--quick]``. Results: ``benchmarks/results/cam_family.json`` and ``docs/benchmarks-cam-family.md``.
+[--agreement] [--quick]``. Results: ``benchmarks/results/cam_family.json`` and ``docs/results/benchmarks-cam-family.md``.
 """
 from __future__ import annotations
 
@@ -361,7 +361,7 @@ def main() -> int:
         json.dump(data, f, indent=1)
     command = args.command or "PYTHONPATH=src:benchmarks python benchmarks/cam_family.py " + " ".join(sys.argv[1:])
     text = render(data, command)
-    out = args.out or os.path.join(engine.ROOT, "docs", "benchmarks-cam-family.md")
+    out = args.out or os.path.join(engine.ROOT, "docs", "results", "benchmarks-cam-family.md")
     with open(out, "w") as f:
         f.write(text)
     print(text)

@@ -1,7 +1,7 @@
-"""The compatibility table (docs/compat.md): every model of tests/compat/zoo.py explained with layer="auto".
+"""The compatibility table (docs/results/compat.md): every model of tests/compat/zoo.py explained with layer="auto".
 
 Run in the compat environment (torch 2.14.1 + torchvision 0.29.1 + timm + transformers):
-    python benchmarks/compat_table.py [--out docs/compat.md] [--reps 3]
+    python benchmarks/compat_table.py [--out docs/results/compat.md] [--reps 3]
 Cost ratio = median time of one GradCAM call (auto already resolved) / median time of one plain forward
 pass of the same batch, measured in the same run, one torch thread.
 """
@@ -21,7 +21,7 @@ from zoo import SPECS, check  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default="docs/compat.md")
+    ap.add_argument("--out", default="docs/results/compat.md")
     ap.add_argument("--reps", type=int, default=3)
     args = ap.parse_args()
     torch.set_num_threads(1)

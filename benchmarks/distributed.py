@@ -15,7 +15,7 @@ is the median over rounds of the case's rate / the reference rate of the same ro
   ``--ray-workers`` actors.
 
 Usage: ``python benchmarks/distributed.py [--copies 2] [--rounds 3]``; writes
-``benchmarks/results/distributed.json`` and ``docs/benchmarks-distributed.md``. Needs the ``ray`` extra.
+``benchmarks/results/distributed.json`` and ``docs/results/benchmarks-distributed.md``. Needs the ``ray`` extra.
 """
 from __future__ import annotations
 
@@ -122,7 +122,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads of this process")
     ap.add_argument("--ray-workers", type=int, default=2, help="actors of the second Ray case (default 2)")
     ap.add_argument("--json-out", default=os.path.join(HERE, "results", "distributed.json"))
-    ap.add_argument("--md-out", default=os.path.join(ROOT, "docs", "benchmarks-distributed.md"))
+    ap.add_argument("--md-out", default=os.path.join(ROOT, "docs", "results", "benchmarks-distributed.md"))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")

@@ -11,7 +11,7 @@ For EfficientNet-Lite0 (the real ImageNet checkpoint) and a ResNet-50 (random we
 - ``guided``: ``GuidedGradCAM`` (when the installed package has it).
 
 Run ``python benchmarks/engine.py`` (add ``--quick`` for a < 1 minute smoke run, ``--allocator both``
-for glibc malloc and tcmalloc). Results go to ``docs/benchmarks-engine.md``.
+for glibc malloc and tcmalloc). Results go to ``docs/results/benchmarks-engine.md``.
 """
 from __future__ import annotations
 
@@ -153,7 +153,7 @@ def main() -> int:
     command = args.command or "python benchmarks/engine.py " + " ".join(sys.argv[1:])
     text = markdown(results, "Engine benchmark: Grad-CAM against a plain forward pass", command.strip(), LABELS,
                     notes=NOTES)
-    out = args.out or os.path.join(ROOT, "docs", "benchmarks-engine-quick.md" if args.quick else "benchmarks-engine.md")
+    out = args.out or os.path.join(ROOT, "docs", "results", "benchmarks-engine-quick.md" if args.quick else "benchmarks-engine.md")
     with open(out, "w") as f:
         f.write(text + "\n")
     if args.json:

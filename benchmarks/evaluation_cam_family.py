@@ -1,6 +1,6 @@
 """The CAM family's "which method wins which measure" table from `gradcam evaluate` runs.
 
-Usage (the runs that made docs/evaluation-cam-family.md)::
+Usage (the runs that made docs/results/evaluation-cam-family.md)::
 
     M=gradcam,gradcam++,xgradcam,hirescam,layercam,eigencam,eigengradcam,ablationcam,random-map,random
     gradcam evaluate --benchmarks photos,mosaic --methods $M --threads 1 --out /tmp/eval-real 2> /tmp/eval-real.log
@@ -9,7 +9,7 @@ Usage (the runs that made docs/evaluation-cam-family.md)::
 
 Each argument is an ``evaluation.json`` written by ``--out`` or the log (stderr) of a run; a log is read
 row by row (``benchmark/method: key value, ...``), so a run stopped part-way still gives the rows it
-finished. Writes docs/evaluation-cam-family.json (every row) and docs/evaluation-cam-family.md.
+finished. Writes docs/results/evaluation-cam-family.json (every row) and docs/results/evaluation-cam-family.md.
 """
 from __future__ import annotations
 
@@ -123,10 +123,10 @@ def main(argv: List[str]) -> int:
     for rows in data.values():
         for r in rows.values():
             r.pop("per_photo", None)
-    with open(os.path.join(ROOT, "docs", "evaluation-cam-family.json"), "w") as f:
+    with open(os.path.join(ROOT, "docs", "results", "evaluation-cam-family.json"), "w") as f:
         json.dump(data, f, indent=1)
     text = render(data, argv)
-    with open(os.path.join(ROOT, "docs", "evaluation-cam-family.md"), "w") as f:
+    with open(os.path.join(ROOT, "docs", "results", "evaluation-cam-family.md"), "w") as f:
         f.write(text)
     print(text)
     return 0

@@ -4,7 +4,7 @@ Mosaics of four foolbox ImageNet photos (``gradcam.evaluation.mosaics``), tiles 
 256 x 256 mosaic has the scale the CLI feeds the embedded EfficientNet-Lite0 (short side 256). For each
 (window, stride): pointing game (peak within 15 px of the class's tile), energy in the tile, forwards
 per image and CPU seconds per mosaic. Run: ``python benchmarks/occlusion_defaults.py [--mosaics 8]``;
-writes docs/occlusion_defaults.md.
+writes docs/results/occlusion_defaults.md.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--settings", default=",".join(f"{w}/{s}" for w, s in SETTINGS),
                     help="window/stride pairs, comma-separated (default: %(default)s)")
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "docs", "occlusion_defaults.md"))
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "docs", "results", "occlusion_defaults.md"))
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     loaded = load_model()

@@ -18,7 +18,7 @@ Timing, memory and load conventions: see ``harness.py``. ``--agreement`` also co
 Run: ``python benchmarks/peers.py`` (``--allocator both``, ``--models``, ``--batches``, ``--quick``);
 environment ``BENCH_PEERS=captum,torchcam`` keeps only those peers, ``BENCH_SKIP=pgc/guided,...`` drops
 cases (the slow ones on VGG-16 at batch 16).
-Results go to ``docs/benchmarks-peers.md``.
+Results go to ``docs/results/benchmarks-peers.md``.
 """
 from __future__ import annotations
 
@@ -300,7 +300,7 @@ def main() -> int:
     if agree:
         text += "\n## Agreement of the maps (two real photos, predicted class, same layer)\n\n" + \
             agreement_markdown(agree) + "\n"
-    out = args.out or os.path.join(engine.ROOT, "docs", "benchmarks-peers-quick.md" if args.quick
+    out = args.out or os.path.join(engine.ROOT, "docs", "results", "benchmarks-peers-quick.md" if args.quick
                                    else "benchmarks-peers.md")
     with open(out, "w") as f:
         f.write(text + "\n")

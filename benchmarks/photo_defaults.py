@@ -17,7 +17,7 @@ photos and is scored on the one left out, for every photo; that held-out count i
 choice does on photos it was not picked on (the in-sample count of the best of hundreds of settings is
 optimistic on 22 photos).
 
-    python benchmarks/photo_defaults.py --out docs [--sizes 256,320,384,448] [--threads 1]
+    python benchmarks/photo_defaults.py --out docs/results [--sizes 256,320,384,448] [--threads 1]
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Run in the benchmark environment (Quantus needs pandas there; nothing here runs in CI):
 
-    PYTHONPATH=src:/path/to/pandas /work/benchenv/bin/python benchmarks/quantus_crosscheck.py --out docs
+    PYTHONPATH=src:/path/to/pandas /work/benchenv/bin/python benchmarks/quantus_crosscheck.py --out docs/results
 
 Model: the embedded EfficientNet-Lite0 (ImageNet), N foolbox photos at 224 px, their labels; maps: our
 Grad-CAM maps (N, 224, 224) in [0, 1]. Conventions are matched per metric (see ``MATCH``): the same

@@ -7,7 +7,7 @@ the load event (performance navigation timing), the moment the gallery's first p
 (``performance.mark('gallery-ready')``), and the moment every image of the first screen has loaded.
 Also counts the page's elements, to show it is not a 10,000-photo DOM.
 
-    python benchmarks/report_scale.py --photos 10000 --out docs/benchmarks-report.md
+    python benchmarks/report_scale.py --photos 10000 --out docs/results/benchmarks-report.md
 """
 from __future__ import annotations
 

@@ -136,3 +136,35 @@ def test_chance_baselines_are_never_marked_best():
             {"method": "gaussian", "v": 0.7}]
     best_marks(rows, [("v", "v", ".3f")])
     assert [r["v"] for r in rows] == ["**0.500**", 0.9, 0.8, 0.7]
+
+
+def test_best_marks_marks_nothing_below_the_accuracy_threshold():
+    from gradcam.evaluation.tables import MIN_ACCURACY_FOR_BEST, accuracy_caveat, best_marks
+
+    cols = [("v", "v", ".3f")]
+    rows = [{"method": "a", "v": 0.5}, {"method": "b", "v": 0.9}]
+    best_marks(rows, cols, accuracy=MIN_ACCURACY_FOR_BEST - 0.01)
+    assert [r["v"] for r in rows] == [0.5, 0.9]
+    best_marks(rows, cols, accuracy=MIN_ACCURACY_FOR_BEST)
+    assert [r["v"] for r in rows] == [0.5, "**0.900**"]
+    assert accuracy_caveat("m", 0.4, 0.8) == ("**Caveat:** the m classifies 0.400 of its test images right, below "
+                                               "0.8: its maps explain a model that is often wrong, so nothing is "
+                                               "marked best in its table.")
+
+
+def test_quick_tables_of_inaccurate_models_mark_nothing_and_say_so_first(quick):
+    _, out = quick
+    md = (out / "evaluation.md").read_text()
+    data = json.loads((out / "evaluation.json").read_text())
+    body = md.split("-->\n\n", 1)[1]
+    models = data["results"]["synthetic"]["models"]
+    low = [k for k, v in models.items() if v["meta"]["accuracy"] < 0.8]
+    assert low  # the quick CNNs are small (about 0.3-0.4 accuracy)
+    for i, kind in enumerate(low):  # the caveats open the output, before any table
+        assert body.split("\n\n")[i].startswith(f"**Caveat:** the synthetic '{kind}' CNN (quick mode: a small model) "
+                                                f"classifies {models[kind]['meta']['accuracy']:.3f} of its test images")
+    assert data["caveats"] and "**Real photos" in body.split("\n\n")[len(low)]
+    for part in body.split("**Synthetic scenes")[1:]:
+        table = part.split("\n\nNotes:")[0].split("**Real photos")[0]
+        assert "**" not in table.split("\n\n", 1)[1]  # no value bolded in the quick synthetic tables
+    assert "| **" in body.split("**Synthetic scenes")[0]  # the accurate photo model's table still marks

@@ -184,4 +184,4 @@ def test_failures_study_quick_explains_the_two_mistakes(capsys, tmp_path):
 
 def test_study_without_a_name_says_which_exist(capsys):
     assert main(["study"]) == 2
-    assert "name a study: bias, adversarial, failures" in capsys.readouterr().err
+    assert "name a study: bias, adversarial, failures, segmentation, trust, agent" in capsys.readouterr().err

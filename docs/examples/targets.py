@@ -1,4 +1,4 @@
-"""Worked examples of the dense and non-class targets, and of a volume, on real photos (docs/targets.md).
+"""Worked examples of the dense and non-class targets, and of a volume, on real photos (docs/guides/targets.md).
 
     python docs/examples/targets.py        # writes docs/figures/target_*.png
 

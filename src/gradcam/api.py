@@ -189,19 +189,19 @@ def explain_batch(
         maps = res.maps.detach().float().cpu()
         pk = peaks(maps).tolist()
         bx, ok = boxes(maps.reshape(n * k, h, w), box_threshold, max_side=BOX_RESOLUTION)
-        bx, ok = bx.view(n, k, 4).tolist(), ok.view(n, k).tolist()
+        box_l, ok_l = bx.view(n, k, 4).tolist(), ok.view(n, k).tolist()
         ids, scores = res.targets.tolist(), res.scores.float().tolist()
-        top_p, top_i, sel_p = top_p.tolist(), top_i.tolist(), sel_p.tolist()
+        top_pl, top_il, sel_pl = top_p.tolist(), top_i.tolist(), sel_p.tolist()
         for j, i in enumerate(idx):
             size = images[i].size
             labels = loaded.labels
             results[i] = ImageResult(
                 image=images[i], source=sources[i],
-                predictions=[(labels[c], c, p) for c, p in zip(top_i[j], top_p[j])],
+                predictions=[(labels[c], c, p) for c, p in zip(top_il[j], top_pl[j])],
                 class_ids=ids[j], classes=[labels[c] if c >= 0 else "custom" for c in ids[j]],
-                scores=scores[j], probabilities=sel_p[j], input_maps=maps[j],
-                peaks=[scale_point(p, (w, h), size) if v else None for p, v in zip(pk[j], ok[j])],
-                boxes=[scale_box(b, (w, h), size) if v else None for b, v in zip(bx[j], ok[j])],
+                scores=scores[j], probabilities=sel_pl[j], input_maps=maps[j],
+                peaks=[scale_point(p, (w, h), size) if v else None for p, v in zip(pk[j], ok_l[j])],
+                boxes=[scale_box(b, (w, h), size) if v else None for b, v in zip(box_l[j], ok_l[j])],
                 layer=res.layer, method=res.method, model=loaded.name,
                 weights=None if res.weights is None else res.weights[j].detach().float().cpu(),
                 box_threshold=float(box_threshold),

@@ -23,7 +23,7 @@ Parameter ``.grad`` fields are never written here: the caller differentiates the
 """
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any, List, Optional, cast
 
 import torch
 from torch import nn
@@ -109,7 +109,8 @@ def capture(
             for tap in taps:
                 _check_tap(tap)
             scores, ids = _targets.resolve(output, target, top_k, x.shape[0])
-            acts = [tap.activation for tap in taps]
+            # _check_tap above raised for any layer the forward pass did not reach
+            acts = [cast(torch.Tensor, tap.activation) for tap in taps]
             grads: List[Optional[torch.Tensor]] = []
             for tap, a in zip(taps, acts):
                 if gradients:

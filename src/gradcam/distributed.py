@@ -26,7 +26,7 @@ import logging
 import os
 import pickle
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .io import Item
 
@@ -181,7 +181,7 @@ def _start_ray(address: Optional[str]):
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no auth token written to the home folder
     if ray.is_initialized():
         return ray, False
-    quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
+    quiet: Dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
     if address:
         ray.init(address=address, **quiet)
     else:

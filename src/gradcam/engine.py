@@ -27,7 +27,7 @@ import warnings
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable, ContextManager, Dict, Iterable, Iterator, List, Optional
+from typing import Any, Callable, ContextManager, Dict, Iterable, Iterator, List, Optional, Tuple, cast
 
 import torch
 from torch import nn
@@ -65,6 +65,15 @@ class Capture:
     activations: List[torch.Tensor] = field(default_factory=list)
     gradients: List[Optional[torch.Tensor]] = field(default_factory=list)
     input_gradient: Optional[torch.Tensor] = None
+    # per layer, channel weights measured by perturbation (Score-CAM, Ablation-CAM), when a method sets them
+    perturbation_weights: List[torch.Tensor] = field(default_factory=list)
+
+    def gradient(self, i: int) -> torch.Tensor:
+        """dy/dA of layer ``i`` (N, K, C, h, w); a ``ValueError`` when the call did not compute gradients."""
+        g = self.gradients[i]
+        if g is None:
+            raise ValueError(f"No gradient was captured for layer {i}: capture(..., gradients=True) computes it.")
+        return g
 
 
 class LayerNotUsedError(ValueError):
@@ -397,12 +406,14 @@ def batched_grad(
     n, k = scores.shape
     if negate:
         scores = -scores
+    grads: List[Optional[torch.Tensor]]
     if k == 1:
-        grads = torch.autograd.grad(scores.sum(), wrt, allow_unused=True, retain_graph=retain_graph)
-        grads = [None if g is None else g.unsqueeze(1) for g in grads]
+        single = torch.autograd.grad(scores.sum(), wrt, allow_unused=True, retain_graph=retain_graph)
+        grads = [None if g is None else g.unsqueeze(1) for g in single]
     else:
         total = scores.sum(0)
         eye = torch.eye(k, dtype=scores.dtype, device=scores.device)
+        batched: Optional[Tuple[torch.Tensor, ...]]
         try:
             batched = torch.autograd.grad(
                 total, wrt, grad_outputs=eye, is_grads_batched=True, allow_unused=True, retain_graph=True
@@ -476,7 +487,8 @@ def capture(
                         f"The model produced NaN/Inf scores for image(s) {bad}; check the input (NaN pixels, wrong "
                         "scaling) and the model's weights."
                     )
-                acts = [tap.activation for tap in taps]
+                # tap.check() above raised for any layer the forward pass did not reach
+                acts = [cast(torch.Tensor, tap.activation) for tap in taps]
                 shapers = [reshape or tap.ref.reshape or _shaper(a, x) for tap, a in zip(taps, acts)]
                 for tap, a, r in zip(taps, acts, shapers):
                     shaped = r(a) if r is not None else a
@@ -521,9 +533,10 @@ def capture(
     for i, a in enumerate(acts):
         a = a.detach()
         g = grads[i] if gradients else None
-        if shapers[i] is not None:
-            a = shapers[i](a)
-            g = _reshape_grad(g, shapers[i]) if g is not None else None
+        shaper = shapers[i]
+        if shaper is not None:
+            a = shaper(a)
+            g = _reshape_grad(g, shaper) if g is not None else None
         cap.activations.append(a)
         cap.gradients.append(g)
     if input_gradient:

@@ -189,7 +189,7 @@ def preprocess_image(
     image = to_rgb(image)
     w, h = resized_size(image.width, image.height, size, multiple, max_side)
     if (w, h) != image.size:
-        image = image.resize((w, h), Image.BICUBIC)
+        image = image.resize((w, h), Image.Resampling.BICUBIC)
     x = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255.0)
     m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
@@ -275,7 +275,7 @@ def _map_indices(m: torch.Tensor, size: Tuple[int, int]) -> np.ndarray:
 
 def overlay(
     image: ImageLike,
-    map: Union[torch.Tensor, np.ndarray],  # noqa: A002 - the issue's public name
+    map: Union[torch.Tensor, np.ndarray],  # noqa: A002 - the public name
     alpha: float = 0.5,
     colormap: str = "jet",
     colorbar: bool = False,
@@ -383,7 +383,7 @@ def scale_point(xy: Sequence[int], src: Tuple[int, int], dst: Tuple[int, int]) -
     return [min(max(x, 0), dst[0] - 1), min(max(y, 0), dst[1] - 1)]
 
 
-# -- volumes (issue 12): overlays of chosen slices ------------------------------------------------------
+# -- volumes: overlays of chosen slices ------------------------------------------------------
 
 def overlay_slices(
     volume: torch.Tensor,
@@ -426,8 +426,8 @@ def overlay_slices(
     tiles = []
     for s in slices:
         img = v.select(axis + 1, s)
-        img = (img.expand(3, -1, -1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
-        tiles.append(overlay(Image.fromarray(img), m.select(axis, s), alpha=alpha, colormap=colormap))
+        rgb = (img.expand(3, -1, -1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+        tiles.append(overlay(Image.fromarray(rgb), m.select(axis, s), alpha=alpha, colormap=colormap))
     gap = 4
     out = Image.new("RGB", (sum(t.width for t in tiles) + gap * (len(tiles) - 1), tiles[0].height), (255, 255, 255))
     x = 0

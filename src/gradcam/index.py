@@ -72,7 +72,7 @@ def result_rows(res, stem: str, overlays: Sequence[str], record: Optional[str],
     return rows
 
 
-def failure_row(path: str, stem: str, reason: str, model: str = "", method: str = "") -> Dict:
+def failure_row(path: str, stem: str, reason: Optional[str], model: str = "", method: str = "") -> Dict:
     """The index row of a photo that could not be explained (``error`` = the reason)."""
     row = dict.fromkeys(COLUMNS)
     row.update(file=path, stem=stem, error=reason, model=model, method=method, updated=time.time())

@@ -12,7 +12,7 @@ import math
 import threading
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -41,7 +41,7 @@ class LayerRef:
 
 
 def _names(model: nn.Module) -> dict:
-    names = {}
+    names: Dict[int, str] = {}
     for name, mod in model.named_modules(remove_duplicate=False):
         names.setdefault(id(mod), name)
     return names
@@ -198,7 +198,7 @@ def auto_candidates(
     several times is returned as ``name@k``.
     """
     names = _names(model)
-    events = []
+    events: List[Tuple[nn.Module, int, Optional[Callable[[torch.Tensor], torch.Tensor]], bool, Optional[Tuple[int, ...]]]] = []
     counts: dict = {}
     handles = []
     owner = threading.get_ident()

@@ -88,14 +88,19 @@ class PixelExplanation(Explanation):
 
     def image(self, mode: str = "std") -> torch.Tensor:
         """The attributions as displayable images (N, K, C, H, W) in [0, 1]; see :func:`to_image`."""
-        return to_image(self.pixels, mode)
+        return to_image(self._pixels(), mode)
 
     def saliency(self, reduce: Optional[str] = None) -> torch.Tensor:
         """A single-channel map (N, K, H, W) in [0, 1]: normalize(saliency(pixels, reduce))."""
-        return normalize(saliency(self.pixels, reduce or self.reduce))
+        return normalize(saliency(self._pixels(), reduce or self.reduce))
+
+    def _pixels(self) -> torch.Tensor:
+        if self.pixels is None:
+            raise ValueError("This PixelExplanation has no pixels (it was built without attributions).")
+        return self.pixels
 
     def __repr__(self) -> str:
-        n, k, c, h, w = self.pixels.shape
+        n, k, c, h, w = self._pixels().shape
         return (
             f"PixelExplanation(method={self.method!r}, layer={self.layer!r}, pixels=({n}, {k}, {c}, {h}, {w}), "
             f"targets={self.targets.tolist() if self.targets.numel() <= 10 else '...'})"

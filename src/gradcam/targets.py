@@ -11,7 +11,7 @@ Class scores are taken *before* softmax: y^c is the logit of class c.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Optional, Sequence, Tuple, Union, cast
 
 import torch
 import torch.nn.functional as F
@@ -143,7 +143,7 @@ def resolve(
     return scores, ids
 
 
-# -- Target helpers for outputs that are not one row of class scores (issue 7) -----------------------
+# -- Target helpers for outputs that are not one row of class scores -----------------------------------
 
 
 def _sequence_logits(output: Any) -> torch.Tensor:
@@ -183,7 +183,7 @@ def caption_word(
             f"caption_ids must be a non-empty (T,) or (N, T) list of word ids; got shape {tuple(ids.shape)}."
         )
     single = isinstance(t, int) and not isinstance(t, bool)
-    pos = torch.as_tensor([t] if single else list(t), dtype=torch.long)
+    pos = torch.as_tensor([t] if single else list(cast(Sequence[int], t)), dtype=torch.long)
     if pos.dim() != 1 or pos.numel() == 0:
         raise ValueError(f"t must be a word position or a list of them; got {t!r}.")
     length = ids.shape[1]
@@ -238,7 +238,7 @@ def answer(
     """
     words = list(getattr(vocab, "words", vocab)) if vocab is not None else None
     single = isinstance(index, (int, str)) and not isinstance(index, bool)
-    items = [index] if single else list(index)
+    items = [index] if single else list(cast(Sequence[Union[int, str]], index))
 
     def to_id(a: Any) -> int:
         if isinstance(a, str):
@@ -279,13 +279,13 @@ def answer(
 def output_scalar(
     key: Union[None, str, int] = None, index: Union[None, int, Sequence[int]] = None
 ) -> Callable[[Any], torch.Tensor]:
-    """Target: one scalar per image from a structured output: y = output[key][:, *index].
+    """Target: one scalar per image from a structured output: ``y = output[key][:, *index]``.
 
     ``key`` picks an entry of a dict output (a str) or a tuple/list output (an int); ``None`` uses the
     output itself. ``index`` indexes the dimensions after the batch (an int, or a tuple such as
     ``(t, v)``); after it, one value per image must remain. A missing key raises ``ValueError``.
     """
-    idx = () if index is None else ((index,) if isinstance(index, int) else tuple(index))
+    idx: Tuple[int, ...] = () if index is None else ((index,) if isinstance(index, int) else tuple(index))
 
     def target(output: Any) -> torch.Tensor:
         value = output
@@ -324,7 +324,8 @@ def output_scalar(
                     f"index {i} is out of range for dimension {d + 1} of size {size} of output[{key!r}] "
                     f"(shape {tuple(value.shape)})."
                 )
-        y = value[(slice(None), *idx)]
+        where: Tuple[Union[slice, int], ...] = (slice(None), *idx)
+        y = value[where]
         if y.dim() != 1:
             raise ValueError(
                 f"output[{key!r}] indexed by {idx} has shape {tuple(y.shape)}, not one value per image; "
@@ -335,7 +336,7 @@ def output_scalar(
     return target
 
 
-# -- Dense and non-class targets (issue 12): segmenters, detectors, embedding models ---------------------
+# -- Dense and non-class targets: segmenters, detectors, embedding models ---------------------
 
 
 def _dense_logits(output: Any) -> torch.Tensor:

@@ -150,7 +150,7 @@ def _load(item: Item, max_pixels: Optional[int] = MAX_PIXELS):
 
 def _png_bytes(img: Image.Image) -> bytes:
     """Lossless PNG, zlib level 1 with the run-length strategy (``Z_RLE``): on photo overlays about 1.7x faster
-    to encode than plain level 1 and about 10% smaller (measured in docs/benchmarks-distributed.md)."""
+    to encode than plain level 1 and about 10% smaller (measured in docs/results/benchmarks-distributed.md)."""
     import zlib
 
     buf = io.BytesIO()
@@ -527,6 +527,7 @@ def _process(chunks, job: Job, failed, say, progress, names=None) -> None:
         try:
             pending = pool.submit(load_all, chunks[0]) if chunks else None
             for ci, chunk in enumerate(chunks):
+                assert pending is not None  # chunks is not empty here
                 decoded = pending.result()
                 if ci + 1 < len(chunks):
                     pending = pool.submit(load_all, chunks[ci + 1])

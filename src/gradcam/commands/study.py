@@ -1,4 +1,4 @@
-"""``gradcam study bias|adversarial|failures``: the paper's studies; parsing and printing only.
+"""``gradcam study bias|adversarial|failures|segmentation|trust|agent``: the paper's studies; parsing and printing only.
 
 The work is done by :mod:`gradcam.studies`. ``--json`` prints one JSON object on stdout (progress goes to
 stderr); ``--out DIR`` also writes ``DIR/<study>.json``, ``DIR/<study>.png`` (and ``failures.md``).
@@ -10,17 +10,21 @@ import dataclasses
 import json
 import os
 import sys
+from typing import Any
 
 STUDIES = {
     "bias": "dataset bias: a spurious stamp, then a rebalanced and an attention-trained model (Sec. 6.3)",
     "adversarial": "targeted FGSM and PGD on the embedded model; Grad-CAM before and after (Sec. 6.2)",
     "failures": "every photo the embedded model gets wrong: predicted vs true class maps (Sec. 6.1)",
+    "segmentation": "weakly-supervised segmentation (SEC) seeded by Grad-CAM, CAM and a random map (Sec. 5.2)",
+    "trust": "do the explanation measures prefer the stronger of two models on images both get right? (Sec. 5.3)",
+    "agent": "Grad-CAM of a small CNN policy's actions on MiniGrid pixels (needs the 'rl' extra)",
 }
 
 
 def register(subparsers) -> None:
     """Add the ``study`` subcommand and its three studies."""
-    p = subparsers.add_parser("study", help="rerun the paper's studies: bias, adversarial, failures",
+    p = subparsers.add_parser("study", help="rerun the paper's studies: " + ", ".join(STUDIES),
                               description="Rerun one of the paper's studies and print its summary.")
     sub = p.add_subparsers(dest="study", metavar="STUDY")
     for name, text in STUDIES.items():
@@ -67,7 +71,11 @@ def _run(args: argparse.Namespace) -> int:
     from ..studies import adversarial, bias, failures, figures
 
     name = args.study
-    if name == "bias":
+    cfg: Any  # each study has its own config and result types
+    result: Any
+    if name in ("segmentation", "trust", "agent"):
+        result, draw = _run_new(name, args)
+    elif name == "bias":
         cfg = dataclasses.replace(bias.QUICK if args.quick else bias.BiasConfig(), seed=args.seed)
         from ..evaluation.synthetic import default_cache_dir
 
@@ -81,7 +89,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         result = failures.run(failures.QUICK if args.quick else failures.FailuresConfig(), log=_log)
         draw = figures.failures_figure
-    summary = result.summary()
+    summary = result.summary() if hasattr(result, "summary") else {k: v for k, v in result.items() if k != "figure"}
     summary["command"] = f"gradcam study {name}" + (" --quick" if args.quick else "") + (
         f" --seed {args.seed}" if args.seed else "")
     if args.json:
@@ -103,16 +111,72 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_text(name: str, summary: dict, result) -> None:
-    if name == "failures":
-        print(f"{summary['n_correct']}/{summary['n_photos']} photos right; the mistakes:")
-        print(result.markdown())
-        return
-    for key, value in summary.items():
-        if isinstance(value, float):
-            print(f"{key:40s} {value:.4f}")
+def _run_new(name: str, args: argparse.Namespace):
+    """The segmentation, trust and agent studies: (result, figure function)."""
+    from ..studies import figures
+
+    if name == "segmentation":
+        from ..studies import segmentation as mod
+
+        cfg = dataclasses.replace(mod.QUICK if args.quick else mod.SegmentationConfig(), seed=args.seed)
+        return mod.run(cfg, log=_log), figures.segmentation_figure
+    if name == "trust":
+        from ..studies import trust as mod
+
+        cfg = dataclasses.replace(mod.QUICK if args.quick else mod.TrustConfig(), seed=args.seed)
+        return mod.run(cfg, log=_log), figures.trust_figure
+    from ..studies import agent as mod
+
+    mod.require_rl()
+    cfg = dataclasses.replace(mod.QUICK if args.quick else mod.AgentConfig(), seed=args.seed)
+    return mod.run(cfg, log=_log), figures.agent_figure
+
+
+def finding(name: str, summary: dict) -> str:
+    """The study's finding in one sentence with its numbers (the text output's first line)."""
     if name == "bias":
-        print("object mass (stamped test images):", json.dumps(summary["object_mass"]))
-    else:
-        for attack, numbers in summary["attacks"].items():
-            print(f"{attack}: {json.dumps(numbers)}")
+        return (f"The biased model's Grad-CAM puts {summary['biased_cue_mass']:.3f} of its mass on the stamp and it "
+                f"scores {summary['biased_test_accuracy']:.3f} on unbiased test images; the rebalanced model puts "
+                f"{summary['debiased_cue_mass']:.3f} there and scores {summary['debiased_test_accuracy']:.3f}, the "
+                f"attention-trained one {summary['attention_trained_cue_mass']:.3f} and "
+                f"{summary['attention_trained_test_accuracy']:.3f}.")
+    if name == "adversarial":
+        return (f"Targeted PGD succeeds on {summary['attack_success_rate']:.3f} of the images, yet the original class's "
+                f"Grad-CAM still points into the object's tile for {summary['pointing_adversarial_original_class']:.3f} of "
+                f"them (clean: {summary['pointing_clean']:.3f}) against "
+                f"{summary['pointing_adversarial_target_class']:.3f} for the adversarial class.")
+    if name == "segmentation":
+        from ..studies.segmentation import SOURCES, SegmentationResult
+
+        miou = {s: summary[f"miou_{s}_seeds"] for s in SOURCES}
+        return SegmentationResult(dict(miou, full=summary["miou_full_supervision"]), {}, {}, {},
+                                  summary["config"]).sentence()
+    if name == "trust":
+        from ..studies.trust import sentence
+
+        return sentence(summary)
+    if name == "agent":
+        from ..studies.agent import AgentResult
+
+        return AgentResult(**{k: v for k, v in summary.items() if k != "command"}).sentence()
+    return f"{summary['n_correct']} of {summary['n_photos']} photos right; the mistakes:"
+
+
+def _print_text(name: str, summary: dict, result) -> None:
+    print(finding(name, summary))
+    if name == "failures":
+        print(result.markdown())
+    elif name == "trust":
+        print(_trust_table(summary))
+
+
+def _trust_table(summary: dict) -> str:
+    """Per method and measure: stronger - weaker with its 95% interval; * where the stronger is preferred."""
+    from ..studies.trust import MEASURES
+
+    rows = ["| method | " + " | ".join(MEASURES) + " |", "| --- |" + " ---: |" * len(MEASURES)]
+    for method, d in summary["differences"].items():
+        rows.append(f"| {method} | " + " | ".join(
+            f"{d[k]['difference']:+.3f} [{d[k]['ci95'][0]:+.3f}, {d[k]['ci95'][1]:+.3f}]"
+            + (" *" if d[k]["stronger_preferred"] else "") for k in MEASURES) + " |")
+    return "\n".join(rows)

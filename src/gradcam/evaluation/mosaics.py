@@ -12,7 +12,7 @@ import importlib.util
 import os
 import random
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 import torch
@@ -61,11 +61,11 @@ def load_photos(tile: int = 224) -> List[Photo]:
     out = []
     short = round(tile * 256 / 224)
     for f in files:
-        with Image.open(os.path.join(folder, f)) as im:
-            im = im.convert("RGB")
+        with Image.open(os.path.join(folder, f)) as src:
+            im = src.convert("RGB")
             w, h = im.size
             s = short / min(w, h)
-            im = im.resize((max(short, round(w * s)), max(short, round(h * s))), Image.BICUBIC)
+            im = im.resize((max(short, round(w * s)), max(short, round(h * s))), Image.Resampling.BICUBIC)
             w, h = im.size
             left, top = (w - tile) // 2, (h - tile) // 2
             im = im.crop((left, top, left + tile, top + tile))
@@ -82,7 +82,7 @@ def tile_boxes(tile: int) -> torch.Tensor:
 
 def make_mosaics(photos: List[Photo], n: int, seed: int = 0) -> Mosaics:
     """``n`` mosaics, each of four photos of four different classes, arranged by a seeded RNG."""
-    by_label = {}
+    by_label: Dict[int, List[Photo]] = {}
     for p in photos:
         by_label.setdefault(p.label, []).append(p)
     if len(by_label) < 4:

@@ -137,7 +137,7 @@ def evaluate_method(method, model, photos: List[AnnotatedPhoto], size: int, mean
         })
     scored = [r for r in per if r["scored"]]
 
-    def mean(key, rows):
+    def mean_of(key, rows):
         return round(sum(r[key] for r in rows) / max(1, len(rows)), 4) if rows else math.nan
 
     labels = torch.tensor([r["label"] for r in per])
@@ -145,9 +145,9 @@ def evaluate_method(method, model, photos: List[AnnotatedPhoto], size: int, mean
     hits = torch.tensor([r["pointing"] for r in per])
     per_class = torch.zeros(int(classes.max()) + 1).index_add_(0, classes, hits) / torch.bincount(classes).float()
     return {
-        "cls_err1": mean("cls_err1", scored), "cls_err5": mean("cls_err5", scored),
-        "loc_err1": mean("loc_err1", scored), "loc_err5": mean("loc_err5", scored),
-        "loc_gt": mean("loc_gt", per), "pointing": round(float(per_class.mean()), 4),
-        "peak_in_box": mean("peak_in_box", per), "energy": mean("energy", per), "sparseness": mean("sparseness", per),
+        "cls_err1": mean_of("cls_err1", scored), "cls_err5": mean_of("cls_err5", scored),
+        "loc_err1": mean_of("loc_err1", scored), "loc_err5": mean_of("loc_err5", scored),
+        "loc_gt": mean_of("loc_gt", per), "pointing": round(float(per_class.mean()), 4),
+        "peak_in_box": mean_of("peak_in_box", per), "energy": mean_of("energy", per), "sparseness": mean_of("sparseness", per),
         "seconds": round(t_total / max(1, len(per)), 3), "photos": len(per), "scored": len(scored), "per_photo": per,
     }

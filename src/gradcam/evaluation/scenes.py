@@ -4,8 +4,8 @@ Each scene is a small RGB image in [0, 1] holding one or more objects; an object
 (circle, square, triangle, cross, diamond) in a colour (red, green, blue, yellow, magenta, cyan),
 optionally striped, placed at a random position and size on a cluttered, noisy grey background.
 Every object's pixel mask and bounding box are known exactly, so localisation and pointing can be
-measured without annotation noise. Used by the synthetic benchmark (issue 5) and the
-vision-and-language benchmark (issue 7).
+measured without annotation noise. Used by the synthetic benchmark and the
+vision-and-language benchmark.
 
 Same seed, same arguments -> bit-identical scenes.
 """

@@ -24,7 +24,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -174,7 +174,7 @@ def committed_weights(cfg: TrainConfig) -> Optional[Path]:
 
 
 def load_or_train(
-    cfg: TrainConfig, cache_dir: Optional[os.PathLike] = None, log=print, retrain: bool = False
+    cfg: TrainConfig, cache_dir: Union[str, os.PathLike, None] = None, log=print, retrain: bool = False
 ) -> Tuple[ShapeNet, Dict]:
     """The trained network for ``cfg``: the committed weights when there are some (checksum verified),
     else from the cache, else trained now and cached. ``retrain=True`` skips the committed weights."""

@@ -6,6 +6,16 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 Column = Tuple[str, str, str]  # (key, header, format)
 
+#: Below this classification accuracy a model's table marks nothing best: its maps explain a model that is
+#: often wrong, and differences between methods are noise (``gradcam evaluate --quick`` trains small CNNs).
+MIN_ACCURACY_FOR_BEST = 0.8
+
+
+def accuracy_caveat(model: str, accuracy: float, threshold: float = MIN_ACCURACY_FOR_BEST) -> str:
+    """The caveat printed at the top of a table whose model is below ``threshold`` accuracy."""
+    return (f"**Caveat:** the {model} classifies {accuracy:.3f} of its test images right, below {threshold}: "
+            f"its maps explain a model that is often wrong, so nothing is marked best in its table.")
+
 
 def fmt(value, spec: str = ".3f") -> str:
     """A number formatted with ``spec``; ``None``/NaN as an en dash; strings as they are."""
@@ -30,9 +40,12 @@ def markdown_table(rows: Sequence[Dict], columns: Sequence[Column], first: Optio
 
 
 def best_marks(rows: Sequence[Dict], columns: Sequence[Column], lower_better: Sequence[str] = (),
-               skip: Sequence[str] = ("random", "random-map", "gaussian")) -> None:
+               skip: Sequence[str] = ("random", "random-map", "gaussian"), accuracy: Optional[float] = None,
+               min_accuracy: float = MIN_ACCURACY_FOR_BEST) -> None:
     """Bold the best value of each numeric column in place (baselines excluded), by formatting it as a
-    string ``**x**``."""
+    string ``**x**``. Nothing is marked when the model's ``accuracy`` is below ``min_accuracy``."""
+    if accuracy is not None and accuracy < min_accuracy:
+        return
     for key, _, spec in columns:
         vals = [(r[key], i) for i, r in enumerate(rows)
                 if isinstance(r.get(key), (int, float)) and r.get("method") not in skip

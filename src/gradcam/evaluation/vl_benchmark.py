@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict
-from typing import Any, Dict, List
+from typing import Any, Dict, List, cast
 
 import torch
 
@@ -29,7 +29,7 @@ from ..neurons import dissect_scenes, top_channels
 from ..targets import answer, caption_word
 from ..vl import train as T
 from ..vl.captions import COLOUR, SHAPE, CaptionSet
-from ..vl.models import CLASS_NAMES, BoundCaption, BoundQuestion, CaptionModel, VQAModel
+from ..vl.models import CLASS_NAMES, BoundCaption, BoundQuestion, CaptionModel, SceneClassifier, VQAModel
 from ..vl.questions import QUESTION_KINDS, QuestionSet
 from ..vl.vocab import CAPTION_VOCAB, PAD
 from .scenes import make_scenes
@@ -210,7 +210,7 @@ def neuron_summary(classifier, cfg, k: int = 5) -> Dict[str, Any]:
     res = GradCAM(classifier, layer="encoder")(x, target=[list(range(len(CLASS_NAMES)))])
     per_class, hits = {}, 0
     for c, cls in enumerate(CLASS_NAMES):
-        top, low = top_channels(res.weights[0, c], k)
+        top, low = top_channels(cast(torch.Tensor, res.weights)[0, c], k)
         per_class[cls] = {
             "top": [(ch, names[ch]) for ch, _ in top],
             "bottom": [(ch, names[ch]) for ch, _ in low],
@@ -270,9 +270,9 @@ def run(quick: bool, seed: int = 0, cache_dir: Any = None) -> Dict[str, Any]:
     """
     t0 = time.time()
     cfg = T.config(quick, seed)
-    clf = T.load_or_train("classifier", cfg, cache_dir)
-    cap = T.load_or_train("captioner", cfg, cache_dir)
-    vqa = T.load_or_train("vqa", cfg, cache_dir)
+    clf = cast(SceneClassifier, T.load_or_train("classifier", cfg, cache_dir))
+    cap = cast(CaptionModel, T.load_or_train("captioner", cfg, cache_dir))
+    vqa = cast(VQAModel, T.load_or_train("vqa", cfg, cache_dir))
     t_train = time.time() - t0
     cap_test, vqa_test = T.caption_data(cfg, "test"), T.vqa_data(cfg, "test")
     images, labels, _ = T.classifier_data(cfg, "test")

@@ -125,7 +125,7 @@ class GradCAMCallback(pl.Callback):
         self.model_fn = model
         self.method_kwargs = dict(method_kwargs or {})
         self.scale = scale
-        self._explainer = None
+        self._explainer: Any = None  # the method object, built for the model on first use
         self._explained: Optional[torch.nn.Module] = None
         self.logged: List[str] = []  # where each grid went ("tensorboard", "csv:<path>", ...), for inspection
 

@@ -109,7 +109,7 @@ class LayerMethod:
     # -- the shared path ---------------------------------------------------------------------
     def layers_for(self, x: torch.Tensor, forward_kwargs: Optional[dict] = None) -> List[LayerRef]:
         """The layer(s) used for input ``x`` (resolving ``"auto"`` once per input shape)."""
-        if not self._auto:
+        if self._layers is not None:
             return self._layers
         return self._candidates(x, forward_kwargs)[:1]
 
@@ -134,7 +134,7 @@ class LayerMethod:
 
     def _capture(self, x, target, top_k, counterfactual, **kw) -> engine.Capture:
         capture = differentiable.capture if self.differentiable else engine.capture
-        if not self._auto:
+        if self._layers is not None:
             return capture(
                 self.model, x, self._layers, target, top_k, gradients=self.needs_gradients,
                 counterfactual=counterfactual, reshape=self.reshape, eval_mode=self.eval_mode, **kw,
@@ -149,7 +149,7 @@ class LayerMethod:
                 )
             except engine.LayerNotUsedError:
                 continue
-            if self.needs_gradients and not bool(gradient_reaches(cap.gradients[0]).any()):
+            if self.needs_gradients and not bool(gradient_reaches(cap.gradient(0)).any()):
                 first = first or cap  # e.g. a ViT's final norm: its patch tokens get no gradient (only the class token)
                 continue
             if j:

@@ -7,7 +7,9 @@ import torch
 from torch import nn
 
 from .. import engine
+from ..explanation import Explanation
 from ..layers import LayerSpec, resolve
+from ..targets import Target
 from .base import LayerMethod
 
 
@@ -31,6 +33,7 @@ class CAM(LayerMethod):
     def _linear(self, channels: int) -> nn.Linear:
         if self._fc is not None:
             return self._fc
+        fc: nn.Module
         if isinstance(self._fc_spec, str) and self._fc_spec == "auto":
             linears = [m for m in self.model.modules() if isinstance(m, nn.Linear)]
             if not linears:
@@ -49,10 +52,22 @@ class CAM(LayerMethod):
         self._fc = fc
         return fc
 
-    def __call__(self, x, target=None, top_k=None, *, counterfactual: bool = False):
+    def __call__(
+        self,
+        x: torch.Tensor,
+        target: Target = None,
+        top_k: Optional[int] = None,
+        *,
+        counterfactual: bool = False,
+        forward_kwargs: Optional[dict] = None,
+        aug_smooth: Optional[bool] = None,
+        eigen_smooth: Optional[bool] = None,
+    ) -> Explanation:
         if counterfactual:
             raise ValueError("counterfactual=True needs gradients; use GradCAM(..., ) for counterfactual maps.")
-        return super().__call__(x, target, top_k)
+        if aug_smooth or eigen_smooth:
+            raise ValueError("CAM does not support aug_smooth or eigen_smooth; use GradCAM(...) for them.")
+        return super().__call__(x, target, top_k, forward_kwargs=forward_kwargs)
 
     def _weights(self, cap: engine.Capture, i: int) -> torch.Tensor:
         a = cap.activations[i]

@@ -39,7 +39,7 @@ class EigenGradCAM(LayerMethod):
     name = "eigengradcam"
 
     def _channel_maps(self, cap: engine.Capture, i: int) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        return cap.gradients[i] * cap.activations[i].unsqueeze(1), None
+        return cap.gradient(i) * cap.activations[i].unsqueeze(1), None
 
     def _map(self, cap: engine.Capture, i: int) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         return first_component(self._channel_maps(cap, i)[0]), None

@@ -1,4 +1,4 @@
-"""The CAM family's registry names (issue 11): ``--method NAME`` in the CLI and ``gradcam evaluate``."""
+"""The CAM family's registry names: ``--method NAME`` in the CLI and ``gradcam evaluate``."""
 from __future__ import annotations
 
 from .eigen import EigenCAM, EigenGradCAM

@@ -17,5 +17,5 @@ class GradCAM(LayerMethod):
     name = "gradcam"
 
     def _weights(self, cap: engine.Capture, i: int) -> torch.Tensor:
-        g = cap.gradients[i]
+        g = cap.gradient(i)
         return g.mean(dim=tuple(range(3, g.dim())))  # every spatial axis: (h, w), or (d, h, w) for volumes

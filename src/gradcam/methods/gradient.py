@@ -49,6 +49,7 @@ class Gradient:
         )
         _CALL.context = context  # this thread's call, read by _after (a thread-local: not shared state)
         self._after(cap)
+        assert cap.input_gradient is not None  # input_gradient=True
         return pixel_explanation(cap.input_gradient, cap, self.name, self.reduce, counterfactual)
 
     def _context(self):

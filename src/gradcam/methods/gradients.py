@@ -30,7 +30,7 @@ class GradCAMPlusPlus(LayerMethod):
     name = "gradcam++"
 
     def _weights(self, cap: engine.Capture, i: int) -> torch.Tensor:
-        g = cap.gradients[i]
+        g = cap.gradient(i)
         a = cap.activations[i]
         g2 = g * g
         sum_a = a.sum(dim=_spatial(a, 2)).reshape(a.shape[0], 1, a.shape[1], *([1] * (a.dim() - 2)))
@@ -47,7 +47,7 @@ class XGradCAM(LayerMethod):
     name = "xgradcam"
 
     def _weights(self, cap: engine.Capture, i: int) -> torch.Tensor:
-        g = cap.gradients[i]
+        g = cap.gradient(i)
         a = cap.activations[i]
         dims = _spatial(a, 2)
         num = (g * a.unsqueeze(1)).sum(dim=_spatial(g, 3))
@@ -78,7 +78,7 @@ class HiResCAM(_Elementwise):
     name = "hirescam"
 
     def _terms(self, cap: engine.Capture, i: int) -> torch.Tensor:
-        return cap.gradients[i] * cap.activations[i].unsqueeze(1)
+        return cap.gradient(i) * cap.activations[i].unsqueeze(1)
 
 
 class LayerCAM(_Elementwise):
@@ -92,7 +92,7 @@ class LayerCAM(_Elementwise):
     gamma = 2.0
 
     def _terms(self, cap: engine.Capture, i: int) -> torch.Tensor:
-        return torch.relu(cap.gradients[i]) * cap.activations[i].unsqueeze(1)
+        return torch.relu(cap.gradient(i)) * cap.activations[i].unsqueeze(1)
 
     def _fuse(self, per_layer: Dict[str, Explanation], size) -> torch.Tensor:
         scaled = []

@@ -65,6 +65,7 @@ def _table() -> dict:
             t[func] = (kind, params, defaults, inplace)
 
     nn_c = torch._C._nn
+    f: Any  # torch functions and methods of several signatures
     add(F.relu, _RELU, ("inplace",), (False,), None)
     for f in (torch.relu, torch.Tensor.relu):
         add(f, _RELU, (), (), False)
@@ -270,17 +271,30 @@ class GuidedGradCAM(GradCAM):
         self.reduce = reduce
 
     def __call__(
-        self, x: torch.Tensor, target: Target = None, top_k: Optional[int] = None, *, counterfactual: bool = False
+        self,
+        x: torch.Tensor,
+        target: Target = None,
+        top_k: Optional[int] = None,
+        *,
+        counterfactual: bool = False,
+        forward_kwargs: Optional[dict] = None,
+        aug_smooth: Optional[bool] = None,
+        eigen_smooth: Optional[bool] = None,
     ) -> PixelExplanation:
-        """Explain ``x`` (N, C, H, W) for ``target`` (see :mod:`gradcam.targets`)."""
+        """Explain ``x`` (N, C, H, W) for ``target`` (see :mod:`gradcam.targets`); ``forward_kwargs`` as in
+        :class:`GradCAM`. ``aug_smooth`` and ``eigen_smooth`` are refused (pixel-space attributions)."""
+        if aug_smooth or eigen_smooth:
+            raise ValueError("GuidedGradCAM does not support aug_smooth or eigen_smooth; use GradCAM(...) for them.")
         modes = _ModeFactory()
         cap = self._capture(
             x, target, top_k, counterfactual, input_gradient=True, context=modes,
-            layer_gradient_context=modes.plain,
+            layer_gradient_context=modes.plain, forward_kwargs=forward_kwargs,
         )
         _warn_if_no_relu(modes.modes[-1], self.model)
         cam = self._explain(cap, x.shape[-2:], counterfactual)
-        pixels = cap.input_gradient * cam.maps.unsqueeze(2).to(cap.input_gradient.dtype)
+        grad_x = cap.input_gradient
+        assert grad_x is not None  # input_gradient=True
+        pixels = grad_x * cam.maps.unsqueeze(2).to(grad_x.dtype)
         base = pixel_explanation(pixels, cap, self.name, self.reduce, counterfactual)
         base.raw, base.weights, base.layer, base.cam = cam.raw, cam.weights, cam.layer, cam
         base.interpolation = cam.interpolation

@@ -55,7 +55,7 @@ class Occlusion:
     (raw = -drop). ``fill``: ``"mean"`` (each image's mean colour, the default), a number, or one value
     per channel. Default window 64 px, stride 32 (a quarter and an eighth of the CLI's 256 px short
     side): on real-photo mosaics at that scale the peak lands on the right photo for 32/32 class maps,
-    with 49 forwards per 256 x 256 image (window 32: 30/32, 225 forwards; docs/occlusion_defaults.md).
+    with 49 forwards per 256 x 256 image (window 32: 30/32, 225 forwards; docs/results/occlusion_defaults.md).
     ``batch_size``: at most this many occluded images per forward pass, and at most
     ``max_batch_pixels`` input pixels per pass (default 2^20: 10 images of 256 x 384), so memory does not
     grow with the photo: the windows are processed in chunks. ``window``/``stride`` in pixels
@@ -120,6 +120,8 @@ class Occlusion:
         """Scores (b, K) of a batch: the class ids' logits, or the callable target's values."""
         if ids is not None and not bool((ids < 0).any()):
             return logits_of(output).gather(1, ids)
+        if not callable(target) or isinstance(target, torch.Tensor):
+            raise TypeError(f"Scores of a non-callable target need class ids; got target={target!r} without ids.")
         s = target(output)
         if not isinstance(s, torch.Tensor):
             raise TypeError(f"The target callable must return a tensor; it returned {type(s).__name__}.")

@@ -181,7 +181,7 @@ class _Replay:
         Calls nested inside an answered call do not happen in the replay, so the replay's k-th call of a
         module is its k-th recorded call that is not nested in an answered one.
         """
-        answered = dict(self.cache) if fast else {}
+        answered: Dict[Tuple[nn.Module, int], Optional[torch.Tensor]] = dict(self.cache) if fast else {}
         answered[self.layer_key] = None
 
         def skipped(key) -> bool:
@@ -286,6 +286,8 @@ class AblationCAM(LayerMethod):
                 output = replay.record(x)
                 scores, ids = resolve_targets(output, target, top_k, x.shape[0])
                 a = replay.activation
+                if a is None:
+                    raise ValueError(f"The forward pass never reached layer '{ref.spec}'; pick a layer the model calls.")
                 if a.dim() < 3:
                     raise ValueError(
                         f"Layer '{ref.spec}' outputs shape {tuple(a.shape)}, not a spatial map (N, C, h, w); "
@@ -294,7 +296,7 @@ class AblationCAM(LayerMethod):
                 acts.append(a)
                 weights.append(self._ablate(replay, x, a, scores, ids, target))
         cap = engine.Capture(output=output, scores=scores, targets=ids, layers=list(layers))
-        cap.activations, cap.gradients = acts, [None] * len(acts)
+        cap.activations, cap.gradients = acts, [None for _ in acts]
         cap.perturbation_weights = weights
         return cap
 

@@ -24,8 +24,8 @@ class _Counterfactual(GradCAM):
 
     name = "counterfactual"
 
-    def __call__(self, x, target=None, top_k=None, *, counterfactual: bool = True):
-        return super().__call__(x, target, top_k, counterfactual=True)
+    def __call__(self, x, target=None, top_k=None, *, counterfactual: bool = True, **options):
+        return super().__call__(x, target, top_k, counterfactual=True, **options)
 
 
 register("gradcam", GradCAM)

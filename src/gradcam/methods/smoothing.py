@@ -14,7 +14,7 @@
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 
@@ -118,6 +118,7 @@ def aug_explain(
     from .base import LayerMethod
 
     chosen: dict = {}
+    first_target: Any  # class ids (N, K), or a callable that picks them
     if target is not None or type(method)._capture is not LayerMethod._capture:
         # explicit targets, or a method that re-scores perturbed inputs: resolve on the images first
         first_cap = engine.capture(method.model, x, [], target, top_k, gradients=False, eval_mode=method.eval_mode)

@@ -54,7 +54,7 @@ __all__ = [
     "class_discrimination", "connected_components", "deletion", "energy_in_box", "gaussian_blur", "insertion",
     "iou", "localization_correct", "localization_error", "perturbation_curve", "pointing_game", "pointing_hits",
     "rank_correlation", "rankdata", "spearman",
-    # issue 15
+    # faithfulness, localisation, complexity, robustness, randomisation
     "avg_sensitivity", "complexity", "energy_pointing", "faithfulness_correlation", "focus", "grid_segments", "irof",
     "max_sensitivity", "monotonicity", "noisy_linear_imputation", "pointing_game_torchray", "random_logit",
     "relevance_mass_accuracy", "relevance_rank_accuracy", "road", "sensitivities", "sparseness", "ssim", "union_masks",

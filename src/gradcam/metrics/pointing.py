@@ -27,7 +27,7 @@ def _gt_masks(gt: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
     if gt.dtype == torch.bool and gt.shape[-2:] == maps.shape[-2:]:
         return gt.expand_as(maps) if gt.shape != maps.shape else gt
     if gt.shape[-1:] == (4,) and not gt.dtype.is_floating_point and gt.dtype != torch.bool:
-        return boxes_to_masks(gt, maps.shape[-2:]).expand_as(maps)
+        return boxes_to_masks(gt, (maps.shape[-2], maps.shape[-1])).expand_as(maps)
     raise ValueError(
         f"gt must be bool masks shaped like the maps {tuple(maps.shape)} or integer boxes (..., 4) "
         f"(x0, y0, x1, y1); got {gt.dtype} {tuple(gt.shape)}."

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, cast
 
 import torch
 from torch import nn
@@ -33,7 +33,7 @@ def _randomise(module: nn.Module, gen_seed: int) -> None:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(gen_seed)
         if hasattr(module, "reset_parameters"):
-            module.reset_parameters()
+            cast(Callable[[], None], module.reset_parameters)()
         else:
             for p in module.parameters(recurse=False):
                 nn.init.normal_(p, std=0.02)

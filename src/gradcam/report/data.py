@@ -100,7 +100,7 @@ def photo_from_record(rec: dict, folder: str, json_path: str) -> Optional[Photo]
     preds = [(str(p.get("class", "")), _num(p.get("id"), int), _num(p.get("probability")))
              for p in rec.get("predictions") or [] if isinstance(p, dict)]
     size = _pair(rec.get("size"))
-    return Photo(str(rec.get("file") or os.path.basename(json_path)), tuple(size) if size else None, preds, frames,
+    return Photo(str(rec.get("file") or os.path.basename(json_path)), (size[0], size[1]) if size else None, preds, frames,
                  str(rec.get("model", "")), str(rec.get("layer", "")))
 
 
@@ -190,7 +190,7 @@ def photos_from_index(rows: List[dict], folder: str) -> Tuple[List[Photo], List[
         p = photos.get(file)
         if p is None:
             size = _pair(row.get("size")) or _pair([row.get("width"), row.get("height")])
-            p = photos[file] = Photo(file, tuple(size) if size else None, [], [], str(row.get("model") or ""),
+            p = photos[file] = Photo(file, (size[0], size[1]) if size else None, [], [], str(row.get("model") or ""),
                                      str(row.get("layer") or ""))
         if not p.predictions and isinstance(preds, list):
             p.predictions = [(str(q.get("class", "")), _num(q.get("id"), int), _num(q.get("probability")))

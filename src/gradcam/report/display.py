@@ -34,7 +34,7 @@ def _small(img: Image.Image) -> Image.Image:
     if max(img.size) <= MAX_SIDE:
         return img
     img = img.copy()
-    img.thumbnail((MAX_SIDE, MAX_SIDE), Image.BILINEAR)
+    img.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BILINEAR)
     return img
 
 

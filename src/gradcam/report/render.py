@@ -51,9 +51,9 @@ def _thumb(folder: str, rel: str) -> Optional[str]:
     try:
         if os.path.exists(dst) and os.path.getmtime(dst) >= os.path.getmtime(src):
             return f"{THUMBS}/{name}"
-        with Image.open(src) as im:
-            im.draft("RGB", THUMB_SIZE)
-            im = im.convert("RGB")
+        with Image.open(src) as opened:
+            opened.draft("RGB", THUMB_SIZE)
+            im = opened.convert("RGB")
             im.thumbnail(THUMB_SIZE)
             tmp = dst + f".{os.getpid()}.tmp"
             im.save(tmp, "JPEG", quality=82)
@@ -90,7 +90,7 @@ def gallery_data(folder: str, photos: List[Photo], thumbnails: bool = True, work
         rows.append({
             "n": p.file, "w": p.size[0] if p.size else None, "h": p.size[1] if p.size else None,
             "model": p.model, "p": [list(q) for q in p.predictions],
-            "t": href(thumbs[src]) if src and thumbs.get(src) else None, "src": href(src) if src else None,
+            "t": href(t) if src and (t := thumbs.get(src)) else None, "src": href(src) if src else None,
             "f": [{"m": f.method, "c": f.cls, "i": f.cid, "pr": f.probability, "s": f.score, "pk": f.peak,
                    "bx": f.box, "o": href(f.overlay) if f.overlay else None,
                    "t": href(thumbs.get(f.overlay) or f.overlay) if f.overlay else None}
@@ -119,7 +119,9 @@ def render_html(title: str, photos_json: List[dict], failed: Sequence[Tuple[str,
     """The whole page as a string."""
     with open(_TEMPLATE, encoding="utf-8") as f:
         template = f.read()
-    script = re.search(r"<script>(.*?)</script>", template, re.S).group(1)
+    found = re.search(r"<script>(.*?)</script>", template, re.S)
+    assert found is not None, f"{_TEMPLATE} has no <script> block"
+    script = found.group(1)
     digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
     n_frames = sum(len(p["f"]) for p in photos_json)
     meta = "evaluation" if evaluation and not photos_json and not failed else (f"{len(photos_json)} photo{'s' if len(photos_json) != 1 else ''}, {n_frames} explanation"

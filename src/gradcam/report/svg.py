@@ -70,7 +70,7 @@ def bar_chart(bars: Sequence[Tuple[str, float]], title: str, baseline: Optional[
               baseline_label: str = "random") -> str:
     """Horizontal bars (name, value), with a dashed vertical line at ``baseline`` labelled ``baseline_label``."""
     bars = [(n, v) for n, v in bars if _finite(v)]
-    vals = [v for _, v in bars] + ([baseline] if _finite(baseline) else [])
+    vals: List[float] = [v for _, v in bars] + ([baseline] if baseline is not None and _finite(baseline) else [])
     lo, hi = min([0.0] + vals), max([1e-9] + vals)
     h = TOP + 18 * len(bars) + BOTTOM
     x = _scale(lo, hi, LEFT + 100, W - 50)

@@ -4,9 +4,9 @@ ImageNet model, on real photos and on 2 x 2 mosaics of them.
 Attacks work on pixels x in [0, 1] (the model sees (x - 0.5) / 0.5), towards a target class t, with an
 L-infinity budget eps:
 
-- FGSM (targeted): x' = clip_[0,1]( x - eps * sign( d CE(f(x), t) / dx ) );
+- FGSM (targeted): ``x' = clip_[0,1]( x - eps * sign( d CE(f(x), t) / dx ) )``;
 - PGD (targeted, Madry et al. 2018): from x_0 = x, ``steps`` times
-  x_{i+1} = clip_[0,1]( proj_{|x' - x|_inf <= eps}( x_i - step * sign( d CE(f(x_i), t) / dx_i ) ) ).
+  ``x_{i+1} = clip_[0,1]( proj_{|x' - x|_inf <= eps}( x_i - step * sign( d CE(f(x_i), t) / dx_i ) ) )``.
 
 An attack succeeds when the top-1 class of f(x') is t. Gradients are w.r.t. the input only
 (``torch.autograd.grad``; parameters' ``requires_grad`` is off during the attack and restored after).
@@ -54,7 +54,7 @@ QUICK = AdversarialConfig(n_photos=4, n_mosaics=2, tile=160, eps=8 / 255, pgd_st
 
 @dataclass
 class AdversarialResult:
-    """The study's record: the issue's four keys (PGD), per-attack details, and the figure's tensors."""
+    """The study's record: the four summary keys (PGD), per-attack details, and the figure's tensors."""
 
     attack_success_rate: float
     pointing_clean: float
@@ -66,7 +66,7 @@ class AdversarialResult:
     figure_labels: List[str] = field(default_factory=list, repr=False)
 
     def summary(self) -> Dict:
-        """The JSON summary: the four keys of the issue (PGD), then every attack's numbers."""
+        """The JSON summary: the four summary keys (PGD), then every attack's numbers."""
         out = {k: getattr(self, k) for k in (
             "attack_success_rate", "pointing_clean", "pointing_adversarial_original_class",
             "pointing_adversarial_target_class",
@@ -96,7 +96,7 @@ def _attack(step_fn: Callable[[nn.Module], torch.Tensor], model: nn.Module) -> t
 
 
 def fgsm(model: nn.Module, x: torch.Tensor, target: torch.Tensor, eps: float) -> torch.Tensor:
-    """Targeted FGSM: clip_[0,1]( x - eps * sign(d CE(f(x), t) / dx) ); x (N, 3, H, W) pixels in [0, 1]."""
+    """Targeted FGSM: ``clip_[0,1]( x - eps * sign(d CE(f(x), t) / dx) )``; x (N, 3, H, W) pixels in [0, 1]."""
     return _attack(lambda m: (x - eps * _input_grad(m, x, target).sign()).clamp(0, 1), model)
 
 

@@ -78,7 +78,7 @@ class BiasData:
 
 @dataclass
 class BiasResult:
-    """The study's record: the issue's keys, per-arm details, and the figure's images and maps."""
+    """The study's record: the summary keys, per-arm details, and the figure's images and maps."""
 
     biased_test_accuracy: float
     debiased_test_accuracy: float
@@ -95,7 +95,7 @@ class BiasResult:
     figure_labels: List[str] = field(default_factory=list, repr=False)
 
     def summary(self) -> Dict:
-        """The JSON summary: the six keys of the issue plus the per-arm details."""
+        """The JSON summary: the six summary keys plus the per-arm details."""
         out = {k: getattr(self, k) for k in (
             "biased_test_accuracy", "debiased_test_accuracy", "attention_trained_test_accuracy",
             "biased_cue_mass", "debiased_cue_mass", "attention_trained_cue_mass",

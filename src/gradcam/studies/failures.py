@@ -11,7 +11,7 @@ looking elsewhere (the paper's "seemingly unreasonable predictions have reasonab
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import torch
 
@@ -37,7 +37,7 @@ class FailuresResult:
     n_photos: int
     n_correct: int
     failures: List[Dict]
-    images: torch.Tensor = field(repr=False, default=None)
+    images: Optional[torch.Tensor] = field(repr=False, default=None)
     maps: Dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     def summary(self) -> Dict:

@@ -98,3 +98,43 @@ def failures_figure(result, path: str) -> str:
             (x, m["true_counterfactual"][i], f"counterfactual: {f['true']}"),
         ])
     return grid(rows, path, "Mistakes of EfficientNet-Lite0 on foolbox's 20 photos")
+
+
+PALETTE = torch.tensor([[0.15, 0.15, 0.15], [0.9, 0.2, 0.2], [0.2, 0.8, 0.2], [0.2, 0.4, 0.95], [0.95, 0.85, 0.2],
+                        [0.85, 0.3, 0.85]])
+
+
+def label_image(labels: torch.Tensor) -> torch.Tensor:
+    """A label map (H, W) (0 background, 1-5 the shapes) as a colour image (3, H, W)."""
+    return PALETTE[labels.clamp(0, len(PALETTE) - 1)].permute(2, 0, 1)
+
+
+def segmentation_figure(result, path: str) -> str:
+    """Per test scene: the image, the true labels, and the labels of each trained network."""
+    names = {"truth": "true mask", "gradcam": "Grad-CAM seeds", "cam": "CAM seeds", "random": "random seeds",
+             "full": "full supervision"}
+    rows = []
+    for i, img in enumerate(result.figure_images):
+        rows.append([(img, None, "scene")] + [(label_image(result.figure_labels[k][i]), None, names[k])
+                                              for k in names if k in result.figure_labels])
+    return grid(rows, path, "Segmentation networks trained from seeds (SEC losses) vs the true masks")
+
+
+def trust_figure(result, path: str) -> str:
+    """Grad-CAM of the true class for the stronger (top) and the weaker model (bottom), same images."""
+    f = result["figure"]
+    rows = [[(img, f[k][i], f"{k} model") for i, img in enumerate(f["images"])] for k in ("stronger", "weaker")]
+    acc = result["accuracy"]
+    return grid(rows, path, f"Grad-CAM on images both models classify right (accuracy {acc['stronger']:.2f} vs "
+                f"{acc['weaker']:.2f})")
+
+
+def agent_figure(result, path: str, columns: int = 8) -> str:
+    """A frame strip of one rollout: each step's frame with the Grad-CAM map of the chosen action."""
+    from .agent import ACTIONS
+
+    n = len(result.figure_frames)
+    cells = [(result.figure_frames[i], result.figure_maps[i], f"step {i}: {ACTIONS[result.figure_actions[i]]}")
+             for i in range(n)]
+    rows = [cells[i : i + columns] for i in range(0, n, columns)]
+    return grid(rows, path, "MiniGrid policy: Grad-CAM of the chosen action (goal: green tile; agent: red arrow)")

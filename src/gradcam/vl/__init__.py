@@ -1,7 +1,7 @@
 """Vision and language on synthetic scenes: captions, questions, small models, training with a cache.
 
 Grad-CAM explains any differentiable output: a caption word's log-probability (a model with no
-attention), or a VQA answer given the question. See ``docs/vl.md``.
+attention), or a VQA answer given the question. See ``docs/results/vl.md``.
 """
 
 from .captions import CaptionSet, caption_set, caption_text, caption_words, teacher_inputs

@@ -1,4 +1,4 @@
-"""The worked example of ``docs/vl.md``: a Grad-CAM map per word of one caption, and one VQA answer map.
+"""The worked example of ``docs/results/vl.md``: a Grad-CAM map per word of one caption, and one VQA answer map.
 
 ``python -m gradcam.vl.example OUT_DIR [--quick]`` trains (or loads from the cache) the models and
 writes ``caption_words.png`` and ``vqa_answer.png`` into OUT_DIR, and prints the Markdown around them.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import random
 from pathlib import Path
-from typing import List, Union
+from typing import List, Union, cast
 
 import torch
 
@@ -127,7 +127,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="training seed of the models")
     args = p.parse_args(argv)
     cfg = T.config(args.quick, args.seed)
-    cap, vqa = T.load_or_train("captioner", cfg), T.load_or_train("vqa", cfg)
+    cap = cast(CaptionModel, T.load_or_train("captioner", cfg))
+    vqa = cast(VQAModel, T.load_or_train("vqa", cfg))
     seed = first_correct_seed(cap, vqa)
     md = f"Scene seed {seed}: the first scene that both models get right.\n\n" + worked_example(
         cap, vqa, args.out_dir, seed

@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Tuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -178,7 +178,7 @@ class BoundCaption(nn.Module):
         self.register_buffer("tokens", torch.as_tensor(tokens, dtype=torch.long), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tokens = _rows(self.tokens, x.shape[0], "caption")
+        tokens = _rows(cast(torch.Tensor, self.tokens), x.shape[0], "caption")
         return self.model(x, teacher_inputs(tokens))
 
 
@@ -191,4 +191,4 @@ class BoundQuestion(nn.Module):
         self.register_buffer("questions", torch.as_tensor(questions, dtype=torch.long), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x, _rows(self.questions, x.shape[0], "question"))
+        return self.model(x, _rows(cast(torch.Tensor, self.questions), x.shape[0], "question"))

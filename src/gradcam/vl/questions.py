@@ -78,7 +78,7 @@ def question_set(scenes: Sequence[Scene], seed: int = 0) -> QuestionSet:
     if not scenes:
         raise ValueError("question_set needs at least one scene.")
     rng = random.Random(seed)
-    size = tuple(scenes[0].image.shape[-2:])
+    size = (scenes[0].image.shape[-2], scenes[0].image.shape[-1])
     qs, answers, kinds, index, refs = [], [], [], [], []
     for i, scene in enumerate(scenes):
         for q, a, kind, objs in scene_questions(scene, rng):

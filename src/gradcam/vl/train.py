@@ -21,7 +21,7 @@ import os
 import random
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, Dict, Iterator, Optional, Tuple, TypeVar, Union
+from typing import Callable, Dict, Iterator, List, Optional, Tuple, TypeVar, Union, cast
 
 import torch
 import torch.nn.functional as F
@@ -155,7 +155,7 @@ def _fit(
     gen = torch.Generator().manual_seed(cfg.seed + 17)
     model.train()
     if not train_encoder:
-        model.encoder.eval()
+        cast(nn.Module, model.encoder).eval()
     for _ in range(epochs):
         order = torch.randperm(n, generator=gen)
         for b in range(0, n, batch):
@@ -192,7 +192,10 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(n)
 
 
-def _init(factory: Callable[[], nn.Module], seed: int) -> nn.Module:
+M_ = TypeVar("M_", bound=nn.Module)
+
+
+def _init(factory: Callable[[], M_], seed: int) -> M_:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return factory()
@@ -204,10 +207,11 @@ def _start_from(
     """Load the pretrained encoder into ``model`` and return its (fixed) feature maps of ``images``."""
     if encoder is None:
         encoder = train_classifier(cfg).encoder
-    model.encoder.load_state_dict(encoder.state_dict())
-    model.encoder.eval()
+    enc = cast(nn.Module, model.encoder)
+    enc.load_state_dict(encoder.state_dict())
+    enc.eval()
     with torch.no_grad():
-        return torch.cat([model.encoder(images[b : b + 256]) for b in range(0, images.shape[0], 256)])
+        return torch.cat([enc(images[b : b + 256]) for b in range(0, images.shape[0], 256)])
 
 
 @_single_threaded
@@ -241,7 +245,7 @@ def train_vqa(cfg: TrainConfig, encoder: Optional[ConvEncoder] = None) -> VQAMod
     model = _init(lambda: VQAModel(cfg.width, cfg.channels), cfg.seed + 1)
     feats = _start_from(model, encoder, cfg, data.images)
     n_images = data.images.shape[0]
-    by_image = [[] for _ in range(n_images)]
+    by_image: List[List[int]] = [[] for _ in range(n_images)]
     for q, i in enumerate(data.image_index.tolist()):
         by_image[i].append(q)
 
@@ -346,7 +350,10 @@ def load_or_train(kind: str, cfg: TrainConfig, cache_dir: Union[str, Path, None,
     if kind not in TRAINERS:
         raise ValueError(f"Unknown model kind {kind!r}; choose from {', '.join(TRAINERS)}.")
     train, build = TRAINERS[kind]
-    path = None if cache_dir is False else Path(cache_dir or default_cache_dir()) / f"{cfg.key(kind)}.pt"
+    path = None
+    if cache_dir is not False:
+        base = default_cache_dir() if cache_dir is None or cache_dir is True else cache_dir
+        path = Path(base) / f"{cfg.key(kind)}.pt"
     if path is not None and path.is_file():
         model = build(cfg)
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
