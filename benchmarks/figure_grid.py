@@ -28,6 +28,10 @@ METHODS = [
     ("ablationcam", {}, "Ablation-CAM"), ("rise", {"n_masks": 1000, "batch_size": 50}, "RISE"),
     ("random", {}, "RandomCAM"), ("gradcam", {"aug_smooth": True}, "Grad-CAM aug_smooth"),
     ("gradcam", {"eigen_smooth": True}, "Grad-CAM eigen_smooth"),
+    ("gradcam-elementwise", {}, "Grad-CAM element-wise"), ("kpcacam", {}, "KPCA-CAM"), ("finercam", {}, "Finer-CAM"),
+    ("fullgrad", {}, "FullGrad"), ("gradient-x-input", {}, "Gradient x Input"),
+    ("integrated-gradients", {"steps": 32, "baseline": "blurred"}, "Integrated Gradients"),
+    ("smoothgrad", {}, "SmoothGrad"), ("vargrad", {}, "VarGrad"),
 ]
 PHOTOS = ("imagenet_00_243.jpg", "imagenet_17_22.jpg")  # bull mastiff (243), bald eagle (22)
 TILE = 160  # px per photo: the figure takes about 2 minutes of CPU (Score-CAM: 1280 forwards, RISE: 1000)
@@ -56,7 +60,7 @@ def main(argv=None) -> int:
         print(f"{label}: {time.time() - t:.1f} s", flush=True)
     photo = img.permute(1, 2, 0).numpy()
     cols = len(METHODS) + 1
-    fig, axes = plt.subplots(2, cols, figsize=(2.2 * cols, 2.6), squeeze=False)
+    fig, axes = plt.subplots(2, cols, figsize=(1.9 * cols, 2.4), squeeze=False)
     for r, c in enumerate(classes):
         axes[r, 0].imshow(photo)
         axes[r, 0].set_ylabel(loaded.labels[c], fontsize=8)
@@ -69,7 +73,7 @@ def main(argv=None) -> int:
             ax.set_xticks([])
             ax.set_yticks([])
     axes[0, 0].set_title("photo", fontsize=7)
-    fig.suptitle(f"EfficientNet-Lite0, layer {loaded.layer}: the CAM family for two classes of one photo", fontsize=9)
+    fig.suptitle(f"EfficientNet-Lite0, layer {loaded.layer}: the CAM family and the pixel methods for two classes of one photo", fontsize=9)
     fig.tight_layout()
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     fig.savefig(args.out, dpi=110)

@@ -239,13 +239,14 @@ def test_target_top_and_method_options(tmp_path, capsys):
     assert [(e["class"], e["id"]) for e in rec["explanations"]] == [("tiger cat", 282)]
     assert main(["explain", str(img), "--out", str(out / "k"), "--top", "2", "--method", "cam",
                  "--alpha", "0.3", "--colormap", "viridis", "--colorbar"]) == 0
-    assert sorted(os.listdir(out / "k")) == [".gradcam", "cat.top1.png", "cat.top2.png", "index.parquet"]
+    # A method other than gradcam: the outputs carry its name (so a second method never overwrites the first).
+    assert sorted(os.listdir(out / "k")) == [".gradcam", "cat.cam.top1.png", "cat.cam.top2.png", "index.parquet"]
     # Each option reached the picture: the PNGs are exactly the API's CAM overlays of the two best classes
     # with alpha 0.3, viridis and a colour bar.
     ref = gradcam.explain(str(img), top_k=2, method="cam")
     assert ref.method == "cam" and ref.class_ids[0] != ref.class_ids[1]
     for r in range(2):
-        with Image.open(out / "k" / f"cat.top{r + 1}.png") as png:
+        with Image.open(out / "k" / f"cat.cam.top{r + 1}.png") as png:
             assert png.size[1] == 100 and png.size[0] > 150  # colour bar appended on the right
             want = ref.overlay(r, alpha=0.3, colormap="viridis", colorbar=True)
             assert np.array_equal(np.asarray(png.convert("RGB")), np.asarray(want))
@@ -277,14 +278,14 @@ def test_progress_bar_shows_rate_and_eta():
 
 
 def test_interrupted_run_resumes_and_output_folder_inside_input_is_not_an_input(tmp_path, capsys, monkeypatch):
-    import gradcam.api
+    import gradcam.photos
 
     photos = tmp_path / "photos"
     photos.mkdir()
     for i in range(2):
         _photo(seed=i).save(photos / f"p{i}.jpg")
     out = photos / "out"  # inside the searched folder
-    real, calls = gradcam.api.explain_batch, []
+    real, calls = gradcam.photos.explain_batch, []
 
     def interrupted_after_one(*a, **kw):
         calls.append(1)
@@ -292,14 +293,14 @@ def test_interrupted_run_resumes_and_output_folder_inside_input_is_not_an_input(
             raise KeyboardInterrupt
         return real(*a, **kw)
 
-    monkeypatch.setattr(gradcam.api, "explain_batch", interrupted_after_one)
+    monkeypatch.setattr(gradcam.photos, "explain_batch", interrupted_after_one)
     assert main(["explain", str(photos), "--out", str(out), "--batch-size", "1"]) == 130
     assert "interrupted after 1 image(s); run the same command again" in capsys.readouterr().err
     # The finished output is kept, no partial file; its resume record; its index rows (a part file).
     assert sorted(os.listdir(out)) == [".gradcam", ".gradcam-index", "p0.png"]
     assert os.listdir(out / ".gradcam") == ["p0.json"]
     assert [(r["stem"], r["rank"]) for r in index.read_index(str(out))] == [("p0", 1)]
-    monkeypatch.setattr(gradcam.api, "explain_batch", real)
+    monkeypatch.setattr(gradcam.photos, "explain_batch", real)
     assert main(["explain", str(photos), "--out", str(out), "--batch-size", "1"]) == 0
     assert "explained 1 image, 1 already done" in capsys.readouterr().err  # p1 only; out/p0.png is no input
     assert sorted(os.listdir(out)) == [".gradcam", "index.parquet", "p0.png", "p1.png"]
@@ -396,7 +397,7 @@ def test_demo_needs_neither_scikit_image_nor_scipy(tmp_path, monkeypatch, capsys
 
 
 def test_occlusion_from_the_cli_shows_progress_within_a_photo(tmp_path, capsys, monkeypatch):
-    import gradcam.commands.explain as ex
+    import gradcam.pipeline.console as ex
 
     stream = io.StringIO()
 

@@ -3,6 +3,7 @@ measured settings."""
 import pytest
 
 import gradcam.api
+import gradcam.photos
 from gradcam.cli import main
 from gradcam.commands.explain import Job
 from gradcam.models import QUALITY_BOX_THRESHOLDS, QUALITY_SIZES, load_model
@@ -20,7 +21,7 @@ def test_quality_sets_the_input_size(quality, tmp_path, monkeypatch):
         seen.append((loaded.size, box_threshold))
         return []
 
-    monkeypatch.setattr(gradcam.api, "explain_batch", fake)
+    monkeypatch.setattr(gradcam.photos, "explain_batch", fake)
     main(["explain", "--demo", "--quality", quality, "--out", str(tmp_path)])
     main(["explain", "--demo", "--quality", quality, "--out", str(tmp_path), "--box-threshold", "0.15"])
     assert seen == [(QUALITY_SIZES[quality], QUALITY_BOX_THRESHOLDS[quality]), (QUALITY_SIZES[quality], 0.15)]

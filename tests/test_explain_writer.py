@@ -13,7 +13,8 @@ from PIL import Image
 
 from gradcam import index
 from gradcam.cli import main
-from gradcam.commands import explain as explain_cmd
+from gradcam.pipeline import local as local_executor
+from gradcam.pipeline import steps as pipeline_steps
 
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "camera")
 
@@ -28,7 +29,7 @@ def folder(tmp_path_factory):
 
 
 def _run(folder, out, ahead, monkeypatch) -> int:
-    monkeypatch.setattr(explain_cmd, "WRITE_AHEAD", ahead)
+    monkeypatch.setattr(local_executor, "WRITE_AHEAD", ahead)
     return main(["explain", str(folder), "--out", str(out), "--json", "--top", "2", "--maps", "--batch-size", "2"])
 
 
@@ -63,7 +64,7 @@ def test_writer_gives_the_synchronous_files(folder, tmp_path, monkeypatch, capsy
 
 def test_write_error_in_the_writer_is_that_photos_failure(folder, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
-    real, threads = explain_cmd.atomic_write, []
+    real, threads = pipeline_steps.atomic_write, []
 
     def failing(path, data):
         if os.path.basename(path) == "coffee.top2.png":
@@ -71,7 +72,7 @@ def test_write_error_in_the_writer_is_that_photos_failure(folder, tmp_path, monk
             raise OSError(28, "No space left on device")
         return real(path, data)
 
-    monkeypatch.setattr(explain_cmd, "atomic_write", failing)
+    monkeypatch.setattr(pipeline_steps, "atomic_write", failing)
     assert _run(folder, out, 1, monkeypatch) == 1
     err = capsys.readouterr().err
     assert threads and threads[0].startswith("gradcam-writer")  # it did fail inside the writer thread
@@ -86,7 +87,7 @@ def test_write_error_in_the_writer_is_that_photos_failure(folder, tmp_path, monk
     rows = {r["file"]: r for r in index.read_index(str(out)) if r["file"] == str(folder / "coffee.jpg")}
     assert rows[str(folder / "coffee.jpg")]["error"] == reason
     # The rerun (no error now) redoes coffee only.
-    monkeypatch.setattr(explain_cmd, "atomic_write", real)
+    monkeypatch.setattr(pipeline_steps, "atomic_write", real)
     assert _run(folder, out, 1, monkeypatch) == 1  # broken.jpg still fails
     err = capsys.readouterr().err
     assert "explained 1 image, 4 already done" in err and (out / ".gradcam" / "coffee.json").exists()

@@ -55,7 +55,7 @@ def test_nifti_dicom_folder_and_ct_file_then_resume(tmp_path, capsys):
     ]
     assert main(args) == 1  # one failure, the rest explained
     err = capsys.readouterr().err
-    assert "explained 3 images" in err and "1 failed" in err and "broken.nii.gz" in err
+    assert "explained 3 volumes, 1 failed" in err and "broken.nii.gz" in err
     rec = json.load(open(out / "scan.json"))
     e = rec["explanations"][0]
     nii = nib.load(e["nifti"])

@@ -7,9 +7,9 @@ from .layers import tokens_to_grid
 from .methods.cam import CAM
 from .methods.eigen import EigenCAM, EigenGradCAM
 from .methods.gradcam import GradCAM
-from .methods.gradient import Gradient
-from .methods.gradients import GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
+from .methods.gradient_weighted import GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
 from .methods.guided import GuidedBackprop, GuidedGradCAM
+from .methods.input_gradient import Gradient
 from .methods.occlusion import Occlusion
 from .methods.perturbation import RISE, AblationCAM, ScoreCAM
 from .methods.random_cam import RandomCAM

@@ -3,112 +3,28 @@
 ``gradcam.explain("cat.jpg")`` loads the embedded EfficientNet-Lite0 (once per process), feeds the whole
 resized photo (no crop), and returns an :class:`ImageResult`: top-5 predictions, the explained classes,
 their maps (at the photo's original size), peaks and boxes, and ``.overlay()``.
-:func:`explain_batch` is the batched core that the ``gradcam explain`` command uses.
+:func:`explain_batch` (from :mod:`gradcam.photos`, re-exported here) is the batched core that the folder
+job (:mod:`gradcam.pipeline`, ``gradcam explain``) uses.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Union
 
-import torch
-from PIL import Image
-
-from .explanation import Explanation
-from .image import ImageLike, boxes, load_image, overlay, peaks, resize_map, scale_box, scale_point
+from .image import ImageLike, load_image
 from .models import LoadedModel, load_model
-
-ClassSpec = Union[None, int, str]
-BOX_THRESHOLD = 0.45  # the explain box's default, chosen by measurement (README "Defaults chosen by measurement")
-PAPER_BOX_THRESHOLD = 0.15  # the Grad-CAM paper's rule (Sec. 4.1), used by the Table 1 evaluation
-BOX_RESOLUTION = 96  # boxes are segmented on maps resampled to <= 96 px per side (see image.boxes)
-
-
-@dataclass
-class ImageResult:
-    """The explanation of one photo.
-
-    - ``image``: the photo as loaded (RGB, EXIF orientation applied), at its original size (W, H);
-    - ``predictions``: the top-5 ``(class name, class id, probability)``;
-    - ``class_ids`` / ``classes`` / ``scores`` / ``probabilities``: the K explained classes, their logits and
-      softmax probabilities;
-    - ``input_maps`` (K, h, w): the maps at the model input's resolution, in [0, 1];
-    - ``peaks``: K ``[x, y]`` of each map's maximum and ``boxes``: K ``[x0, y0, x1, y1]`` (exclusive
-      ends, area ``(x1 - x0) * (y1 - y0)``, as ``torchvision.ops``) of the largest segment of the map at or
-      above ``box_threshold`` times its maximum (default :data:`BOX_THRESHOLD` = 0.45, measured on the
-      annotated photos; the paper's 15% with ``box_threshold=0.15``), both in original-photo pixels
-      (``None`` for a flat map);
-    - ``layer``, ``method``, ``model``: what produced it;
-    - ``weights`` (K, C): the channel weights alpha of each explained class (``None`` for methods
-      without them), for textual explanations (:func:`gradcam.neurons.describe`).
-    """
-
-    image: Image.Image
-    source: Optional[str]
-    predictions: List[Tuple[str, int, float]]
-    class_ids: List[int]
-    classes: List[str]
-    scores: List[float]
-    probabilities: List[float]
-    input_maps: torch.Tensor
-    peaks: List[Optional[List[int]]]
-    boxes: List[Optional[List[int]]]
-    layer: str
-    method: str
-    model: str
-    extra: Dict = field(default_factory=dict)
-    weights: Optional[torch.Tensor] = None
-    box_threshold: float = BOX_THRESHOLD
-
-    @property
-    def size(self) -> Tuple[int, int]:
-        """(width, height) of the original photo."""
-        return self.image.size
-
-    @property
-    def maps(self) -> torch.Tensor:
-        """(K, H, W) maps at the photo's original size (bilinear from ``input_maps``), in [0, 1]."""
-        w, h = self.image.size
-        return resize_map(self.input_maps, (h, w))
-
-    def overlay(self, k: int = 0, alpha: float = 0.5, colormap: str = "jet", colorbar: bool = False) -> Image.Image:
-        """The k-th map blended on the photo at its original size (see :func:`gradcam.overlay`)."""
-        return overlay(self.image, self.input_maps[k], alpha=alpha, colormap=colormap, colorbar=colorbar)
-
-    def to_dict(self) -> dict:
-        """A JSON-ready record: file, size, model, method, layer, top-5 predictions and per-class explanations."""
-        return {
-            "file": self.source,
-            "size": list(self.image.size),
-            "model": self.model,
-            "method": self.method,
-            "layer": self.layer,
-            "predictions": [{"class": c, "id": i, "probability": round(p, 6)} for c, i, p in self.predictions],
-            "explanations": [
-                {"class": c, "id": i, "score": round(s, 6), "probability": round(p, 6), "peak": pk, "box": bx,
-                 "box_threshold": self.box_threshold}
-                for c, i, s, p, pk, bx in zip(self.classes, self.class_ids, self.scores, self.probabilities,
-                                              self.peaks, self.boxes)
-            ],
-            **self.extra,
-        }
-
-    def _repr_html_(self) -> str:
-        """Jupyter display: the overlays with class names and probabilities, and the top-5 predictions."""
-        from .report.display import image_result_html
-
-        return image_result_html(self)
-
+from .photos import (  # noqa: F401 - the public names of this module since its first release
+    BOX_RESOLUTION,
+    BOX_THRESHOLD,
+    PAPER_BOX_THRESHOLD,
+    ClassSpec,
+    ImageResult,
+    _run,
+    check_box_threshold,
+    explain_batch,
+)
 
 _MODELS: Dict[str, LoadedModel] = {}
 _METHODS: Dict[tuple, object] = {}
-
-
-def check_box_threshold(box_threshold: float) -> float:
-    """``box_threshold`` as a float in (0, 1], or a ValueError that says what it is."""
-    if isinstance(box_threshold, bool) or not isinstance(box_threshold, (int, float)) or not 0 < box_threshold <= 1:
-        raise ValueError(f"box_threshold is a fraction of the map's maximum in (0, 1] (default {BOX_THRESHOLD}; "
-                         f"the Grad-CAM paper's {PAPER_BOX_THRESHOLD}); got {box_threshold!r}.")
-    return float(box_threshold)
 
 
 def get_model(model: Union[str, LoadedModel], weights: Optional[str] = None) -> LoadedModel:
@@ -135,78 +51,6 @@ def get_method(loaded: LoadedModel, method: str = "gradcam", layer: Optional[str
 def resolve_target(loaded: LoadedModel, target: ClassSpec) -> Optional[int]:
     """A class name (case-insensitive), an id, or ``None`` -> the class id (``None`` stays ``None``)."""
     return None if target is None else loaded.class_id(target)
-
-
-def _run(method, loaded: LoadedModel, x: torch.Tensor, target: Optional[int], top_k: int) -> Explanation:
-    try:
-        if target is None:
-            return method(x, top_k=top_k)
-        return method(x, target=target)
-    except (NotImplementedError, RuntimeError) as e:
-        if isinstance(loaded.model, torch.jit.ScriptModule) and (isinstance(e, NotImplementedError) or "hook" in str(e)):
-            raise ValueError(
-                "TorchScript models do not run Python hooks, so a layer's output cannot be captured. Load the "
-                "model as Python code instead: --model package.module:factory --weights state_dict.pt."
-            ) from e
-        raise
-
-
-def explain_batch(
-    images: Sequence[Image.Image],
-    loaded: LoadedModel,
-    method,
-    target: Optional[int] = None,
-    top_k: int = 1,
-    sources: Optional[Sequence[Optional[str]]] = None,
-    inputs: Optional[Sequence[torch.Tensor]] = None,
-    box_threshold: float = BOX_THRESHOLD,
-) -> List[ImageResult]:
-    """Explain RGB photos with ``loaded``'s model; photos of equal preprocessed size share one batch.
-
-    For each photo: x = preprocess(photo) (whole photo, short side resized); one capture explains the K
-    classes (``target`` or the top ``top_k``); peaks and boxes are computed on the maps at the input's
-    resolution (all images and classes at once) and mapped to original-photo pixels. ``inputs``: the photos
-    already preprocessed (``loaded.preprocess(photo)`` each, e.g. by a Ray Data task). ``box_threshold``:
-    each box is around the largest segment of ``map >= box_threshold * max(map)``.
-    """
-    check_box_threshold(box_threshold)
-    if not images:
-        return []
-    sources = list(sources) if sources is not None else [None] * len(images)
-    device = next(loaded.model.parameters(), torch.empty(0)).device
-    xs = list(inputs) if inputs is not None else [loaded.preprocess(im) for im in images]
-    groups: Dict[tuple, List[int]] = {}
-    for i, x in enumerate(xs):
-        groups.setdefault(tuple(x.shape), []).append(i)
-    results: List[Optional[ImageResult]] = [None] * len(images)
-    for idx in groups.values():
-        x = torch.stack([xs[i] for i in idx]).to(device)
-        res = _run(method, loaded, x, target, top_k)
-        probs = res.probabilities()
-        top_p, top_i = probs.topk(min(5, probs.shape[1]), dim=1)
-        sel_p = probs.gather(1, res.targets.clamp_min(0))
-        n, k, h, w = res.maps.shape
-        maps = res.maps.detach().float().cpu()
-        pk = peaks(maps).tolist()
-        bx, ok = boxes(maps.reshape(n * k, h, w), box_threshold, max_side=BOX_RESOLUTION)
-        box_l, ok_l = bx.view(n, k, 4).tolist(), ok.view(n, k).tolist()
-        ids, scores = res.targets.tolist(), res.scores.float().tolist()
-        top_pl, top_il, sel_pl = top_p.tolist(), top_i.tolist(), sel_p.tolist()
-        for j, i in enumerate(idx):
-            size = images[i].size
-            labels = loaded.labels
-            results[i] = ImageResult(
-                image=images[i], source=sources[i],
-                predictions=[(labels[c], c, p) for c, p in zip(top_il[j], top_pl[j])],
-                class_ids=ids[j], classes=[labels[c] if c >= 0 else "custom" for c in ids[j]],
-                scores=scores[j], probabilities=sel_pl[j], input_maps=maps[j],
-                peaks=[scale_point(p, (w, h), size) if v else None for p, v in zip(pk[j], ok_l[j])],
-                boxes=[scale_box(b, (w, h), size) if v else None for b, v in zip(box_l[j], ok_l[j])],
-                layer=res.layer, method=res.method, model=loaded.name,
-                weights=None if res.weights is None else res.weights[j].detach().float().cpu(),
-                box_threshold=float(box_threshold),
-            )
-    return results  # type: ignore[return-value]
 
 
 def explain(

@@ -12,7 +12,7 @@ import sys
 import threading
 from typing import List, Optional
 
-COMMANDS = ("explain", "evaluate", "report", "study", "serve")
+COMMANDS = ("explain", "evaluate", "report", "study", "serve", "methods")
 
 
 def version() -> str:

@@ -15,6 +15,10 @@ trains it):
 - grad mode is thread-local in torch: ``torch.enable_grad()`` around the call affects the calling
   thread only.
 
+The one exception, ``capture(..., differentiable=True)`` (``GradCAM(model, differentiable=True)``, see
+:mod:`gradcam.differentiable`): the view holds the user's parameters themselves so that the maps keep the
+graph w.r.t. them; everything else (own ``training`` flags and hooks, the user's model never switched) holds.
+
 Models that cannot be viewed that way (TorchScript, ``torch.compile``, lazy modules, a ``forward``
 replaced on the instance) take the *locked path*: one call at a time per model (a per-model lock),
 ``requires_grad`` switched off and eval mode set on the model itself and restored in ``finally``.
@@ -47,15 +51,19 @@ warnings.filterwarnings(
 )
 
 
-@dataclass
+@dataclass(slots=True)
 class Capture:
-    """What one engine call recorded.
+    """What one engine call recorded (declared fields only: the class has ``__slots__``).
 
     - ``output``: the model's output (detached);
     - ``scores`` (N, K): the explained scores y; ``targets`` (N, K): their class ids (-1 for callables);
     - ``activations``: per layer, A (N, C, h, w) (after ``reshape``), detached;
     - ``gradients``: per layer, dy/dA (N, K, C, h, w), or ``None`` when not asked for;
-    - ``input_gradient``: dy/dx (N, K, C_in, H, W) when asked for.
+    - ``input_gradient``: dy/dx (N, K, C_in, H, W) when asked for;
+    - ``perturbation_weights``: per layer, channel weights (N, K, C) measured by extra forward passes
+      (Score-CAM, Ablation-CAM; empty for every other method).
+
+    With ``differentiable=True`` nothing but ``targets`` is detached (see :func:`capture`).
     """
 
     output: Any
@@ -65,7 +73,6 @@ class Capture:
     activations: List[torch.Tensor] = field(default_factory=list)
     gradients: List[Optional[torch.Tensor]] = field(default_factory=list)
     input_gradient: Optional[torch.Tensor] = None
-    # per layer, channel weights measured by perturbation (Score-CAM, Ablation-CAM), when a method sets them
     perturbation_weights: List[torch.Tensor] = field(default_factory=list)
 
     def gradient(self, i: int) -> torch.Tensor:
@@ -173,12 +180,15 @@ def _check_viewable(m: nn.Module) -> None:
         raise _NotViewable
 
 
-def _build_view(model: nn.Module, eval_mode: bool, hooked: Optional[Iterable[nn.Module]] = None) -> ModelView:
+def _build_view(
+    model: nn.Module, eval_mode: bool, hooked: Optional[Iterable[nn.Module]] = None, keep_parameters: bool = False
+) -> ModelView:
     """Shallow-copy the modules: shared parameter/buffer storage (``.data``: no autograd link, own version
     counters, so an optimizer step in another thread cannot invalidate this call's graph), parameters that
     do not require grad, own ``training`` flags. The modules in ``hooked`` (``None``: all) get their own
     forward-hook dictionaries. A module with nothing to change (no parameters, buffers or children, already
-    in the wanted mode, not hooked) is used as it is."""
+    in the wanted mode, not hooked) is used as it is. ``keep_parameters``: the view holds the user's parameters
+    themselves (the differentiable mode: autograd records the parameters)."""
     views: Dict[int, nn.Module] = {}
     originals: Dict[int, nn.Module] = {}
     params: Dict[int, torch.Tensor] = {}
@@ -189,6 +199,8 @@ def _build_view(model: nn.Module, eval_mode: bool, hooked: Optional[Iterable[nn.
         if q is None:
             if p.is_meta:
                 raise ValueError(_META_MODEL)
+            if keep_parameters:
+                return p
             q = params[id(p)] = _Parameter(p.data, False) if type(p) is _Parameter else p.data
         return q
 
@@ -239,7 +251,8 @@ def _build_view(model: nn.Module, eval_mode: bool, hooked: Optional[Iterable[nn.
 
 @contextlib.contextmanager
 def private_model(
-    model: nn.Module, eval_mode: bool = True, hooked: Optional[Iterable[nn.Module]] = None
+    model: nn.Module, eval_mode: bool = True, hooked: Optional[Iterable[nn.Module]] = None,
+    keep_parameters: bool = False,
 ) -> Iterator[ModelView]:
     """The model as one call runs it, without changing the user's model object (see the module doc).
 
@@ -249,10 +262,11 @@ def private_model(
     ``torch.compile``, lazy modules, ``forward`` set on an instance) take the locked path: the call holds
     :func:`model_lock`, the model's ``requires_grad`` flags are off and eval mode is set for the call, and
     everything is restored in ``finally``. Hooks may be registered on ``view.module(m)`` for the modules m
-    in ``hooked`` (``None``: any module of the model).
+    in ``hooked`` (``None``: any module of the model). ``keep_parameters=True`` (the differentiable mode):
+    the view uses the user's parameters themselves, ``requires_grad`` flags untouched (also on the locked path).
     """
     try:
-        view = _build_view(model, eval_mode, hooked)
+        view = _build_view(model, eval_mode, hooked, keep_parameters)
     except _NotViewable:
         view = None
     if view is not None:
@@ -264,7 +278,7 @@ def private_model(
             if eval_mode and any(flag for _, flag in state.training):
                 model.eval()
             for p, flag in state.requires_grad:
-                if flag:
+                if flag and not keep_parameters:
                     p.requires_grad_(False)
             yield ModelView(model, {}, {}, locked=True)
         finally:
@@ -394,7 +408,8 @@ def check_input(model: nn.Module, x: Any) -> None:
 
 
 def batched_grad(
-    scores: torch.Tensor, wrt: List[torch.Tensor], negate: bool = False, retain_graph: bool = False
+    scores: torch.Tensor, wrt: List[torch.Tensor], negate: bool = False, retain_graph: bool = False,
+    create_graph: bool = False,
 ) -> List[Optional[torch.Tensor]]:
     """d scores[:, k] / d t for every k and every t in ``wrt``, as (N, K, *t.shape[1:]) tensors.
 
@@ -402,10 +417,15 @@ def batched_grad(
     gradient. K > 1 targets are one batched backward (``is_grads_batched``); models whose backward
     cannot be vmapped fall back to K backward passes over the retained graph. ``negate`` differentiates
     -scores (the seed is negated, which also holds for non-linear backward rules such as guided ReLUs).
+    ``create_graph``: the gradients keep a graph of their own (one backward per target, the graph retained).
     """
     n, k = scores.shape
     if negate:
         scores = -scores
+    if create_graph:
+        per_k = [torch.autograd.grad(scores[:, j].sum(), wrt, create_graph=True, retain_graph=True, allow_unused=True)
+                 for j in range(k)]
+        return [None if per_k[0][i] is None else torch.stack([g[i] for g in per_k], dim=1) for i in range(len(wrt))]
     grads: List[Optional[torch.Tensor]]
     if k == 1:
         single = torch.autograd.grad(scores.sum(), wrt, allow_unused=True, retain_graph=retain_graph)
@@ -440,6 +460,12 @@ def _reshape_grad(g: torch.Tensor, reshape: Callable[[torch.Tensor], torch.Tenso
     return r.reshape(n, k, *r.shape[1:])
 
 
+_NOT_DIFFERENTIABLE = (
+    "differentiable=True supports layer-based CAM methods only (Grad-CAM, CAM); it cannot be combined with {}. "
+    "Use differentiable=False for this method."
+)
+
+
 def capture(
     model: nn.Module,
     x: torch.Tensor,
@@ -455,6 +481,8 @@ def capture(
     context: Optional[Callable[[], ContextManager]] = None,
     layer_gradient_context: Optional[Callable[[], ContextManager]] = None,
     forward_kwargs: Optional[dict] = None,
+    differentiable: bool = False,
+    require_all_layers: bool = True,
 ) -> Capture:
     """Run ``model`` once on ``x`` with ``layers`` tapped and differentiate the targets.
 
@@ -467,71 +495,113 @@ def capture(
     Grad-CAM's plain dy/dA and guided dy/dx from one forward pass. ``forward_kwargs``: extra arguments
     of ``model(x, **forward_kwargs)`` (masks, text ids, a second input). Without ``reshape``, a layer's
     tokens, channels-last or sequence-first output becomes a map by ``layers.infer_layout``.
+
+    ``differentiable=True`` (see :mod:`gradcam.differentiable`): the private view keeps the user's
+    parameters themselves (with their ``requires_grad`` flags), the tapped activation stays in the
+    recorded graph, dy/dA is computed with ``create_graph=True``, and nothing in the capture is detached
+    (but ``targets``): a loss on maps built from it has gradients w.r.t. the parameters (and ``x``).
+    Everything else is the same: the view's own ``training`` flags (the user's model is never switched),
+    hooks on the view only, ``reshape`` and volumes. Input gradients and contexts are refused.
+
+    ``require_all_layers=False`` (the one-pass ``layer="auto"`` search, which taps every candidate): a layer
+    the score does not depend on gets ``None`` as its gradient instead of a :class:`LayerNotUsedError`.
     """
     check_input(model, x)
+    if differentiable:
+        bad = [n for n, v in (("input_gradient", input_gradient), ("context", context),
+                              ("layer_gradient_context", layer_gradient_context)) if v]
+        if bad:
+            raise ValueError(_NOT_DIFFERENTIABLE.format(", ".join(bad)))
     taps = [_Tap(ref, x.shape[0]) for ref in layers]
     handles = []
-    with private_model(model, eval_mode, [ref.module for ref in layers]) as view:
+    with private_model(model, eval_mode, [ref.module for ref in layers], keep_parameters=differentiable) as view:
         try:
             for tap in taps:
                 handles.append(view.module(tap.ref.module).register_forward_hook(tap.hook))
-            x_in = x.detach().requires_grad_(True) if input_gradient else x.detach()
+            x_in = x if differentiable else x.detach().requires_grad_(True) if input_gradient else x.detach()
             with torch.enable_grad(), (context() if context is not None else contextlib.nullcontext()):
                 output = view.model(x_in, **(forward_kwargs or {}))
-                for tap in taps:
-                    tap.check()
-                scores, ids = _targets.resolve(output, target, top_k, x.shape[0])
-                if not bool(torch.isfinite(scores).all()):
-                    bad = (~torch.isfinite(scores)).any(dim=1).nonzero().flatten().tolist()
-                    raise ValueError(
-                        f"The model produced NaN/Inf scores for image(s) {bad}; check the input (NaN pixels, wrong "
-                        "scaling) and the model's weights."
-                    )
-                # tap.check() above raised for any layer the forward pass did not reach
+                scores, ids, shapers = _scores_and_layouts(taps, output, target, top_k, x, reshape)
+                # tap.check() (in _scores_and_layouts) raised for any layer the forward pass did not reach
                 acts = [cast(torch.Tensor, tap.activation) for tap in taps]
-                shapers = [reshape or tap.ref.reshape or _shaper(a, x) for tap, a in zip(taps, acts)]
-                for tap, a, r in zip(taps, acts, shapers):
-                    shaped = r(a) if r is not None else a
-                    if shaped.dim() != x.dim():
-                        raise ValueError(
-                            f"Layer '{tap.ref.spec}' outputs shape {tuple(shaped.shape)}, not a spatial map (N, C, h, w). "
-                            "Pick a convolutional layer, or for token models pass "
-                            "reshape=gradcam.layers.tokens_to_grid(h, w) to turn tokens into a grid."
-                        )
-                if (gradients or input_gradient) and not scores.requires_grad:
-                    names = ", ".join(f"'{t.ref.spec}'" for t in taps) or "the input"
-                    if callable(target) and not isinstance(target, torch.Tensor):
-                        raise LayerNotUsedError(
-                            f"The target callable returned a tensor that is not connected by autograd to {names}: "
-                            "either it called .item(), .detach(), .argmax() or numpy (return a differentiable score), "
-                            "or the target does not depend on that layer (pick a layer on its path)."
-                        )
-                    raise LayerNotUsedError(
-                        f"The target does not depend on layer {names} (no gradient flows from the score back to it). "
-                        "Pick a layer on the path to the explained output."
-                    )
+                if gradients or input_gradient:
+                    _check_connected(scores, taps, target)
                 wrt = list(acts) + ([x_in] if input_gradient else [])
                 grads: List[Optional[torch.Tensor]] = [None] * len(wrt)
                 if gradients or input_gradient:
-                    if layer_gradient_context is not None and gradients and input_gradient and acts:
-                        with layer_gradient_context():
-                            grads = batched_grad(scores, acts, negate=counterfactual, retain_graph=True)
-                        grads = grads + batched_grad(scores, [x_in], negate=counterfactual)
-                    else:
-                        grads = batched_grad(scores, wrt, negate=counterfactual)
+                    grads = _gradients(scores, acts, x_in, input_gradient, counterfactual, layer_gradient_context,
+                                       differentiable)
                     for tap, g in zip(taps, grads[: len(taps)]):
-                        if gradients and g is None:
-                            raise LayerNotUsedError(
-                                f"The target does not depend on layer '{tap.ref.spec}' (no gradient flows from the "
-                                "score back to it). Pick a layer on the path to the explained output."
-                            )
+                        if gradients and g is None and require_all_layers:
+                            raise LayerNotUsedError(_NOT_USED.format(f"'{tap.ref.spec}'"))
         finally:
             for h in handles:
                 h.remove()
+    return _assemble(output, scores, ids, layers, acts, grads, shapers, gradients, input_gradient, x, differentiable)
 
-    cap = Capture(output=_detach(output), scores=scores.detach(), targets=ids.detach(), layers=list(layers))
+
+_NOT_USED = (
+    "The target does not depend on layer {} (no gradient flows from the score back to it). "
+    "Pick a layer on the path to the explained output."
+)
+
+
+def _scores_and_layouts(taps: List[_Tap], output: Any, target: _targets.Target, top_k: Optional[int],
+                        x: torch.Tensor, reshape: Reshape):
+    """Check the taps, resolve the scores (N, K) and ids, and find each layer's reshape to a spatial map."""
+    for tap in taps:
+        tap.check()
+    scores, ids = _targets.resolve(output, target, top_k, x.shape[0])
+    if not bool(torch.isfinite(scores).all()):
+        bad = (~torch.isfinite(scores)).any(dim=1).nonzero().flatten().tolist()
+        raise ValueError(
+            f"The model produced NaN/Inf scores for image(s) {bad}; check the input (NaN pixels, wrong "
+            "scaling) and the model's weights."
+        )
+    acts = [cast(torch.Tensor, tap.activation) for tap in taps]  # tap.check() raised for a layer not reached
+    shapers = [reshape or tap.ref.reshape or _shaper(a, x) for tap, a in zip(taps, acts)]
+    for tap, a, r in zip(taps, acts, shapers):
+        shaped = r(a) if r is not None else a
+        if shaped.dim() != x.dim():
+            raise ValueError(
+                f"Layer '{tap.ref.spec}' outputs shape {tuple(shaped.shape)}, not a spatial map (N, C, h, w). "
+                "Pick a convolutional layer, or for token models pass "
+                "reshape=gradcam.layers.tokens_to_grid(h, w) to turn tokens into a grid."
+            )
+    return scores, ids, shapers
+
+
+def _check_connected(scores: torch.Tensor, taps: List[_Tap], target: _targets.Target) -> None:
+    """A clear :class:`LayerNotUsedError` when the scores are not connected to the tapped layers by autograd."""
+    if scores.requires_grad:
+        return
+    names = ", ".join(f"'{t.ref.spec}'" for t in taps) or "the input"
+    if callable(target) and not isinstance(target, torch.Tensor):
+        raise LayerNotUsedError(
+            f"The target callable returned a tensor that is not connected by autograd to {names}: "
+            "either it called .item(), .detach(), .argmax() or numpy (return a differentiable score), "
+            "or the target does not depend on that layer (pick a layer on its path)."
+        )
+    raise LayerNotUsedError(_NOT_USED.format(names))
+
+
+def _gradients(scores, acts, x_in, input_gradient, counterfactual, layer_gradient_context, differentiable):
+    """dy/dA for every tapped activation (and dy/dx last with ``input_gradient``), see :func:`capture`."""
+    if differentiable:
+        return batched_grad(scores, acts, negate=counterfactual, create_graph=True)
+    if layer_gradient_context is not None and input_gradient and acts:
+        with layer_gradient_context():
+            grads = batched_grad(scores, acts, negate=counterfactual, retain_graph=True)
+        return grads + batched_grad(scores, [x_in], negate=counterfactual)
+    return batched_grad(scores, list(acts) + ([x_in] if input_gradient else []), negate=counterfactual)
+
+
+def _assemble(output, scores, ids, layers, acts, grads, shapers, gradients, input_gradient, x, differentiable):
+    """The :class:`Capture` of one call: detached (unless ``differentiable``) and reshaped to spatial maps."""
+    keep = (lambda t: t) if differentiable else _detach
+    cap = Capture(output=keep(output), scores=keep(scores), targets=ids.detach(), layers=list(layers))
     for i, a in enumerate(acts):
-        a = a.detach()
+        a = keep(a)
         g = grads[i] if gradients else None
         shaper = shapers[i]
         if shaper is not None:

@@ -34,16 +34,19 @@ def demo_photo() -> str:
     return DEMO_PHOTO
 
 
-def find_images(paths: Sequence[str], exclude: Sequence[str] = ()) -> List[Item]:
+def find_images(paths: Sequence[str], exclude: Sequence[str] = (),
+                extensions: Sequence[str] = IMAGE_EXTENSIONS) -> List[Item]:
     """Image files among ``paths`` (files as given; folders searched recursively, sorted, hidden names skipped).
 
     A file given directly gets the output stem ``<name without extension>``; a file found in folder F gets
     ``<path relative to F without extension>``. Stems shared by several inputs (``cat.jpg`` and ``cat.png``)
     keep their extension (``cat_jpg``, ``cat_png``) so no output overwrites another. A path that does not
     exist raises ``FileNotFoundError``. Folders in ``exclude`` (the output folder) are not searched, so
-    that explaining ``.`` twice does not explain the first run's overlays.
+    that explaining ``.`` twice does not explain the first run's overlays. ``extensions``: the file endings a
+    folder search picks up (default :data:`IMAGE_EXTENSIONS`; the folder job adds its other input kinds').
     """
     skip = {os.path.realpath(e) for e in exclude}
+    wanted = tuple(e.lower() for e in extensions)
     found: List[Item] = []
     for p in paths:
         p = os.fspath(p)
@@ -54,7 +57,7 @@ def find_images(paths: Sequence[str], exclude: Sequence[str] = ()) -> List[Item]
                 if os.path.realpath(root) in skip:
                     continue
                 for f in sorted(files):
-                    if f.startswith(".") or not f.lower().endswith(IMAGE_EXTENSIONS):
+                    if f.startswith(".") or not f.lower().endswith(wanted):
                         continue
                     full = os.path.join(root, f)
                     found.append(Item(full, os.path.splitext(os.path.relpath(full, p))[0]))

@@ -52,7 +52,7 @@ def _command(args: argparse.Namespace) -> str:
 
 def _known_methods() -> list:
     """Every registered method name (including the evaluation baselines), sorted."""
-    from ..evaluation import baselines  # noqa: F401 - registers "random" and "gaussian"
+    from ..evaluation import baselines  # noqa: F401 - kept for older callers; every method is registered at import
     from ..methods import registry
 
     registry._load_optional()

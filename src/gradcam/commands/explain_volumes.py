@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..resume import file_stamp, fingerprint, is_up_to_date, record_path, write_record
@@ -190,3 +191,36 @@ def run_volumes(
         say(_describe(path, res))
         explained += 1
     return explained, done_before
+
+
+def run_volume_job(args: argparse.Namespace, vols: List[Tuple[str, str]], photo_failures: List[Tuple[str, str]]) -> int:
+    """The volumes of a ``gradcam explain`` run, after its photos: load the model, explain, summarise; the exit
+    code (1 when any volume failed). ``OUT/failures.json`` lists the photos' and the volumes' failures."""
+    from ..api import get_method
+    from ..models import load_model
+    from ..pipeline.steps import write_failures
+    from ..resume import file_stamp as stamp
+
+    os.makedirs(args.out, exist_ok=True)
+    loaded = load_model(args.model, weights=args.weights, device=args.device)
+    method = get_method(loaded, args.method, args.layer)
+    target = None if args.target is None else (loaded.class_id(args.target) if loaded.labels else int(args.target))
+    k = 1 if args.top is None else args.top
+    options = {"model": args.model, "weights": stamp(args.weights), "method": args.method, "layer": args.layer,
+               "target": target, "top": k, "alpha": args.alpha, "json": bool(args.json),
+               "box_threshold": args.box_threshold}
+    failed: List[Tuple[str, str]] = []
+
+    def say(text: str, err: bool = False) -> None:
+        if not getattr(args, "quiet", False) or err:
+            print(text, file=sys.stderr if err else sys.stdout, flush=True)
+
+    explained, done = run_volumes(args, vols, loaded, method, target, k, options, failed, say)
+    parts = [f"explained {explained} volume{'s' if explained != 1 else ''}"]
+    if done:
+        parts.append(f"{done} already done (same input, model and options; --force redoes them)")
+    print(f"gradcam: {', '.join(parts)}, {len(failed)} failed; outputs in {args.out}", file=sys.stderr)
+    for path, reason in failed:
+        print(f"  failed: {path}: {reason}", file=sys.stderr)
+    write_failures(args.out, list(photo_failures) + failed)
+    return 1 if failed else 0

@@ -116,20 +116,20 @@ def _run_new(name: str, args: argparse.Namespace):
     from ..studies import figures
 
     if name == "segmentation":
-        from ..studies import segmentation as mod
+        from ..studies import segmentation
 
-        cfg = dataclasses.replace(mod.QUICK if args.quick else mod.SegmentationConfig(), seed=args.seed)
-        return mod.run(cfg, log=_log), figures.segmentation_figure
+        seg = dataclasses.replace(segmentation.QUICK if args.quick else segmentation.SegmentationConfig(), seed=args.seed)
+        return segmentation.run(seg, log=_log), figures.segmentation_figure
     if name == "trust":
-        from ..studies import trust as mod
+        from ..studies import trust
 
-        cfg = dataclasses.replace(mod.QUICK if args.quick else mod.TrustConfig(), seed=args.seed)
-        return mod.run(cfg, log=_log), figures.trust_figure
-    from ..studies import agent as mod
+        tr = dataclasses.replace(trust.QUICK if args.quick else trust.TrustConfig(), seed=args.seed)
+        return trust.run(tr, log=_log), figures.trust_figure
+    from ..studies import agent
 
-    mod.require_rl()
-    cfg = dataclasses.replace(mod.QUICK if args.quick else mod.AgentConfig(), seed=args.seed)
-    return mod.run(cfg, log=_log), figures.agent_figure
+    agent.require_rl()
+    ag = dataclasses.replace(agent.QUICK if args.quick else agent.AgentConfig(), seed=args.seed)
+    return agent.run(ag, log=_log), figures.agent_figure
 
 
 def finding(name: str, summary: dict) -> str:

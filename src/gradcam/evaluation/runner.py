@@ -19,7 +19,7 @@ import torch
 
 from .. import metrics as M
 from ..methods import registry
-from . import baselines  # noqa: F401 - registers "random" and "gaussian"
+from . import baselines  # noqa: F401 - the evaluation baselines (registered in gradcam.methods.registry)
 from . import mosaics as mos
 from . import synthetic as syn
 from .tables import MIN_ACCURACY_FOR_BEST, accuracy_caveat, best_marks, markdown_table
@@ -30,7 +30,7 @@ METHODS: Tuple[str, ...] = (
     "ablationcam", "rise", "random-map",
 )
 #: Methods left out of the quick mosaic run (thousands of forward passes of EfficientNet-Lite0 per mosaic).
-SLOW_ON_PHOTOS = ("occlusion", "scorecam", "rise")
+SLOW_ON_PHOTOS = ("occlusion", "scorecam", "rise", "integrated-gradients", "smoothgrad", "vargrad")
 BENCHMARKS: Tuple[str, ...] = ("mosaic", "synthetic", "vl", "photos")
 
 
@@ -61,16 +61,23 @@ class Settings:
 # -- shared helpers -------------------------------------------------------------------------------
 def build(name: str, model, layer: str, settings: Settings, options: Optional[Dict[str, Dict]] = None):
     """The method ``name`` for ``model`` (with ``options[name]`` as keywords), or ``None`` (with a note)
-    when it is not registered."""
+    when it is not registered, explains concepts rather than classes, or needs an extra not installed."""
     try:
         factory = registry.get(name)
     except ValueError:
         settings.note(f"method '{name}' is not registered (yet); skipped.")
         return None
+    if registry.info(name).family == "concepts":
+        settings.note(f"method '{name}' explains concepts, not classes; no row in the class tables.")
+        return None
     kw = dict((options or {}).get(name, {}))
     if name in ("random", "random-map"):
         kw.setdefault("seed", settings.seed)
-    return factory(model, layer=layer, **kw)
+    try:
+        return factory(model, layer=layer, **kw)
+    except ImportError as e:  # a method of an optional extra (lrp) where it is not installed
+        settings.note(f"method '{name}' skipped: {e}")
+        return None
 
 
 def _build_at(name: str, layer: str, settings: Settings, options: Optional[Dict[str, Dict]], model):

@@ -1,29 +1,33 @@
 """The base of every layer-based CAM method: capture once, weight channels, ReLU, upsample, normalise.
 
 A method subclass only states how the channel weights alpha are computed from what the engine
-captured (``_weights``), and whether it needs gradients at all.
+captured (``_weights``), and whether it needs gradients at all. The call contract (every option accepted
+or refused with a clear error) is :class:`gradcam.methods.contract.Method`'s.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import threading
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, ClassVar, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
 
-from .. import differentiable, engine
+from .. import engine
 from ..explanation import INTERPOLATIONS, Explanation, normalize, upsample
 from ..layers import LayerRef, LayerSpec, auto_candidates, gradient_reaches, resolve, warn_if_no_gradient
-from ..targets import Target
-from .smoothing import aug_explain, first_component
+from ..targets import Target, logits_of
+from . import smoothing
+from .contract import OPTIONS, CallOptions, Method
 
 log = logging.getLogger("gradcam")
 
 
-class LayerMethod:
-    """Base class: ``method(x, target=None, top_k=None, counterfactual=False) -> Explanation``.
+class LayerMethod(Method):
+    """Base class: ``method(x, target=None, top_k=None, *, counterfactual=False, forward_kwargs=None,
+    aug_smooth=None, eigen_smooth=None) -> Explanation`` (the :class:`~gradcam.methods.contract.Method` contract).
 
     map_k = ReLU( sum_c alpha_k^c A^c ), upsampled to the input size and min-max normalised.
     ``differentiable=True``: the result keeps the graph, so a loss on its maps trains the parameters
@@ -36,6 +40,9 @@ class LayerMethod:
 
     name = "base"
     needs_gradients = True
+    supports = frozenset(OPTIONS)
+    #: Whether ``differentiable=True`` is honoured (refused at construction otherwise).
+    supports_differentiable: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -49,18 +56,19 @@ class LayerMethod:
         aug_smooth: bool = False,
         eigen_smooth: bool = False,
     ):
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
+        super().__init__(model, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
+        if differentiable and not self.supports_differentiable:
+            raise ValueError(
+                f"differentiable=True supports layer-based CAM methods only (Grad-CAM, CAM); {type(self).__name__} "
+                f"('{self.name}') computes its maps without the graph. Use differentiable=False for this method."
+            )
         if interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}; got {interpolation!r}.")
-        self.model = model
         self.interpolation = interpolation
         self.reshape = reshape
         self.eval_mode = eval_mode
         # differentiable=True: maps keep the autograd graph w.r.t. the parameters (see gradcam.differentiable).
-        self.differentiable = differentiable
-        self.aug_smooth = bool(aug_smooth)
-        self.eigen_smooth = bool(eigen_smooth)
+        self.differentiable = bool(differentiable)
         self._auto = isinstance(layer, str) and layer == "auto"
         self._layers: Optional[List[LayerRef]] = None if self._auto else resolve(model, layer)
         self._auto_cache: dict = {}
@@ -102,7 +110,7 @@ class LayerMethod:
         sum by the first principal component of the per-channel terms (see :mod:`.smoothing`)."""
         if eigen_smooth:
             terms, w = self._channel_maps(cap, i)
-            return torch.relu(first_component(terms)), w
+            return torch.relu(smoothing.first_component(terms)), w
         m, w = self._map(cap, i)
         return torch.relu(m), w
 
@@ -133,66 +141,83 @@ class LayerMethod:
         return found
 
     def _capture(self, x, target, top_k, counterfactual, **kw) -> engine.Capture:
-        capture = differentiable.capture if self.differentiable else engine.capture
-        if self._layers is not None:
-            return capture(
-                self.model, x, self._layers, target, top_k, gradients=self.needs_gradients,
-                counterfactual=counterfactual, reshape=self.reshape, eval_mode=self.eval_mode, **kw,
-            )
-        candidates = self._candidates(x, kw.get("forward_kwargs"))
-        first = None
-        for j, ref in enumerate(candidates[:24]):
-            try:
-                cap = capture(
-                    self.model, x, [ref], target, top_k, gradients=self.needs_gradients,
-                    counterfactual=counterfactual, reshape=self.reshape, eval_mode=self.eval_mode, **kw,
-                )
-            except engine.LayerNotUsedError:
-                continue
-            if self.needs_gradients and not bool(gradient_reaches(cap.gradient(0)).any()):
-                first = first or cap  # e.g. a ViT's final norm: its patch tokens get no gradient (only the class token)
-                continue
-            if j:
-                key = tuple(x.shape[1:])
-                with self._lock:  # trim only the list this call read (another thread may have trimmed it)
-                    if self._auto_cache.get(key) is candidates:
-                        self._auto_cache[key] = candidates[j:]
-            log.debug("gradcam: layer='auto' chose %r", ref.spec)
-            return cap
-        if first is not None:  # no candidate gets a gradient (a zero head): the latest one, and a warning
-            return first
-        raise ValueError(
-            "layer='auto' found no spatial layer on which the target depends (a target callable that detaches "
-            "its result, e.g. with .item() or .argmax(), also looks like this); pass layer=... explicitly."
+        capture = functools.partial(engine.capture, differentiable=True) if self.differentiable else engine.capture
+        run = functools.partial(
+            capture, self.model, x, target=target, top_k=top_k, gradients=self.needs_gradients,
+            counterfactual=counterfactual, reshape=self.reshape, eval_mode=self.eval_mode, **kw,
         )
+        if self._layers is not None:
+            return run(self._layers)
+        candidates = self._candidates(x, kw.get("forward_kwargs"))
+        fallback = None
+        try:  # the latest map (or the layer an earlier call chose for this shape): the answer for most models
+            cap = run(candidates[:1])
+            if not self.needs_gradients or bool(gradient_reaches(cap.gradient(0)).any()):
+                log.debug("gradcam: layer='auto' chose %r", candidates[0].spec)
+                return cap
+            fallback = cap  # e.g. a ViT's final norm: its patch tokens get no gradient (only the class token)
+        except engine.LayerNotUsedError:
+            pass
+        j, cap = self._search(x, target, top_k, counterfactual, candidates, kw.get("forward_kwargs"))
+        if j is None:  # no candidate gets a gradient (a zero head): the latest one, and a warning
+            if fallback is None and cap is None:
+                raise ValueError(
+                    "layer='auto' found no spatial layer on which the target depends (a target callable that "
+                    "detaches its result, e.g. with .item() or .argmax(), also looks like this); pass layer=... "
+                    "explicitly."
+                )
+            return fallback if fallback is not None else cap
+        if not self.differentiable and not set(kw) - {"forward_kwargs"}:
+            return cap  # the search pass is this call's capture
+        return run([candidates[j]])
 
-    def __call__(
-        self,
-        x: torch.Tensor,
-        target: Target = None,
-        top_k: Optional[int] = None,
-        *,
-        counterfactual: bool = False,
-        forward_kwargs: Optional[dict] = None,
-        aug_smooth: Optional[bool] = None,
-        eigen_smooth: Optional[bool] = None,
-    ) -> Explanation:
-        """Explain ``x`` (N, C, H, W), or volumes (N, C, D, H, W), for ``target`` (see :mod:`gradcam.targets`).
+    def _search(self, x, target, top_k, counterfactual, candidates: List[LayerRef], forward_kwargs):
+        """``layer="auto"`` past the first candidate, in one pass: one forward tapping candidates 1 to 23
+        (latest first) and one backward reaching them all; the first whose map positions receive the
+        target's gradient.
 
-        ``forward_kwargs``: extra arguments of the model's forward, ``model(x, **forward_kwargs)`` (an
-        attention mask, text ids, a second image); batched tensors among them are sliced with ``x``.
-
-        ``aug_smooth`` / ``eigen_smooth`` (default: the constructor's) turn on test-time augmentation and
-        principal-component smoothing (:mod:`gradcam.methods.smoothing`).
+        Returns its index in ``candidates`` and its capture; ``(None, capture)`` when none gets a gradient
+        (the capture of the latest one the score depends on, or ``None``). The per-shape cache is trimmed
+        to start at the chosen layer, so later calls capture that one layer only.
         """
-        eigen = self.eigen_smooth if eigen_smooth is None else bool(eigen_smooth)
-        if self.aug_smooth if aug_smooth is None else aug_smooth:
-            if forward_kwargs:
+        refs = candidates[1:24]
+        if not refs:
+            return None, None
+        try:
+            cap = engine.capture(
+                self.model, x, refs, target, top_k, counterfactual=counterfactual, reshape=self.reshape,
+                eval_mode=self.eval_mode, forward_kwargs=forward_kwargs, require_all_layers=False,
+            )
+        except engine.LayerNotUsedError:
+            return None, None
+        grads = cap.gradients
+        used = [i for i, g in enumerate(grads) if g is not None]
+        reached = [i for i, g in enumerate(grads) if g is not None and bool(gradient_reaches(g).any())]
+        if not reached:
+            return None, (self._one_layer(cap, refs[used[0]], used[0]) if used else None)
+        i = reached[0]
+        key = tuple(x.shape[1:])
+        with self._lock:  # trim only the list this call read (another thread may have trimmed it)
+            if self._auto_cache.get(key) is candidates:
+                self._auto_cache[key] = candidates[i + 1:]
+        log.debug("gradcam: layer='auto' chose %r", refs[i].spec)
+        return i + 1, self._one_layer(cap, refs[i], i)
+
+    @staticmethod
+    def _one_layer(cap: engine.Capture, ref: LayerRef, j: int) -> engine.Capture:
+        """Layer ``j`` of a capture of several layers, as the capture of that layer alone."""
+        return engine.Capture(output=cap.output, scores=cap.scores, targets=cap.targets, layers=[ref],
+                              activations=[cap.activations[j]], gradients=[cap.gradients[j]])
+
+    def _run(self, x: torch.Tensor, target: Target, top_k: Optional[int], opts: CallOptions) -> Explanation:
+        """One call (see :meth:`Method.__call__`): ``aug_smooth`` runs the views, else one capture."""
+        if opts.aug_smooth:
+            if opts.forward_kwargs:
                 raise ValueError("aug_smooth=True does not take forward_kwargs (the augmented views are a new "
                                  "batch); use aug_smooth=False with forward_kwargs.")
-            return aug_explain(self, x, target, top_k, counterfactual, eigen)
-        cap = self._capture(x, target, top_k, counterfactual, forward_kwargs=forward_kwargs)
-        return self._explain(cap, x.shape[2:], counterfactual, eigen)
+            return self._aug_explain(x, target, top_k, opts.counterfactual, opts.eigen_smooth)
+        cap = self._capture(x, target, top_k, opts.counterfactual, forward_kwargs=opts.forward_kwargs or None)
+        return self._explain(cap, x.shape[2:], opts.counterfactual, opts.eigen_smooth)
 
     def _explain(self, cap: engine.Capture, size, counterfactual: bool, eigen_smooth: bool = False) -> Explanation:
         per_layer = {}
@@ -221,3 +246,63 @@ class LayerMethod:
     def _fuse(self, per_layer: Dict[str, Explanation], size) -> torch.Tensor:
         """Several layers' results into one map (N, K, H, W): the mean of the normalised maps, normalised."""
         return normalize(torch.stack([e.maps for e in per_layer.values()]).mean(0), dims=len(size))
+
+    # -- aug_smooth: the views of gradcam.methods.smoothing ------------------------------------
+    def _aug_explain(self, x: torch.Tensor, target, top_k: Optional[int], counterfactual: bool,
+                     eigen_smooth: bool) -> Explanation:
+        """The explanation averaged over :data:`~gradcam.methods.smoothing.AUGMENTATIONS`.
+
+        Every view explains the classes of the un-augmented image (for ``target=None`` / ``top_k``: picked
+        from the identity view's scores in the same pass). Callable targets are refused: they may score a
+        spatial region (a box, a segment) that a flip moves. All views go in one pass up to
+        ``smoothing.VIEW_BATCH`` images; a larger batch goes a few views per pass.
+        """
+        if callable(target) and not isinstance(target, torch.Tensor):
+            raise ValueError(
+                "aug_smooth=True needs class targets (None, top_k, ids): a callable target may score a spatial "
+                "region (a box, a segment) that the flipped views move, so the views would explain different "
+                "things. Use aug_smooth=False for callable targets."
+            )
+        engine.check_input(self.model, x)
+        n = x.shape[0]
+        xa = smoothing.augment(x)
+        step = n * max(1, smoothing.VIEW_BATCH // n)
+        first_target, chosen = self._view_targets(x, target, top_k, step, xa.shape[0])
+        parts = []
+        for i in range(0, xa.shape[0], step):
+            if i == 0:
+                cap = self._capture(xa[:step], first_target, None, counterfactual)
+                if chosen:
+                    cap.targets = chosen["ids"].repeat(cap.targets.shape[0] // n, 1)
+                ids = cap.targets[:n]
+            else:
+                cap = self._capture(xa[i : i + step], ids.repeat(min(step, xa.shape[0] - i) // n, 1), None,
+                                    counterfactual)
+            parts.append(self._explain(cap, x.shape[-2:], counterfactual, eigen_smooth))
+        ex = parts[0] if len(parts) == 1 else smoothing.concat(parts)
+        out0 = parts[0].output
+        first = Explanation(maps=ex.maps[:n], raw=ex.raw[:n], weights=None, targets=ids, scores=parts[0].scores[:n],
+                            layer=ex.layer, output=out0[:n] if isinstance(out0, torch.Tensor) else None)
+        out = smoothing.merge(ex, n, first)
+        if ex.per_layer:
+            out.per_layer = {name: smoothing.merge(e, n, first) for name, e in ex.per_layer.items()}
+        return out
+
+    def _view_targets(self, x: torch.Tensor, target, top_k: Optional[int], step: int, views: int):
+        """The first pass's target for the stacked views, and the dict the picked class ids land in.
+
+        Explicit targets, or a method that re-scores perturbed inputs: resolved on the images first. Else a
+        callable that picks the classes (top-1 / ``top_k``) from the identity view's logits in the same pass.
+        """
+        n = x.shape[0]
+        chosen: dict = {}
+        if target is not None or type(self)._capture is not LayerMethod._capture:
+            cap = engine.capture(self.model, x, [], target, top_k, gradients=False, eval_mode=self.eval_mode)
+            return cap.targets.repeat(step // n, 1)[: min(step, views)], chosen
+
+        def pick(output):
+            logits = logits_of(output)
+            chosen["ids"] = logits[:n].detach().topk(top_k or 1, dim=1).indices
+            return logits.gather(1, chosen["ids"].repeat(logits.shape[0] // n, 1))
+
+        return pick, chosen

@@ -7,10 +7,9 @@ import torch
 from torch import nn
 
 from .. import engine
-from ..explanation import Explanation
 from ..layers import LayerSpec, resolve
-from ..targets import Target
 from .base import LayerMethod
+from .contract import OPTIONS
 
 
 class CAM(LayerMethod):
@@ -24,6 +23,9 @@ class CAM(LayerMethod):
 
     name = "cam"
     needs_gradients = False
+    supports = frozenset(OPTIONS) - {"counterfactual"}
+    refusals = {"counterfactual": "CAM weights channels by the classifier's rows and needs no gradients, so there "
+                                  "is nothing to negate. Use GradCAM(...)(x, counterfactual=True) for counterfactual maps"}
 
     def __init__(self, model: nn.Module, layer: LayerSpec = "auto", fc: Union[str, nn.Module] = "auto", **kw):
         super().__init__(model, layer, **kw)
@@ -51,23 +53,6 @@ class CAM(LayerMethod):
             )
         self._fc = fc
         return fc
-
-    def __call__(
-        self,
-        x: torch.Tensor,
-        target: Target = None,
-        top_k: Optional[int] = None,
-        *,
-        counterfactual: bool = False,
-        forward_kwargs: Optional[dict] = None,
-        aug_smooth: Optional[bool] = None,
-        eigen_smooth: Optional[bool] = None,
-    ) -> Explanation:
-        if counterfactual:
-            raise ValueError("counterfactual=True needs gradients; use GradCAM(..., ) for counterfactual maps.")
-        if aug_smooth or eigen_smooth:
-            raise ValueError("CAM does not support aug_smooth or eigen_smooth; use GradCAM(...) for them.")
-        return super().__call__(x, target, top_k, forward_kwargs=forward_kwargs)
 
     def _weights(self, cap: engine.Capture, i: int) -> torch.Tensor:
         a = cap.activations[i]

@@ -7,6 +7,7 @@ import torch
 
 from .. import engine
 from .base import LayerMethod
+from .contract import OPTIONS
 from .smoothing import first_component
 
 
@@ -20,6 +21,7 @@ class EigenCAM(LayerMethod):
 
     name = "eigencam"
     needs_gradients = False
+    supports = frozenset(OPTIONS) - {"counterfactual"}
 
     def _channel_maps(self, cap: engine.Capture, i: int) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         a = cap.activations[i].unsqueeze(1)

@@ -1,64 +1,12 @@
-"""Plain input gradients ("Backprop" in Selvaraju et al.'s Table 1; Simonyan et al., 2014)."""
+"""Deprecated: renamed to :mod:`gradcam.methods.input_gradient` (import from there, or from ``gradcam``)."""
 from __future__ import annotations
 
-import threading
-from typing import Optional
+import warnings
 
-import torch
-from torch import nn
+from .input_gradient import Gradient, call_context  # noqa: F401
 
-from .. import engine
-from ..pixels import REDUCTIONS, PixelExplanation, pixel_explanation
-from ..targets import Target
-from .registry import register
-
-_CALL = threading.local()
-
-
-def call_context():
-    """The context factory of the calling thread's current :class:`Gradient` call (for ``_after``)."""
-    return getattr(_CALL, "context", None)
-
-
-class Gradient:
-    """The vanilla input gradient: pixels = dy^c/dx (N, K, C, H, W), maps = normalize(max_c |dy^c/dx_c|).
-
-    One forward, one batched backward for all images and targets. ``counterfactual=True`` gives
-    d(-y^c)/dx. ``reduce`` picks the single-channel saliency (see :func:`gradcam.pixels.saliency`).
-    """
-
-    name = "gradient"
-
-    def __init__(self, model: nn.Module, *, reduce: str = "abs-max", eval_mode: bool = True):
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
-        if reduce not in REDUCTIONS:
-            raise ValueError(f"reduce must be one of {', '.join(REDUCTIONS)}; got {reduce!r}.")
-        self.model = model
-        self.reduce = reduce
-        self.eval_mode = eval_mode
-
-    def __call__(
-        self, x: torch.Tensor, target: Target = None, top_k: Optional[int] = None, *, counterfactual: bool = False
-    ) -> PixelExplanation:
-        """Explain ``x`` (N, C, H, W) for ``target`` (see :mod:`gradcam.targets`)."""
-        context = self._context()  # one per call: calls from several threads never share it
-        cap = engine.capture(
-            self.model, x, [], target, top_k, gradients=False, input_gradient=True, counterfactual=counterfactual,
-            eval_mode=self.eval_mode, context=context,
-        )
-        _CALL.context = context  # this thread's call, read by _after (a thread-local: not shared state)
-        self._after(cap)
-        assert cap.input_gradient is not None  # input_gradient=True
-        return pixel_explanation(cap.input_gradient, cap, self.name, self.reduce, counterfactual)
-
-    def _context(self):
-        """A context-manager factory entered around the pass (None: plain autograd)."""
-        return None
-
-    def _after(self, cap: engine.Capture) -> None:
-        """A check after the pass (subclasses: e.g. warn when the guided rule never applied); this call's
-        context factory is :func:`call_context`."""
-
-
-register("gradient", lambda model, layer="auto", **kw: Gradient(model, **kw))
+warnings.warn(
+    "gradcam.methods.gradient is deprecated; import from gradcam.methods.input_gradient (same names).",
+    DeprecationWarning,
+    stacklevel=2,
+)

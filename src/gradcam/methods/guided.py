@@ -46,9 +46,9 @@ from .. import engine
 from ..layers import LayerSpec
 from ..pixels import REDUCTIONS, PixelExplanation, pixel_explanation
 from ..targets import Target
+from .contract import OPTIONS, CallOptions
 from .gradcam import GradCAM
-from .gradient import Gradient, call_context
-from .registry import register
+from .input_gradient import Gradient, call_context
 
 # func -> (kind, parameter names after the input, their defaults, in place? (None: read ``inplace``)).
 _RELU = "relu"
@@ -261,37 +261,34 @@ class GuidedGradCAM(GradCAM):
     to the input. Result: :class:`~gradcam.pixels.PixelExplanation` with ``pixels`` = G (N, K, C, H, W),
     ``maps`` = normalize(saliency(G)), ``raw``/``weights``/``layer`` of the Grad-CAM part, ``cam`` = the
     Grad-CAM explanation. ``counterfactual=True``: counterfactual Grad-CAM times guided d(-y)/dx.
+    ``eigen_smooth`` smooths the Grad-CAM part; ``aug_smooth`` and ``differentiable`` are refused (the
+    guided input gradient of a flipped view is not the flipped guided gradient; the guided rule has no
+    second derivative).
     """
 
     name = "guided-gradcam"
+    output = "pixels"
+    supports = frozenset(OPTIONS) - {"aug_smooth"}
+    refusals = {"aug_smooth": "the guided input gradients of flipped and rescaled views are not views of one "
+                              "gradient. Use GradCAM(..., aug_smooth=True) for a smoothed map"}
+    supports_differentiable = False
 
     def __init__(self, model: nn.Module, layer: LayerSpec = "auto", *, reduce: str = "abs-max", **kw):
         _check_reduce(reduce)
         super().__init__(model, layer, **kw)
         self.reduce = reduce
 
-    def __call__(
-        self,
-        x: torch.Tensor,
-        target: Target = None,
-        top_k: Optional[int] = None,
-        *,
-        counterfactual: bool = False,
-        forward_kwargs: Optional[dict] = None,
-        aug_smooth: Optional[bool] = None,
-        eigen_smooth: Optional[bool] = None,
-    ) -> PixelExplanation:
-        """Explain ``x`` (N, C, H, W) for ``target`` (see :mod:`gradcam.targets`); ``forward_kwargs`` as in
-        :class:`GradCAM`. ``aug_smooth`` and ``eigen_smooth`` are refused (pixel-space attributions)."""
-        if aug_smooth or eigen_smooth:
-            raise ValueError("GuidedGradCAM does not support aug_smooth or eigen_smooth; use GradCAM(...) for them.")
+    def _run(self, x: torch.Tensor, target: Target, top_k: Optional[int], opts: CallOptions) -> PixelExplanation:
+        """Explain ``x`` (N, C, H, W) for ``target`` (see :mod:`gradcam.targets`)."""
+        counterfactual = opts.counterfactual
+        self._images_only(x)
         modes = _ModeFactory()
         cap = self._capture(
             x, target, top_k, counterfactual, input_gradient=True, context=modes,
-            layer_gradient_context=modes.plain, forward_kwargs=forward_kwargs,
+            layer_gradient_context=modes.plain, forward_kwargs=opts.forward_kwargs or None,
         )
         _warn_if_no_relu(modes.modes[-1], self.model)
-        cam = self._explain(cap, x.shape[-2:], counterfactual)
+        cam = self._explain(cap, x.shape[2:], counterfactual, opts.eigen_smooth)
         grad_x = cap.input_gradient
         assert grad_x is not None  # input_gradient=True
         pixels = grad_x * cam.maps.unsqueeze(2).to(grad_x.dtype)
@@ -300,6 +297,3 @@ class GuidedGradCAM(GradCAM):
         base.interpolation = cam.interpolation
         return base
 
-
-register("guided-backprop", lambda model, layer="auto", **kw: GuidedBackprop(model, **kw))
-register("guided-gradcam", GuidedGradCAM)

@@ -12,9 +12,9 @@ from torch import nn
 
 from .. import engine
 from ..explanation import Explanation, normalize
-from ..targets import Target, logits_of
-from ..targets import resolve as resolve_targets
-from .registry import register
+from ..targets import Target
+from .contract import CallOptions, Method
+from .scoring import base_scores, batch_scores
 
 Size = Union[int, Tuple[int, int]]
 Fill = Union[str, float, Sequence[float], torch.Tensor]
@@ -46,7 +46,7 @@ def _cover(starts: torch.Tensor, window: int, size: int, device) -> torch.Tensor
     return (i >= s) & (i < s + window)
 
 
-class Occlusion:
+class Occlusion(Method):
     """Occlusion maps: drop_p = y(x) - y(x with window p filled), for every window position p.
 
     ``raw`` (N, K, gh, gw): the signed score drop per window position (the window grid); ``maps``
@@ -65,6 +65,8 @@ class Occlusion:
     """
 
     name = "occlusion"
+    needs_gradients = False
+    supports = frozenset({"counterfactual"})
 
     def __init__(
         self,
@@ -77,16 +79,16 @@ class Occlusion:
         eval_mode: bool = True,
         max_batch_pixels: int = 1 << 20,
         progress: Optional[Callable[[int, int], None]] = None,
+        aug_smooth: bool = False,
+        eigen_smooth: bool = False,
     ):
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
+        super().__init__(model, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
         self.window = _pair(window, "window")
         self.stride = _pair(stride, "stride") if stride is not None else tuple(max(1, w // 2) for w in self.window)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int (occluded images per forward pass); got {batch_size!r}.")
         if isinstance(fill, str) and fill != "mean":
             raise ValueError(f"fill must be 'mean', a number, or one value per channel; got {fill!r}.")
-        self.model = model
         self.fill = fill
         self.batch_size = batch_size
         self.eval_mode = eval_mode
@@ -104,41 +106,10 @@ class Occlusion:
             raise ValueError(f"fill has {f.numel()} values but the input has {c} channels; give one per channel.")
         return f.reshape(1, c, 1, 1).expand(n, c, 1, 1)
 
-    @classmethod
-    def _base_scores(cls, output, target: Target, top_k: Optional[int], n: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Scores (N, K) and class ids (N, K) of the unperturbed images: the resolved classes' logits, or a
-        callable target's values with ids -1 (shared by every method of perturbed forward passes)."""
-        if callable(target) and not isinstance(target, torch.Tensor):
-            if top_k is not None:
-                raise ValueError("Pass either target=... or top_k=..., not both: top_k picks the classes itself.")
-            base = cls._scores(output, target, None, n)
-            return base, torch.full(base.shape, -1, dtype=torch.long, device=base.device)
-        return resolve_targets(output, target, top_k, n)
-
-    @staticmethod
-    def _scores(output, target: Target, ids: Optional[torch.Tensor], b: int) -> torch.Tensor:
-        """Scores (b, K) of a batch: the class ids' logits, or the callable target's values."""
-        if ids is not None and not bool((ids < 0).any()):
-            return logits_of(output).gather(1, ids)
-        if not callable(target) or isinstance(target, torch.Tensor):
-            raise TypeError(f"Scores of a non-callable target need class ids; got target={target!r} without ids.")
-        s = target(output)
-        if not isinstance(s, torch.Tensor):
-            raise TypeError(f"The target callable must return a tensor; it returned {type(s).__name__}.")
-        if (s.dim() == 1 and s.shape[0] == b) or (s.dim() == 0 and b == 1):
-            s = s.reshape(b, 1)
-        if s.dim() != 2 or s.shape[0] != b or (ids is not None and s.shape != ids.shape):
-            k = f", {ids.shape[1]}" if ids is not None else ", K"
-            raise ValueError(
-                f"Occlusion calls the target on batches of occluded images: for {b} images it must return "
-                f"shape ({b},) or ({b}{k}); got {tuple(s.shape)}. Score each row of the output on its own."
-            )
-        return s
-
-    def __call__(
-        self, x: torch.Tensor, target: Target = None, top_k: Optional[int] = None, *, counterfactual: bool = False
-    ) -> Explanation:
+    def _run(self, x: torch.Tensor, target: Target, top_k: Optional[int], opts: CallOptions) -> Explanation:
         """Explain ``x`` (N, C, H, W) for ``target`` (see :mod:`gradcam.targets`)."""
+        counterfactual = opts.counterfactual
+        self._images_only(x)
         engine.check_input(self.model, x)
         n, c, h, w = x.shape
         (wh, ww), (sh, sw) = self.window, self.stride
@@ -152,7 +123,7 @@ class Occlusion:
         fill = self._fill(x)
         with engine.frozen(self.model, self.eval_mode) as model, torch.no_grad():
             output = model(x)
-            base, ids = self._base_scores(output, target, top_k, n)
+            base, ids = base_scores(output, target, top_k, n)
             drops = []
             total = n * positions
             chunk = max(1, min(self.batch_size, self.max_batch_pixels // (h * w)))
@@ -161,7 +132,7 @@ class Occlusion:
                 img, pos = f // positions, f % positions
                 cover = ry[pos // gw].unsqueeze(-1) & rx[pos % gw].unsqueeze(-2)
                 occluded = torch.where(cover.unsqueeze(1), fill[img], x[img])
-                s = self._scores(model(occluded), target, ids[img], f.shape[0])
+                s = batch_scores(model(occluded), target, ids[img], f.shape[0])
                 drops.append(base[img] - s)
                 if self.progress is not None:
                     self.progress(int(f[-1]) + 1, total)
@@ -178,5 +149,3 @@ class Occlusion:
             interpolation="nearest", counterfactual=counterfactual, output=output,
         )
 
-
-register("occlusion", lambda model, layer="auto", **kw: Occlusion(model, **kw))

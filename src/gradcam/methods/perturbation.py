@@ -16,36 +16,19 @@ from torch import nn
 from .. import engine
 from ..explanation import Explanation, normalize
 from ..layers import LayerRef
-from ..targets import Target, logits_of
+from ..targets import Target
 from ..targets import resolve as resolve_targets
 from .base import LayerMethod
-from .occlusion import Occlusion
+from .contract import OPTIONS, CallOptions, Method
+from .scoring import base_scores, check_batch_size, class_scores
+
+#: The options of a CAM method that scores perturbed copies: no gradients (no counterfactual), and the
+#: extra forward passes call the model on the input alone (no forward_kwargs).
+_PERTURBATION_OPTIONS = frozenset(OPTIONS) - {"counterfactual", "forward_kwargs"}
 
 _MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
 #: Ablation-CAM's largest ablated batch, in activation values (bounds its memory whatever ``batch_size``).
 MAX_VALUES = 2**25
-
-
-def _check_batch_size(batch_size: int) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int (perturbed inputs per forward pass); got {batch_size!r}.")
-    return batch_size
-
-
-def _no_counterfactual(name: str, counterfactual: bool) -> None:
-    if counterfactual:
-        raise ValueError(
-            f"counterfactual=True negates gradients; {name} uses no gradients. Use GradCAM(...)(x, counterfactual=True)."
-        )
-
-
-def _class_scores(output, target: Target, ids: torch.Tensor, b: int, softmax: bool) -> torch.Tensor:
-    """Scores (b, K) of perturbed inputs: softmax probabilities (or logits) of the class ids; a callable
-    target's own values for callable targets."""
-    if not bool((ids < 0).any()):
-        logits = logits_of(output)
-        return (logits.softmax(dim=1) if softmax else logits).gather(1, ids)
-    return Occlusion._scores(output, target, ids, b)
 
 
 def _resize(maps: torch.Tensor, size) -> torch.Tensor:
@@ -67,13 +50,14 @@ class ScoreCAM(LayerMethod):
 
     name = "scorecam"
     needs_gradients = False
+    supports = _PERTURBATION_OPTIONS
+    supports_differentiable = False
 
     def __init__(self, model: nn.Module, layer="auto", *, batch_size: int = 64, **kw):
         super().__init__(model, layer, **kw)
-        self.batch_size = _check_batch_size(batch_size)
+        self.batch_size = check_batch_size(batch_size)
 
     def _capture(self, x, target, top_k, counterfactual, **kw) -> engine.Capture:
-        _no_counterfactual("Score-CAM", counterfactual)
         cap = super()._capture(x, target, top_k, False, **kw)
         cap.perturbation_weights = [self._score(x, cap, i, target) for i in range(len(cap.layers))]
         return cap
@@ -99,7 +83,7 @@ class ScoreCAM(LayerMethod):
                 masks = normalize(_resize(flat[f], x.shape[2:]).to(x.dtype))
                 xb = torch.index_select(x, 0, img, out=buf[:b])
                 xb.mul_(masks)
-                out.append(_class_scores(model(xb), target, ids[img], b, softmax=True))
+                out.append(class_scores(model(xb), target, ids[img], b, softmax=True))
         return torch.cat(out).reshape(n, c, -1).transpose(1, 2).to(a.dtype)
 
 
@@ -175,7 +159,7 @@ class _Replay:
             raise ValueError(f"Layer '{self.ref.spec}' was never reached by the forward pass; pick a layer the model uses.")
         return output
 
-    def _plan(self, fast: bool) -> Dict[nn.Module, Dict[int, Optional[torch.Tensor]]]:
+    def plan(self, fast: bool) -> Dict[nn.Module, Dict[int, Optional[torch.Tensor]]]:
         """For every module with answered calls: replay call number -> recorded output (``None``: the layer).
 
         Calls nested inside an answered call do not happen in the replay, so the replay's k-th call of a
@@ -264,15 +248,16 @@ class AblationCAM(LayerMethod):
 
     name = "ablationcam"
     needs_gradients = False
+    supports = _PERTURBATION_OPTIONS
+    supports_differentiable = False
 
     def __init__(self, model: nn.Module, layer="auto", *, batch_size: int = 256, **kw):
         super().__init__(model, layer, **kw)
         if self.reshape is not None:
             raise ValueError("AblationCAM ablates channels of a spatial layer; reshape= (token layers) is not supported.")
-        self.batch_size = _check_batch_size(batch_size)
+        self.batch_size = check_batch_size(batch_size)
 
     def _capture(self, x, target, top_k, counterfactual, **kw) -> engine.Capture:
-        _no_counterfactual("Ablation-CAM", counterfactual)
         engine.check_input(self.model, x)
         layers = self.layers_for(x)
         x = x.detach()
@@ -295,10 +280,8 @@ class AblationCAM(LayerMethod):
                     )
                 acts.append(a)
                 weights.append(self._ablate(replay, x, a, scores, ids, target))
-        cap = engine.Capture(output=output, scores=scores, targets=ids, layers=list(layers))
-        cap.activations, cap.gradients = acts, [None for _ in acts]
-        cap.perturbation_weights = weights
-        return cap
+        return engine.Capture(output=output, scores=scores, targets=ids, layers=list(layers), activations=acts,
+                              gradients=[None] * len(acts), perturbation_weights=weights)
 
     def _ablate(self, replay: _Replay, x, a, scores, ids, target) -> torch.Tensor:
         n, c = a.shape[:2]
@@ -306,7 +289,7 @@ class AblationCAM(LayerMethod):
         bs = min(self.batch_size, total, max(1, MAX_VALUES // a[0].numel()))
         buf = torch.empty(bs, *a.shape[1:], dtype=a.dtype, device=a.device)
         for fast in (True, False):
-            plan = replay._plan(fast)
+            plan = replay.plan(fast)
             out = []
             last = None  # (images, zeroed channels, buf's version) of the previous chunk
             for start in range(0, total, bs):
@@ -329,7 +312,7 @@ class AblationCAM(LayerMethod):
                 o = replay.run(x, img, ablated, plan, fast)
                 if o is None:
                     break
-                out.append(_class_scores(o, target, ids[img], b, softmax=False))
+                out.append(class_scores(o, target, ids[img], b, softmax=False))
             else:
                 break
         y_k = torch.cat(out).reshape(n, c, -1).transpose(1, 2)  # (N, K, C)
@@ -341,7 +324,7 @@ class AblationCAM(LayerMethod):
         return cap.perturbation_weights[i]
 
 
-class RISE:
+class RISE(Method):
     """RISE (Petsiuk et al., BMVC 2018): S_k = 1 / (p * n_masks) * sum_i f_k(x * M_i) M_i.
 
     M_i: a ``grid`` x ``grid`` Bernoulli(``p``) grid, upsampled bilinearly to (grid + 1) cells of
@@ -352,21 +335,22 @@ class RISE:
     """
 
     name = "rise"
+    needs_gradients = False
+    supports = frozenset()
 
     def __init__(
         self, model: nn.Module, layer=None, *, n_masks: int = 2000, grid: int = 7, p: float = 0.5, seed: int = 0,
-        batch_size: int = 64, eval_mode: bool = True,
+        batch_size: int = 64, eval_mode: bool = True, aug_smooth: bool = False, eigen_smooth: bool = False,
     ):
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
+        super().__init__(model, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
         if isinstance(n_masks, bool) or not isinstance(n_masks, int) or n_masks < 1:
             raise ValueError(f"n_masks must be a positive int; got {n_masks!r}.")
         if isinstance(grid, bool) or not isinstance(grid, int) or grid < 1:
             raise ValueError(f"grid must be a positive int (cells per side of the random masks); got {grid!r}.")
         if not 0 < p <= 1:
             raise ValueError(f"p (the probability that a cell is kept) must be in (0, 1]; got {p!r}.")
-        self.model, self.n_masks, self.grid, self.p, self.seed = model, n_masks, grid, float(p), seed
-        self.batch_size = _check_batch_size(batch_size)
+        self.n_masks, self.grid, self.p, self.seed = n_masks, grid, float(p), seed
+        self.batch_size = check_batch_size(batch_size)
         self.eval_mode = eval_mode
 
     def _draw(self, device) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -388,11 +372,9 @@ class RISE:
         b = torch.arange(idx.shape[0], device=big.device)
         return big[b[:, None, None], rows[:, :, None], cols[:, None, :]]
 
-    def __call__(
-        self, x: torch.Tensor, target: Target = None, top_k: Optional[int] = None, *, counterfactual: bool = False
-    ) -> Explanation:
+    def _run(self, x: torch.Tensor, target: Target, top_k: Optional[int], opts: CallOptions) -> Explanation:
         """Explain ``x`` (N, C, H, W) for ``target`` (see :mod:`gradcam.targets`)."""
-        _no_counterfactual("RISE", counterfactual)
+        self._images_only(x)
         engine.check_input(self.model, x)
         n = x.shape[0]
         size = x.shape[-2:]
@@ -403,7 +385,7 @@ class RISE:
         buf = torch.empty(bs, *x.shape[1:], dtype=x.dtype, device=x.device)
         with engine.frozen(self.model, self.eval_mode) as model, torch.no_grad():
             output = model(x)
-            base, ids = Occlusion._base_scores(output, target, top_k, n)
+            base, ids = base_scores(output, target, top_k, n)
             sal = torch.zeros(n, ids.shape[1], *size, dtype=x.dtype, device=x.device)
             for start in range(0, total, bs):
                 f = torch.arange(start, min(start + bs, total), device=x.device)
@@ -414,7 +396,7 @@ class RISE:
                 m = m.to(x.dtype)[mi - mi[0]]
                 xb = torch.index_select(x, 0, img, out=buf[:b])
                 xb.mul_(m.unsqueeze(1))
-                s = _class_scores(model(xb), target, ids[img], b, softmax=True).to(x.dtype)
+                s = class_scores(model(xb), target, ids[img], b, softmax=True).to(x.dtype)
                 sal.index_add_(0, img, s[:, :, None, None] * m.unsqueeze(1))
         sal = sal / (self.p * self.n_masks)
         return Explanation(

@@ -6,6 +6,7 @@ from torch import nn
 
 from .. import engine
 from .base import LayerMethod
+from .contract import OPTIONS
 
 
 class RandomCAM(LayerMethod):
@@ -18,6 +19,7 @@ class RandomCAM(LayerMethod):
 
     name = "random"
     needs_gradients = False
+    supports = frozenset(OPTIONS) - {"counterfactual"}
 
     def __init__(self, model: nn.Module, layer="auto", *, seed: int = 0, **kw):
         super().__init__(model, layer, **kw)

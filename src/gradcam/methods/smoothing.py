@@ -11,19 +11,16 @@
   x multiplicative intensity scales 0.9, 1.0, 1.1, stacked in the batch dimension (one forward and one
   backward for all, or a few views per pass when the stack would exceed ``VIEW_BATCH`` images), each
   view's map flipped back exactly, the normalised maps averaged and normalised.
+
+This module holds the tensor functions only; :class:`gradcam.methods.base.LayerMethod` runs the views.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import List
 
 import torch
 
-from .. import engine
 from ..explanation import Explanation, normalize
-from ..targets import logits_of
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .base import LayerMethod
 
 #: Largest stacked batch of views for one forward/backward (more images: a few views per pass). Not
 #: larger: a CNN's per-image CPU cost grows with the batch once its activations leave the cache
@@ -58,23 +55,24 @@ def first_component(terms: torch.Tensor) -> torch.Tensor:
     return (proj * sign).reshape(n, k, *spatial)
 
 
-def _augment(x: torch.Tensor) -> torch.Tensor:
+def augment(x: torch.Tensor) -> torch.Tensor:
+    """The :data:`AUGMENTATIONS` views of ``x`` (N, ...) stacked in the batch dimension: (6 N, ...)."""
     return torch.cat([(x.flip(-1) if flip else x) * s for flip, s in AUGMENTATIONS])
 
 
-def _concat(parts):
+def concat(parts: List[Explanation]) -> Explanation:
     """Explanations of consecutive slices of the views' batch as one."""
     def cat(attr):
         return None if getattr(parts[0], attr) is None else torch.cat([getattr(e, attr) for e in parts])
 
     e = parts[0]
-    per_layer = {k: _concat([p.per_layer[k] for p in parts]) for k in e.per_layer}
+    per_layer = {k: concat([p.per_layer[k] for p in parts]) for k in e.per_layer}
     return Explanation(maps=cat("maps"), raw=cat("raw"), weights=cat("weights"), targets=e.targets, scores=e.scores,
                        layer=e.layer, method=e.method, interpolation=e.interpolation,
                        counterfactual=e.counterfactual, output=e.output, per_layer=per_layer)
 
 
-def _merge(e: Explanation, n: int, first: Explanation) -> Explanation:
+def merge(e: Explanation, n: int, first: Explanation) -> Explanation:
     """Flip every view's maps back, average the normalised maps (and the raw maps), normalise."""
     v = len(AUGMENTATIONS)
     flips = [f for f, _ in AUGMENTATIONS]
@@ -91,60 +89,3 @@ def _merge(e: Explanation, n: int, first: Explanation) -> Explanation:
         maps=maps, raw=raw, weights=w, targets=first.targets, scores=first.scores, layer=e.layer, method=e.method,
         interpolation=e.interpolation, counterfactual=e.counterfactual, output=first.output,
     )
-
-
-def aug_explain(
-    method: LayerMethod, x: torch.Tensor, target, top_k: Optional[int], counterfactual: bool, eigen_smooth: bool
-) -> Explanation:
-    """``method``'s explanation averaged over :data:`AUGMENTATIONS` (see the module docstring).
-
-    Every view explains the classes of the un-augmented image (for ``target=None`` / ``top_k``: picked
-    from the identity view's scores in the same pass). Callable targets are refused: they may score a
-    spatial region (a box, a segment) that a flip moves.
-    """
-    if callable(target) and not isinstance(target, torch.Tensor):
-        raise ValueError(
-            "aug_smooth=True needs class targets (None, top_k, ids): a callable target may score a spatial region "
-            "(a box, a segment) that the flipped views move, so the views would explain different things. Use "
-            "aug_smooth=False for callable targets."
-        )
-    engine.check_input(method.model, x)
-    n = x.shape[0]
-    xa = _augment(x)
-    # All views in one pass up to VIEW_BATCH images; a larger batch goes a few views per pass. The
-    # identity view comes first, so the first pass also picks the classes (top-1 / top_k) of the
-    # un-augmented images, for every view.
-    step = n * max(1, VIEW_BATCH // n)
-    from .base import LayerMethod
-
-    chosen: dict = {}
-    first_target: Any  # class ids (N, K), or a callable that picks them
-    if target is not None or type(method)._capture is not LayerMethod._capture:
-        # explicit targets, or a method that re-scores perturbed inputs: resolve on the images first
-        first_cap = engine.capture(method.model, x, [], target, top_k, gradients=False, eval_mode=method.eval_mode)
-        first_target, first_k = first_cap.targets.repeat(step // n, 1)[: min(step, xa.shape[0])], None
-    else:
-        def pick(output):
-            logits = logits_of(output)
-            chosen["ids"] = logits[:n].detach().topk(top_k or 1, dim=1).indices
-            return logits.gather(1, chosen["ids"].repeat(logits.shape[0] // n, 1))
-
-        first_target, first_k = pick, None
-    parts = []
-    for i in range(0, xa.shape[0], step):
-        if i == 0:
-            cap = method._capture(xa[:step], first_target, first_k, counterfactual)
-            if chosen:
-                cap.targets = chosen["ids"].repeat(cap.targets.shape[0] // n, 1)
-            ids = cap.targets[:n]
-        else:
-            cap = method._capture(xa[i : i + step], ids.repeat(min(step, xa.shape[0] - i) // n, 1), None, counterfactual)
-        parts.append(method._explain(cap, x.shape[-2:], counterfactual, eigen_smooth))
-    ex = parts[0] if len(parts) == 1 else _concat(parts)
-    out0 = parts[0].output
-    first = Explanation(maps=ex.maps[:n], raw=ex.raw[:n], weights=None, targets=ids, scores=parts[0].scores[:n],
-                        layer=ex.layer, output=out0[:n] if isinstance(out0, torch.Tensor) else None)
-    out = _merge(ex, n, first)
-    if ex.per_layer:
-        out.per_layer = {name: _merge(e, n, first) for name, e in ex.per_layer.items()}
-    return out

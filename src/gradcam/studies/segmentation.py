@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -83,7 +83,7 @@ class SegmentationResult:
 
     def summary(self) -> Dict:
         """The JSON summary: ``miou_<source>_seeds`` and ``miou_full_supervision``, then the details."""
-        out = {f"miou_{s}_seeds": self.miou[s] for s in SOURCES}
+        out: Dict[str, Any] = {f"miou_{s}_seeds": self.miou[s] for s in SOURCES}
         out["miou_full_supervision"] = self.miou["full"]
         out.update(
             seed_precision=self.seed_precision,
@@ -275,7 +275,7 @@ def train_net(
                     losses = {"ce": F.cross_entropy(logits, target[idx])}
                 else:
                     losses = sec_losses(logits, target[idx], present[idx], sp[idx])
-                loss = sum(losses.values())
+                loss = torch.stack(list(losses.values())).sum()
                 grads = torch.autograd.grad(loss, params)
                 for p, g in zip(params, grads):
                     p.grad = g
