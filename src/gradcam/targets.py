@@ -406,7 +406,7 @@ def _region(weights: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     m = w.to(logits.device, logits.dtype)
     if tuple(m.shape[1:]) != tuple(spatial):
         pool = F.adaptive_avg_pool2d if len(spatial) == 2 else F.adaptive_avg_pool3d
-        m = pool(m.unsqueeze(1), tuple(spatial)).squeeze(1)
+        m = pool(m.unsqueeze(1), tuple(spatial)).squeeze(1)  # type: ignore[arg-type]
     return m
 
 

@@ -41,9 +41,9 @@ def _floats(ds, name: str, n: int, default=None) -> Optional[List[float]]:
 
 def _geometry(ds) -> Tuple[np.ndarray, np.ndarray, np.ndarray, Tuple[float, float]]:
     """(row direction, column direction, position of the first pixel, (row spacing, column spacing))."""
-    iop = _floats(ds, "ImageOrientationPatient", 6, [1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
-    ipp = _floats(ds, "ImagePositionPatient", 3, [0.0, 0.0, 0.0])
-    ps = _floats(ds, "PixelSpacing", 2, [1.0, 1.0])
+    iop = _floats(ds, "ImageOrientationPatient", 6) or [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    ipp = _floats(ds, "ImagePositionPatient", 3) or [0.0, 0.0, 0.0]
+    ps = _floats(ds, "PixelSpacing", 2) or [1.0, 1.0]
     return np.array(iop[:3]), np.array(iop[3:]), np.array(ipp), (ps[0] or 1.0, ps[1] or 1.0)
 
 

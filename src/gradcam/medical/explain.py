@@ -35,7 +35,7 @@ class VolumeResult:
     """
 
     volume: Volume
-    input_shape: Tuple[int, int, int]
+    input_shape: Tuple[int, ...]
     predictions: List[Tuple[str, int, float]]
     class_ids: List[int]
     classes: List[str]

@@ -38,7 +38,7 @@ def _spatial_shape(path: str, shape: Tuple[int, ...]) -> Tuple[int, ...]:
 CHUNK = 16  # slices converted to float32 at a time
 
 
-def _float_dhw(img, shape: Tuple[int, int, int]) -> torch.Tensor:
+def _float_dhw(img, shape: Tuple[int, ...]) -> torch.Tensor:
     """The voxels as a contiguous (K, J, I) float32 tensor, scl_slope/scl_inter applied, converted a few slices
     at a time: the peak is the stored array plus the float32 result (not two float32 copies)."""
     proxy = img.dataobj

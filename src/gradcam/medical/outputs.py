@@ -51,7 +51,7 @@ def box3d(m: torch.Tensor, threshold: float) -> Optional[list]:
     work = m.float()
     if max(d, h, w) > BOX_RESOLUTION:
         s = BOX_RESOLUTION / max(d, h, w)
-        work = F.adaptive_avg_pool3d(work[None, None], tuple(max(1, round(v * s)) for v in (d, h, w)))[0, 0]
+        work = F.adaptive_avg_pool3d(work[None, None], tuple(max(1, round(v * s)) for v in (d, h, w)))[0, 0]  # type: ignore[arg-type]
     fg = (work >= threshold * work.max()) & (work > 0)
     lab = components3d(fg).flatten()
     counts = torch.bincount(lab, minlength=lab.numel() + 1).double()
@@ -92,7 +92,7 @@ def _tile(
     rows, cols = img.shape
     height = px
     width = min(3 * px, max(8, round(px * cols * aspect / rows)))  # a 1-slice plane stays a readable strip
-    tile = tile.resize((width, height), Image.BILINEAR)
+    tile = tile.resize((width, height), Image.Resampling.BILINEAR)
     canvas = Image.new("RGB", (width, height + 16), (255, 255, 255))
     canvas.paste(tile, (0, 16))
     ImageDraw.Draw(canvas).text((2, 2), title, fill=(0, 0, 0))

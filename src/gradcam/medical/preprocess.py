@@ -47,7 +47,7 @@ def parse_window(window: WindowSpec) -> Optional[Tuple[float, float]]:
     vals = tuple(float(v) for v in window)
     if len(vals) != 2 or not vals[1] > 0:
         raise ValueError(f"window is (level, width) with width > 0; got {window!r}.")
-    return vals  # type: ignore[return-value]
+    return vals
 
 
 def apply_window(data: torch.Tensor, window: WindowSpec) -> torch.Tensor:
@@ -63,7 +63,7 @@ def _triple(v, name: str) -> Tuple[float, float, float]:
     vals = (float(v),) * 3 if isinstance(v, (int, float)) else tuple(float(s) for s in v)
     if len(vals) != 3 or not all(s > 0 for s in vals):
         raise ValueError(f"{name} is one positive number or three (along D, H, W); got {v!r}.")
-    return vals  # type: ignore[return-value]
+    return vals
 
 
 def target_shape(volume: Volume, spacing=None, size=None) -> Tuple[int, int, int]:

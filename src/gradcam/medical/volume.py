@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
@@ -78,7 +78,7 @@ class Volume:
         return [round(float(c), 3) for c in (self.affine.double() @ v)[:3]]
 
 
-def spacing_affine(spacing: Tuple[float, float, float]) -> torch.Tensor:
+def spacing_affine(spacing: Sequence[float]) -> torch.Tensor:
     """The affine of a volume with voxel size ``spacing`` = (sz, sy, sx) mm and its first voxel at the origin."""
     a = torch.eye(4, dtype=torch.float64)
     a[0, 0], a[1, 1], a[2, 2] = float(spacing[2]), float(spacing[1]), float(spacing[0])
