@@ -1,4 +1,7 @@
-"""Choose `gradcam explain`'s defaults by measurement on the hand-annotated photos.
+"""Choose `gradcam explain`'s defaults by measurement on the TUNING half of the hand-annotated photos.
+
+Only ``load_annotated(split="tuning")`` is read here: the held-out half (benchmarks/presets_heldout.py,
+docs/results/presets.md) never takes part in a choice (tests/test_photo_split.py checks this file).
 
 Everything goes through the path users get: :func:`gradcam.api.explain_batch` (the whole photo, short side
 ``size``; the true class's map), the box and peak in original-photo pixels. Levers:
@@ -18,6 +21,7 @@ choice does on photos it was not picked on (the in-sample count of the best of h
 optimistic on 22 photos).
 
     python benchmarks/photo_defaults.py --out docs/results [--sizes 256,320,384,448] [--threads 1]
+    python benchmarks/photo_defaults.py --presets --out docs/results [--threads 1]   # the --quality presets
 """
 from __future__ import annotations
 
@@ -42,7 +46,7 @@ from gradcam.metrics.localization import iou  # noqa: E402
 METHODS = ("gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigengradcam", "eigencam")
 SMOOTHED = ("gradcam", "eigengradcam")
 FUSED = ["_head_act", "_blocks.10"]  # last layer (stride 32) + last stride-16 block
-THRESHOLDS = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
+THRESHOLDS = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
 
 
 def measure(lm, method, photos, thresholds: Sequence[float], call_kw: Dict) -> Dict:
@@ -114,10 +118,14 @@ def main() -> None:
     ap.add_argument("--thresholds", default=",".join(map(str, THRESHOLDS)))
     ap.add_argument("--no-smooth", action="store_true", help="leave out the aug_smooth settings")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--presets", action="store_true", help="choose the --quality presets (Lite0/1/2, sizes, thresholds)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.presets:
+        choose_presets([float(t) for t in args.thresholds.split(",")], args.out)
+        return
     lm = get_model("efficientnet-lite0")
-    photos = P.load_annotated()
+    photos = P.load_annotated(split="tuning")
     n = len(photos)
     registry.get("gradcam")
     thresholds = [float(t) for t in args.thresholds.split(",")]
@@ -186,6 +194,72 @@ def main() -> None:
                        "overall": {"name": overall["name"], "loo": overall_loo}, "rows": rows}, f)
         with open(os.path.join(args.out, "photo_defaults.md"), "w") as f:
             f.write(text)
+
+
+PRESET_GRID = {"efficientnet-lite0": (224, 256, 320, 384), "efficientnet-lite1": (256, 288, 320, 384),
+               "efficientnet-lite2": (288, 320, 384, 448)}
+COST_LIMIT = 1.5  # standard: at most 1.5x the cost of Lite0 at 256 (the fast preset's model), same run
+
+
+def interleaved_cost(settings, photos, repeats: int = 3) -> List[float]:
+    """Seconds per photo of explain_batch for each (loaded model, size, method) in ``settings``, timed round-robin
+    (every setting on a photo, then the next photo; ``repeats`` rounds) so that a shared CPU's changing load
+    falls on all settings alike; per setting and photo the fastest run, then the mean over photos."""
+    best = [[float("inf")] * len(photos) for _ in settings]
+    for _ in range(repeats):
+        for j, p in enumerate(photos):
+            for i, (lm, size, method) in enumerate(settings):
+                lm.size = size
+                x = lm.preprocess(p.image)
+                s = time.perf_counter()
+                explain_batch([p.image], lm, method, None, 1, inputs=[x])
+                best[i][j] = min(best[i][j], time.perf_counter() - s)
+    return [sum(b) / len(b) for b in best]
+
+
+def choose_presets(thresholds: Sequence[float], out: str = None) -> Dict:
+    """The --quality presets, chosen on the tuning half by one rule (most boxes with IoU >= 0.5, then peaks in a
+    box, then mean IoU): fast = Lite0 at 256 (the cost base: the former default) with its best threshold; standard = the best setting of any model costing at
+    most COST_LIMIT x Lite0 at 256; high = the best setting of any model. Grad-CAM at the model's head."""
+    photos = P.load_annotated(split="tuning")
+    n = len(photos)
+    rows, timed = [], []
+    for name, sizes in PRESET_GRID.items():
+        lm = get_model(name)
+        method = registry.get("gradcam")(lm.model, layer=lm.layer)
+        for size in sizes:
+            lm.size = size
+            m = measure(lm, method, photos, thresholds, {})
+            timed.append((lm, size, method))
+            for t in thresholds:
+                rows.append({"name": f"{name} {size} @{t:g}", "model": name, "size": size, "threshold": t,
+                             "hit": m["per_t"][t]["hit"], "iou": m["per_t"][t]["iou"], "peak": m["peaks"]})
+            print(json.dumps({"model": name, "size": size, "peaks": sum(m["peaks"]),
+                              "boxes": {t: sum(m["per_t"][t]["hit"]) for t in thresholds},
+                              "mean_iou": {t: round(sum(m["per_t"][t]["iou"]) / n, 3) for t in thresholds}}), flush=True)
+    secs = interleaved_cost(timed, photos)
+    for r in rows:
+        r["seconds"] = next(sec for (lm, size, _), sec in zip(timed, secs) if lm.name == r["model"] and size == r["size"])
+    print(json.dumps({f"{lm.name} {size}": round(sec, 4) for (lm, size, _), sec in zip(timed, secs)}), flush=True)
+    base = next(r["seconds"] for r in rows if r["model"] == "efficientnet-lite0" and r["size"] == 256)
+    allc = list(range(n))
+    pick = {
+        "fast": max((r for r in rows if r["model"] == "efficientnet-lite0" and r["size"] == 256),
+                    key=lambda r: by_boxes_then_peaks(r, allc)),
+        "standard": max((r for r in rows if r["seconds"] <= COST_LIMIT * base), key=lambda r: by_boxes_then_peaks(r, allc)),
+        "high": max(rows, key=lambda r: by_boxes_then_peaks(r, allc)),
+    }
+    print(f"tuning half: {n} objects; Lite0 at 256: {base:.3f} s / photo")
+    if out:
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "presets_tuning.json"), "w") as f:
+            json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(), "objects": n,
+                       "cost_base_seconds": base, "cost_limit": COST_LIMIT,
+                       "picked": {q: r["name"] for q, r in pick.items()}, "rows": rows}, f)
+    for q, r in pick.items():
+        print(f"{q}: {r['model']} size {r['size']} threshold {r['threshold']:g}: {sum(r['hit'])}/{n} boxes, "
+              f"{sum(r['peak'])}/{n} peaks, mean IoU {sum(r['iou']) / n:.3f}, cost x{r['seconds'] / base:.2f}")
+    return pick
 
 
 if __name__ == "__main__":

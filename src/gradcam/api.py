@@ -27,13 +27,21 @@ _MODELS: Dict[str, LoadedModel] = {}
 _METHODS: Dict[tuple, object] = {}
 
 
-def get_model(model: Union[str, LoadedModel], weights: Optional[str] = None) -> LoadedModel:
-    """A :class:`LoadedModel` (loaded once per process and name)."""
+def get_model(model: Union[str, LoadedModel, None], weights: Optional[str] = None, **options) -> LoadedModel:
+    """A :class:`LoadedModel` (loaded once per process, name and options). ``options``: ``quality``, ``size``,
+    ``crop``, ``mean``, ``std`` of :func:`gradcam.models.prepare_model`; ``model=None``: the default preset's."""
     if isinstance(model, LoadedModel):
         return model
-    key = f"{model}|{weights}"
+    options = {k: v for k, v in options.items() if v is not None}
+    key = f"{model}|{weights}|{sorted((k, str(v)) for k, v in options.items())}"
     if key not in _MODELS:
-        _MODELS[key] = load_model(model, weights=weights)
+        if options or model is None:
+            from .models import prepare_model
+
+            loaded, loaded.box_threshold = prepare_model(model, weights=weights, **options)
+            _MODELS[key] = loaded
+        else:
+            _MODELS[key] = load_model(model, weights=weights)
     return _MODELS[key]
 
 
@@ -62,19 +70,31 @@ def explain(
     method: str = "gradcam",
     layer: Optional[str] = None,
     weights: Optional[str] = None,
-    box_threshold: float = BOX_THRESHOLD,
+    box_threshold: Optional[float] = None,
+    quality: Optional[str] = None,
+    size=None,
+    crop: Optional[str] = None,
+    mean=None,
+    std=None,
 ) -> ImageResult:
     """Explain one photo: where ``model`` looked for ``target`` (a class name or id; default its top ``top_k``).
 
     Grad-CAM: L^c = ReLU(sum_k alpha_k^c A^k), alpha_k^c = mean_ij dy^c/dA^k_ij, at ``layer`` (default the
     model's own, for EfficientNet-Lite0 the head's ReLU6 output), on the whole photo resized so that its short
     side is the model's size. ``method`` is any name of :mod:`gradcam.methods.registry`. ``box_threshold``:
-    the box is around the largest segment of L^c >= box_threshold * max L^c (default 0.45, measured; the
-    paper's Table 1 rule is 0.15).
+    the box is around the largest segment of L^c >= box_threshold * max L^c (default: the one measured for
+    the model or preset, else 0.45; the paper's Table 1 rule is 0.15). ``quality``: ``"fast"``,
+    ``"standard"`` or ``"high"``, a preset naming model, size and box threshold (``model`` is then
+    the preset's; leave it at its default or name the same one). ``size``/``crop``/``mean``/``std``: the
+    model input (see :mod:`gradcam.models.inputs`; default: what the model states).
     """
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"top_k must be a positive int; got {top_k!r}.")
-    loaded = get_model(model, weights)
+    if quality is not None and model == "efficientnet-lite0":
+        model = None  # the signature's default model: the preset names its own
+    loaded = get_model(model, weights, quality=quality, size=size, crop=crop, mean=mean, std=std)
+    if box_threshold is None:
+        box_threshold = BOX_THRESHOLD if loaded.box_threshold is None else loaded.box_threshold
     image = load_image(path_or_image)
     source = str(path_or_image) if isinstance(path_or_image, (str,)) or hasattr(path_or_image, "__fspath__") else None
     m = get_method(loaded, method, layer)

@@ -54,6 +54,12 @@ def explain_dataset(
     device: str = "cpu",
     threads: Optional[int] = None,
     verbose: bool = False,
+    quality: Optional[str] = None,
+    size=None,
+    crop: Optional[str] = None,
+    mean=None,
+    std=None,
+    box_threshold: Optional[float] = None,
     gpus_per_worker: float = 1.0,
     method_options: Optional[Dict[str, int]] = None,
 ) -> Summary:
@@ -66,7 +72,9 @@ def explain_dataset(
     ``threads`` (torch threads per actor) and ``gpus_per_worker`` (GPUs per actor, fractional allowed) apply
     to the Ray engine. ``method_options``: ``{"batch_size": N, "n_masks": N}`` for the perturbation methods.
     ``verbose`` prints each photo's description as the CLI does (failures and the summary are always
-    printed to stderr).
+    printed to stderr). ``quality`` (``"fast"``, ``"standard"``, ``"high"``: a preset naming model, size and
+    box threshold), ``size``, ``crop``, ``mean``, ``std`` and ``box_threshold`` are ``gradcam explain``'s
+    ``--quality``, ``--size``, ``--crop``, ``--mean``, ``--std`` and ``--box-threshold``.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}.")
@@ -79,6 +87,12 @@ def explain_dataset(
         target=None if target is None else str(target),
         top=None if target is not None else top_k,
         layer=layer,
+        quality=quality,
+        size=size,
+        crop=crop,
+        mean=mean,
+        std=std,
+        box_threshold=box_threshold,
         alpha=alpha,
         colormap=colormap,
         colorbar=colorbar,

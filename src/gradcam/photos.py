@@ -132,7 +132,7 @@ def _run(method, loaded: LoadedModel, x: torch.Tensor, target: Optional[int], to
         if target is None:
             return method(x, top_k=top_k)
         return method(x, target=target)
-    except (NotImplementedError, RuntimeError) as e:
+    except Exception as e:
         if isinstance(loaded.model, torch.jit.ScriptModule) and (
             isinstance(e, NotImplementedError) or "hook" in str(e)
         ):
@@ -140,7 +140,12 @@ def _run(method, loaded: LoadedModel, x: torch.Tensor, target: Optional[int], to
                 "TorchScript models do not run Python hooks, so a layer's output cannot be captured. Load the "
                 "model as Python code instead: --model package.module:factory --weights state_dict.pt."
             ) from e
-        raise
+        from .models.inputs import input_error
+
+        err = input_error(loaded, x, e)  # the model refuses this input shape: one line naming it and --size
+        if err is e:
+            raise
+        raise err from None
 
 
 def explain_batch(

@@ -46,12 +46,20 @@ def register(subparsers) -> None:
                    help="gradcam (default), counterfactual, cam, or any registered method; several separated by "
                         "commas (gradcam,eigencam,layercam) run in one pass over the photos. Outputs of a method "
                         "other than gradcam carry its name: <stem>.<method>.png")
-    p.add_argument("--quality", choices=("standard", "high"), default="standard",
-                   help="preset of the embedded model, measured in the README: standard (short side 256, box at 45%%) "
-                        "or high (384, box at 30%%)")
+    p.add_argument("--quality", choices=("fast", "standard", "high"), default=None,
+                   help="a preset naming model, size and box threshold, chosen on the tuning photos: fast "
+                        "(efficientnet-lite0, the default), standard, high (see docs/guides/models.md)")
     p.add_argument("--box-threshold", type=float, default=None, metavar="F",
-                   help="the box is around the largest segment of the map >= F x its maximum (default: measured, "
-                        "0.45 at --quality standard, 0.3 at high; the Grad-CAM paper's rule is 0.15)")
+                   help="the box is around the largest segment of the map >= F x its maximum (default: the one "
+                        "measured for the model or preset, else 0.45; the Grad-CAM paper's rule is 0.15)")
+    p.add_argument("--size", default=None, metavar="N|HxW",
+                   help="model input size: the short side for models that take any size, the exact input for "
+                        "fixed-size ones (default: what the model states)")
+    p.add_argument("--crop", choices=("auto", "none", "resize"), default=None,
+                   help="how the photo fits the input: auto (default: the model's rule), none (whole photo, aspect "
+                        "kept), resize (whole photo resized to exactly --size)")
+    p.add_argument("--mean", default=None, metavar="R,G,B", help="input normalisation mean (default: the model's)")
+    p.add_argument("--std", default=None, metavar="R,G,B", help="input normalisation std (default: the model's)")
     p.add_argument("--layer", default=None, help="layer to explain at (default: the model's own, or auto)")
     p.add_argument("--out", default="gradcam-out", metavar="DIR", help="output folder (default: gradcam-out)")
     p.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity in [0, 1] (default 0.5)")
@@ -100,6 +108,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
     return Options(
         paths=tuple(args.paths), out=args.out, model=args.model, weights=args.weights, method=args.method,
         target=args.target, top=args.top, layer=args.layer, quality=args.quality, box_threshold=args.box_threshold,
+        size=args.size, crop=args.crop, mean=args.mean, std=args.std,
         alpha=args.alpha, colormap=args.colormap, colorbar=bool(args.colorbar), json=bool(args.json),
         maps=bool(args.maps), report=bool(args.report), neurons=args.neurons, force=bool(args.force),
         batch_size=args.batch_size, device=args.device, max_side=args.max_side, max_megapixels=args.max_pixels,

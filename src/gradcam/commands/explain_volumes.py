@@ -19,7 +19,7 @@ from ..resume import file_stamp, fingerprint, is_up_to_date, record_path, write_
 
 
 def add_options(p: argparse.ArgumentParser) -> None:
-    """``--window``, ``--spacing``, ``--size``: how volumes become the model's input."""
+    """``--window`` and ``--spacing`` for volumes (``--size D,H,W``, shared with photos, gives their grid)."""
     g = p.add_argument_group(
         "volumes (NIfTI .nii/.nii.gz, DICOM .dcm files or series folders, .npy; "
         "pip install 'gradcam[medical]')"
@@ -35,7 +35,6 @@ def add_options(p: argparse.ArgumentParser) -> None:
         metavar="MM[,MM,MM]",
         help="resample to this voxel size in mm (one value or D,H,W order: slice, row, column)",
     )
-    g.add_argument("--size", metavar="D,H,W", help="resample to this grid (the model's input shape)")
 
 
 def _numbers(text: Optional[str], name: str, ints: bool = False):
@@ -53,6 +52,16 @@ def _numbers(text: Optional[str], name: str, ints: bool = False):
             f"got {text!r}."
         )
     return vals[0] if len(vals) == 1 else tuple(vals)
+
+
+def _volume_size(text):
+    """``--size`` for volumes: ``D,H,W``, ``DxHxW`` or one N (a cube); ``None`` when not given."""
+    if text is None:
+        return None
+    parts = str(text).lower().replace("x", ",").split(",")
+    if len(parts) == 1:
+        parts = parts * 3
+    return _numbers(",".join(parts), "size", ints=True)
 
 
 def volume_options(args: argparse.Namespace) -> Dict[str, Any]:

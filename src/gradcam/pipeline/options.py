@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 MAX_SIDE = 1024  # gradcam.image.MAX_SIDE (not imported: building options needs no torch)
 MAX_MEGAPIXELS = 50.0  # gradcam.image.MAX_PIXELS / 1e6
@@ -25,7 +25,9 @@ class Options:
       over the photos, each photo decoded once); outputs of a method other than ``gradcam`` carry its name
       (``<stem>.<method>.png``, ``.json``, ``.maps.pt``);
     - ``target`` (class name or id) or ``top`` (the K best classes; default 1); ``layer``;
-    - ``quality`` (embedded model: "standard" or "high"), ``box_threshold`` (default: the measured one);
+    - ``quality`` ("fast", "standard", "high": a preset naming model, size and box threshold; ``model`` is then
+      the preset's when left at its default), ``box_threshold`` (default: the model's or preset's measured one);
+      ``size``/``crop``/``mean``/``std``: the model input (:func:`gradcam.models.inputs.configure_input`);
     - overlays: ``alpha``, ``colormap``, ``colorbar``; outputs: ``json``, ``maps``, ``report`` (implies ``json``);
       ``neurons``: a channel-names file for the printed descriptions;
     - ``force``: redo every photo; ``batch_size``; ``device``;
@@ -46,8 +48,12 @@ class Options:
     target: Union[None, int, str] = None
     top: Optional[int] = None
     layer: Optional[str] = None
-    quality: str = "standard"
+    quality: Optional[str] = None
     box_threshold: Optional[float] = None
+    size: Any = None
+    crop: Optional[str] = None
+    mean: Any = None
+    std: Any = None
     alpha: float = 0.5
     colormap: str = "jet"
     colorbar: bool = False

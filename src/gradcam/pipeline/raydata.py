@@ -101,6 +101,14 @@ def _decode_row(row: Dict, loaded: Any, max_pixels: Optional[int]) -> Dict:
     return {**row, "decoded": pickle.dumps(decoded, protocol=5)}
 
 
+def _actor_model(model: str, loaded: Any) -> str:
+    """The name an actor loads: the built-in model a ``quality`` preset resolved to, else the user's ``model``
+    (the decode tasks preprocess with the driver's input options, so the actor needs the network only)."""
+    from ..models import MODELS
+
+    return loaded.name if getattr(loaded, "name", None) in MODELS else model
+
+
 @dataclass(frozen=True)
 class ActorSpec:
     """What an actor needs to load its own model: name, weights, device, input size and cap, threads, the
@@ -247,7 +255,7 @@ def _stream(ray: Any, cfg: RayConfig, jobs: Sequence[Job], todo: List[Item], wan
         for i in range(0, len(todo), bs)
     ]
     spec = ActorSpec(
-        cfg.model, cfg.weights, pool.device, loaded.size, loaded.max_side, pool.threads, cfg.names
+        _actor_model(cfg.model, loaded), cfg.weights, pool.device, loaded.size, loaded.max_side, pool.threads, cfg.names
     )
     templates = [dataclasses.replace(j, loaded=None, method=None) for j in jobs]
     ds = ray.data.from_items(rows, override_num_blocks=len(rows))

@@ -55,11 +55,13 @@ def prepare(options: Options) -> Tuple[List[Item], List[Job], Any]:
 
 
 def _load_model(options: Options) -> Any:
-    from ..models import QUALITY_SIZES, load_model
+    from ..models import prepare_model
 
-    loaded = load_model(options.model, weights=options.weights, device=options.device)
-    if options.quality != "standard" and loaded.name == "efficientnet-lite0":
-        loaded.size = QUALITY_SIZES[options.quality]
+    model = None if options.quality is not None and options.model == "efficientnet-lite0" else options.model
+    loaded, loaded.box_threshold = prepare_model(
+        model, weights=options.weights, device=options.device, quality=options.quality, size=options.size,
+        crop=options.crop, mean=options.mean, std=options.std,
+    )
     loaded.max_side = options.max_side or None
     return loaded
 
