@@ -59,21 +59,30 @@ def main(argv=None) -> int:
         maps[label] = m(x, target=[classes]).maps[0]
         print(f"{label}: {time.time() - t:.1f} s", flush=True)
     photo = img.permute(1, 2, 0).numpy()
-    cols = len(METHODS) + 1
-    fig, axes = plt.subplots(2, cols, figsize=(1.9 * cols, 2.4), squeeze=False)
-    for r, c in enumerate(classes):
-        axes[r, 0].imshow(photo)
-        axes[r, 0].set_ylabel(loaded.labels[c], fontsize=8)
-        for j, (label, mp) in enumerate(maps.items(), start=1):
-            axes[r, j].imshow(photo)
-            axes[r, j].imshow(mp[r].numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1)
-            if r == 0:
-                axes[r, j].set_title(label, fontsize=7)
-        for ax in axes[r]:
-            ax.set_xticks([])
-            ax.set_yticks([])
-    axes[0, 0].set_title("photo", fontsize=7)
-    fig.suptitle(f"EfficientNet-Lite0, layer {loaded.layer}: the CAM family and the pixel methods for two classes of one photo", fontsize=9)
+    panels = [("photo", None)] + list(maps.items())
+    per_row = 7  # methods per row: each block of rows shows both classes for up to 7 panels
+    blocks = [panels[i : i + per_row] for i in range(0, len(panels), per_row)]
+    fig, axes = plt.subplots(2 * len(blocks), per_row, figsize=(2.3 * per_row, 1.45 * 2 * len(blocks)), squeeze=False)
+    for b, block in enumerate(blocks):
+        for r, c in enumerate(classes):
+            row = axes[2 * b + r]
+            for j in range(per_row):
+                ax = row[j]
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if j >= len(block):
+                    ax.axis("off")
+                    continue
+                label, mp = block[j]
+                ax.imshow(photo)
+                if mp is not None:
+                    ax.imshow(mp[r].numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1)
+                if r == 0:
+                    ax.set_title(label, fontsize=8)
+                if j == 0:
+                    ax.set_ylabel(loaded.labels[c].split(",")[0], fontsize=7)
+    fig.suptitle(f"EfficientNet-Lite0, layer {loaded.layer}: the CAM family and the pixel methods for two classes of one photo",
+                 fontsize=9)
     fig.tight_layout()
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     fig.savefig(args.out, dpi=110)

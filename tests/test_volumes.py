@@ -57,3 +57,13 @@ def test_overlay_slices_tiles_are_overlays_of_the_chosen_slices():
         overlay_slices(vol, cam, slices=[6])
     with pytest.raises(ValueError, match="map must be"):
         overlay_slices(vol, cam[:3])
+
+
+def test_tokens_to_volume_inverts_a_patch_embedding_flatten():
+    from gradcam.volumes import tokens_to_volume
+
+    grid = torch.randn(2, 5, 3, 4, 6)  # (N, C, d, h, w), as a strided Conv3d patch embedding gives it
+    tokens = torch.cat([torch.zeros(2, 1, 5), grid.flatten(2).transpose(1, 2)], dim=1)  # class token first
+    assert torch.equal(tokens_to_volume(3, 4, 6, skip=1)(tokens), grid)
+    with pytest.raises(ValueError, match=r"expects \(N, 73, C\) tokens"):
+        tokens_to_volume(3, 4, 6, skip=1)(tokens[:, 1:])

@@ -15,18 +15,22 @@ import warnings
 from typing import Any, Callable, Optional, Sequence, Tuple, Union, cast
 
 import torch
+import torch.nn.functional as F
 
 Target = Union[None, int, Sequence[int], Sequence[Sequence[int]], torch.Tensor, Callable[[Any], torch.Tensor]]
 
 
 def _find_logits(output: Any) -> Optional[torch.Tensor]:
-    """The scores tensor of a model output: the output itself, ``output["logits"]`` or ``output.logits``."""
+    """The scores tensor of a model output: the output itself, ``output["logits"]``, ``output.logits``, or the
+    first element of a tuple/list when it is (N, classes)."""
     if isinstance(output, torch.Tensor):
         return output
     if isinstance(output, dict) and isinstance(output.get("logits"), torch.Tensor):
         return output["logits"]
     if isinstance(getattr(output, "logits", None), torch.Tensor):
         return output.logits
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor) and output[0].dim() == 2:
+        return output[0]  # (logits, extras...): MONAI's ViT (logits, hidden states), return_dict=False models
     return None
 
 
@@ -376,13 +380,16 @@ def _dense_logits(output: Any) -> torch.Tensor:
             f"segmentation needs per-pixel class scores (N, classes, h, w): a tensor, a dict with 'out' or "
             f"'logits', or an object with .logits; the model returned {type(output).__name__}."
         )
-    if t.dim() != 4:
-        raise ValueError(f"segmentation needs scores of shape (N, classes, h, w); the model output has shape {tuple(t.shape)}.")
+    if t.dim() not in (4, 5):
+        raise ValueError(f"segmentation needs scores of shape (N, classes, h, w) (or (N, classes, d, h, w) for "
+                         f"volumes); the model output has shape {tuple(t.shape)}.")
     return t
 
 
 def segmentation(class_id: int, mask: Optional[torch.Tensor] = None) -> Callable[[Any], torch.Tensor]:
     """Target: class ``class_id``'s logits summed over a region: y = sum_ij m_ij * s_c,ij.
+
+    Volumes: scores (N, classes, d, h, w) and a mask (D, H, W) or (N, D, H, W), the same rule in 3-D.
 
     ``s_c`` (h, w) is the class's score map in the model output (a tensor, ``{"out": ...}`` of
     torchvision segmenters, or Hugging Face ``.logits``, which may be at a reduced resolution such as
@@ -397,28 +404,39 @@ def segmentation(class_id: int, mask: Optional[torch.Tensor] = None) -> Callable
     weights = None
     if mask is not None:
         weights = torch.as_tensor(mask)
-        if weights.dim() == 2:
-            weights = weights.unsqueeze(0)
-        if weights.dim() != 3 or weights.shape[-1] * weights.shape[-2] == 0:
-            raise ValueError(f"mask must be (H, W) or (N, H, W); got shape {tuple(weights.shape)}.")
+        if weights.dim() not in (2, 3, 4) or 0 in weights.shape:
+            raise ValueError(f"mask must be (H, W) or (N, H, W) (volumes: (D, H, W) or (N, D, H, W)); got shape "
+                             f"{tuple(weights.shape)}.")
         weights = weights.float()
 
     def target(output: Any) -> torch.Tensor:
         logits = _dense_logits(output)
-        n, c, h, w = logits.shape
+        n, c = logits.shape[:2]
         if class_id >= c:
             raise ValueError(f"class_id {class_id} is out of range for a segmenter with {c} classes (0..{c - 1}).")
         if weights is None:
             m = (logits.detach().argmax(1) == class_id).to(logits.dtype)
         else:
-            if weights.shape[0] not in (1, n):
-                raise ValueError(f"mask has {weights.shape[0]} maps for a batch of {n} images; give one or N.")
-            m = weights.to(logits.device, logits.dtype)
-            if tuple(m.shape[-2:]) != (h, w):
-                m = torch.nn.functional.adaptive_avg_pool2d(m.unsqueeze(1), (h, w)).squeeze(1)
+            m = _region(weights, logits)
         return (logits[:, class_id] * m).flatten(1).sum(1)
 
     return target
+
+
+def _region(weights: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """A segmentation mask (spatial) or (N, spatial), area-averaged to the score map's grid."""
+    n, spatial = logits.shape[0], logits.shape[2:]
+    w = weights.unsqueeze(0) if weights.dim() == len(spatial) else weights
+    if w.dim() != len(spatial) + 1 or w.numel() == 0:
+        names = "(H, W) or (N, H, W)" if len(spatial) == 2 else "(D, H, W) or (N, D, H, W)"
+        raise ValueError(f"mask must be {names}; got shape {tuple(weights.shape)}.")
+    if w.shape[0] not in (1, n):
+        raise ValueError(f"mask has {w.shape[0]} maps for a batch of {n} images; give one or N.")
+    m = w.to(logits.device, logits.dtype)
+    if tuple(m.shape[1:]) != tuple(spatial):
+        pool = F.adaptive_avg_pool2d if len(spatial) == 2 else F.adaptive_avg_pool3d
+        m = pool(m.unsqueeze(1), tuple(spatial)).squeeze(1)  # type: ignore[arg-type]
+    return m
 
 
 def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -32,3 +32,20 @@ def upsample_volume(maps: torch.Tensor, size: Sequence[int], interpolation: str 
         kwargs = {"align_corners": False} if mode == "trilinear" else {}
         out = F.interpolate(flat, size=tuple(size), mode=mode, **kwargs)
     return out.reshape(n, k, *out.shape[2:])
+
+
+def tokens_to_volume(depth: int, height: int, width: int, skip: int = 0):
+    """A ``reshape`` for 3-D token models (a ViT on volumes): (N, skip + d*h*w, C) tokens -> (N, C, d, h, w).
+
+    ``skip`` leading tokens (a class token: MONAI's ``ViT(classification=True)`` has one) are dropped; the
+    tokens are the patches in (d, h, w) row-major order, as a strided Conv3d patch embedding flattens them.
+    """
+
+    def reshape(t: torch.Tensor) -> torch.Tensor:
+        n_tok = skip + depth * height * width
+        if t.dim() != 3 or t.shape[1] != n_tok:
+            raise ValueError(f"tokens_to_volume({depth}, {height}, {width}, skip={skip}) expects (N, {n_tok}, C) "
+                             f"tokens; got shape {tuple(t.shape)}.")
+        return t[:, skip:].reshape(t.shape[0], depth, height, width, t.shape[2]).permute(0, 4, 1, 2, 3)
+
+    return reshape

@@ -98,6 +98,9 @@ def register(subparsers) -> None:
     p.add_argument("--perturbation-batch-size", type=int, metavar="N",
                    help="scorecam, ablationcam, rise, occlusion: perturbed inputs per forward pass (bounds memory)")
     p.add_argument("--masks", type=int, metavar="N", help="rise: number of random masks (default 2000)")
+    from .explain_volumes import add_options
+
+    add_options(p)  # --window, --spacing, --size (volumes: explain_volumes.py)
     p.set_defaults(func=run)
 
 
@@ -121,8 +124,16 @@ def options_from_args(args: argparse.Namespace) -> Options:
 def run(args: argparse.Namespace) -> int:
     """Explain every photo of ``args.paths`` (and the demo photo with ``--demo``); returns the exit code."""
     from ..cli import started
+    from ..medical.find import split_volumes
     from ..pipeline import run as run_pipeline
 
+    vols, args.paths = split_volumes(args.paths, exclude=[args.out])  # NIfTI, DICOM, .npy: explain_volumes.py
+    if vols:
+        from .explain_volumes import run_volume_job, volume_options
+
+        volume_options(args)  # a bad --window/--spacing/--size fails before any work
+        if not args.paths and not args.demo:
+            return run_volume_job(args, vols, [])
     reporter = ConsoleReporter(on_start=started)  # Ctrl-C from the start of the work: finish cleanly (exit 130)
     try:
         summary = run_pipeline(options_from_args(args), reporter)
@@ -133,4 +144,6 @@ def run(args: argparse.Namespace) -> int:
         return 130
     if summary.report:
         print(summary.report)
+    if vols:
+        return max(summary.exit_code, run_volume_job(args, vols, list(summary.failed)))
     return summary.exit_code

@@ -15,21 +15,29 @@ from .base import LayerMethod
 from .contract import CallOptions
 
 
-def nmf(v: torch.Tensor, k: int, iterations: int = 200, seed: int = 0, eps: float = 1e-10
+def nmf(v: torch.Tensor, k: int, iterations: int = 200, seed: int = 0, eps: float = 1e-10, tol: float = 1e-4
         ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Non-negative factorisation V ~ W H of V (C, P) >= 0 into W (C, k) >= 0 and H (k, P) >= 0.
 
     Lee & Seung's multiplicative updates for the Frobenius loss |V - WH|^2, ``iterations`` rounds of
     H <- H * (W^T V) / (W^T W H),  W <- W * (V H^T) / (W H H^T), from a seeded uniform start scaled to
-    V's mean (deterministic for a given seed). Runs in V's dtype on V's device.
+    V's mean (deterministic for a given seed), stopping early once the relative error |V - WH| / |V|,
+    checked every 10 rounds, improves by less than ``tol`` (0: run every round). Runs in V's dtype on V's device.
     """
     gen = torch.Generator(device=v.device).manual_seed(seed)
     scale = (v.mean() / k).clamp_min(eps).sqrt()
     w = torch.rand((v.shape[0], k), generator=gen, dtype=v.dtype, device=v.device) * scale
     h = torch.rand((k, v.shape[1]), generator=gen, dtype=v.dtype, device=v.device) * scale
-    for _ in range(iterations):
+    norm = v.norm().clamp_min(eps)
+    last = float("inf")
+    for i in range(iterations):
         h = h * (w.T @ v) / ((w.T @ w) @ h + eps)
         w = w * (v @ h.T) / (w @ (h @ h.T) + eps)
+        if tol > 0 and i % 10 == 9:
+            err = float((v - w @ h).norm() / norm)
+            if last - err < tol:
+                break
+            last = err
     return w, h
 
 
@@ -102,7 +110,7 @@ class DeepFeatureFactorization(LayerMethod):
         a = cap.activations[0]
         n, c = a.shape[:2]
         spatial = a.shape[2:]
-        v = torch.relu(a).double().reshape(n, c, -1).permute(1, 0, 2).reshape(c, -1)
+        v = torch.relu(a).float().reshape(n, c, -1).permute(1, 0, 2).reshape(c, -1)
         w, h = nmf(v, self.concepts, self.iterations, self.seed)
         raw = h.reshape(self.concepts, n, *spatial).transpose(0, 1).to(a.dtype).contiguous()
         head = self.head if self.head is not None else _last_linear(self.model, c)

@@ -66,11 +66,22 @@ def _num_outputs(model: nn.Module, size=224) -> int:
     try:
         with torch.no_grad():
             out = model(torch.zeros(1, 3, h, w))
-    except Exception as e:  # noqa: BLE001 - a model that refuses this input: say which and how to fix
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise ValueError(f"The model fails on a 1x3x{h}x{w} input ({type(e).__name__}: {first}). If it takes a fixed "
-                         "input size, give it an image_size attribute (or pass --size/--crop when explaining).") from None
+    except Exception as e:  # noqa: BLE001 - a model that refuses this input: a 3-D one, or say which and how to fix
+        conv = next((m for m in model.modules() if isinstance(m, nn.Conv3d)), None)
+        if conv is not None:  # a volume model (gradcam.medical): probe it with a 64^3 volume
+            try:
+                with torch.no_grad():
+                    out = model(torch.zeros(1, conv.in_channels, 64, 64, 64))
+            except Exception:  # noqa: BLE001 - the class names stay unknown ("class i" from the output)
+                return 0
+        else:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise ValueError(f"The model fails on a 1x3x{h}x{w} input ({type(e).__name__}: {first}). If it takes a "
+                             "fixed input size, give it an image_size attribute (or pass --size/--crop when "
+                             "explaining).") from None
     out = out.logits if hasattr(out, "logits") else out
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        out = out[0]
     if isinstance(out, dict):
         out = out.get("logits")
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
@@ -209,6 +220,10 @@ def _factory(spec: str, weights: Optional[str]) -> LoadedModel:
 
 def load_external(name: str, weights: Optional[str] = None) -> LoadedModel:
     """Load a model named in one of the forms of the module docstring; a clear error for anything else."""
+    if name.startswith("monai:"):  # MONAI's networks (gradcam.models.monai; the medical extra)
+        from .monai import load_monai
+
+        return load_monai(name, weights)
     if name.startswith("torchvision:"):
         return _torchvision(name.split(":", 1)[1], weights)
     if name.startswith("timm:"):
