@@ -22,7 +22,7 @@ LAYERS: List[Tuple[str, Tuple[str, ...]]] = [
     ("command line", ("gradcam.__main__", "gradcam.cli", "gradcam.commands")),
     ("package", ("gradcam",)),  # the public names (gradcam/__init__.py): a facade over everything below
     ("front ends", ("gradcam.integrations.app", "gradcam.integrations.session")),  # gradcam serve: on the API
-    ("python api", ("gradcam.api", "gradcam.distributed", "gradcam.medical.explain")),
+    ("python api", ("gradcam.api", "gradcam.distributed", "gradcam.medical")),  # medical: volumes from files
     ("pipeline", ("gradcam.pipeline", "gradcam.photos", "gradcam.index", "gradcam.resume")),
     (
         "applications",
@@ -30,7 +30,7 @@ LAYERS: List[Tuple[str, Tuple[str, ...]]] = [
     ),
     ("analysis", ("gradcam.vl", "gradcam.neurons")),
     ("models", ("gradcam.models",)),
-    ("io", ("gradcam.io", "gradcam.medical")),
+    ("io", ("gradcam.io",)),
     ("methods", ("gradcam.methods",)),
     ("metrics", ("gradcam.metrics",)),
     ("datasets", ("gradcam.datasets",)),
@@ -54,6 +54,7 @@ KNOWN: Dict[Tuple[str, str], str] = {
     ("gradcam.models.external", "gradcam.models"): "LoadedModel in models/__init__ <-> external (cycle)",
     ("gradcam.models.inputs", "gradcam.models"): "LoadedModel in models/__init__ <-> inputs (cycle)",
     ("gradcam.models.monai", "gradcam.models"): "LoadedModel in models/__init__ <-> monai (cycle)",
+    ("gradcam.models.monai", "gradcam.models.external"): "external -> monai -> external (cycle)",
     ("gradcam.models.presets", "gradcam.models"): "LoadedModel in models/__init__ <-> presets (cycle)",
     ("gradcam.pipeline.job", "gradcam.pipeline.costs"): "pipeline: job <-> costs (cycle)",
     ("gradcam.pipeline.options", "gradcam.pipeline.costs"): "pipeline: options -> costs -> job -> options (cycle)",
