@@ -32,7 +32,7 @@ def test_quality_sets_model_size_and_threshold(quality, tmp_path, monkeypatch):
         pytest.skip("the lite extra (efficientnet-lite1/2 weights) is not installed")
     seen = []
 
-    def fake(images, loaded, method, target, k, paths, inputs=None, box_threshold=None):
+    def fake(images, loaded, method, target, k, paths, inputs=None, box_threshold=None, box_rule="largest"):
         seen.append((loaded.name, loaded.size, box_threshold))
         return []
 

@@ -8,7 +8,7 @@ from torch import nn
 import gradcam
 from gradcam import engine
 from gradcam.explanation import normalize
-from gradcam.layers import resolve
+from gradcam.layers import resolve_layers
 from gradcam.methods import registry
 from gradcam.methods.guided import GuidedReLUMode, relu_like
 from gradcam.models import load_model
@@ -192,7 +192,7 @@ def test_guided_gradcam_equals_guided_backprop_times_gradcam(counterfactual):
     assert torch.equal(gg.targets, cam.targets) and gg.counterfactual is counterfactual
     assert torch.allclose(gg.maps, normalize(saliency(gg.pixels)), atol=1e-6)
     # The layer gradient must be the plain one: differentiating the layer under the guided rule differs.
-    guided_layer = engine.capture(model, x, resolve(model, "3"), top_k=2, input_gradient=True,
+    guided_layer = engine.capture(model, x, resolve_layers(model, "3"), top_k=2, input_gradient=True,
                                   context=GuidedReLUMode)
     assert (guided_layer.gradients[0].mean((-2, -1)) - gg.weights).abs().max() > 1e-4
 

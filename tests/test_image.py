@@ -21,6 +21,7 @@ from gradcam.image import (
     scale_box,
     scale_point,
 )
+from gradcam.regions import BOX_THRESHOLD, PAPER_BOX_THRESHOLD
 
 
 def _save(img: Image.Image, path, **kw):
@@ -183,12 +184,14 @@ def test_colorize_uses_the_lookup_table():
 def test_peaks_and_largest_segment_box():
     m = torch.zeros(2, 20, 30)
     m[0, 2:5, 3:6] = 1.0          # small but strongest blob
-    m[0, 10:18, 12:25] = 0.2      # largest segment above 15% (below 50%: the default threshold matters)
+    m[0, 10:18, 12:25] = 0.2      # largest segment above 15% (below 45%: the threshold matters)
     m[0, 0, 29] = 0.1             # below 15% of the max: ignored
     m[1, 7, 8] = 0.3              # one pixel
-    box, ok = boxes(m)
+    box, ok = boxes(m, threshold=PAPER_BOX_THRESHOLD)
     assert ok.tolist() == [True, True]
     assert box.tolist() == [[12, 10, 25, 18], [8, 7, 9, 8]]  # [x0, y0, x1, y1], exclusive ends
+    # the default is the one user-facing threshold (0.45): only the strong blob is foreground
+    assert BOX_THRESHOLD == 0.45 and boxes(m)[0].tolist() == [[3, 2, 6, 5], [8, 7, 9, 8]]
     assert peaks(m).tolist() == [[3, 2], [8, 7]]               # (x, y) of the first maximum
 
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from gradcam import GradCAM
-from gradcam.evaluation.scenes import COLOURS, make_scene, make_scenes
+from gradcam.datasets.scenes import COLOURS, make_scene, make_scenes
 from gradcam.explanation import Explanation
 from gradcam.neurons import describe, dissect, dissect_scenes, load_names, scene_concepts, top_channels
 from gradcam.vl.models import CLASS_NAMES

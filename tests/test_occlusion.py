@@ -65,7 +65,7 @@ def test_drops_match_a_naive_loop_and_peak_in_the_region(fill):
         for i in range(2):
             for k in range(2):
                 ys, xs = REGIONS[int(ids[i, k])]
-                r, c = res.peaks()[i, k].tolist()
+                c, r = res.peaks()[i, k].tolist()  # (x, y)
                 assert ys.start <= r < ys.stop and xs.start <= c < xs.stop
 
 

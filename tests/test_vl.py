@@ -10,8 +10,8 @@ import random
 import pytest
 import torch
 
+from gradcam.datasets.scenes import make_scene
 from gradcam.evaluation import vl_benchmark as B
-from gradcam.evaluation.scenes import make_scene
 from gradcam.vl import train as T
 from gradcam.vl.captions import COLOUR, SHAPE, caption_set, caption_text, teacher_inputs
 from gradcam.vl.questions import COLOUR_Q, COUNT_Q, SHAPE_Q, question_set, scene_questions

@@ -3,6 +3,7 @@ from . import metrics
 from .api import explain
 from .explanation import Explanation
 from .image import overlay
+from .io import demo_photo
 from .layers import tokens_to_grid
 from .methods.cam import CAM
 from .methods.eigen import EigenCAM, EigenGradCAM
@@ -19,6 +20,6 @@ from .pixels import PixelExplanation
 __all__ = [
     "AblationCAM", "CAM", "EigenCAM", "EigenGradCAM", "Explanation", "GradCAM", "GradCAMPlusPlus", "HiResCAM",
     "LayerCAM", "RISE", "RandomCAM", "ScoreCAM", "XGradCAM", "Gradient", "GuidedBackprop", "GuidedGradCAM", "Occlusion",
-    "PixelExplanation", "explain", "load_model", "metrics", "overlay", "tokens_to_grid",
+    "PixelExplanation", "demo_photo", "explain", "load_model", "metrics", "overlay", "tokens_to_grid",
 ]
 __version__ = "0.1.0"

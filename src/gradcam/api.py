@@ -8,13 +8,17 @@ job (:mod:`gradcam.pipeline`, ``gradcam explain``) uses.
 """
 from __future__ import annotations
 
+import weakref
+from collections import OrderedDict
 from typing import Dict, Optional, Union
 
 from .image import ImageLike, load_image
 from .models import LoadedModel, load_model
 from .photos import (  # noqa: F401 - the public names of this module since its first release
     BOX_RESOLUTION,
+    BOX_RULES,
     BOX_THRESHOLD,
+    DEFAULT_BOX_RULE,
     PAPER_BOX_THRESHOLD,
     ClassSpec,
     ImageResult,
@@ -23,8 +27,12 @@ from .photos import (  # noqa: F401 - the public names of this module since its 
     explain_batch,
 )
 
-_MODELS: Dict[str, LoadedModel] = {}
-_METHODS: Dict[tuple, object] = {}
+MODEL_CACHE_SIZE = 4  # models loaded by name (gradcam.explain(photo, "name")) kept for the next call, LRU
+_MODELS: OrderedDict[str, LoadedModel] = OrderedDict()
+# Method objects per LoadedModel, kept only as long as that LoadedModel lives: keyed by its id, with the entry
+# removed by a weakref finalizer when it is freed (the method objects refer to its nn.Module, never to the
+# LoadedModel itself), so dropping the last reference to a model frees the model and its methods.
+_METHODS: Dict[int, Dict[tuple, object]] = {}
 
 
 def get_model(model: Union[str, LoadedModel, None], weights: Optional[str] = None, **options) -> LoadedModel:
@@ -42,6 +50,10 @@ def get_model(model: Union[str, LoadedModel, None], weights: Optional[str] = Non
             _MODELS[key] = loaded
         else:
             _MODELS[key] = load_model(model, weights=weights)
+        while len(_MODELS) > MODEL_CACHE_SIZE:  # least recently used first
+            _MODELS.popitem(last=False)
+    else:
+        _MODELS.move_to_end(key)
     return _MODELS[key]
 
 
@@ -50,10 +62,14 @@ def get_method(loaded: LoadedModel, method: str = "gradcam", layer: Optional[str
     from .methods import registry
 
     factory = registry.get(method)
+    per_model = _METHODS.get(id(loaded))
+    if per_model is None:
+        per_model = _METHODS[id(loaded)] = {}
+        weakref.finalize(loaded, _METHODS.pop, id(loaded), None)
     key = (id(loaded.model), method, layer or loaded.layer)
-    if key not in _METHODS:
-        _METHODS[key] = factory(loaded.model, layer=layer or loaded.layer)
-    return _METHODS[key]
+    if key not in per_model:
+        per_model[key] = factory(loaded.model, layer=layer or loaded.layer)
+    return per_model[key]
 
 
 def resolve_target(loaded: LoadedModel, target: ClassSpec) -> Optional[int]:
@@ -76,6 +92,7 @@ def explain(
     crop: Optional[str] = None,
     mean=None,
     std=None,
+    box_rule: str = DEFAULT_BOX_RULE,
 ) -> ImageResult:
     """Explain one photo: where ``model`` looked for ``target`` (a class name or id; default its top ``top_k``).
 
@@ -99,4 +116,4 @@ def explain(
     source = str(path_or_image) if isinstance(path_or_image, (str,)) or hasattr(path_or_image, "__fspath__") else None
     m = get_method(loaded, method, layer)
     return explain_batch([image], loaded, m, resolve_target(loaded, target), top_k, [source],
-                         box_threshold=box_threshold)[0]
+                         box_threshold=box_threshold, box_rule=box_rule)[0]

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 import threading
+import traceback
 from typing import List, Optional
 
 COMMANDS = ("explain", "evaluate", "report", "study", "serve", "methods")
@@ -41,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, with every available subcommand."""
     parser = argparse.ArgumentParser(prog="gradcam", description="Show where a PyTorch model looks.")
     parser.add_argument("--version", action="version", version=f"gradcam {version()}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an unexpected error (also GRADCAM_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:
@@ -53,9 +57,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+USAGE_ERRORS = (ValueError, FileNotFoundError, ImportError)  # bad input or a missing extra: the message says the fix
+
+
+def debug_enabled(argv: Optional[List[str]]) -> bool:
+    """Whether ``--debug`` is among the arguments or ``GRADCAM_DEBUG`` is set to a true value."""
+    env = os.environ.get("GRADCAM_DEBUG", "").strip().lower()
+    return "--debug" in (argv or []) or env not in ("", "0", "false", "no", "off")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    """Entry point of the ``gradcam`` console script (see ``gradcam_entry``). Exit codes: 0 done, 1 some
-    inputs failed, 2 usage error (one line saying what and how to fix it), 130 interrupted (Ctrl-C)."""
+    """Entry point of the ``gradcam`` console script (see ``gradcam_entry``).
+
+    Exit codes: 0 done; 1 some inputs failed, or an unexpected error (a bug: one line naming it, the
+    traceback with ``--debug`` or ``GRADCAM_DEBUG=1``); 2 usage error: a bad argument or input (argparse's
+    errors and the library's ``ValueError`` / ``FileNotFoundError`` / ``ImportError``, whose one line says
+    what to fix); 130 interrupted (Ctrl-C).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = debug_enabled(argv)
+    argv = [a for a in argv if a != "--debug"]
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -63,12 +84,20 @@ def main(argv: Optional[List[str]] = None) -> int:
             parser.print_help()
             return 2
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
+    except USAGE_ERRORS as e:
+        if debug:
+            traceback.print_exc()
         print(f"gradcam: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # while starting up (imports, loading the model); the work loops say more
         print("gradcam: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - anything else is a bug, not the user's mistake
+        if debug:
+            traceback.print_exc()
+        hint = "" if debug else " (run with --debug or GRADCAM_DEBUG=1 for the traceback)"
+        print(f"gradcam: internal error: {type(e).__name__}: {e}{hint}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

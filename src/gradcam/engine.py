@@ -38,7 +38,7 @@ from torch import nn
 
 from . import layers as _layers
 from . import targets as _targets
-from .layers import LayerRef
+from .layers import LayerRef, check_autograd
 
 Reshape = Optional[Callable[[torch.Tensor], torch.Tensor]]
 
@@ -507,6 +507,7 @@ def capture(
     the score does not depend on gets ``None`` as its gradient instead of a :class:`LayerNotUsedError`.
     """
     check_input(model, x)
+    check_autograd(x, gradients or input_gradient)
     if differentiable:
         bad = [n for n, v in (("input_gradient", input_gradient), ("context", context),
                               ("layer_gradient_context", layer_gradient_context)) if v]
@@ -551,7 +552,7 @@ def _scores_and_layouts(taps: List[_Tap], output: Any, target: _targets.Target, 
     """Check the taps, resolve the scores (N, K) and ids, and find each layer's reshape to a spatial map."""
     for tap in taps:
         tap.check()
-    scores, ids = _targets.resolve(output, target, top_k, x.shape[0])
+    scores, ids = _targets.resolve_targets(output, target, top_k, x.shape[0])
     if not bool(torch.isfinite(scores).all()):
         bad = (~torch.isfinite(scores)).any(dim=1).nonzero().flatten().tolist()
         raise ValueError(

@@ -81,21 +81,53 @@ class Explanation:
 
         return logits_of(self.output).float().softmax(dim=1)
 
+    @property
+    def spatial_dims(self) -> int:
+        """2 for image maps (N, K, H, W), 3 for volume maps (N, K, D, H, W)."""
+        return self.maps.dim() - 2
+
     def peaks(self) -> torch.Tensor:
-        """(N, K, 2) integer (row, col) of each map's maximum (first one in row-major order)."""
-        n, k, h, w = self.maps.shape
-        idx = self.maps.flatten(-2).argmax(-1)
-        return torch.stack((idx // w, idx % w), dim=-1)
+        """(N, K, 2) integer ``(x, y)`` of each map's maximum (the first in row-major order); for volumes
+        (N, K, 3) ``(x, y, z)``. The convention of every peak the library returns (:mod:`gradcam.regions`)."""
+        from .regions import peaks
+
+        return peaks(self.maps, dims=self.spatial_dims)
+
+    def boxes(self, threshold: Optional[float] = None, rule: str = "largest") -> torch.Tensor:
+        """(N, K, 4) integer boxes ``(x0, y0, x1, y1)`` (exclusive ends) around each map's evidence; for volumes
+        (N, K, 6) ``(x0, y0, z0, x1, y1, z1)``. A flat map's box is all zeros.
+
+        Foreground: m >= ``threshold`` * max(m) (default :data:`gradcam.regions.BOX_THRESHOLD`, 0.45, as
+        ``gradcam explain``); ``rule``: ``"largest"`` segment (the Grad-CAM paper's), the segment holding
+        the ``"peak"``, or ``"all"`` segments (see :func:`gradcam.regions.map_boxes`). In the maps' pixels.
+        """
+        from .regions import BOX_THRESHOLD, map_boxes
+
+        t = BOX_THRESHOLD if threshold is None else threshold
+        return map_boxes(self.maps.detach().float().cpu(), t, rule, dims=self.spatial_dims)
+
+    def overlay(self, image: Any, n: int = 0, k: int = 0, alpha: float = 0.5, colormap: str = "jet") -> Any:
+        """Map ``k`` of image ``n`` blended on ``image`` (a PIL image, path or array; see :func:`gradcam.overlay`).
+
+        For volumes ``image`` is the input volume (D, H, W) or (C, D, H, W) and the result shows slices
+        side by side (:func:`gradcam.image.overlay_slices`, always including the slice through the peak).
+        """
+        from .image import overlay, overlay_slices
+
+        m = self.maps[n, k].detach().float().cpu()
+        if self.spatial_dims == 3:
+            return overlay_slices(image, m, alpha=alpha, colormap=colormap)
+        return overlay(image, m, alpha=alpha, colormap=colormap)
 
     def __repr__(self) -> str:
-        n, k, h, w = self.maps.shape
+        shape = ", ".join(str(int(s)) for s in self.maps.shape)
         return (
-            f"Explanation(method={self.method!r}, layer={self.layer!r}, maps=({n}, {k}, {h}, {w}), "
+            f"{type(self).__name__}(method={self.method!r}, layer={self.layer!r}, maps=({shape}), "
             f"targets={self.targets.tolist() if self.targets.numel() <= 10 else '...'})"
         )
 
     def _repr_html_(self) -> str:
         """Jupyter display: the maps in a small grid with class ids and scores."""
-        from .report.display import explanation_html
+        from .display import explanation_html
 
         return explanation_html(self)

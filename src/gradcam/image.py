@@ -6,8 +6,8 @@ and the peak / bounding box of a map.
   :class:`ImageLoadError` with the path and the reason.
 - :func:`preprocess_image`: the whole photo (no crop), short side resized, normalised.
 - :func:`overlay`: heatmap (matplotlib colormap, no OpenCV) blended on the photo at the photo's size.
-- :func:`peaks` and :func:`boxes`: the maximum of each map and the bounding box of the largest
-  8-connected segment above a threshold, batched on tensors.
+- :func:`peaks` and :func:`boxes`: the maximum of each map ``(x, y)`` and the bounding box of its evidence
+  above a threshold (:mod:`gradcam.regions`), batched on tensors.
 """
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
+
+from .regions import BOX_THRESHOLD, DEFAULT_BOX_RULE, map_boxes
+from .regions import peaks as _peaks
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
 
@@ -317,35 +320,34 @@ def overlay(
 
 def peaks(maps: torch.Tensor) -> torch.Tensor:
     """(..., 2) integer (x, y) of each (..., H, W) map's maximum (the first one in row-major order)."""
-    w = maps.shape[-1]
-    idx = maps.flatten(-2).argmax(-1)
-    return torch.stack((idx % w, idx // w), dim=-1)
+    return _peaks(maps, dims=2)
 
 
 def boxes(
-    maps: torch.Tensor, threshold: float = 0.15, max_side: Optional[int] = None
+    maps: torch.Tensor, threshold: float = BOX_THRESHOLD, max_side: Optional[int] = None,
+    rule: str = DEFAULT_BOX_RULE,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Bounding boxes of the largest 8-connected segment of ``maps >= threshold * max`` (Grad-CAM paper, Sec. 4.1).
+    """Bounding boxes of ``maps >= threshold * max`` around the segment(s) ``rule`` picks (batched, tensors only).
 
     ``maps`` (N, H, W). Returns ``(box, valid)``: box (N, 4) integer ``[x0, y0, x1, y1]`` with exclusive
     ends (pixel edges: 0 <= x0 < x1 <= W, area (x1 - x0) * (y1 - y0)), and valid (N,) False for a flat
-    (all-zero) map, whose box is zeros. The segmentation is
-    :func:`gradcam.metrics.localization.box_from_map` (batched, tensor-only; the same convention).
+    (all-zero) map, whose box is zeros. ``threshold`` defaults to :data:`gradcam.regions.BOX_THRESHOLD`
+    (0.45); ``rule`` is ``"largest"`` (the Grad-CAM paper's largest 8-connected segment, Sec. 4.1),
+    ``"peak"`` (the segment holding the maximum) or ``"all"`` (every segment); see
+    :func:`gradcam.regions.map_boxes`.
 
     ``max_side``: segment a copy of the maps area-resampled so that its longer side is at most this many
     pixels, and scale the box back (edges: x0 -> floor(x0 W / w'), x1 -> ceil(x1 W / w')). The
     labelling costs one 3x3 pass per pixel of segment length, so this bounds its cost; the box is then exact
     to W / max_side pixels, well inside the resolution of a CAM map (the layer's stride).
     """
-    from .metrics.localization import box_from_map
-
     n, h, w = maps.shape
     work = maps
     if max_side is not None and max(h, w) > max_side:
         s = max_side / max(h, w)
         size = (max(1, round(h * s)), max(1, round(w * s)))
         work = F.interpolate(maps.unsqueeze(1).float(), size=size, mode="area").squeeze(1)
-    b = box_from_map(work, threshold)
+    b = map_boxes(work, threshold, rule)
     valid = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
     x0, y0, x1, y1 = b.unbind(1)
     wh, ww = work.shape[-2:]

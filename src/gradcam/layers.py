@@ -11,8 +11,9 @@ import logging
 import math
 import threading
 import warnings
+import weakref
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -40,11 +41,30 @@ class LayerRef:
         return self.name if self.call is None else f"{self.name}@{self.call}"
 
 
+COMPILED_PREFIX = "_orig_mod."  # torch.compile's wrapper holds the original model as ``_orig_mod``
+
+
+def _plain(name: str) -> str:
+    """A layer name without torch.compile's ``_orig_mod.`` prefix (the name in the original model)."""
+    return name[len(COMPILED_PREFIX):] if name.startswith(COMPILED_PREFIX) else name
+
+
 def _names(model: nn.Module) -> dict:
+    """id(module) -> its dotted name, as in the original model for a ``torch.compile``'d one."""
     names: Dict[int, str] = {}
     for name, mod in model.named_modules(remove_duplicate=False):
-        names.setdefault(id(mod), name)
+        names.setdefault(id(mod), _plain(name))
     return names
+
+
+def _modules(model: nn.Module) -> dict:
+    """Dotted name -> module; a ``torch.compile``'d model answers to its original names and to the
+    ``_orig_mod.`` ones."""
+    modules = dict(model.named_modules(remove_duplicate=False))
+    for name, mod in list(modules.items()):
+        if name.startswith(COMPILED_PREFIX):
+            modules.setdefault(_plain(name), mod)
+    return modules
 
 
 def _split_call(spec: str):
@@ -56,13 +76,17 @@ def _split_call(spec: str):
     return spec, None
 
 
-def resolve(model: nn.Module, layer: LayerSpec) -> List[LayerRef]:
-    """Turn a layer specification (other than ``"auto"``) into a list of :class:`LayerRef`."""
+def resolve_layers(model: nn.Module, layer: LayerSpec) -> List[LayerRef]:
+    """Turn a layer specification (other than ``"auto"``) into a list of :class:`LayerRef`.
+
+    Names are dotted module names; a ``torch.compile``'d model takes the original model's names (``"c2"``)
+    as well as the wrapper's (``"_orig_mod.c2"``), and results are named by the original ones.
+    """
     specs = list(layer) if isinstance(layer, (list, tuple)) else [layer]
     if not specs:
         raise ValueError("layer=[] names no layer; pass a module name, a module, or 'auto'.")
     names = _names(model)
-    modules = dict(model.named_modules(remove_duplicate=False))
+    modules = _modules(model)
     out: List[LayerRef] = []
     for spec in specs:
         if isinstance(spec, nn.Module):
@@ -83,7 +107,7 @@ def resolve(model: nn.Module, layer: LayerSpec) -> List[LayerRef]:
                     f"Unknown layer '{name}': the model has no submodule of that name.{hint} "
                     "List them with [n for n, _ in model.named_modules()]."
                 )
-            out.append(LayerRef(name, modules[name], call))
+            out.append(LayerRef(_plain(name), modules[name], call))
         else:
             raise TypeError(f"layer must be 'auto', a module name, a module or a list of them; got {type(spec).__name__}.")
     return out
@@ -138,6 +162,64 @@ def _channels_last(t: torch.Tensor) -> torch.Tensor:
     return t.permute(0, t.dim() - 1, *range(1, t.dim() - 1))
 
 
+def _aspect_error(grid: Sequence[int], size: Sequence[int]) -> float:
+    """|log((h / w) / (H / W))|: how far a grid's aspect ratio is from the input's (0: the same shape)."""
+    return abs(math.log((grid[0] / grid[1]) / (size[0] / size[1])))
+
+
+def read_4d(
+    shape: Sequence[int], size: Sequence[int]
+) -> Optional[Tuple[Optional[Callable[[torch.Tensor], torch.Tensor]], bool]]:
+    """How to read a 4-D layer output (N, a, b, c) for an input of spatial ``size`` (H, W).
+
+    Returns ``(reshape, ambiguous)`` or ``None`` (not a map). The channels-first reading takes (b, c) as
+    the grid, the channels-last one (a, b) (Swin and ConvNeXt blocks, a ``Linear`` on the last axis).
+    A reading fits when one stride gives both sides within a cell (:func:`_grid_fits`). When both fit, the
+    one whose grid has the input's aspect ratio and an integer stride wins; ``ambiguous`` is True when
+    the two stay equally good (e.g. (N, 8, 8, 8) for a square input), and channels-first is taken.
+    """
+    first = _grid_fits(shape[2:], size) and shape[2] * shape[3] > 1
+    last = _grid_fits(shape[1:3], size) and shape[1] * shape[2] > 1
+    if first and last:
+        def cost(grid):
+            strides = [s / g for s, g in zip(size, grid)]
+            return round(_aspect_error(grid, size) + sum(abs(v - round(v)) for v in strides) / len(strides), 6)
+
+        cf, cl = cost(shape[2:]), cost(shape[1:3])
+        if cf == cl:
+            return None, True
+        return (None, False) if cf < cl else (_channels_last, False)
+    if first:
+        return None, False
+    if last:
+        return _channels_last, False
+    if shape[2] * shape[3] > 1 and shape[2] <= size[0] and shape[3] <= size[1]:
+        return None, False  # non-uniform strides: a map inside the input
+    return None
+
+
+_ELEMENTWISE = (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.LeakyReLU, nn.ELU, nn.Hardswish, nn.Sigmoid, nn.Tanh) + _PASSTHROUGH
+_CHANNELS_FIRST = (nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d, nn.InstanceNorm2d, nn.GroupNorm, nn.MaxPool2d,
+                   nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Upsample)
+_CHANNELS_LAST = (nn.Linear, nn.LayerNorm)
+
+
+def layout_hint(module: nn.Module) -> Optional[str]:
+    """``"first"`` / ``"last"`` when the module's kind tells a 4-D output's layout (a convolution, batch norm or
+    pooling is channels-first; a ``Linear`` or ``LayerNorm`` acts on the last axis), else ``None``. A
+    ``Sequential`` is judged by its last module that is not element-wise (activations, dropout)."""
+    if isinstance(module, nn.Sequential):
+        for child in reversed(list(module)):
+            if not isinstance(child, _ELEMENTWISE):
+                return layout_hint(child)
+        return None
+    if isinstance(module, _CHANNELS_FIRST):
+        return "first"
+    if isinstance(module, _CHANNELS_LAST):
+        return "last"
+    return None
+
+
 def infer_layout(
     shape: Sequence[int], input_shape: Sequence[int]
 ) -> Optional[Tuple[Optional[Callable[[torch.Tensor], torch.Tensor]], bool]]:
@@ -161,13 +243,8 @@ def infer_layout(
         ok = len(shape) == 5 and all(1 <= g <= s for g, s in zip(shape[2:], size)) and math.prod(shape[2:]) > 1
         return (None, False) if ok else None
     if len(shape) == 4:
-        if shape[2] * shape[3] <= 1:
-            return None
-        if _grid_fits(shape[2:], size):
-            return None, False
-        if _grid_fits(shape[1:3], size) and shape[1] * shape[2] > 1:
-            return _channels_last, False
-        return (None, False) if shape[2] <= size[0] and shape[3] <= size[1] else None
+        reading = read_4d(shape, size)
+        return None if reading is None else (reading[0], False)
     if len(shape) == 3 and shape[2] > 1:
         seq_first = shape[0] != n and shape[1] == n
         found = infer_grid(shape[0] if seq_first else shape[1], size)
@@ -198,7 +275,8 @@ def auto_candidates(
     several times is returned as ``name@k``.
     """
     names = _names(model)
-    events: List[Tuple[nn.Module, int, Optional[Callable[[torch.Tensor], torch.Tensor]], bool, Optional[Tuple[int, ...]]]] = []
+    # (module, call index, reshape, seq_first, (N, C) of the output, ambiguous layout, output shape)
+    events: List[Tuple[Any, ...]] = []
     counts: dict = {}
     handles = []
     owner = threading.get_ident()
@@ -219,14 +297,20 @@ def auto_candidates(
                     except Exception:  # noqa: BLE001 - a reshape that does not fit this tensor: not a candidate
                         return None
                 if t.dim() == x.dim() and math.prod(t.shape[2:]) > 1:
-                    events.append((module, k, None, False, None))
+                    events.append((module, k, None, False, None, False, None))
                 return None
             layout = infer_layout(output.shape, x.shape)
             if layout is None or (output.dim() == 3 and isinstance(module, nn.Linear)):
                 return None
             if not layout[1] and output.shape[0] != x.shape[0]:
                 return None  # not one map per image (a detector's per-proposal features)
-            events.append((module, k, layout[0], layout[1], tuple(output.shape[:2])))
+            amb = output.dim() == 4 and x.dim() == 4 and (read_4d(output.shape, x.shape[2:]) or (None, False))[1]
+            if amb:  # both readings fit equally: the module's kind may tell (a Linear is channels-last)
+                hint = layout_hint(module)
+                amb = hint is None
+                if hint == "last":
+                    layout = (_channels_last, False)
+            events.append((module, k, layout[0], layout[1], tuple(output.shape[:2]), amb, tuple(output.shape)))
             return None
 
         return hook
@@ -241,18 +325,7 @@ def auto_candidates(
     finally:
         for h in handles:
             h.remove()
-    dense = {tuple(t.shape[:2]) for t in _tensors(out) if t.dim() == x.dim()}
-    refs = []
-    seen = set()
-    for module, k, shaper, seq_first, lead in reversed(events):
-        if shaper is None and lead in dense:
-            continue  # the model's own dense output (a segmenter's class-score map), not a feature map
-        call = k if counts[id(module)] > 1 else None
-        key = (id(module), call)
-        if key in seen:
-            continue
-        seen.add(key)
-        refs.append(LayerRef(names[id(module)], module, call, shaper, seq_first))
+    refs = _order_candidates(events, counts, names, _tensors(out), x)
     if not refs:
         raise ValueError(
             f"No submodule of {type(model).__name__} outputs a spatial map (N, C, h, w with h*w > 1) for an "
@@ -260,6 +333,38 @@ def auto_candidates(
             "naming one, and for token models (ViT) also reshape=gradcam.layers.tokens_to_grid(h, w)."
         )
     return refs
+
+
+def _order_candidates(
+    events: list, counts: dict, names: dict, outputs: List[torch.Tensor], x: torch.Tensor
+) -> List[LayerRef]:
+    """The recorded map outputs as :class:`LayerRef`, latest first, each module call once; the model's own
+    dense output skipped; layers whose layout stays ambiguous last (with a warning when only they remain)."""
+    dense = {tuple(t.shape[:2]) for t in outputs if t.dim() == x.dim()}
+    refs: List[Tuple[LayerRef, Any]] = []
+    ambiguous: List[Tuple[LayerRef, Any]] = []
+    seen = set()
+    for module, k, shaper, seq_first, lead, amb, shape in reversed(events):
+        if shaper is None and lead in dense:
+            continue  # the model's own dense output (a segmenter's class-score map), not a feature map
+        call = k if counts[id(module)] > 1 else None
+        key = (id(module), call)
+        if key in seen:
+            continue
+        seen.add(key)
+        ref = LayerRef(names[id(module)], module, call, shaper, seq_first)
+        (ambiguous if amb else refs).append((ref, shape))
+    if refs and ambiguous:
+        log.debug("gradcam: layer='auto' tries %d layer(s) of ambiguous layout last", len(ambiguous))
+    elif ambiguous:
+        ref, shape = ambiguous[0]
+        warnings.warn(
+            f"layer='auto': layer '{ref.spec}' outputs {shape}, which reads as channels-first (N, C, h, w) or "
+            f"channels-last (N, h, w, C) equally well for an input of {tuple(x.shape)}; it is read as "
+            "channels-first. If that is wrong, pass layer=... with reshape=lambda t: t.permute(0, 3, 1, 2).",
+            RuntimeWarning, stacklevel=4,
+        )
+    return [r for r, _ in refs + ambiguous]
 
 
 def _tensors(output, depth: int = 0) -> List[torch.Tensor]:
@@ -282,13 +387,71 @@ def gradient_reaches(gradient: torch.Tensor) -> torch.Tensor:
     return gradient.flatten(2).ne(0).any(-1)
 
 
+def check_autograd(x: torch.Tensor, needs_gradients: bool = True) -> None:
+    """Raise a clear error when gradients are needed but cannot be computed: inside
+    ``torch.inference_mode()``, or for an input tensor created there (an inference tensor).
+    ``torch.no_grad()`` is fine: the engine turns gradients on for its own pass. Called at the start of
+    every capture (it also forgets a zero score explained by an earlier call's target)."""
+    _zero_reason.pending = False  # a new call: no target has explained a zero score yet
+    if not needs_gradients:
+        return
+    fix = ("Call the explanation outside the `with torch.inference_mode():` block, or pass a tensor cloned "
+           "outside it (x = x.clone() after the block).")
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError("Gradients cannot be computed inside torch.inference_mode(), and gradient-based "
+                           f"explanations need them. {fix} (torch.no_grad() is fine.)")
+    if isinstance(x, torch.Tensor) and x.is_inference():
+        raise RuntimeError("The input was created inside torch.inference_mode() (an inference tensor), so no "
+                           f"gradient can flow through it. {fix}")
+
+
+_SETTLED: weakref.WeakValueDictionary[int, torch.Tensor] = weakref.WeakValueDictionary()
+_zero_reason = threading.local()
+
+
+def note_zero_target(message: str) -> None:
+    """A target says why its score is zero (e.g. no detection matched its box): warn with that reason, and
+    skip the generic "no gradient reaches" warning for the flat map that follows in this thread."""
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
+    _zero_reason.pending = True
+
+
+def _take_zero_reason(peek: bool = False) -> bool:
+    pending = bool(getattr(_zero_reason, "pending", False))
+    if not peek:
+        _zero_reason.pending = False
+    return pending
+
+
+def settle_without_gradient(cache: dict, lock, key: tuple, candidates: List[LayerRef], capture: Any) -> Any:
+    """``layer="auto"`` found no layer that receives a gradient: the model's output does not depend on its
+    input (e.g. a zero classifier head). Say so plainly, cache the outcome (later calls of this input shape
+    try one layer, not the whole list) and return ``capture`` (all-zero maps)."""
+    if _take_zero_reason(peek=True):  # the target explained its zero score itself (no detection matched)
+        return capture
+    ref = capture.layers[0]
+    warnings.warn(
+        f"The model's output does not depend on its input: the target's gradient is zero at each of the "
+        f"layers that layer='auto' tried ({min(len(candidates), 24)}), so every map is all zero (layer '{ref.spec}' is "
+        "returned). Typical cause: a classifier head whose weights are zero (untrained or re-initialised); "
+        "load trained weights or explain another output.",
+        RuntimeWarning, stacklevel=4,
+    )
+    for g in capture.gradients:
+        _SETTLED[id(g)] = g
+    with lock:
+        if cache.get(key) is candidates:
+            cache[key] = [ref]
+    return capture
+
+
 def warn_if_no_gradient(gradient: Optional[torch.Tensor], layer: str) -> None:
     """Warn when a target's gradient is zero at every position of ``layer``: its map is all zero.
 
     Typical cause: a token model's final norm (only the class token reaches the head), a layer after the
     explained output, or a score that is a constant (e.g. a segmentation class predicted nowhere).
     """
-    if gradient is None:
+    if gradient is None or _SETTLED.get(id(gradient)) is gradient or _take_zero_reason():
         return
     reached = gradient_reaches(gradient)
     if bool(reached.all()):
@@ -303,6 +466,13 @@ def warn_if_no_gradient(gradient: Optional[torch.Tensor], layer: str) -> None:
         RuntimeWarning,
         stacklevel=3,
     )
+
+
+def resolve(model: nn.Module, layer: LayerSpec) -> List[LayerRef]:
+    """Deprecated alias of :func:`resolve_layers` (two functions were named ``resolve``)."""
+    warnings.warn("gradcam.layers.resolve is renamed resolve_layers; the old name will be removed.",
+                  DeprecationWarning, stacklevel=2)
+    return resolve_layers(model, layer)
 
 
 def tokens_to_grid(height: int, width: int, skip: int = 1) -> Callable[[torch.Tensor], torch.Tensor]:

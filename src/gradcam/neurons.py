@@ -26,9 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import engine
-from .evaluation.scenes import Scene
+from .datasets.scenes import Scene
 from .explanation import Explanation
-from .layers import LayerSpec, resolve
+from .layers import LayerSpec, resolve_layers
 
 Names = Union[Mapping[int, str], Sequence[str]]
 
@@ -190,7 +190,7 @@ def layer_activations(
     model: nn.Module, layer: LayerSpec, images: torch.Tensor, batch: int = 64
 ) -> torch.Tensor:
     """Activations A (N, C, h, w) of ``layer`` for ``images`` (the engine's forward pass, no backward)."""
-    refs = resolve(model, layer)
+    refs = resolve_layers(model, layer)
     if len(refs) != 1:
         raise ValueError("Dissection names the channels of one layer; pass a single layer.")
     parts = [

@@ -16,12 +16,10 @@ from PIL import Image
 from .explanation import Explanation
 from .image import boxes, overlay, peaks, resize_map, scale_box, scale_point
 from .models import LoadedModel
+from .regions import BOX_RULES, BOX_THRESHOLD, DEFAULT_BOX_RULE, PAPER_BOX_THRESHOLD, check_box_rule  # noqa: F401
 
 ClassSpec = Union[None, int, str]
-BOX_THRESHOLD = (
-    0.45  # the explain box's default, chosen by measurement (README "Defaults chosen by measurement")
-)
-PAPER_BOX_THRESHOLD = 0.15  # the Grad-CAM paper's rule (Sec. 4.1), used by the Table 1 evaluation
+# BOX_THRESHOLD (0.45, every user-facing box) and PAPER_BOX_THRESHOLD (0.15, Table 1): gradcam.regions
 BOX_RESOLUTION = 96  # boxes are segmented on maps resampled to <= 96 px per side (see image.boxes)
 
 
@@ -60,6 +58,7 @@ class ImageResult:
     extra: Dict = field(default_factory=dict)
     weights: Optional[torch.Tensor] = None
     box_threshold: float = BOX_THRESHOLD
+    box_rule: str = DEFAULT_BOX_RULE  # which segment(s) the box surrounds: largest, peak or all (gradcam.regions)
 
     @property
     def size(self) -> Tuple[int, int]:
@@ -98,6 +97,7 @@ class ImageResult:
                     "peak": pk,
                     "box": bx,
                     "box_threshold": self.box_threshold,
+                    "box_rule": self.box_rule,
                 }
                 for c, i, s, p, pk, bx in zip(
                     self.classes, self.class_ids, self.scores, self.probabilities, self.peaks, self.boxes
@@ -157,6 +157,7 @@ def explain_batch(
     sources: Optional[Sequence[Optional[str]]] = None,
     inputs: Optional[Sequence[torch.Tensor]] = None,
     box_threshold: float = BOX_THRESHOLD,
+    box_rule: str = DEFAULT_BOX_RULE,
 ) -> List[ImageResult]:
     """Explain RGB photos with ``loaded``'s model; photos of equal preprocessed size share one batch.
 
@@ -164,9 +165,11 @@ def explain_batch(
     classes (``target`` or the top ``top_k``); peaks and boxes are computed on the maps at the input's
     resolution (all images and classes at once) and mapped to original-photo pixels. ``inputs``: the photos
     already preprocessed (``loaded.preprocess(photo)`` each, e.g. by a Ray Data task). ``box_threshold``:
-    each box is around the largest segment of ``map >= box_threshold * max(map)``.
+    each box is around the segment(s) of ``map >= box_threshold * max(map)`` that ``box_rule`` picks
+    (``"largest"``: the paper's rule; ``"peak"``: the one holding the peak; ``"all"``).
     """
     check_box_threshold(box_threshold)
+    check_box_rule(box_rule)
     if not images:
         return []
     sources = list(sources) if sources is not None else [None] * len(images)
@@ -185,7 +188,7 @@ def explain_batch(
         n, k, h, w = res.maps.shape
         maps = res.maps.detach().float().cpu()
         pk = peaks(maps).tolist()
-        bx, ok = boxes(maps.reshape(n * k, h, w), box_threshold, max_side=BOX_RESOLUTION)
+        bx, ok = boxes(maps.reshape(n * k, h, w), box_threshold, max_side=BOX_RESOLUTION, rule=box_rule)
         box_l, ok_l = bx.view(n, k, 4).tolist(), ok.view(n, k).tolist()
         ids, scores = res.targets.tolist(), res.scores.float().tolist()
         top_pl, top_il, sel_pl = top_p.tolist(), top_i.tolist(), sel_p.tolist()
@@ -208,5 +211,6 @@ def explain_batch(
                 model=loaded.name,
                 weights=None if res.weights is None else res.weights[j].detach().float().cpu(),
                 box_threshold=float(box_threshold),
+                box_rule=box_rule,
             )
     return results  # type: ignore[return-value]

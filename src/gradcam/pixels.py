@@ -22,9 +22,9 @@ IMAGE_MODES = ("std", "symmetric")
 
 
 def _check_pixels(pixels: torch.Tensor) -> None:
-    if not isinstance(pixels, torch.Tensor) or pixels.dim() != 5:
+    if not isinstance(pixels, torch.Tensor) or pixels.dim() not in (5, 6):
         shape = tuple(pixels.shape) if isinstance(pixels, torch.Tensor) else type(pixels).__name__
-        raise ValueError(f"Pixel-space results have shape (N, K, C, H, W); got {shape}.")
+        raise ValueError(f"Pixel-space results have shape (N, K, C, H, W); got {shape}. (Volumes: (N, K, C, D, H, W).)")
 
 
 def saliency(pixels: torch.Tensor, reduce: str = "abs-max") -> torch.Tensor:
@@ -100,15 +100,15 @@ class PixelExplanation(Explanation):
         return self.pixels
 
     def __repr__(self) -> str:
-        n, k, c, h, w = self._pixels().shape
+        shape = ", ".join(str(int(s)) for s in self._pixels().shape)
         return (
-            f"PixelExplanation(method={self.method!r}, layer={self.layer!r}, pixels=({n}, {k}, {c}, {h}, {w}), "
+            f"PixelExplanation(method={self.method!r}, layer={self.layer!r}, pixels=({shape}), "
             f"targets={self.targets.tolist() if self.targets.numel() <= 10 else '...'})"
         )
 
     def _repr_html_(self) -> str:
         """Jupyter display: the attributions as images (:func:`to_image`) with class ids and scores."""
-        from .report.display import explanation_html
+        from .display import explanation_html
 
         return explanation_html(self, pixels=True)
 

@@ -11,6 +11,7 @@ Class scores are taken *before* softmax: y^c is the logit of class c.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Optional, Sequence, Tuple, Union, cast
 
 import torch
@@ -70,11 +71,12 @@ def _as_long_tensor(target: Any) -> torch.Tensor:
     return t.to(torch.long)
 
 
-def resolve(
+def resolve_targets(
     output: Any, target: Target, top_k: Optional[int], n: int
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Scores y (N, K) still attached to the autograd graph, and their class ids (N, K; -1 for callables).
 
+    A list of K callables (e.g. K :func:`segmentation` targets) gives K maps, column k from callable k.
     Raises ``ValueError``/``TypeError`` naming the problem and the fix for every malformed target.
     """
     if top_k is not None:
@@ -83,22 +85,49 @@ def resolve(
         if target is not None:
             raise ValueError("Pass either target=... or top_k=..., not both: top_k picks the classes itself.")
 
+    if isinstance(target, (list, tuple)) and target and any(callable(t) for t in target):
+        if not all(callable(t) for t in target):
+            raise TypeError("A target list mixes callables and class ids; pass a list of callables (one map each, "
+                            "e.g. [segmentation(1), segmentation(2)]) or a list of class ids, not both.")
+        cols = [_callable_scores(t, output, n) for t in target]
+        if any(c.shape[1] != 1 for c in cols):
+            raise ValueError("Each callable in a target list must return one score per image, shape (N,); got "
+                             f"shapes {[tuple(c.shape) for c in cols]}.")
+        scores = torch.cat(cols, dim=1)
+        return scores, torch.full(scores.shape, -1, dtype=torch.long, device=scores.device)
     if callable(target) and not isinstance(target, torch.Tensor):
-        scores = target(output)
-        if not isinstance(scores, torch.Tensor):
-            raise TypeError(f"The target callable must return a tensor of shape (N,) or (N, K); it returned {type(scores).__name__}.")
-        if scores.dim() == 0 and n == 1:
-            scores = scores.reshape(1, 1)
-        elif scores.dim() == 1 and scores.shape[0] == n:
-            scores = scores.unsqueeze(1)
-        if scores.dim() != 2 or scores.shape[0] != n:
-            raise ValueError(
-                f"The target callable must return one score per image, shape ({n},) or ({n}, K); got "
-                f"{tuple(scores.shape)}. Do not sum over the batch: each image is explained by its own score."
-            )
+        scores = _callable_scores(target, output, n)
         ids = torch.full(scores.shape, -1, dtype=torch.long, device=scores.device)
         return scores, ids
+    return _class_scores(output, target, top_k, n)
 
+
+def resolve(output: Any, target: Target, top_k: Optional[int], n: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Deprecated alias of :func:`resolve_targets` (two functions were named ``resolve``)."""
+    warnings.warn("gradcam.targets.resolve is renamed resolve_targets; the old name will be removed.",
+                  DeprecationWarning, stacklevel=2)
+    return resolve_targets(output, target, top_k, n)
+
+
+def _callable_scores(target: Callable[[Any], torch.Tensor], output: Any, n: int) -> torch.Tensor:
+    """(N, K) scores of a target callable, checked."""
+    scores = target(output)
+    if not isinstance(scores, torch.Tensor):
+        raise TypeError(f"The target callable must return a tensor of shape (N,) or (N, K); it returned {type(scores).__name__}.")
+    if scores.dim() == 0 and n == 1:
+        scores = scores.reshape(1, 1)
+    elif scores.dim() == 1 and scores.shape[0] == n:
+        scores = scores.unsqueeze(1)
+    if scores.dim() != 2 or scores.shape[0] != n:
+        raise ValueError(
+            f"The target callable must return one score per image, shape ({n},) or ({n}, K); got "
+            f"{tuple(scores.shape)}. Do not sum over the batch: each image is explained by its own score."
+        )
+    return scores
+
+
+def _class_scores(output: Any, target: Target, top_k: Optional[int], n: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Scores (N, K) and ids (N, K) of class targets (None, an int, N ints or (N, K) ints)."""
     if isinstance(target, str):
         raise TypeError(
             f"Target {target!r} is a class name; the engine takes class ids. Look the id up with "
@@ -449,6 +478,18 @@ def _predictions(output: Any, image_size: Optional[Tuple[int, int]]):
     return [(xyxy[i], scores[i], labels[i]) for i in range(logits.shape[0])]
 
 
+def _no_match(image: int, missed, best_iou: torch.Tensor, iou: float, labelled: bool) -> None:
+    """Warn that a given box matched no predicted box, with the best IoU any prediction reached."""
+    from .layers import note_zero_target
+
+    for k in missed:
+        note_zero_target(
+            f"detection: no detection matched box {k} of image {image}; best IoU {float(best_iou[k]):.2f} "
+            f"(needs IoU >= {iou:g}{' and the same label' if labelled else ''}). Its score is 0 and its map is "
+            "flat; check the box's units (input pixels, or image_size=(H, W) for normalised outputs) or lower iou=."
+        )
+
+
 def detection(
     boxes: Any,
     labels: Optional[Sequence[int]] = None,
@@ -490,12 +531,16 @@ def detection(
             ok = ov >= iou
             if want is not None:
                 ok = ok & (pl.to(want.device)[None, :] == want[:, None]).to(ok.device)
+            raw_best = ov.amax(1) if ov.shape[1] else torch.zeros(b.shape[0])
             ov = torch.where(ok, ov, torch.full_like(ov, -1.0))
             if ov.shape[1] == 0:
+                _no_match(i, range(b.shape[0]), raw_best, iou, want is not None)
                 rows.append(ps.sum() * 0 + torch.zeros(b.shape[0], dtype=ps.dtype, device=ps.device))
                 continue
             best = ov.argmax(1)
             hit = ov.gather(1, best[:, None]).squeeze(1) >= 0
+            if not bool(hit.all()):
+                _no_match(i, (~hit).nonzero().flatten().tolist(), raw_best, iou, want is not None)
             rows.append(torch.where(hit, ps[best], ps[best] * 0))
         return torch.stack(rows)
 

@@ -60,6 +60,9 @@ def register(subparsers) -> None:
                         "kept), resize (whole photo resized to exactly --size)")
     p.add_argument("--mean", default=None, metavar="R,G,B", help="input normalisation mean (default: the model's)")
     p.add_argument("--std", default=None, metavar="R,G,B", help="input normalisation std (default: the model's)")
+    p.add_argument("--box", choices=("largest", "peak", "all"), default="largest",
+                   help="which segment(s) above the threshold the box surrounds: largest (the Grad-CAM paper's "
+                        "rule, default), peak (the one holding the map's maximum) or all; stored as box_rule")
     p.add_argument("--layer", default=None, help="layer to explain at (default: the model's own, or auto)")
     p.add_argument("--out", default="gradcam-out", metavar="DIR", help="output folder (default: gradcam-out)")
     p.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity in [0, 1] (default 0.5)")
@@ -108,6 +111,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
     return Options(
         paths=tuple(args.paths), out=args.out, model=args.model, weights=args.weights, method=args.method,
         target=args.target, top=args.top, layer=args.layer, quality=args.quality, box_threshold=args.box_threshold,
+        box_rule=args.box,
         size=args.size, crop=args.crop, mean=args.mean, std=args.std,
         alpha=args.alpha, colormap=args.colormap, colorbar=bool(args.colorbar), json=bool(args.json),
         maps=bool(args.maps), report=bool(args.report), neurons=args.neurons, force=bool(args.force),

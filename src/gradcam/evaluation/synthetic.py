@@ -1,6 +1,6 @@
 """The synthetic benchmark's data and models: shape classification on cluttered scenes with exact masks.
 
-Classes are the five shapes of :mod:`gradcam.evaluation.scenes` (colours are random, so colour is no
+Classes are the five shapes of :mod:`gradcam.datasets.scenes` (colours are random, so colour is no
 shortcut). Two small CNNs are trained on one-object scenes on the CPU with fixed seeds:
 
 - ``vgg``: convolutions, then fully connected layers on the flattened 8x8 map (VGG-like; CAM does not
@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import scenes
+from ..datasets import scenes
 
 CLASSES: Tuple[str, ...] = scenes.SHAPES
 GRADCAM_LAYER = "features.12"  # the last ReLU of the convolutions (16 x 16 for 64 px scenes)

@@ -23,6 +23,7 @@ from typing import Any, Dict, List, cast
 
 import torch
 
+from ..datasets.scenes import make_scenes
 from ..explanation import normalize, upsample
 from ..methods.gradcam import GradCAM
 from ..neurons import dissect_scenes, top_channels
@@ -32,7 +33,6 @@ from ..vl.captions import COLOUR, SHAPE, CaptionSet
 from ..vl.models import CLASS_NAMES, BoundCaption, BoundQuestion, CaptionModel, SceneClassifier, VQAModel
 from ..vl.questions import QUESTION_KINDS, QuestionSet
 from ..vl.vocab import CAPTION_VOCAB, PAD
-from .scenes import make_scenes
 
 LAYER = "model.encoder"
 

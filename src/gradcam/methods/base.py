@@ -17,7 +17,16 @@ from torch import nn
 
 from .. import engine
 from ..explanation import INTERPOLATIONS, Explanation, normalize, upsample
-from ..layers import LayerRef, LayerSpec, auto_candidates, gradient_reaches, resolve, warn_if_no_gradient
+from ..layers import (
+    LayerRef,
+    LayerSpec,
+    auto_candidates,
+    check_autograd,
+    gradient_reaches,
+    resolve_layers,
+    settle_without_gradient,
+    warn_if_no_gradient,
+)
 from ..targets import Target, logits_of
 from . import smoothing
 from .contract import OPTIONS, CallOptions, Method
@@ -70,7 +79,7 @@ class LayerMethod(Method):
         # differentiable=True: maps keep the autograd graph w.r.t. the parameters (see gradcam.differentiable).
         self.differentiable = bool(differentiable)
         self._auto = isinstance(layer, str) and layer == "auto"
-        self._layers: Optional[List[LayerRef]] = None if self._auto else resolve(model, layer)
+        self._layers: Optional[List[LayerRef]] = None if self._auto else resolve_layers(model, layer)
         self._auto_cache: dict = {}
         self._lock = threading.RLock()
 
@@ -142,6 +151,7 @@ class LayerMethod(Method):
 
     def _capture(self, x, target, top_k, counterfactual, **kw) -> engine.Capture:
         capture = functools.partial(engine.capture, differentiable=True) if self.differentiable else engine.capture
+        check_autograd(x, self.needs_gradients)
         run = functools.partial(
             capture, self.model, x, target=target, top_k=top_k, gradients=self.needs_gradients,
             counterfactual=counterfactual, reshape=self.reshape, eval_mode=self.eval_mode, **kw,
@@ -166,7 +176,9 @@ class LayerMethod(Method):
                     "detaches its result, e.g. with .item() or .argmax(), also looks like this); pass layer=... "
                     "explicitly."
                 )
-            return fallback if fallback is not None else cap
+            key = tuple(x.shape[1:])  # the output does not depend on the input: say so, cache it
+            return settle_without_gradient(self._auto_cache, self._lock, key, candidates,
+                                           fallback if fallback is not None else cap)
         if not self.differentiable and not set(kw) - {"forward_kwargs"}:
             return cap  # the search pass is this call's capture
         return run([candidates[j]])

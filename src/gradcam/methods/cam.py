@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from .. import engine
-from ..layers import LayerSpec, resolve
+from ..layers import LayerSpec, resolve_layers
 from .base import LayerMethod
 from .contract import OPTIONS
 
@@ -42,7 +42,7 @@ class CAM(LayerMethod):
                 raise ValueError("CAM needs a final nn.Linear after global average pooling; this model has none.")
             fc = linears[-1]
         else:
-            fc = self._fc_spec if isinstance(self._fc_spec, nn.Module) else resolve(self.model, self._fc_spec)[0].module
+            fc = self._fc_spec if isinstance(self._fc_spec, nn.Module) else resolve_layers(self.model, self._fc_spec)[0].module
         if not isinstance(fc, nn.Linear):
             raise TypeError(f"fc must be an nn.Linear (the classifier after global average pooling); got {type(fc).__name__}.")
         if fc.in_features != channels:

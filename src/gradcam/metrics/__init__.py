@@ -1,15 +1,15 @@
 """Measures of explanation quality, tensor-native and batched (each module cites its protocol).
 
 - :mod:`.localization`: ``box_from_map``, ``iou``, ILSVRC ``localization_error``;
-- :mod:`.pointing`: ``pointing_game`` (Zhang et al.), ``energy_in_box``;
+- :mod:`.pointing`: ``pointing_game`` (Zhang et al.; TorchRay's protocol ``pointing_game_torchray``), ``energy_in_box``;
 - :mod:`.faithfulness`: ``deletion`` / ``insertion`` AUC (Petsiuk et al.), ``average_drop_increase``
   (Chattopadhay et al.), ``rank_correlation`` with occlusion maps (Selvaraju et al.);
 - :mod:`.sanity`: ``cascading_randomization`` (Adebayo et al.);
 - :mod:`.discrimination`: ``class_discrimination`` on multi-object images;
-- :mod:`.faithfulness_more`: ``faithfulness_correlation`` (Bhatt et al.), ``road`` (Rong et al.),
+- :mod:`.feature_removal`: ``faithfulness_correlation`` (Bhatt et al.), ``road`` (Rong et al.),
   ``monotonicity`` (Arya et al.), ``irof`` (Rieger & Hansen);
-- :mod:`.localisation_more`: ``focus`` (Arias-Duart et al.), ``relevance_mass_accuracy``,
-  ``relevance_rank_accuracy`` (Arras et al.), ``energy_pointing`` (Wang et al.), TorchRay's pointing game;
+- :mod:`.relevance`: ``focus`` (Arias-Duart et al.), ``relevance_mass_accuracy``,
+  ``relevance_rank_accuracy`` (Arras et al.), ``energy_pointing`` (Wang et al.);
 - :mod:`.complexity`: ``sparseness`` (Gini, Chalasani et al.), ``complexity`` (entropy, Bhatt et al.);
 - :mod:`.robustness`: ``max_sensitivity`` / ``avg_sensitivity`` (Yeh et al.);
 - :mod:`.randomisation`: ``random_logit`` (Sixt et al.), ``ssim``.
@@ -27,7 +27,7 @@ from .faithfulness import (
     rankdata,
     spearman,
 )
-from .faithfulness_more import (
+from .feature_removal import (
     faithfulness_correlation,
     grid_segments,
     irof,
@@ -35,17 +35,16 @@ from .faithfulness_more import (
     noisy_linear_imputation,
     road,
 )
-from .localisation_more import (
+from .localization import box_from_map, connected_components, iou, localization_correct, localization_error
+from .pointing import boxes_to_masks, energy_in_box, pointing_game, pointing_game_torchray, pointing_hits
+from .randomisation import random_logit, ssim
+from .relevance import (
     energy_pointing,
     focus,
-    pointing_game_torchray,
     relevance_mass_accuracy,
     relevance_rank_accuracy,
     union_masks,
 )
-from .localization import box_from_map, connected_components, iou, localization_correct, localization_error
-from .pointing import boxes_to_masks, energy_in_box, pointing_game, pointing_hits
-from .randomisation import random_logit, ssim
 from .robustness import avg_sensitivity, max_sensitivity, sensitivities
 from .sanity import SanityResult, cascading_randomization
 

@@ -13,93 +13,25 @@ from __future__ import annotations
 from typing import Sequence, Union
 
 import torch
-import torch.nn.functional as F
+
+from ..regions import PAPER_BOX_THRESHOLD, connected_components, map_boxes
+
+__all__ = ["box_from_map", "connected_components", "iou", "localization_correct", "localization_error"]
 
 
-def _run_max(lab: torch.Tensor, fg: torch.Tensor) -> torch.Tensor:
-    """Max of ``lab`` over each horizontal run of foreground pixels (B, H, W), both directions at once:
-    a segmented cumulative max, keyed by run index so that one run never leaks into the next."""
-    big = lab.shape[-1] * lab.shape[-2] + 1
-    dtype = torch.int32 if big * (lab.shape[-1] // 2 + 2) < 2**31 else torch.int64
-
-    def forward(lab, fg):
-        start = fg & ~F.pad(fg[..., :-1], (1, 0), value=False)
-        run = start.cumsum(-1, dtype=dtype) * big
-        return (torch.cummax(run + lab.to(dtype), -1).values - run).to(lab.dtype)
-
-    fwd = forward(lab, fg)
-    bwd = forward(lab.flip(-1), fg.flip(-1)).flip(-1)
-    return torch.maximum(fwd, bwd) * fg
-
-
-def connected_components(mask: torch.Tensor) -> torch.Tensor:
-    """Label the 8-connected segments of bool masks (..., H, W).
-
-    Returns int64 labels of the same shape: 0 on the background, and on each segment the (1-based)
-    largest flat pixel index inside it. Computed by max-propagation, batched over all masks: a
-    segmented max along every row run and every column run, a 3 x 3 max (diagonal neighbours) and
-    pointer jumping (a label L names pixel L - 1, which lies in the same segment), repeated until no
-    label changes (a few rounds for compact segments; maps that have converged drop out).
-    """
-    if mask.dtype != torch.bool:
-        raise TypeError(f"mask must be a bool tensor; got {mask.dtype}.")
-    if mask.dim() < 2:
-        raise ValueError(f"mask must have shape (..., H, W); got {tuple(mask.shape)}.")
-    h, w = mask.shape[-2:]
-    if h * w >= 2**24:
-        raise ValueError(f"maps of {h}x{w} pixels are too large for exact float labels; downsample them first.")
-    fg = mask.reshape(-1, h, w)
-    ids = torch.arange(1, h * w + 1, dtype=torch.float32, device=mask.device).view(1, h, w)
-    lab = torch.where(fg, ids, torch.zeros((), device=mask.device))
-    work, wfg = lab, fg
-    todo = torch.arange(fg.shape[0], device=mask.device)  # maps not yet converged
-    while todo.numel():
-        new = _run_max(work, wfg)
-        new = _run_max(new.transpose(1, 2), wfg.transpose(1, 2)).transpose(1, 2)
-        new = F.max_pool2d(new.unsqueeze(1), 3, stride=1, padding=1).squeeze(1) * wfg
-        flat = new.flatten(1)
-        for _ in range(2):  # pointer jumping: take the label now held by the pixel a label names
-            flat = torch.maximum(flat, flat.gather(1, (flat.long() - 1).clamp_min_(0)) * (flat > 0))
-        new = flat.view_as(new)
-        changed = (new != work).flatten(1).any(1)
-        lab[todo[~changed]] = new[~changed]
-        todo, work, wfg = todo[changed], new[changed], wfg[changed]
-    return lab.long().reshape(mask.shape)
-
-
-def box_from_map(maps: torch.Tensor, threshold: float = 0.15) -> torch.Tensor:
-    """Bounding box of the largest segment of each map above ``threshold * max``.
+def box_from_map(maps: torch.Tensor, threshold: float = PAPER_BOX_THRESHOLD, rule: str = "largest") -> torch.Tensor:
+    """Bounding box of the largest segment of each map above ``threshold * max`` (the evaluation protocol).
 
     maps (..., H, W) -> boxes (..., 4) int64 ``(x0, y0, x1, y1)``, exclusive ends. Foreground: m >= threshold * max(m)
     and m > 0; segments are 8-connected; the largest wins (equal sizes: the one holding the maximum).
     A map with no positive value (flat zero) gives the empty box (0, 0, 0, 0); a constant positive map
-    gives the whole image.
+    gives the whole image. The default threshold is the Grad-CAM paper's 15%
+    (:data:`gradcam.regions.PAPER_BOX_THRESHOLD`, Table 1), on purpose: the user-facing boxes default to
+    :data:`gradcam.regions.BOX_THRESHOLD`. ``rule``: see :func:`gradcam.regions.map_boxes`.
     """
-    if not 0 <= threshold <= 1:
-        raise ValueError(f"threshold is a fraction of the map's maximum in [0, 1]; got {threshold}.")
     if maps.dim() < 2:
         raise ValueError(f"maps must have shape (..., H, W); got {tuple(maps.shape)}.")
-    h, w = maps.shape[-2:]
-    m = maps.detach().reshape(-1, h, w).float()
-    mx = m.flatten(1).amax(1).view(-1, 1, 1)
-    fg = (m >= threshold * mx) & (m > 0)
-    labels = connected_components(fg).flatten(1)
-    b = m.shape[0]
-    counts = torch.zeros(b, h * w + 1, device=m.device).scatter_add_(1, labels, torch.ones_like(labels, dtype=torch.float))
-    counts[:, 0] = 0
-    peak_label = labels.gather(1, m.flatten(1).argmax(1, keepdim=True))
-    bonus = torch.zeros_like(counts).scatter_(1, peak_label, 0.5)  # tie-break toward the maximum's segment
-    best = (counts + bonus * (counts > 0)).argmax(1)
-    sel = (labels == best.view(-1, 1)) & (labels > 0)
-    sel = sel.view(b, h, w)
-    rows, cols = sel.any(2), sel.any(1)
-    y0 = rows.float().argmax(1)
-    y1 = h - rows.flip(1).float().argmax(1)
-    x0 = cols.float().argmax(1)
-    x1 = w - cols.flip(1).float().argmax(1)
-    boxes = torch.stack([x0, y0, x1, y1], 1)
-    boxes = torch.where(rows.any(1, keepdim=True), boxes, torch.zeros_like(boxes))
-    return boxes.reshape(*maps.shape[:-2], 4)
+    return map_boxes(maps, threshold, rule, dims=2)
 
 
 def _as_boxes(b: Union[torch.Tensor, Sequence]) -> torch.Tensor:

@@ -7,9 +7,11 @@ tolerance of 15 pixels (at ImageNet resolution): hit = min over ground-truth pix
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Sequence, Tuple, Union
 
 import torch
+
+from ..regions import peaks as _peaks
 
 
 def boxes_to_masks(boxes: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
@@ -34,13 +36,11 @@ def _gt_masks(gt: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
     )
 
 
-def peaks(maps: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Row, column of each map's (first) maximum, and whether the map is not flat; maps (..., H, W)."""
-    w = maps.shape[-1]
+def peaks(maps: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(xy, valid)``: (..., 2) integer ``(x, y)`` of each map's (first) maximum (the library's one peak
+    convention, :func:`gradcam.regions.peaks`) and (...) whether the map is not flat; maps (..., H, W)."""
     flat = maps.flatten(-2)
-    idx = flat.argmax(-1)
-    valid = flat.amax(-1) > flat.amin(-1)
-    return idx // w, idx % w, valid
+    return _peaks(maps, dims=2), flat.amax(-1) > flat.amin(-1)
 
 
 def distance_to_masks(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -50,7 +50,8 @@ def distance_to_masks(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     +inf for an empty mask or a flat map.
     """
     h, w = maps.shape[-2:]
-    py, px, valid = peaks(maps)
+    xy, valid = peaks(maps)
+    px, py = xy[..., 0], xy[..., 1]
     ys = torch.arange(h, device=maps.device, dtype=torch.float32).view(h, 1)
     xs = torch.arange(w, device=maps.device, dtype=torch.float32).view(1, w)
     extra = masks.dim() - maps.dim()
@@ -75,10 +76,8 @@ def pointing_hits(maps: torch.Tensor, gt: torch.Tensor, tolerance: float = 15.0)
 def pointing_game(maps: torch.Tensor, gt: torch.Tensor, tolerance: float = 15.0, classes=None) -> float:
     """Pointing-game accuracy hits / (hits + misses) over all maps (..., H, W); see :func:`pointing_hits`.
     With ``classes`` (one per map), TorchRay's protocol: the mean over classes of the per-class accuracy
-    (:func:`gradcam.metrics.localisation_more.pointing_game_torchray`)."""
+    (:func:`pointing_game_torchray`)."""
     if classes is not None:
-        from .localisation_more import pointing_game_torchray
-
         return pointing_game_torchray(maps, gt, classes, tolerance)[0]
     hits = pointing_hits(maps, gt, tolerance)
     if hits.numel() == 0:
@@ -96,3 +95,24 @@ def energy_in_box(maps: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
     total = m.flatten(-2).sum(-1)
     inside = (m * masks).flatten(-2).sum(-1)
     return torch.where(total > 0, inside / total.clamp_min(1e-12), torch.zeros_like(total))
+
+
+def pointing_game_torchray(
+    maps: torch.Tensor,
+    masks: torch.Tensor,
+    classes: Union[torch.Tensor, Sequence[int]],
+    tolerance: float = 15.0,
+) -> Tuple[float, torch.Tensor]:
+    """TorchRay's pointing game: maps (M, H, W) of M (image, class) pairs, ``masks`` (M, H, W) the union of
+    that class's boxes in the image, ``classes`` (M,) the class of each pair. A hit when the peak is within
+    ``tolerance`` px of the mask (flat map: miss). Returns (mean over classes of the per-class accuracy,
+    per-class accuracies (C,) with NaN for classes never asked)."""
+    classes = torch.as_tensor(classes, device=maps.device).long().reshape(-1)
+    if maps.dim() != 3 or classes.numel() != maps.shape[0]:
+        raise ValueError(f"maps must be (M, H, W) with one class per map; got {tuple(maps.shape)} and {classes.numel()} classes.")
+    hits = pointing_hits(maps, masks, tolerance).double()
+    c = int(classes.max().item()) + 1
+    n = torch.zeros(c, dtype=torch.float64).index_add_(0, classes, torch.ones_like(hits))
+    h = torch.zeros(c, dtype=torch.float64).index_add_(0, classes, hits)
+    per_class = torch.where(n > 0, h / n.clamp_min(1), torch.full_like(n, float("nan")))
+    return float(per_class[n > 0].mean()), per_class.float()

@@ -46,6 +46,7 @@ class Job:
     box_threshold: float = (
         0.45  # gradcam.photos.BOX_THRESHOLD (not imported here: the CLI starts without torch)
     )
+    box_rule: str = "largest"  # gradcam.regions.DEFAULT_BOX_RULE
     method_name: str = DEFAULT_METHOD
     layer: Optional[str] = None
     method_kwargs: Dict[str, Any] = field(default_factory=dict)
@@ -152,6 +153,7 @@ def result_options(
         "json": options.writes_json,
         "maps": bool(options.maps),
         "box_threshold": box_threshold_of(options, loaded),
+        "box_rule": options.box_rule,
         "neurons": file_stamp(options.neurons),
         **extra,
     }
@@ -185,6 +187,7 @@ def build_job(options: Options, loaded: Any, method_name: str, target: Optional[
         max_pixels=options.max_pixels,
         maps=bool(options.maps),
         box_threshold=box_threshold_of(options, loaded),
+        box_rule=options.box_rule,
         method_name=method_name,
         layer=options.layer,
         method_kwargs=kw,

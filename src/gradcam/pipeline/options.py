@@ -50,6 +50,7 @@ class Options:
     layer: Optional[str] = None
     quality: Optional[str] = None
     box_threshold: Optional[float] = None
+    box_rule: str = "largest"  # which segment(s) the box surrounds: largest, peak, all (gradcam.regions)
     size: Any = None
     crop: Optional[str] = None
     mean: Any = None

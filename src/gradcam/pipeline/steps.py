@@ -44,6 +44,7 @@ def compute_items(
         [it.path for it in good],
         inputs=xs if len(xs) == len(images) and xs else None,
         box_threshold=job.box_threshold,
+        box_rule=job.box_rule,
     )
     outcomes += [Outcome(it, res) for it, res in zip(good, results)]
     order = {id(it): i for i, it in enumerate(items)}

@@ -2,7 +2,7 @@
 attention-trained fix.
 
 The task: tell two shapes apart (``BiasConfig.classes``, circle vs cross) in cluttered synthetic scenes
-(:mod:`gradcam.evaluation.scenes`). A spurious cue, a small white stamp with a black centre in the
+(:mod:`gradcam.datasets.scenes`). A spurious cue, a small white stamp with a black centre in the
 top-left corner (:func:`stamp_box`: ``(x0, y0, x1, y1) = (1, 1, 1 + s, 1 + s)``, exclusive ends), is on
 ``bias`` of the training images of class 0 (default 99%; 95% in the quick variant) and on ``1 - bias``
 of class 1. In the test images the stamp is independent of the class (on half of each class), so a
@@ -38,7 +38,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from ..evaluation import scenes
+from ..datasets import scenes
 from ..evaluation.synthetic import GRADCAM_LAYER, ShapeNet
 from ..methods.gradcam import GradCAM
 

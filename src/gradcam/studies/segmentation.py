@@ -1,6 +1,6 @@
 """Weakly-supervised segmentation seeded by Grad-CAM (Selvaraju et al., Sec. 5.2; SEC, Kolesnikov & Lampert 2016).
 
-The task: segment the one object of a synthetic scene (:mod:`gradcam.evaluation.scenes`, exact masks)
+The task: segment the one object of a synthetic scene (:mod:`gradcam.datasets.scenes`, exact masks)
 into background and its shape class (5 shapes, so 6 labels). The segmentation network never sees a mask:
 it learns from image-level labels through *seeds* (cues) derived from a classifier's map of the true class,
 with the paper's recipe:

@@ -12,7 +12,7 @@ from typing import List, Sequence
 
 import torch
 
-from ..evaluation.scenes import Scene, stack
+from ..datasets.scenes import Scene, stack
 from .vocab import BOS, CAPTION_VOCAB, EOS, PAD, pad_stack
 
 NONE, COLOUR, SHAPE = 0, 1, 2

@@ -13,7 +13,7 @@ from typing import List, Union, cast
 
 import torch
 
-from ..evaluation.scenes import make_scene
+from ..datasets.scenes import make_scene
 from ..methods.gradcam import GradCAM
 from ..targets import answer, caption_word
 from .captions import caption_set

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..evaluation.scenes import COLOUR_NAMES, SHAPES
+from ..datasets.scenes import COLOUR_NAMES, SHAPES
 from .captions import teacher_inputs
 from .vocab import ANSWERS, CAPTION_VOCAB, EOS, QUESTION_VOCAB
 

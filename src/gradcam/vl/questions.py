@@ -16,7 +16,7 @@ from typing import List, Sequence, Tuple
 
 import torch
 
-from ..evaluation.scenes import SHAPES, Scene, stack
+from ..datasets.scenes import SHAPES, Scene, stack
 from .vocab import ANSWERS, PAD, PLURALS, QUESTION_VOCAB, pad_stack
 
 COLOUR_Q, SHAPE_Q, COUNT_Q = 0, 1, 2

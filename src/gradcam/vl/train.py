@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..evaluation.scenes import make_scene, make_scenes
+from ..datasets.scenes import make_scene, make_scenes
 from .captions import CaptionSet, caption_set, teacher_inputs
 from .models import CLASS_NAMES, CaptionModel, ConvEncoder, SceneClassifier, VQAModel
 from .questions import QuestionSet, question_set
@@ -43,7 +43,7 @@ class TrainConfig:
       have the size they have in the ``size`` px multi-object scenes;
     - ``head_epochs``, ``head_batch``: the captioner's and VQA model's heads, trained on the fixed
       features of the classifier's encoder (a pretrained CNN, as in the paper);
-    - ``clutter``, ``striped``: scene options (see :func:`gradcam.evaluation.scenes.make_scene`).
+    - ``clutter``, ``striped``: scene options (see :func:`gradcam.datasets.scenes.make_scene`).
     """
 
     n_train: int = 3000

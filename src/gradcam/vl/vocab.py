@@ -10,7 +10,7 @@ from typing import Dict, Iterable, List, Sequence, Tuple, Union
 
 import torch
 
-from ..evaluation.scenes import COLOUR_NAMES, SHAPES
+from ..datasets.scenes import COLOUR_NAMES, SHAPES
 
 PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"
 PLURALS: Dict[str, str] = {s: s + ("es" if s.endswith("s") else "s") for s in SHAPES}
