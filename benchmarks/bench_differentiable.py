@@ -13,6 +13,7 @@ Models: the bias study's CNN (:class:`gradcam.evaluation.synthetic.ShapeNet`, wi
 and the embedded EfficientNet-Lite0 (224 px, batch 4, layer ``_head_act``). Peak extra memory per case
 from ``benchmarks/harness.py`` (fresh process each). Run ``python benchmarks/bench_differentiable.py``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,7 +67,12 @@ def cases(model, layer, x, y):
         loss = F.cross_entropy(res.output, y) + 10 * mass_share(res.maps[:, 0], region).mean()
         return torch.autograd.grad(loss, params)
 
-    return {"forward": forward, "train-step": train_step, "gradcam": gradcam_call, "attention-step": attention_step}
+    return {
+        "forward": forward,
+        "train-step": train_step,
+        "gradcam": gradcam_call,
+        "attention-step": attention_step,
+    }
 
 
 def main(argv=None) -> int:
@@ -74,7 +80,12 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--models", default="shapenet,efficientnet-lite0")
     ap.add_argument("--memory", nargs=2, metavar=("MODEL", "CASE"), help=argparse.SUPPRESS)  # child mode
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "docs", "results", "benchmarks-differentiable.md"))
+    ap.add_argument(
+        "--out",
+        default=os.path.join(
+            os.path.dirname(__file__), "..", "docs", "results", "benchmarks-differentiable.md"
+        ),
+    )
     args = ap.parse_args(argv)
     harness.setup(1)
     if args.memory:  # a fresh process: warm up on a small input, then measure one call of one case
@@ -86,7 +97,9 @@ def main(argv=None) -> int:
     for name in args.models.split(","):
         model, layer, x, y = build(name)
         cs = cases(model, layer, x, y)
-        timed = harness.time_interleaved(cs, args.rounds, reference="train-step", log=lambda s: print(s, file=sys.stderr))
+        timed = harness.time_interleaved(
+            cs, args.rounds, reference="train-step", log=lambda s: print(s, file=sys.stderr)
+        )
         summary = harness.summarize(timed, x.shape[0], reference="train-step")
         mem = {}
         for case in cs:
@@ -94,12 +107,23 @@ def main(argv=None) -> int:
             mem[case] = out["rss_mb"] if out else None
         raw[name] = {"timing": summary, "memory": mem}
         for case, s in summary.items():
-            rows.append([name, f"{x.shape[0]} x {x.shape[-1]} px", case, f"{s['cpu_ms_per_image']:.1f}",
-                         f"{s['cpu_ratio']:.2f}", harness.fmt(mem[case], 0, " MB")])
+            rows.append(
+                [
+                    name,
+                    f"{x.shape[0]} x {x.shape[-1]} px",
+                    case,
+                    f"{s['cpu_ms_per_image']:.1f}",
+                    f"{s['cpu_ratio']:.2f}",
+                    harness.fmt(mem[case], 0, " MB"),
+                ]
+            )
     table = harness.markdown_table(
-        ["model", "batch", "case", "CPU ms/image", "ratio to train-step", "peak extra memory"], rows)
-    text = (f"<!-- made by: python benchmarks/bench_differentiable.py; {harness.allocator()}, 1 thread, "
-            f"{harness.load()} -->\n\n{table}\n")
+        ["model", "batch", "case", "CPU ms/image", "ratio to train-step", "peak extra memory"], rows
+    )
+    text = (
+        f"<!-- made by: python benchmarks/bench_differentiable.py; {harness.allocator()}, 1 thread, "
+        f"{harness.load()} -->\n\n{table}\n"
+    )
     print(text)
     with open(args.out, "w", encoding="utf-8") as f:
         f.write(text)

@@ -20,6 +20,7 @@ Models from ``benchmarks/models.py``: ResNet-50 (random weights, layer ``layer4`
 differs from the guided one). Run ``python benchmarks/bench_guided.py`` (``--quick`` for a smoke run);
 results go to ``docs/results/benchmarks-guided.md``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -93,14 +94,16 @@ def time_both(cs: Dict[str, harness.Case], rounds: int, budget_s: float) -> Dict
     out: Dict[str, Dict[str, list]] = {n: {"wall": [], "cpu": []} for n in names}
     start = time.perf_counter()
     for r in range(rounds):
-        for name in names[r % len(names):] + names[: r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             gc.collect()
             w0, c0 = time.perf_counter(), time.process_time()
             res = cs[name]()
             out[name]["wall"].append(time.perf_counter() - w0)
             out[name]["cpu"].append(time.process_time() - c0)
             del res
-        sys.stderr.write(f"    round {r + 1}: " + ", ".join(f"{n} {out[n]['wall'][-1] * 1e3:.0f}ms" for n in names) + "\n")
+        sys.stderr.write(
+            f"    round {r + 1}: " + ", ".join(f"{n} {out[n]['wall'][-1] * 1e3:.0f}ms" for n in names) + "\n"
+        )
         if r + 1 >= 3 and time.perf_counter() - start > budget_s:
             break
     return out
@@ -127,13 +130,18 @@ def main() -> int:
         print(json.dumps(child(json.loads(sys.argv[2]))))
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", nargs="+", default=["resnet50", "efficientnet-lite0"], choices=sorted(models.BUILDERS))
+    ap.add_argument(
+        "--models", nargs="+", default=["resnet50", "efficientnet-lite0"], choices=sorted(models.BUILDERS)
+    )
     ap.add_argument("--batches", nargs="+", type=int, default=[1, 16])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=9, help="rounds at batch 1 (larger batches: a third, >= 3)")
     ap.add_argument("--budget", type=float, default=120.0, help="stop adding rounds after this many seconds")
-    ap.add_argument("--allocator", choices=["glibc", "tcmalloc"],
-                    default="tcmalloc" if os.path.exists(harness.TCMALLOC) else "glibc")
+    ap.add_argument(
+        "--allocator",
+        choices=["glibc", "tcmalloc"],
+        default="tcmalloc" if os.path.exists(harness.TCMALLOC) else "glibc",
+    )
     ap.add_argument("--quick", action="store_true", help="smoke run: EfficientNet-Lite0, batch 1, 3 rounds")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -143,8 +151,13 @@ def main() -> int:
     results = []
     for name in args.models:
         for batch in args.batches:
-            cfg = {"model": name, "batch": batch, "threads": args.threads, "budget": args.budget,
-                   "rounds": args.rounds if batch == 1 else max(3, args.rounds // 3)}
+            cfg = {
+                "model": name,
+                "batch": batch,
+                "threads": args.threads,
+                "budget": args.budget,
+                "rounds": args.rounds if batch == 1 else max(3, args.rounds // 3),
+            }
             before = harness.load()
             print(f"{name} batch {batch} (load {before})", flush=True)
             res = harness.run_child(os.path.abspath(__file__), ["--child", json.dumps(cfg)], env)
@@ -152,32 +165,65 @@ def main() -> int:
                 continue
             results.append({"model": name, "batch": batch, "load": f"{before} -> {harness.load()}", **res})
             for case, s in res["summary"].items():
-                print(f"    {case:16s} {s['cpu_ms_per_image']:8.1f} ms/img (CPU)  x{s['cpu_ratio']:.2f} of forward+dx "
-                      f"(CPU), x{s['wall_ratio']:.2f} (wall)", flush=True)
+                print(
+                    f"    {case:16s} {s['cpu_ms_per_image']:8.1f} ms/img (CPU)  x{s['cpu_ratio']:.2f} of forward+dx "
+                    f"(CPU), x{s['wall_ratio']:.2f} (wall)",
+                    flush=True,
+                )
     info = harness.machine()
     command = ("python benchmarks/bench_guided.py " + " ".join(sys.argv[1:])).strip()
     lines = [
-        "# Guided Grad-CAM against one forward + one backward to the input", "",
-        f"Command: `{command}`", "",
+        "# Guided Grad-CAM against one forward + one backward to the input",
+        "",
+        f"Command: `{command}`",
+        "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {info['cpu']}, torch {info['torch']}, "
         f"{args.threads} thread(s), allocator {args.allocator}. Ratios: median over interleaved rounds of "
         "(case time / `forward+dx` time of the same round), in CPU time of the process (`time.process_time`, "
-        "steady on a shared machine) and in wall time.", "",
+        "steady on a shared machine) and in wall time.",
+        "",
     ]
     rows = []
     for r in results:
         for case, s in r["summary"].items():
-            rows.append([r["model"], str(r["batch"]), LABELS[case], harness.fmt(s["cpu_ms_per_image"]),
-                         harness.fmt(s["cpu_ratio"], 2, "x"), harness.fmt(s["cpu_x_forward"], 2, "x"),
-                         harness.fmt(s["wall_ms_per_image"]), harness.fmt(s["wall_ratio"], 2, "x"),
-                         str(s["rounds"])])
-    lines.append(harness.markdown_table(
-        ["model", "batch", "what", "CPU ms/image", "x forward+dx (CPU)", "x forward (CPU)", "wall ms/image",
-         "x forward+dx (wall)", "rounds"], rows))
-    lines += ["", "Load averages during the runs: " + "; ".join(f"{r['model']} b{r['batch']}: {r['load']}"
-                                                              for r in results)]
+            rows.append(
+                [
+                    r["model"],
+                    str(r["batch"]),
+                    LABELS[case],
+                    harness.fmt(s["cpu_ms_per_image"]),
+                    harness.fmt(s["cpu_ratio"], 2, "x"),
+                    harness.fmt(s["cpu_x_forward"], 2, "x"),
+                    harness.fmt(s["wall_ms_per_image"]),
+                    harness.fmt(s["wall_ratio"], 2, "x"),
+                    str(s["rounds"]),
+                ]
+            )
+    lines.append(
+        harness.markdown_table(
+            [
+                "model",
+                "batch",
+                "what",
+                "CPU ms/image",
+                "x forward+dx (CPU)",
+                "x forward (CPU)",
+                "wall ms/image",
+                "x forward+dx (wall)",
+                "rounds",
+            ],
+            rows,
+        )
+    )
+    lines += [
+        "",
+        "Load averages during the runs: "
+        + "; ".join(f"{r['model']} b{r['batch']}: {r['load']}" for r in results),
+    ]
     text = "\n".join(lines) + "\n"
-    out = args.out or os.path.join(ROOT, "docs", "results", "benchmarks-guided-quick.md" if args.quick else "benchmarks-guided.md")
+    out = args.out or os.path.join(
+        ROOT, "docs", "results", "benchmarks-guided-quick.md" if args.quick else "benchmarks-guided.md"
+    )
     with open(out, "w") as f:
         f.write(text)
     print(text)

@@ -19,6 +19,7 @@ pgc also needs ``ttach``):
 Run: ``PYTHONPATH=src:benchmarks /work/benchenv/bin/python benchmarks/cam_family.py [--part layer|perturbation|all]
 [--agreement] [--quick]``. Results: ``benchmarks/results/cam_family.json`` and ``docs/results/benchmarks-cam-family.md``.
 """
+
 from __future__ import annotations
 
 import gc
@@ -39,22 +40,37 @@ import gradcam
 from gradcam.explanation import normalize
 
 OURS = {
-    "gradcam": gradcam.GradCAM, "gradcam++": gradcam.GradCAMPlusPlus, "xgradcam": gradcam.XGradCAM,
-    "hirescam": gradcam.HiResCAM, "layercam": gradcam.LayerCAM, "eigencam": gradcam.EigenCAM,
+    "gradcam": gradcam.GradCAM,
+    "gradcam++": gradcam.GradCAMPlusPlus,
+    "xgradcam": gradcam.XGradCAM,
+    "hirescam": gradcam.HiResCAM,
+    "layercam": gradcam.LayerCAM,
+    "eigencam": gradcam.EigenCAM,
     "eigengradcam": gradcam.EigenGradCAM,
 }
-PGC = {"gradcam": "GradCAM", "gradcam++": "GradCAMPlusPlus", "xgradcam": "XGradCAM", "hirescam": "HiResCAM",
-       "layercam": "LayerCAM", "eigencam": "EigenCAM", "eigengradcam": "EigenGradCAM"}
+PGC = {
+    "gradcam": "GradCAM",
+    "gradcam++": "GradCAMPlusPlus",
+    "xgradcam": "XGradCAM",
+    "hirescam": "HiResCAM",
+    "layercam": "LayerCAM",
+    "eigencam": "EigenCAM",
+    "eigengradcam": "EigenGradCAM",
+}
 TORCHCAM = {"gradcam++": "GradCAMpp", "xgradcam": "XGradCAM", "layercam": "LayerCAM"}
 LABELS = dict(engine.LABELS)
 LABELS.update({f"ours/{k}": f"ours: {k}" for k in OURS})
 LABELS.update({f"pgc/{k}": f"pytorch-grad-cam: {v}" for k, v in PGC.items()})
 LABELS.update({f"torchcam/{k}": f"torch-cam: {v}" for k, v in TORCHCAM.items()})
-LABELS.update({
-    "ours/gradcam-aug": "ours: Grad-CAM, aug_smooth (6 views)", "ours/gradcam-eigen": "ours: Grad-CAM, eigen_smooth",
-    "pgc/gradcam-aug": "pytorch-grad-cam: GradCAM, aug_smooth=True", "pgc/gradcam-eigen": "pytorch-grad-cam: GradCAM, eigen_smooth=True",
-    "ours/ablationcam": "ours: Ablation-CAM (post-layer replay)",
-})
+LABELS.update(
+    {
+        "ours/gradcam-aug": "ours: Grad-CAM, aug_smooth (6 views)",
+        "ours/gradcam-eigen": "ours: Grad-CAM, eigen_smooth",
+        "pgc/gradcam-aug": "pytorch-grad-cam: GradCAM, aug_smooth=True",
+        "pgc/gradcam-eigen": "pytorch-grad-cam: GradCAM, eigen_smooth=True",
+        "ours/ablationcam": "ours: Ablation-CAM (post-layer replay)",
+    }
+)
 
 
 def _minmax(m: torch.Tensor) -> torch.Tensor:
@@ -85,18 +101,24 @@ def layer_cases(model, layer: str, x: torch.Tensor, device: str) -> Dict[str, ha
     ab = gradcam.AblationCAM(model, layer=layer, batch_size=256)
     cases["ours/ablationcam"] = lambda: ab(x).maps
     for key, name in PGC.items():
+
         def run(name=name, **kw):
             with getattr(pgc, name)(model=model, target_layers=[mod]) as cam:
                 return cam(input_tensor=x, targets=None, **kw)
+
         cases[f"pgc/{key}"] = run
     cases["pgc/gradcam-aug"] = lambda: cases["pgc/gradcam"](aug_smooth=True)
     cases["pgc/gradcam-eigen"] = lambda: cases["pgc/gradcam"](eigen_smooth=True)
     for key, name in TORCHCAM.items():
+
         def run_tc(name=name):
             with getattr(tcm, name)(model, target_layer=layer) as ext:
                 out = model(x)
                 cams = ext(out.argmax(1).tolist(), out)[0]
-            return _minmax(F.interpolate(cams.unsqueeze(1), size=x.shape[-2:], mode="bilinear", align_corners=False))
+            return _minmax(
+                F.interpolate(cams.unsqueeze(1), size=x.shape[-2:], mode="bilinear", align_corners=False)
+            )
+
         cases[f"torchcam/{key}"] = run_tc
     return cases
 
@@ -151,7 +173,10 @@ def _ablation(name: str, quick: bool, reps: int) -> Dict:
         # pgc's own option to ablate a fraction of the channels; its cost is linear in the channels
         # ablated (one whole-network forward per batch of 32), so the full cost is time / ratio.
         res[f"pgc/ablationcam (ratio_channels_to_ablate={ratio}, scaled x{1 / ratio:.0f})"] = {
-            "wall_s": r["wall_s"] / ratio, "cpu_s": r["cpu_s"] / ratio, "repeats": 1}
+            "wall_s": r["wall_s"] / ratio,
+            "cpu_s": r["cpu_s"] / ratio,
+            "repeats": 1,
+        }
     return {"layer": layer, "channels": int(ab(x, target=cls).weights.shape[-1]), **res}
 
 
@@ -164,7 +189,7 @@ def perturbation(quick: bool = False, only_ablation: bool = False) -> Dict[str, 
     out: Dict[str, Dict] = {}
     reps = 1 if quick else 2
     names = ["gradcam.load_model('efficientnet-lite0')", "resnet50"]
-    for name in (names[:1] if quick else names):
+    for name in names[:1] if quick else names:
         out[f"ablation/{name}"] = _ablation(name, quick, reps)
         print(name, json.dumps(out[f"ablation/{name}"]), flush=True)
     if only_ablation:
@@ -187,10 +212,16 @@ def perturbation(quick: bool = False, only_ablation: bool = False) -> Dict[str, 
 
     sc = gradcam.ScoreCAM(model, layer=layer, batch_size=bs)
     rise = gradcam.RISE(model, n_masks=n, batch_size=bs)
-    res = {"forwards": _timed(forwards, reps), "ours/scorecam": _timed(lambda: sc(x, target=cls), reps),
-           "ours/rise": _timed(lambda: rise(x, target=cls), reps)}
-    for k, fn in (("forwards", forwards), ("ours/scorecam", lambda: sc(x, target=cls)),
-                  ("ours/rise", lambda: rise(x, target=cls))):
+    res = {
+        "forwards": _timed(forwards, reps),
+        "ours/scorecam": _timed(lambda: sc(x, target=cls), reps),
+        "ours/rise": _timed(lambda: rise(x, target=cls), reps),
+    }
+    for k, fn in (
+        ("forwards", forwards),
+        ("ours/scorecam", lambda: sc(x, target=cls)),
+        ("ours/rise", lambda: rise(x, target=cls)),
+    ):
         res[k]["rss_mb"] = harness.measure_memory(fn)["rss_mb"]
 
     def pgc_score():
@@ -249,7 +280,13 @@ def agreement(quick: bool = False) -> Dict[str, Dict[str, float]]:
         row: Dict[str, float] = {}
         base = key.split("-")[0] if key.startswith("gradcam-") else key
         if base in pgc_names:
-            kw = {"aug_smooth": True} if key == "gradcam-aug" else {"eigen_smooth": True} if key == "gradcam-eigen" else {}
+            kw = (
+                {"aug_smooth": True}
+                if key == "gradcam-aug"
+                else {"eigen_smooth": True}
+                if key == "gradcam-eigen"
+                else {}
+            )
             with getattr(pgc, pgc_names[base])(model=model, target_layers=[mod]) as cam:
                 if base in ("scorecam", "ablationcam"):
                     cam.batch_size = 64
@@ -313,18 +350,46 @@ def render(data: dict, command: str) -> str:
         rows = []
         for sec, r in pert.items():
             ref = r["forward"]["cpu_s"] if "forward" in r else r["forwards"]["cpu_s"]
-            ref_name = "one forward" if "forward" in r else f"{r['masked_inputs']} forwards at batch {r['batch_size']}"
+            ref_name = (
+                "one forward"
+                if "forward" in r
+                else f"{r['masked_inputs']} forwards at batch {r['batch_size']}"
+            )
             for k, v in r.items():
                 if isinstance(v, dict) and "cpu_s" in v:
-                    rows.append([sec, k, f"{v['cpu_s']:.3f}", f"{v['wall_s']:.3f}", f"{v['cpu_s'] / ref:.2f}x {ref_name}",
-                                 harness.fmt(v.get("rss_mb"), 0)])
-        lines.append(harness.markdown_table(["case", "method", "CPU s", "wall s", "ratio", "extra peak RSS (MB)"], rows))
+                    rows.append(
+                        [
+                            sec,
+                            k,
+                            f"{v['cpu_s']:.3f}",
+                            f"{v['wall_s']:.3f}",
+                            f"{v['cpu_s'] / ref:.2f}x {ref_name}",
+                            harness.fmt(v.get("rss_mb"), 0),
+                        ]
+                    )
+        lines.append(
+            harness.markdown_table(
+                ["case", "method", "CPU s", "wall s", "ratio", "extra peak RSS (MB)"], rows
+            )
+        )
     agree = data.get("agreement") or {}
     if agree:
-        lines.append("\n## Agreement (max abs difference of normalised maps; EfficientNet-Lite0, two photos)\n")
-        lines.append(harness.markdown_table(["method", "pytorch-grad-cam (224 px)", "torch-cam (layer resolution)"], [
-            [k, harness.fmt(v.get("pgc"), 4) if "pgc" in v else "n/a",
-             harness.fmt(v.get("torchcam_layer"), 4) if "torchcam_layer" in v else "n/a"] for k, v in agree.items()]))
+        lines.append(
+            "\n## Agreement (max abs difference of normalised maps; EfficientNet-Lite0, two photos)\n"
+        )
+        lines.append(
+            harness.markdown_table(
+                ["method", "pytorch-grad-cam (224 px)", "torch-cam (layer resolution)"],
+                [
+                    [
+                        k,
+                        harness.fmt(v.get("pgc"), 4) if "pgc" in v else "n/a",
+                        harness.fmt(v.get("torchcam_layer"), 4) if "torchcam_layer" in v else "n/a",
+                    ]
+                    for k, v in agree.items()
+                ],
+            )
+        )
     lines.append("\n" + CONVENTIONS)
     return "\n".join(lines) + "\n"
 
@@ -351,7 +416,9 @@ def main() -> int:
         data["layer"] = engine.run(args, os.path.abspath(__file__))
     if part in ("perturbation", "all"):
         data["perturbation"] = perturbation(args.quick)
-    if part == "ablation":  # re-measure only the Ablation-CAM rows (with --quick: ours only, peers' rows kept)
+    if (
+        part == "ablation"
+    ):  # re-measure only the Ablation-CAM rows (with --quick: ours only, peers' rows kept)
         for key, rows in perturbation(args.quick, only_ablation=True).items():
             data.setdefault("perturbation", {}).setdefault(key, {}).update(rows)
     if do_agree:
@@ -359,7 +426,9 @@ def main() -> int:
     data["machine"] = harness.machine()
     with open(out_json, "w") as f:
         json.dump(data, f, indent=1)
-    command = args.command or "PYTHONPATH=src:benchmarks python benchmarks/cam_family.py " + " ".join(sys.argv[1:])
+    command = args.command or "PYTHONPATH=src:benchmarks python benchmarks/cam_family.py " + " ".join(
+        sys.argv[1:]
+    )
     text = render(data, command)
     out = args.out or os.path.join(engine.ROOT, "docs", "results", "benchmarks-cam-family.md")
     with open(out, "w") as f:

@@ -5,6 +5,7 @@ Run in the compat environment (torch 2.14.1 + torchvision 0.29.1 + timm + transf
 Cost ratio = median time of one GradCAM call (auto already resolved) / median time of one plain forward
 pass of the same batch, measured in the same run, one torch thread.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,7 +44,7 @@ def main() -> None:
         f"`python benchmarks/compat_table.py` (torch {torch.__version__}, torchvision {torchvision.__version__}, "
         f"timm {timm.__version__}, transformers {transformers.__version__}; {platform.machine()} CPU, one thread, "
         f"batch 2; {time.time() - t0:.0f} s in all). Each model is built with random weights (nothing downloaded) "
-        "and explained with `GradCAM(model)` (`layer=\"auto\"`) for its top class (segmenters: "
+        'and explained with `GradCAM(model)` (`layer="auto"`) for its top class (segmenters: '
         "`targets.segmentation(c)` of the class with the largest score; the detector: `targets.detection` of "
         "each image's top box). *max err*: largest difference of the normalised maps to a float64 reference of "
         "Grad-CAM at the chosen layer (the float32 activation fed into a float64 copy of the rest of the "

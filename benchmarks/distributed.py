@@ -17,6 +17,7 @@ is the median over rounds of the case's rate / the reference rate of the same ro
 Usage: ``python benchmarks/distributed.py [--copies 2] [--rounds 3]``; writes
 ``benchmarks/results/distributed.json`` and ``docs/results/benchmarks-distributed.md``. Needs the ``ray`` extra.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,7 +76,11 @@ def decode_forward(folder: str, batch_size: int) -> tuple:
     t0, c0 = time.perf_counter(), time.process_time()
     items = find_images([folder])
     for i in range(0, len(items), batch_size):
-        xs = [loaded.preprocess(img) for img, _ in (_load(it) for it in items[i:i + batch_size]) if img is not None]
+        xs = [
+            loaded.preprocess(img)
+            for img, _ in (_load(it) for it in items[i : i + batch_size])
+            if img is not None
+        ]
         groups: dict = {}
         for x in xs:
             groups.setdefault(tuple(x.shape), []).append(x)
@@ -94,7 +99,9 @@ def _png_level1(img) -> bytes:
     return buf.getvalue()
 
 
-def engine(folder: str, out: str, batch_size: int, name: str, workers=None, write_ahead=None, old_png=False) -> tuple:
+def engine(
+    folder: str, out: str, batch_size: int, name: str, workers=None, write_ahead=None, old_png=False
+) -> tuple:
     """(wall, CPU of this process) seconds of one ``explain_dataset`` run (CPU: ``None`` for Ray, whose work
     runs in other processes). ``write_ahead=0``: the local engine writes synchronously; ``old_png``: PNGs
     encoded as before (level 1 without Z_RLE)."""
@@ -135,25 +142,30 @@ def main(argv=None) -> int:
     n = make_folder(folder, args.copies)
     load0 = os.getloadavg()
     t0 = time.perf_counter()
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    ray.init(
+        num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR
+    )
     ray_start = time.perf_counter() - t0
     cases = {
         "decode + forward (no_grad), nothing written": lambda: decode_forward(folder, args.batch_size),
         "local engine": lambda: engine(folder, os.path.join(work, "local"), args.batch_size, "local"),
         "Ray engine, default pool": lambda: engine(folder, os.path.join(work, "ray"), args.batch_size, "ray"),
-        f"Ray engine, {args.ray_workers} actors": lambda: engine(folder, os.path.join(work, "rayw"), args.batch_size,
-                                                                 "ray", args.ray_workers),
+        f"Ray engine, {args.ray_workers} actors": lambda: engine(
+            folder, os.path.join(work, "rayw"), args.batch_size, "ray", args.ray_workers
+        ),
         "local engine, synchronous writes (WRITE_AHEAD = 0)": lambda: engine(
-            folder, os.path.join(work, "sync"), args.batch_size, "local", write_ahead=0),
+            folder, os.path.join(work, "sync"), args.batch_size, "local", write_ahead=0
+        ),
         "local engine as before: synchronous, PNG level 1 without Z_RLE": lambda: engine(
-            folder, os.path.join(work, "before"), args.batch_size, "local", write_ahead=0, old_png=True),
+            folder, os.path.join(work, "before"), args.batch_size, "local", write_ahead=0, old_png=True
+        ),
     }
     names = list(cases)
     engine(folder, os.path.join(work, "warm"), args.batch_size, "local")  # warm-up: model load, lazy init
     times = {k: [] for k in names}
     cpu = {k: [] for k in names}
     for r in range(args.rounds):
-        order = names[r % len(names):] + names[:r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for k in order:
             wall, c = cases[k]()
             times[k].append(wall)
@@ -167,17 +179,38 @@ def main(argv=None) -> int:
         rate = statistics.median(n / t for t in times[k])
         ratio = statistics.median(times[ref][i] / times[k][i] for i in range(args.rounds))
         best = n / min(times[k])
-        cpu_ratio = (statistics.median(cpu[ref][i] / cpu[k][i] for i in range(args.rounds))
-                     if cpu[k][0] is not None else None)
-        rows.append({"case": k, "images_per_s": rate, "vs_decode_forward": ratio, "best_images_per_s": best,
-                     "cpu_vs_decode_forward": cpu_ratio,
-                     "vs_local": statistics.median(times[names[1]][i] / times[k][i] for i in range(args.rounds))})
+        cpu_ratio = (
+            statistics.median(cpu[ref][i] / cpu[k][i] for i in range(args.rounds))
+            if cpu[k][0] is not None
+            else None
+        )
+        rows.append(
+            {
+                "case": k,
+                "images_per_s": rate,
+                "vs_decode_forward": ratio,
+                "best_images_per_s": best,
+                "cpu_vs_decode_forward": cpu_ratio,
+                "vs_local": statistics.median(times[names[1]][i] / times[k][i] for i in range(args.rounds)),
+            }
+        )
     info = {
-        "photos": n, "sources": make_folder.sources, "copies": args.copies, "batch_size": args.batch_size, "rounds": args.rounds, "threads": args.threads,
-        "cpus": os.cpu_count(), "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
-        "ray": ray.__version__, "ray_start_s": ray_start, "loadavg_before": load0, "loadavg_after": load1,
+        "photos": n,
+        "sources": make_folder.sources,
+        "copies": args.copies,
+        "batch_size": args.batch_size,
+        "rounds": args.rounds,
+        "threads": args.threads,
+        "cpus": os.cpu_count(),
+        "cpu": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "ray": ray.__version__,
+        "ray_start_s": ray_start,
+        "loadavg_before": load0,
+        "loadavg_after": load1,
         "allocator": "tcmalloc" if "tcmalloc" in os.environ.get("LD_PRELOAD", "") else "glibc malloc",
-        "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": rows,
+        "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "rows": rows,
     }
     os.makedirs(os.path.dirname(args.json_out), exist_ok=True)
     with open(args.json_out, "w") as f:
@@ -215,8 +248,10 @@ def markdown(info: dict) -> str:
     ]
     for r in info["rows"]:
         c = "-" if r["cpu_vs_decode_forward"] is None else f"{r['cpu_vs_decode_forward']:.0%}"
-        lines.append(f"| {r['case']} | {r['images_per_s']:.2f} | {r['vs_decode_forward']:.0%} | {c} | "
-                     f"{r['vs_local']:.0%} | {r['best_images_per_s']:.2f} |")
+        lines.append(
+            f"| {r['case']} | {r['images_per_s']:.2f} | {r['vs_decode_forward']:.0%} | {c} | "
+            f"{r['vs_local']:.0%} | {r['best_images_per_s']:.2f} |"
+        )
     return "\n".join(lines) + "\n"
 
 

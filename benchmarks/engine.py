@@ -13,6 +13,7 @@ For EfficientNet-Lite0 (the real ImageNet checkpoint) and a ResNet-50 (random we
 Run ``python benchmarks/engine.py`` (add ``--quick`` for a < 1 minute smoke run, ``--allocator both``
 for glibc malloc and tcmalloc). Results go to ``docs/results/benchmarks-engine.md``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,7 +47,9 @@ build = models.build
 _forward_dx = harness.forward_dx
 
 
-def our_cases(model: torch.nn.Module, layer: str, x: torch.Tensor, device: str = "cpu") -> Dict[str, harness.Case]:
+def our_cases(
+    model: torch.nn.Module, layer: str, x: torch.Tensor, device: str = "cpu"
+) -> Dict[str, harness.Case]:
     """Our library's cases plus the two references, each a no-argument callable."""
 
     def forward():
@@ -83,14 +86,29 @@ def markdown(results: list, title: str, command: str, labels: Dict[str, str], no
     if reps:
         lines += [f"Each memory figure is the median of {' or '.join(map(str, reps))} fresh process(es).", ""]
     cuda = any(r["device"].startswith("cuda") for r in results)
-    header = ["model", "batch", "what", "ms/image (median)", "x forward (median)", "ms/image (best)",
-              "x forward (best)", "x forward (CPU time)", "peak RSS delta (MB)", "x forward's RSS delta"]
+    header = [
+        "model",
+        "batch",
+        "what",
+        "ms/image (median)",
+        "x forward (median)",
+        "ms/image (best)",
+        "x forward (best)",
+        "x forward (CPU time)",
+        "peak RSS delta (MB)",
+        "x forward's RSS delta",
+    ]
     if cuda:
         header.append("peak CUDA delta (MB)")
     for alloc in dict.fromkeys(r["allocator"] for r in results):
         sub = [r for r in results if r["allocator"] == alloc]
         loads = ", ".join(f"{r['model']} b{r['batch']}: {r['load_before']} -> {r['load_after']}" for r in sub)
-        lines += [f"## Allocator: {alloc}", "", f"Load averages (1/5/15 min) before -> after each block: {loads}.", ""]
+        lines += [
+            f"## Allocator: {alloc}",
+            "",
+            f"Load averages (1/5/15 min) before -> after each block: {loads}.",
+            "",
+        ]
         table = []
         for r in sub:
             table += harness.rows(r, labels, cuda)
@@ -98,22 +116,41 @@ def markdown(results: list, title: str, command: str, labels: Dict[str, str], no
     return "\n".join(lines)
 
 
-def parse(argv: Optional[list] = None, default_models=("efficientnet-lite0", "resnet50")) -> argparse.Namespace:
+def parse(
+    argv: Optional[list] = None, default_models=("efficientnet-lite0", "resnet50")
+) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=list(default_models), choices=sorted(models.BUILDERS))
     ap.add_argument("--batches", nargs="+", type=int, default=[1, 16])
-    ap.add_argument("--allocator", choices=["glibc", "tcmalloc", "both"],
-                    default="tcmalloc" if os.path.exists(harness.TCMALLOC) else "glibc")
+    ap.add_argument(
+        "--allocator",
+        choices=["glibc", "tcmalloc", "both"],
+        default="tcmalloc" if os.path.exists(harness.TCMALLOC) else "glibc",
+    )
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=9, help="timing rounds at batch 1 (batch 16: a third, >= 3)")
+    ap.add_argument(
+        "--rounds", type=int, default=9, help="timing rounds at batch 1 (batch 16: a third, >= 3)"
+    )
     ap.add_argument("--budget", type=float, default=120.0, help="stop adding rounds after this many seconds")
-    ap.add_argument("--memory-batches", nargs="*", type=int, default=None,
-                    help="batch sizes whose memory is measured (default: all; none: skip)")
-    ap.add_argument("--memory-repeats", type=int, default=3, help="fresh processes per memory figure (median)")
-    ap.add_argument("--render", nargs="+", default=None, help="only write the Markdown from these JSON results")
+    ap.add_argument(
+        "--memory-batches",
+        nargs="*",
+        type=int,
+        default=None,
+        help="batch sizes whose memory is measured (default: all; none: skip)",
+    )
+    ap.add_argument(
+        "--memory-repeats", type=int, default=3, help="fresh processes per memory figure (median)"
+    )
+    ap.add_argument(
+        "--render", nargs="+", default=None, help="only write the Markdown from these JSON results"
+    )
     ap.add_argument("--command", default=None, help="with --render: the command(s) that measured them")
-    ap.add_argument("--quick", action="store_true",
-                    help="smoke run (< 1 min): EfficientNet-Lite0, batch 1, 3 rounds, no memory processes")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run (< 1 min): EfficientNet-Lite0, batch 1, 3 rounds, no memory processes",
+    )
     ap.add_argument("--out", default=None, help="Markdown file to write (default under docs/)")
     ap.add_argument("--json", default=None, help="also write the raw results as JSON")
     args = ap.parse_args(argv)
@@ -121,7 +158,12 @@ def parse(argv: Optional[list] = None, default_models=("efficientnet-lite0", "re
         args.memory_batches = list(args.batches)
     if args.quick:
         args.models, args.batches, args.rounds, args.budget, args.memory_batches = (
-            ["efficientnet-lite0"], [1], 3, 10.0, [])
+            ["efficientnet-lite0"],
+            [1],
+            3,
+            10.0,
+            [],
+        )
         args.allocator = "glibc" if args.allocator == "both" else args.allocator
     return args
 
@@ -130,9 +172,16 @@ def run(args: argparse.Namespace, script: str) -> list:
     """Run the timing and memory children for ``args`` and return their results."""
     allocs = ["glibc", "tcmalloc"] if args.allocator == "both" else [args.allocator]
     results = harness.orchestrate(
-        script, args.models, args.batches, allocs, threads=args.threads,
-        rounds=lambda b: args.rounds if b == 1 else max(2, args.rounds // 3), warmup=1, budget=args.budget,
-        memory=args.memory_batches, memory_repeats=args.memory_repeats,
+        script,
+        args.models,
+        args.batches,
+        allocs,
+        threads=args.threads,
+        rounds=lambda b: args.rounds if b == 1 else max(2, args.rounds // 3),
+        warmup=1,
+        budget=args.budget,
+        memory=args.memory_batches,
+        memory_repeats=args.memory_repeats,
     )
     for r in results:
         r["threads"] = args.threads
@@ -151,9 +200,16 @@ def main() -> int:
     else:
         results = run(args, os.path.abspath(__file__))
     command = args.command or "python benchmarks/engine.py " + " ".join(sys.argv[1:])
-    text = markdown(results, "Engine benchmark: Grad-CAM against a plain forward pass", command.strip(), LABELS,
-                    notes=NOTES)
-    out = args.out or os.path.join(ROOT, "docs", "results", "benchmarks-engine-quick.md" if args.quick else "benchmarks-engine.md")
+    text = markdown(
+        results,
+        "Engine benchmark: Grad-CAM against a plain forward pass",
+        command.strip(),
+        LABELS,
+        notes=NOTES,
+    )
+    out = args.out or os.path.join(
+        ROOT, "docs", "results", "benchmarks-engine-quick.md" if args.quick else "benchmarks-engine.md"
+    )
     with open(out, "w") as f:
         f.write(text + "\n")
     if args.json:

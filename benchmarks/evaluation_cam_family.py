@@ -11,6 +11,7 @@ Each argument is an ``evaluation.json`` written by ``--out`` or the log (stderr)
 row by row (``benchmark/method: key value, ...``), so a run stopped part-way still gives the rows it
 finished. Writes docs/results/evaluation-cam-family.json (every row) and docs/results/evaluation-cam-family.md.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,11 @@ MEASURES = [
     ("synthetic-vgg", "sanity_all", "sanity ρ, all layers random (VGG) ↓", False),
     ("synthetic-gap", "sanity_all", "sanity ρ, all layers random (GAP) ↓", False),
 ]
-COST = [("photos", "seconds", "s / photo (photos, 1 thread)"), ("mosaic", "seconds", "s / map (448 px mosaics)"),
-        ("synthetic-vgg", "seconds", "s / image (synthetic, 64 px)")]
+COST = [
+    ("photos", "seconds", "s / photo (photos, 1 thread)"),
+    ("mosaic", "seconds", "s / map (448 px mosaics)"),
+    ("synthetic-vgg", "seconds", "s / image (synthetic, 64 px)"),
+]
 BASELINES = ("random", "random-map")
 
 
@@ -89,11 +93,17 @@ def render(data: Dict[str, Dict[str, Dict]], sources: List[str]) -> str:
     methods: List[str] = []
     for b in data.values():
         methods += [m for m in b if m not in methods]
-    lines = ["# The CAM family on real photos and synthetic scenes: which method wins which measure", "",
-             "Made by `python benchmarks/evaluation_cam_family.py " + " ".join(sources) + "` (see its docstring for "
-             "the `gradcam evaluate` runs). EfficientNet-Lite0 (embedded ImageNet weights) at its default layer on "
-             "the real photos; the committed synthetic CNNs on the synthetic scenes. A method missing from a column "
-             "was not run on that benchmark (see the README's CAM family section for why).", ""]
+    lines = [
+        "# The CAM family on real photos and synthetic scenes: which method wins which measure",
+        "",
+        "Made by `python benchmarks/evaluation_cam_family.py "
+        + " ".join(sources)
+        + "` (see its docstring for "
+        "the `gradcam evaluate` runs). EfficientNet-Lite0 (embedded ImageNet weights) at its default layer on "
+        "the real photos; the committed synthetic CNNs on the synthetic scenes. A method missing from a column "
+        "was not run on that benchmark (see the README's CAM family section for why).",
+        "",
+    ]
     head = ["method"] + [lab for _, _, lab, _ in MEASURES] + [lab for _, _, lab in COST]
     lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     wins = {(b, k): winners(data.get(b, {}), k, hi) for b, k, _, hi in MEASURES}
@@ -107,8 +117,14 @@ def render(data: Dict[str, Dict[str, Dict]], sources: List[str]) -> str:
             v = data.get(b, {}).get(m, {}).get(k)
             cells.append("–" if not isinstance(v, float) else f"{v:.3g}")
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Bold: the best non-baseline value (within 0.005) of each column; `random` and `random-map` are the "
-              "chance baselines.", "", "## Winners", ""]
+    lines += [
+        "",
+        "Bold: the best non-baseline value (within 0.005) of each column; `random` and `random-map` are the "
+        "chance baselines.",
+        "",
+        "## Winners",
+        "",
+    ]
     for b, k, lab, _ in MEASURES:
         w = wins[(b, k)]
         lines.append(f"- {lab}: {', '.join(f'`{n}`' for n in w) if w else '(not run)'}")

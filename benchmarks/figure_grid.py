@@ -7,6 +7,7 @@ class; Score-CAM with all 1280 channels, RISE with 1000 masks).
 
 Run: ``python benchmarks/figure_grid.py [--out docs/figures/cam-family.png]`` (a few minutes on 2 cores).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,16 +23,27 @@ from gradcam.methods import registry
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 METHODS = [
-    ("gradcam", {}, "Grad-CAM"), ("gradcam++", {}, "Grad-CAM++"), ("xgradcam", {}, "XGrad-CAM"),
-    ("hirescam", {}, "HiResCAM"), ("layercam", {}, "LayerCAM"), ("eigencam", {}, "Eigen-CAM"),
-    ("eigengradcam", {}, "Eigen-Grad-CAM"), ("scorecam", {"batch_size": 64}, "Score-CAM"),
-    ("ablationcam", {}, "Ablation-CAM"), ("rise", {"n_masks": 1000, "batch_size": 50}, "RISE"),
-    ("random", {}, "RandomCAM"), ("gradcam", {"aug_smooth": True}, "Grad-CAM aug_smooth"),
+    ("gradcam", {}, "Grad-CAM"),
+    ("gradcam++", {}, "Grad-CAM++"),
+    ("xgradcam", {}, "XGrad-CAM"),
+    ("hirescam", {}, "HiResCAM"),
+    ("layercam", {}, "LayerCAM"),
+    ("eigencam", {}, "Eigen-CAM"),
+    ("eigengradcam", {}, "Eigen-Grad-CAM"),
+    ("scorecam", {"batch_size": 64}, "Score-CAM"),
+    ("ablationcam", {}, "Ablation-CAM"),
+    ("rise", {"n_masks": 1000, "batch_size": 50}, "RISE"),
+    ("random", {}, "RandomCAM"),
+    ("gradcam", {"aug_smooth": True}, "Grad-CAM aug_smooth"),
     ("gradcam", {"eigen_smooth": True}, "Grad-CAM eigen_smooth"),
-    ("gradcam-elementwise", {}, "Grad-CAM element-wise"), ("kpcacam", {}, "KPCA-CAM"), ("finercam", {}, "Finer-CAM"),
-    ("fullgrad", {}, "FullGrad"), ("gradient-x-input", {}, "Gradient x Input"),
+    ("gradcam-elementwise", {}, "Grad-CAM element-wise"),
+    ("kpcacam", {}, "KPCA-CAM"),
+    ("finercam", {}, "Finer-CAM"),
+    ("fullgrad", {}, "FullGrad"),
+    ("gradient-x-input", {}, "Gradient x Input"),
     ("integrated-gradients", {"steps": 32, "baseline": "blurred"}, "Integrated Gradients"),
-    ("smoothgrad", {}, "SmoothGrad"), ("vargrad", {}, "VarGrad"),
+    ("smoothgrad", {}, "SmoothGrad"),
+    ("vargrad", {}, "VarGrad"),
 ]
 PHOTOS = ("imagenet_00_243.jpg", "imagenet_17_22.jpg")  # bull mastiff (243), bald eagle (22)
 TILE = 160  # px per photo: the figure takes about 2 minutes of CPU (Score-CAM: 1280 forwards, RISE: 1000)
@@ -62,7 +74,9 @@ def main(argv=None) -> int:
     panels = [("photo", None)] + list(maps.items())
     per_row = 7  # methods per row: each block of rows shows both classes for up to 7 panels
     blocks = [panels[i : i + per_row] for i in range(0, len(panels), per_row)]
-    fig, axes = plt.subplots(2 * len(blocks), per_row, figsize=(2.3 * per_row, 1.45 * 2 * len(blocks)), squeeze=False)
+    fig, axes = plt.subplots(
+        2 * len(blocks), per_row, figsize=(2.3 * per_row, 1.45 * 2 * len(blocks)), squeeze=False
+    )
     for b, block in enumerate(blocks):
         for r, c in enumerate(classes):
             row = axes[2 * b + r]
@@ -81,8 +95,10 @@ def main(argv=None) -> int:
                     ax.set_title(label, fontsize=8)
                 if j == 0:
                     ax.set_ylabel(loaded.labels[c].split(",")[0], fontsize=7)
-    fig.suptitle(f"EfficientNet-Lite0, layer {loaded.layer}: the CAM family and the pixel methods for two classes of one photo",
-                 fontsize=9)
+    fig.suptitle(
+        f"EfficientNet-Lite0, layer {loaded.layer}: the CAM family and the pixel methods for two classes of one photo",
+        fontsize=9,
+    )
     fig.tight_layout()
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     fig.savefig(args.out, dpi=110)

@@ -11,6 +11,7 @@ resetting it (``/proc/self/clear_refs``); the figure reported is the peak minus 
 the call, i.e. the extra memory that the call needs. With a GPU, the CUDA figure is
 ``max_memory_allocated`` minus the allocated memory before the call.
 """
+
 from __future__ import annotations
 
 import gc
@@ -43,7 +44,9 @@ def allocator_env(name: str) -> Dict[str, str]:
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if name == "tcmalloc":
         if not os.path.exists(TCMALLOC):
-            raise SystemExit(f"{TCMALLOC} not found; install it with: apt-get install -y libtcmalloc-minimal4")
+            raise SystemExit(
+                f"{TCMALLOC} not found; install it with: apt-get install -y libtcmalloc-minimal4"
+            )
         env["LD_PRELOAD"] = TCMALLOC
     return env
 
@@ -91,8 +94,14 @@ def measure_memory(fn: Case, device: str = "cpu") -> Dict[str, float]:
 
 
 def time_interleaved(
-    cases: Dict[str, Case], rounds: int, warmup: int = 1, budget_s: float = float("inf"),
-    min_rounds: int = 3, device: str = "cpu", reference: str = "forward", log: Callable[[str], None] = print,
+    cases: Dict[str, Case],
+    rounds: int,
+    warmup: int = 1,
+    budget_s: float = float("inf"),
+    min_rounds: int = 3,
+    device: str = "cpu",
+    reference: str = "forward",
+    log: Callable[[str], None] = print,
 ) -> Dict[str, Dict[str, object]]:
     """Time ``cases`` in interleaved rounds; per case: all times (s) and per-round ratios to ``reference``."""
     names = list(cases)
@@ -104,7 +113,7 @@ def time_interleaved(
     cpu: Dict[str, List[float]] = {n: [] for n in names}
     start = time.perf_counter()
     for r in range(rounds):
-        order = names[r % len(names):] + names[: r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             gc.collect()
             c0, t0 = time.process_time(), time.perf_counter()
@@ -118,8 +127,12 @@ def time_interleaved(
             break
     ref, ref_cpu = times[reference], cpu[reference]
     return {
-        n: {"times": t, "ratios": [a / b for a, b in zip(t, ref)], "cpu": cpu[n],
-            "cpu_ratios": [a / b for a, b in zip(cpu[n], ref_cpu)]}
+        n: {
+            "times": t,
+            "ratios": [a / b for a, b in zip(t, ref)],
+            "cpu": cpu[n],
+            "cpu_ratios": [a / b for a, b in zip(cpu[n], ref_cpu)],
+        }
         for n, t in times.items()
     }
 
@@ -221,9 +234,19 @@ def child(argv: List[str], build: Build, make_cases: MakeCases) -> bool:
 
 
 def orchestrate(
-    script: str, models: List[str], batches: List[int], allocators: List[str], *, threads: int,
-    rounds: Callable[[int], int], warmup: int, budget: float, device: str = "cpu", memory=(1, 16),
-    skip: Callable[[str, int, str], bool] = lambda m, b, c: False, memory_repeats: int = 1,
+    script: str,
+    models: List[str],
+    batches: List[int],
+    allocators: List[str],
+    *,
+    threads: int,
+    rounds: Callable[[int], int],
+    warmup: int,
+    budget: float,
+    device: str = "cpu",
+    memory=(1, 16),
+    skip: Callable[[str, int, str], bool] = lambda m, b, c: False,
+    memory_repeats: int = 1,
 ) -> List[dict]:
     """Time every case of every (model, batch), and measure each case's memory in its own process.
 
@@ -237,12 +260,27 @@ def orchestrate(
             for batch in batches:
                 cfg = {"model": model, "batch": batch, "threads": threads, "device": device}
                 load_before = load()
-                print(f"[{alloc}] {model} batch {batch}: timing (load {load_before}) {time.strftime('%H:%M:%S')}",
-                      flush=True)
+                print(
+                    f"[{alloc}] {model} batch {batch}: timing (load {load_before}) {time.strftime('%H:%M:%S')}",
+                    flush=True,
+                )
                 t0 = time.perf_counter()
-                timed = run_child(script, ["--child", json.dumps({
-                    **cfg, "kind": "time", "rounds": rounds(batch), "warmup": warmup, "budget": budget,
-                })], env)
+                timed = run_child(
+                    script,
+                    [
+                        "--child",
+                        json.dumps(
+                            {
+                                **cfg,
+                                "kind": "time",
+                                "rounds": rounds(batch),
+                                "warmup": warmup,
+                                "budget": budget,
+                            }
+                        ),
+                    ],
+                    env,
+                )
                 if timed is None:
                     continue
                 mem: Dict[str, Optional[dict]] = {}
@@ -250,21 +288,40 @@ def orchestrate(
                     for case in timed["cases"]:
                         if skip(model, batch, case):
                             continue
-                        runs = [run_child(script, ["--child", json.dumps({**cfg, "kind": "mem", "case": case})], env)
-                                for _ in range(memory_repeats)]
+                        runs = [
+                            run_child(
+                                script, ["--child", json.dumps({**cfg, "kind": "mem", "case": case})], env
+                            )
+                            for _ in range(memory_repeats)
+                        ]
                         runs = [m for m in runs if m is not None]
-                        mem[case] = {
-                            "rss_mb": statistics.median(m["rss_mb"] for m in runs),
-                            "rss_mb_all": [m["rss_mb"] for m in runs],
-                            **({"cuda_mb": statistics.median(m["cuda_mb"] for m in runs)} if runs and "cuda_mb" in runs[0]
-                               else {}),
-                        } if runs else None
+                        mem[case] = (
+                            {
+                                "rss_mb": statistics.median(m["rss_mb"] for m in runs),
+                                "rss_mb_all": [m["rss_mb"] for m in runs],
+                                **(
+                                    {"cuda_mb": statistics.median(m["cuda_mb"] for m in runs)}
+                                    if runs and "cuda_mb" in runs[0]
+                                    else {}
+                                ),
+                            }
+                            if runs
+                            else None
+                        )
                         print(f"    memory {case}: {mem[case]}", flush=True)
-                results.append({
-                    "allocator": alloc, "model": model, "batch": batch, "device": device,
-                    "summary": timed["summary"], "memory": mem, "load_before": load_before, "load_after": load(),
-                    "seconds": time.perf_counter() - t0,
-                })
+                results.append(
+                    {
+                        "allocator": alloc,
+                        "model": model,
+                        "batch": batch,
+                        "device": device,
+                        "summary": timed["summary"],
+                        "memory": mem,
+                        "load_before": load_before,
+                        "load_after": load(),
+                        "seconds": time.perf_counter() - t0,
+                    }
+                )
                 for case, s in timed["summary"].items():
                     print(f"    {case:28s} {s['ms_per_image']:9.1f} ms/img  x{s['ratio']:.3f}", flush=True)
     return results
@@ -279,9 +336,16 @@ def rows(result: dict, labels: Dict[str, str], cuda: bool = False) -> List[List[
         rss = m.get("rss_mb")
         rel = rss / fwd_mem if rss is not None and fwd_mem and fwd_mem > 0 else None
         row = [
-            result["model"], str(result["batch"]), labels.get(case, case), fmt(s["ms_per_image"]),
-            fmt(s["ratio"], 2, "x"), fmt(s["best_ms_per_image"]), fmt(s["best_ratio"], 2, "x"),
-            fmt(s.get("cpu_ratio"), 2, "x"), fmt(rss, 0), fmt(rel, 2, "x"),
+            result["model"],
+            str(result["batch"]),
+            labels.get(case, case),
+            fmt(s["ms_per_image"]),
+            fmt(s["ratio"], 2, "x"),
+            fmt(s["best_ms_per_image"]),
+            fmt(s["best_ratio"], 2, "x"),
+            fmt(s.get("cpu_ratio"), 2, "x"),
+            fmt(rss, 0),
+            fmt(rel, 2, "x"),
         ]
         if cuda:
             row.append(fmt(m.get("cuda_mb"), 0))

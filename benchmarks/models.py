@@ -8,6 +8,7 @@ interchangeable with torchvision's; weights are random (seeded), which is all a 
 Each builder returns ``(model, layer)`` where ``layer`` is the dotted name of the layer Grad-CAM
 explains in every benchmark (the same for every library).
 """
+
 from __future__ import annotations
 
 from typing import Callable, Dict, List, Tuple
@@ -102,8 +103,12 @@ class VGG(nn.Module):
         self.features = _vgg_features(cfg)
         self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
         self.classifier = nn.Sequential(
-            nn.Linear(512 * 7 * 7, 4096), nn.ReLU(True), nn.Dropout(),
-            nn.Linear(4096, 4096), nn.ReLU(True), nn.Dropout(),
+            nn.Linear(512 * 7 * 7, 4096),
+            nn.ReLU(True),
+            nn.Dropout(),
+            nn.Linear(4096, 4096),
+            nn.ReLU(True),
+            nn.Dropout(),
             nn.Linear(4096, num_classes),
         )
 

@@ -6,6 +6,7 @@ Mosaics of four foolbox ImageNet photos (``gradcam.evaluation.mosaics``), tiles 
 per image and CPU seconds per mosaic. Run: ``python benchmarks/occlusion_defaults.py [--mosaics 8]``;
 writes docs/results/occlusion_defaults.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,9 +27,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mosaics", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--settings", default=",".join(f"{w}/{s}" for w, s in SETTINGS),
-                    help="window/stride pairs, comma-separated (default: %(default)s)")
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "docs", "results", "occlusion_defaults.md"))
+    ap.add_argument(
+        "--settings",
+        default=",".join(f"{w}/{s}" for w, s in SETTINGS),
+        help="window/stride pairs, comma-separated (default: %(default)s)",
+    )
+    ap.add_argument(
+        "--out",
+        default=os.path.join(os.path.dirname(__file__), "..", "docs", "results", "occlusion_defaults.md"),
+    )
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     loaded = load_model()
@@ -44,11 +51,19 @@ def main() -> None:
     for window, stride in [tuple(int(v) for v in p.split("/")) for p in a.settings.split(",")]:
         occ = Occlusion(model, window=window, stride=stride)
         t = time.process_time()
-        maps = torch.cat([occ(x[i:i + 1], target=m.labels[i:i + 1]).maps for i in range(x.shape[0])])
+        maps = torch.cat([occ(x[i : i + 1], target=m.labels[i : i + 1]).maps for i in range(x.shape[0])])
         cpu = (time.process_time() - t) / x.shape[0]
         n_pos = len(window_positions(256, window, stride)) ** 2
-        rows.append((window, stride, n_pos, float(M.pointing_hits(maps, m.masks, 15).float().mean()),
-                     float(M.energy_in_box(maps, m.masks).mean()), cpu))
+        rows.append(
+            (
+                window,
+                stride,
+                n_pos,
+                float(M.pointing_hits(maps, m.masks, 15).float().mean()),
+                float(M.energy_in_box(maps, m.masks).mean()),
+                cpu,
+            )
+        )
         print(rows[-1], flush=True)
     lines = [
         "# Occlusion window and stride on real-photo mosaics (EfficientNet-Lite0, 256 x 256 input)",

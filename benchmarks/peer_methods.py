@@ -6,6 +6,7 @@ EfficientNet-Lite0 (embedded, 224 px, its default layer) and a ResNet-50-sized l
 block outputs 2048 x 7 x 7, random weights) for DFF's K = 8 bound. Every case of one model runs
 interleaved in rounds (benchmarks/harness.py), so load from other processes hits all cases alike.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,7 +47,7 @@ def cases_for(model: nn.Module, layer: str, x: torch.Tensor, names):
     for name in names:
         kw = {"concepts": 8} if name == "dff" else {}
         m = registry.get(name)(model, layer=layer, **kw)
-        cases[name] = (lambda m=m: m(x))
+        cases[name] = lambda m=m: m(x)
     return cases
 
 
@@ -63,9 +64,22 @@ def main() -> None:
     lite = load_model("efficientnet-lite0")
     x = torch.randn(args.batch, 3, 224, 224)
     runs = {
-        "EfficientNet-Lite0": (lite.model.eval(), lite.layer, ["gradcam", "fullgrad", "gradcam-elementwise", "kpcacam",
-                                                               "finercam", "dff", "gradient-x-input",
-                                                               "integrated-gradients", "smoothgrad", "vargrad"]),
+        "EfficientNet-Lite0": (
+            lite.model.eval(),
+            lite.layer,
+            [
+                "gradcam",
+                "fullgrad",
+                "gradcam-elementwise",
+                "kpcacam",
+                "finercam",
+                "dff",
+                "gradient-x-input",
+                "integrated-gradients",
+                "smoothgrad",
+                "vargrad",
+            ],
+        ),
         "ResNet-50-sized (2048 x 7 x 7)": (resnet50_sized(), "14", ["gradcam", "dff", "kpcacam", "fullgrad"]),
     }
     result, lines = {}, []
@@ -74,17 +88,23 @@ def main() -> None:
         summary = harness.summarize(timed, args.batch)
         result[label] = summary
         lines.append(f"\n### {label}, batch {args.batch}, 224 px, {args.threads} threads\n")
-        lines.append("| case | ms / image | x forward (wall) | x forward (best) | x forward (CPU) |\n|---|---:|---:|---:|---:|")
+        lines.append(
+            "| case | ms / image | x forward (wall) | x forward (best) | x forward (CPU) |\n|---|---:|---:|---:|---:|"
+        )
         for name, s in summary.items():
-            lines.append(f"| {name} | {s['ms_per_image']:.1f} | {s['ratio']:.2f} | {s['best_ratio']:.2f} | "
-                         f"{s['cpu_ratio']:.2f} |")
+            lines.append(
+                f"| {name} | {s['ms_per_image']:.1f} | {s['ratio']:.2f} | {s['best_ratio']:.2f} | "
+                f"{s['cpu_ratio']:.2f} |"
+            )
     text = "\n".join(lines)
     print(text)
     print(json.dumps({k: {n: round(s["ratio"], 3) for n, s in v.items()} for k, v in result.items()}))
     if args.out:
         with open(args.out, "w") as f:
-            f.write(f"<!-- made by: python benchmarks/peer_methods.py --batch {args.batch} --rounds {args.rounds} "
-                    f"--threads {args.threads} ({harness.allocator()}, {harness.load()}) -->\n{text}\n")
+            f.write(
+                f"<!-- made by: python benchmarks/peer_methods.py --batch {args.batch} --rounds {args.rounds} "
+                f"--threads {args.threads} ({harness.allocator()}, {harness.load()}) -->\n{text}\n"
+            )
 
 
 if __name__ == "__main__":

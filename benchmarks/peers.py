@@ -20,6 +20,7 @@ environment ``BENCH_PEERS=captum,torchcam`` keeps only those peers, ``BENCH_SKIP
 cases (the slow ones on VGG-16 at batch 16).
 Results go to ``docs/results/benchmarks-peers.md``.
 """
+
 from __future__ import annotations
 
 import copy
@@ -39,16 +40,18 @@ import gradcam
 from gradcam.explanation import normalize
 
 LABELS = dict(engine.LABELS)
-LABELS.update({
-    "pgc/gradcam": "pytorch-grad-cam: Grad-CAM",
-    "pgc/gradcam-top5": "pytorch-grad-cam: Grad-CAM top-5 (5 calls)",
-    "pgc/guided": "pytorch-grad-cam: Guided Grad-CAM",
-    "captum/gradcam": "Captum: LayerGradCam",
-    "captum/gradcam-top5": "Captum: LayerGradCam top-5 (5 calls)",
-    "captum/guided": "Captum: GuidedGradCam",
-    "torchcam/gradcam": "torch-cam: GradCAM",
-    "torchcam/gradcam-top5": "torch-cam: GradCAM top-5 (1 forward, 5 backward)",
-})
+LABELS.update(
+    {
+        "pgc/gradcam": "pytorch-grad-cam: Grad-CAM",
+        "pgc/gradcam-top5": "pytorch-grad-cam: Grad-CAM top-5 (5 calls)",
+        "pgc/guided": "pytorch-grad-cam: Guided Grad-CAM",
+        "captum/gradcam": "Captum: LayerGradCam",
+        "captum/gradcam-top5": "Captum: LayerGradCam top-5 (5 calls)",
+        "captum/guided": "Captum: GuidedGradCam",
+        "torchcam/gradcam": "torch-cam: GradCAM",
+        "torchcam/gradcam-top5": "torch-cam: GradCAM top-5 (1 forward, 5 backward)",
+    }
+)
 
 
 def _minmax(m: torch.Tensor) -> torch.Tensor:
@@ -77,8 +80,10 @@ def pgc_cases(model, layer: str, x: torch.Tensor, device: str) -> Dict[str, harn
 
     def gradcam_top5():
         with PGC(model=model, target_layers=[mod]) as cam:
-            return [cam(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in ids5[:, j]])
-                    for j in range(5)]
+            return [
+                cam(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in ids5[:, j]])
+                for j in range(5)
+            ]
 
     # GuidedBackpropReLUModel swaps every nn.ReLU for its own and back for a fresh, not in-place
     # nn.ReLU, which changes the model: it gets its own copy so that the other cases are not affected.
@@ -91,7 +96,7 @@ def pgc_cases(model, layer: str, x: torch.Tensor, device: str) -> Dict[str, harn
         gb_model = GuidedBackpropReLUModel(model=gmodel, device=device)
         out = []
         for i in range(x.shape[0]):  # its guided backprop explains one image per call
-            gb = gb_model(x[i:i + 1], target_category=None)
+            gb = gb_model(x[i : i + 1], target_category=None)
             out.append(maps[i][..., None] * gb)
         return out
 
@@ -200,7 +205,8 @@ def agreement(name: str, device: str = "cpu") -> Dict[str, float]:
     res["captum_upsampled"] = _maxabs(normalize(LayerAttribution.interpolate(c, size, "bilinear")), ours.maps)
     c0 = LayerGradCam(model, mod).attribute(x, target=ids).detach()  # Captum's default: no ReLU
     res["captum_relu_after_upsampling"] = _maxabs(
-        normalize(torch.relu(LayerAttribution.interpolate(c0, size, "bilinear"))), ours.maps)
+        normalize(torch.relu(LayerAttribution.interpolate(c0, size, "bilinear"))), ours.maps
+    )
 
     with PGC(model=model, target_layers=[mod]) as cam:
         p = torch.from_numpy(cam(input_tensor=x, targets=[ClassifierOutputTarget(int(i)) for i in ids]))
@@ -211,18 +217,31 @@ def agreement(name: str, device: str = "cpu") -> Dict[str, float]:
         t = ext(ids.tolist(), out)[0].detach()
     res["torchcam_layer"] = _maxabs(t, raw_n)
     res["torchcam_upsampled"] = _maxabs(
-        F.interpolate(t.unsqueeze(1), size=size, mode="bilinear", align_corners=False), ours.maps)
+        F.interpolate(t.unsqueeze(1), size=size, mode="bilinear", align_corners=False), ours.maps
+    )
     return res
 
 
 AGREEMENT_LABELS = [
     ("captum_raw_rel", "Captum LayerGradCam, ReLU before upsampling: raw maps, max abs diff / max", "1e-5"),
     ("captum_layer", "Captum LayerGradCam, ReLU before upsampling: normalised, layer resolution", "1e-5"),
-    ("captum_upsampled", "Captum LayerGradCam, ReLU before upsampling: normalised, after bilinear upsampling", "1e-5"),
-    ("captum_relu_after_upsampling", "Captum default (no ReLU), upsample, then ReLU: normalised", "convention"),
+    (
+        "captum_upsampled",
+        "Captum LayerGradCam, ReLU before upsampling: normalised, after bilinear upsampling",
+        "1e-5",
+    ),
+    (
+        "captum_relu_after_upsampling",
+        "Captum default (no ReLU), upsample, then ReLU: normalised",
+        "convention",
+    ),
     ("pgc_vs_maps", "pytorch-grad-cam (normalise, OpenCV bilinear resize, normalise again)", "1e-5"),
     ("torchcam_layer", "torch-cam GradCAM: normalised, layer resolution", "1e-5"),
-    ("torchcam_upsampled", "torch-cam GradCAM (normalised at layer resolution), then upsampled", "convention"),
+    (
+        "torchcam_upsampled",
+        "torch-cam GradCAM (normalised at layer resolution), then upsampled",
+        "convention",
+    ),
 ]
 
 
@@ -247,14 +266,30 @@ def summary_markdown(results: list) -> str:
             if g is None:
                 continue
             rss = (mem.get(pre + "gradcam") or {}).get("rss_mb")
-            rows.append([
-                r["allocator"], r["model"], str(r["batch"]), lib, harness.fmt(g["cpu_ratio"], 2, "x"),
-                harness.fmt(t5["cpu_ratio"] if t5 else None, 2, "x"),
-                (harness.fmt(gd["cpu_ratio"], 2, "x") + f" ({gd['cpu_ratio'] / dx:.2f}x)") if gd and dx else "n/a",
-                harness.fmt(rss, 0) + (f" ({rss / fwd_mem:.2f}x)" if rss is not None and fwd_mem else ""),
-            ])
-    header = ["allocator", "model", "batch", "library", "Grad-CAM, x forward", "top-5, x forward",
-              "Guided Grad-CAM, x forward (x forward + dx)", "Grad-CAM peak RSS delta, MB (x forward's)"]
+            rows.append(
+                [
+                    r["allocator"],
+                    r["model"],
+                    str(r["batch"]),
+                    lib,
+                    harness.fmt(g["cpu_ratio"], 2, "x"),
+                    harness.fmt(t5["cpu_ratio"] if t5 else None, 2, "x"),
+                    (harness.fmt(gd["cpu_ratio"], 2, "x") + f" ({gd['cpu_ratio'] / dx:.2f}x)")
+                    if gd and dx
+                    else "n/a",
+                    harness.fmt(rss, 0) + (f" ({rss / fwd_mem:.2f}x)" if rss is not None and fwd_mem else ""),
+                ]
+            )
+    header = [
+        "allocator",
+        "model",
+        "batch",
+        "library",
+        "Grad-CAM, x forward",
+        "top-5, x forward",
+        "Guided Grad-CAM, x forward (x forward + dx)",
+        "Grad-CAM peak RSS delta, MB (x forward's)",
+    ]
     return harness.markdown_table(header, rows)
 
 
@@ -265,8 +300,8 @@ NOTES = (
     "`F.interpolate`). Captum needs the class ids: they are handed to it for free, as they are to "
     "pytorch-grad-cam for top-5; ours finds the predicted / 5 best classes in its own forward pass. "
     "pytorch-grad-cam's guided backpropagation explains one image per call, so batch 16 is 16 calls. "
-    "Layers: ResNet-50 `layer4`, VGG-16 `features.30`, EfficientNet-Lite0 `_bn1`. " + engine.NOTES.split(
-        "Grad-CAM layers")[0]
+    "Layers: ResNet-50 `layer4`, VGG-16 `features.30`, EfficientNet-Lite0 `_bn1`. "
+    + engine.NOTES.split("Grad-CAM layers")[0]
 )
 
 
@@ -293,15 +328,23 @@ def main() -> int:
     command = args.command or ("python benchmarks/peers.py " + " ".join(sys.argv[1:])).strip()
     notes = NOTES
     if results:
-        notes += ("\n\n## Summary (CPU-time ratios, the figure least disturbed by the other processes)\n\n"
-                  + summary_markdown(results) + "\n\nAll measurements follow.")
-    text = engine.markdown(results, "Side by side: ours, pytorch-grad-cam, Captum, torch-cam", command, LABELS,
-                           notes=notes)
+        notes += (
+            "\n\n## Summary (CPU-time ratios, the figure least disturbed by the other processes)\n\n"
+            + summary_markdown(results)
+            + "\n\nAll measurements follow."
+        )
+    text = engine.markdown(
+        results, "Side by side: ours, pytorch-grad-cam, Captum, torch-cam", command, LABELS, notes=notes
+    )
     if agree:
-        text += "\n## Agreement of the maps (two real photos, predicted class, same layer)\n\n" + \
-            agreement_markdown(agree) + "\n"
-    out = args.out or os.path.join(engine.ROOT, "docs", "results", "benchmarks-peers-quick.md" if args.quick
-                                   else "benchmarks-peers.md")
+        text += (
+            "\n## Agreement of the maps (two real photos, predicted class, same layer)\n\n"
+            + agreement_markdown(agree)
+            + "\n"
+        )
+    out = args.out or os.path.join(
+        engine.ROOT, "docs", "results", "benchmarks-peers-quick.md" if args.quick else "benchmarks-peers.md"
+    )
     with open(out, "w") as f:
         f.write(text + "\n")
     if args.json:

@@ -23,6 +23,7 @@ optimistic on 22 photos).
     python benchmarks/photo_defaults.py --out docs/results [--sizes 256,320,384,448] [--threads 1]
     python benchmarks/photo_defaults.py --presets --out docs/results [--threads 1]   # the --quality presets
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,7 +66,9 @@ def measure(lm, method, photos, thresholds: Sequence[float], call_kw: Dict) -> D
         seconds += time.perf_counter() - s
         gt = torch.tensor(p.boxes)
         pk = r.peaks[0]
-        peak_hits.append(pk is not None and any(b[0] <= pk[0] < b[2] and b[1] <= pk[1] < b[3] for b in p.boxes))
+        peak_hits.append(
+            pk is not None and any(b[0] <= pk[0] < b[2] and b[1] <= pk[1] < b[3] for b in p.boxes)
+        )
         maps = r.input_maps[:1]
         h, w = maps.shape[-2:]
         for t in thresholds:
@@ -102,12 +105,16 @@ def by_boxes_then_peaks(r: Dict, cols: List[int]) -> tuple:
 
 
 def row_line(r: Dict, n: int) -> str:
-    return (f"| {r['size']} | {r['method']} | {r['threshold']:g} | {sum(r['hit'])}/{n} | {sum(r['peak'])}/{n} | "
-            f"{sum(r['iou']) / n:.3f} | {r['seconds_per_photo']:.3f} | {r['ratio_to_forward']:.1f} |")
+    return (
+        f"| {r['size']} | {r['method']} | {r['threshold']:g} | {sum(r['hit'])}/{n} | {sum(r['peak'])}/{n} | "
+        f"{sum(r['iou']) / n:.3f} | {r['seconds_per_photo']:.3f} | {r['ratio_to_forward']:.1f} |"
+    )
 
 
-HEADER = ["| short side | method | box threshold | IoU ≥ 0.5 | peak in a box | mean IoU | s / photo | × one forward |",
-          "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+HEADER = [
+    "| short side | method | box threshold | IoU ≥ 0.5 | peak in a box | mean IoU | s / photo | × one forward |",
+    "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+]
 
 
 def main() -> None:
@@ -118,7 +125,9 @@ def main() -> None:
     ap.add_argument("--thresholds", default=",".join(map(str, THRESHOLDS)))
     ap.add_argument("--no-smooth", action="store_true", help="leave out the aug_smooth settings")
     ap.add_argument("--out", default=None)
-    ap.add_argument("--presets", action="store_true", help="choose the --quality presets (Lite0/1/2, sizes, thresholds)")
+    ap.add_argument(
+        "--presets", action="store_true", help="choose the --quality presets (Lite0/1/2, sizes, thresholds)"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.presets:
@@ -140,47 +149,86 @@ def main() -> None:
     for size, name, layer, kw in settings:
         lm.size = size
         method = registry.get(name)(lm.model, layer=layer)
-        label = name + (" aug_smooth" if kw else "") + (" `" + "+".join(layer) + "`" if isinstance(layer, list) else "")
+        label = (
+            name
+            + (" aug_smooth" if kw else "")
+            + (" `" + "+".join(layer) + "`" if isinstance(layer, list) else "")
+        )
         m = measure(lm, method, photos, thresholds, kw)
         for t in thresholds:
-            r = {"name": f"{size} {label} @{t:g}", "size": size, "method": label, "threshold": t,
-                 "hit": [bool(v) for v in m["per_t"][t]["hit"]], "iou": [round(v, 4) for v in m["per_t"][t]["iou"]],
-                 "peak": [bool(v) for v in m["peaks"]], "seconds_per_photo": round(m["seconds"], 4),
-                 "ratio_to_forward": round(m["seconds"] / max(m["forward"], 1e-9), 2)}
+            r = {
+                "name": f"{size} {label} @{t:g}",
+                "size": size,
+                "method": label,
+                "threshold": t,
+                "hit": [bool(v) for v in m["per_t"][t]["hit"]],
+                "iou": [round(v, 4) for v in m["per_t"][t]["iou"]],
+                "peak": [bool(v) for v in m["peaks"]],
+                "seconds_per_photo": round(m["seconds"], 4),
+                "ratio_to_forward": round(m["seconds"] / max(m["forward"], 1e-9), 2),
+            }
             rows.append(r)
-        print(json.dumps({"setting": f"{size} {label}", "boxes": {t: sum(m['per_t'][t]['hit']) for t in thresholds},
-                          "peaks": sum(m["peaks"]), "s": round(m["seconds"], 3)}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "setting": f"{size} {label}",
+                    "boxes": {t: sum(m["per_t"][t]["hit"]) for t in thresholds},
+                    "peaks": sum(m["peaks"]),
+                    "s": round(m["seconds"], 3),
+                }
+            ),
+            flush=True,
+        )
     photo_names = [p.name for p in photos]
     gradcam_rows = [r for r in rows if r["method"] == "gradcam"]
     choices = {}
     for size in sorted({r["size"] for r in gradcam_rows}):
         mine = [r for r in gradcam_rows if r["size"] == size]
         best = max(mine, key=lambda r: by_peaks_then_iou(r, list(range(n))))
-        choices[size] = {"threshold": best["threshold"], "in_sample": best, "loo": loo(mine, by_peaks_then_iou, n)}
+        choices[size] = {
+            "threshold": best["threshold"],
+            "in_sample": best,
+            "loo": loo(mine, by_peaks_then_iou, n),
+        }
     overall = max(rows, key=lambda r: by_boxes_then_peaks(r, list(range(n))))
     overall_loo = loo(rows, by_boxes_then_peaks, n)
-    lines = [f"<!-- made by: benchmarks/photo_defaults.py {' '.join(sys.argv[1:])} -->",
-             f"{n} annotated photos; EfficientNet-Lite0; the true class's map through `gradcam.api.explain_batch`; "
-             f"torch {torch.__version__}, {torch.get_num_threads()} thread(s).", "",
-             "## Grad-CAM's box threshold at each input size (rule: most peaks in a box, then the highest mean IoU)", "",
-             "| short side | threshold chosen | IoU ≥ 0.5 at 0.15 (paper) | IoU ≥ 0.5 at the chosen | peak in a box | mean IoU at 0.15 / chosen | "
-             "held-out IoU ≥ 0.5 (leave one photo out) | thresholds the rule picked | s / photo | × one forward |",
-             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
+    lines = [
+        f"<!-- made by: benchmarks/photo_defaults.py {' '.join(sys.argv[1:])} -->",
+        f"{n} annotated photos; EfficientNet-Lite0; the true class's map through `gradcam.api.explain_batch`; "
+        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s).",
+        "",
+        "## Grad-CAM's box threshold at each input size (rule: most peaks in a box, then the highest mean IoU)",
+        "",
+        "| short side | threshold chosen | IoU ≥ 0.5 at 0.15 (paper) | IoU ≥ 0.5 at the chosen | peak in a box | mean IoU at 0.15 / chosen | "
+        "held-out IoU ≥ 0.5 (leave one photo out) | thresholds the rule picked | s / photo | × one forward |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |",
+    ]
     for size, c in choices.items():
         b = c["in_sample"]
         paper = next(r for r in gradcam_rows if r["size"] == size and abs(r["threshold"] - 0.15) < 1e-9)
-        lines.append(f"| {size} | {c['threshold']:g} | {sum(paper['hit'])}/{n} | {sum(b['hit'])}/{n} | {sum(b['peak'])}/{n} | "
-                     f"{sum(paper['iou']) / n:.3f} / {sum(b['iou']) / n:.3f} | {c['loo']['held_out_boxes']}/{n} | "
-                     f"{', '.join(p.split('@')[1] for p in c['loo']['picked'])} | {b['seconds_per_photo']:.3f} | {b['ratio_to_forward']:.1f} |")
-    lines += ["", "## The best of every setting (rule: most boxes with IoU ≥ 0.5, then peaks, then mean IoU)", "",
-              f"In-sample best: **{overall['name']}**: {sum(overall['hit'])}/{n} boxes, {sum(overall['peak'])}/{n} peaks. "
-              f"Leave one photo out (the rule picks among all {len(rows)} settings on 21 photos, scored on the 22nd): "
-              f"{overall_loo['held_out_boxes']}/{n} boxes, {overall_loo['held_out_peaks']}/{n} peaks; picked "
-              f"{', '.join(overall_loo['picked'])}.", "", "Each method's best threshold at each size:", ""] + HEADER
+        lines.append(
+            f"| {size} | {c['threshold']:g} | {sum(paper['hit'])}/{n} | {sum(b['hit'])}/{n} | {sum(b['peak'])}/{n} | "
+            f"{sum(paper['iou']) / n:.3f} / {sum(b['iou']) / n:.3f} | {c['loo']['held_out_boxes']}/{n} | "
+            f"{', '.join(p.split('@')[1] for p in c['loo']['picked'])} | {b['seconds_per_photo']:.3f} | {b['ratio_to_forward']:.1f} |"
+        )
+    lines += [
+        "",
+        "## The best of every setting (rule: most boxes with IoU ≥ 0.5, then peaks, then mean IoU)",
+        "",
+        f"In-sample best: **{overall['name']}**: {sum(overall['hit'])}/{n} boxes, {sum(overall['peak'])}/{n} peaks. "
+        f"Leave one photo out (the rule picks among all {len(rows)} settings on 21 photos, scored on the 22nd): "
+        f"{overall_loo['held_out_boxes']}/{n} boxes, {overall_loo['held_out_peaks']}/{n} peaks; picked "
+        f"{', '.join(overall_loo['picked'])}.",
+        "",
+        "Each method's best threshold at each size:",
+        "",
+    ] + HEADER
     seen = {}
     for r in rows:
         key = (r["size"], r["method"])
-        if key not in seen or by_boxes_then_peaks(r, list(range(n))) > by_boxes_then_peaks(seen[key], list(range(n))):
+        if key not in seen or by_boxes_then_peaks(r, list(range(n))) > by_boxes_then_peaks(
+            seen[key], list(range(n))
+        ):
             seen[key] = r
     lines += [row_line(r, n) for r in seen.values()]
     lines += ["", "## Every setting", ""] + HEADER + [row_line(r, n) for r in rows]
@@ -189,15 +237,28 @@ def main() -> None:
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "photo_defaults.json"), "w") as f:
-            json.dump({"threads": torch.get_num_threads(), "torch": torch.__version__, "photos": photo_names,
-                       "choices": {str(k): {"threshold": v["threshold"], "loo": v["loo"]} for k, v in choices.items()},
-                       "overall": {"name": overall["name"], "loo": overall_loo}, "rows": rows}, f)
+            json.dump(
+                {
+                    "threads": torch.get_num_threads(),
+                    "torch": torch.__version__,
+                    "photos": photo_names,
+                    "choices": {
+                        str(k): {"threshold": v["threshold"], "loo": v["loo"]} for k, v in choices.items()
+                    },
+                    "overall": {"name": overall["name"], "loo": overall_loo},
+                    "rows": rows,
+                },
+                f,
+            )
         with open(os.path.join(args.out, "photo_defaults.md"), "w") as f:
             f.write(text)
 
 
-PRESET_GRID = {"efficientnet-lite0": (224, 256, 320, 384), "efficientnet-lite1": (256, 288, 320, 384),
-               "efficientnet-lite2": (288, 320, 384, 448)}
+PRESET_GRID = {
+    "efficientnet-lite0": (224, 256, 320, 384),
+    "efficientnet-lite1": (256, 288, 320, 384),
+    "efficientnet-lite2": (288, 320, 384, 448),
+}
 COST_LIMIT = 1.5  # standard: at most 1.5x the cost of Lite0 at 256 (the fast preset's model), same run
 
 
@@ -232,33 +293,71 @@ def choose_presets(thresholds: Sequence[float], out: str = None) -> Dict:
             m = measure(lm, method, photos, thresholds, {})
             timed.append((lm, size, method))
             for t in thresholds:
-                rows.append({"name": f"{name} {size} @{t:g}", "model": name, "size": size, "threshold": t,
-                             "hit": m["per_t"][t]["hit"], "iou": m["per_t"][t]["iou"], "peak": m["peaks"]})
-            print(json.dumps({"model": name, "size": size, "peaks": sum(m["peaks"]),
-                              "boxes": {t: sum(m["per_t"][t]["hit"]) for t in thresholds},
-                              "mean_iou": {t: round(sum(m["per_t"][t]["iou"]) / n, 3) for t in thresholds}}), flush=True)
+                rows.append(
+                    {
+                        "name": f"{name} {size} @{t:g}",
+                        "model": name,
+                        "size": size,
+                        "threshold": t,
+                        "hit": m["per_t"][t]["hit"],
+                        "iou": m["per_t"][t]["iou"],
+                        "peak": m["peaks"],
+                    }
+                )
+            print(
+                json.dumps(
+                    {
+                        "model": name,
+                        "size": size,
+                        "peaks": sum(m["peaks"]),
+                        "boxes": {t: sum(m["per_t"][t]["hit"]) for t in thresholds},
+                        "mean_iou": {t: round(sum(m["per_t"][t]["iou"]) / n, 3) for t in thresholds},
+                    }
+                ),
+                flush=True,
+            )
     secs = interleaved_cost(timed, photos)
     for r in rows:
-        r["seconds"] = next(sec for (lm, size, _), sec in zip(timed, secs) if lm.name == r["model"] and size == r["size"])
-    print(json.dumps({f"{lm.name} {size}": round(sec, 4) for (lm, size, _), sec in zip(timed, secs)}), flush=True)
+        r["seconds"] = next(
+            sec for (lm, size, _), sec in zip(timed, secs) if lm.name == r["model"] and size == r["size"]
+        )
+    print(
+        json.dumps({f"{lm.name} {size}": round(sec, 4) for (lm, size, _), sec in zip(timed, secs)}),
+        flush=True,
+    )
     base = next(r["seconds"] for r in rows if r["model"] == "efficientnet-lite0" and r["size"] == 256)
     allc = list(range(n))
     pick = {
-        "fast": max((r for r in rows if r["model"] == "efficientnet-lite0" and r["size"] == 256),
-                    key=lambda r: by_boxes_then_peaks(r, allc)),
-        "standard": max((r for r in rows if r["seconds"] <= COST_LIMIT * base), key=lambda r: by_boxes_then_peaks(r, allc)),
+        "fast": max(
+            (r for r in rows if r["model"] == "efficientnet-lite0" and r["size"] == 256),
+            key=lambda r: by_boxes_then_peaks(r, allc),
+        ),
+        "standard": max(
+            (r for r in rows if r["seconds"] <= COST_LIMIT * base), key=lambda r: by_boxes_then_peaks(r, allc)
+        ),
         "high": max(rows, key=lambda r: by_boxes_then_peaks(r, allc)),
     }
     print(f"tuning half: {n} objects; Lite0 at 256: {base:.3f} s / photo")
     if out:
         os.makedirs(out, exist_ok=True)
         with open(os.path.join(out, "presets_tuning.json"), "w") as f:
-            json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(), "objects": n,
-                       "cost_base_seconds": base, "cost_limit": COST_LIMIT,
-                       "picked": {q: r["name"] for q, r in pick.items()}, "rows": rows}, f)
+            json.dump(
+                {
+                    "torch": torch.__version__,
+                    "threads": torch.get_num_threads(),
+                    "objects": n,
+                    "cost_base_seconds": base,
+                    "cost_limit": COST_LIMIT,
+                    "picked": {q: r["name"] for q, r in pick.items()},
+                    "rows": rows,
+                },
+                f,
+            )
     for q, r in pick.items():
-        print(f"{q}: {r['model']} size {r['size']} threshold {r['threshold']:g}: {sum(r['hit'])}/{n} boxes, "
-              f"{sum(r['peak'])}/{n} peaks, mean IoU {sum(r['iou']) / n:.3f}, cost x{r['seconds'] / base:.2f}")
+        print(
+            f"{q}: {r['model']} size {r['size']} threshold {r['threshold']:g}: {sum(r['hit'])}/{n} boxes, "
+            f"{sum(r['peak'])}/{n} peaks, mean IoU {sum(r['iou']) / n:.3f}, cost x{r['seconds'] / base:.2f}"
+        )
     return pick
 
 

@@ -9,6 +9,7 @@ Also counts the page's elements, to show it is not a 10,000-photo DOM.
 
     python benchmarks/report_scale.py --photos 10000 --out docs/results/benchmarks-report.md
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,23 @@ from cdp import Browser, find_chromium  # noqa: E402
 
 from gradcam.report import write_report  # noqa: E402
 
-CLASSES = ["tabby", "tiger cat", "Egyptian cat", "espresso", "cup", "beagle", "goldfish", "jeep", "thatch",
-           "strawberry", "folding chair", "beaker", "buckeye", "bull mastiff", "<b>markup</b> & co"]
+CLASSES = [
+    "tabby",
+    "tiger cat",
+    "Egyptian cat",
+    "espresso",
+    "cup",
+    "beagle",
+    "goldfish",
+    "jeep",
+    "thatch",
+    "strawberry",
+    "folding chair",
+    "beaker",
+    "buckeye",
+    "bull mastiff",
+    "<b>markup</b> & co",
+]
 
 
 def make_folder(folder: str, n: int) -> None:
@@ -40,14 +56,31 @@ def make_folder(folder: str, n: int) -> None:
         shutil.copy(p, os.path.join(folder, f"real{i}.jpg"))
     for i in range(n):
         probs = sorted(((i * 7919 + j * 104729) % 1000 / 1000 for j in range(5)), reverse=True)
-        preds = [{"class": CLASSES[(i + j) % len(CLASSES)], "id": (i + j) % 1000, "probability": round(p, 4)}
-                 for j, p in enumerate(probs)]
-        rec = {"file": f"photos/batch{i // 1000:02d}/IMG_{i:05d}.jpg", "size": [512, 512],
-               "model": "efficientnet-lite0", "method": "gradcam", "layer": "_head_act", "predictions": preds,
-               "explanations": [{"class": q["class"], "id": q["id"], "score": 5.0 - r, "probability": q["probability"],
-                                 "peak": [100 + r * 50, 200], "box": [50, 60, 400, 380], "box_threshold": 0.15}
-                                for r, q in enumerate(preds[:3])],
-               "overlays": [f"real{(i + r) % len(photos)}.jpg" for r in range(3)]}
+        preds = [
+            {"class": CLASSES[(i + j) % len(CLASSES)], "id": (i + j) % 1000, "probability": round(p, 4)}
+            for j, p in enumerate(probs)
+        ]
+        rec = {
+            "file": f"photos/batch{i // 1000:02d}/IMG_{i:05d}.jpg",
+            "size": [512, 512],
+            "model": "efficientnet-lite0",
+            "method": "gradcam",
+            "layer": "_head_act",
+            "predictions": preds,
+            "explanations": [
+                {
+                    "class": q["class"],
+                    "id": q["id"],
+                    "score": 5.0 - r,
+                    "probability": q["probability"],
+                    "peak": [100 + r * 50, 200],
+                    "box": [50, 60, 400, 380],
+                    "box_threshold": 0.15,
+                }
+                for r, q in enumerate(preds[:3])
+            ],
+            "overlays": [f"real{(i + r) % len(photos)}.jpg" for r in range(3)],
+        }
         with open(os.path.join(folder, f"IMG_{i:05d}.json"), "w") as f:
             json.dump(rec, f)
     with open(os.path.join(folder, "failures.json"), "w") as f:
@@ -85,10 +118,16 @@ def main() -> None:
                 first = b.eval(FIRST_SCREEN)
                 nav = b.eval("performance.getEntriesByType('navigation')[0].toJSON()")
                 ready = b.eval("performance.getEntriesByName('gallery-ready')[0].startTime")
-                runs.append({"load_ms": nav["loadEventEnd"], "dcl_ms": nav["domContentLoadedEventEnd"],
-                             "ready_ms": ready, "first_screen_ms": first,
-                             "elements": b.eval("document.getElementsByTagName('*').length"),
-                             "cards": b.eval("document.querySelectorAll('#gallery .card').length")})
+                runs.append(
+                    {
+                        "load_ms": nav["loadEventEnd"],
+                        "dcl_ms": nav["domContentLoadedEventEnd"],
+                        "ready_ms": ready,
+                        "first_screen_ms": first,
+                        "elements": b.eval("document.getElementsByTagName('*').length"),
+                        "cards": b.eval("document.querySelectorAll('#gallery .card').length"),
+                    }
+                )
             assert not b.errors, b.errors
             assert not b.dialogs, b.dialogs
     finally:

@@ -7,6 +7,7 @@ would otherwise print a traceback from whichever library was starting (or, caugh
 written by then. After it, Ctrl-C raises ``KeyboardInterrupt`` as usual and the work loops finish
 cleanly (exit 130, finished outputs kept).
 """
+
 import os
 import signal
 import sys

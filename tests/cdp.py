@@ -4,6 +4,7 @@ No dependency beyond the standard library and a ``chromium`` binary: Chromium re
 writes replies and events to fd 4, as NUL-terminated JSON messages. Used by tests/test_report_browser.py and
 benchmarks/report_scale.py.
 """
+
 from __future__ import annotations
 
 import base64
@@ -17,9 +18,19 @@ import threading
 import time
 from typing import Any, Dict, List, Optional
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", "--disable-default-apps", "--disable-extensions",
-         "--disable-sync", "--mute-audio", "--remote-debugging-pipe"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--disable-sync",
+    "--mute-audio",
+    "--remote-debugging-pipe",
+]
 
 
 def find_chromium() -> Optional[str]:
@@ -50,8 +61,17 @@ class Browser:
             os.dup2(w, 4)
 
         self.proc = subprocess.Popen(
-            [binary, *FLAGS, f"--user-data-dir={self.profile}", f"--window-size={width},{height}", "about:blank"],
-            preexec_fn=fds, close_fds=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                binary,
+                *FLAGS,
+                f"--user-data-dir={self.profile}",
+                f"--window-size={width},{height}",
+                "about:blank",
+            ],
+            preexec_fn=fds,
+            close_fds=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         os.close(to_child_r)
         os.close(from_child_w)
@@ -65,11 +85,19 @@ class Browser:
         self._reader.start()
         targets = self.send("Target.getTargets")["targetInfos"]
         page = next(t for t in targets if t["type"] == "page")
-        self.session = self.send("Target.attachToTarget", targetId=page["targetId"], flatten=True)["sessionId"]
+        self.session = self.send("Target.attachToTarget", targetId=page["targetId"], flatten=True)[
+            "sessionId"
+        ]
         for domain in ("Page", "Runtime", "Log"):
             self.send(f"{domain}.enable", session=True)
-        self.send("Emulation.setDeviceMetricsOverride", session=True, width=width, height=height,
-                  deviceScaleFactor=1, mobile=False)
+        self.send(
+            "Emulation.setDeviceMetricsOverride",
+            session=True,
+            width=width,
+            height=height,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
 
     # -- protocol ------------------------------------------------------------------------------------
     def _read(self) -> None:
@@ -96,8 +124,10 @@ class Browser:
         self.events.append(msg)
         method, params = msg.get("method"), msg.get("params", {})
         if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
-            self.errors.append("console: " + " ".join(str(a.get("value", a.get("description", "")))
-                                                      for a in params.get("args", [])))
+            self.errors.append(
+                "console: "
+                + " ".join(str(a.get("value", a.get("description", ""))) for a in params.get("args", []))
+            )
         elif method == "Runtime.exceptionThrown":
             d = params.get("exceptionDetails", {})
             self.errors.append("exception: " + str(d.get("exception", {}).get("description", d.get("text"))))
@@ -106,8 +136,12 @@ class Browser:
             self.errors.append(f"log: {e.get('text')} {e.get('url', '')}")
         elif method == "Page.javascriptDialogOpening":
             self.dialogs.append(params.get("message", ""))
-            threading.Thread(target=self.send, args=("Page.handleJavaScriptDialog",),
-                             kwargs={"session": True, "accept": True}, daemon=True).start()
+            threading.Thread(
+                target=self.send,
+                args=("Page.handleJavaScriptDialog",),
+                kwargs={"session": True, "accept": True},
+                daemon=True,
+            ).start()
 
     def send(self, method: str, session: bool = False, **params) -> Dict[str, Any]:
         with self._lock:
@@ -146,8 +180,13 @@ class Browser:
 
     def eval(self, expression: str, await_promise: bool = True) -> Any:
         """The JSON value of a JavaScript expression in the page (promises awaited)."""
-        r = self.send("Runtime.evaluate", session=True, expression=expression, awaitPromise=await_promise,
-                      returnByValue=True)
+        r = self.send(
+            "Runtime.evaluate",
+            session=True,
+            expression=expression,
+            awaitPromise=await_promise,
+            returnByValue=True,
+        )
         if "exceptionDetails" in r:
             raise CDPError(f"{expression[:80]}...: {r['exceptionDetails']}")
         return r["result"].get("value")

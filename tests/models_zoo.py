@@ -1,5 +1,6 @@
 """Small transformer, channels-last, sequence-first and 3-D models for the model-support tests, and a
 float64 reference of Grad-CAM written independently of the library."""
+
 from __future__ import annotations
 
 import copy
@@ -125,7 +126,10 @@ def reference_gradcam(model, x, layer, score, layout="map", skip=0, grid=None, f
     m = copy.deepcopy(model).double().eval()
     store = {}
     handle = dict(m.named_modules())[layer].register_forward_hook(lambda mod, i, o: store.__setitem__("a", o))
-    kw = {k: (v.double() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in (forward_kwargs or {}).items()}
+    kw = {
+        k: (v.double() if torch.is_tensor(v) and v.is_floating_point() else v)
+        for k, v in (forward_kwargs or {}).items()
+    }
     try:
         out = m(x.double(), **kw)
     finally:
@@ -147,7 +151,10 @@ def snapshot(model: nn.Module):
     """Everything Grad-CAM must leave as it was: parameters, buffers, flags, hooks."""
     return (
         {k: v.clone() for k, v in model.state_dict().items()},
-        [(m.training, len(m._forward_hooks), len(m._backward_hooks), len(m._forward_pre_hooks)) for m in model.modules()],
+        [
+            (m.training, len(m._forward_hooks), len(m._backward_hooks), len(m._forward_pre_hooks))
+            for m in model.modules()
+        ],
         [p.requires_grad for p in model.parameters()],
     )
 
@@ -157,5 +164,7 @@ def assert_unchanged(model: nn.Module, before) -> None:
     assert before[0].keys() == after[0].keys()
     for k in before[0]:
         assert torch.equal(before[0][k], after[0][k]), k
-    assert before[1] == after[1], [(i, b, a) for i, (b, a) in enumerate(zip(before[1], after[1])) if b != a][:3]
+    assert before[1] == after[1], [(i, b, a) for i, (b, a) in enumerate(zip(before[1], after[1])) if b != a][
+        :3
+    ]
     assert before[2] == after[2]

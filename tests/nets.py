@@ -1,4 +1,5 @@
 """Small networks the tests build (random weights, seeded)."""
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -8,9 +9,15 @@ def fc_net(num_classes: int = 10, seed: int = 0) -> nn.Sequential:
     """Conv features + a fully connected head (VGG-like; CAM does not apply)."""
     torch.manual_seed(seed)
     return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),
-        nn.Flatten(), nn.Linear(16 * 8 * 8, 32), nn.ReLU(), nn.Linear(32, num_classes),
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(16 * 8 * 8, 32),
+        nn.ReLU(),
+        nn.Linear(32, num_classes),
     )
 
 
@@ -18,9 +25,14 @@ def gap_net(num_classes: int = 10, seed: int = 0) -> nn.Sequential:
     """Conv features + global average pooling + one linear layer (CAM applies)."""
     torch.manual_seed(seed)
     return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.Conv2d(8, 16, 3, padding=1, stride=2), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, num_classes),
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 16, 3, padding=1, stride=2),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, num_classes),
     )
 
 

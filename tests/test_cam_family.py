@@ -1,5 +1,6 @@
 """Issue 11: the CAM family against float64 references written from each paper's formula, identities,
 batching, top-k, model safety, aug_smooth and eigen_smooth."""
+
 import copy
 
 import pytest
@@ -89,8 +90,12 @@ def ref_eigengradcam(a, g, y):
 
 
 REFERENCES = {
-    "gradcam++": ref_gradcampp, "xgradcam": ref_xgradcam, "hirescam": ref_hirescam, "layercam": ref_layercam,
-    "eigencam": ref_eigencam, "eigengradcam": ref_eigengradcam,
+    "gradcam++": ref_gradcampp,
+    "xgradcam": ref_xgradcam,
+    "hirescam": ref_hirescam,
+    "layercam": ref_layercam,
+    "eigencam": ref_eigencam,
+    "eigengradcam": ref_eigengradcam,
 }
 
 
@@ -119,10 +124,12 @@ def brute_force_ablation(model, x, cls):
         y = m(xd).gather(1, cls.view(-1, 1))[:, 0]
         w = torch.zeros(x.shape[0], a.shape[1], dtype=torch.float64)
         for c in range(a.shape[1]):
+
             def zero(mod, inp, out, c=c):
                 out = out.clone()
                 out[:, c] = 0
                 return out
+
             h = layer.register_forward_hook(zero)
             yc = m(xd).gather(1, cls.view(-1, 1))[:, 0]
             h.remove()
@@ -175,10 +182,12 @@ def test_ablationcam_on_a_residual_block_and_with_inplace_writes_matches_brute_f
     h.remove()
     ws = []
     for c in range(8):
+
         def zero(mod, inp, out, c=c):
             out = out.clone()
             out[:, c] = 0
             return out
+
         h = m.bn.register_forward_hook(zero)
         with torch.no_grad():
             ws.append((y - m(x)[:, 2]) / y)
@@ -319,13 +328,28 @@ def test_randomcam_is_seeded(x):
 
 # -- batching, top-k, model safety ------------------------------------------------------------------------
 
-ALL = ["gradcam++", "xgradcam", "hirescam", "layercam", "eigencam", "eigengradcam", "scorecam", "ablationcam",
-       "rise", "random"]
+ALL = [
+    "gradcam++",
+    "xgradcam",
+    "hirescam",
+    "layercam",
+    "eigencam",
+    "eigengradcam",
+    "scorecam",
+    "ablationcam",
+    "rise",
+    "random",
+]
 
 
 def build(name, model):
-    kw = {"n_masks": 24, "batch_size": 10} if name == "rise" else {"batch_size": 10} if name in (
-        "scorecam", "ablationcam") else {}
+    kw = (
+        {"n_masks": 24, "batch_size": 10}
+        if name == "rise"
+        else {"batch_size": 10}
+        if name in ("scorecam", "ablationcam")
+        else {}
+    )
     return registry.get(name)(model, layer=LAYER, **kw)
 
 
@@ -348,8 +372,10 @@ def test_batched_equals_one_at_a_time_and_top_k_equals_separate_calls(name, x):
 def _snapshot(model):
     return (
         {k: v.clone() for k, v in model.state_dict().items()},
-        [(m.training, dict(m._forward_hooks), dict(m._forward_pre_hooks), "forward" in m.__dict__)
-         for m in model.modules()],
+        [
+            (m.training, dict(m._forward_hooks), dict(m._forward_pre_hooks), "forward" in m.__dict__)
+            for m in model.modules()
+        ],
         [p.requires_grad for p in model.parameters()],
     )
 
@@ -390,7 +416,10 @@ class FlipNet(nn.Module):
     def __init__(self):
         super().__init__()
         torch.manual_seed(4)
-        self.c1, self.c2 = nn.Conv2d(3, 6, 3, padding=1, bias=False), nn.Conv2d(6, 8, 3, padding=1, bias=False)
+        self.c1, self.c2 = (
+            nn.Conv2d(3, 6, 3, padding=1, bias=False),
+            nn.Conv2d(6, 8, 3, padding=1, bias=False),
+        )
         with torch.no_grad():
             for c in (self.c1, self.c2):
                 c.weight.copy_((c.weight + c.weight.flip(-1)) / 2)
@@ -461,10 +490,18 @@ def test_perturbation_methods_refuse_counterfactual(x):
 
 
 def test_registry_names_and_exports():
-    for name, cls in [("gradcam++", gradcam.GradCAMPlusPlus), ("xgradcam", gradcam.XGradCAM),
-                      ("hirescam", gradcam.HiResCAM), ("layercam", gradcam.LayerCAM), ("eigencam", gradcam.EigenCAM),
-                      ("eigengradcam", gradcam.EigenGradCAM), ("scorecam", gradcam.ScoreCAM),
-                      ("ablationcam", gradcam.AblationCAM), ("rise", gradcam.RISE), ("random", gradcam.RandomCAM)]:
+    for name, cls in [
+        ("gradcam++", gradcam.GradCAMPlusPlus),
+        ("xgradcam", gradcam.XGradCAM),
+        ("hirescam", gradcam.HiResCAM),
+        ("layercam", gradcam.LayerCAM),
+        ("eigencam", gradcam.EigenCAM),
+        ("eigengradcam", gradcam.EigenGradCAM),
+        ("scorecam", gradcam.ScoreCAM),
+        ("ablationcam", gradcam.AblationCAM),
+        ("rise", gradcam.RISE),
+        ("random", gradcam.RandomCAM),
+    ]:
         assert registry.get(name) is cls and cls.name == name
 
 

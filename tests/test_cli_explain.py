@@ -1,4 +1,5 @@
 """``gradcam explain`` and ``gradcam.explain`` on real photos: where the map peaks, folders, bad files, resume."""
+
 from __future__ import annotations
 
 import io
@@ -34,6 +35,7 @@ def _inside(point, box) -> bool:
 
 # -- real photos ------------------------------------------------------------------------------------
 
+
 def test_demo_explains_the_cat(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["explain", "--demo", "--out", str(out), "--json"]) == 0
@@ -50,15 +52,19 @@ def test_demo_explains_the_cat(tmp_path, capsys):
     # on the tuning photos; the default without --quality), (x0, y0, x1, y1) with exclusive ends in photo pixels: the same as a reference
     # computed here with scipy from the API's map.
     res = gradcam.explain(skimage.data.chelsea())  # the shipped demo photo is scikit-image's, pixel for pixel
-    assert np.array_equal(np.asarray(gradcam.image.load_image(gradcam.io.demo_photo())), skimage.data.chelsea())
+    assert np.array_equal(
+        np.asarray(gradcam.image.load_image(gradcam.io.demo_photo())), skimage.data.chelsea()
+    )
     assert rec["file"] == gradcam.io.demo_photo() and "chelsea.png (demo) (451x300)" in printed
     fast = gradcam.models.QUALITY_PRESETS["fast"].box_threshold
     assert res.class_ids[0] == ex["id"] and res.boxes[0] == ex["box"] and ex["box_threshold"] == fast == 0.35
     assert ex["box"] == _reference_box(res.input_maps[0], fast, res.size)
     assert ex["box"] != _reference_box(res.input_maps[0], 0.15, res.size)  # the threshold matters here
     paper = gradcam.explain(skimage.data.chelsea(), box_threshold=0.15)
-    assert paper.boxes[0] == _reference_box(res.input_maps[0], 0.15, res.size) and paper.to_dict()["explanations"][0][
-        "box_threshold"] == 0.15
+    assert (
+        paper.boxes[0] == _reference_box(res.input_maps[0], 0.15, res.size)
+        and paper.to_dict()["explanations"][0]["box_threshold"] == 0.15
+    )
 
 
 def test_box_threshold_option_and_its_errors(tmp_path, capsys):
@@ -74,10 +80,15 @@ def test_box_threshold_option_and_its_errors(tmp_path, capsys):
     ex = json.loads((out / "demo_chelsea.json").read_text())["explanations"][0]
     assert ex["box_threshold"] == 0.5 and ex["box"] == _reference_box(res.input_maps[0], 0.5, res.size)
     assert main(["explain", "--demo", "--out", str(out), "--box-threshold", "0"]) == 2
-    assert ("--box-threshold is a fraction of the map's maximum in (0, 1] (the Grad-CAM paper's rule is 0.15); got 0.0."
-            in capsys.readouterr().err)
-    with pytest.raises(ValueError, match=r"box_threshold is a fraction of the map's maximum in \(0, 1\] \(default 0.45; "
-                       r"the Grad-CAM paper's 0.15\); got 1.5."):
+    assert (
+        "--box-threshold is a fraction of the map's maximum in (0, 1] (the Grad-CAM paper's rule is 0.15); got 0.0."
+        in capsys.readouterr().err
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"box_threshold is a fraction of the map's maximum in \(0, 1\] \(default 0.45; "
+        r"the Grad-CAM paper's 0.15\); got 1.5.",
+    ):
         gradcam.explain(skimage.data.chelsea(), box_threshold=1.5)
 
 
@@ -99,7 +110,12 @@ def _reference_box(m, threshold, size, max_side=96):
     box = [xs.min() * w / sw, ys.min() * h / sh, (xs.max() + 1) * w / sw, (ys.max() + 1) * h / sh]
     box = [math.floor(box[0]), math.floor(box[1]), math.ceil(box[2]), math.ceil(box[3])]  # input pixels
     W, H = size
-    return [math.floor(box[0] * W / w), math.floor(box[1] * H / h), math.ceil(box[2] * W / w), math.ceil(box[3] * H / h)]
+    return [
+        math.floor(box[0] * W / w),
+        math.floor(box[1] * H / h),
+        math.ceil(box[2] * W / w),
+        math.ceil(box[3] * H / h),
+    ]
 
 
 def test_cat_and_coffee_side_by_side_each_class_points_at_its_half(lite0):
@@ -148,6 +164,7 @@ def test_voc_photo_peaks_fall_inside_annotated_dining_tables(lite0):
 
 # -- folders, bad files, resume ----------------------------------------------------------------------
 
+
 def _photo(w=64, h=48, seed=0) -> Image.Image:
     rng = np.random.default_rng(seed)
     return Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
@@ -168,7 +185,9 @@ def _make_folder(root) -> dict:
     good["palette"] = (64, 48)
     _photo(seed=4).convert("CMYK").save(root / "cmyk.jpg")
     good["cmyk"] = (64, 48)
-    Image.fromarray((np.random.default_rng(5).integers(0, 65535, (48, 64))).astype(np.uint16)).save(root / "deep.png")
+    Image.fromarray((np.random.default_rng(5).integers(0, 65535, (48, 64))).astype(np.uint16)).save(
+        root / "deep.png"
+    )
     good["deep"] = (64, 48)
     exif = Image.Exif()
     exif[0x0112] = 6
@@ -203,7 +222,7 @@ def test_folder_with_good_and_bad_files_then_resume(tmp_path, capsys):
         x0, y0, x1, y1 = rec["explanations"][0]["box"]
         assert x0 < x1 and y0 < y1  # a non-empty box (exclusive ends)
         assert len(rec["predictions"]) == 5 and rec["layer"] == "_head_act"
-    summary = captured.err[captured.err.index("gradcam: explained"):]
+    summary = captured.err[captured.err.index("gradcam: explained") :]
     assert summary.startswith(f"gradcam: explained {len(expect['good'])} images, 4 failed")
     for name, reason in expect["bad"].items():
         line = next(ln for ln in summary.splitlines() if ln.startswith(f"  failed: {photos / name}: "))
@@ -238,10 +257,33 @@ def test_target_top_and_method_options(tmp_path, capsys):
     assert main(["explain", str(img), "--out", str(out), "--json", "--target", "TIGER cat"]) == 0
     rec = json.loads((out / "cat.json").read_text())
     assert [(e["class"], e["id"]) for e in rec["explanations"]] == [("tiger cat", 282)]
-    assert main(["explain", str(img), "--out", str(out / "k"), "--top", "2", "--method", "cam",
-                 "--alpha", "0.3", "--colormap", "viridis", "--colorbar"]) == 0
+    assert (
+        main(
+            [
+                "explain",
+                str(img),
+                "--out",
+                str(out / "k"),
+                "--top",
+                "2",
+                "--method",
+                "cam",
+                "--alpha",
+                "0.3",
+                "--colormap",
+                "viridis",
+                "--colorbar",
+            ]
+        )
+        == 0
+    )
     # A method other than gradcam: the outputs carry its name (so a second method never overwrites the first).
-    assert sorted(os.listdir(out / "k")) == [".gradcam", "cat.cam.top1.png", "cat.cam.top2.png", "index.parquet"]
+    assert sorted(os.listdir(out / "k")) == [
+        ".gradcam",
+        "cat.cam.top1.png",
+        "cat.cam.top2.png",
+        "index.parquet",
+    ]
     # Each option reached the picture: the PNGs are exactly the API's CAM overlays of the two best classes
     # with alpha 0.3, viridis and a colour bar.
     ref = gradcam.explain(str(img), top_k=2, method="cam")
@@ -252,14 +294,20 @@ def test_target_top_and_method_options(tmp_path, capsys):
             want = ref.overlay(r, alpha=0.3, colormap="viridis", colorbar=True)
             assert np.array_equal(np.asarray(png.convert("RGB")), np.asarray(want))
     gc = gradcam.explain(str(img), top_k=2, method="counterfactual")  # (Grad-CAM = CAM on a GAP head)
-    assert not np.array_equal(np.asarray(gc.overlay(0, alpha=0.3, colormap="viridis", colorbar=True)),
-                              np.asarray(ref.overlay(0, alpha=0.3, colormap="viridis", colorbar=True)))
+    assert not np.array_equal(
+        np.asarray(gc.overlay(0, alpha=0.3, colormap="viridis", colorbar=True)),
+        np.asarray(ref.overlay(0, alpha=0.3, colormap="viridis", colorbar=True)),
+    )
     capsys.readouterr()
     assert main(["explain", str(img), "--out", str(out), "--target", "tigr cat"]) == 2
     assert "Unknown class name 'tigr cat'. Closest names: 'tiger cat'" in capsys.readouterr().err
     assert main(["explain", str(img), "--out", str(out), "--method", "nope"]) == 2
     err = capsys.readouterr().err
-    assert "Unknown method 'nope'; choose one of: " in err and " cam, counterfactual, " in err and " gradcam," in err
+    assert (
+        "Unknown method 'nope'; choose one of: " in err
+        and " cam, counterfactual, " in err
+        and " gradcam," in err
+    )
     assert main(["explain", "--out", str(out)]) == 2
     assert "or --demo" in capsys.readouterr().err
     assert main(["explain", str(tmp_path / "missing.jpg")]) == 2
@@ -278,7 +326,9 @@ def test_progress_bar_shows_rate_and_eta():
     assert quiet.getvalue() == ""
 
 
-def test_interrupted_run_resumes_and_output_folder_inside_input_is_not_an_input(tmp_path, capsys, monkeypatch):
+def test_interrupted_run_resumes_and_output_folder_inside_input_is_not_an_input(
+    tmp_path, capsys, monkeypatch
+):
     import gradcam.photos
 
     photos = tmp_path / "photos"
@@ -310,18 +360,26 @@ def test_interrupted_run_resumes_and_output_folder_inside_input_is_not_an_input(
 
 # -- usage errors, start-up, size limits ------------------------------------------------------------
 
+
 def test_usage_errors_exit_2_with_a_message_saying_what_to_do(tmp_path, capsys):
     img = tmp_path / "p.png"
     _photo().save(img)
     a_file = tmp_path / "taken"
     a_file.write_text("not a folder")
     assert main(["explain", str(img), "--out", str(a_file)]) == 2
-    assert capsys.readouterr().err == (f"gradcam: error: --out {a_file} is an existing file, not a folder; give a "
-                                       "folder for the outputs (it is created if needed).\n")
+    assert capsys.readouterr().err == (
+        f"gradcam: error: --out {a_file} is an existing file, not a folder; give a "
+        "folder for the outputs (it is created if needed).\n"
+    )
     assert a_file.read_text() == "not a folder"
     assert main(["explain", str(img), "--out", str(a_file / "sub")]) == 2
-    assert f"Cannot create the output folder --out {a_file / 'sub'} (Not a directory)" in capsys.readouterr().err
-    assert main(["explain", str(img), "--out", str(tmp_path / "o"), "--model", str(tmp_path / "missing.pt")]) == 2
+    assert (
+        f"Cannot create the output folder --out {a_file / 'sub'} (Not a directory)" in capsys.readouterr().err
+    )
+    assert (
+        main(["explain", str(img), "--out", str(tmp_path / "o"), "--model", str(tmp_path / "missing.pt")])
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.startswith(f"gradcam: error: Model file '{tmp_path / 'missing.pt'}': the file does not exist.")
     assert main(["explain", str(img), "--out", str(tmp_path / "o"), "--model", "missing.pt"]) == 2
@@ -350,16 +408,18 @@ def test_ctrl_c_while_starting_up_exits_130_without_a_traceback(tmp_path):
     script = os.path.join(os.path.dirname(sys.executable), "gradcam")
     marker = tmp_path / "loading"
     (tmp_path / "slow_model.py").write_text(
-        "import time\n"
-        "def build():\n"
-        f"    open({str(marker)!r}, 'w').close()\n"
-        "    time.sleep(120)\n"
+        f"import time\ndef build():\n    open({str(marker)!r}, 'w').close()\n    time.sleep(120)\n"
     )
     img = tmp_path / "p.png"
     _photo().save(img)
     env = dict(os.environ, PYTHONPATH=str(tmp_path))
-    proc = subprocess.Popen([script, "explain", str(img), "--out", str(tmp_path / "o"), "--model", "slow_model:build"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [script, "explain", str(img), "--out", str(tmp_path / "o"), "--model", "slow_model:build"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     deadline = time.monotonic() + 120
     while not marker.exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -425,6 +485,8 @@ def test_progress_within_a_photo_is_drawn_for_a_single_photo():
     bar.draw()
     assert stream.getvalue() == ""  # one photo: no bar ...
     bar.within(10, 77)
-    assert stream.getvalue().endswith("0/1  0.0 img/s  ETA --:--:--  (this photo: 10/77 windows)\033[K")  # ... but this
+    assert stream.getvalue().endswith(
+        "0/1  0.0 img/s  ETA --:--:--  (this photo: 10/77 windows)\033[K"
+    )  # ... but this
     bar.update()
     assert bar.detail == ""

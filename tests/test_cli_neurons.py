@@ -1,4 +1,5 @@
 """`gradcam explain --neurons FILE`: the top/bottom channels behind a decision, named from a file."""
+
 import json
 
 import torch
@@ -10,7 +11,9 @@ from gradcam.cli import main
 def test_explain_neurons_prints_named_top_and_bottom_channels(tmp_path, capsys):
     names = {str(c): f"concept-{c}" for c in range(1280)}
     (tmp_path / "names.json").write_text(json.dumps(names))
-    code = main(["explain", "--demo", "--out", str(tmp_path / "out"), "--neurons", str(tmp_path / "names.json")])
+    code = main(
+        ["explain", "--demo", "--out", str(tmp_path / "out"), "--neurons", str(tmp_path / "names.json")]
+    )
     assert code == 0
     out = capsys.readouterr().out
     # the same decision computed through the library: the channel with the largest alpha comes first

@@ -3,6 +3,7 @@
 Real photos: 16 of foolbox's labelled ImageNet photos plus scikit-image's chelsea and coffee, and three
 broken files. One local Ray (2 CPUs) serves the whole module.
 """
+
 from __future__ import annotations
 
 import glob
@@ -22,7 +23,11 @@ from gradcam import index  # noqa: E402
 from gradcam.cli import main  # noqa: E402
 from gradcam.distributed import explain_dataset, pool_shape  # noqa: E402
 
-BROKEN = {"cut.jpg": "truncated or corrupt image data", "empty.png": "empty file", "notes.jpg": "not an image"}
+BROKEN = {
+    "cut.jpg": "truncated or corrupt image data",
+    "empty.png": "empty file",
+    "notes.jpg": "not an image",
+}
 PATH_COLUMNS = ("file", "overlay", "record", "maps")
 
 
@@ -61,8 +66,11 @@ def runs(photos, tmp_path_factory, local_ray):
 
 
 def _records(out):
-    return {os.path.basename(f): json.loads(open(f).read()) for f in sorted(glob.glob(os.path.join(out, "*.json")))
-            if os.path.basename(f) != "failures.json"}
+    return {
+        os.path.basename(f): json.loads(open(f).read())
+        for f in sorted(glob.glob(os.path.join(out, "*.json")))
+        if os.path.basename(f) != "failures.json"
+    }
 
 
 def _rows(out):
@@ -89,8 +97,11 @@ def test_ray_and_local_runs_give_the_same_records_maps_failures_and_index(runs, 
     rec_l, rec_r = _records(root / "local"), _records(root / "ray")
     assert len(rec_l) == 18 and rec_l == rec_r
     # They are real answers: foolbox's label (in the file name) is among the top-2 classes of most photos.
-    hits = [int(n.split("_")[2].split(".")[0]) in [e["id"] for e in r["explanations"]]
-            for n, r in rec_l.items() if n.startswith("imagenet")]
+    hits = [
+        int(n.split("_")[2].split(".")[0]) in [e["id"] for e in r["explanations"]]
+        for n, r in rec_l.items()
+        if n.startswith("imagenet")
+    ]
     assert sum(hits) >= 14, hits
 
     # Maps equal to 1e-6 (saved by --maps at the input's resolution), overlays the same pixels.
@@ -104,7 +115,9 @@ def test_ray_and_local_runs_give_the_same_records_maps_failures_and_index(runs, 
             assert x.tobytes() == y.tobytes(), f
 
     # The same index: one row per photo and class (2 each) plus one per failure, as Parquet.
-    assert loc.index == str(root / "local" / "index.parquet") and ray_.index == str(root / "ray" / "index.parquet")
+    assert loc.index == str(root / "local" / "index.parquet") and ray_.index == str(
+        root / "ray" / "index.parquet"
+    )
     rows_l, rows_r = _rows(str(root / "local")), _rows(str(root / "ray"))
     assert rows_l == rows_r and len(rows_l) == 18 * 2 + 3
     assert not os.path.exists(root / "ray" / index.PARTS) or not os.listdir(root / "ray" / index.PARTS)
@@ -117,13 +130,23 @@ def test_index_rows_agree_with_the_records(runs):
     for r in rows:
         rec = recs[r["stem"] + ".json"]
         ex = rec["explanations"][r["rank"] - 1]
-        assert (r["class"], r["class_id"], r["peak"], r["box"]) == (ex["class"], ex["id"], ex["peak"], ex["box"])
+        assert (r["class"], r["class_id"], r["peak"], r["box"]) == (
+            ex["class"],
+            ex["id"],
+            ex["peak"],
+            ex["box"],
+        )
         assert abs(r["score"] - ex["score"]) <= 5e-7 and abs(r["probability"] - ex["probability"]) <= 5e-7
         assert [r["width"], r["height"]] == rec["size"]
         x0, y0, x1, y1 = r["box"]
-        assert r["box_fraction"] == pytest.approx((x1 - x0) * (y1 - y0) / (r["width"] * r["height"]), rel=1e-12)
-    failures = {os.path.basename(r["file"]): r["error"].split(" (")[0]
-                for r in index.read_index(str(root / "local")) if r["error"] is not None}
+        assert r["box_fraction"] == pytest.approx(
+            (x1 - x0) * (y1 - y0) / (r["width"] * r["height"]), rel=1e-12
+        )
+    failures = {
+        os.path.basename(r["file"]): r["error"].split(" (")[0]
+        for r in index.read_index(str(root / "local"))
+        if r["error"] is not None
+    }
     assert failures == BROKEN
 
 
@@ -131,7 +154,9 @@ def test_a_second_ray_run_skips_up_to_date_outputs_and_redoes_a_touched_photo(ru
     root, _, _ = runs
     out = str(root / "ray")
     before = {f: os.stat(f).st_mtime_ns for f in glob.glob(os.path.join(out, "*.*"))}
-    assert len(before) == 18 * 4 + 2  # two overlays, a record and the maps per photo; the index; failures.json
+    assert (
+        len(before) == 18 * 4 + 2
+    )  # two overlays, a record and the maps per photo; the index; failures.json
     rows_before = _rows(out)
     capsys.readouterr()
     # The CLI with --engine ray: every good photo is skipped, only the broken files are tried again.
@@ -148,8 +173,13 @@ def test_a_second_ray_run_skips_up_to_date_outputs_and_redoes_a_touched_photo(ru
     s = explain_dataset(str(photos), out=out, engine="ray", top_k=2, maps=True, threads=1)
     assert (s.explained, s.skipped, len(s.failed)) == (1, 17, 3)
     changed = sorted(os.path.basename(f) for f, t in before.items() if os.stat(f).st_mtime_ns != t)
-    assert changed == ["imagenet_03_990.json", "imagenet_03_990.maps.pt", "imagenet_03_990.top1.png",
-                       "imagenet_03_990.top2.png", "index.parquet"]
+    assert changed == [
+        "imagenet_03_990.json",
+        "imagenet_03_990.maps.pt",
+        "imagenet_03_990.top1.png",
+        "imagenet_03_990.top2.png",
+        "index.parquet",
+    ]
     # The same rows after the redo; alone in its batch, the photo's numbers may move by float32 rounding
     # (CPU kernels sum in a batch-size-dependent order), and so may the 6th decimal of its top-5 probabilities.
     after = _rows(out)
@@ -164,12 +194,16 @@ def test_a_second_ray_run_skips_up_to_date_outputs_and_redoes_a_touched_photo(ru
         pa, pb = json.loads(a["predictions"]), json.loads(b["predictions"])
         assert [(p["class"], p["id"]) for p in pa] == [(p["class"], p["id"]) for p in pb]
         assert [p["probability"] for p in pa] == pytest.approx([p["probability"] for p in pb], abs=2e-6)
-        assert {k: v for k, v in a.items() if k not in numeric} == {k: v for k, v in b.items() if k not in numeric}
+        assert {k: v for k, v in a.items() if k not in numeric} == {
+            k: v for k, v in b.items() if k not in numeric
+        }
 
 
 def test_engine_options_need_the_ray_engine(photos, tmp_path, capsys):
     assert main(["explain", str(photos), "--out", str(tmp_path / "o"), "--workers", "2"]) == 2
-    assert "--address and --workers are options of the Ray engine; add --engine ray." in capsys.readouterr().err
+    assert (
+        "--address and --workers are options of the Ray engine; add --engine ray." in capsys.readouterr().err
+    )
 
 
 def test_pool_leaves_cpus_for_the_decode_tasks():

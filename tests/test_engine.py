@@ -1,4 +1,5 @@
 """Issue 2: the Grad-CAM engine — exactness against references, batching, safety, errors."""
+
 import copy
 
 import pytest
@@ -11,7 +12,9 @@ import gradcam
 from gradcam.explanation import normalize
 
 
-def reference_gradcam(model: nn.Sequential, split: int, x: torch.Tensor, cls: torch.Tensor, size, mode="bilinear"):
+def reference_gradcam(
+    model: nn.Sequential, split: int, x: torch.Tensor, cls: torch.Tensor, size, mode="bilinear"
+):
     """Independent float64 Grad-CAM: A = features(x), y = head(A)[n, c], alpha = mean dy/dA, ReLU, upsample, min-max."""
     m = copy.deepcopy(model).double().eval()
     feats, head = m[:split], m[split:]
@@ -235,8 +238,7 @@ def _snapshot(model):
 
 def _no_hooks(model):
     return all(
-        not m._forward_hooks and not m._backward_hooks and not m._forward_pre_hooks
-        for m in model.modules()
+        not m._forward_hooks and not m._backward_hooks and not m._forward_pre_hooks for m in model.modules()
     )
 
 
@@ -297,6 +299,7 @@ def test_only_the_head_after_the_layer_is_recorded_and_no_parameter_gradient(x):
 
 # ---- bad input ------------------------------------------------------------------------------
 
+
 def test_error_unknown_layer_lists_closest():
     with pytest.raises(ValueError, match=r"Unknown layer 'fetures'.*Closest names: features"):
         gradcam.GradCAM(DictNet(), layer="fetures")
@@ -313,7 +316,9 @@ def test_error_target_does_not_depend_on_layer(x):
 
 
 def test_error_class_out_of_range(x):
-    with pytest.raises(ValueError, match=r"Target class 10 is out of range for a model with 10 outputs \(valid ids: 0..9\)"):
+    with pytest.raises(
+        ValueError, match=r"Target class 10 is out of range for a model with 10 outputs \(valid ids: 0..9\)"
+    ):
         gradcam.GradCAM(gap_net(), layer="4")(x, target=10)
     with pytest.raises(ValueError, match="Target class -1 is out of range"):
         gradcam.GradCAM(gap_net(), layer="4")(x, target=[0, 1, 2, -1])
@@ -326,7 +331,10 @@ def test_error_target_list_length(x):
 
 def test_error_input_shape(x):
     cam = gradcam.GradCAM(gap_net(), layer="4")
-    with pytest.raises(ValueError, match=r"Input must have shape \(N, C, H, W\); got \(3, 16, 16\). For one image, add a batch"):
+    with pytest.raises(
+        ValueError,
+        match=r"Input must have shape \(N, C, H, W\); got \(3, 16, 16\). For one image, add a batch",
+    ):
         cam(x[0])
     with pytest.raises(TypeError, match="Input must be a floating-point tensor"):
         cam((x * 255).to(torch.uint8))
@@ -336,15 +344,21 @@ def test_error_input_shape(x):
 
 def test_error_dtype_meta_channels_last_and_lists(x):
     cam = gradcam.GradCAM(gap_net().double(), layer="4")
-    with pytest.raises(TypeError, match=r"^Input is torch.float32 but the model's parameters are torch.float64; make "
-                       r"them match, e.g. x.to\(torch.float64\) or model.to\(torch.float32\).$"):
+    with pytest.raises(
+        TypeError,
+        match=r"^Input is torch.float32 but the model's parameters are torch.float64; make "
+        r"them match, e.g. x.to\(torch.float64\) or model.to\(torch.float32\).$",
+    ):
         cam(x)
     with pytest.raises(ValueError, match=r"^Input is a meta tensor \(a shape without data\)"):
         gradcam.GradCAM(gap_net(), layer="4")(torch.empty(4, 3, 16, 16, device="meta"))
     with torch.device("meta"):
         meta_model = gap_net()
-    with pytest.raises(ValueError, match=r"^The model's parameters are on the 'meta' device .* "
-                       r"model.to_empty\(device='cpu'\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"^The model's parameters are on the 'meta' device .* "
+        r"model.to_empty\(device='cpu'\)",
+    ):
         gradcam.GradCAM(meta_model, layer="4")(x)
     partly = gap_net()
     with torch.device("meta"):
@@ -352,22 +366,40 @@ def test_error_dtype_meta_channels_last_and_lists(x):
     with pytest.raises(ValueError, match=r"^The model's parameters are on the 'meta' device"):
         gradcam.GradCAM(partly, layer="4")(x)
     nhwc = x.permute(0, 2, 3, 1)  # (4, 16, 16, 3)
-    for explainer in (gradcam.GradCAM(gap_net(), layer="4"), gradcam.GradCAM(gap_net()), gradcam.Gradient(gap_net())):
-        with pytest.raises(ValueError, match=r"^Input of shape \(4, 16, 16, 3\) looks like channels-last images "
-                           r"\(N, H, W, C\); the model takes \(N, C, H, W\): use x.permute\(0, 3, 1, 2\).$"):
+    for explainer in (
+        gradcam.GradCAM(gap_net(), layer="4"),
+        gradcam.GradCAM(gap_net()),
+        gradcam.Gradient(gap_net()),
+    ):
+        with pytest.raises(
+            ValueError,
+            match=r"^Input of shape \(4, 16, 16, 3\) looks like channels-last images "
+            r"\(N, H, W, C\); the model takes \(N, C, H, W\): use x.permute\(0, 3, 1, 2\).$",
+        ):
             explainer(nhwc)
-    for explainer in (gradcam.GradCAM(gap_net()), gradcam.GradCAM(gap_net(), layer="4"), gradcam.GuidedBackprop(gap_net())):
-        with pytest.raises(TypeError, match=r"^Input must be one torch.Tensor of shape \(N, C, H, W\); got a list of 4 "
-                           r"tensors. Stack the images into one batch: torch.stack\(images\)"):
+    for explainer in (
+        gradcam.GradCAM(gap_net()),
+        gradcam.GradCAM(gap_net(), layer="4"),
+        gradcam.GuidedBackprop(gap_net()),
+    ):
+        with pytest.raises(
+            TypeError,
+            match=r"^Input must be one torch.Tensor of shape \(N, C, H, W\); got a list of 4 "
+            r"tensors. Stack the images into one batch: torch.stack\(images\)",
+        ):
             explainer(list(x))
     # A model whose first convolution takes as many channels as the input's dim 1 is not channels-last.
     torch.manual_seed(0)
-    wide = nn.Sequential(nn.Conv2d(16, 4, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    wide = nn.Sequential(
+        nn.Conv2d(16, 4, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)
+    )
     assert gradcam.GradCAM(wide, layer="0")(torch.randn(1, 16, 5, 3)).maps.shape == (1, 1, 5, 3)
 
 
 def test_error_non_spatial_layer(x):
-    with pytest.raises(ValueError, match=r"Layer '6' outputs shape \(4, 16\), not a spatial map.*tokens_to_grid"):
+    with pytest.raises(
+        ValueError, match=r"Layer '6' outputs shape \(4, 16\), not a spatial map.*tokens_to_grid"
+    ):
         gradcam.GradCAM(gap_net(), layer="6")(x)
 
 
@@ -408,7 +440,10 @@ def test_tokens_to_grid_drops_the_class_token_and_keeps_the_layout():
     tokens = torch.cat([cls, grid.flatten(2).transpose(1, 2)], 1)  # (N, 1 + h*w, D), row-major patches
     assert torch.equal(gradcam.tokens_to_grid(3, 4)(tokens), grid)
     assert torch.equal(gradcam.tokens_to_grid(3, 4, skip=0)(tokens[:, 1:]), grid)
-    with pytest.raises(ValueError, match=r"tokens_to_grid\(3, 4, skip=1\) expects \(N, 13, D\) tokens, got shape \(2, 12, 5\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"tokens_to_grid\(3, 4, skip=1\) expects \(N, 13, D\) tokens, got shape \(2, 12, 5\)",
+    ):
         gradcam.tokens_to_grid(3, 4)(tokens[:, 1:])
 
 

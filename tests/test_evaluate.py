@@ -1,4 +1,5 @@
 """``gradcam evaluate --quick`` end to end, and the pieces of the benchmarks (mosaics, baselines, cache)."""
+
 import json
 
 import pytest
@@ -13,8 +14,20 @@ from gradcam.metrics import pointing_hits
 def quick(tmp_path_factory):
     out = tmp_path_factory.mktemp("eval")
     threads = torch.get_num_threads()
-    code = main(["evaluate", "--quick", "--benchmarks", "mosaic,synthetic", "--out", str(out),
-                 "--cache", str(out / "cache"), "--threads", "1"])
+    code = main(
+        [
+            "evaluate",
+            "--quick",
+            "--benchmarks",
+            "mosaic,synthetic",
+            "--out",
+            str(out),
+            "--cache",
+            str(out / "cache"),
+            "--threads",
+            "1",
+        ]
+    )
     assert torch.get_num_threads() == threads  # --threads is restored afterwards
     return code, out
 
@@ -38,7 +51,9 @@ def test_quick_evaluate_runs_and_writes_table_and_json(quick):
 
 def test_quick_gradcam_pointing_on_real_mosaics_clearly_beats_random(quick):
     _, out = quick
-    rows = {r["method"]: r for r in json.loads((out / "evaluation.json").read_text())["results"]["mosaic"]["rows"]}
+    rows = {
+        r["method"]: r for r in json.loads((out / "evaluation.json").read_text())["results"]["mosaic"]["rows"]
+    }
     assert rows["gradcam"]["pointing"] >= rows["random"]["pointing"] + 0.3
     assert rows["gradcam"]["disc_peak"] >= 0.75 > rows["gaussian"]["disc_peak"]
     assert rows["counterfactual"]["disc_peak"] < rows["gradcam"]["disc_peak"]
@@ -118,7 +133,9 @@ def test_synthetic_cache_is_reused(tmp_path):
     # The cache is READ: marker weights written into the cached file come back (retraining could not give them).
     path = info["cached"]
     blob = torch.load(path, weights_only=True)
-    blob["state_dict"] = {k: torch.full_like(v, 0.25) if v.is_floating_point() else v for k, v in blob["state_dict"].items()}
+    blob["state_dict"] = {
+        k: torch.full_like(v, 0.25) if v.is_floating_point() else v for k, v in blob["state_dict"].items()
+    }
     blob["info"]["marker"] = "read from the cache"
     torch.save(blob, path)
     logged = []
@@ -132,8 +149,12 @@ def test_synthetic_cache_is_reused(tmp_path):
 def test_chance_baselines_are_never_marked_best():
     from gradcam.evaluation.tables import best_marks
 
-    rows = [{"method": "gradcam", "v": 0.5}, {"method": "random-map", "v": 0.9}, {"method": "random", "v": 0.8},
-            {"method": "gaussian", "v": 0.7}]
+    rows = [
+        {"method": "gradcam", "v": 0.5},
+        {"method": "random-map", "v": 0.9},
+        {"method": "random", "v": 0.8},
+        {"method": "gaussian", "v": 0.7},
+    ]
     best_marks(rows, [("v", "v", ".3f")])
     assert [r["v"] for r in rows] == ["**0.500**", 0.9, 0.8, 0.7]
 
@@ -147,9 +168,11 @@ def test_best_marks_marks_nothing_below_the_accuracy_threshold():
     assert [r["v"] for r in rows] == [0.5, 0.9]
     best_marks(rows, cols, accuracy=MIN_ACCURACY_FOR_BEST)
     assert [r["v"] for r in rows] == [0.5, "**0.900**"]
-    assert accuracy_caveat("m", 0.4, 0.8) == ("**Caveat:** the m classifies 0.400 of its test images right, below "
-                                               "0.8: its maps explain a model that is often wrong, so nothing is "
-                                               "marked best in its table.")
+    assert accuracy_caveat("m", 0.4, 0.8) == (
+        "**Caveat:** the m classifies 0.400 of its test images right, below "
+        "0.8: its maps explain a model that is often wrong, so nothing is "
+        "marked best in its table."
+    )
 
 
 def test_quick_tables_of_inaccurate_models_mark_nothing_and_say_so_first(quick):
@@ -161,8 +184,10 @@ def test_quick_tables_of_inaccurate_models_mark_nothing_and_say_so_first(quick):
     low = [k for k, v in models.items() if v["meta"]["accuracy"] < 0.8]
     assert low  # the quick CNNs are small (about 0.3-0.4 accuracy)
     for i, kind in enumerate(low):  # the caveats open the output, before any table
-        assert body.split("\n\n")[i].startswith(f"**Caveat:** the synthetic '{kind}' CNN (quick mode: a small model) "
-                                                f"classifies {models[kind]['meta']['accuracy']:.3f} of its test images")
+        assert body.split("\n\n")[i].startswith(
+            f"**Caveat:** the synthetic '{kind}' CNN (quick mode: a small model) "
+            f"classifies {models[kind]['meta']['accuracy']:.3f} of its test images"
+        )
     assert data["caveats"] and "**Real photos" in body.split("\n\n")[len(low)]
     for part in body.split("**Synthetic scenes")[1:]:
         table = part.split("\n\nNotes:")[0].split("**Real photos")[0]

@@ -1,5 +1,6 @@
 """The local engine's background writer (``WRITE_AHEAD``): same files as writing synchronously; a write error
 inside the writer thread is that photo's failure (reported, in failures.json and the index, no record)."""
+
 from __future__ import annotations
 
 import json
@@ -23,19 +24,27 @@ PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "camera")
 def folder(tmp_path_factory):
     d = tmp_path_factory.mktemp("photos")
     for name in PHOTOS:  # small real photos: 3 batches of 2 at --batch-size 2
-        Image.fromarray(getattr(skimage.data, name)()).convert("RGB").reduce(2).save(d / f"{name}.jpg", quality=90)
+        Image.fromarray(getattr(skimage.data, name)()).convert("RGB").reduce(2).save(
+            d / f"{name}.jpg", quality=90
+        )
     (d / "broken.jpg").write_text("not an image")
     return d
 
 
 def _run(folder, out, ahead, monkeypatch) -> int:
     monkeypatch.setattr(local_executor, "WRITE_AHEAD", ahead)
-    return main(["explain", str(folder), "--out", str(out), "--json", "--top", "2", "--maps", "--batch-size", "2"])
+    return main(
+        ["explain", str(folder), "--out", str(out), "--json", "--top", "2", "--maps", "--batch-size", "2"]
+    )
 
 
 def _files(out) -> dict:
-    return {os.path.relpath(os.path.join(r, f), out): os.path.join(r, f)
-            for r, _, fs in os.walk(out) for f in fs if not f.startswith("index.")}
+    return {
+        os.path.relpath(os.path.join(r, f), out): os.path.join(r, f)
+        for r, _, fs in os.walk(out)
+        for f in fs
+        if not f.startswith("index.")
+    }
 
 
 def test_writer_gives_the_synchronous_files(folder, tmp_path, monkeypatch, capsys):
@@ -56,8 +65,17 @@ def test_writer_gives_the_synchronous_files(folder, tmp_path, monkeypatch, capsy
             with open(fs[rel], "rb") as a, open(fb[rel], "rb") as b:
                 assert a.read() == b.read(), rel
     # Same index rows (output paths relative to their folder; not the time of writing) and the same printed report, in order.
-    rows = [[{k: (v.replace(str(o), "OUT") if isinstance(v, str) else v) for k, v in r.items() if k != "updated"}
-             for r in index.read_index(str(o))] for o in (sync, bg)]
+    rows = [
+        [
+            {
+                k: (v.replace(str(o), "OUT") if isinstance(v, str) else v)
+                for k, v in r.items()
+                if k != "updated"
+            }
+            for r in index.read_index(str(o))
+        ]
+        for o in (sync, bg)
+    ]
     assert rows[0] == rows[1] and len(rows[0]) == 2 * len(PHOTOS) + 1
     assert said_sync.out.replace(str(sync), "OUT") == said_bg.out.replace(str(bg), "OUT")
 
@@ -81,7 +99,9 @@ def test_write_error_in_the_writer_is_that_photos_failure(folder, tmp_path, monk
     assert "explained 4 images, 2 failed" in err
     failures = json.loads((out / "failures.json").read_text())
     assert {f["file"]: f["reason"] for f in failures} == {
-        str(folder / "coffee.jpg"): reason, str(folder / "broken.jpg"): "not an image (format not recognised)"}
+        str(folder / "coffee.jpg"): reason,
+        str(folder / "broken.jpg"): "not an image (format not recognised)",
+    }
     assert not (out / ".gradcam" / "coffee.json").exists()  # no record: a rerun redoes it
     assert (out / ".gradcam" / "chelsea.json").exists() and (out / "rocket.top2.png").exists()
     rows = {r["file"]: r for r in index.read_index(str(out)) if r["file"] == str(folder / "coffee.jpg")}

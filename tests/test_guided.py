@@ -1,4 +1,5 @@
 """Guided backpropagation, Guided Grad-CAM, plain gradients and the pixel-space helpers."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -88,8 +89,19 @@ def test_guided_backprop_matches_captum():
 
 @pytest.mark.parametrize(
     "kind",
-    ["module-inplace", "F.relu", "F.relu-inplace", "torch.relu", "relu_", "clamp", "clamp-method", "clamp_min",
-     "threshold", "hardtanh-0-inf", "clip-min-0"],
+    [
+        "module-inplace",
+        "F.relu",
+        "F.relu-inplace",
+        "torch.relu",
+        "relu_",
+        "clamp",
+        "clamp-method",
+        "clamp_min",
+        "threshold",
+        "hardtanh-0-inf",
+        "clip-min-0",
+    ],
 )
 def test_functional_relu_forms_give_the_module_map(kind):
     x = _x()
@@ -100,7 +112,16 @@ def test_functional_relu_forms_give_the_module_map(kind):
 
 
 @pytest.mark.parametrize(
-    "kind", ["relu6-module-inplace", "F.relu6", "clamp-0-6", "hardtanh-0-6", "clip_-0-6", "clip-0-6", "torch.clip-0-6"]
+    "kind",
+    [
+        "relu6-module-inplace",
+        "F.relu6",
+        "clamp-0-6",
+        "hardtanh-0-6",
+        "clip_-0-6",
+        "clip-0-6",
+        "torch.clip-0-6",
+    ],
 )
 def test_relu6_forms_agree_and_are_guided(kind):
     x = _x()
@@ -187,13 +208,16 @@ def test_guided_gradcam_equals_guided_backprop_times_gradcam(counterfactual):
     gb = gradcam.GuidedBackprop(model)(x, top_k=2, counterfactual=counterfactual)
     cam = gradcam.GradCAM(model, layer="3")(x, top_k=2, counterfactual=counterfactual)
     assert torch.allclose(gg.pixels, gb.pixels * cam.maps.unsqueeze(2), atol=1e-7, rtol=1e-5)
-    assert torch.allclose(gg.cam.maps, cam.maps, atol=1e-6) and torch.allclose(gg.weights, cam.weights, atol=1e-7)
+    assert torch.allclose(gg.cam.maps, cam.maps, atol=1e-6) and torch.allclose(
+        gg.weights, cam.weights, atol=1e-7
+    )
     assert torch.equal(gg.raw, gg.cam.raw) and gg.layer == "3" and gg.method == "guided-gradcam"
     assert torch.equal(gg.targets, cam.targets) and gg.counterfactual is counterfactual
     assert torch.allclose(gg.maps, normalize(saliency(gg.pixels)), atol=1e-6)
     # The layer gradient must be the plain one: differentiating the layer under the guided rule differs.
-    guided_layer = engine.capture(model, x, resolve_layers(model, "3"), top_k=2, input_gradient=True,
-                                  context=GuidedReLUMode)
+    guided_layer = engine.capture(
+        model, x, resolve_layers(model, "3"), top_k=2, input_gradient=True, context=GuidedReLUMode
+    )
     assert (guided_layer.gradients[0].mean((-2, -1)) - gg.weights).abs().max() > 1e-4
 
 
@@ -213,7 +237,7 @@ def test_every_image_and_target_is_explained():
     batch = gradcam.GuidedBackprop(model)(x, target=[[0, 3], [1, 2], [4, 0]])
     for i in range(3):
         for k in range(2):
-            one = gradcam.GuidedBackprop(model)(x[i:i + 1], target=int(batch.targets[i, k]))
+            one = gradcam.GuidedBackprop(model)(x[i : i + 1], target=int(batch.targets[i, k]))
             assert torch.allclose(batch.pixels[i, k], one.pixels[0, 0], atol=1e-6, rtol=0)
             assert torch.allclose(batch.scores[i, k], one.scores[0, 0])
 
@@ -245,8 +269,13 @@ def _snapshot(model):
         "training": [m.training for m in model.modules()],
         "requires_grad": [p.requires_grad for p in model.parameters()],
         "types": [type(m) for m in model.modules()],
-        "hooks": [len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-                  + len(getattr(m, "_backward_pre_hooks", {})) for m in model.modules()],
+        "hooks": [
+            len(m._forward_hooks)
+            + len(m._forward_pre_hooks)
+            + len(m._backward_hooks)
+            + len(getattr(m, "_backward_pre_hooks", {}))
+            for m in model.modules()
+        ],
         "modes": torch._C._len_torch_function_stack(),
         "relu": (F.relu, torch.relu, torch.Tensor.relu, F.hardtanh, torch.clamp),
     }
@@ -292,7 +321,9 @@ def test_registry_and_errors():
     assert isinstance(registry.get("guided-gradcam")(model, layer="c2"), gradcam.GuidedGradCAM)
     assert isinstance(registry.get("gradient")(model, layer="auto"), gradcam.Gradient)
     assert isinstance(registry.get("occlusion")(model, layer="auto"), gradcam.Occlusion)
-    with pytest.raises(ValueError, match=r"reduce must be one of abs-max, abs-sum, l2, positive; got 'max'\."):
+    with pytest.raises(
+        ValueError, match=r"reduce must be one of abs-max, abs-sum, l2, positive; got 'max'\."
+    ):
         gradcam.GuidedBackprop(model, reduce="max")
     with pytest.raises(TypeError, match="model must be a torch.nn.Module; got function"):
         gradcam.GuidedBackprop(lambda t: t)
@@ -305,9 +336,11 @@ def test_saliency_and_image_helpers():
     assert saliency(g, "abs-max").flatten().tolist() == [3.0, 2.0]
     assert saliency(g, "abs-sum").flatten().tolist() == [5.5, 3.0]
     assert saliency(g, "positive").flatten().tolist() == [2.5, 1.0]
-    assert torch.allclose(saliency(g, "l2").flatten(), torch.tensor([13.25 ** 0.5, 5.0 ** 0.5]))
+    assert torch.allclose(saliency(g, "l2").flatten(), torch.tensor([13.25**0.5, 5.0**0.5]))
     sym = to_image(g, "symmetric").flatten()
-    assert torch.allclose(sym, torch.tensor([0.0, 0.5 + 0.5 / 3, 0.5 + 1 / 3, 0.5 - 1 / 3, 0.5 + 0.25 / 3, 0.5]))
+    assert torch.allclose(
+        sym, torch.tensor([0.0, 0.5 + 0.5 / 3, 0.5 + 1 / 3, 0.5 - 1 / 3, 0.5 + 0.25 / 3, 0.5])
+    )
     std = to_image(g, "std")
     ref = (0.5 + 0.1 * (g - g.mean()) / g.std(correction=0)).clamp(0, 1)
     assert torch.allclose(std, ref, atol=1e-6)

@@ -1,4 +1,5 @@
 """Loading every kind of image file as RGB, preprocessing, overlays, peaks and boxes."""
+
 from __future__ import annotations
 
 import io
@@ -31,6 +32,7 @@ def _save(img: Image.Image, path, **kw):
 
 # -- modes ----------------------------------------------------------------------------------------
 
+
 def test_grayscale_palette_cmyk_become_rgb(tmp_path):
     gray = load_image(_save(Image.new("L", (5, 4), 77), tmp_path / "g.png"))
     assert gray.mode == "RGB" and gray.size == (5, 4) and gray.getpixel((0, 0)) == (77, 77, 77)
@@ -44,8 +46,8 @@ def test_grayscale_palette_cmyk_become_rgb(tmp_path):
 
 def test_transparency_is_composited_on_white(tmp_path):
     rgba = Image.new("RGBA", (2, 1))
-    rgba.putpixel((0, 0), (255, 0, 0, 0))      # fully transparent red -> white
-    rgba.putpixel((1, 0), (0, 0, 255, 128))    # half blue over white
+    rgba.putpixel((0, 0), (255, 0, 0, 0))  # fully transparent red -> white
+    rgba.putpixel((1, 0), (0, 0, 255, 128))  # half blue over white
     img = load_image(_save(rgba, tmp_path / "a.png"))
     assert img.getpixel((0, 0)) == (255, 255, 255)
     r, g, b = img.getpixel((1, 0))
@@ -94,10 +96,13 @@ def test_exif_orientation_is_applied(tmp_path):
     assert r > 200 and g < 60 and b < 60
 
 
-@pytest.mark.parametrize("content, reason", [
-    (b"", "empty file (0 bytes)"),
-    (b"this is not an image at all", "not an image (format not recognised)"),
-])
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b"", "empty file (0 bytes)"),
+        (b"this is not an image at all", "not an image (format not recognised)"),
+    ],
+)
 def test_bad_files_raise_with_path_and_reason(tmp_path, content, reason):
     path = tmp_path / "bad.jpg"
     path.write_bytes(content)
@@ -131,6 +136,7 @@ def test_arrays_and_tensors():
 
 # -- preprocessing ------------------------------------------------------------------------------------
 
+
 def test_resized_size_keeps_aspect_and_rounds_to_stride():
     assert resized_size(451, 300, 256, 32) == (384, 256)
     assert resized_size(300, 451, 256, 32) == (256, 384)
@@ -146,6 +152,7 @@ def test_preprocess_formula():
 
 
 # -- overlay --------------------------------------------------------------------------------------------
+
 
 def test_overlay_size_and_blend_formula():
     photo = Image.fromarray(np.full((30, 50, 3), 200, np.uint8))
@@ -181,18 +188,19 @@ def test_colorize_uses_the_lookup_table():
 
 # -- peaks and boxes ----------------------------------------------------------------------------------
 
+
 def test_peaks_and_largest_segment_box():
     m = torch.zeros(2, 20, 30)
-    m[0, 2:5, 3:6] = 1.0          # small but strongest blob
-    m[0, 10:18, 12:25] = 0.2      # largest segment above 15% (below 45%: the threshold matters)
-    m[0, 0, 29] = 0.1             # below 15% of the max: ignored
-    m[1, 7, 8] = 0.3              # one pixel
+    m[0, 2:5, 3:6] = 1.0  # small but strongest blob
+    m[0, 10:18, 12:25] = 0.2  # largest segment above 15% (below 45%: the threshold matters)
+    m[0, 0, 29] = 0.1  # below 15% of the max: ignored
+    m[1, 7, 8] = 0.3  # one pixel
     box, ok = boxes(m, threshold=PAPER_BOX_THRESHOLD)
     assert ok.tolist() == [True, True]
     assert box.tolist() == [[12, 10, 25, 18], [8, 7, 9, 8]]  # [x0, y0, x1, y1], exclusive ends
     # the default is the one user-facing threshold (0.45): only the strong blob is foreground
     assert BOX_THRESHOLD == 0.45 and boxes(m)[0].tolist() == [[3, 2, 6, 5], [8, 7, 9, 8]]
-    assert peaks(m).tolist() == [[3, 2], [8, 7]]               # (x, y) of the first maximum
+    assert peaks(m).tolist() == [[3, 2], [8, 7]]  # (x, y) of the first maximum
 
 
 def test_flat_map_has_no_box():
@@ -204,9 +212,14 @@ def test_scaling_boxes_and_points_between_sizes():
     # A box of pixels 8..15 (edges 8, 16) on a 32-wide map covers 1/4..1/2 of the width: 100..200 at 400 px.
     assert scale_box([8, 0, 16, 32], (32, 32), (400, 64)) == [100, 0, 200, 64]
     assert scale_box([0, 0, 32, 32], (32, 32), (451, 300)) == [0, 0, 451, 300]
-    assert scale_box([1, 2, 3, 4], (10, 10), (15, 25)) == [1, 5, 5, 10]  # 1.5 -> 1, 4.5 -> 5, 5 -> 5, 10 -> 10
+    assert scale_box([1, 2, 3, 4], (10, 10), (15, 25)) == [
+        1,
+        5,
+        5,
+        10,
+    ]  # 1.5 -> 1, 4.5 -> 5, 5 -> 5, 10 -> 10
     assert scale_box([3, 3, 7, 7], (10, 10), (10, 10)) == [3, 3, 7, 7]
-    assert scale_point([0, 0], (32, 32), (320, 320)) == [5, 5]     # pixel centre 0.5 -> 5.0 - 0.5 -> 4.5 -> 5
+    assert scale_point([0, 0], (32, 32), (320, 320)) == [5, 5]  # pixel centre 0.5 -> 5.0 - 0.5 -> 4.5 -> 5
     assert scale_point([31, 31], (32, 32), (64, 64)) == [63, 63]
 
 
@@ -224,14 +237,15 @@ def test_boxes_on_a_resampled_map_match_the_full_resolution_box_to_its_precision
 
 # -- size limits ----------------------------------------------------------------------------------
 
+
 def forged_jpeg(path, width: int, height: int) -> str:
     """A small real JPEG whose SOF header is rewritten to declare ``width`` x ``height`` (a decompression bomb)."""
     buf = io.BytesIO()
     Image.new("RGB", (16, 16), (200, 30, 30)).save(buf, "JPEG")
     data = bytearray(buf.getvalue())
     sof = data.index(b"\xff\xc0")  # baseline SOF0: marker, length (2), precision (1), height (2), width (2)
-    data[sof + 5:sof + 7] = height.to_bytes(2, "big")
-    data[sof + 7:sof + 9] = width.to_bytes(2, "big")
+    data[sof + 5 : sof + 7] = height.to_bytes(2, "big")
+    data[sof + 7 : sof + 9] = width.to_bytes(2, "big")
     with open(path, "wb") as f:
         f.write(data)
     return str(path)
@@ -246,8 +260,10 @@ def test_declared_size_over_the_pixel_limit_is_refused_before_decoding(tmp_path,
     bomb = forged_jpeg(tmp_path / "bomb.jpg", 12000, 8000)  # 96 MP: over PIL's warning threshold (89.5 MP)
     with pytest.raises(ImageLoadError) as e:
         load_image(bomb)
-    assert e.value.reason == ("image too large: its header declares 12000x8000 = 96.0 megapixels, over the limit "
-                              "of 50 megapixels (raise it with --max-pixels N, or max_pixels= in Python)")
+    assert e.value.reason == (
+        "image too large: its header declares 12000x8000 = 96.0 megapixels, over the limit "
+        "of 50 megapixels (raise it with --max-pixels N, or max_pixels= in Python)"
+    )
     with pytest.raises(ImageLoadError, match="over the limit of 20 megapixels"):
         load_image(forged_jpeg(tmp_path / "b2.jpg", 5000, 5000), max_pixels=20_000_000)
     huge = forged_jpeg(tmp_path / "huge.jpg", 60000, 60000)  # over PIL's own refusal limit (2 x 89.5 MP)
@@ -265,7 +281,10 @@ def test_long_side_of_the_model_input_is_capped():
     assert resized_size(10000, 50, 256, 32, max_side=1024) == (1024, 32)  # s = 1024 / 10000; 5 px -> 32
     assert resized_size(50, 10000, 256, 32, max_side=1024) == (32, 1024)
     assert resized_size(451, 300, 256, 32, max_side=1024) == (384, 256)  # ordinary photos: no change
-    assert resized_size(2000, 400, 256, 32, max_side=1024) == (1024, 192)  # 1280 x 256 capped: 204.8 = 6.4 x 32 -> 192
+    assert resized_size(2000, 400, 256, 32, max_side=1024) == (
+        1024,
+        192,
+    )  # 1280 x 256 capped: 204.8 = 6.4 x 32 -> 192
     x = preprocess_image(Image.new("RGB", (10000, 50), (255, 0, 0)), 256)
     assert x.shape == (3, 32, 1024)  # the default cap, MAX_SIDE = 1024
     assert preprocess_image(Image.new("RGB", (10000, 50)), 256, max_side=None).shape == (3, 256, 51200)

@@ -1,4 +1,5 @@
 """The results index: parts per batch, newest rows of a photo win, compaction, JSON Lines without pyarrow."""
+
 from __future__ import annotations
 
 import json
@@ -14,22 +15,36 @@ from gradcam.api import ImageResult
 
 def _result(src="a.jpg", w=40, h=20, boxes=([0, 0, 10, 5], None)):
     return ImageResult(
-        image=Image.new("RGB", (w, h)), source=src, predictions=[("cat", 1, 0.75), ("dog", 2, 0.25)],
-        class_ids=[1, 2], classes=["cat", "dog"], scores=[3.5, 1.5], probabilities=[0.75, 0.25],
-        input_maps=torch.zeros(2, 4, 8), peaks=[[3, 2], None], boxes=list(boxes), layer="l", method="gradcam",
+        image=Image.new("RGB", (w, h)),
+        source=src,
+        predictions=[("cat", 1, 0.75), ("dog", 2, 0.25)],
+        class_ids=[1, 2],
+        classes=["cat", "dog"],
+        scores=[3.5, 1.5],
+        probabilities=[0.75, 0.25],
+        input_maps=torch.zeros(2, 4, 8),
+        peaks=[[3, 2], None],
+        boxes=list(boxes),
+        layer="l",
+        method="gradcam",
         model="m",
     )
 
 
 def test_result_rows_one_per_class_with_box_fraction():
-    rows = index.result_rows(_result(), "a", ["out/a.top1.png", "out/a.top2.png"], "out/a.json", "out/a.maps.pt")
-    assert [(r["rank"], r["class"], r["class_id"], r["score"], r["probability"]) for r in rows] == \
-        [(1, "cat", 1, 3.5, 0.75), (2, "dog", 2, 1.5, 0.25)]
+    rows = index.result_rows(
+        _result(), "a", ["out/a.top1.png", "out/a.top2.png"], "out/a.json", "out/a.maps.pt"
+    )
+    assert [(r["rank"], r["class"], r["class_id"], r["score"], r["probability"]) for r in rows] == [
+        (1, "cat", 1, 3.5, 0.75),
+        (2, "dog", 2, 1.5, 0.25),
+    ]
     assert rows[0]["box"] == [0, 0, 10, 5] and rows[0]["box_fraction"] == 10 * 5 / (40 * 20)
     assert rows[1]["box"] is None and rows[1]["peak"] is None and rows[1]["box_fraction"] == 0.0
     assert [r["overlay"] for r in rows] == ["out/a.top1.png", "out/a.top2.png"]
-    assert {(r["width"], r["height"], r["record"], r["maps"], r["error"]) for r in rows} == \
-        {(40, 20, "out/a.json", "out/a.maps.pt", None)}
+    assert {(r["width"], r["height"], r["record"], r["maps"], r["error"]) for r in rows} == {
+        (40, 20, "out/a.json", "out/a.maps.pt", None)
+    }
     assert set(rows[0]) == set(index.COLUMNS)
 
 
@@ -44,8 +59,11 @@ def test_parts_newest_rows_win_and_compaction(tmp_path, monkeypatch, parquet):
     index.append(out, [index.failure_row("b.jpg", "b", "empty file (0 bytes)", "m", "gradcam")])
     assert index.append(out, []) is None
     # An interrupted run: the parts are read as they are.
-    assert [(r["stem"], r["rank"], r["error"]) for r in index.read_index(out)] == \
-        [("a", 1, None), ("a", 2, None), ("b", None, "empty file (0 bytes)")]
+    assert [(r["stem"], r["rank"], r["error"]) for r in index.read_index(out)] == [
+        ("a", 1, None),
+        ("a", 2, None),
+        ("b", None, "empty file (0 bytes)"),
+    ]
     path = index.compact(out)
     assert path == os.path.join(out, "index.parquet" if parquet else "index.jsonl")
     assert not os.path.exists(os.path.join(out, index.PARTS))  # no parts left, nor their folder
@@ -54,8 +72,10 @@ def test_parts_newest_rows_win_and_compaction(tmp_path, monkeypatch, parquet):
     index.append(out, index.result_rows(_result("a.jpg"), "a", ["a1"], None)[:1])
     index.compact(out)
     rows = index.read_index(out)
-    assert [(r["stem"], r["rank"], r["overlay"], r["error"]) for r in rows] == \
-        [("a", 1, "a1", None), ("b", 1, "b1", None)]
+    assert [(r["stem"], r["rank"], r["overlay"], r["error"]) for r in rows] == [
+        ("a", 1, "a1", None),
+        ("b", 1, "b1", None),
+    ]
     # A failure retried with the same reason leaves the file untouched; a redone photo rewrites it.
     index.append(out, [index.failure_row("c.jpg", "c", "not an image", "m", "gradcam")])
     index.compact(out)

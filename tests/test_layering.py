@@ -57,7 +57,10 @@ KNOWN: Dict[Tuple[str, str], str] = {
     ("gradcam.models.monai", "gradcam.models.external"): "external -> monai -> external (cycle)",
     ("gradcam.models.presets", "gradcam.models"): "LoadedModel in models/__init__ <-> presets (cycle)",
     ("gradcam.pipeline.job", "gradcam.pipeline.costs"): "pipeline: job <-> costs (cycle)",
-    ("gradcam.pipeline.options", "gradcam.pipeline.costs"): "pipeline: options -> costs -> job -> options (cycle)",
+    (
+        "gradcam.pipeline.options",
+        "gradcam.pipeline.costs",
+    ): "pipeline: options -> costs -> job -> options (cycle)",
 }
 
 

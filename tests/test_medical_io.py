@@ -129,7 +129,9 @@ def test_multiframe_dicom_rt_dose():
     path = os.path.join(os.path.dirname(pydicom.__file__), "data", "test_files", "rtdose.dcm")
     v = read_volume(path)  # 15 frames of 10 x 10, GridFrameOffsetVector 0, 5, 10... mm, DoseGridScaling 1e-6
     assert v.shape == (15, 10, 10) and v.spacing == pytest.approx((5.0, 10.0, 10.0))
-    assert float(v.data.max()) == pytest.approx(1.254) and v.world((0, 0, 2))[2] == pytest.approx(-761.87 + 10)
+    assert float(v.data.max()) == pytest.approx(1.254) and v.world((0, 0, 2))[2] == pytest.approx(
+        -761.87 + 10
+    )
 
 
 def test_window_resample_and_channels():

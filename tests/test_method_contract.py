@@ -45,7 +45,9 @@ class Net(nn.Module):
 
 def build(name, model, **kw):
     try:
-        return registry.get(name)(model, layer="auto" if name in ("rise",) else "c2", **{**SMALL.get(name, {}), **kw})
+        return registry.get(name)(
+            model, layer="auto" if name in ("rise",) else "c2", **{**SMALL.get(name, {}), **kw}
+        )
     except ImportError as e:  # a method of an optional extra (lrp: zennit) where it is not installed
         assert "pip install 'gradcam[" in str(e)
         pytest.skip(f"{name}: {e}")
@@ -178,7 +180,9 @@ def test_methods_that_claim_volumes_explain_volumes(name):
     model = Tiny3DCNN()
     before = snapshot(model)
     res = construct(name, model, **SMALL.get(name, {}))(torch.randn(2, 1, 8, 12, 10), **what(name, top_k=2))
-    assert res.maps.shape[0] == 2 and res.maps.shape[2:] == (8, 12, 10) and bool(torch.isfinite(res.maps).all())
+    assert (
+        res.maps.shape[0] == 2 and res.maps.shape[2:] == (8, 12, 10) and bool(torch.isfinite(res.maps).all())
+    )
     assert_unchanged(model, before)
 
 

@@ -1,5 +1,6 @@
 """The methods other libraries ship (pytorch-grad-cam, Captum), on the one engine: each against a float64
 reference written from its paper, and Captum where its convention matches."""
+
 import copy
 
 import pytest
@@ -29,9 +30,18 @@ def x():
 def signed_net(seed=3, act=nn.ReLU):
     """A CNN whose layer "4" is a BatchNorm output (signed), then ``act``, a conv, tanh and a linear head."""
     torch.manual_seed(seed)
-    net = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), act(), nn.Conv2d(6, 8, 3, padding=1),
-                        nn.BatchNorm2d(8), act(), nn.Conv2d(8, 8, 3, padding=1), nn.Tanh(), nn.Flatten(),
-                        nn.Linear(8 * 16 * 16, 5))
+    net = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1),
+        nn.BatchNorm2d(6),
+        act(),
+        nn.Conv2d(6, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        act(),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.Tanh(),
+        nn.Flatten(),
+        nn.Linear(8 * 16 * 16, 5),
+    )
     with torch.no_grad():
         for m in net:
             if isinstance(m, nn.BatchNorm2d):
@@ -78,8 +88,9 @@ def test_integrated_gradients_completeness_and_captum(baseline, x):
         gap = (net(x) - net(base)).gather(1, cls.view(-1, 1)).squeeze(1)
     total = res.pixels[:, 0].flatten(1).sum(1)
     assert ((total - gap).abs() / gap.abs()).max().item() <= 1e-3  # completeness at 64 steps
-    ref = CaptumIG(copy.deepcopy(net)).attribute(x.clone(), baselines=base, target=cls, n_steps=65,
-                                                  method="riemann_trapezoid")
+    ref = CaptumIG(copy.deepcopy(net)).attribute(
+        x.clone(), baselines=base, target=cls, n_steps=65, method="riemann_trapezoid"
+    )
     # Captum's trapezoid weights are 1/n on n points (their sum is (n-1)/n, so its IG misses completeness by
     # 1/n); ours are 1/m on m = n - 1 intervals. The same path and gradients: ours = Captum's * n / (n - 1).
     ref = ref * 65 / 64
@@ -91,8 +102,8 @@ def test_integrated_gradients_is_batched_and_the_path_keeps_the_clean_top1(x):
     ig = IntegratedGradients(net, steps=8, batch_size=7)  # chunks that split the path
     whole = ig(x, top_k=2)
     for i in range(x.shape[0]):
-        one = ig(x[i:i + 1], target=whole.targets[i:i + 1])
-        assert (one.pixels - whole.pixels[i:i + 1]).abs().max().item() <= 1e-6
+        one = ig(x[i : i + 1], target=whole.targets[i : i + 1])
+        assert (one.pixels - whole.pixels[i : i + 1]).abs().max().item() <= 1e-6
     assert torch.equal(whole.targets, net(x).topk(2, dim=1).indices)
 
 
@@ -106,7 +117,9 @@ def test_smoothgrad_with_zero_noise_is_the_plain_gradient_and_matches_a_referenc
     res = sg(x)
     # reference: the same noise draws, each gradient in float64
     span = (x.flatten(1).amax(1) - x.flatten(1).amin(1)).view(-1, 1, 1, 1)
-    eps = torch.randn((x.shape[0], 6, *x.shape[1:]), generator=torch.Generator().manual_seed(7)).transpose(0, 1)
+    eps = torch.randn((x.shape[0], 6, *x.shape[1:]), generator=torch.Generator().manual_seed(7)).transpose(
+        0, 1
+    )
     grads = torch.stack([input_grad64(net, x + e * 0.2 * span, cls)[0] for e in eps])
     assert (res.pixels[:, 0].double() - grads.mean(0)).abs().max().item() <= 1e-5
     var = VarGrad(net, samples=6, noise=0.2, seed=7, batch_size=4)(x)
@@ -192,7 +205,9 @@ def test_finer_target_formula_and_finercam_map(x):
 
 def test_fullgrad_matches_the_papers_sum_and_is_class_specific(x):
     net = signed_net()
-    with torch.no_grad():  # psi normalises each channel, so only a zero bias shows: make one BN channel's zero
+    with (
+        torch.no_grad()
+    ):  # psi normalises each channel, so only a zero bias shows: make one BN channel's zero
         bn = net[4]
         bn.eps = 0.0
         bn.running_var[0], bn.weight[0], bn.running_mean[0], bn.bias[0] = 1.0, 1.0, 0.25, 0.25  # exactly 0
@@ -207,11 +222,15 @@ def test_fullgrad_matches_the_papers_sum_and_is_class_specific(x):
             outs[i] = h
     for k in range(2):
         cls = res.targets[:, k]
-        grads = torch.autograd.grad(h.gather(1, cls.view(-1, 1)).sum(), [xx] + list(outs.values()), retain_graph=True)
+        grads = torch.autograd.grad(
+            h.gather(1, cls.view(-1, 1)).sum(), [xx] + list(outs.values()), retain_graph=True
+        )
         total = normalize((grads[0] * xx.detach()).abs()).sum(1)
         for i, g in zip(outs, grads[1:]):
             layer = m[i]
-            if isinstance(layer, nn.BatchNorm2d):  # gamma (z - mu) / sqrt(var + eps) + beta: its constant part
+            if isinstance(
+                layer, nn.BatchNorm2d
+            ):  # gamma (z - mu) / sqrt(var + eps) + beta: its constant part
                 b = layer.bias - layer.weight * layer.running_mean / (layer.running_var + layer.eps).sqrt()
             else:
                 b = layer.bias
@@ -222,8 +241,19 @@ def test_fullgrad_matches_the_papers_sum_and_is_class_specific(x):
     assert (res.maps[:, 0] - res.maps[:, 1]).abs().max().item() > 1e-3
 
 
-@pytest.mark.parametrize("name", ["gradient-x-input", "integrated-gradients", "smoothgrad", "vargrad",
-                                  "gradcam-elementwise", "kpcacam", "finercam", "fullgrad"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "gradient-x-input",
+        "integrated-gradients",
+        "smoothgrad",
+        "vargrad",
+        "gradcam-elementwise",
+        "kpcacam",
+        "finercam",
+        "fullgrad",
+    ],
+)
 def test_new_methods_are_registered_leave_the_model_unchanged_and_refuse_what_they_cannot_do(name, x):
     net = signed_net()
     before = copy.deepcopy(net.state_dict())
@@ -317,7 +347,9 @@ def test_segeigencam_on_a_segmentation_target_equals_eigengradcam(x):
     from gradcam.targets import segmentation
 
     torch.manual_seed(4)
-    seg = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 3, 1)).eval()
+    seg = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 3, 1)
+    ).eval()
     mask = torch.zeros(16, 16, dtype=torch.bool)
     mask[4:10, 4:10] = True
     res = SegEigenCAM(seg, "2")(x, target=segmentation(1, mask))

@@ -1,4 +1,5 @@
 """Tests of gradcam.metrics against hand-made maps with known answers and reference computations."""
+
 import math
 
 import numpy as np
@@ -49,12 +50,21 @@ def test_box_convention_round_trip_area_and_iou_agree_with_pixel_masks():
     pixel count, and iou equals |A n B| / |A u B| counted on the masks."""
     g = torch.Generator().manual_seed(3)
     h, w = 23, 37  # not square: a swapped axis cannot pass
-    corners = torch.stack([torch.randint(0, w - 1, (50,), generator=g), torch.randint(0, h - 1, (50,), generator=g)], 1)
-    ends = corners + 1 + torch.stack([torch.randint(0, w, (50,), generator=g), torch.randint(0, h, (50,), generator=g)], 1)
+    corners = torch.stack(
+        [torch.randint(0, w - 1, (50,), generator=g), torch.randint(0, h - 1, (50,), generator=g)], 1
+    )
+    ends = (
+        corners
+        + 1
+        + torch.stack([torch.randint(0, w, (50,), generator=g), torch.randint(0, h, (50,), generator=g)], 1)
+    )
     boxes = torch.cat([corners, torch.minimum(ends, torch.tensor([w, h]))], 1)
     masks = M.boxes_to_masks(boxes, (h, w))
     assert masks.shape == (50, h, w)
-    assert masks.flatten(1).sum(1).tolist() == ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).tolist()
+    assert (
+        masks.flatten(1).sum(1).tolist()
+        == ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).tolist()
+    )
     assert torch.equal(M.box_from_map(masks.float()), boxes)
     inter = (masks[:, None] & masks[None]).flatten(2).sum(2).float()
     union = (masks[:, None] | masks[None]).flatten(2).sum(2).float()
@@ -77,7 +87,9 @@ def test_iou_of_exactly_one_half_is_a_hit():
 
 def test_box_from_map_batched_equals_one_by_one():
     g = torch.Generator().manual_seed(0)
-    maps = torch.nn.functional.interpolate(torch.rand(2, 3, 6, 6, generator=g), size=(40, 40), mode="bilinear")
+    maps = torch.nn.functional.interpolate(
+        torch.rand(2, 3, 6, 6, generator=g), size=(40, 40), mode="bilinear"
+    )
     boxes = M.box_from_map(maps)
     assert boxes.shape == (2, 3, 4)
     for i in range(2):
@@ -113,11 +125,13 @@ def test_localization_error_ilsvrc_rule():
     gt_boxes = torch.tensor([[[0, 0, 10, 10]], [[0, 0, 10, 10]], [[0, 0, 10, 10]]])
     gt_cls = torch.tensor([[3], [3], [3]])
     pred_cls = torch.tensor([[3, 1], [1, 3], [3, 1]])
-    pred_boxes = torch.tensor([
-        [[0, 0, 10, 9], [0, 0, 0, 0]],  # right class, IoU 0.9: right at top-1
-        [[0, 0, 10, 10], [0, 0, 10, 10]],  # right class only at rank 2: right at top-2
-        [[0, 0, 10, 4], [0, 0, 10, 10]],  # right class, IoU 0.4: wrong
-    ])
+    pred_boxes = torch.tensor(
+        [
+            [[0, 0, 10, 9], [0, 0, 0, 0]],  # right class, IoU 0.9: right at top-1
+            [[0, 0, 10, 10], [0, 0, 10, 10]],  # right class only at rank 2: right at top-2
+            [[0, 0, 10, 4], [0, 0, 10, 10]],  # right class, IoU 0.4: wrong
+        ]
+    )
     assert M.localization_error(pred_boxes, pred_cls, gt_boxes, gt_cls, top=1) == pytest.approx(2 / 3)
     assert M.localization_error(pred_boxes, pred_cls, gt_boxes, gt_cls, top=2) == pytest.approx(1 / 3)
     with pytest.raises(ValueError, match="top must be in 1..2"):
@@ -139,7 +153,9 @@ def test_pointing_game_tolerance_14_and_16_pixels():
     # diagonal: 9^2 + 12^2 = 15^2
     d = torch.zeros(1, 64, 64, dtype=torch.bool)
     d[0, 39, 22] = True
-    assert M.pointing_hits(maps, d, 14.9).tolist() == [False] and M.pointing_hits(maps, d, 15.0).tolist() == [True]
+    assert M.pointing_hits(maps, d, 14.9).tolist() == [False] and M.pointing_hits(maps, d, 15.0).tolist() == [
+        True
+    ]
 
 
 def test_pointing_game_flat_map_is_a_miss_and_accuracy_is_hits_over_all():
@@ -231,12 +247,15 @@ class AllPixels(nn.Module):
 
 def test_insertion_starts_from_the_blurred_image_and_ends_at_x():
     model, (x, good, _) = AllPixels(), _evidence()
-    x = x + 0.3 * torch.rand(x.shape, generator=torch.Generator().manual_seed(1))  # texture for the blur to smooth
+    x = x + 0.3 * torch.rand(
+        x.shape, generator=torch.Generator().manual_seed(1)
+    )  # texture for the blur to smooth
     steps, hw = 4, 24 * 24
     curve = M.perturbation_curve(model, x, good, [0, 1], "insertion", steps=steps)
     # Reference blur: scipy's Gaussian filter, sigma 5, radius 5 (kernel 11), mirrored borders (torch 'reflect').
-    blurred = torch.from_numpy(ndimage.gaussian_filter(x.double().numpy(), sigma=(0, 0, 5, 5), mode="mirror",
-                                                       truncate=1.0)).float()
+    blurred = torch.from_numpy(
+        ndimage.gaussian_filter(x.double().numpy(), sigma=(0, 0, 5, 5), mode="mirror", truncate=1.0)
+    ).float()
     torch.testing.assert_close(M.gaussian_blur(x), blurred, rtol=0, atol=1e-5)
     order = torch.argsort(good.flatten(1), dim=1, descending=True, stable=True)
     for n in range(2):
@@ -255,7 +274,9 @@ def test_insertion_starts_from_the_blurred_image_and_ends_at_x():
 def test_rank_correlation_pools_to_size_first():
     g = torch.Generator().manual_seed(4)
     a, b = torch.rand(3, 12, 12, generator=g), torch.rand(3, 12, 12, generator=g)
-    b = b + a.view(3, 4, 3, 4, 3).mean((2, 4)).repeat_interleave(3, 1).repeat_interleave(3, 2)  # share coarse structure
+    b = b + a.view(3, 4, 3, 4, 3).mean((2, 4)).repeat_interleave(3, 1).repeat_interleave(
+        3, 2
+    )  # share coarse structure
     pa = a.view(3, 4, 3, 4, 3).mean((2, 4))  # the 4 x 4 block means, by hand
     pb = b.view(3, 4, 3, 4, 3).mean((2, 4))
     ref = [stats.spearmanr(pa[i].flatten(), pb[i].flatten())[0] for i in range(3)]

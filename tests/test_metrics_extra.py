@@ -1,4 +1,5 @@
 """Issue 15 metrics against independent references written here (closed forms and plain loops)."""
+
 import math
 
 import pytest
@@ -27,7 +28,9 @@ def test_sparseness_is_the_gini_index():
     maps = torch.randn(3, 5, 6)
     a = maps.abs().flatten(1).double()
     n = a.shape[1]
-    ref = torch.stack([(r[:, None] - r[None, :]).abs().sum() / (2 * n * r.sum()) for r in a]).float()  # mean abs diff
+    ref = torch.stack(
+        [(r[:, None] - r[None, :]).abs().sum() / (2 * n * r.sum()) for r in a]
+    ).float()  # mean abs diff
     assert torch.allclose(M.sparseness(maps), ref, atol=1e-6)
     one_hot = torch.zeros(4, 4)
     one_hot[1, 2] = 3.0
@@ -96,7 +99,10 @@ def test_pointing_game_torchray_is_a_mean_over_classes():
     assert mean == 0.5
     assert M.pointing_game(maps, union, classes=classes) == 0.5
     assert M.pointing_game(maps, union) == 0.75  # the old call: hits over all maps
-    assert M.pointing_game_torchray(maps, union, classes, tolerance=6)[1].tolist() == [0.0, 0.0]  # dist 5*sqrt2
+    assert M.pointing_game_torchray(maps, union, classes, tolerance=6)[1].tolist() == [
+        0.0,
+        0.0,
+    ]  # dist 5*sqrt2
 
 
 # -- faithfulness --------------------------------------------------------------------------------
@@ -111,7 +117,9 @@ def test_faithfulness_correlation_is_one_for_the_exact_linear_attribution():
     model, x, maps = _linear_case()
     r = M.faithfulness_correlation(model, x, maps, 0, n_runs=20, subset_size=5)
     assert torch.allclose(r, torch.ones(3), atol=1e-5)
-    assert torch.allclose(M.faithfulness_correlation(model, x, -maps, 0, n_runs=20, subset_size=5), -torch.ones(3), atol=1e-5)
+    assert torch.allclose(
+        M.faithfulness_correlation(model, x, -maps, 0, n_runs=20, subset_size=5), -torch.ones(3), atol=1e-5
+    )
 
 
 def test_faithfulness_correlation_matches_a_loop_with_given_subsets():
@@ -142,7 +150,10 @@ def test_monotonicity_known_answers():
     w2 = w.clone()
     w2[0, 0, 0, 0] = -5.0  # one feature lowers the score: putting it back decreases the probability
     assert M.monotonicity(Linear(w2), x, maps, 0, features_in_step=1).tolist() == [0.0, 0.0]
-    assert M.monotonicity(Linear(w2), x, maps, 0, steps=1).tolist() == [1.0, 1.0]  # one step: nothing to compare
+    assert M.monotonicity(Linear(w2), x, maps, 0, steps=1).tolist() == [
+        1.0,
+        1.0,
+    ]  # one step: nothing to compare
     w3 = w.clone()
     w3[0, 0, 1, 1] = 0.0  # a feature that changes nothing: equal steps still count as monotonic
     assert M.monotonicity(Linear(w3), x, maps, 0, features_in_step=1).tolist() == [1.0, 1.0]
@@ -174,8 +185,16 @@ def _dense_imputation(img: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     h, w = keep.shape
     unknown = [(i, j) for i in range(h) for j in range(w) if not keep[i, j]]
     idx = {p: k for k, p in enumerate(unknown)}
-    wts = {(1, 1): 1 / 12, (0, 1): 1 / 6, (-1, 1): 1 / 12, (1, -1): 1 / 12, (0, -1): 1 / 6, (-1, -1): 1 / 12,
-           (1, 0): 1 / 6, (-1, 0): 1 / 6}
+    wts = {
+        (1, 1): 1 / 12,
+        (0, 1): 1 / 6,
+        (-1, 1): 1 / 12,
+        (1, -1): 1 / 12,
+        (0, -1): 1 / 6,
+        (-1, -1): 1 / 12,
+        (1, 0): 1 / 6,
+        (-1, 0): 1 / 6,
+    }
     a = torch.zeros(len(unknown), len(unknown), dtype=torch.float64)
     b = torch.zeros(len(unknown), img.shape[0], dtype=torch.float64)
     for k, (i, j) in enumerate(unknown):
@@ -205,7 +224,9 @@ def test_noisy_linear_imputation_solves_roads_system():
     ramp = (torch.arange(8.0)[:, None] * 0.3 + torch.arange(8.0)[None, :] * 0.1).expand(1, 1, 8, 8)
     keep = torch.ones(1, 8, 8, dtype=torch.bool)
     keep[0, 2:6, 1:7] = False
-    assert torch.allclose(M.noisy_linear_imputation(ramp, keep, noise=0.0), ramp, atol=1e-5)  # linear = harmonic
+    assert torch.allclose(
+        M.noisy_linear_imputation(ramp, keep, noise=0.0), ramp, atol=1e-5
+    )  # linear = harmonic
     noisy = M.noisy_linear_imputation(ramp, keep, noise=0.5, generator=torch.Generator().manual_seed(0))
     assert torch.equal(noisy[0, 0][keep[0]], ramp[0, 0][keep[0]])
     assert (noisy - ramp)[0, 0][~keep[0]].std() > 0.2
@@ -217,7 +238,9 @@ def test_noisy_linear_imputation_multigrid_on_a_camlike_hole():
     torch.manual_seed(5)
     h, w = 35, 42
     yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-    blob = torch.exp(-((yy - 12.0) ** 2 + (xx - 30.0) ** 2) / 150) + 0.5 * torch.exp(-((yy - 30.0) ** 2 + xx**2) / 40)
+    blob = torch.exp(-((yy - 12.0) ** 2 + (xx - 30.0) ** 2) / 150) + 0.5 * torch.exp(
+        -((yy - 30.0) ** 2 + xx**2) / 40
+    )
     keep = (blob < blob.flatten().kthvalue(int(0.4 * h * w)).values)[None]
     img = torch.rand(1, 3, h, w).cumsum(-1) / 10
     got = M.noisy_linear_imputation(img, keep, noise=0.0, max_iter=20)
@@ -269,8 +292,12 @@ def test_sensitivity_matches_the_documented_noise():
         for i in range(2):
             ref = (maps[i] - explain(x[i : i + 1] + noise[s, i], None)[0]).norm() / maps[i].norm()
             assert got[i, s].item() == pytest.approx(ref.item(), rel=1e-5)
-    assert torch.allclose(M.max_sensitivity(model, x, maps, 0, explain, n_samples=4, radius=0.1, seed=7), got.amax(1))
-    assert torch.allclose(M.avg_sensitivity(model, x, maps, 0, explain, n_samples=4, radius=0.1, seed=7), got.mean(1))
+    assert torch.allclose(
+        M.max_sensitivity(model, x, maps, 0, explain, n_samples=4, radius=0.1, seed=7), got.amax(1)
+    )
+    assert torch.allclose(
+        M.avg_sensitivity(model, x, maps, 0, explain, n_samples=4, radius=0.1, seed=7), got.mean(1)
+    )
     const = M.max_sensitivity(model, x, torch.ones(2, 6, 6), 0, lambda xx, t: torch.ones(xx.shape[0], 6, 6))
     assert const.tolist() == [0.0, 0.0]
 
@@ -281,7 +308,10 @@ def _ssim_loop(a, b, win=7):
     vals = []
     for i in range(a.shape[0] - win + 1):
         for j in range(a.shape[1] - win + 1):
-            pa, pb = a[i : i + win, j : j + win].double().flatten(), b[i : i + win, j : j + win].double().flatten()
+            pa, pb = (
+                a[i : i + win, j : j + win].double().flatten(),
+                b[i : i + win, j : j + win].double().flatten(),
+            )
             ma, mb = pa.mean(), pb.mean()
             va, vb = pa.var(), pb.var()  # unbiased, as skimage's use_sample_covariance
             cov = ((pa - ma) * (pb - mb)).sum() / (pa.numel() - 1)
@@ -311,8 +341,12 @@ def test_ssim_and_random_logit():
     assert (off != t).all()
     assert torch.allclose(got, M.ssim(explain(x, t), explain(x, off)))
     given = torch.tensor([1, 0, 0, 0, 0, 2])
-    assert torch.allclose(M.random_logit(model, x, explain(x, t), t, explain, others=given, flatten=True),
-                          M.ssim(explain(x, t).flatten(1), explain(x, given).flatten(1), dims=1))
+    assert torch.allclose(
+        M.random_logit(model, x, explain(x, t), t, explain, others=given, flatten=True),
+        M.ssim(explain(x, t).flatten(1), explain(x, given).flatten(1), dims=1),
+    )
     with pytest.raises(ValueError, match="each different from the image's target"):
         M.random_logit(model, x, explain(x, t), t, explain, others=t)
-    assert torch.allclose(M.random_logit(model, x, explain(x, t), t, lambda xx, tt: explain(xx, t)), torch.ones(6))
+    assert torch.allclose(
+        M.random_logit(model, x, explain(x, t), t, lambda xx, tt: explain(xx, t)), torch.ones(6)
+    )

@@ -1,4 +1,5 @@
 """The cascading-randomisation sanity check on a toy model trained in the test (a second or two)."""
+
 import copy
 
 import pytest
@@ -19,7 +20,9 @@ def _data(n, seed):
     pos = torch.randint(0, 11, (n, 2), generator=g)
     for i in range(n):
         r, c = pos[i].tolist()
-        x[i, :, r : r + 5, c : c + 5] = torch.tensor([0.9, 0.1, 0.1] if y[i] == 0 else [0.1, 0.1, 0.9]).view(3, 1, 1)
+        x[i, :, r : r + 5, c : c + 5] = torch.tensor([0.9, 0.1, 0.1] if y[i] == 0 else [0.1, 0.1, 0.9]).view(
+            3, 1, 1
+        )
     return x, y
 
 
@@ -31,8 +34,13 @@ def trained():
 def _train():
     torch.manual_seed(0)
     net = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2),
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 2),
     )
     x, y = _data(256, 0)
     params = list(net.parameters())
@@ -69,8 +77,11 @@ def test_randomisation_is_cumulative_from_the_top(trained):
     changed_per_call = []
 
     def explainer(m):
-        changed_per_call.append(sorted({k.split(".")[0] for k, v in m.state_dict().items()
-                                        if not torch.equal(v, trained_params[k])}))
+        changed_per_call.append(
+            sorted(
+                {k.split(".")[0] for k, v in m.state_dict().items() if not torch.equal(v, trained_params[k])}
+            )
+        )
         return GradCAM(m, layer="3")
 
     res = cascading_randomization(net, explainer, x, y, seed=0)

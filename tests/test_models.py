@@ -1,4 +1,5 @@
 """The embedded EfficientNet-Lite0: architecture against the reference package, labels, preprocessing, loaders."""
+
 from __future__ import annotations
 
 import contextlib
@@ -27,8 +28,9 @@ def _reference(image_size):
     from efficientnet_lite_pytorch import EfficientNet
 
     with contextlib.redirect_stdout(io.StringIO()):  # the reference package prints on load
-        ref = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=lite0_weights_path(),
-                                           image_size=image_size)
+        ref = EfficientNet.from_pretrained(
+            "efficientnet-lite0", weights_path=lite0_weights_path(), image_size=image_size
+        )
     return ref.eval()
 
 
@@ -71,8 +73,11 @@ def test_loaded_model_contract(lite0):
 
 def test_every_activation_is_its_own_module_called_once(lite0):
     counts: dict = {}
-    handles = [m.register_forward_hook(lambda mod, i, o: counts.__setitem__(id(mod), counts.get(id(mod), 0) + 1))
-               for m in lite0.model.modules() if isinstance(m, nn.ReLU6)]
+    handles = [
+        m.register_forward_hook(lambda mod, i, o: counts.__setitem__(id(mod), counts.get(id(mod), 0) + 1))
+        for m in lite0.model.modules()
+        if isinstance(m, nn.ReLU6)
+    ]
     try:
         with torch.no_grad():
             lite0.model(torch.zeros(1, 3, 64, 64))
@@ -131,11 +136,13 @@ def test_public_exports():
 
 # -- other models by name ---------------------------------------------------------------------------------
 
+
 def tiny_net() -> nn.Module:
     """A factory for the ``package.module:factory`` form (this test module)."""
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                         nn.Linear(4, 3))
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)
+    )
 
 
 def test_factory_model_with_weights(tmp_path):
@@ -178,7 +185,9 @@ def test_missing_packages_and_unknown_names_say_what_to_do(monkeypatch):
     with pytest.raises(ImportError, match=r"needs the package 'timm'.*pip install timm"):
         load_model("timm:resnet18", weights="w.pt")
     monkeypatch.setattr(builtins, "__import__", real_import)
-    with pytest.raises(ValueError, match=r"Unknown model 'resnet50'\. A model is one of: 'efficientnet-lite0'"):
+    with pytest.raises(
+        ValueError, match=r"Unknown model 'resnet50'\. A model is one of: 'efficientnet-lite0'"
+    ):
         load_model("resnet50")
     with pytest.raises(ImportError, match=r"Cannot import module 'no_such_pkg\.mod'"):
         load_model("no_such_pkg.mod:build")

@@ -1,4 +1,5 @@
 """Hugging Face transformers models built from small configs with random weights (nothing downloaded)."""
+
 import pytest
 import torch
 from models_zoo import assert_unchanged, reference_gradcam, snapshot
@@ -11,14 +12,28 @@ TOL = 1e-5
 
 
 def _vit():
-    cfg = transformers.ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
-                                 num_attention_heads=2, intermediate_size=64, num_labels=5)
+    cfg = transformers.ViTConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=5,
+    )
     return transformers.ViTForImageClassification(cfg)
 
 
 def _swin():
-    cfg = transformers.SwinConfig(image_size=32, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[1, 2],
-                                  window_size=4, num_labels=5)
+    cfg = transformers.SwinConfig(
+        image_size=32,
+        patch_size=4,
+        embed_dim=16,
+        depths=[1, 1],
+        num_heads=[1, 2],
+        window_size=4,
+        num_labels=5,
+    )
     return transformers.SwinForImageClassification(cfg)
 
 
@@ -28,8 +43,9 @@ def _convnext():
 
 
 def _resnet():
-    cfg = transformers.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic",
-                                    num_labels=5)
+    cfg = transformers.ResNetConfig(
+        embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic", num_labels=5
+    )
     return transformers.ResNetForImageClassification(cfg)
 
 
@@ -60,9 +76,17 @@ def test_hf_classifier_auto_layer_matches_float64_reference(name):
 
 def test_hf_segformer_segmentation_target_at_reduced_resolution():
     torch.manual_seed(0)
-    cfg = transformers.SegformerConfig(num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[8, 16],
-                                       num_attention_heads=[1, 2], decoder_hidden_size=16, num_labels=4,
-                                       patch_sizes=[7, 3], strides=[4, 2])
+    cfg = transformers.SegformerConfig(
+        num_encoder_blocks=2,
+        depths=[1, 1],
+        sr_ratios=[2, 1],
+        hidden_sizes=[8, 16],
+        num_attention_heads=[1, 2],
+        decoder_hidden_size=16,
+        num_labels=4,
+        patch_sizes=[7, 3],
+        strides=[4, 2],
+    )
     model = transformers.SegformerForSemanticSegmentation(cfg).eval()
     x = torch.randn(2, 3, 32, 32)
     mask = torch.zeros(32, 32)

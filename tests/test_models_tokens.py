@@ -1,4 +1,5 @@
 """layer="auto" and explicit layers on token, channels-last, sequence-first and 3-D models (issue 12)."""
+
 import pytest
 import torch
 from models_zoo import (
@@ -28,7 +29,11 @@ def test_infer_grid_drops_prefix_tokens_and_handles_non_square():
     assert infer_grid(49, (224, 224)) == (0, 7, 7)  # Swin last stage: no class token
     assert infer_grid(1 + 14 * 10, (224, 160)) == (1, 14, 10)  # non-square input
     assert infer_grid(7 * 5, (224, 160)) == (0, 7, 5)  # Swin-like, non-square
-    assert infer_grid(8, (100, 60)) == (2, 3, 2)  # ambiguous: the grid closest to one stride wins (4 x 2 is farther)
+    assert infer_grid(8, (100, 60)) == (
+        2,
+        3,
+        2,
+    )  # ambiguous: the grid closest to one stride wins (4 x 2 is farther)
     assert infer_grid(768, (224, 224)) is None  # a pooled (N, 768, 1) output is not a grid
 
 
@@ -66,7 +71,10 @@ def test_vit_auto_picks_inside_last_block(prefix, size):
 def test_vit_final_norm_warns_with_the_fix():
     model = TinyViT()
     x = torch.randn(2, 3, 16, 16)
-    with pytest.warns(RuntimeWarning, match=r"no gradient of the target reaches any position of layer 'norm'.*inside the last block"):
+    with pytest.warns(
+        RuntimeWarning,
+        match=r"no gradient of the target reaches any position of layer 'norm'.*inside the last block",
+    ):
         res = gradcam.GradCAM(model, layer="norm")(x, target=0)
     assert torch.equal(res.maps, torch.zeros_like(res.maps))
 
@@ -92,7 +100,7 @@ def test_sequence_first_transformer_handled():
     # so the last map whose patch tokens get the gradient is the input of that attention (layer 0's output).
     assert res.layer == "encoder.layers.0"
     for i, c in enumerate([0, 1, 2]):
-        ref = reference_gradcam(model, x[i:i + 1], "encoder.layers.0", logit(c), "seq_first", 1, (4, 4))
+        ref = reference_gradcam(model, x[i : i + 1], "encoder.layers.0", logit(c), "seq_first", 1, (4, 4))
         assert (res.maps[i, 0].double() - ref[0]).abs().max() < TOL
     # Named explicitly, (T, N, C) is recognised too.
     named = gradcam.GradCAM(model, layer="encoder.layers.0")(x, target=[0, 1, 2])
@@ -105,11 +113,13 @@ def test_volume_gradcam_trilinear():
     before = snapshot(model)
     res = gradcam.GradCAM(model)(x, top_k=2)
     assert_unchanged(model, before)
-    assert res.layer == "features" and res.raw.shape == (2, 2, 4, 6, 5) and res.maps.shape == (2, 2, 8, 12, 10)
+    assert (
+        res.layer == "features" and res.raw.shape == (2, 2, 4, 6, 5) and res.maps.shape == (2, 2, 8, 12, 10)
+    )
     for i in range(2):
         for k in range(2):
             c = int(res.targets[i, k])
-            ref = reference_gradcam(model, x[i:i + 1], "features", logit(c))
+            ref = reference_gradcam(model, x[i : i + 1], "features", logit(c))
             assert (res.maps[i, k].double() - ref[0]).abs().max() < TOL
     with pytest.raises(ValueError, match="no 3-D form"):
         gradcam.GradCAM(model, interpolation="bicubic")(x)

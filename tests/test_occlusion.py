@@ -1,4 +1,5 @@
 """Occlusion sensitivity maps: exact score drops, the known important region, parameters and errors."""
+
 import pytest
 import torch
 from torch import nn
@@ -43,8 +44,8 @@ def _naive(model, x, ids, window, stride, fill):
         for a, y0 in enumerate(ys.tolist()):
             for b, x0 in enumerate(xs.tolist()):
                 occ = x[i].clone()
-                occ[:, y0:y0 + window, x0:x0 + window] = f
-                out[i, :, a, b] = base[i] - model(occ[None]).gather(1, ids[i:i + 1])[0]
+                occ[:, y0 : y0 + window, x0 : x0 + window] = f
+                out[i, :, a, b] = base[i] - model(occ[None]).gather(1, ids[i : i + 1])[0]
     return out
 
 
@@ -77,12 +78,16 @@ def test_map_is_the_mean_drop_over_covering_windows():
     total, count = torch.zeros(16, 16), torch.zeros(16, 16)
     for a, y0 in enumerate(ys.tolist()):
         for b, x0 in enumerate(xs.tolist()):
-            total[y0:y0 + 6, x0:x0 + 6] += res.raw[0, 0, a, b]
-            count[y0:y0 + 6, x0:x0 + 6] += 1
-    assert torch.allclose(res.maps[0, 0], normalize((total / count).clamp_min(0)[None, None])[0, 0], atol=1e-6)
+            total[y0 : y0 + 6, x0 : x0 + 6] += res.raw[0, 0, a, b]
+            count[y0 : y0 + 6, x0 : x0 + 6] += 1
+    assert torch.allclose(
+        res.maps[0, 0], normalize((total / count).clamp_min(0)[None, None])[0, 0], atol=1e-6
+    )
     cf = gradcam.Occlusion(model, window=6, stride=4)(x, target=0, counterfactual=True)
     assert torch.allclose(cf.raw, -res.raw) and cf.counterfactual
-    assert torch.allclose(cf.maps[0, 0], normalize((-total / count).clamp_min(0)[None, None])[0, 0], atol=1e-6)
+    assert torch.allclose(
+        cf.maps[0, 0], normalize((-total / count).clamp_min(0)[None, None])[0, 0], atol=1e-6
+    )
 
 
 def test_batch_size_top_k_and_callable_targets_agree():
@@ -127,13 +132,22 @@ def test_windows_are_scored_in_chunks_bounded_by_pixels_with_progress():
     seen = []
     model.register_forward_pre_hook(lambda m, inp: seen.append(inp[0].shape[0]))
     calls = []
-    small = gradcam.Occlusion(model, window=4, stride=3, max_batch_pixels=3 * 16 * 16,
-                              progress=lambda done, total: calls.append((done, total)))(x, target=0)
+    small = gradcam.Occlusion(
+        model,
+        window=4,
+        stride=3,
+        max_batch_pixels=3 * 16 * 16,
+        progress=lambda done, total: calls.append((done, total)),
+    )(x, target=0)
     total = 2 * 25  # 2 images x 5 x 5 window positions
-    assert seen[0] == 2 and set(seen[1:-1]) == {3} and sum(seen[1:]) == total  # the base pass, then chunks of 3
+    assert (
+        seen[0] == 2 and set(seen[1:-1]) == {3} and sum(seen[1:]) == total
+    )  # the base pass, then chunks of 3
     assert calls == [(min(i, total), total) for i in range(3, total + 3, 3)]
     seen.clear()
-    big = gradcam.Occlusion(model, window=4, stride=3, batch_size=10_000, max_batch_pixels=1 << 30)(x, target=0)
+    big = gradcam.Occlusion(model, window=4, stride=3, batch_size=10_000, max_batch_pixels=1 << 30)(
+        x, target=0
+    )
     assert seen == [2, total]
     tol = 16 * torch.finfo(torch.float32).eps * float(model(x).detach().abs().max())
     torch.testing.assert_close(small.raw, big.raw, rtol=0, atol=tol)

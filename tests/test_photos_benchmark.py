@@ -1,4 +1,5 @@
 """The hand-annotated photo boxes and the Table 1 measures of :mod:`gradcam.evaluation.photos`."""
+
 import json
 import types
 
@@ -60,8 +61,14 @@ def test_evaluate_method_counts_a_perfect_map_right():
     assert [r["pointing"] for r in res] == [1.0, 1.0]
     assert [r["energy"] for r in res] == [1.0, 1.0]
     model.k = 0
-    inverted = P.evaluate_method(lambda x, target: types.SimpleNamespace(maps=1 - method(x, target).maps), model,
-                                 [photos[0]], 256, (0.5,) * 3, (0.5,) * 3)
+    inverted = P.evaluate_method(
+        lambda x, target: types.SimpleNamespace(maps=1 - method(x, target).maps),
+        model,
+        [photos[0]],
+        256,
+        (0.5,) * 3,
+        (0.5,) * 3,
+    )
     assert (inverted["pointing"], inverted["peak_in_box"], inverted["energy"]) == (0.0, 0.0, 0.0)
 
 

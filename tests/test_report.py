@@ -1,4 +1,5 @@
 """``gradcam report``: the page's data, escaping, thumbnails, evaluation charts; rich display in Jupyter."""
+
 from __future__ import annotations
 
 import base64
@@ -66,11 +67,24 @@ def _record(folder, stem, file, preds, colours, size=(80, 60), method="gradcam")
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         Image.new("RGB", size, c).save(folder / name)
     rec = {
-        "file": file, "size": list(size), "model": "efficientnet-lite0", "method": method, "layer": "_head_act",
+        "file": file,
+        "size": list(size),
+        "model": "efficientnet-lite0",
+        "method": method,
+        "layer": "_head_act",
         "predictions": [{"class": c, "id": i, "probability": p} for c, i, p in preds],
-        "explanations": [{"class": c, "id": i, "score": 10.0 - r, "probability": p, "peak": [10 + r, 20],
-                          "box": [5, 6, 50, 40], "box_threshold": 0.15}
-                         for r, (c, i, p) in enumerate(preds[:len(colours)])],
+        "explanations": [
+            {
+                "class": c,
+                "id": i,
+                "score": 10.0 - r,
+                "probability": p,
+                "peak": [10 + r, 20],
+                "box": [5, 6, 50, 40],
+                "box_threshold": 0.15,
+            }
+            for r, (c, i, p) in enumerate(preds[: len(colours)])
+        ],
         "overlays": [n.split("/")[-1] for n in names],
     }
     (folder / f"{stem}.json").write_text(json.dumps(rec))
@@ -79,12 +93,26 @@ def _record(folder, stem, file, preds, colours, size=(80, 60), method="gradcam")
 
 def _results(folder):
     folder.mkdir(parents=True, exist_ok=True)
-    _record(folder, "cat", "photos/cat.jpg", [("tabby", 281, 0.6), ("tiger cat", 282, 0.3)], [(255, 0, 0), (0, 0, 255)])
-    _record(folder, "sub/cup", "photos/sub/cup.jpg", [("espresso", 967, 0.9), ("cup", 968, 0.05)], [(0, 255, 0)],
-            size=(600, 400))
+    _record(
+        folder,
+        "cat",
+        "photos/cat.jpg",
+        [("tabby", 281, 0.6), ("tiger cat", 282, 0.3)],
+        [(255, 0, 0), (0, 0, 255)],
+    )
+    _record(
+        folder,
+        "sub/cup",
+        "photos/sub/cup.jpg",
+        [("espresso", 967, 0.9), ("cup", 968, 0.05)],
+        [(0, 255, 0)],
+        size=(600, 400),
+    )
     _record(folder, "x1", "photos/" + XSS_IMG, [("tabby", 281, 0.7)], [(10, 20, 30)])
     _record(folder, "x2", "photos/" + XSS_SCRIPT, [("espresso", 967, 0.2)], [(40, 50, 60)])
-    (folder / "failures.json").write_text(json.dumps([{"file": "photos/" + XSS_BROKEN, "reason": "not an image"}]))
+    (folder / "failures.json").write_text(
+        json.dumps([{"file": "photos/" + XSS_BROKEN, "reason": "not an image"}])
+    )
 
 
 def test_json_for_script_has_no_markup_and_round_trips():
@@ -98,7 +126,9 @@ def test_report_page_data_thumbnails_and_escaping(tmp_path):
     folder = tmp_path / 'res<b>&"'
     _results(folder)
     (tmp_path / "photos").mkdir()
-    Image.new("RGB", (90, 30), (200, 100, 0)).save(tmp_path / "photos" / "cat.jpg")  # beside the results folder
+    Image.new("RGB", (90, 30), (200, 100, 0)).save(
+        tmp_path / "photos" / "cat.jpg"
+    )  # beside the results folder
     path = write_report(str(folder))
     assert path == str(folder / "index.html")
     html = (folder / "index.html").read_text()
@@ -122,12 +152,18 @@ def test_report_page_data_thumbnails_and_escaping(tmp_path):
     assert (cat["w"], cat["h"]) == (80, 60) and cat["model"] == "efficientnet-lite0"
     assert cat["p"] == [["tabby", 281, 0.6], ["tiger cat", 282, 0.3]]
     assert [(f["m"], f["c"], f["i"], f["pr"], f["pk"], f["bx"]) for f in cat["f"]] == [
-        ("gradcam", "tabby", 281, 0.6, [10, 20], [5, 6, 50, 40]), ("gradcam", "tiger cat", 282, 0.3, [11, 20], [5, 6, 50, 40])]
+        ("gradcam", "tabby", 281, 0.6, [10, 20], [5, 6, 50, 40]),
+        ("gradcam", "tiger cat", 282, 0.3, [11, 20], [5, 6, 50, 40]),
+    ]
     assert [f["o"] for f in cat["f"]] == ["cat.top1.png", "cat.top2.png"]
     assert rows["photos/sub/cup.jpg"]["f"][0]["o"] == "sub/cup.png"
-    assert cat["src"] == "../photos/cat.jpg" and rows["photos/sub/cup.jpg"]["src"] is None  # the original photo
+    assert (
+        cat["src"] == "../photos/cat.jpg" and rows["photos/sub/cup.jpg"]["src"] is None
+    )  # the original photo
     with Image.open(folder / unquote(cat["t"])) as im:
-        assert im.size == (90, 30) and np.abs(np.asarray(im, dtype=float).mean((0, 1)) - (200, 100, 0)).max() < 3
+        assert (
+            im.size == (90, 30) and np.abs(np.asarray(im, dtype=float).mean((0, 1)) - (200, 100, 0)).max() < 3
+        )
     assert rows["photos/" + XSS_IMG]["f"][0]["o"] == quote("x1.png")
     # Thumbnails: small JPEGs of the overlays, beside the page.
     for p, colours in ((cat, [(255, 0, 0), (0, 0, 255)]), (rows["photos/sub/cup.jpg"], [(0, 255, 0)])):
@@ -153,9 +189,21 @@ def test_index_table_is_preferred_to_the_records(tmp_path):
     folder = tmp_path / "res"
     _results(folder)
     Image.new("RGB", (8, 8)).save(folder / "z.png")
-    rows = [{"file": "z.jpg", "size": [8, 8], "method": "gradcam", "class": "zebra", "id": 340, "probability": 0.5,
-             "score": 3.0, "peak": [1, 2], "box": [0, 0, 4, 4], "overlay": "z.png"},
-            {"file": "bad.jpg", "error": "empty file (0 bytes)"}]
+    rows = [
+        {
+            "file": "z.jpg",
+            "size": [8, 8],
+            "method": "gradcam",
+            "class": "zebra",
+            "id": 340,
+            "probability": 0.5,
+            "score": 3.0,
+            "peak": [1, 2],
+            "box": [0, 0, 4, 4],
+            "overlay": "z.png",
+        },
+        {"file": "bad.jpg", "error": "empty file (0 bytes)"},
+    ]
     (folder / "index.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     write_report(str(folder))
     page = Page((folder / "index.html").read_text())
@@ -173,7 +221,9 @@ NS = "{http://www.w3.org/2000/svg}"
 
 
 def test_bar_chart_lengths_are_proportional_and_baseline_is_marked():
-    svg = _svg(bar_chart([("gradcam", 0.8), ("<b>x</b>", 0.4), ("random", 0.2)], "pointing & <game>", baseline=0.2))
+    svg = _svg(
+        bar_chart([("gradcam", 0.8), ("<b>x</b>", 0.4), ("random", 0.2)], "pointing & <game>", baseline=0.2)
+    )
     rects = svg.findall(f"{NS}rect")
     widths = [float(r.get("width")) for r in rects]
     assert widths[0] == pytest.approx(2 * widths[1], rel=1e-3) == pytest.approx(4 * widths[2], rel=1e-3)
@@ -196,12 +246,33 @@ def test_line_chart_points_follow_the_values():
 
 
 def test_evaluation_section_tables_bars_and_curves(tmp_path):
-    ev = {"command": "gradcam evaluate --quick", "wall_seconds": 3.0, "notes": ["<note>"], "results": {
-        "mosaic": {"meta": {}, "rows": [
-            {"method": "gradcam", "pointing": 0.9, "deletion": 0.2, "deletion_curve": [1.0, 0.3, 0.1], "seconds": 1.0},
-            {"method": "random", "pointing": 0.25, "deletion": 0.5, "deletion_curve": [1.0, 0.6, 0.2]},
-            {"method": "cam", "note": "n/a: no GAP head"}]},
-        "vl": {"results": {"caption_pointing": {"colour": {"gradcam": 0.4, "random": 0.05, "n": 10}}}}}}
+    ev = {
+        "command": "gradcam evaluate --quick",
+        "wall_seconds": 3.0,
+        "notes": ["<note>"],
+        "results": {
+            "mosaic": {
+                "meta": {},
+                "rows": [
+                    {
+                        "method": "gradcam",
+                        "pointing": 0.9,
+                        "deletion": 0.2,
+                        "deletion_curve": [1.0, 0.3, 0.1],
+                        "seconds": 1.0,
+                    },
+                    {
+                        "method": "random",
+                        "pointing": 0.25,
+                        "deletion": 0.5,
+                        "deletion_curve": [1.0, 0.6, 0.2],
+                    },
+                    {"method": "cam", "note": "n/a: no GAP head"},
+                ],
+            },
+            "vl": {"results": {"caption_pointing": {"colour": {"gradcam": 0.4, "random": 0.05, "n": 10}}}},
+        },
+    }
     (tmp_path / "evaluation.json").write_text(json.dumps(ev))
     assert main(["report", str(tmp_path)]) == 0
     html = (tmp_path / "index.html").read_text()
@@ -239,7 +310,8 @@ def test_explain_with_report_writes_the_page_and_the_failures(tmp_path, capsys):
     printed = capsys.readouterr().out.strip().splitlines()
     assert printed[-1] == str(out / "index.html")
     assert json.loads((out / "failures.json").read_text()) == [
-        {"file": str(photos / "broken.jpg"), "reason": "not an image (format not recognised)"}]
+        {"file": str(photos / "broken.jpg"), "reason": "not an image (format not recognised)"}
+    ]
     page = Page((out / "index.html").read_text())
     (row,) = page.data()["photos"]
     rec = json.loads((out / XSS_IMG.replace(".jpg", ".json")).read_text())
@@ -251,16 +323,26 @@ def test_explain_with_report_writes_the_page_and_the_failures(tmp_path, capsys):
 
 # -- rich display ---------------------------------------------------------------------------------
 
+
 def _pngs(html: str):
-    return [np.asarray(Image.open(io.BytesIO(base64.b64decode(s))).convert("RGB"))
-            for s in re.findall(r'src="data:image/png;base64,([^"]+)"', html)]
+    return [
+        np.asarray(Image.open(io.BytesIO(base64.b64decode(s))).convert("RGB"))
+        for s in re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    ]
 
 
 def test_explanation_repr_html_shows_each_map_coloured():
     torch.manual_seed(0)
     maps = torch.rand(2, 3, 12, 16)
-    exp = Explanation(maps=maps, raw=maps, weights=None, targets=torch.tensor([[1, 2, 3], [4, 5, 6]]),
-                      scores=torch.tensor([[1.5, 2.5, 3.5], [4.5, 5.5, 6.5]]), layer="<layer>", method="gradcam")
+    exp = Explanation(
+        maps=maps,
+        raw=maps,
+        weights=None,
+        targets=torch.tensor([[1, 2, 3], [4, 5, 6]]),
+        scores=torch.tensor([[1.5, 2.5, 3.5], [4.5, 5.5, 6.5]]),
+        layer="<layer>",
+        method="gradcam",
+    )
     html = exp._repr_html_()
     imgs = _pngs(html)
     assert len(imgs) == 6
@@ -274,8 +356,16 @@ def test_explanation_repr_html_shows_each_map_coloured():
 def test_pixel_explanation_repr_html_shows_the_attribution_images():
     torch.manual_seed(1)
     px = torch.randn(1, 2, 3, 10, 14)
-    exp = PixelExplanation(maps=px.abs().amax(2), raw=px.abs().amax(2), weights=None, targets=torch.tensor([[7, 8]]),
-                           scores=torch.tensor([[0.5, 0.25]]), layer="input", method="gradient", pixels=px)
+    exp = PixelExplanation(
+        maps=px.abs().amax(2),
+        raw=px.abs().amax(2),
+        weights=None,
+        targets=torch.tensor([[7, 8]]),
+        scores=torch.tensor([[0.5, 0.25]]),
+        layer="input",
+        method="gradient",
+        pixels=px,
+    )
     imgs = _pngs(exp._repr_html_())
     want = (to_image(px)[0].permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
     assert len(imgs) == 2 and np.array_equal(imgs[0], want[0]) and np.array_equal(imgs[1], want[1])
@@ -284,16 +374,29 @@ def test_pixel_explanation_repr_html_shows_the_attribution_images():
 def test_image_result_repr_html_shows_overlays_and_predictions():
     photo = Image.fromarray(np.random.default_rng(2).integers(0, 255, (30, 40, 3), dtype=np.uint8))
     torch.manual_seed(2)
-    res = ImageResult(image=photo, source="<cat>.jpg", predictions=[("tabby", 281, 0.6), ("<b>cup</b>", 968, 0.1)],
-                      class_ids=[281, 968], classes=["tabby", "<b>cup</b>"], scores=[9.0, 3.0],
-                      probabilities=[0.6, 0.1], input_maps=torch.rand(2, 15, 20), peaks=[[1, 2], [3, 4]],
-                      boxes=[[0, 0, 10, 10], [5, 5, 20, 20]], layer="_head_act", method="gradcam", model="m")
+    res = ImageResult(
+        image=photo,
+        source="<cat>.jpg",
+        predictions=[("tabby", 281, 0.6), ("<b>cup</b>", 968, 0.1)],
+        class_ids=[281, 968],
+        classes=["tabby", "<b>cup</b>"],
+        scores=[9.0, 3.0],
+        probabilities=[0.6, 0.1],
+        input_maps=torch.rand(2, 15, 20),
+        peaks=[[1, 2], [3, 4]],
+        boxes=[[0, 0, 10, 10], [5, 5, 20, 20]],
+        layer="_head_act",
+        method="gradcam",
+        model="m",
+    )
     html = res._repr_html_()
     imgs = _pngs(html)
     assert len(imgs) == 2
     for j in range(2):
         assert np.array_equal(imgs[j], np.asarray(res.overlay(j)))
-    assert "&lt;b&gt;cup&lt;/b&gt; (968): 10.0%" in html and "&lt;cat&gt;.jpg" in html and "<b>cup" not in html
+    assert (
+        "&lt;b&gt;cup&lt;/b&gt; (968): 10.0%" in html and "&lt;cat&gt;.jpg" in html and "<b>cup" not in html
+    )
 
 
 def test_a_hidden_record_finds_its_overlay_beside_its_folder(tmp_path):
@@ -310,8 +413,13 @@ def test_evaluation_rows_carry_the_mean_deletion_and_insertion_curves():
     from gradcam.evaluation.runner import _faithfulness
 
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
-                              torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4, 3),
+    )
     x, maps, t = torch.randn(3, 3, 8, 8), torch.rand(3, 8, 8), torch.tensor([0, 1, 2])
     out = _faithfulness(net, x, maps, t, steps=4, batch_size=8)
     for mode in ("deletion", "insertion"):
@@ -324,7 +432,9 @@ def test_evaluation_rows_carry_the_mean_deletion_and_insertion_curves():
 def test_an_index_that_does_not_lead_to_the_overlays_gives_way_to_the_records(tmp_path):
     folder = tmp_path / "res"
     _results(folder)
-    (folder / "index.jsonl").write_text(json.dumps({"file": "z.jpg", "class": "zebra", "overlay": "missing.png"}) + "\n")
+    (folder / "index.jsonl").write_text(
+        json.dumps({"file": "z.jpg", "class": "zebra", "overlay": "missing.png"}) + "\n"
+    )
     write_report(str(folder))
     names = {p["n"] for p in Page((folder / "index.html").read_text()).data()["photos"]}
     assert names == {"photos/cat.jpg", "photos/sub/cup.jpg", "photos/" + XSS_IMG, "photos/" + XSS_SCRIPT}
@@ -348,5 +458,6 @@ def test_report_of_a_real_run_reads_the_index_with_top5_and_sizes(tmp_path):
     assert a.size == b.size == (451, 300)
     assert len(a.predictions) == 5
     assert [(c, i) for c, i, _ in a.predictions] == [(c, i) for c, i, _ in b.predictions]
-    assert [(f.cls, f.cid, f.peak, f.box, f.overlay) for f in a.frames] == \
-        [(f.cls, f.cid, f.peak, f.box, f.overlay) for f in b.frames]
+    assert [(f.cls, f.cid, f.peak, f.box, f.overlay) for f in a.frames] == [
+        (f.cls, f.cid, f.peak, f.box, f.overlay) for f in b.frames
+    ]

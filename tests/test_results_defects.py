@@ -65,9 +65,20 @@ def test_pixel_explanation_of_a_volume():
     torch.manual_seed(0)
     pixels = torch.randn(1, 1, 1, 4, 6, 8)  # (N, K, C, D, H, W): a pixel-space result of a volume
     raw = saliency(pixels)
-    res = PixelExplanation(maps=normalize(raw, dims=3), raw=raw, weights=None, targets=torch.tensor([[1]]),
-                           scores=torch.zeros(1, 1), layer="input", method="gradient", pixels=pixels)
-    assert repr(res) == "PixelExplanation(method='gradient', layer='input', pixels=(1, 1, 1, 4, 6, 8), targets=[[1]])"
+    res = PixelExplanation(
+        maps=normalize(raw, dims=3),
+        raw=raw,
+        weights=None,
+        targets=torch.tensor([[1]]),
+        scores=torch.zeros(1, 1),
+        layer="input",
+        method="gradient",
+        pixels=pixels,
+    )
+    assert (
+        repr(res)
+        == "PixelExplanation(method='gradient', layer='input', pixels=(1, 1, 1, 4, 6, 8), targets=[[1]])"
+    )
     x, y, z = res.peaks()[0, 0].tolist()
     assert res.maps[0, 0, z, y, x] == 1.0 and res.boxes().shape == (1, 1, 6)
     assert "slice z = " in res._repr_html_() and res.image().shape == (1, 1, 1, 4, 6, 8)

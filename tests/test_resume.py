@@ -1,4 +1,5 @@
 """Resume never keeps a stale result: reruns recompute exactly the photos whose input, model or options changed."""
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,7 @@ def _photo(path, seed=0, size=(96, 64)):
 
 
 def _summary(err: str) -> str:
-    return err[err.index("gradcam: explained"):].splitlines()[0]
+    return err[err.index("gradcam: explained") :].splitlines()[0]
 
 
 @pytest.fixture()
@@ -75,11 +76,23 @@ def test_changed_target_recomputes_same_command_skips_damaged_output_is_redone(o
     assert set(after) == set(before) and all(after[p] != before[p] for p in before)
 
 
-@pytest.mark.parametrize("change", [
-    ["--method", "cam"], ["--layer", "_blocks.15"], ["--alpha", "0.3"], ["--colormap", "viridis"],
-    ["--colorbar"], ["--top", "2"], ["--no-json"], ["touch-input"], ["weights"], ["no-record"], ["--max-side", "320"],
-    ["upgrade"],
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        ["--method", "cam"],
+        ["--layer", "_blocks.15"],
+        ["--alpha", "0.3"],
+        ["--colormap", "viridis"],
+        ["--colorbar"],
+        ["--top", "2"],
+        ["--no-json"],
+        ["touch-input"],
+        ["weights"],
+        ["no-record"],
+        ["--max-side", "320"],
+        ["upgrade"],
+    ],
+)
 def test_each_result_changing_option_recomputes(one_photo, capsys, change, tmp_path, monkeypatch):
     img, out = one_photo
     base = ["explain", str(img), "--out", str(out), "--json"]
@@ -123,8 +136,11 @@ def test_fingerprint_and_output_checks(tmp_path):
     f = tmp_path / "a.png"
     _photo(f)
     fp = resume.fingerprint(str(f), {"target": 3, "size": (1, 2)})
-    assert fp == {"version": resume.FORMAT, "options": {"size": [1, 2], "target": 3},
-                  "input": {"path": os.path.realpath(f), "size": f.stat().st_size, "mtime_ns": f.stat().st_mtime_ns}}
+    assert fp == {
+        "version": resume.FORMAT,
+        "options": {"size": [1, 2], "target": 3},
+        "input": {"path": os.path.realpath(f), "size": f.stat().st_size, "mtime_ns": f.stat().st_mtime_ns},
+    }
     assert resume.output_ok(str(f)) and resume.output_ok(str(f), f.stat().st_size)
     assert not resume.output_ok(str(f), f.stat().st_size + 1)  # not the size the record vouches for
     data = f.read_bytes()
@@ -133,9 +149,9 @@ def test_fingerprint_and_output_checks(tmp_path):
     f.write_bytes(b"x" * len(data))
     assert not resume.output_ok(str(f))  # not a PNG
     j = tmp_path / "a.json"
-    j.write_text("{\"a\": ")
+    j.write_text('{"a": ')
     assert not resume.output_ok(str(j))
-    j.write_text("{\"a\": 1}")
+    j.write_text('{"a": 1}')
     assert resume.output_ok(str(j))
     rec = resume.record_path(str(tmp_path), "sub/a")
     assert rec == os.path.join(str(tmp_path), ".gradcam", "sub", "a.json")

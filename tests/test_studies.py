@@ -3,6 +3,7 @@
 Each quick study is seeded and deterministic and asserts the direction of the paper's finding with a
 stated margin.
 """
+
 import dataclasses
 import json
 
@@ -33,6 +34,7 @@ def _cam_reference(model, x, cls):
 
 # -- the differentiable engine path -------------------------------------------------------------------
 
+
 def test_differentiable_maps_equal_the_normal_maps_and_keep_the_graph():
     model = gap_net(num_classes=5)
     x = torch.randn(3, 3, 12, 12, generator=torch.Generator().manual_seed(0))
@@ -44,7 +46,9 @@ def test_differentiable_maps_equal_the_normal_maps_and_keep_the_graph():
     torch.testing.assert_close(diff.weights.detach(), plain.weights, rtol=1e-5, atol=1e-8)
     # top_k: the K maps of one call equal the normal ones too.
     k2 = gradcam.GradCAM(model, layer="4", differentiable=True)(x, top_k=2)
-    torch.testing.assert_close(k2.maps.detach(), gradcam.GradCAM(model, layer="4")(x, top_k=2).maps, rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        k2.maps.detach(), gradcam.GradCAM(model, layer="4")(x, top_k=2).maps, rtol=0, atol=1e-6
+    )
 
 
 def test_differentiable_map_gradient_matches_hand_written_reference_and_finite_differences():
@@ -84,7 +88,9 @@ def test_differentiable_call_restores_the_model_also_on_errors():
     with pytest.raises(RuntimeError, match="boom"):
         cam(x, target=lambda out: (_ for _ in ()).throw(RuntimeError("boom")))
     assert all(m.training for m in model.modules())
-    assert [p.requires_grad for p in model.parameters()] == [p is not model[0].bias for p in model.parameters()]
+    assert [p.requires_grad for p in model.parameters()] == [
+        p is not model[0].bias for p in model.parameters()
+    ]
     assert all(not m._forward_hooks for m in model.modules())
     assert all(p.grad is None for p in model.parameters())  # nothing is written into .grad
 
@@ -96,6 +102,7 @@ def test_differentiable_refuses_guided_methods_with_a_clear_error():
 
 
 # -- attacks --------------------------------------------------------------------------------------
+
 
 def test_fgsm_and_pgd_follow_their_formulas_and_stay_in_the_budget():
     model = gap_net(num_classes=5).eval()
@@ -110,10 +117,13 @@ def test_fgsm_and_pgd_follow_their_formulas_and_stay_in_the_budget():
     with torch.no_grad():
         ce_adv, ce_clean = F.cross_entropy(model(adv * 2 - 1), t), F.cross_entropy(model(x * 2 - 1), t)
     assert float(ce_adv) < float(ce_clean) - 1e-3  # moved towards the targets
-    assert all(p.requires_grad for p in model.parameters()) and all(p.grad is None for p in model.parameters())
+    assert all(p.requires_grad for p in model.parameters()) and all(
+        p.grad is None for p in model.parameters()
+    )
 
 
 # -- the quick studies ------------------------------------------------------------------------------
+
 
 def _study(capsys, *argv):
     assert main(["study", *argv, "--quick", "--json", "--threads", "1"]) == 0
@@ -134,14 +144,22 @@ def test_bias_study_training_is_deterministic():
     assert 0.0 < float(data.stamped[data.labels == 1].float().mean()) < 0.2
     # The stamp (white border, black centre, box (1, 1, 7, 7) at 48 px) is drawn exactly where flagged.
     x0, y0, x1, y1 = bias.stamp_box(cfg)
-    drawn = (data.images[:, :, y0, x0] == 1).all(1) & (data.images[:, :, (y0 + y1) // 2, (x0 + x1) // 2] == 0).all(1)
+    drawn = (data.images[:, :, y0, x0] == 1).all(1) & (
+        data.images[:, :, (y0 + y1) // 2, (x0 + x1) // 2] == 0
+    ).all(1)
     assert torch.equal(drawn, data.stamped)
 
 
 def test_bias_study_quick_reproduces_the_finding(capsys, tmp_path):
     s = _study(capsys, "bias", "--no-cache")
-    keys = ("biased_test_accuracy", "debiased_test_accuracy", "biased_cue_mass", "debiased_cue_mass",
-            "attention_trained_test_accuracy", "attention_trained_cue_mass")
+    keys = (
+        "biased_test_accuracy",
+        "debiased_test_accuracy",
+        "biased_cue_mass",
+        "debiased_cue_mass",
+        "attention_trained_test_accuracy",
+        "attention_trained_cue_mass",
+    )
     assert all(isinstance(s[k], float) for k in keys)
     # The cue region (the 12 px corner square around the stamp) is 144 / 2304 = 6.25% of a 48 px image.
     # The biased model's maps sit on it (> 3x that share, > 3x the rebalanced model's); its test accuracy

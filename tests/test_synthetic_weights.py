@@ -1,4 +1,5 @@
 """Committed synthetic-CNN weights: found by config key, checksum verified, skipped with retrain=True."""
+
 import hashlib
 import json
 

@@ -1,4 +1,5 @@
 """gradcam.targets.segmentation / detection / similarity, and forward_kwargs (issue 12)."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,7 +18,9 @@ class TinySeg(nn.Module):
     def __init__(self, classes=3, as_dict=False):
         super().__init__()
         torch.manual_seed(0)
-        self.backbone = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU())
+        self.backbone = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU()
+        )
         self.classifier = nn.Conv2d(8, classes, 1)
         self.as_dict = as_dict
 
@@ -54,7 +57,9 @@ def test_segmentation_mask_and_default_predicted_region(as_dict):
 
 def test_segmentation_errors():
     model = TinySeg()
-    with pytest.raises(ValueError, match=r"class_id 7 is out of range for a segmenter with 3 classes \(0..2\)"):
+    with pytest.raises(
+        ValueError, match=r"class_id 7 is out of range for a segmenter with 3 classes \(0..2\)"
+    ):
         gradcam.GradCAM(model)(torch.randn(1, 3, 8, 8), target=segmentation(7))
     with pytest.raises(TypeError, match="segmentation needs per-pixel class scores"):
         segmentation(0)([torch.zeros(1)])
@@ -76,13 +81,19 @@ class TinyDETR(nn.Module):
         self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
         self.cls = nn.Linear(8, queries * (classes + 1))
         self.q, self.c = queries, classes
-        self.register_buffer("boxes", torch.tensor([[0.25, 0.25, 0.5, 0.5], [0.75, 0.75, 0.5, 0.5],
-                                                     [0.5, 0.5, 1.0, 1.0], [0.2, 0.8, 0.2, 0.2]]))
+        self.register_buffer(
+            "boxes",
+            torch.tensor(
+                [[0.25, 0.25, 0.5, 0.5], [0.75, 0.75, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0], [0.2, 0.8, 0.2, 0.2]]
+            ),
+        )
 
     def forward(self, x):
         f = self.features(x).mean(dim=(2, 3))
-        return {"pred_logits": self.cls(f).reshape(-1, self.q, self.c + 1),
-                "pred_boxes": self.boxes.expand(x.shape[0], -1, -1)}
+        return {
+            "pred_logits": self.cls(f).reshape(-1, self.q, self.c + 1),
+            "pred_boxes": self.boxes.expand(x.shape[0], -1, -1),
+        }
 
 
 def test_detection_detr_style_picks_best_matching_box():
@@ -120,7 +131,9 @@ def test_detection_torchvision_style_list_of_dicts():
         def forward(self, x):
             s = self.score(self.features(x).mean(dim=(2, 3))).sigmoid()
             boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [4.0, 4.0, 16.0, 16.0]])
-            return [{"boxes": boxes, "labels": torch.tensor([1, 2]), "scores": s[i]} for i in range(x.shape[0])]
+            return [
+                {"boxes": boxes, "labels": torch.tensor([1, 2]), "scores": s[i]} for i in range(x.shape[0])
+            ]
 
     model = ListDetector()
     x = torch.randn(3, 3, 16, 16)
@@ -134,7 +147,9 @@ def test_detection_torchvision_style_list_of_dicts():
 
 def test_similarity_cosine_to_concepts():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 5))
+    model = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 5)
+    )
     x = torch.randn(2, 3, 12, 12)
     concepts = torch.randn(2, 5)
     res = gradcam.GradCAM(model)(x, target=similarity(concepts))
@@ -168,5 +183,7 @@ def test_forward_kwargs_reach_the_model():
     assert res.layer == "conv"
     with torch.no_grad():
         assert torch.allclose(res.scores[:, 0], model(x, meta, scale=2.0)[:, 1])
-    ref = reference_gradcam(model, x, "conv", lambda out: out[:, 1], forward_kwargs={"meta": meta, "scale": 2.0})
+    ref = reference_gradcam(
+        model, x, "conv", lambda out: out[:, 1], forward_kwargs={"meta": meta, "scale": 2.0}
+    )
     assert (res.maps[:, 0].double() - ref).abs().max() < TOL

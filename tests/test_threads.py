@@ -4,6 +4,7 @@ Each test counts what went wrong (exceptions, results that differ from the seque
 training steps that differ from a run without explainers) and asserts the counts are zero, so a failure
 message says how many of how many went wrong.
 """
+
 import copy
 import random
 import threading
@@ -52,7 +53,9 @@ def _flags(model):
 
 
 def _hooks(model):
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
+    return sum(
+        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules()
+    )
 
 
 def _explain_concurrently(model, threads=THREADS, rounds=ROUNDS):
@@ -102,8 +105,12 @@ def test_threads_give_the_sequential_results_and_leave_the_model_as_it_was():
     state = {k: v.clone() for k, v in model.state_dict().items()}
     total, errors, mismatches, shared = _explain_concurrently(model)
     assert total == THREADS * ROUNDS * 12 * 3
-    assert errors == [], f"{len(errors)} problems in {total} calls (failed calls, changed filters): {errors[:3]}"
-    assert mismatches == [], f"{len(mismatches)} of {total} results differ from sequential ones: {set(mismatches)}"
+    assert errors == [], (
+        f"{len(errors)} problems in {total} calls (failed calls, changed filters): {errors[:3]}"
+    )
+    assert mismatches == [], (
+        f"{len(mismatches)} of {total} results differ from sequential ones: {set(mismatches)}"
+    )
     assert _flags(model) == before and _hooks(model) == 0
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())  # BN statistics untouched
     assert all(p.grad is None for p in model.parameters())
@@ -173,7 +180,9 @@ def _train(model, batches, explain_with=None):
     g = torch.Generator().manual_seed(9)
     pool = [threading.Thread(target=trainer)]
     for make in explain_with or []:
-        pool.append(threading.Thread(target=explainer, args=(make(model), torch.randn(2, 3, 16, 16, generator=g))))
+        pool.append(
+            threading.Thread(target=explainer, args=(make(model), torch.randn(2, 3, 16, 16, generator=g)))
+        )
     for th in pool[1:]:
         th.start()
     pool[0].start()
@@ -184,7 +193,9 @@ def _train(model, batches, explain_with=None):
 
 def test_a_training_loop_in_another_thread_is_not_affected():
     g = torch.Generator().manual_seed(7)
-    batches = [(torch.randn(8, 3, 16, 16, generator=g), torch.randint(0, 10, (8,), generator=g)) for _ in range(40)]
+    batches = [
+        (torch.randn(8, 3, 16, 16, generator=g), torch.randint(0, 10, (8,), generator=g)) for _ in range(40)
+    ]
     base = gap_net()
     base.train()
     reference = copy.deepcopy(base)
@@ -211,7 +222,9 @@ def test_a_training_loop_in_another_thread_is_not_affected():
     assert calls >= len(methods)  # the explainers really ran beside the trainer
     assert flag_changes == 0, f"the trainer saw changed flags in {flag_changes} of {len(batches)} steps"
     ref_state = reference.state_dict()
-    assert all(torch.equal(v, ref_state[k]) for k, v in model.state_dict().items())  # weights and BN statistics
+    assert all(
+        torch.equal(v, ref_state[k]) for k, v in model.state_dict().items()
+    )  # weights and BN statistics
     assert _hooks(model) == 0
 
 

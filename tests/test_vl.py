@@ -113,7 +113,9 @@ def test_cache_round_trip(tmp_path):
     # The cache is READ (retraining gives equal weights, so equality alone cannot tell): marker weights
     # written into the cached file come back.
     path = tmp_path / f"{tiny.key('vqa')}.pt"
-    torch.save({k: torch.full_like(v, 0.25) if v.is_floating_point() else v for k, v in m.state_dict().items()}, path)
+    torch.save(
+        {k: torch.full_like(v, 0.25) if v.is_floating_point() else v for k, v in m.state_dict().items()}, path
+    )
     marked = T.load_or_train("vqa", tiny, tmp_path)
     assert all((v == 0.25).all() for v in marked.state_dict().values() if v.is_floating_point())
     with pytest.raises(ValueError, match="Unknown model kind 'gpt'; choose from classifier, captioner, vqa"):

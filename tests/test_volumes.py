@@ -1,4 +1,5 @@
 """Volumes (N, C, D, H, W): trilinear upsampling of maps and overlays of chosen slices (issue 12)."""
+
 import pytest
 import torch
 from PIL import Image
@@ -46,7 +47,9 @@ def test_overlay_slices_tiles_are_overlays_of_the_chosen_slices():
     assert img.size == (8 * 2 + 4, 10)
     scaled = (vol - vol.min()) / (vol.max() - vol.min())
     for j, s in enumerate([1, 3]):
-        grey = (scaled[s].expand(3, -1, -1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+        grey = (
+            (scaled[s].expand(3, -1, -1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+        )
         expected = overlay(Image.fromarray(grey), cam[s], alpha=0.4)
         assert img.crop((j * 12, 0, j * 12 + 8, 10)).tobytes() == expected.tobytes()
     default = overlay_slices(vol, cam)  # 5 evenly spaced slices (0, 1, 2, 4, 5 after rounding) + the peak, 3

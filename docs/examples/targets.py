@@ -6,6 +6,7 @@ The real model is the embedded ImageNet EfficientNet-Lite0. A classifier becomes
 window detector by applying its linear head at every cell of its last feature map (the FCN trick), and an
 embedding model by dropping the head; each is then explained with the matching ``gradcam.targets`` helper.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,7 +27,9 @@ S = 224
 
 def tensor(img: Image.Image) -> torch.Tensor:
     """RGB -> (3, S, S) in this checkpoint's normalisation, (x - 0.5) / 0.5."""
-    x = torch.frombuffer(bytearray(img.convert("RGB").resize((S, S), Image.BICUBIC).tobytes()), dtype=torch.uint8)
+    x = torch.frombuffer(
+        bytearray(img.convert("RGB").resize((S, S), Image.BICUBIC).tobytes()), dtype=torch.uint8
+    )
     return (x.view(S, S, 3).permute(2, 0, 1).float() / 255 - 0.5) / 0.5
 
 
@@ -51,7 +54,9 @@ class SlidingWindows(DenseScores):
         n, k, h, w = s.shape
         logits = torch.cat([s.flatten(2).transpose(1, 2), s.new_zeros(n, h * w, 1)], 2)
         cy, cx = torch.meshgrid((torch.arange(h) + 0.5) / h, (torch.arange(w) + 0.5) / w, indexing="ij")
-        boxes = torch.stack([cx, cy, torch.full_like(cx, 5 / w), torch.full_like(cy, 5 / h)], -1).reshape(1, h * w, 4)
+        boxes = torch.stack([cx, cy, torch.full_like(cx, 5 / w), torch.full_like(cy, 5 / h)], -1).reshape(
+            1, h * w, 4
+        )
         return {"pred_logits": logits, "pred_boxes": boxes.expand(n, -1, -1)}
 
 
@@ -65,7 +70,9 @@ class Embedder(nn.Module):
 
 
 def side_by_side(*images: Image.Image) -> Image.Image:
-    out = Image.new("RGB", (sum(i.width for i in images) + 6 * (len(images) - 1), max(i.height for i in images)), "white")
+    out = Image.new(
+        "RGB", (sum(i.width for i in images) + 6 * (len(images) - 1), max(i.height for i in images)), "white"
+    )
     x = 0
     for i in images:
         out.paste(i, (x, 0))
@@ -90,7 +97,9 @@ def main() -> None:
     c = int(dense[0, :, :, : dense.shape[-1] // 2].argmax(0).flatten().mode().values)
     res = gradcam.GradCAM(seg)(x, target=segmentation(c))
     region = (dense[0].argmax(0) == c).float()
-    mask_img = overlay(scene, F.interpolate(region[None, None], size=(S, 2 * S))[0, 0], alpha=0.5, colormap="gray")
+    mask_img = overlay(
+        scene, F.interpolate(region[None, None], size=(S, 2 * S))[0, 0], alpha=0.5, colormap="gray"
+    )
     side_by_side(mask_img, overlay(scene, res.maps[0, 0])).save(os.path.join(OUT, "target_segmentation.png"))
     print(f"segmentation: class {c} ({labels[c]}), layer {res.layer}, {int(region.sum())} cells")
 
@@ -110,15 +119,23 @@ def main() -> None:
         concept = emb(tensor(concept_img)[None])[0]
     res = gradcam.GradCAM(emb)(x, target=similarity(concept))
     side_by_side(concept_img.resize((S, S)), overlay(scene, res.maps[0, 0])).save(
-        os.path.join(OUT, "target_similarity.png"))
+        os.path.join(OUT, "target_similarity.png")
+    )
     print(f"similarity: cosine {float(res.scores[0, 0]):.3f}, layer {res.layer}")
 
     # A volume: a blob detector (hand-set 3-D convolutions) on a noisy volume with one bright blob.
     d = torch.arange(24.0)
     zz, yy, xx = torch.meshgrid(d, d, d, indexing="ij")
     vol = torch.exp(-((zz - 15) ** 2 + (yy - 8) ** 2 + (xx - 14) ** 2) / 12) + 0.15 * torch.randn(24, 24, 24)
-    blob = nn.Sequential(nn.Conv3d(1, 2, 5, padding=2), nn.ReLU(), nn.Conv3d(2, 2, 3, stride=2, padding=1), nn.ReLU(),
-                         nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(2, 2))
+    blob = nn.Sequential(
+        nn.Conv3d(1, 2, 5, padding=2),
+        nn.ReLU(),
+        nn.Conv3d(2, 2, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool3d(1),
+        nn.Flatten(),
+        nn.Linear(2, 2),
+    )
     with torch.no_grad():
         for p in blob.parameters():
             p.zero_()
@@ -129,7 +146,8 @@ def main() -> None:
         blob[6].weight.copy_(torch.eye(2))
     res = gradcam.GradCAM(blob)(vol[None, None], target=0)
     overlay_slices(vol, res.maps[0, 0], slices=[5, 10, 15, 20]).resize((4 * 96 + 12, 96), Image.NEAREST).save(
-        os.path.join(OUT, "target_volume.png"))
+        os.path.join(OUT, "target_volume.png")
+    )
     peak = torch.nonzero(res.maps[0, 0] == res.maps[0, 0].max())[0].tolist()
     print(f"volume: layer {res.layer}, raw {tuple(res.raw.shape)}, peak (d, h, w) = {peak}")
 

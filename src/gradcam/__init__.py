@@ -1,4 +1,5 @@
 """gradcam: where a PyTorch model looks when it decides. Grad-CAM and its family, exact and fast."""
+
 from . import metrics
 from .api import explain
 from .explanation import Explanation
@@ -18,8 +19,29 @@ from .models import load_model
 from .pixels import PixelExplanation
 
 __all__ = [
-    "AblationCAM", "CAM", "EigenCAM", "EigenGradCAM", "Explanation", "GradCAM", "GradCAMPlusPlus", "HiResCAM",
-    "LayerCAM", "RISE", "RandomCAM", "ScoreCAM", "XGradCAM", "Gradient", "GuidedBackprop", "GuidedGradCAM", "Occlusion",
-    "PixelExplanation", "demo_photo", "explain", "load_model", "metrics", "overlay", "tokens_to_grid",
+    "AblationCAM",
+    "CAM",
+    "EigenCAM",
+    "EigenGradCAM",
+    "Explanation",
+    "GradCAM",
+    "GradCAMPlusPlus",
+    "HiResCAM",
+    "LayerCAM",
+    "RISE",
+    "RandomCAM",
+    "ScoreCAM",
+    "XGradCAM",
+    "Gradient",
+    "GuidedBackprop",
+    "GuidedGradCAM",
+    "Occlusion",
+    "PixelExplanation",
+    "demo_photo",
+    "explain",
+    "load_model",
+    "metrics",
+    "overlay",
+    "tokens_to_grid",
 ]
 __version__ = "0.1.0"

@@ -6,6 +6,7 @@ their maps (at the photo's original size), peaks and boxes, and ``.overlay()``.
 :func:`explain_batch` (from :mod:`gradcam.photos`, re-exported here) is the batched core that the folder
 job (:mod:`gradcam.pipeline`, ``gradcam explain``) uses.
 """
+
 from __future__ import annotations
 
 import weakref
@@ -46,7 +47,8 @@ def get_model(model: Union[str, LoadedModel, None], weights: Optional[str] = Non
         if options or model is None:
             from .models import prepare_model
 
-            loaded, loaded.box_threshold = prepare_model(model, weights=weights, **options)
+            loaded, threshold = prepare_model(model, weights=weights, **options)
+            loaded.box_threshold = threshold
             _MODELS[key] = loaded
         else:
             _MODELS[key] = load_model(model, weights=weights)
@@ -79,7 +81,7 @@ def resolve_target(loaded: LoadedModel, target: ClassSpec) -> Optional[int]:
 
 def explain(
     path_or_image: ImageLike,
-    model: Union[str, LoadedModel] = "efficientnet-lite0",
+    model: Optional[Union[str, LoadedModel]] = "efficientnet-lite0",
     target: ClassSpec = None,
     top_k: int = 1,
     *,
@@ -113,7 +115,19 @@ def explain(
     if box_threshold is None:
         box_threshold = BOX_THRESHOLD if loaded.box_threshold is None else loaded.box_threshold
     image = load_image(path_or_image)
-    source = str(path_or_image) if isinstance(path_or_image, (str,)) or hasattr(path_or_image, "__fspath__") else None
+    source = (
+        str(path_or_image)
+        if isinstance(path_or_image, (str,)) or hasattr(path_or_image, "__fspath__")
+        else None
+    )
     m = get_method(loaded, method, layer)
-    return explain_batch([image], loaded, m, resolve_target(loaded, target), top_k, [source],
-                         box_threshold=box_threshold, box_rule=box_rule)[0]
+    return explain_batch(
+        [image],
+        loaded,
+        m,
+        resolve_target(loaded, target),
+        top_k,
+        [source],
+        box_threshold=box_threshold,
+        box_rule=box_rule,
+    )[0]

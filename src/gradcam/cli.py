@@ -3,6 +3,7 @@
 Each subcommand lives in ``gradcam.commands.<name>`` and provides ``register(subparsers)``, which adds
 its parser and sets ``func`` to a function ``(args) -> int`` (the exit code).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, with every available subcommand."""
     parser = argparse.ArgumentParser(prog="gradcam", description="Show where a PyTorch model looks.")
     parser.add_argument("--version", action="version", version=f"gradcam {version()}")
-    parser.add_argument("--debug", action="store_true",
-                        help="show the full traceback of an unexpected error (also GRADCAM_DEBUG=1)")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the full traceback of an unexpected error (also GRADCAM_DEBUG=1)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:
@@ -57,7 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-USAGE_ERRORS = (ValueError, FileNotFoundError, ImportError)  # bad input or a missing extra: the message says the fix
+USAGE_ERRORS = (
+    ValueError,
+    FileNotFoundError,
+    ImportError,
+)  # bad input or a missing extra: the message says the fix
 
 
 def debug_enabled(argv: Optional[List[str]]) -> bool:

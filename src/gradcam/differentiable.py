@@ -24,6 +24,7 @@ reshape, token layers and volumes.
 Parameter ``.grad`` fields are never written here: the caller differentiates the loss (for instance with
 ``torch.autograd.grad(loss, params)``).
 """
+
 from __future__ import annotations
 
 from typing import Any, List, Optional

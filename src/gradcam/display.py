@@ -7,6 +7,7 @@ the overlays and the top-5 predictions of an ``ImageResult``. At most ``MAX_IMAG
 maps per image are shown, each at most ``MAX_SIDE`` pixels per side; of a volume's map, the slice through
 its peak. Captions are escaped. It sits below the result types (it needs only :mod:`gradcam.image`).
 """
+
 from __future__ import annotations
 
 import base64
@@ -20,8 +21,10 @@ from PIL import Image
 MAX_IMAGES = 8
 MAX_MAPS = 6
 MAX_SIDE = 224
-STYLE = ("display:inline-block;margin:2px 6px 6px 0;vertical-align:top;font:11px sans-serif;"
-         "max-width:{w}px;word-wrap:break-word")
+STYLE = (
+    "display:inline-block;margin:2px 6px 6px 0;vertical-align:top;font:11px sans-serif;"
+    "max-width:{w}px;word-wrap:break-word"
+)
 
 
 def png_data_uri(img: Image.Image) -> str:
@@ -49,9 +52,11 @@ def _grid(figures: List[Tuple[Image.Image, str]], head: str = "") -> str:
     parts = [f'<div class="gradcam-repr">{head}']
     for img, caption in figures:
         img = _small(img)
-        parts.append(f'<figure style="{STYLE.format(w=img.size[0])}"><img src="{png_data_uri(img)}" '
-                     f'width="{img.size[0]}" height="{img.size[1]}" alt="{escape(caption)}">'
-                     f'<figcaption>{escape(caption)}</figcaption></figure>')
+        parts.append(
+            f'<figure style="{STYLE.format(w=img.size[0])}"><img src="{png_data_uri(img)}" '
+            f'width="{img.size[0]}" height="{img.size[1]}" alt="{escape(caption)}">'
+            f"<figcaption>{escape(caption)}</figcaption></figure>"
+        )
     parts.append("</div>")
     return "".join(parts)
 
@@ -71,21 +76,30 @@ def explanation_html(exp, pixels: bool = False) -> str:
     pixels = pixels and exp.maps.dim() == 4  # a volume's attributions are shown as its map's peak slice
     shown = exp.image()[:ni, :nk].permute(0, 1, 3, 4, 2) if pixels else colorize(maps)
     targets, scores = exp.targets.tolist(), exp.scores.detach().float().tolist()
-    figures = [(rgb_image(shown[i, j]), f"image {i} · class {targets[i][j]} · score {scores[i][j]:.4g}{where[i][j]}")
-               for i in range(ni) for j in range(nk)]
+    figures = [
+        (rgb_image(shown[i, j]), f"image {i} · class {targets[i][j]} · score {scores[i][j]:.4g}{where[i][j]}")
+        for i in range(ni)
+        for j in range(nk)
+    ]
     more = "" if (ni, nk) == (n, k) else f" (showing {ni} of {n} images, {nk} of {k} maps)"
-    head = (f"<div><b>{escape(type(exp).__name__)}</b> {escape(exp.method)} at {escape(str(exp.layer))}: "
-            f"{n} image(s) × {k} map(s){escape(more)}</div>")
+    head = (
+        f"<div><b>{escape(type(exp).__name__)}</b> {escape(exp.method)} at {escape(str(exp.layer))}: "
+        f"{n} image(s) × {k} map(s){escape(more)}</div>"
+    )
     return _grid(figures, head)
 
 
 def image_result_html(res) -> str:
     """The overlays of an :class:`~gradcam.api.ImageResult` with class, probability, and its top-5 predictions."""
     k = min(len(res.classes), MAX_MAPS)
-    figures = [(res.overlay(j), f"{res.classes[j]} ({res.class_ids[j]}) · p = {res.probabilities[j]:.1%}")
-               for j in range(k)]
+    figures = [
+        (res.overlay(j), f"{res.classes[j]} ({res.class_ids[j]}) · p = {res.probabilities[j]:.1%}")
+        for j in range(k)
+    ]
     preds = "".join(f"<li>{escape(str(c))} ({i}): {p:.1%}</li>" for c, i, p in res.predictions)
     w, h = res.size
-    head = (f"<div><b>{escape(str(res.source or 'image'))}</b> ({w}×{h}) · {escape(res.method)} at "
-            f"{escape(str(res.layer))} · {escape(res.model)}<ol style=\"margin:2px 0\">{preds}</ol></div>")
+    head = (
+        f"<div><b>{escape(str(res.source or 'image'))}</b> ({w}×{h}) · {escape(res.method)} at "
+        f'{escape(str(res.layer))} · {escape(res.model)}<ol style="margin:2px 0">{preds}</ol></div>'
+    )
     return _grid(figures, head)

@@ -23,6 +23,7 @@ Models that cannot be viewed that way (TorchScript, ``torch.compile``, lazy modu
 replaced on the instance) take the *locked path*: one call at a time per model (a per-model lock),
 ``requires_grad`` switched off and eval mode set on the model itself and restored in ``finally``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -46,7 +47,8 @@ Reshape = Optional[Callable[[torch.Tensor], torch.Tensor]]
 # torch): silenced by one filter for that message, set once here, because ``warnings.catch_warnings``
 # around each call changes the process-wide filter list and is not thread-safe.
 warnings.filterwarnings(
-    "ignore", message="There is a performance drop because we have not yet implemented the batching rule",
+    "ignore",
+    message="There is a performance drop because we have not yet implemented the batching rule",
     category=UserWarning,
 )
 
@@ -79,7 +81,9 @@ class Capture:
         """dy/dA of layer ``i`` (N, K, C, h, w); a ``ValueError`` when the call did not compute gradients."""
         g = self.gradients[i]
         if g is None:
-            raise ValueError(f"No gradient was captured for layer {i}: capture(..., gradients=True) computes it.")
+            raise ValueError(
+                f"No gradient was captured for layer {i}: capture(..., gradients=True) computes it."
+            )
         return g
 
 
@@ -121,7 +125,10 @@ class ModelState:
 # ---- the private view of a model ------------------------------------------------------------------
 
 _HOOK_DICTS = (
-    "_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks",
+    "_forward_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+    "_forward_pre_hooks",
     "_forward_pre_hooks_with_kwargs",
 )
 _LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
@@ -146,8 +153,13 @@ class ModelView:
     the user's model to the one to hook, ``original(v)`` maps back. ``locked`` is True on the locked path
     (then the view *is* the user's model, its flags switched for the call under :func:`model_lock`)."""
 
-    def __init__(self, model: nn.Module, views: Dict[int, nn.Module], originals: Dict[int, nn.Module],
-                 locked: bool = False):
+    def __init__(
+        self,
+        model: nn.Module,
+        views: Dict[int, nn.Module],
+        originals: Dict[int, nn.Module],
+        locked: bool = False,
+    ):
         self.model = model
         self._views = views
         self._originals = originals
@@ -181,7 +193,10 @@ def _check_viewable(m: nn.Module) -> None:
 
 
 def _build_view(
-    model: nn.Module, eval_mode: bool, hooked: Optional[Iterable[nn.Module]] = None, keep_parameters: bool = False
+    model: nn.Module,
+    eval_mode: bool,
+    hooked: Optional[Iterable[nn.Module]] = None,
+    keep_parameters: bool = False,
 ) -> ModelView:
     """Shallow-copy the modules: shared parameter/buffer storage (``.data``: no autograd link, own version
     counters, so an optimizer step in another thread cannot invalidate this call's graph), parameters that
@@ -233,7 +248,9 @@ def _build_view(
         scan = _SCAN.get(type(m))
         if scan is None:
             cls = type(m)
-            scan = _SCAN[cls] = not cls.__module__.startswith("torch.nn.modules.") or issubclass(cls, nn.RNNBase)
+            scan = _SCAN[cls] = not cls.__module__.startswith("torch.nn.modules.") or issubclass(
+                cls, nn.RNNBase
+            )
         for key in (d.keys() - _MODULE_KEYS) if scan else ():
             val = d[key]
             t = type(val)
@@ -251,7 +268,9 @@ def _build_view(
 
 @contextlib.contextmanager
 def private_model(
-    model: nn.Module, eval_mode: bool = True, hooked: Optional[Iterable[nn.Module]] = None,
+    model: nn.Module,
+    eval_mode: bool = True,
+    hooked: Optional[Iterable[nn.Module]] = None,
     keep_parameters: bool = False,
 ) -> Iterator[ModelView]:
     """The model as one call runs it, without changing the user's model object (see the module doc).
@@ -326,7 +345,9 @@ class _Tap:
             self.activation = output.transpose(0, 1) if seq_first else output
         else:
             # A fresh leaf: autograd records only what comes after this layer.
-            self.activation = (output.detach().transpose(0, 1) if seq_first else output.detach()).requires_grad_(True)
+            self.activation = (
+                output.detach().transpose(0, 1) if seq_first else output.detach()
+            ).requires_grad_(True)
         # Hand on a copy so that in-place operations after the layer (``out += identity``) cannot touch
         # the captured activation.
         return (self.activation.transpose(0, 1) if seq_first else self.activation).clone()
@@ -377,7 +398,9 @@ def check_input(model: nn.Module, x: Any) -> None:
         raise TypeError(f"Input must be a torch.Tensor of shape (N, C, H, W); got {type(x).__name__}.")
     if x.dim() not in (4, 5):
         hint = " For one image, add a batch dimension: x.unsqueeze(0)." if x.dim() == 3 else ""
-        raise ValueError(f"Input must have shape (N, C, H, W); got {tuple(x.shape)}.{hint} (Volumes: (N, C, D, H, W).)")
+        raise ValueError(
+            f"Input must have shape (N, C, H, W); got {tuple(x.shape)}.{hint} (Volumes: (N, C, D, H, W).)"
+        )
     if x.shape[0] == 0:
         raise ValueError("Input batch is empty (N = 0); pass at least one image.")
     if not x.dtype.is_floating_point:
@@ -399,7 +422,9 @@ def check_input(model: nn.Module, x: Any) -> None:
     if p.is_meta:  # the first parameter here; every parameter as the call's view of the model is built
         raise ValueError(_META_MODEL)
     if p.device != x.device:
-        raise ValueError(f"Input is on {x.device} but the model is on {p.device}; move it with x.to('{p.device}').")
+        raise ValueError(
+            f"Input is on {x.device} but the model is on {p.device}; move it with x.to('{p.device}')."
+        )
     if p.dtype.is_floating_point and p.dtype != x.dtype:
         raise TypeError(
             f"Input is {x.dtype} but the model's parameters are {p.dtype}; make them match, e.g. "
@@ -408,7 +433,10 @@ def check_input(model: nn.Module, x: Any) -> None:
 
 
 def batched_grad(
-    scores: torch.Tensor, wrt: List[torch.Tensor], negate: bool = False, retain_graph: bool = False,
+    scores: torch.Tensor,
+    wrt: List[torch.Tensor],
+    negate: bool = False,
+    retain_graph: bool = False,
     create_graph: bool = False,
 ) -> List[Optional[torch.Tensor]]:
     """d scores[:, k] / d t for every k and every t in ``wrt``, as (N, K, *t.shape[1:]) tensors.
@@ -423,9 +451,16 @@ def batched_grad(
     if negate:
         scores = -scores
     if create_graph:
-        per_k = [torch.autograd.grad(scores[:, j].sum(), wrt, create_graph=True, retain_graph=True, allow_unused=True)
-                 for j in range(k)]
-        return [None if per_k[0][i] is None else torch.stack([g[i] for g in per_k], dim=1) for i in range(len(wrt))]
+        per_k = [
+            torch.autograd.grad(
+                scores[:, j].sum(), wrt, create_graph=True, retain_graph=True, allow_unused=True
+            )
+            for j in range(k)
+        ]
+        return [
+            None if per_k[0][i] is None else torch.stack([g[i] for g in per_k], dim=1)
+            for i in range(len(wrt))
+        ]
     grads: List[Optional[torch.Tensor]]
     if k == 1:
         single = torch.autograd.grad(scores.sum(), wrt, allow_unused=True, retain_graph=retain_graph)
@@ -509,18 +544,27 @@ def capture(
     check_input(model, x)
     check_autograd(x, gradients or input_gradient)
     if differentiable:
-        bad = [n for n, v in (("input_gradient", input_gradient), ("context", context),
-                              ("layer_gradient_context", layer_gradient_context)) if v]
+        bad = [
+            n
+            for n, v in (
+                ("input_gradient", input_gradient),
+                ("context", context),
+                ("layer_gradient_context", layer_gradient_context),
+            )
+            if v
+        ]
         if bad:
             raise ValueError(_NOT_DIFFERENTIABLE.format(", ".join(bad)))
     taps = [_Tap(ref, x.shape[0]) for ref in layers]
     handles = []
-    with private_model(model, eval_mode, [ref.module for ref in layers], keep_parameters=differentiable) as view:
+    with private_model(
+        model, eval_mode, [ref.module for ref in layers], keep_parameters=differentiable
+    ) as view:
         try:
             for tap in taps:
                 handles.append(view.module(tap.ref.module).register_forward_hook(tap.hook))
             x_in = x if differentiable else x.detach().requires_grad_(True) if input_gradient else x.detach()
-            with torch.enable_grad(), (context() if context is not None else contextlib.nullcontext()):
+            with torch.enable_grad(), context() if context is not None else contextlib.nullcontext():
                 output = view.model(x_in, **(forward_kwargs or {}))
                 scores, ids, shapers = _scores_and_layouts(taps, output, target, top_k, x, reshape)
                 # tap.check() (in _scores_and_layouts) raised for any layer the forward pass did not reach
@@ -530,15 +574,24 @@ def capture(
                 wrt = list(acts) + ([x_in] if input_gradient else [])
                 grads: List[Optional[torch.Tensor]] = [None] * len(wrt)
                 if gradients or input_gradient:
-                    grads = _gradients(scores, acts, x_in, input_gradient, counterfactual, layer_gradient_context,
-                                       differentiable)
+                    grads = _gradients(
+                        scores,
+                        acts,
+                        x_in,
+                        input_gradient,
+                        counterfactual,
+                        layer_gradient_context,
+                        differentiable,
+                    )
                     for tap, g in zip(taps, grads[: len(taps)]):
                         if gradients and g is None and require_all_layers:
                             raise LayerNotUsedError(_NOT_USED.format(f"'{tap.ref.spec}'"))
         finally:
             for h in handles:
                 h.remove()
-    return _assemble(output, scores, ids, layers, acts, grads, shapers, gradients, input_gradient, x, differentiable)
+    return _assemble(
+        output, scores, ids, layers, acts, grads, shapers, gradients, input_gradient, x, differentiable
+    )
 
 
 _NOT_USED = (
@@ -547,8 +600,14 @@ _NOT_USED = (
 )
 
 
-def _scores_and_layouts(taps: List[_Tap], output: Any, target: _targets.Target, top_k: Optional[int],
-                        x: torch.Tensor, reshape: Reshape):
+def _scores_and_layouts(
+    taps: List[_Tap],
+    output: Any,
+    target: _targets.Target,
+    top_k: Optional[int],
+    x: torch.Tensor,
+    reshape: Reshape,
+):
     """Check the taps, resolve the scores (N, K) and ids, and find each layer's reshape to a spatial map."""
     for tap in taps:
         tap.check()
@@ -597,7 +656,9 @@ def _gradients(scores, acts, x_in, input_gradient, counterfactual, layer_gradien
     return batched_grad(scores, list(acts) + ([x_in] if input_gradient else []), negate=counterfactual)
 
 
-def _assemble(output, scores, ids, layers, acts, grads, shapers, gradients, input_gradient, x, differentiable):
+def _assemble(
+    output, scores, ids, layers, acts, grads, shapers, gradients, input_gradient, x, differentiable
+):
     """The :class:`Capture` of one call: detached (unless ``differentiable``) and reshaped to spatial maps."""
     keep = (lambda t: t) if differentiable else _detach
     cap = Capture(output=keep(output), scores=keep(scores), targets=ids.detach(), layers=list(layers))
@@ -611,8 +672,10 @@ def _assemble(output, scores, ids, layers, acts, grads, shapers, gradients, inpu
         cap.activations.append(a)
         cap.gradients.append(g)
     if input_gradient:
-        cap.input_gradient = grads[-1] if grads[-1] is not None else torch.zeros(
-            x.shape[0], scores.shape[1], *x.shape[1:], dtype=x.dtype, device=x.device
+        cap.input_gradient = (
+            grads[-1]
+            if grads[-1] is not None
+            else torch.zeros(x.shape[0], scores.shape[1], *x.shape[1:], dtype=x.dtype, device=x.device)
         )
     return cap
 

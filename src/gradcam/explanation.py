@@ -1,4 +1,5 @@
 """The result type shared by every method, and the map post-processing (upsample, normalise)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -9,6 +9,7 @@ and the peak / bounding box of a map.
 - :func:`peaks` and :func:`boxes`: the maximum of each map ``(x, y)`` and the bounding box of its evidence
   above a threshold (:mod:`gradcam.regions`), batched on tensors.
 """
+
 from __future__ import annotations
 
 import functools
@@ -72,8 +73,10 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 
 def _too_large(w: int, h: int, max_pixels: int) -> str:
-    return (f"image too large: its header declares {w}x{h} = {w * h / 1e6:.1f} megapixels, over the limit of "
-            f"{max_pixels / 1e6:g} megapixels (raise it with --max-pixels N, or max_pixels= in Python)")
+    return (
+        f"image too large: its header declares {w}x{h} = {w * h / 1e6:.1f} megapixels, over the limit of "
+        f"{max_pixels / 1e6:g} megapixels (raise it with --max-pixels N, or max_pixels= in Python)"
+    )
 
 
 def _upright(img: Image.Image) -> Image.Image:
@@ -102,7 +105,9 @@ def load_image(source: ImageLike, max_pixels: Optional[int] = MAX_PIXELS) -> Ima
             t = t.expand(3, -1, -1) if t.shape[0] == 1 else t
             a = (t.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
             return Image.fromarray(a, "RGB")
-        raise ValueError(f"An image tensor must have shape (3, H, W) or (1, H, W) in [0, 1]; got {tuple(t.shape)}.")
+        raise ValueError(
+            f"An image tensor must have shape (3, H, W) or (1, H, W) in [0, 1]; got {tuple(t.shape)}."
+        )
     if isinstance(source, np.ndarray):
         a = source
         if a.dtype != np.uint8:
@@ -113,7 +118,9 @@ def load_image(source: ImageLike, max_pixels: Optional[int] = MAX_PIXELS) -> Ima
             return to_rgb(Image.fromarray(a[..., 0] if a.ndim == 3 and a.shape[2] == 1 else a))
         raise ValueError(f"An image array must have shape (H, W), (H, W, 3) or (H, W, 4); got {a.shape}.")
     if not isinstance(source, (str, os.PathLike)):
-        raise TypeError(f"Cannot read an image from {type(source).__name__}; pass a path, a PIL image or an array.")
+        raise TypeError(
+            f"Cannot read an image from {type(source).__name__}; pass a path, a PIL image or an array."
+        )
     path = os.fspath(source)
     try:
         size = os.path.getsize(path)
@@ -139,8 +146,11 @@ def load_image(source: ImageLike, max_pixels: Optional[int] = MAX_PIXELS) -> Ima
         raise
     except Image.DecompressionBombError:
         limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
-        raise ImageLoadError(path, f"image too large: its header declares more than {limit / 1e6:.0f} megapixels, "
-                                   "PIL's own limit (PIL.Image.MAX_IMAGE_PIXELS)") from None
+        raise ImageLoadError(
+            path,
+            f"image too large: its header declares more than {limit / 1e6:.0f} megapixels, "
+            "PIL's own limit (PIL.Image.MAX_IMAGE_PIXELS)",
+        ) from None
     except PermissionError:
         raise ImageLoadError(path, "permission denied") from None
     except IsADirectoryError:
@@ -201,6 +211,7 @@ def preprocess_image(
 
 # -- colormaps and overlays ---------------------------------------------------------------------
 
+
 @functools.lru_cache(maxsize=32)
 def colormap_lut(name: str = "jet") -> torch.Tensor:
     """The matplotlib colormap ``name`` as a (256, 3) float tensor in [0, 1]."""
@@ -240,8 +251,9 @@ def resize_map(m: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
     if tuple(m.shape[-2:]) == tuple(size):
         return m
     lead = m.shape[:-2]
-    out = F.interpolate(m.reshape(-1, 1, *m.shape[-2:]).float(), size=tuple(size), mode="bilinear",
-                        align_corners=False)
+    out = F.interpolate(
+        m.reshape(-1, 1, *m.shape[-2:]).float(), size=tuple(size), mode="bilinear", align_corners=False
+    )
     return out.reshape(*lead, *size).clamp(0, 1)
 
 
@@ -270,9 +282,13 @@ def _map_indices(m: torch.Tensor, size: Tuple[int, int]) -> np.ndarray:
     out = np.empty((h, w), np.uint8)
     step = max(1, _STRIP_PIXELS // max(h, 1))
     for c0 in range(0, w, step):
-        part = F.interpolate(rows[..., c0:c0 + step], size=(h, rows[..., c0:c0 + step].shape[-1]),
-                             mode="bilinear", align_corners=False)[0, 0]
-        out[:, c0:c0 + step] = (part.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+        part = F.interpolate(
+            rows[..., c0 : c0 + step],
+            size=(h, rows[..., c0 : c0 + step].shape[-1]),
+            mode="bilinear",
+            align_corners=False,
+        )[0, 0]
+        out[:, c0 : c0 + step] = (part.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
     return out
 
 
@@ -303,7 +319,9 @@ def overlay(
         step = max(1, _STRIP_PIXELS // w)
         for y0 in range(0, h, step):
             y1 = min(h, y0 + step)
-            part = Image.blend(photo.crop((0, y0, w, y1)), _heat_from_indices(idx[y0:y1], colormap), float(alpha))
+            part = Image.blend(
+                photo.crop((0, y0, w, y1)), _heat_from_indices(idx[y0:y1], colormap), float(alpha)
+            )
             out.paste(part, (0, y0))
     if colorbar:
         bar_w = max(6, w // 40)
@@ -318,13 +336,16 @@ def overlay(
 
 # -- peak and box -------------------------------------------------------------------------------
 
+
 def peaks(maps: torch.Tensor) -> torch.Tensor:
     """(..., 2) integer (x, y) of each (..., H, W) map's maximum (the first one in row-major order)."""
     return _peaks(maps, dims=2)
 
 
 def boxes(
-    maps: torch.Tensor, threshold: float = BOX_THRESHOLD, max_side: Optional[int] = None,
+    maps: torch.Tensor,
+    threshold: float = BOX_THRESHOLD,
+    max_side: Optional[int] = None,
     rule: str = DEFAULT_BOX_RULE,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Bounding boxes of ``maps >= threshold * max`` around the segment(s) ``rule`` picks (batched, tensors only).
@@ -387,6 +408,7 @@ def scale_point(xy: Sequence[int], src: Tuple[int, int], dst: Tuple[int, int]) -
 
 # -- volumes: overlays of chosen slices ------------------------------------------------------
 
+
 def overlay_slices(
     volume: torch.Tensor,
     map: torch.Tensor,  # noqa: A002 - same name as overlay()
@@ -412,7 +434,9 @@ def overlay_slices(
     else:
         raise ValueError(f"volume must be (D, H, W) or (C, D, H, W); got shape {tuple(v.shape)}.")
     if m.shape != v.shape[1:]:
-        raise ValueError(f"map must be (D, H, W) = {tuple(v.shape[1:])}, the volume's size; got {tuple(m.shape)}.")
+        raise ValueError(
+            f"map must be (D, H, W) = {tuple(v.shape[1:])}, the volume's size; got {tuple(m.shape)}."
+        )
     if axis not in (0, 1, 2):
         raise ValueError(f"axis must be 0, 1 or 2 (of D, H, W); got {axis!r}.")
     size = m.shape[axis]
@@ -422,7 +446,9 @@ def overlay_slices(
     slices = list(slices)
     bad = [s for s in slices if not -size <= s < size]
     if not slices or bad:
-        raise ValueError(f"slices {bad or slices} are out of range for axis {axis} of size {size} (0..{size - 1}).")
+        raise ValueError(
+            f"slices {bad or slices} are out of range for axis {axis} of size {size} (0..{size - 1})."
+        )
     lo, hi = v.min(), v.max()
     v = (v - lo) / (hi - lo) if hi > lo else torch.zeros_like(v)
     tiles = []
@@ -431,7 +457,9 @@ def overlay_slices(
         rgb = (img.expand(3, -1, -1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
         tiles.append(overlay(Image.fromarray(rgb), m.select(axis, s), alpha=alpha, colormap=colormap))
     gap = 4
-    out = Image.new("RGB", (sum(t.width for t in tiles) + gap * (len(tiles) - 1), tiles[0].height), (255, 255, 255))
+    out = Image.new(
+        "RGB", (sum(t.width for t in tiles) + gap * (len(tiles) - 1), tiles[0].height), (255, 255, 255)
+    )
     x = 0
     for t in tiles:
         out.paste(t, (x, 0))

@@ -15,6 +15,7 @@ failure reason; a photo that failed has one row with ``error`` set and no class)
 time the row was written) and ``predictions`` (the photo's top-5 as a JSON string of
 ``[{"class", "id", "probability"}]``, so that a report needs no per-photo record).
 """
+
 from __future__ import annotations
 
 import io
@@ -27,8 +28,29 @@ from typing import Dict, Iterable, List, Optional, Sequence
 from .io import atomic_write
 
 PARTS = ".gradcam-index"
-COLUMNS = ("file", "stem", "width", "height", "rank", "class", "class_id", "score", "probability", "peak",
-           "box", "box_fraction", "layer", "method", "model", "overlay", "record", "maps", "error", "updated", "predictions")
+COLUMNS = (
+    "file",
+    "stem",
+    "width",
+    "height",
+    "rank",
+    "class",
+    "class_id",
+    "score",
+    "probability",
+    "peak",
+    "box",
+    "box_fraction",
+    "layer",
+    "method",
+    "model",
+    "overlay",
+    "record",
+    "maps",
+    "error",
+    "updated",
+    "predictions",
+)
 
 
 def has_parquet() -> bool:
@@ -47,28 +69,48 @@ def index_path(out: str, parquet: Optional[bool] = None) -> str:
     return os.path.join(out, "index.parquet" if parquet else "index.jsonl")
 
 
-def result_rows(res, stem: str, overlays: Sequence[str], record: Optional[str],
-                maps: Optional[str] = None) -> List[Dict]:
+def result_rows(
+    res, stem: str, overlays: Sequence[str], record: Optional[str], maps: Optional[str] = None
+) -> List[Dict]:
     """The index rows of one explained photo (an :class:`gradcam.api.ImageResult`): one per explained class.
 
     ``box_fraction`` = (x1 - x0) * (y1 - y0) / (W * H) of the class's box (0 for a flat map).
     """
     w, h = res.size
     now = time.time()
-    top5 = json.dumps([{"class": c, "id": int(i), "probability": round(float(q), 6)} for c, i, q in res.predictions])
+    top5 = json.dumps(
+        [{"class": c, "id": int(i), "probability": round(float(q), 6)} for c, i, q in res.predictions]
+    )
     rows = []
-    for r, (c, cid, s, p, pk, bx) in enumerate(zip(res.classes, res.class_ids, res.scores, res.probabilities,
-                                                   res.peaks, res.boxes)):
+    for r, (c, cid, s, p, pk, bx) in enumerate(
+        zip(res.classes, res.class_ids, res.scores, res.probabilities, res.peaks, res.boxes)
+    ):
         frac = 0.0 if bx is None else (bx[2] - bx[0]) * (bx[3] - bx[1]) / float(w * h)
-        rows.append({
-            "file": res.source, "stem": stem, "width": int(w), "height": int(h), "rank": r + 1, "class": c,
-            "class_id": int(cid), "score": float(s), "probability": float(p),
-            "peak": None if pk is None else [int(v) for v in pk],
-            "box": None if bx is None else [int(v) for v in bx], "box_fraction": float(frac),
-            "layer": res.layer, "method": res.method, "model": res.model,
-            "overlay": overlays[r] if r < len(overlays) else None, "record": record, "maps": maps, "error": None,
-            "updated": now, "predictions": top5,
-        })
+        rows.append(
+            {
+                "file": res.source,
+                "stem": stem,
+                "width": int(w),
+                "height": int(h),
+                "rank": r + 1,
+                "class": c,
+                "class_id": int(cid),
+                "score": float(s),
+                "probability": float(p),
+                "peak": None if pk is None else [int(v) for v in pk],
+                "box": None if bx is None else [int(v) for v in bx],
+                "box_fraction": float(frac),
+                "layer": res.layer,
+                "method": res.method,
+                "model": res.model,
+                "overlay": overlays[r] if r < len(overlays) else None,
+                "record": record,
+                "maps": maps,
+                "error": None,
+                "updated": now,
+                "predictions": top5,
+            }
+        )
     return rows
 
 
@@ -83,14 +125,31 @@ def _schema():
     import pyarrow as pa
 
     ints = pa.list_(pa.int64())
-    return pa.schema([
-        ("file", pa.string()), ("stem", pa.string()), ("width", pa.int64()), ("height", pa.int64()),
-        ("rank", pa.int64()), ("class", pa.string()), ("class_id", pa.int64()), ("score", pa.float64()),
-        ("probability", pa.float64()), ("peak", ints), ("box", ints), ("box_fraction", pa.float64()),
-        ("layer", pa.string()), ("method", pa.string()), ("model", pa.string()), ("overlay", pa.string()),
-        ("record", pa.string()), ("maps", pa.string()), ("error", pa.string()), ("updated", pa.float64()),
-        ("predictions", pa.string()),
-    ])
+    return pa.schema(
+        [
+            ("file", pa.string()),
+            ("stem", pa.string()),
+            ("width", pa.int64()),
+            ("height", pa.int64()),
+            ("rank", pa.int64()),
+            ("class", pa.string()),
+            ("class_id", pa.int64()),
+            ("score", pa.float64()),
+            ("probability", pa.float64()),
+            ("peak", ints),
+            ("box", ints),
+            ("box_fraction", pa.float64()),
+            ("layer", pa.string()),
+            ("method", pa.string()),
+            ("model", pa.string()),
+            ("overlay", pa.string()),
+            ("record", pa.string()),
+            ("maps", pa.string()),
+            ("error", pa.string()),
+            ("updated", pa.float64()),
+            ("predictions", pa.string()),
+        ]
+    )
 
 
 def _encode(rows: Sequence[Dict], parquet: bool) -> bytes:
@@ -122,7 +181,9 @@ def append(out: str, rows: Sequence[Dict]) -> Optional[str]:
     if not rows:
         return None
     parquet = has_parquet()
-    name = f"part-{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}.{'parquet' if parquet else 'jsonl'}"
+    name = (
+        f"part-{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}.{'parquet' if parquet else 'jsonl'}"
+    )
     path = os.path.join(out, PARTS, name)
     atomic_write(path, _encode(rows, parquet))
     return path
@@ -133,8 +194,11 @@ def _parts(out: str) -> List[str]:
     if not os.path.isdir(folder):
         return []
     # Names start with the write time in ns: sorted names are in write order.
-    return [os.path.join(folder, f) for f in sorted(os.listdir(folder))
-            if f.startswith("part-") and f.endswith((".parquet", ".jsonl"))]
+    return [
+        os.path.join(folder, f)
+        for f in sorted(os.listdir(folder))
+        if f.startswith("part-") and f.endswith((".parquet", ".jsonl"))
+    ]
 
 
 def _merge(tables: Iterable[List[Dict]]) -> List[Dict]:

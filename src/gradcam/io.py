@@ -1,4 +1,5 @@
 """Files: finding images in folders, naming outputs, writing them atomically."""
+
 from __future__ import annotations
 
 import os
@@ -8,8 +9,30 @@ from typing import Iterable, List, Sequence
 
 # Extensions PIL reads; anything else inside a folder is ignored (a file named explicitly is always tried).
 IMAGE_EXTENSIONS = (
-    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
-    ".pbm", ".pnm", ".tga", ".ico", ".dib", ".jp2", ".j2k", ".psd", ".sgi", ".pcx", ".xbm", ".im",
+    ".jpg",
+    ".jpeg",
+    ".jpe",
+    ".jfif",
+    ".png",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".ppm",
+    ".pgm",
+    ".pbm",
+    ".pnm",
+    ".tga",
+    ".ico",
+    ".dib",
+    ".jp2",
+    ".j2k",
+    ".psd",
+    ".sgi",
+    ".pcx",
+    ".xbm",
+    ".im",
 )
 
 
@@ -34,8 +57,9 @@ def demo_photo() -> str:
     return DEMO_PHOTO
 
 
-def find_images(paths: Sequence[str], exclude: Sequence[str] = (),
-                extensions: Sequence[str] = IMAGE_EXTENSIONS) -> List[Item]:
+def find_images(
+    paths: Sequence[str], exclude: Sequence[str] = (), extensions: Sequence[str] = IMAGE_EXTENSIONS
+) -> List[Item]:
     """Image files among ``paths`` (files as given; folders searched recursively, sorted, hidden names skipped).
 
     A file given directly gets the output stem ``<name without extension>``; a file found in folder F gets
@@ -52,8 +76,11 @@ def find_images(paths: Sequence[str], exclude: Sequence[str] = (),
         p = os.fspath(p)
         if os.path.isdir(p):
             for root, dirs, files in os.walk(p):
-                dirs[:] = sorted(d for d in dirs if not d.startswith(".")
-                                 and os.path.realpath(os.path.join(root, d)) not in skip)
+                dirs[:] = sorted(
+                    d
+                    for d in dirs
+                    if not d.startswith(".") and os.path.realpath(os.path.join(root, d)) not in skip
+                )
                 if os.path.realpath(root) in skip:
                     continue
                 for f in sorted(files):

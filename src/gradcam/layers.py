@@ -4,6 +4,7 @@ A layer is given as ``"auto"``, a dotted module name (``"layer4"``, ``"features.
 object, or a list of those. A module that the forward pass calls several times (a shared ``nn.ReLU``,
 a weight-tied block) must be told which call to use: ``"name@k"`` picks the k-th call (0-based).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -46,7 +47,7 @@ COMPILED_PREFIX = "_orig_mod."  # torch.compile's wrapper holds the original mod
 
 def _plain(name: str) -> str:
     """A layer name without torch.compile's ``_orig_mod.`` prefix (the name in the original model)."""
-    return name[len(COMPILED_PREFIX):] if name.startswith(COMPILED_PREFIX) else name
+    return name[len(COMPILED_PREFIX) :] if name.startswith(COMPILED_PREFIX) else name
 
 
 def _names(model: nn.Module) -> dict:
@@ -109,7 +110,9 @@ def resolve_layers(model: nn.Module, layer: LayerSpec) -> List[LayerRef]:
                 )
             out.append(LayerRef(_plain(name), modules[name], call))
         else:
-            raise TypeError(f"layer must be 'auto', a module name, a module or a list of them; got {type(spec).__name__}.")
+            raise TypeError(
+                f"layer must be 'auto', a module name, a module or a list of them; got {type(spec).__name__}."
+            )
     return out
 
 
@@ -181,9 +184,12 @@ def read_4d(
     first = _grid_fits(shape[2:], size) and shape[2] * shape[3] > 1
     last = _grid_fits(shape[1:3], size) and shape[1] * shape[2] > 1
     if first and last:
+
         def cost(grid):
             strides = [s / g for s, g in zip(size, grid)]
-            return round(_aspect_error(grid, size) + sum(abs(v - round(v)) for v in strides) / len(strides), 6)
+            return round(
+                _aspect_error(grid, size) + sum(abs(v - round(v)) for v in strides) / len(strides), 6
+            )
 
         cf, cl = cost(shape[2:]), cost(shape[1:3])
         if cf == cl:
@@ -198,9 +204,29 @@ def read_4d(
     return None
 
 
-_ELEMENTWISE = (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.LeakyReLU, nn.ELU, nn.Hardswish, nn.Sigmoid, nn.Tanh) + _PASSTHROUGH
-_CHANNELS_FIRST = (nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d, nn.InstanceNorm2d, nn.GroupNorm, nn.MaxPool2d,
-                   nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Upsample)
+_ELEMENTWISE = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.GELU,
+    nn.SiLU,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.Hardswish,
+    nn.Sigmoid,
+    nn.Tanh,
+) + _PASSTHROUGH
+_CHANNELS_FIRST = (
+    nn.Conv2d,
+    nn.ConvTranspose2d,
+    nn.BatchNorm2d,
+    nn.InstanceNorm2d,
+    nn.GroupNorm,
+    nn.MaxPool2d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool2d,
+    nn.Upsample,
+)
 _CHANNELS_LAST = (nn.Linear, nn.LayerNorm)
 
 
@@ -240,7 +266,9 @@ def infer_layout(
     size = [int(s) for s in input_shape[2:]]
     shape = [int(s) for s in shape]
     if len(size) == 3:
-        ok = len(shape) == 5 and all(1 <= g <= s for g, s in zip(shape[2:], size)) and math.prod(shape[2:]) > 1
+        ok = (
+            len(shape) == 5 and all(1 <= g <= s for g, s in zip(shape[2:], size)) and math.prod(shape[2:]) > 1
+        )
         return (None, False) if ok else None
     if len(shape) == 4:
         reading = read_4d(shape, size)
@@ -304,13 +332,19 @@ def auto_candidates(
                 return None
             if not layout[1] and output.shape[0] != x.shape[0]:
                 return None  # not one map per image (a detector's per-proposal features)
-            amb = output.dim() == 4 and x.dim() == 4 and (read_4d(output.shape, x.shape[2:]) or (None, False))[1]
+            amb = (
+                output.dim() == 4
+                and x.dim() == 4
+                and (read_4d(output.shape, x.shape[2:]) or (None, False))[1]
+            )
             if amb:  # both readings fit equally: the module's kind may tell (a Linear is channels-last)
                 hint = layout_hint(module)
                 amb = hint is None
                 if hint == "last":
                     layout = (_channels_last, False)
-            events.append((module, k, layout[0], layout[1], tuple(output.shape[:2]), amb, tuple(output.shape)))
+            events.append(
+                (module, k, layout[0], layout[1], tuple(output.shape[:2]), amb, tuple(output.shape))
+            )
             return None
 
         return hook
@@ -362,7 +396,8 @@ def _order_candidates(
             f"layer='auto': layer '{ref.spec}' outputs {shape}, which reads as channels-first (N, C, h, w) or "
             f"channels-last (N, h, w, C) equally well for an input of {tuple(x.shape)}; it is read as "
             "channels-first. If that is wrong, pass layer=... with reshape=lambda t: t.permute(0, 3, 1, 2).",
-            RuntimeWarning, stacklevel=4,
+            RuntimeWarning,
+            stacklevel=4,
         )
     return [r for r, _ in refs + ambiguous]
 
@@ -395,14 +430,20 @@ def check_autograd(x: torch.Tensor, needs_gradients: bool = True) -> None:
     _zero_reason.pending = False  # a new call: no target has explained a zero score yet
     if not needs_gradients:
         return
-    fix = ("Call the explanation outside the `with torch.inference_mode():` block, or pass a tensor cloned "
-           "outside it (x = x.clone() after the block).")
+    fix = (
+        "Call the explanation outside the `with torch.inference_mode():` block, or pass a tensor cloned "
+        "outside it (x = x.clone() after the block)."
+    )
     if torch.is_inference_mode_enabled():
-        raise RuntimeError("Gradients cannot be computed inside torch.inference_mode(), and gradient-based "
-                           f"explanations need them. {fix} (torch.no_grad() is fine.)")
+        raise RuntimeError(
+            "Gradients cannot be computed inside torch.inference_mode(), and gradient-based "
+            f"explanations need them. {fix} (torch.no_grad() is fine.)"
+        )
     if isinstance(x, torch.Tensor) and x.is_inference():
-        raise RuntimeError("The input was created inside torch.inference_mode() (an inference tensor), so no "
-                           f"gradient can flow through it. {fix}")
+        raise RuntimeError(
+            "The input was created inside torch.inference_mode() (an inference tensor), so no "
+            f"gradient can flow through it. {fix}"
+        )
 
 
 _SETTLED: weakref.WeakValueDictionary[int, torch.Tensor] = weakref.WeakValueDictionary()
@@ -435,7 +476,8 @@ def settle_without_gradient(cache: dict, lock, key: tuple, candidates: List[Laye
         f"layers that layer='auto' tried ({min(len(candidates), 24)}), so every map is all zero (layer '{ref.spec}' is "
         "returned). Typical cause: a classifier head whose weights are zero (untrained or re-initialised); "
         "load trained weights or explain another output.",
-        RuntimeWarning, stacklevel=4,
+        RuntimeWarning,
+        stacklevel=4,
     )
     for g in capture.gradients:
         _SETTLED[id(g)] = g
@@ -470,8 +512,11 @@ def warn_if_no_gradient(gradient: Optional[torch.Tensor], layer: str) -> None:
 
 def resolve(model: nn.Module, layer: LayerSpec) -> List[LayerRef]:
     """Deprecated alias of :func:`resolve_layers` (two functions were named ``resolve``)."""
-    warnings.warn("gradcam.layers.resolve is renamed resolve_layers; the old name will be removed.",
-                  DeprecationWarning, stacklevel=2)
+    warnings.warn(
+        "gradcam.layers.resolve is renamed resolve_layers; the old name will be removed.",
+        DeprecationWarning,
+        stacklevel=2,
+    )
     return resolve_layers(model, layer)
 
 

@@ -58,7 +58,9 @@ class ImageResult:
     extra: Dict = field(default_factory=dict)
     weights: Optional[torch.Tensor] = None
     box_threshold: float = BOX_THRESHOLD
-    box_rule: str = DEFAULT_BOX_RULE  # which segment(s) the box surrounds: largest, peak or all (gradcam.regions)
+    box_rule: str = (
+        DEFAULT_BOX_RULE  # which segment(s) the box surrounds: largest, peak or all (gradcam.regions)
+    )
 
     @property
     def size(self) -> Tuple[int, int]:

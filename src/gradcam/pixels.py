@@ -8,6 +8,7 @@ Two views of it:
 - :func:`saliency`: one value per pixel (N, K, H, W), e.g. max_c |g_c| (Simonyan et al., 2014), which is
   what ``.maps`` holds (normalised to [0, 1]) so that pixel-space and CAM methods are used alike.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,7 +25,9 @@ IMAGE_MODES = ("std", "symmetric")
 def _check_pixels(pixels: torch.Tensor) -> None:
     if not isinstance(pixels, torch.Tensor) or pixels.dim() not in (5, 6):
         shape = tuple(pixels.shape) if isinstance(pixels, torch.Tensor) else type(pixels).__name__
-        raise ValueError(f"Pixel-space results have shape (N, K, C, H, W); got {shape}. (Volumes: (N, K, C, D, H, W).)")
+        raise ValueError(
+            f"Pixel-space results have shape (N, K, C, H, W); got {shape}. (Volumes: (N, K, C, D, H, W).)"
+        )
 
 
 def saliency(pixels: torch.Tensor, reduce: str = "abs-max") -> torch.Tensor:
@@ -114,12 +117,25 @@ class PixelExplanation(Explanation):
 
 
 def pixel_explanation(
-    pixels: torch.Tensor, cap, method: str, reduce: str = "abs-max", counterfactual: bool = False,
+    pixels: torch.Tensor,
+    cap,
+    method: str,
+    reduce: str = "abs-max",
+    counterfactual: bool = False,
 ) -> PixelExplanation:
     """Wrap pixel-space attributions (N, K, C, H, W) of an engine capture as a :class:`PixelExplanation`."""
     raw = saliency(pixels, reduce)
     return PixelExplanation(
-        maps=normalize(raw), raw=raw, weights=None, targets=cap.targets, scores=cap.scores, layer="input",
-        method=method, interpolation="nearest", counterfactual=counterfactual, output=cap.output,
-        pixels=pixels, reduce=reduce,
+        maps=normalize(raw),
+        raw=raw,
+        weights=None,
+        targets=cap.targets,
+        scores=cap.scores,
+        layer="input",
+        method=method,
+        interpolation="nearest",
+        counterfactual=counterfactual,
+        output=cap.output,
+        pixels=pixels,
+        reduce=reduce,
     )

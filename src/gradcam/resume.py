@@ -15,6 +15,7 @@ never take it for input), written atomically after the outputs, with or without 
 Files are identified by ``(resolved path, size, mtime_ns)`` (:func:`file_stamp`), not by a content hash:
 an edit that keeps size and modification time to the nanosecond is not detected.
 """
+
 from __future__ import annotations
 
 import json
@@ -104,5 +105,7 @@ def is_up_to_date(record: str, fp: Mapping[str, Any], outputs: Sequence[str]) ->
 def write_record(record: str, fp: Mapping[str, Any], outputs: Sequence[str]) -> None:
     """Write ``record`` (atomically) for outputs already written: the fingerprint and each output's size."""
     sizes = {os.path.basename(p): os.stat(p).st_size for p in outputs}
-    atomic_write(record, (json.dumps({"fingerprint": dict(fp), "outputs": sizes}, indent=1, sort_keys=True)
-                          + "\n").encode())
+    atomic_write(
+        record,
+        (json.dumps({"fingerprint": dict(fp), "outputs": sizes}, indent=1, sort_keys=True) + "\n").encode(),
+    )

@@ -9,6 +9,7 @@ A target is one of
 
 Class scores are taken *before* softmax: y^c is the logit of class c.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -29,7 +30,12 @@ def _find_logits(output: Any) -> Optional[torch.Tensor]:
         return output["logits"]
     if isinstance(getattr(output, "logits", None), torch.Tensor):
         return output.logits
-    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor) and output[0].dim() == 2:
+    if (
+        isinstance(output, (tuple, list))
+        and output
+        and isinstance(output[0], torch.Tensor)
+        and output[0].dim() == 2
+    ):
         return output[0]  # (logits, extras...): MONAI's ViT (logits, hidden states), return_dict=False models
     return None
 
@@ -87,12 +93,16 @@ def resolve_targets(
 
     if isinstance(target, (list, tuple)) and target and any(callable(t) for t in target):
         if not all(callable(t) for t in target):
-            raise TypeError("A target list mixes callables and class ids; pass a list of callables (one map each, "
-                            "e.g. [segmentation(1), segmentation(2)]) or a list of class ids, not both.")
+            raise TypeError(
+                "A target list mixes callables and class ids; pass a list of callables (one map each, "
+                "e.g. [segmentation(1), segmentation(2)]) or a list of class ids, not both."
+            )
         cols = [_callable_scores(t, output, n) for t in target]
         if any(c.shape[1] != 1 for c in cols):
-            raise ValueError("Each callable in a target list must return one score per image, shape (N,); got "
-                             f"shapes {[tuple(c.shape) for c in cols]}.")
+            raise ValueError(
+                "Each callable in a target list must return one score per image, shape (N,); got "
+                f"shapes {[tuple(c.shape) for c in cols]}."
+            )
         scores = torch.cat(cols, dim=1)
         return scores, torch.full(scores.shape, -1, dtype=torch.long, device=scores.device)
     if callable(target) and not isinstance(target, torch.Tensor):
@@ -104,8 +114,11 @@ def resolve_targets(
 
 def resolve(output: Any, target: Target, top_k: Optional[int], n: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """Deprecated alias of :func:`resolve_targets` (two functions were named ``resolve``)."""
-    warnings.warn("gradcam.targets.resolve is renamed resolve_targets; the old name will be removed.",
-                  DeprecationWarning, stacklevel=2)
+    warnings.warn(
+        "gradcam.targets.resolve is renamed resolve_targets; the old name will be removed.",
+        DeprecationWarning,
+        stacklevel=2,
+    )
     return resolve_targets(output, target, top_k, n)
 
 
@@ -113,7 +126,9 @@ def _callable_scores(target: Callable[[Any], torch.Tensor], output: Any, n: int)
     """(N, K) scores of a target callable, checked."""
     scores = target(output)
     if not isinstance(scores, torch.Tensor):
-        raise TypeError(f"The target callable must return a tensor of shape (N,) or (N, K); it returned {type(scores).__name__}.")
+        raise TypeError(
+            f"The target callable must return a tensor of shape (N,) or (N, K); it returned {type(scores).__name__}."
+        )
     if scores.dim() == 0 and n == 1:
         scores = scores.reshape(1, 1)
     elif scores.dim() == 1 and scores.shape[0] == n:
@@ -126,7 +141,9 @@ def _callable_scores(target: Callable[[Any], torch.Tensor], output: Any, n: int)
     return scores
 
 
-def _class_scores(output: Any, target: Target, top_k: Optional[int], n: int) -> Tuple[torch.Tensor, torch.Tensor]:
+def _class_scores(
+    output: Any, target: Target, top_k: Optional[int], n: int
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Scores (N, K) and ids (N, K) of class targets (None, an int, N ints or (N, K) ints)."""
     if isinstance(target, str):
         raise TypeError(
@@ -141,7 +158,9 @@ def _class_scores(output: Any, target: Target, top_k: Optional[int], n: int) -> 
     if target is None:
         k = top_k or 1
         if k > num_classes:
-            raise ValueError(f"top_k={k} is larger than the number of classes ({num_classes}); use top_k <= {num_classes}.")
+            raise ValueError(
+                f"top_k={k} is larger than the number of classes ({num_classes}); use top_k <= {num_classes}."
+            )
         ids = logits.detach().topk(k, dim=1).indices
     else:
         t = _as_long_tensor(target)
@@ -381,8 +400,10 @@ def _dense_logits(output: Any) -> torch.Tensor:
             f"'logits', or an object with .logits; the model returned {type(output).__name__}."
         )
     if t.dim() not in (4, 5):
-        raise ValueError(f"segmentation needs scores of shape (N, classes, h, w) (or (N, classes, d, h, w) for "
-                         f"volumes); the model output has shape {tuple(t.shape)}.")
+        raise ValueError(
+            f"segmentation needs scores of shape (N, classes, h, w) (or (N, classes, d, h, w) for "
+            f"volumes); the model output has shape {tuple(t.shape)}."
+        )
     return t
 
 
@@ -405,15 +426,19 @@ def segmentation(class_id: int, mask: Optional[torch.Tensor] = None) -> Callable
     if mask is not None:
         weights = torch.as_tensor(mask)
         if weights.dim() not in (2, 3, 4) or 0 in weights.shape:
-            raise ValueError(f"mask must be (H, W) or (N, H, W) (volumes: (D, H, W) or (N, D, H, W)); got shape "
-                             f"{tuple(weights.shape)}.")
+            raise ValueError(
+                f"mask must be (H, W) or (N, H, W) (volumes: (D, H, W) or (N, D, H, W)); got shape "
+                f"{tuple(weights.shape)}."
+            )
         weights = weights.float()
 
     def target(output: Any) -> torch.Tensor:
         logits = _dense_logits(output)
         n, c = logits.shape[:2]
         if class_id >= c:
-            raise ValueError(f"class_id {class_id} is out of range for a segmenter with {c} classes (0..{c - 1}).")
+            raise ValueError(
+                f"class_id {class_id} is out of range for a segmenter with {c} classes (0..{c - 1})."
+            )
         if weights is None:
             m = (logits.detach().argmax(1) == class_id).to(logits.dtype)
         else:
@@ -455,7 +480,11 @@ def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def _predictions(output: Any, image_size: Optional[Tuple[int, int]]):
     """Per image: (boxes (P, 4) xyxy, scores (P,), labels (P,)), with scores attached to the graph."""
-    if isinstance(output, (list, tuple)) and output and all(isinstance(o, dict) and "boxes" in o for o in output):
+    if (
+        isinstance(output, (list, tuple))
+        and output
+        and all(isinstance(o, dict) and "boxes" in o for o in output)
+    ):
         return [(o["boxes"].detach(), o["scores"], o["labels"]) for o in output]  # torchvision, eval mode
     logits = boxes = None
     if isinstance(output, dict):
@@ -508,22 +537,37 @@ def detection(
     """
     if not 0.0 <= float(iou) <= 1.0:
         raise ValueError(f"iou must be in [0, 1]; got {iou!r}.")
-    per_image = isinstance(boxes, (list, tuple)) and boxes and isinstance(boxes[0], torch.Tensor) and boxes[0].dim() == 2
-    given = [torch.as_tensor(b, dtype=torch.float32) for b in boxes] if per_image else [torch.as_tensor(boxes, dtype=torch.float32)]
+    per_image = (
+        isinstance(boxes, (list, tuple))
+        and boxes
+        and isinstance(boxes[0], torch.Tensor)
+        and boxes[0].dim() == 2
+    )
+    given = (
+        [torch.as_tensor(b, dtype=torch.float32) for b in boxes]
+        if per_image
+        else [torch.as_tensor(boxes, dtype=torch.float32)]
+    )
     given = [b.reshape(1, 4) if b.dim() == 1 and b.numel() == 4 else b for b in given]
     for b in given:
         if b.dim() != 2 or b.shape[1] != 4 or b.shape[0] == 0:
-            raise ValueError(f"boxes must be (K, 4) as (x0, y0, x1, y1), or a list of those per image; got shape {tuple(b.shape)}.")
+            raise ValueError(
+                f"boxes must be (K, 4) as (x0, y0, x1, y1), or a list of those per image; got shape {tuple(b.shape)}."
+            )
         if bool((b[:, 2] <= b[:, 0]).any() | (b[:, 3] <= b[:, 1]).any()):
             raise ValueError("Every box needs x1 > x0 and y1 > y0 (x0, y0, x1, y1 with exclusive ends).")
     want = None if labels is None else torch.as_tensor(labels, dtype=torch.long).reshape(-1)
     if want is not None and want.numel() != given[0].shape[0]:
-        raise ValueError(f"labels has {want.numel()} entries for {given[0].shape[0]} boxes; give one label per box.")
+        raise ValueError(
+            f"labels has {want.numel()} entries for {given[0].shape[0]} boxes; give one label per box."
+        )
 
     def target(output: Any) -> torch.Tensor:
         preds = _predictions(output, image_size)
         if len(given) not in (1, len(preds)):
-            raise ValueError(f"{len(given)} box lists were given for a batch of {len(preds)} images; give one or N.")
+            raise ValueError(
+                f"{len(given)} box lists were given for a batch of {len(preds)} images; give one or N."
+            )
         rows = []
         for i, (pb, ps, pl) in enumerate(preds):
             b = given[0] if len(given) == 1 else given[i]
@@ -582,7 +626,9 @@ def similarity(embedding: torch.Tensor) -> Callable[[Any], torch.Tensor]:
     def target(output: Any) -> torch.Tensor:
         f = _embedding_of(output)
         if f.shape[1] != e.shape[1]:
-            raise ValueError(f"The model's embedding has {f.shape[1]} dimensions, the concept {e.shape[1]}; they must match.")
+            raise ValueError(
+                f"The model's embedding has {f.shape[1]} dimensions, the concept {e.shape[1]}; they must match."
+            )
         ee = torch.nn.functional.normalize(e.to(f.device, f.dtype), dim=1)
         y = torch.nn.functional.normalize(f, dim=1, eps=1e-12) @ ee.T
         return y[:, 0] if single else y

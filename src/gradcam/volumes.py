@@ -1,4 +1,5 @@
 """Volumetric and video maps (N, K, d, h, w): trilinear upsampling to the input's (D, H, W)."""
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -22,7 +23,9 @@ def upsample_volume(maps: torch.Tensor, size: Sequence[int], interpolation: str 
             "'nearest' or 'area'."
         )
     if len(size) != 3 or maps.dim() != 5:
-        raise ValueError(f"Volume maps are (N, K, d, h, w) resized to (D, H, W); got maps {tuple(maps.shape)}, size {tuple(size)}.")
+        raise ValueError(
+            f"Volume maps are (N, K, d, h, w) resized to (D, H, W); got maps {tuple(maps.shape)}, size {tuple(size)}."
+        )
     n, k = maps.shape[:2]
     flat = maps.reshape(n * k, 1, *maps.shape[2:])
     if tuple(maps.shape[2:]) == tuple(size):
@@ -44,8 +47,10 @@ def tokens_to_volume(depth: int, height: int, width: int, skip: int = 0):
     def reshape(t: torch.Tensor) -> torch.Tensor:
         n_tok = skip + depth * height * width
         if t.dim() != 3 or t.shape[1] != n_tok:
-            raise ValueError(f"tokens_to_volume({depth}, {height}, {width}, skip={skip}) expects (N, {n_tok}, C) "
-                             f"tokens; got shape {tuple(t.shape)}.")
+            raise ValueError(
+                f"tokens_to_volume({depth}, {height}, {width}, skip={skip}) expects (N, {n_tok}, C) "
+                f"tokens; got shape {tuple(t.shape)}."
+            )
         return t[:, skip:].reshape(t.shape[0], depth, height, width, t.shape[2]).permute(0, 4, 1, 2, 3)
 
     return reshape

@@ -1,4 +1,5 @@
 """``gradcam explain --model torchvision:NAME / timm:NAME --weights FILE`` on a folder of real photos."""
+
 import json
 
 import pytest
@@ -27,7 +28,9 @@ def photos(tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize("lib,arch,layer", [("torchvision", "resnet18", "layer4"), ("timm", "resnet18", "layer4")])
+@pytest.mark.parametrize(
+    "lib,arch,layer", [("torchvision", "resnet18", "layer4"), ("timm", "resnet18", "layer4")]
+)
 def test_cli_explains_a_folder_with_a_library_model(lib, arch, layer, photos, tmp_path):
     torch.manual_seed(0)
     if lib == "torchvision":
@@ -42,7 +45,12 @@ def test_cli_explains_a_folder_with_a_library_model(lib, arch, layer, photos, tm
     torch.save(model.state_dict(), weights)
     out = tmp_path / "out"
     name = f"{lib}:{arch}"
-    assert main(["explain", str(photos), "--model", name, "--weights", str(weights), "--out", str(out), "--json"]) == 0
+    assert (
+        main(
+            ["explain", str(photos), "--model", name, "--weights", str(weights), "--out", str(out), "--json"]
+        )
+        == 0
+    )
     loaded = gradcam.load_model(name, weights=str(weights))
     for stem in PHOTOS:
         rec = json.loads((out / f"{stem}.json").read_text())

@@ -2,6 +2,7 @@
 layer, agrees with a float64 reference of Grad-CAM at that layer, and leaves the model unchanged.
 
 Collected only with GRADCAM_COMPAT=1, in an environment with torchvision and timm (CI's second stage)."""
+
 import pytest
 from zoo import SPECS, check
 

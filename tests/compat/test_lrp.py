@@ -1,4 +1,5 @@
 """LRP through zennit (needs torchvision, so it runs in the compatibility environment)."""
+
 import copy
 
 import pytest
@@ -18,9 +19,20 @@ from gradcam.methods import registry  # noqa: E402
 
 def vgg_like():
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
-                        nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
-                        nn.Flatten(), nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, 5))
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32, 16),
+        nn.ReLU(),
+        nn.Linear(16, 5),
+    )
     with torch.no_grad():
         for m in net:
             if isinstance(m, nn.BatchNorm2d):
@@ -36,12 +48,21 @@ def zennit_reference(model, x, cls, composite):
     return rel
 
 
-@pytest.mark.parametrize("name,make", [
-    ("epsilon-plus-flat", lambda x: EpsilonPlusFlat(canonizers=[SequentialMergeBatchNorm()])),
-    ("epsilon-gamma-box", lambda x: EpsilonGammaBox(low=torch.full_like(x, -1.0), high=torch.full_like(x, 1.0),
-                                                    canonizers=[SequentialMergeBatchNorm()])),
-    ("alpha-beta", lambda x: EpsilonAlpha2Beta1(canonizers=[SequentialMergeBatchNorm()])),
-])
+@pytest.mark.parametrize(
+    "name,make",
+    [
+        ("epsilon-plus-flat", lambda x: EpsilonPlusFlat(canonizers=[SequentialMergeBatchNorm()])),
+        (
+            "epsilon-gamma-box",
+            lambda x: EpsilonGammaBox(
+                low=torch.full_like(x, -1.0),
+                high=torch.full_like(x, 1.0),
+                canonizers=[SequentialMergeBatchNorm()],
+            ),
+        ),
+        ("alpha-beta", lambda x: EpsilonAlpha2Beta1(canonizers=[SequentialMergeBatchNorm()])),
+    ],
+)
 def test_lrp_matches_zennit_and_leaves_the_model_unchanged(name, make):
     net = vgg_like()
     before = copy.deepcopy(net.state_dict())

@@ -5,6 +5,7 @@ weights (nothing is downloaded), the target each is explained for, and one check
 auto chose, the largest difference to a float64 reference of Grad-CAM at that layer (normalised maps), whether
 the model is unchanged, and the cost ratio of one explanation to one plain forward pass (medians).
 """
+
 from __future__ import annotations
 
 import copy
@@ -27,7 +28,9 @@ class Spec:
     name: str
     size: Tuple[int, int]  # input (H, W)
     layer: str  # the layer auto is expected to choose
-    layout: Tuple = ("map",)  # how that layer's output reads as a map: ("map",), ("channels_last",), ("tokens", skip, (h, w))
+    layout: Tuple = (
+        "map",
+    )  # how that layer's output reads as a map: ("map",), ("channels_last",), ("tokens", skip, (h, w))
     kind: str = "class"  # class | segmentation | detection
     kwargs: Dict[str, Any] = field(default_factory=dict)
 
@@ -44,28 +47,70 @@ SPECS = [
     Spec("torchvision", "efficientnet_b0", (96, 96), "features"),
     Spec("torchvision", "convnext_tiny", (96, 96), "features"),
     Spec("torchvision", "regnet_y_400mf", (96, 96), "trunk_output"),
-    Spec("torchvision", "vit_b_16", (112, 112), "encoder.layers.encoder_layer_11.ln_1", ("tokens", 1, (7, 7)),
-         kwargs={"image_size": 112}),
+    Spec(
+        "torchvision",
+        "vit_b_16",
+        (112, 112),
+        "encoder.layers.encoder_layer_11.ln_1",
+        ("tokens", 1, (7, 7)),
+        kwargs={"image_size": 112},
+    ),
     Spec("torchvision", "swin_t", (112, 112), "permute"),
-    Spec("torchvision", "fasterrcnn_mobilenet_v3_large_fpn", (128, 128), "backbone.fpn.layer_blocks.0", kind="detection",
-         kwargs={"weights_backbone": None, "min_size": 128, "max_size": 128, "box_score_thresh": 0.0}),
-    Spec("torchvision", "deeplabv3_mobilenet_v3_large", (96, 96), "classifier.3", kind="segmentation",
-         kwargs={"weights_backbone": None}),
+    Spec(
+        "torchvision",
+        "fasterrcnn_mobilenet_v3_large_fpn",
+        (128, 128),
+        "backbone.fpn.layer_blocks.0",
+        kind="detection",
+        kwargs={"weights_backbone": None, "min_size": 128, "max_size": 128, "box_score_thresh": 0.0},
+    ),
+    Spec(
+        "torchvision",
+        "deeplabv3_mobilenet_v3_large",
+        (96, 96),
+        "classifier.3",
+        kind="segmentation",
+        kwargs={"weights_backbone": None},
+    ),
     Spec("timm", "resnet50", (96, 96), "layer4"),
     Spec("timm", "efficientnet_b0", (96, 96), "bn2"),
     Spec("timm", "convnext_tiny", (96, 96), "stages"),
-    Spec("timm", "vit_small_patch16_224", (112, 112), "blocks.11.norm1", ("tokens", 1, (7, 7)),
-         kwargs={"img_size": 112}),
-    Spec("timm", "deit_small_distilled_patch16_224", (112, 112), "blocks.11.norm1", ("tokens", 2, (7, 7)),
-         kwargs={"img_size": 112}),
+    Spec(
+        "timm",
+        "vit_small_patch16_224",
+        (112, 112),
+        "blocks.11.norm1",
+        ("tokens", 1, (7, 7)),
+        kwargs={"img_size": 112},
+    ),
+    Spec(
+        "timm",
+        "deit_small_distilled_patch16_224",
+        (112, 112),
+        "blocks.11.norm1",
+        ("tokens", 2, (7, 7)),
+        kwargs={"img_size": 112},
+    ),
     Spec("timm", "swin_tiny_patch4_window7_224", (224, 224), "norm", ("channels_last",)),
-    Spec("hf", "ViTForImageClassification", (112, 112), "vit.layers.11.layernorm_before", ("tokens", 1, (7, 7)),
-         kwargs={"image_size": 112}),
+    Spec(
+        "hf",
+        "ViTForImageClassification",
+        (112, 112),
+        "vit.layers.11.layernorm_before",
+        ("tokens", 1, (7, 7)),
+        kwargs={"image_size": 112},
+    ),
     Spec("hf", "SwinForImageClassification", (224, 224), "swin.layernorm", ("tokens", 0, (7, 7))),
     Spec("hf", "ConvNextForImageClassification", (96, 96), "convnext.encoder.stages.3"),
     Spec("hf", "ResNetForImageClassification", (96, 96), "resnet.encoder.stages.3"),
-    Spec("hf", "SegformerForSemanticSegmentation", (128, 128), "decode_head.activation", kind="segmentation",
-         kwargs={"num_labels": 8}),
+    Spec(
+        "hf",
+        "SegformerForSemanticSegmentation",
+        (128, 128),
+        "decode_head.activation",
+        kind="segmentation",
+        kwargs={"num_labels": 8},
+    ),
 ]
 
 
@@ -83,8 +128,12 @@ def build(spec: Spec) -> nn.Module:
     else:
         import transformers
 
-        config_cls = getattr(transformers, spec.name.replace("ForImageClassification", "Config")
-                             .replace("ForSemanticSegmentation", "Config"))
+        config_cls = getattr(
+            transformers,
+            spec.name.replace("ForImageClassification", "Config").replace(
+                "ForSemanticSegmentation", "Config"
+            ),
+        )
         model = getattr(transformers, spec.name)(config_cls(**spec.kwargs))
     for m in model.modules():  # torchvision's ViT starts with a zero head: no gradient would reach anything
         if isinstance(m, nn.Linear) and not bool(m.weight.any()):
@@ -137,6 +186,7 @@ def reference_at_layer(model: nn.Module, x: torch.Tensor, spec: Spec, score: Cal
     alpha = spatial mean, ReLU(sum alpha A), bilinear upsampling, min-max normalisation."""
     store = {}
     module = dict(model.named_modules())[spec.layer]
+
     def keep(m, i, o):  # returns None: the model's own output goes on (in-place ops after it stay its own)
         store["a"] = o.detach().clone()
 
@@ -162,9 +212,14 @@ def reference_at_layer(model: nn.Module, x: torch.Tensor, spec: Spec, score: Cal
 
 
 def _state(model: nn.Module):
-    return ({k: v.clone() for k, v in model.state_dict().items()},
-            [(m.training, len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks)) for m in model.modules()],
-            [p.requires_grad for p in model.parameters()])
+    return (
+        {k: v.clone() for k, v in model.state_dict().items()},
+        [
+            (m.training, len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks))
+            for m in model.modules()
+        ],
+        [p.requires_grad for p in model.parameters()],
+    )
 
 
 def _same(a, b) -> bool:
@@ -199,6 +254,14 @@ def check(spec: Spec, batch: int = 2, reps: int = 3, model: Optional[nn.Module] 
         with torch.no_grad():
             t_forward = _median_time(lambda: model(x), reps)
         t_cam = _median_time(lambda: cam(x, target=target), reps)
-    return {"model": spec.id, "input": f"{batch}x3x{spec.size[0]}x{spec.size[1]}", "layer": res.layer,
-            "map": "x".join(map(str, res.raw.shape[-2:])), "max_err": err, "unchanged": unchanged,
-            "forward_s": t_forward, "gradcam_s": t_cam, "ratio": t_cam / t_forward}
+    return {
+        "model": spec.id,
+        "input": f"{batch}x3x{spec.size[0]}x{spec.size[1]}",
+        "layer": res.layer,
+        "map": "x".join(map(str, res.raw.shape[-2:])),
+        "max_err": err,
+        "unchanged": unchanged,
+        "forward_s": t_forward,
+        "gradcam_s": t_cam,
+        "ratio": t_cam / t_forward,
+    }

@@ -1,4 +1,5 @@
 """``gradcam evaluate``: measure explanation quality; one command, one table (Markdown + JSON)."""
+
 from __future__ import annotations
 
 import argparse
@@ -16,16 +17,27 @@ def register(subparsers) -> None:
         help="measure explanation quality (pointing game, localization, faithfulness, sanity) and print the table",
         description="Run the evaluation benchmarks over the registered methods and write a Markdown table and JSON.",
     )
-    p.add_argument("--benchmarks", default=",".join(BENCHMARKS),
-                   help=f"comma-separated benchmarks to run (default: {','.join(BENCHMARKS)})")
-    p.add_argument("--methods", default=",".join(all_methods()), help="comma-separated method names (default: all)")
+    p.add_argument(
+        "--benchmarks",
+        default=",".join(BENCHMARKS),
+        help=f"comma-separated benchmarks to run (default: {','.join(BENCHMARKS)})",
+    )
+    p.add_argument(
+        "--methods", default=",".join(all_methods()), help="comma-separated method names (default: all)"
+    )
     p.add_argument("--quick", action="store_true", help="a small version that runs in under a minute")
     p.add_argument("--out", metavar="DIR", help="write DIR/evaluation.md and DIR/evaluation.json")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
-    p.add_argument("--cache", metavar="DIR",
-                   help="where the synthetic benchmark's trained CNNs are cached (default $GRADCAM_CACHE or ~/.cache/gradcam)")
-    p.add_argument("--retrain", action="store_true",
-                   help="train the synthetic CNNs instead of loading the committed weights (results then depend on the CPU)")
+    p.add_argument(
+        "--cache",
+        metavar="DIR",
+        help="where the synthetic benchmark's trained CNNs are cached (default $GRADCAM_CACHE or ~/.cache/gradcam)",
+    )
+    p.add_argument(
+        "--retrain",
+        action="store_true",
+        help="train the synthetic CNNs instead of loading the committed weights (results then depend on the CPU)",
+    )
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
     p.set_defaults(func=run)
 
@@ -88,10 +100,18 @@ def _run(args: argparse.Namespace) -> int:
     benchmarks = _names(args.benchmarks, "benchmarks")
     unknown = [n for n in _names(args.methods, "methods") if n not in _known_methods()]
     if unknown:
-        raise ValueError(f"--methods: unknown method{'s' if len(unknown) > 1 else ''} "
-                         f"{', '.join(repr(n) for n in unknown)}; known methods: {', '.join(_known_methods())}.")
-    settings = Settings(quick=args.quick, seed=args.seed, cache_dir=args.cache, retrain=args.retrain, methods=_names(args.methods, "methods"),
-                        log=lambda s: print(s, file=sys.stderr, flush=True))
+        raise ValueError(
+            f"--methods: unknown method{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(repr(n) for n in unknown)}; known methods: {', '.join(_known_methods())}."
+        )
+    settings = Settings(
+        quick=args.quick,
+        seed=args.seed,
+        cache_dir=args.cache,
+        retrain=args.retrain,
+        methods=_names(args.methods, "methods"),
+        log=lambda s: print(s, file=sys.stderr, flush=True),
+    )
     result = run_benchmarks(benchmarks, settings)
     command = _command(args)
     result["command"] = command

@@ -202,7 +202,9 @@ def run_volumes(
     return explained, done_before
 
 
-def run_volume_job(args: argparse.Namespace, vols: List[Tuple[str, str]], photo_failures: List[Tuple[str, str]]) -> int:
+def run_volume_job(
+    args: argparse.Namespace, vols: List[Tuple[str, str]], photo_failures: List[Tuple[str, str]]
+) -> int:
     """The volumes of a ``gradcam explain`` run, after its photos: load the model, explain, summarise; the exit
     code (1 when any volume failed). ``OUT/failures.json`` lists the photos' and the volumes' failures."""
     from ..api import get_method
@@ -213,11 +215,21 @@ def run_volume_job(args: argparse.Namespace, vols: List[Tuple[str, str]], photo_
     os.makedirs(args.out, exist_ok=True)
     loaded = load_model(args.model, weights=args.weights, device=args.device)
     method = get_method(loaded, args.method, args.layer)
-    target = None if args.target is None else (loaded.class_id(args.target) if loaded.labels else int(args.target))
+    target = (
+        None if args.target is None else (loaded.class_id(args.target) if loaded.labels else int(args.target))
+    )
     k = 1 if args.top is None else args.top
-    options = {"model": args.model, "weights": stamp(args.weights), "method": args.method, "layer": args.layer,
-               "target": target, "top": k, "alpha": args.alpha, "json": bool(args.json),
-               "box_threshold": args.box_threshold}
+    options = {
+        "model": args.model,
+        "weights": stamp(args.weights),
+        "method": args.method,
+        "layer": args.layer,
+        "target": target,
+        "top": k,
+        "alpha": args.alpha,
+        "json": bool(args.json),
+        "box_threshold": args.box_threshold,
+    }
     failed: List[Tuple[str, str]] = []
 
     def say(text: str, err: bool = False) -> None:

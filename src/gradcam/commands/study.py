@@ -3,6 +3,7 @@
 The work is done by :mod:`gradcam.studies`. ``--json`` prints one JSON object on stdout (progress goes to
 stderr); ``--out DIR`` also writes ``DIR/<study>.json``, ``DIR/<study>.png`` (and ``failures.md``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,19 +25,27 @@ STUDIES = {
 
 def register(subparsers) -> None:
     """Add the ``study`` subcommand and its three studies."""
-    p = subparsers.add_parser("study", help="rerun the paper's studies: " + ", ".join(STUDIES),
-                              description="Rerun one of the paper's studies and print its summary.")
+    p = subparsers.add_parser(
+        "study",
+        help="rerun the paper's studies: " + ", ".join(STUDIES),
+        description="Rerun one of the paper's studies and print its summary.",
+    )
     sub = p.add_subparsers(dest="study", metavar="STUDY")
     for name, text in STUDIES.items():
         s = sub.add_parser(name, help=text, description=text)
         s.add_argument("--quick", action="store_true", help="a small, fast variant (the test suite runs it)")
-        s.add_argument("--json", action="store_true", help="print one JSON object instead of the text summary")
+        s.add_argument(
+            "--json", action="store_true", help="print one JSON object instead of the text summary"
+        )
         s.add_argument("--out", metavar="DIR", help=f"write DIR/{name}.json and the figure DIR/{name}.png")
         s.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
         s.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
         if name == "bias":
-            s.add_argument("--cache", metavar="DIR", help="cache of the trained models (default $GRADCAM_CACHE "
-                           "or ~/.cache/gradcam)")
+            s.add_argument(
+                "--cache",
+                metavar="DIR",
+                help="cache of the trained models (default $GRADCAM_CACHE or ~/.cache/gradcam)",
+            )
             s.add_argument("--no-cache", action="store_true", help="always train, store nothing")
         s.set_defaults(func=run)
     p.set_defaults(func=lambda args: _no_study(p))
@@ -83,15 +92,22 @@ def _run(args: argparse.Namespace) -> int:
         result = bias.run(cfg, cache_dir=cache, log=_log)
         draw = figures.bias_figure
     elif name == "adversarial":
-        cfg = dataclasses.replace(adversarial.QUICK if args.quick else adversarial.AdversarialConfig(), seed=args.seed)
+        cfg = dataclasses.replace(
+            adversarial.QUICK if args.quick else adversarial.AdversarialConfig(), seed=args.seed
+        )
         result = adversarial.run(cfg, log=_log)
         draw = figures.adversarial_figure
     else:
         result = failures.run(failures.QUICK if args.quick else failures.FailuresConfig(), log=_log)
         draw = figures.failures_figure
-    summary = result.summary() if hasattr(result, "summary") else {k: v for k, v in result.items() if k != "figure"}
-    summary["command"] = f"gradcam study {name}" + (" --quick" if args.quick else "") + (
-        f" --seed {args.seed}" if args.seed else "")
+    summary = (
+        result.summary() if hasattr(result, "summary") else {k: v for k, v in result.items() if k != "figure"}
+    )
+    summary["command"] = (
+        f"gradcam study {name}"
+        + (" --quick" if args.quick else "")
+        + (f" --seed {args.seed}" if args.seed else "")
+    )
     if args.json:
         print(json.dumps(summary))
     else:
@@ -118,7 +134,9 @@ def _run_new(name: str, args: argparse.Namespace):
     if name == "segmentation":
         from ..studies import segmentation
 
-        seg = dataclasses.replace(segmentation.QUICK if args.quick else segmentation.SegmentationConfig(), seed=args.seed)
+        seg = dataclasses.replace(
+            segmentation.QUICK if args.quick else segmentation.SegmentationConfig(), seed=args.seed
+        )
         return segmentation.run(seg, log=_log), figures.segmentation_figure
     if name == "trust":
         from ..studies import trust
@@ -135,22 +153,27 @@ def _run_new(name: str, args: argparse.Namespace):
 def finding(name: str, summary: dict) -> str:
     """The study's finding in one sentence with its numbers (the text output's first line)."""
     if name == "bias":
-        return (f"The biased model's Grad-CAM puts {summary['biased_cue_mass']:.3f} of its mass on the stamp and it "
-                f"scores {summary['biased_test_accuracy']:.3f} on unbiased test images; the rebalanced model puts "
-                f"{summary['debiased_cue_mass']:.3f} there and scores {summary['debiased_test_accuracy']:.3f}, the "
-                f"attention-trained one {summary['attention_trained_cue_mass']:.3f} and "
-                f"{summary['attention_trained_test_accuracy']:.3f}.")
+        return (
+            f"The biased model's Grad-CAM puts {summary['biased_cue_mass']:.3f} of its mass on the stamp and it "
+            f"scores {summary['biased_test_accuracy']:.3f} on unbiased test images; the rebalanced model puts "
+            f"{summary['debiased_cue_mass']:.3f} there and scores {summary['debiased_test_accuracy']:.3f}, the "
+            f"attention-trained one {summary['attention_trained_cue_mass']:.3f} and "
+            f"{summary['attention_trained_test_accuracy']:.3f}."
+        )
     if name == "adversarial":
-        return (f"Targeted PGD succeeds on {summary['attack_success_rate']:.3f} of the images, yet the original class's "
-                f"Grad-CAM still points into the object's tile for {summary['pointing_adversarial_original_class']:.3f} of "
-                f"them (clean: {summary['pointing_clean']:.3f}) against "
-                f"{summary['pointing_adversarial_target_class']:.3f} for the adversarial class.")
+        return (
+            f"Targeted PGD succeeds on {summary['attack_success_rate']:.3f} of the images, yet the original class's "
+            f"Grad-CAM still points into the object's tile for {summary['pointing_adversarial_original_class']:.3f} of "
+            f"them (clean: {summary['pointing_clean']:.3f}) against "
+            f"{summary['pointing_adversarial_target_class']:.3f} for the adversarial class."
+        )
     if name == "segmentation":
         from ..studies.segmentation import SOURCES, SegmentationResult
 
         miou = {s: summary[f"miou_{s}_seeds"] for s in SOURCES}
-        return SegmentationResult(dict(miou, full=summary["miou_full_supervision"]), {}, {}, {},
-                                  summary["config"]).sentence()
+        return SegmentationResult(
+            dict(miou, full=summary["miou_full_supervision"]), {}, {}, {}, summary["config"]
+        ).sentence()
     if name == "trust":
         from ..studies.trust import sentence
 
@@ -176,7 +199,13 @@ def _trust_table(summary: dict) -> str:
 
     rows = ["| method | " + " | ".join(MEASURES) + " |", "| --- |" + " ---: |" * len(MEASURES)]
     for method, d in summary["differences"].items():
-        rows.append(f"| {method} | " + " | ".join(
-            f"{d[k]['difference']:+.3f} [{d[k]['ci95'][0]:+.3f}, {d[k]['ci95'][1]:+.3f}]"
-            + (" *" if d[k]["stronger_preferred"] else "") for k in MEASURES) + " |")
+        rows.append(
+            f"| {method} | "
+            + " | ".join(
+                f"{d[k]['difference']:+.3f} [{d[k]['ci95'][0]:+.3f}, {d[k]['ci95'][1]:+.3f}]"
+                + (" *" if d[k]["stronger_preferred"] else "")
+                for k in MEASURES
+            )
+            + " |"
+        )
     return "\n".join(rows)

@@ -9,6 +9,7 @@ vision-and-language benchmark.
 
 Same seed, same arguments -> bit-identical scenes.
 """
+
 from __future__ import annotations
 
 import random
@@ -133,7 +134,9 @@ def make_scene(
             if all(_apart(box, o.box) for o in placed):
                 break
         else:
-            raise ValueError(f"Could not place {len(objects)} objects of radius >= {min_r} in a {size}px scene.")
+            raise ValueError(
+                f"Could not place {len(objects)} objects of radius >= {min_r} in a {size}px scene."
+            )
         mask = shape_mask(shape, size, cy, cx, r)
         ys, xs = mask.nonzero(as_tuple=True)
         box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
@@ -141,7 +144,9 @@ def make_scene(
         fill = rgb * (0.85 + 0.15 * torch.rand(1, size, size, generator=gen))
         if rng.random() < striped:
             period = rng.randint(3, 6)
-            coords = torch.arange(size).view(-1, 1) + (torch.arange(size).view(1, -1) if rng.random() < 0.5 else 0)
+            coords = torch.arange(size).view(-1, 1) + (
+                torch.arange(size).view(1, -1) if rng.random() < 0.5 else 0
+            )
             fill = torch.where(((coords // period) % 2 == 0).unsqueeze(0), fill, fill * 0.6)
         img = torch.where(mask.unsqueeze(0), fill, img)
         placed.append(SceneObject(shape, colour, box, mask))

@@ -6,6 +6,7 @@ classes are tiled 2 x 2 into one image; the tile of each class is its ground-tru
 mosaic is fed to the (fully convolutional) model, and a class-discriminative map of class c must point
 into c's tile. Arrangements are drawn with a seeded RNG. Files are located without importing foolbox.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -86,7 +87,9 @@ def make_mosaics(photos: List[Photo], n: int, seed: int = 0) -> Mosaics:
     for p in photos:
         by_label.setdefault(p.label, []).append(p)
     if len(by_label) < 4:
-        raise ValueError(f"A 2 x 2 mosaic needs photos of 4 different classes; got {len(by_label)} class(es).")
+        raise ValueError(
+            f"A 2 x 2 mosaic needs photos of 4 different classes; got {len(by_label)} class(es)."
+        )
     rng = random.Random(seed)
     labels_sorted = sorted(by_label)
     images, labels, names = [], [], []
@@ -101,7 +104,9 @@ def make_mosaics(photos: List[Photo], n: int, seed: int = 0) -> Mosaics:
     boxes = tile_boxes(tile).expand(n, 4, 4).clone()
     from ..metrics.pointing import boxes_to_masks
 
-    return Mosaics(torch.stack(images), torch.tensor(labels), boxes, boxes_to_masks(boxes, (2 * tile, 2 * tile)), names)
+    return Mosaics(
+        torch.stack(images), torch.tensor(labels), boxes, boxes_to_masks(boxes, (2 * tile, 2 * tile)), names
+    )
 
 
 def split_classified(photos: List[Photo], predicted: torch.Tensor) -> Tuple[List[Photo], List[Photo]]:

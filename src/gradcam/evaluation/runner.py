@@ -5,6 +5,7 @@ Benchmarks: ``mosaic`` (real photos, :mod:`.mosaics`), ``synthetic`` (scenes wit
 taken by name from :mod:`gradcam.methods.registry`; a name that is not registered is skipped with a
 note, a method that does not apply to a model (CAM on a fully connected head) is marked n/a.
 """
+
 from __future__ import annotations
 
 import copy
@@ -25,9 +26,25 @@ from . import synthetic as syn
 from .tables import MIN_ACCURACY_FOR_BEST, accuracy_caveat, best_marks, markdown_table
 
 METHODS: Tuple[str, ...] = (
-    "gradcam", "counterfactual", "cam", "gradient", "guided-backprop", "guided-gradcam", "occlusion", "random",
-    "gaussian", "gradcam++", "xgradcam", "hirescam", "layercam", "eigencam", "eigengradcam", "scorecam",
-    "ablationcam", "rise", "random-map",
+    "gradcam",
+    "counterfactual",
+    "cam",
+    "gradient",
+    "guided-backprop",
+    "guided-gradcam",
+    "occlusion",
+    "random",
+    "gaussian",
+    "gradcam++",
+    "xgradcam",
+    "hirescam",
+    "layercam",
+    "eigencam",
+    "eigengradcam",
+    "scorecam",
+    "ablationcam",
+    "rise",
+    "random-map",
 )
 #: Methods left out of the quick mosaic run (thousands of forward passes of EfficientNet-Lite0 per mosaic).
 SLOW_ON_PHOTOS = ("occlusion", "scorecam", "rise", "integrated-gradients", "smoothgrad", "vargrad")
@@ -87,7 +104,10 @@ def _build_at(name: str, layer: str, settings: Settings, options: Optional[Dict[
 
 def explain(method, x: torch.Tensor, targets: torch.Tensor, chunk: int) -> torch.Tensor:
     """Maps (N, K, H, W) of ``method`` for class ids ``targets`` (N, K), ``chunk`` images per call."""
-    out = [method(x[i : i + chunk], target=targets[i : i + chunk]).maps.detach() for i in range(0, x.shape[0], chunk)]
+    out = [
+        method(x[i : i + chunk], target=targets[i : i + chunk]).maps.detach()
+        for i in range(0, x.shape[0], chunk)
+    ]
     return torch.cat(out)
 
 
@@ -112,10 +132,15 @@ def _drop_increase(model, x, maps, target, batch_size: int) -> Dict[str, float]:
 
 # -- benchmark 1: real photos in mosaics ----------------------------------------------------------
 MOSAIC_COLUMNS = [
-    ("focus", "focus ↑", ".3f"), ("pointing", "pointing game ↑", ".3f"), ("loc_acc", "loc. acc. IoU≥0.5 ↑", ".3f"),
-    ("energy", "energy in box ↑", ".3f"), ("disc_peak", "discrimination (peak) ↑", ".3f"),
-    ("disc_mass", "discrimination (mass) ↑", ".3f"), ("deletion", "deletion AUC ↓", ".3f"),
-    ("insertion", "insertion AUC ↑", ".3f"), ("avg_drop", "avg. drop ↓", ".3f"),
+    ("focus", "focus ↑", ".3f"),
+    ("pointing", "pointing game ↑", ".3f"),
+    ("loc_acc", "loc. acc. IoU≥0.5 ↑", ".3f"),
+    ("energy", "energy in box ↑", ".3f"),
+    ("disc_peak", "discrimination (peak) ↑", ".3f"),
+    ("disc_mass", "discrimination (mass) ↑", ".3f"),
+    ("deletion", "deletion AUC ↓", ".3f"),
+    ("insertion", "insertion AUC ↑", ".3f"),
+    ("avg_drop", "avg. drop ↓", ".3f"),
     ("seconds", "time (s)", ".1f"),
 ]
 
@@ -138,8 +163,12 @@ def run_mosaic(settings: Settings) -> Dict:
     std = torch.tensor(loaded.std).view(1, 3, 1, 1)
     photos = mos.load_photos(tile)
     with torch.no_grad():
-        pred = torch.cat([model((torch.stack([p.image for p in photos[i : i + 10]]) - mean) / std).argmax(1)
-                          for i in range(0, len(photos), 10)])
+        pred = torch.cat(
+            [
+                model((torch.stack([p.image for p in photos[i : i + 10]]) - mean) / std).argmax(1)
+                for i in range(0, len(photos), 10)
+            ]
+        )
     usable, wrong = mos.split_classified(photos, pred)
     mosaics = mos.make_mosaics(usable, n_mosaics, seed=settings.seed)
     x = (mosaics.images - mean) / std
@@ -151,11 +180,22 @@ def run_mosaic(settings: Settings) -> Dict:
     rows: List[Dict[str, Any]] = []
     for name in settings.methods:
         if q and name in SLOW_ON_PHOTOS:
-            settings.note(f"quick mode: {name} is left out of the mosaic benchmark (many forward passes per mosaic).")
+            settings.note(
+                f"quick mode: {name} is left out of the mosaic benchmark (many forward passes per mosaic)."
+            )
             continue
-        method = build(name, model, layer, settings, {
-            "occlusion": dict(window=112, stride=56, batch_size=16), "scorecam": dict(batch_size=32),
-            "rise": dict(n_masks=1000, batch_size=32), "ablationcam": dict(batch_size=256)})
+        method = build(
+            name,
+            model,
+            layer,
+            settings,
+            {
+                "occlusion": dict(window=112, stride=56, batch_size=16),
+                "scorecam": dict(batch_size=32),
+                "rise": dict(n_masks=1000, batch_size=32),
+                "ablationcam": dict(batch_size=256),
+            },
+        )
         if method is None:
             continue
         t = time.time()
@@ -182,22 +222,41 @@ def run_mosaic(settings: Settings) -> Dict:
             row.update(_faithfulness(model, xm, mm, tt, steps, 16))
             row.update(_drop_increase(model, xm, mm, tt, 16))
         rows.append(row)
-        settings.log(f"  mosaic/{name}: " + ", ".join(f"{k} {v}" for k, v in row.items()
-                                                      if k != "method" and not k.endswith("_curve")))
+        settings.log(
+            f"  mosaic/{name}: "
+            + ", ".join(f"{k} {v}" for k, v in row.items() if k != "method" and not k.endswith("_curve"))
+        )
     meta = {
-        "model": "efficientnet-lite0 (embedded ImageNet weights)", "layer": layer,
-        "photos": len(photos), "photos_used": len(usable),
-        "photos_left_out": [p.name for p in wrong], "mosaics": n_mosaics, "mosaic_size": int(x.shape[-1]),
-        "maps": n_mosaics * 4, "pointing_tolerance_px": 15, "deletion_insertion_photos": n_faith,
-        "deletion_insertion_steps": steps, "seed": settings.seed, "seconds": round(time.time() - t0, 1),
+        "model": "efficientnet-lite0 (embedded ImageNet weights)",
+        "layer": layer,
+        "photos": len(photos),
+        "photos_used": len(usable),
+        "photos_left_out": [p.name for p in wrong],
+        "mosaics": n_mosaics,
+        "mosaic_size": int(x.shape[-1]),
+        "maps": n_mosaics * 4,
+        "pointing_tolerance_px": 15,
+        "deletion_insertion_photos": n_faith,
+        "deletion_insertion_steps": steps,
+        "seed": settings.seed,
+        "seconds": round(time.time() - t0, 1),
     }
-    cols = MOSAIC_COLUMNS if n_faith else [c for c in MOSAIC_COLUMNS if c[0] not in ("deletion", "insertion", "avg_drop")]
+    cols = (
+        MOSAIC_COLUMNS
+        if n_faith
+        else [c for c in MOSAIC_COLUMNS if c[0] not in ("deletion", "insertion", "avg_drop")]
+    )
     table = _table(rows, cols, lower=("deletion", "avg_drop", "seconds"))
-    head = (f"**Real photos, 2×2 mosaics** — EfficientNet-Lite0, layer `{layer}`, {n_mosaics} mosaics of "
-            f"{meta['mosaic_size']} px ({meta['maps']} class maps) from the {len(usable)} of {len(photos)} foolbox "
-            f"photos the model classifies right alone; pointing tolerance 15 px"
-            + (f"; deletion/insertion/average drop ({steps} steps) on {n_faith} single photos (224 px, their label)."
-               if n_faith else "."))
+    head = (
+        f"**Real photos, 2×2 mosaics** — EfficientNet-Lite0, layer `{layer}`, {n_mosaics} mosaics of "
+        f"{meta['mosaic_size']} px ({meta['maps']} class maps) from the {len(usable)} of {len(photos)} foolbox "
+        f"photos the model classifies right alone; pointing tolerance 15 px"
+        + (
+            f"; deletion/insertion/average drop ({steps} steps) on {n_faith} single photos (224 px, their label)."
+            if n_faith
+            else "."
+        )
+    )
     return {"meta": meta, "rows": rows, "table": head + "\n\n" + table}
 
 
@@ -212,18 +271,27 @@ def _table(rows: List[Dict], cols, lower=(), accuracy: Optional[float] = None) -
 
 # -- benchmark 2: synthetic scenes --------------------------------------------------------------
 SYNTH_COLUMNS = [
-    ("loc_err_top1", "top-1 loc. err. ↓", ".3f"), ("loc_err_top5", "top-5 loc. err. ↓", ".3f"),
-    ("loc_err_top1_t50", "top-1 loc. err., box at 50% ↓", ".3f"), ("pointing", "pointing ↑", ".3f"), ("energy", "energy ↑", ".3f"),
-    ("disc_peak", "discr. (peak) ↑", ".3f"), ("disc_mass", "discr. (mass) ↑", ".3f"),
-    ("deletion", "deletion ↓", ".3f"), ("insertion", "insertion ↑", ".3f"), ("avg_drop", "avg. drop ↓", ".3f"),
-    ("rank_corr_occlusion", "ρ occlusion ↑", ".3f"), ("sanity_top", "sanity ρ top layer ↓", ".3f"),
+    ("loc_err_top1", "top-1 loc. err. ↓", ".3f"),
+    ("loc_err_top5", "top-5 loc. err. ↓", ".3f"),
+    ("loc_err_top1_t50", "top-1 loc. err., box at 50% ↓", ".3f"),
+    ("pointing", "pointing ↑", ".3f"),
+    ("energy", "energy ↑", ".3f"),
+    ("disc_peak", "discr. (peak) ↑", ".3f"),
+    ("disc_mass", "discr. (mass) ↑", ".3f"),
+    ("deletion", "deletion ↓", ".3f"),
+    ("insertion", "insertion ↑", ".3f"),
+    ("avg_drop", "avg. drop ↓", ".3f"),
+    ("rank_corr_occlusion", "ρ occlusion ↑", ".3f"),
+    ("sanity_top", "sanity ρ top layer ↓", ".3f"),
     ("sanity_all", "sanity ρ all layers ↓", ".3f"),
 ]
 
 
 SYNTH_OPTIONS = {
-    "occlusion": dict(window=12, stride=6, batch_size=256), "scorecam": dict(batch_size=512),
-    "ablationcam": dict(batch_size=512), "rise": dict(n_masks=500, batch_size=512),
+    "occlusion": dict(window=12, stride=6, batch_size=256),
+    "scorecam": dict(batch_size=512),
+    "ablationcam": dict(batch_size=512),
+    "rise": dict(n_masks=500, batch_size=512),
 }
 
 
@@ -248,8 +316,9 @@ def run_synthetic(settings: Settings) -> Dict:
     opts = dict(SYNTH_OPTIONS, **({"rise": dict(n_masks=100, batch_size=512)} if q else {}))
     for kind in ("vgg", "gap"):
         t0 = time.time()
-        net, info = syn.load_or_train(synthetic_config(kind, settings), settings.cache_dir, log=settings.log,
-                                     retrain=settings.retrain)
+        net, info = syn.load_or_train(
+            synthetic_config(kind, settings), settings.cache_dir, log=settings.log, retrain=settings.retrain
+        )
         with torch.no_grad():
             logits = net(x)
         acc = _mean(logits.argmax(1) == y[:, 0])
@@ -278,7 +347,9 @@ def run_synthetic(settings: Settings) -> Dict:
                 "method": name,
                 "loc_err_top1": round(M.localization_error(pred_boxes, top5, boxes, y, top=1), 4),
                 "loc_err_top5": round(M.localization_error(pred_boxes, top5, boxes, y, top=5), 4),
-                "loc_err_top1_t50": round(M.localization_error(M.box_from_map(maps[:, :1], 0.5), top5[:, :1], boxes, y), 4),
+                "loc_err_top1_t50": round(
+                    M.localization_error(M.box_from_map(maps[:, :1], 0.5), top5[:, :1], boxes, y), 4
+                ),
                 "pointing": _mean(M.pointing_hits(true_maps, gt, tolerance=tol)),
                 "energy": _mean(M.energy_in_box(true_maps, gt)),
                 "disc_peak": _mean(disc["peak"]),
@@ -292,39 +363,84 @@ def run_synthetic(settings: Settings) -> Dict:
             row["_true_maps"] = true_maps
             if name != "occlusion" and (not q or name in ("gradcam", "guided-backprop")):
                 s = M.cascading_randomization(
-                    net, functools.partial(_build_at, name, syn.GRADCAM_LAYER, settings, opts),
-                    x[:n_sanity], y[:n_sanity, 0], seed=settings.seed,
+                    net,
+                    functools.partial(_build_at, name, syn.GRADCAM_LAYER, settings, opts),
+                    x[:n_sanity],
+                    y[:n_sanity, 0],
+                    seed=settings.seed,
                 )
                 row["sanity_top"] = round(float(s.correlation[1]), 4)
                 row["sanity_all"] = round(float(s.correlation[-1]), 4)
                 row["sanity_curve"] = [round(float(v), 4) for v in s.correlation]
                 row["sanity_layers"] = s.layers
             rows.append(row)
-            settings.log(f"  synthetic-{kind}/{name}: " + ", ".join(
-                f"{k} {v}" for k, v in row.items() if k not in ("method", "_true_maps", "sanity_curve", "sanity_layers")
-                and not k.endswith("_curve")))
+            settings.log(
+                f"  synthetic-{kind}/{name}: "
+                + ", ".join(
+                    f"{k} {v}"
+                    for k, v in row.items()
+                    if k not in ("method", "_true_maps", "sanity_curve", "sanity_layers")
+                    and not k.endswith("_curve")
+                )
+            )
         grid = (size // 4, size // 4)
         for r in rows:
             tm = r.pop("_true_maps", None)
             if tm is not None and occl_true is not None and r["method"] != "occlusion":
                 r["rank_corr_occlusion"] = _mean(M.rank_correlation(tm, occl_true, size=grid))
-        meta = {"accuracy": acc, "train": {k: v for k, v in info.items() if k != "cached"},
-                "config": asdict(synthetic_config(kind, settings)), "test_scenes": n_test,
-                "two_object_scenes": n_two, "deletion_insertion_images": n_faith, "sanity_images": n_sanity,
-                "steps": steps, "pointing_tolerance_px": round(tol, 2), "layer": syn.GRADCAM_LAYER,
-                "seconds": round(time.time() - t0, 1)}
+        meta = {
+            "accuracy": acc,
+            "train": {k: v for k, v in info.items() if k != "cached"},
+            "config": asdict(synthetic_config(kind, settings)),
+            "test_scenes": n_test,
+            "two_object_scenes": n_two,
+            "deletion_insertion_images": n_faith,
+            "sanity_images": n_sanity,
+            "steps": steps,
+            "pointing_tolerance_px": round(tol, 2),
+            "layer": syn.GRADCAM_LAYER,
+            "seconds": round(time.time() - t0, 1),
+        }
         if acc < MIN_ACCURACY_FOR_BEST:
-            settings.caveats.append(accuracy_caveat(f"synthetic '{kind}' CNN" + (" (quick mode: a small model)" if q else ""), acc))
+            settings.caveats.append(
+                accuracy_caveat(
+                    f"synthetic '{kind}' CNN" + (" (quick mode: a small model)" if q else ""), acc
+                )
+            )
         elif acc < 0.95:
-            settings.note(f"synthetic '{kind}' CNN accuracy {acc:.3f} < 0.95" + (" (quick mode: small model)" if q else ""))
+            settings.note(
+                f"synthetic '{kind}' CNN accuracy {acc:.3f} < 0.95"
+                + (" (quick mode: small model)" if q else "")
+            )
         out["models"][kind] = {"meta": meta, "rows": rows}
-        title = "VGG-like (conv + fully connected head; CAM n/a)" if kind == "vgg" else "GAP (conv + global average pooling + linear)"
-        head = (f"**Synthetic scenes, {title}** — classification accuracy {acc:.3f} on {n_test} one-object scenes "
-                f"({size} px, 5 shapes); discrimination on {n_two} two-object scenes; pointing tolerance {tol:.1f} px; "
-                f"deletion/insertion ({steps} steps) on {n_faith} images; sanity check on {n_sanity} images.")
-        tables.append(head + "\n\n" + _table(rows, SYNTH_COLUMNS, lower=(
-            "loc_err_top1", "loc_err_top5", "loc_err_top1_t50", "deletion", "avg_drop", "sanity_top", "sanity_all"),
-            accuracy=acc))
+        title = (
+            "VGG-like (conv + fully connected head; CAM n/a)"
+            if kind == "vgg"
+            else "GAP (conv + global average pooling + linear)"
+        )
+        head = (
+            f"**Synthetic scenes, {title}** — classification accuracy {acc:.3f} on {n_test} one-object scenes "
+            f"({size} px, 5 shapes); discrimination on {n_two} two-object scenes; pointing tolerance {tol:.1f} px; "
+            f"deletion/insertion ({steps} steps) on {n_faith} images; sanity check on {n_sanity} images."
+        )
+        tables.append(
+            head
+            + "\n\n"
+            + _table(
+                rows,
+                SYNTH_COLUMNS,
+                lower=(
+                    "loc_err_top1",
+                    "loc_err_top5",
+                    "loc_err_top1_t50",
+                    "deletion",
+                    "avg_drop",
+                    "sanity_top",
+                    "sanity_all",
+                ),
+                accuracy=acc,
+            )
+        )
     out["table"] = "\n\n".join(tables)
     return out
 
@@ -337,7 +453,9 @@ def run_vl(settings: Settings) -> Optional[Dict]:
     except ModuleNotFoundError as e:
         if e.name != "gradcam.evaluation.vl_benchmark":
             raise
-        settings.note("the vision-and-language benchmark (gradcam.evaluation.vl_benchmark) is not available; skipped.")
+        settings.note(
+            "the vision-and-language benchmark (gradcam.evaluation.vl_benchmark) is not available; skipped."
+        )
         return None
     kw = {"cache_dir": settings.cache_dir} if "cache_dir" in inspect.signature(vl.run).parameters else {}
     res = vl.run(quick=settings.quick, seed=settings.seed, **kw)
@@ -346,10 +464,15 @@ def run_vl(settings: Settings) -> Optional[Dict]:
 
 # -- benchmark 4: real photos with boxes --------------------------------------------------------
 PHOTO_COLUMNS = [
-    ("cls_err1", "top-1 cls. err. ↓", ".3f"), ("cls_err5", "top-5 cls. err. ↓", ".3f"),
-    ("loc_err1", "top-1 loc. err. ↓", ".3f"), ("loc_err5", "top-5 loc. err. ↓", ".3f"),
-    ("loc_gt", "loc. acc., true class ↑", ".3f"), ("pointing", "pointing (15 px) ↑", ".3f"),
-    ("peak_in_box", "peak in box ↑", ".3f"), ("energy", "energy ↑", ".3f"), ("seconds", "time (s)", ".3f"),
+    ("cls_err1", "top-1 cls. err. ↓", ".3f"),
+    ("cls_err5", "top-5 cls. err. ↓", ".3f"),
+    ("loc_err1", "top-1 loc. err. ↓", ".3f"),
+    ("loc_err5", "top-5 loc. err. ↓", ".3f"),
+    ("loc_gt", "loc. acc., true class ↑", ".3f"),
+    ("pointing", "pointing (15 px) ↑", ".3f"),
+    ("peak_in_box", "peak in box ↑", ".3f"),
+    ("energy", "energy ↑", ".3f"),
+    ("seconds", "time (s)", ".3f"),
 ]
 
 
@@ -382,16 +505,29 @@ def run_photos(settings: Settings) -> Dict:
             continue
         rows.append({"method": name, **res})
         settings.log(f"  photos/{name}: " + ", ".join(f"{k} {v}" for k, v in res.items() if k != "per_photo"))
-    meta = {"model": "efficientnet-lite0 (embedded ImageNet weights)", "layer": layer, "size": size,
-            "photos": [p.name for p in photos], "threshold": 0.15, "pointing_tolerance_px": 15,
-            "seconds": round(time.time() - t0, 1)}
+    meta = {
+        "model": "efficientnet-lite0 (embedded ImageNet weights)",
+        "layer": layer,
+        "size": size,
+        "photos": [p.name for p in photos],
+        "threshold": 0.15,
+        "pointing_tolerance_px": 15,
+        "seconds": round(time.time() - t0, 1),
+    }
     shown = [{k: v for k, v in r.items() if k != "per_photo"} for r in rows]
-    head = (f"**Real photos with boxes** (Grad-CAM paper, Table 1 protocol) — EfficientNet-Lite0, layer `{layer}`, "
-            f"short side {size} px; {len(photos)} photos ({sum(p.scored for p in photos)} scored for classification); "
-            "box at 15% of the map's max, largest segment, right when IoU ≥ 0.5 with a box of the class; pointing: "
-            "TorchRay's protocol (15 px, union of the class's boxes, mean over classes).")
-    return {"meta": meta, "rows": rows, "table": head + "\n\n" + _table(shown, PHOTO_COLUMNS, lower=(
-        "cls_err1", "cls_err5", "loc_err1", "loc_err5", "seconds"))}
+    head = (
+        f"**Real photos with boxes** (Grad-CAM paper, Table 1 protocol) — EfficientNet-Lite0, layer `{layer}`, "
+        f"short side {size} px; {len(photos)} photos ({sum(p.scored for p in photos)} scored for classification); "
+        "box at 15% of the map's max, largest segment, right when IoU ≥ 0.5 with a box of the class; pointing: "
+        "TorchRay's protocol (15 px, union of the class's boxes, mean over classes)."
+    )
+    return {
+        "meta": meta,
+        "rows": rows,
+        "table": head
+        + "\n\n"
+        + _table(shown, PHOTO_COLUMNS, lower=("cls_err1", "cls_err5", "loc_err1", "loc_err5", "seconds")),
+    }
 
 
 RUNNERS = {"mosaic": run_mosaic, "synthetic": run_synthetic, "vl": run_vl, "photos": run_photos}
@@ -417,7 +553,15 @@ def run(benchmarks: Sequence[str] = BENCHMARKS, settings: Optional[Settings] = N
     if settings.notes:
         md += "\n\nNotes:\n" + "\n".join(f"- {n}" for n in dict.fromkeys(settings.notes))
     md += f"\n\nWall time {wall} s, CPU time {cpu} s, torch {torch.__version__}, {torch.get_num_threads()} thread(s)."
-    return {"results": results, "markdown": md, "notes": list(dict.fromkeys(settings.notes)),
-            "caveats": list(dict.fromkeys(settings.caveats)),
-            "quick": settings.quick, "seed": settings.seed, "wall_seconds": wall, "cpu_seconds": cpu,
-            "torch": torch.__version__, "threads": torch.get_num_threads()}
+    return {
+        "results": results,
+        "markdown": md,
+        "notes": list(dict.fromkeys(settings.notes)),
+        "caveats": list(dict.fromkeys(settings.caveats)),
+        "quick": settings.quick,
+        "seed": settings.seed,
+        "wall_seconds": wall,
+        "cpu_seconds": cpu,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }

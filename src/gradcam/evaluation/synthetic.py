@@ -16,6 +16,7 @@ at every load): tables made from them reproduce on any machine. Other settings (
 ``torch.autograd.grad`` and plain Adam with ``torch.use_deterministic_algorithms``: the same seed gives the
 same weights on the same machine and thread count, not across CPUs (float rounding differs).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -72,14 +73,20 @@ class ShapeNet(nn.Module):
     def __init__(self, kind: str = "vgg", width: int = 16, size: int = 64, num_classes: int = len(CLASSES)):
         super().__init__()
         if kind not in ("vgg", "gap"):
-            raise ValueError(f"kind must be 'vgg' (fully connected head) or 'gap' (global average pooling); got {kind!r}.")
+            raise ValueError(
+                f"kind must be 'vgg' (fully connected head) or 'gap' (global average pooling); got {kind!r}."
+            )
         self.kind = kind
         self.features = nn.Sequential(*_features(width))
         c = 4 * width
         if kind == "vgg":
             s = size // 8
             self.head = nn.Sequential(
-                nn.MaxPool2d(2), nn.Flatten(), nn.Linear(c * s * s, 128), nn.ReLU(), nn.Linear(128, num_classes)
+                nn.MaxPool2d(2),
+                nn.Flatten(),
+                nn.Linear(c * s * s, 128),
+                nn.ReLU(),
+                nn.Linear(128, num_classes),
             )
         else:
             self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes))

@@ -1,4 +1,5 @@
 """Markdown tables from rows of results (one row per method)."""
+
 from __future__ import annotations
 
 import math
@@ -13,8 +14,10 @@ MIN_ACCURACY_FOR_BEST = 0.8
 
 def accuracy_caveat(model: str, accuracy: float, threshold: float = MIN_ACCURACY_FOR_BEST) -> str:
     """The caveat printed at the top of a table whose model is below ``threshold`` accuracy."""
-    return (f"**Caveat:** the {model} classifies {accuracy:.3f} of its test images right, below {threshold}: "
-            f"its maps explain a model that is often wrong, so nothing is marked best in its table.")
+    return (
+        f"**Caveat:** the {model} classifies {accuracy:.3f} of its test images right, below {threshold}: "
+        f"its maps explain a model that is often wrong, so nothing is marked best in its table."
+    )
 
 
 def fmt(value, spec: str = ".3f") -> str:
@@ -39,17 +42,26 @@ def markdown_table(rows: Sequence[Dict], columns: Sequence[Column], first: Optio
     return "\n".join(lines)
 
 
-def best_marks(rows: Sequence[Dict], columns: Sequence[Column], lower_better: Sequence[str] = (),
-               skip: Sequence[str] = ("random", "random-map", "gaussian"), accuracy: Optional[float] = None,
-               min_accuracy: float = MIN_ACCURACY_FOR_BEST) -> None:
+def best_marks(
+    rows: Sequence[Dict],
+    columns: Sequence[Column],
+    lower_better: Sequence[str] = (),
+    skip: Sequence[str] = ("random", "random-map", "gaussian"),
+    accuracy: Optional[float] = None,
+    min_accuracy: float = MIN_ACCURACY_FOR_BEST,
+) -> None:
     """Bold the best value of each numeric column in place (baselines excluded), by formatting it as a
     string ``**x**``. Nothing is marked when the model's ``accuracy`` is below ``min_accuracy``."""
     if accuracy is not None and accuracy < min_accuracy:
         return
     for key, _, spec in columns:
-        vals = [(r[key], i) for i, r in enumerate(rows)
-                if isinstance(r.get(key), (int, float)) and r.get("method") not in skip
-                and not (isinstance(r.get(key), float) and math.isnan(r[key]))]
+        vals = [
+            (r[key], i)
+            for i, r in enumerate(rows)
+            if isinstance(r.get(key), (int, float))
+            and r.get("method") not in skip
+            and not (isinstance(r.get(key), float) and math.isnan(r[key]))
+        ]
         if not vals:
             continue
         best = min(vals)[0] if key in lower_better else max(vals)[0]

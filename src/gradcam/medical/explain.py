@@ -215,7 +215,9 @@ def explain_volume(
     return result
 
 
-def _locate_and_write(result: VolumeResult, out: Optional[str], alpha: float, stem: str, write_json: bool) -> None:
+def _locate_and_write(
+    result: VolumeResult, out: Optional[str], alpha: float, stem: str, write_json: bool
+) -> None:
     """Peaks, boxes (one full-size map at a time: memory is one map at the volume's size) and the files."""
     v = result.volume
     files: Dict[str, List[str]] = {"nifti": [], "montage": []}

@@ -49,10 +49,10 @@ def _float_dhw(img, shape: Tuple[int, ...]) -> torch.Tensor:
     ni, nj, nk = shape
     out = torch.empty(nk, nj, ni, dtype=torch.float32)
     for k0 in range(0, nk, CHUNK):
-        chunk = torch.from_numpy(np.array(raw[:, :, k0:k0 + CHUNK], dtype=np.float32)).permute(2, 1, 0)
+        chunk = torch.from_numpy(np.array(raw[:, :, k0 : k0 + CHUNK], dtype=np.float32)).permute(2, 1, 0)
         if slope != 1.0 or inter != 0.0:
             chunk = chunk.mul_(slope).add_(inter)
-        out[k0:k0 + CHUNK] = chunk
+        out[k0 : k0 + CHUNK] = chunk
     return out
 
 
@@ -81,8 +81,11 @@ def read_nifti(path: str, max_voxels: int = MAX_VOXELS) -> Volume:
     try:
         data = _float_dhw(img, shape)
     except Exception as e:  # noqa: BLE001 - truncated gzip (EOFError), short file (ValueError), zlib errors
-        raise VolumeError(path, f"the voxel data cannot be read ({type(e).__name__}: {e}); the file is truncated "
-                                "or damaged: copy it again.") from None
+        raise VolumeError(
+            path,
+            f"the voxel data cannot be read ({type(e).__name__}: {e}); the file is truncated "
+            "or damaged: copy it again.",
+        ) from None
     info: dict = {}
     data = finite(path, data, info)
     affine = torch.as_tensor(np.asarray(img.affine, dtype=np.float64))

@@ -4,6 +4,7 @@ A method subclass only states how the channel weights alpha are computed from wh
 captured (``_weights``), and whether it needs gradients at all. The call contract (every option accepted
 or refused with a clear error) is :class:`gradcam.methods.contract.Method`'s.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -72,7 +73,9 @@ class LayerMethod(Method):
                 f"('{self.name}') computes its maps without the graph. Use differentiable=False for this method."
             )
         if interpolation not in INTERPOLATIONS:
-            raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}; got {interpolation!r}.")
+            raise ValueError(
+                f"interpolation must be one of {', '.join(INTERPOLATIONS)}; got {interpolation!r}."
+            )
         self.interpolation = interpolation
         self.reshape = reshape
         self.eval_mode = eval_mode
@@ -114,7 +117,9 @@ class LayerMethod(Method):
         w = self._weights(cap, i).to(a.dtype)
         return w.reshape(*w.shape, *([1] * (a.dim() - 2))) * a.unsqueeze(1), w
 
-    def _raw(self, cap: engine.Capture, i: int, eigen_smooth: bool) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def _raw(
+        self, cap: engine.Capture, i: int, eigen_smooth: bool
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """ReLU'd raw map (N, K, *spatial) of layer ``i`` and its weights; ``eigen_smooth`` replaces the channel
         sum by the first principal component of the per-channel terms (see :mod:`.smoothing`)."""
         if eigen_smooth:
@@ -141,8 +146,10 @@ class LayerMethod(Method):
         with self._lock:
             found = self._auto_cache.get(key)
             if found is None:
-                kw = {k: v[:1] if isinstance(v, torch.Tensor) and v.dim() and v.shape[0] == x.shape[0] else v
-                      for k, v in (forward_kwargs or {}).items()}
+                kw = {
+                    k: v[:1] if isinstance(v, torch.Tensor) and v.dim() and v.shape[0] == x.shape[0] else v
+                    for k, v in (forward_kwargs or {}).items()
+                }
                 with engine.private_model(self.model, self.eval_mode) as view:
                     refs = auto_candidates(view.model, x[:1], self.reshape, kw)
                     found = [dataclasses.replace(r, module=view.original(r.module)) for r in refs]
@@ -150,11 +157,21 @@ class LayerMethod(Method):
         return found
 
     def _capture(self, x, target, top_k, counterfactual, **kw) -> engine.Capture:
-        capture = functools.partial(engine.capture, differentiable=True) if self.differentiable else engine.capture
+        capture = (
+            functools.partial(engine.capture, differentiable=True) if self.differentiable else engine.capture
+        )
         check_autograd(x, self.needs_gradients)
         run = functools.partial(
-            capture, self.model, x, target=target, top_k=top_k, gradients=self.needs_gradients,
-            counterfactual=counterfactual, reshape=self.reshape, eval_mode=self.eval_mode, **kw,
+            capture,
+            self.model,
+            x,
+            target=target,
+            top_k=top_k,
+            gradients=self.needs_gradients,
+            counterfactual=counterfactual,
+            reshape=self.reshape,
+            eval_mode=self.eval_mode,
+            **kw,
         )
         if self._layers is not None:
             return run(self._layers)
@@ -177,8 +194,9 @@ class LayerMethod(Method):
                     "explicitly."
                 )
             key = tuple(x.shape[1:])  # the output does not depend on the input: say so, cache it
-            return settle_without_gradient(self._auto_cache, self._lock, key, candidates,
-                                           fallback if fallback is not None else cap)
+            return settle_without_gradient(
+                self._auto_cache, self._lock, key, candidates, fallback if fallback is not None else cap
+            )
         if not self.differentiable and not set(kw) - {"forward_kwargs"}:
             return cap  # the search pass is this call's capture
         return run([candidates[j]])
@@ -197,8 +215,16 @@ class LayerMethod(Method):
             return None, None
         try:
             cap = engine.capture(
-                self.model, x, refs, target, top_k, counterfactual=counterfactual, reshape=self.reshape,
-                eval_mode=self.eval_mode, forward_kwargs=forward_kwargs, require_all_layers=False,
+                self.model,
+                x,
+                refs,
+                target,
+                top_k,
+                counterfactual=counterfactual,
+                reshape=self.reshape,
+                eval_mode=self.eval_mode,
+                forward_kwargs=forward_kwargs,
+                require_all_layers=False,
             )
         except engine.LayerNotUsedError:
             return None, None
@@ -211,27 +237,37 @@ class LayerMethod(Method):
         key = tuple(x.shape[1:])
         with self._lock:  # trim only the list this call read (another thread may have trimmed it)
             if self._auto_cache.get(key) is candidates:
-                self._auto_cache[key] = candidates[i + 1:]
+                self._auto_cache[key] = candidates[i + 1 :]
         log.debug("gradcam: layer='auto' chose %r", refs[i].spec)
         return i + 1, self._one_layer(cap, refs[i], i)
 
     @staticmethod
     def _one_layer(cap: engine.Capture, ref: LayerRef, j: int) -> engine.Capture:
         """Layer ``j`` of a capture of several layers, as the capture of that layer alone."""
-        return engine.Capture(output=cap.output, scores=cap.scores, targets=cap.targets, layers=[ref],
-                              activations=[cap.activations[j]], gradients=[cap.gradients[j]])
+        return engine.Capture(
+            output=cap.output,
+            scores=cap.scores,
+            targets=cap.targets,
+            layers=[ref],
+            activations=[cap.activations[j]],
+            gradients=[cap.gradients[j]],
+        )
 
     def _run(self, x: torch.Tensor, target: Target, top_k: Optional[int], opts: CallOptions) -> Explanation:
         """One call (see :meth:`Method.__call__`): ``aug_smooth`` runs the views, else one capture."""
         if opts.aug_smooth:
             if opts.forward_kwargs:
-                raise ValueError("aug_smooth=True does not take forward_kwargs (the augmented views are a new "
-                                 "batch); use aug_smooth=False with forward_kwargs.")
+                raise ValueError(
+                    "aug_smooth=True does not take forward_kwargs (the augmented views are a new "
+                    "batch); use aug_smooth=False with forward_kwargs."
+                )
             return self._aug_explain(x, target, top_k, opts.counterfactual, opts.eigen_smooth)
         cap = self._capture(x, target, top_k, opts.counterfactual, forward_kwargs=opts.forward_kwargs or None)
         return self._explain(cap, x.shape[2:], opts.counterfactual, opts.eigen_smooth)
 
-    def _explain(self, cap: engine.Capture, size, counterfactual: bool, eigen_smooth: bool = False) -> Explanation:
+    def _explain(
+        self, cap: engine.Capture, size, counterfactual: bool, eigen_smooth: bool = False
+    ) -> Explanation:
         per_layer = {}
         for i, ref in enumerate(cap.layers):
             raw, w = self._raw(cap, i, eigen_smooth)
@@ -239,8 +275,15 @@ class LayerMethod(Method):
             if self.needs_gradients and not bool(raw.flatten(2).amax(-1).gt(0).all()):  # a zero map: why?
                 warn_if_no_gradient(cap.gradients[i], ref.spec)
             per_layer[ref.spec] = Explanation(
-                maps=maps, raw=raw, weights=w, targets=cap.targets, scores=cap.scores, layer=ref.spec,
-                method=self.name, interpolation=self.interpolation, counterfactual=counterfactual,
+                maps=maps,
+                raw=raw,
+                weights=w,
+                targets=cap.targets,
+                scores=cap.scores,
+                layer=ref.spec,
+                method=self.name,
+                interpolation=self.interpolation,
+                counterfactual=counterfactual,
                 output=cap.output,
             )
         if len(per_layer) == 1:
@@ -250,9 +293,17 @@ class LayerMethod(Method):
         last = list(per_layer.values())[-1]
         combined = self._fuse(per_layer, size)
         return Explanation(
-            maps=combined, raw=last.raw, weights=last.weights, targets=cap.targets, scores=cap.scores,
-            layer="+".join(per_layer), method=self.name, interpolation=self.interpolation,
-            counterfactual=counterfactual, output=cap.output, per_layer=per_layer,
+            maps=combined,
+            raw=last.raw,
+            weights=last.weights,
+            targets=cap.targets,
+            scores=cap.scores,
+            layer="+".join(per_layer),
+            method=self.name,
+            interpolation=self.interpolation,
+            counterfactual=counterfactual,
+            output=cap.output,
+            per_layer=per_layer,
         )
 
     def _fuse(self, per_layer: Dict[str, Explanation], size) -> torch.Tensor:
@@ -260,8 +311,9 @@ class LayerMethod(Method):
         return normalize(torch.stack([e.maps for e in per_layer.values()]).mean(0), dims=len(size))
 
     # -- aug_smooth: the views of gradcam.methods.smoothing ------------------------------------
-    def _aug_explain(self, x: torch.Tensor, target, top_k: Optional[int], counterfactual: bool,
-                     eigen_smooth: bool) -> Explanation:
+    def _aug_explain(
+        self, x: torch.Tensor, target, top_k: Optional[int], counterfactual: bool, eigen_smooth: bool
+    ) -> Explanation:
         """The explanation averaged over :data:`~gradcam.methods.smoothing.AUGMENTATIONS`.
 
         Every view explains the classes of the un-augmented image (for ``target=None`` / ``top_k``: picked
@@ -288,13 +340,21 @@ class LayerMethod(Method):
                     cap.targets = chosen["ids"].repeat(cap.targets.shape[0] // n, 1)
                 ids = cap.targets[:n]
             else:
-                cap = self._capture(xa[i : i + step], ids.repeat(min(step, xa.shape[0] - i) // n, 1), None,
-                                    counterfactual)
+                cap = self._capture(
+                    xa[i : i + step], ids.repeat(min(step, xa.shape[0] - i) // n, 1), None, counterfactual
+                )
             parts.append(self._explain(cap, x.shape[-2:], counterfactual, eigen_smooth))
         ex = parts[0] if len(parts) == 1 else smoothing.concat(parts)
         out0 = parts[0].output
-        first = Explanation(maps=ex.maps[:n], raw=ex.raw[:n], weights=None, targets=ids, scores=parts[0].scores[:n],
-                            layer=ex.layer, output=out0[:n] if isinstance(out0, torch.Tensor) else None)
+        first = Explanation(
+            maps=ex.maps[:n],
+            raw=ex.raw[:n],
+            weights=None,
+            targets=ids,
+            scores=parts[0].scores[:n],
+            layer=ex.layer,
+            output=out0[:n] if isinstance(out0, torch.Tensor) else None,
+        )
         out = smoothing.merge(ex, n, first)
         if ex.per_layer:
             out.per_layer = {name: smoothing.merge(e, n, first) for name, e in ex.per_layer.items()}

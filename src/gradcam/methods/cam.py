@@ -1,4 +1,5 @@
 """CAM (Zhou et al., CVPR 2016), for networks ending in global average pooling + a linear layer."""
+
 from __future__ import annotations
 
 from typing import Optional, Union
@@ -24,8 +25,10 @@ class CAM(LayerMethod):
     name = "cam"
     needs_gradients = False
     supports = frozenset(OPTIONS) - {"counterfactual"}
-    refusals = {"counterfactual": "CAM weights channels by the classifier's rows and needs no gradients, so there "
-                                  "is nothing to negate. Use GradCAM(...)(x, counterfactual=True) for counterfactual maps"}
+    refusals = {
+        "counterfactual": "CAM weights channels by the classifier's rows and needs no gradients, so there "
+        "is nothing to negate. Use GradCAM(...)(x, counterfactual=True) for counterfactual maps"
+    }
 
     def __init__(self, model: nn.Module, layer: LayerSpec = "auto", fc: Union[str, nn.Module] = "auto", **kw):
         super().__init__(model, layer, **kw)
@@ -39,12 +42,20 @@ class CAM(LayerMethod):
         if isinstance(self._fc_spec, str) and self._fc_spec == "auto":
             linears = [m for m in self.model.modules() if isinstance(m, nn.Linear)]
             if not linears:
-                raise ValueError("CAM needs a final nn.Linear after global average pooling; this model has none.")
+                raise ValueError(
+                    "CAM needs a final nn.Linear after global average pooling; this model has none."
+                )
             fc = linears[-1]
         else:
-            fc = self._fc_spec if isinstance(self._fc_spec, nn.Module) else resolve_layers(self.model, self._fc_spec)[0].module
+            fc = (
+                self._fc_spec
+                if isinstance(self._fc_spec, nn.Module)
+                else resolve_layers(self.model, self._fc_spec)[0].module
+            )
         if not isinstance(fc, nn.Linear):
-            raise TypeError(f"fc must be an nn.Linear (the classifier after global average pooling); got {type(fc).__name__}.")
+            raise TypeError(
+                f"fc must be an nn.Linear (the classifier after global average pooling); got {type(fc).__name__}."
+            )
         if fc.in_features != channels:
             raise ValueError(
                 f"CAM needs global average pooling of the layer straight into the linear layer, but the layer has "

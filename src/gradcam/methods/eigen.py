@@ -1,4 +1,5 @@
 """Eigen-CAM and Eigen-Grad-CAM (Muhammad & Yeasin, IJCNN 2020): the first principal component."""
+
 from __future__ import annotations
 
 from typing import Optional, Tuple

@@ -1,4 +1,5 @@
 """Element-wise Grad-CAM (pytorch-grad-cam's ``GradCAMElementWise``): rectify each channel's term first."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Deep Feature Factorization (Collins, Achanta & Suesstrunk, ECCV 2018): concepts by NMF of the activations."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,8 +16,9 @@ from .base import LayerMethod
 from .contract import CallOptions
 
 
-def nmf(v: torch.Tensor, k: int, iterations: int = 200, seed: int = 0, eps: float = 1e-10, tol: float = 1e-4
-        ) -> Tuple[torch.Tensor, torch.Tensor]:
+def nmf(
+    v: torch.Tensor, k: int, iterations: int = 200, seed: int = 0, eps: float = 1e-10, tol: float = 1e-4
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Non-negative factorisation V ~ W H of V (C, P) >= 0 into W (C, k) >= 0 and H (k, P) >= 0.
 
     Lee & Seung's multiplicative updates for the Frobenius loss |V - WH|^2, ``iterations`` rounds of
@@ -57,8 +59,10 @@ class ConceptExplanation(Explanation):
     def top_classes(self, k: int = 3) -> torch.Tensor:
         """The ``k`` classes each concept scores highest, (K, k) (needs a head)."""
         if self.concept_scores is None:
-            raise ValueError("No head was found or given, so concepts have no classes; pass head=model.fc (a "
-                             "module mapping a channel vector to class scores).")
+            raise ValueError(
+                "No head was found or given, so concepts have no classes; pass head=model.fc (a "
+                "module mapping a channel vector to class scores)."
+            )
         return self.concept_scores.topk(k, dim=1).indices
 
 
@@ -84,12 +88,23 @@ class DeepFeatureFactorization(LayerMethod):
     needs_gradients = False
     supports_differentiable = False
     supports = frozenset({"forward_kwargs"})
-    refusals = {"counterfactual": "it uses no gradients and its maps are concepts, not a class's evidence",
-                "aug_smooth": "its concepts are factorised over the batch it is given. Leave aug_smooth unset",
-                "eigen_smooth": "its maps are already factorised concepts. Leave eigen_smooth unset"}
+    refusals = {
+        "counterfactual": "it uses no gradients and its maps are concepts, not a class's evidence",
+        "aug_smooth": "its concepts are factorised over the batch it is given. Leave aug_smooth unset",
+        "eigen_smooth": "its maps are already factorised concepts. Leave eigen_smooth unset",
+    }
 
-    def __init__(self, model: nn.Module, layer: LayerSpec = "auto", *, concepts: int = 8, iterations: int = 200,
-                 seed: int = 0, head: Optional[nn.Module] = None, **kw: Any):
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: LayerSpec = "auto",
+        *,
+        concepts: int = 8,
+        iterations: int = 200,
+        seed: int = 0,
+        head: Optional[nn.Module] = None,
+        **kw: Any,
+    ):
         if isinstance(concepts, bool) or not isinstance(concepts, int) or concepts < 1:
             raise ValueError(f"concepts must be a positive int (the number K of concepts); got {concepts!r}.")
         super().__init__(model, layer, **kw)
@@ -98,11 +113,15 @@ class DeepFeatureFactorization(LayerMethod):
         self.seed = seed
         self.head = head
 
-    def _run(self, x: torch.Tensor, target: Target, top_k: Optional[int], opts: CallOptions) -> ConceptExplanation:
+    def _run(
+        self, x: torch.Tensor, target: Target, top_k: Optional[int], opts: CallOptions
+    ) -> ConceptExplanation:
         """Factorise the activations of ``x`` (N, C, H, W) into ``concepts`` maps per image."""
         if target is not None or top_k is not None:
-            raise ValueError("dff explains concepts, not classes: leave target and top_k unset (choose the number "
-                             "of concepts with concepts=K).")
+            raise ValueError(
+                "dff explains concepts, not classes: leave target and top_k unset (choose the number "
+                "of concepts with concepts=K)."
+            )
         cap = self._capture(x, None, None, False, forward_kwargs=opts.forward_kwargs or None)
         return self._factorise(cap, tuple(x.shape[2:]))
 
@@ -121,10 +140,19 @@ class DeepFeatureFactorization(LayerMethod):
                 vec = w.T.to(p.dtype if p is not None else a.dtype)
                 scores = torch.softmax(head(vec), dim=1)
             ids = scores.argmax(1).unsqueeze(0).expand(n, -1).contiguous()
-        top = scores.amax(1).unsqueeze(0).expand(n, -1) if scores is not None else torch.zeros(n, self.concepts)
+        top = (
+            scores.amax(1).unsqueeze(0).expand(n, -1) if scores is not None else torch.zeros(n, self.concepts)
+        )
         return ConceptExplanation(
-            maps=normalize(upsample(raw, size, self.interpolation), dims=len(size)), raw=raw, weights=None,
-            targets=ids, scores=top.to(a.dtype), layer=cap.layers[0].spec, method=self.name,
-            interpolation=self.interpolation, output=cap.output, concepts=w.T.to(a.dtype),
+            maps=normalize(upsample(raw, size, self.interpolation), dims=len(size)),
+            raw=raw,
+            weights=None,
+            targets=ids,
+            scores=top.to(a.dtype),
+            layer=cap.layers[0].spec,
+            method=self.name,
+            interpolation=self.interpolation,
+            output=cap.output,
+            concepts=w.T.to(a.dtype),
             concept_scores=scores,
         )

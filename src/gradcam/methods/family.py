@@ -3,6 +3,7 @@
 Every method is registered in :mod:`gradcam.methods.registry`; this module only keeps the ``FAMILY``
 mapping of the CAM family's names to their classes.
 """
+
 from __future__ import annotations
 
 from .eigen import EigenCAM, EigenGradCAM
@@ -11,7 +12,14 @@ from .perturbation import RISE, AblationCAM, ScoreCAM
 from .random_cam import RandomCAM
 
 FAMILY = {
-    "gradcam++": GradCAMPlusPlus, "xgradcam": XGradCAM, "hirescam": HiResCAM, "layercam": LayerCAM,
-    "eigencam": EigenCAM, "eigengradcam": EigenGradCAM, "scorecam": ScoreCAM, "ablationcam": AblationCAM,
-    "rise": RISE, "random": RandomCAM,
+    "gradcam++": GradCAMPlusPlus,
+    "xgradcam": XGradCAM,
+    "hirescam": HiResCAM,
+    "layercam": LayerCAM,
+    "eigencam": EigenCAM,
+    "eigengradcam": EigenGradCAM,
+    "scorecam": ScoreCAM,
+    "ablationcam": AblationCAM,
+    "rise": RISE,
+    "random": RandomCAM,
 }

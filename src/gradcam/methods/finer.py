@@ -1,4 +1,5 @@
 """Finer-CAM (Zhang et al., CVPR 2025): Grad-CAM of a class's score *relative to its most similar classes*."""
+
 from __future__ import annotations
 
 from typing import Any, Callable, Optional
@@ -13,8 +14,9 @@ from .contract import OPTIONS, CallOptions
 from .gradcam import GradCAM
 
 
-def finer_target(main: Optional[torch.Tensor] = None, comparisons: int = 3, alpha: float = 1.0,
-                 top_k: int = 1) -> Callable[[Any], torch.Tensor]:
+def finer_target(
+    main: Optional[torch.Tensor] = None, comparisons: int = 3, alpha: float = 1.0, top_k: int = 1
+) -> Callable[[Any], torch.Tensor]:
     """The Finer-CAM score for each image: y_main compared with the ``comparisons`` most similar classes.
 
     For main class c and the classes j_1..j_m whose logits are closest to y_c (|y_j - y_c| smallest, c
@@ -26,13 +28,17 @@ def finer_target(main: Optional[torch.Tensor] = None, comparisons: int = 3, alph
     (Grad-CAM); ``alpha = 1`` the plain differences.
     """
     if isinstance(comparisons, bool) or not isinstance(comparisons, int) or comparisons < 1:
-        raise ValueError(f"comparisons must be a positive int (similar classes to compare with); got {comparisons!r}.")
+        raise ValueError(
+            f"comparisons must be a positive int (similar classes to compare with); got {comparisons!r}."
+        )
 
     def target(output: Any) -> torch.Tensor:
         y = logits_of(output)
         n, classes = y.shape
         if classes < 2:
-            raise ValueError("Finer-CAM compares classes; the model has one output. Use gradcam for a single score.")
+            raise ValueError(
+                "Finer-CAM compares classes; the model has one output. Use gradcam for a single score."
+            )
         m = min(comparisons, classes - 1)  # every other class when there are fewer than ``comparisons``
         ids = y.detach().topk(top_k, dim=1).indices if main is None else main.to(y.device).reshape(n, -1)
         yc = y.gather(1, ids)  # (N, K)
@@ -56,11 +62,14 @@ class FinerCAM(GradCAM):
 
     name = "finercam"
     supports = frozenset(OPTIONS) - {"aug_smooth"}
-    refusals = {"aug_smooth": "its target compares the classes of each view with a score made inside the forward, "
-                              "which the augmented views' batch would mix. Use gradcam with aug_smooth"}
+    refusals = {
+        "aug_smooth": "its target compares the classes of each view with a score made inside the forward, "
+        "which the augmented views' batch would mix. Use gradcam with aug_smooth"
+    }
 
-    def __init__(self, model: nn.Module, layer: LayerSpec = "auto", *, comparisons: int = 3, alpha: float = 1.0,
-                 **kw):
+    def __init__(
+        self, model: nn.Module, layer: LayerSpec = "auto", *, comparisons: int = 3, alpha: float = 1.0, **kw
+    ):
         if isinstance(comparisons, bool) or not isinstance(comparisons, int) or comparisons < 1:
             raise ValueError(f"comparisons must be a positive int; got {comparisons!r}.")
         super().__init__(model, layer, **kw)
@@ -70,13 +79,17 @@ class FinerCAM(GradCAM):
     def _run(self, x: torch.Tensor, target: Target, top_k: Optional[int], opts: CallOptions) -> Explanation:
         """Explain ``x`` for the main classes ``target`` (ids) or the top ``top_k`` (see :func:`finer_target`)."""
         if callable(target) and not isinstance(target, torch.Tensor):
-            raise TypeError("finercam builds its own target from class ids; pass class ids (or None), not a callable.")
+            raise TypeError(
+                "finercam builds its own target from class ids; pass class ids (or None), not a callable."
+            )
         if target is not None and top_k is not None:
             raise ValueError("Pass either target=... or top_k=..., not both: top_k picks the classes itself.")
         main = None
         if target is not None:
             main = _as_long_tensor(target)
-            main = main.reshape(1, 1).expand(x.shape[0], 1) if main.dim() == 0 else main.reshape(x.shape[0], -1)
+            main = (
+                main.reshape(1, 1).expand(x.shape[0], 1) if main.dim() == 0 else main.reshape(x.shape[0], -1)
+            )
         score = finer_target(main, self.comparisons, self.alpha, top_k or 1)
         result = super()._run(x, score, None, opts)
         logits = logits_of(result.output)

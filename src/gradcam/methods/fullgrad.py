@@ -1,4 +1,5 @@
 """FullGrad (Srinivas & Fleuret, NeurIPS 2019): the input-gradient term plus every bias-gradient term."""
+
 from __future__ import annotations
 
 from typing import List, Optional, Tuple
@@ -34,8 +35,11 @@ def effective_bias(m: nn.Module) -> Optional[torch.Tensor]:
 def bias_layers(model: nn.Module, spatial_dims: int = 2) -> List[LayerRef]:
     """Every convolution and BatchNorm of ``model`` with ``spatial_dims`` (2 or 3) that adds a bias, in module order."""
     kinds = _BIASED.get(spatial_dims, ())
-    return [LayerRef(name, m) for name, m in model.named_modules()
-            if name and isinstance(m, kinds) and effective_bias(m) is not None]
+    return [
+        LayerRef(name, m)
+        for name, m in model.named_modules()
+        if name and isinstance(m, kinds) and effective_bias(m) is not None
+    ]
 
 
 def _psi(t: torch.Tensor, dims: int) -> torch.Tensor:
@@ -58,16 +62,30 @@ class FullGrad(Method):
 
     name = "fullgrad"
     supports = frozenset(OPTIONS) - {"aug_smooth", "eigen_smooth"}
-    refusals = {"eigen_smooth": "its terms are per layer and channel, each normalised on its own: there is no "
-                                "channel sum to take a principal component of. Use gradcam with eigen_smooth"}
+    refusals = {
+        "eigen_smooth": "its terms are per layer and channel, each normalised on its own: there is no "
+        "channel sum to take a principal component of. Use gradcam with eigen_smooth"
+    }
 
-    def __init__(self, model: nn.Module, layer: object = "auto", *, interpolation: str = "bilinear",
-                 eval_mode: bool = True, aug_smooth: bool = False, eigen_smooth: bool = False):
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: object = "auto",
+        *,
+        interpolation: str = "bilinear",
+        eval_mode: bool = True,
+        aug_smooth: bool = False,
+        eigen_smooth: bool = False,
+    ):
         super().__init__(model, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
         if layer not in ("auto", None):
-            raise ValueError("fullgrad uses every biased layer of the model; leave layer unset (layer='auto').")
+            raise ValueError(
+                "fullgrad uses every biased layer of the model; leave layer unset (layer='auto')."
+            )
         if interpolation not in INTERPOLATIONS:
-            raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}; got {interpolation!r}.")
+            raise ValueError(
+                f"interpolation must be one of {', '.join(INTERPOLATIONS)}; got {interpolation!r}."
+            )
         self.interpolation = interpolation
         self.eval_mode = eval_mode
 
@@ -75,19 +93,38 @@ class FullGrad(Method):
         """Explain ``x`` (N, C, H, W), or volumes (N, C, D, H, W), for ``target`` (see :mod:`gradcam.targets`)."""
         counterfactual, forward_kwargs = opts.counterfactual, opts.forward_kwargs or None
         refs = bias_layers(self.model, x.dim() - 2)
-        cap = engine.capture(self.model, x, refs, target, top_k, gradients=True, input_gradient=True,
-                             counterfactual=counterfactual, reshape=_identity, eval_mode=self.eval_mode,
-                             forward_kwargs=forward_kwargs)
+        cap = engine.capture(
+            self.model,
+            x,
+            refs,
+            target,
+            top_k,
+            gradients=True,
+            input_gradient=True,
+            counterfactual=counterfactual,
+            reshape=_identity,
+            eval_mode=self.eval_mode,
+            forward_kwargs=forward_kwargs,
+        )
         size = tuple(x.shape[2:])
         dims = len(size)
         total, raw = self._terms(cap, refs, x.detach(), size, dims)
-        return Explanation(maps=normalize(total, dims=dims), raw=raw, weights=None, targets=cap.targets,
-                           scores=cap.scores, layer="input+" + "+".join(r.spec for r in refs) if refs else "input",
-                           method=self.name, interpolation=self.interpolation, counterfactual=counterfactual,
-                           output=cap.output)
+        return Explanation(
+            maps=normalize(total, dims=dims),
+            raw=raw,
+            weights=None,
+            targets=cap.targets,
+            scores=cap.scores,
+            layer="input+" + "+".join(r.spec for r in refs) if refs else "input",
+            method=self.name,
+            interpolation=self.interpolation,
+            counterfactual=counterfactual,
+            output=cap.output,
+        )
 
-    def _terms(self, cap: engine.Capture, refs: List[LayerRef], x: torch.Tensor, size: Tuple[int, ...],
-               dims: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _terms(
+        self, cap: engine.Capture, refs: List[LayerRef], x: torch.Tensor, size: Tuple[int, ...], dims: int
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         """The summed FullGrad map (N, K, *size) and the input term alone (its ``raw``)."""
         assert cap.input_gradient is not None  # asked for with input_gradient=True
         raw = _psi(cap.input_gradient * x.unsqueeze(1), dims).sum(2)

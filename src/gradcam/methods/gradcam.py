@@ -1,4 +1,5 @@
 """Grad-CAM (Selvaraju et al., ICCV 2017)."""
+
 from __future__ import annotations
 
 import torch

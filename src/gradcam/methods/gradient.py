@@ -1,4 +1,5 @@
 """Deprecated: renamed to :mod:`gradcam.methods.input_gradient` (import from there, or from ``gradcam``)."""
+
 from __future__ import annotations
 
 import warnings

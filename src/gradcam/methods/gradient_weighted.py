@@ -5,6 +5,7 @@
 Notation: A^c (N, C, *spatial) the layer's activations, g^c = dy/dA^c (for each target y), sums over
 "ij" run over all spatial positions (any number of spatial dimensions).
 """
+
 from __future__ import annotations
 
 from typing import Dict, Optional, Tuple

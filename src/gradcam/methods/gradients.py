@@ -1,4 +1,5 @@
 """Deprecated: renamed to :mod:`gradcam.methods.gradient_weighted` (import from there, or from ``gradcam``)."""
+
 from __future__ import annotations
 
 import warnings

@@ -30,6 +30,7 @@ Torch function modes are thread-local: the mode changes the ReLUs of the calling
 never those of another thread (e.g. a training loop on the same model), and each call has its own mode
 object, so concurrent calls never share the ``guided``/``plain`` switch.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -60,7 +61,9 @@ _THRESHOLD = "threshold"
 def _table() -> dict:
     t: dict = {}
 
-    def add(func: Any, kind: str, params: Tuple[str, ...], defaults: Tuple[Any, ...], inplace: Optional[bool]):
+    def add(
+        func: Any, kind: str, params: Tuple[str, ...], defaults: Tuple[Any, ...], inplace: Optional[bool]
+    ):
         if func is not None:
             t[func] = (kind, params, defaults, inplace)
 
@@ -80,8 +83,12 @@ def _table() -> dict:
         add(f, _HARDTANH, ("min_val", "max_val"), (-1.0, 1.0), True)
     for f in (torch.clamp, torch.clip, torch.Tensor.clamp, torch.Tensor.clip):
         add(f, _CLAMP, ("min", "max"), (None, None), False)
-    for f in (getattr(torch, "clamp_", None), getattr(torch, "clip_", None), torch.Tensor.clamp_,
-              torch.Tensor.clip_):
+    for f in (
+        getattr(torch, "clamp_", None),
+        getattr(torch, "clip_", None),
+        torch.Tensor.clamp_,
+        torch.Tensor.clip_,
+    ):
         add(f, _CLAMP, ("min", "max"), (None, None), True)
     for f in (torch.clamp_min, torch.Tensor.clamp_min):
         add(f, _CLAMP, ("min",), (None,), False)
@@ -130,8 +137,12 @@ def relu_like(func: Any, args: tuple, kwargs: dict) -> Optional[Tuple[torch.Tens
         if not (_number(lo) and lo == 0 and (hi is None or (_number(hi) and hi > 0))):
             return None
     elif kind == _THRESHOLD:
-        if not (_number(bound["threshold"]) and _number(bound["value"]) and bound["threshold"] == 0
-                and bound["value"] == 0):
+        if not (
+            _number(bound["threshold"])
+            and _number(bound["value"])
+            and bound["threshold"] == 0
+            and bound["value"] == 0
+        ):
             return None
     return args[0], (None if hi is None else float(hi)), inplace
 
@@ -269,8 +280,10 @@ class GuidedGradCAM(GradCAM):
     name = "guided-gradcam"
     output = "pixels"
     supports = frozenset(OPTIONS) - {"aug_smooth"}
-    refusals = {"aug_smooth": "the guided input gradients of flipped and rescaled views are not views of one "
-                              "gradient. Use GradCAM(..., aug_smooth=True) for a smoothed map"}
+    refusals = {
+        "aug_smooth": "the guided input gradients of flipped and rescaled views are not views of one "
+        "gradient. Use GradCAM(..., aug_smooth=True) for a smoothed map"
+    }
     supports_differentiable = False
 
     def __init__(self, model: nn.Module, layer: LayerSpec = "auto", *, reduce: str = "abs-max", **kw):
@@ -278,14 +291,22 @@ class GuidedGradCAM(GradCAM):
         super().__init__(model, layer, **kw)
         self.reduce = reduce
 
-    def _run(self, x: torch.Tensor, target: Target, top_k: Optional[int], opts: CallOptions) -> PixelExplanation:
+    def _run(
+        self, x: torch.Tensor, target: Target, top_k: Optional[int], opts: CallOptions
+    ) -> PixelExplanation:
         """Explain ``x`` (N, C, H, W) for ``target`` (see :mod:`gradcam.targets`)."""
         counterfactual = opts.counterfactual
         self._images_only(x)
         modes = _ModeFactory()
         cap = self._capture(
-            x, target, top_k, counterfactual, input_gradient=True, context=modes,
-            layer_gradient_context=modes.plain, forward_kwargs=opts.forward_kwargs or None,
+            x,
+            target,
+            top_k,
+            counterfactual,
+            input_gradient=True,
+            context=modes,
+            layer_gradient_context=modes.plain,
+            forward_kwargs=opts.forward_kwargs or None,
         )
         _warn_if_no_relu(modes.modes[-1], self.model)
         cam = self._explain(cap, x.shape[2:], counterfactual, opts.eigen_smooth)
@@ -296,4 +317,3 @@ class GuidedGradCAM(GradCAM):
         base.raw, base.weights, base.layer, base.cam = cam.raw, cam.weights, cam.layer, cam
         base.interpolation = cam.interpolation
         return base
-

@@ -3,6 +3,7 @@
 Named for its subject, the gradient with respect to the input pixels (formerly ``gradcam.methods.gradient``,
 beside the unrelated gradient-weighted CAM variants; that path still works, deprecated).
 """
+
 from __future__ import annotations
 
 import threading
@@ -36,7 +37,12 @@ class Gradient(Method):
     supports = frozenset(OPTIONS) - {"aug_smooth", "eigen_smooth"}
 
     def __init__(
-        self, model: nn.Module, *, reduce: str = "abs-max", eval_mode: bool = True, aug_smooth: bool = False,
+        self,
+        model: nn.Module,
+        *,
+        reduce: str = "abs-max",
+        eval_mode: bool = True,
+        aug_smooth: bool = False,
         eigen_smooth: bool = False,
     ):
         super().__init__(model, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
@@ -45,14 +51,25 @@ class Gradient(Method):
         self.reduce = reduce
         self.eval_mode = eval_mode
 
-    def _run(self, x: torch.Tensor, target: Target, top_k: Optional[int], opts: CallOptions) -> PixelExplanation:
+    def _run(
+        self, x: torch.Tensor, target: Target, top_k: Optional[int], opts: CallOptions
+    ) -> PixelExplanation:
         """Explain ``x`` (N, C, H, W) for ``target`` (see :mod:`gradcam.targets`)."""
         counterfactual = opts.counterfactual
         self._images_only(x)
         context = self._context()  # one per call: calls from several threads never share it
         cap = engine.capture(
-            self.model, x, [], target, top_k, gradients=False, input_gradient=True, counterfactual=counterfactual,
-            eval_mode=self.eval_mode, context=context, forward_kwargs=opts.forward_kwargs or None,
+            self.model,
+            x,
+            [],
+            target,
+            top_k,
+            gradients=False,
+            input_gradient=True,
+            counterfactual=counterfactual,
+            eval_mode=self.eval_mode,
+            context=context,
+            forward_kwargs=opts.forward_kwargs or None,
         )
         _CALL.context = context  # this thread's call, read by _after (a thread-local: not shared state)
         self._after(cap)
@@ -66,4 +83,3 @@ class Gradient(Method):
     def _after(self, cap: engine.Capture) -> None:
         """A check after the pass (subclasses: e.g. warn when the guided rule never applied); this call's
         context factory is :func:`call_context`."""
-

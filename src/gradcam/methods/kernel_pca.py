@@ -1,4 +1,5 @@
 """KPCA-CAM (Karmani et al. 2024): Eigen-CAM with kernel PCA of the activations instead of linear PCA."""
+
 from __future__ import annotations
 
 from typing import Optional, Tuple
@@ -14,7 +15,9 @@ from .contract import OPTIONS
 KERNELS = ("sigmoid", "rbf", "linear")
 
 
-def kernel_pca_projection(a: torch.Tensor, kernel: str = "sigmoid", gamma: Optional[float] = None) -> torch.Tensor:
+def kernel_pca_projection(
+    a: torch.Tensor, kernel: str = "sigmoid", gamma: Optional[float] = None
+) -> torch.Tensor:
     """Each position's coordinate on the first kernel principal component, (N, *spatial) from A (N, C, *spatial).
 
     X (P, C): the positions' channel vectors, centred over positions. Gram matrix K_pq = k(x_p, x_q) with
@@ -57,10 +60,19 @@ class KPCACAM(LayerMethod):
     needs_gradients = False
     supports_differentiable = False
     supports = frozenset(OPTIONS) - {"counterfactual", "eigen_smooth"}
-    refusals = {"eigen_smooth": "it is already a principal component (of the kernel matrix). Leave eigen_smooth unset"}
+    refusals = {
+        "eigen_smooth": "it is already a principal component (of the kernel matrix). Leave eigen_smooth unset"
+    }
 
-    def __init__(self, model: nn.Module, layer: LayerSpec = "auto", *, kernel: str = "sigmoid",
-                 gamma: Optional[float] = None, **kw):
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: LayerSpec = "auto",
+        *,
+        kernel: str = "sigmoid",
+        gamma: Optional[float] = None,
+        **kw,
+    ):
         if kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {', '.join(KERNELS)}; got {kernel!r}.")
         super().__init__(model, layer, **kw)

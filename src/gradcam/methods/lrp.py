@@ -3,6 +3,7 @@
 zennit does the rules; gradcam the targets, batching, outputs and evaluation. Install with
 ``pip install 'gradcam[lrp]'`` (zennit needs torchvision).
 """
+
 from __future__ import annotations
 
 import copy
@@ -18,7 +19,9 @@ from .contract import CallOptions, Method
 
 #: gradcam's names for zennit's composites.
 COMPOSITES: Dict[str, str] = {
-    "epsilon-plus-flat": "EpsilonPlusFlat", "epsilon-gamma-box": "EpsilonGammaBox", "alpha-beta": "EpsilonAlpha2Beta1",
+    "epsilon-plus-flat": "EpsilonPlusFlat",
+    "epsilon-gamma-box": "EpsilonGammaBox",
+    "alpha-beta": "EpsilonAlpha2Beta1",
 }
 
 
@@ -57,19 +60,33 @@ class LRP(Method):
     name = "lrp"
     output = "pixels"
     supports = frozenset({"forward_kwargs"})
-    refusals = {"counterfactual": "its rules propagate the relevance of y itself (the z+ and alpha-beta rules are "
-                                  "not symmetric in the sign). Use gradient-x-input or gradcam with counterfactual=True"}
+    refusals = {
+        "counterfactual": "its rules propagate the relevance of y itself (the z+ and alpha-beta rules are "
+        "not symmetric in the sign). Use gradient-x-input or gradcam with counterfactual=True"
+    }
 
-    def __init__(self, model: nn.Module, *, composite: str = "epsilon-plus-flat", low: float = -1.0, high: float = 1.0,
-                 epsilon: float = 1e-6, reduce: str = "positive", eval_mode: bool = True, aug_smooth: bool = False,
-                 eigen_smooth: bool = False):
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        composite: str = "epsilon-plus-flat",
+        low: float = -1.0,
+        high: float = 1.0,
+        epsilon: float = 1e-6,
+        reduce: str = "positive",
+        eval_mode: bool = True,
+        aug_smooth: bool = False,
+        eigen_smooth: bool = False,
+    ):
         super().__init__(model, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
         if composite not in COMPOSITES:
             raise ValueError(f"composite must be one of {', '.join(COMPOSITES)}; got {composite!r}.")
         if reduce not in REDUCTIONS:
             raise ValueError(f"reduce must be one of {', '.join(REDUCTIONS)}; got {reduce!r}.")
         if not low < high:
-            raise ValueError(f"low must be below high (the input's value range, for the box rule); got {low}, {high}.")
+            raise ValueError(
+                f"low must be below high (the input's value range, for the box rule); got {low}, {high}."
+            )
         _zennit()
         self.composite, self.low, self.high = composite, float(low), float(high)
         self.epsilon, self.reduce, self.eval_mode = epsilon, reduce, eval_mode
@@ -82,7 +99,9 @@ class LRP(Method):
             kw.update(low=torch.full_like(x, self.low), high=torch.full_like(x, self.high))
         return cls(**kw)
 
-    def _run(self, x: torch.Tensor, target: Target, top_k: Optional[int], opts: CallOptions) -> PixelExplanation:
+    def _run(
+        self, x: torch.Tensor, target: Target, top_k: Optional[int], opts: CallOptions
+    ) -> PixelExplanation:
         """Explain ``x`` (N, C, H, W) for ``target`` (see :mod:`gradcam.targets`)."""
         self._images_only(x)
         forward_kwargs = opts.forward_kwargs or None
@@ -91,7 +110,16 @@ class LRP(Method):
         if self.eval_mode:
             private.eval()
         with self._composite(x, private).context(private):
-            cap = engine.capture(private, x, [], target, top_k, gradients=False, input_gradient=True,
-                                 eval_mode=self.eval_mode, forward_kwargs=forward_kwargs)
+            cap = engine.capture(
+                private,
+                x,
+                [],
+                target,
+                top_k,
+                gradients=False,
+                input_gradient=True,
+                eval_mode=self.eval_mode,
+                forward_kwargs=forward_kwargs,
+            )
         assert cap.input_gradient is not None  # asked for with input_gradient=True
         return pixel_explanation(cap.input_gradient, cap, self.name, self.reduce, False)

@@ -1,4 +1,5 @@
 """Methods named for how they are used: RefineCAM (several layers at once) and Seg-Eigen-CAM (segmenters)."""
+
 from __future__ import annotations
 
 from typing import Dict

@@ -3,6 +3,7 @@
 The reference for faithfulness in Selvaraju et al. (Sec. 4.2): a map is faithful when it ranks regions
 like occlusion does. Every window position is one image in a batched forward pass (no gradients).
 """
+
 from __future__ import annotations
 
 from typing import Callable, Optional, Sequence, Tuple, Union
@@ -21,9 +22,21 @@ Fill = Union[str, float, Sequence[float], torch.Tensor]
 
 
 def _pair(v: Size, name: str) -> Tuple[int, int]:
-    t = (v, v) if isinstance(v, int) and not isinstance(v, bool) else tuple(v) if isinstance(v, (tuple, list)) else None
-    if t is None or len(t) != 2 or not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in t):
-        raise ValueError(f"{name} must be a positive int or a pair (height, width) of positive ints; got {v!r}.")
+    t = (
+        (v, v)
+        if isinstance(v, int) and not isinstance(v, bool)
+        else tuple(v)
+        if isinstance(v, (tuple, list))
+        else None
+    )
+    if (
+        t is None
+        or len(t) != 2
+        or not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in t)
+    ):
+        raise ValueError(
+            f"{name} must be a positive int or a pair (height, width) of positive ints; got {v!r}."
+        )
     return t
 
 
@@ -84,9 +97,13 @@ class Occlusion(Method):
     ):
         super().__init__(model, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
         self.window = _pair(window, "window")
-        self.stride = _pair(stride, "stride") if stride is not None else tuple(max(1, w // 2) for w in self.window)
+        self.stride = (
+            _pair(stride, "stride") if stride is not None else tuple(max(1, w // 2) for w in self.window)
+        )
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int (occluded images per forward pass); got {batch_size!r}.")
+            raise ValueError(
+                f"batch_size must be a positive int (occluded images per forward pass); got {batch_size!r}."
+            )
         if isinstance(fill, str) and fill != "mean":
             raise ValueError(f"fill must be 'mean', a number, or one value per channel; got {fill!r}.")
         self.fill = fill
@@ -103,7 +120,9 @@ class Occlusion(Method):
         if f.dim() == 0:
             return f.reshape(1, 1, 1, 1).expand(n, c, 1, 1)
         if f.dim() != 1 or f.shape[0] != c:
-            raise ValueError(f"fill has {f.numel()} values but the input has {c} channels; give one per channel.")
+            raise ValueError(
+                f"fill has {f.numel()} values but the input has {c} channels; give one per channel."
+            )
         return f.reshape(1, c, 1, 1).expand(n, c, 1, 1)
 
     def _run(self, x: torch.Tensor, target: Target, top_k: Optional[int], opts: CallOptions) -> Explanation:
@@ -114,7 +133,9 @@ class Occlusion(Method):
         n, c, h, w = x.shape
         (wh, ww), (sh, sw) = self.window, self.stride
         if wh > h or ww > w:
-            raise ValueError(f"The occlusion window {wh}x{ww} is larger than the image {h}x{w}; use window <= image size.")
+            raise ValueError(
+                f"The occlusion window {wh}x{ww} is larger than the image {h}x{w}; use window <= image size."
+            )
         ys, xs = window_positions(h, wh, sh), window_positions(w, ww, sw)
         ry, rx = _cover(ys, wh, h, x.device), _cover(xs, ww, w, x.device)
         gh, gw = ry.shape[0], rx.shape[0]
@@ -145,7 +166,14 @@ class Occlusion(Method):
         count = torch.outer(ryf.sum(0), rxf.sum(0))
         maps = normalize((summed / count).clamp_min(0))
         return Explanation(
-            maps=maps, raw=drop, weights=None, targets=ids, scores=base.detach(), layer="input", method=self.name,
-            interpolation="nearest", counterfactual=counterfactual, output=output,
+            maps=maps,
+            raw=drop,
+            weights=None,
+            targets=ids,
+            scores=base.detach(),
+            layer="input",
+            method=self.name,
+            interpolation="nearest",
+            counterfactual=counterfactual,
+            output=output,
         )
-

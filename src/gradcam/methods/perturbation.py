@@ -4,6 +4,7 @@ All three score many perturbed copies of each image without gradients, in chunks
 (memory is bounded by ``batch_size``; the perturbed copies are built chunk by chunk into reusable
 buffers, never all at once). Ablation-CAM re-runs only the part of the network after the layer.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -136,7 +137,13 @@ class _Replay:
                 self.activation = out
                 return out.clone()  # what follows may write into it (``out += identity``)
             up = inside.setdefault(parent[key], [])
-            if started[0] or m is self.model or not isinstance(out, torch.Tensor) or out.dim() == 0 or out.shape[0] != n:
+            if (
+                started[0]
+                or m is self.model
+                or not isinstance(out, torch.Tensor)
+                or out.dim() == 0
+                or out.shape[0] != n
+            ):
                 up.extend(nested)
                 return None
             for k in nested:
@@ -156,7 +163,9 @@ class _Replay:
             for h in handles:
                 h.remove()
         if self.activation is None:
-            raise ValueError(f"Layer '{self.ref.spec}' was never reached by the forward pass; pick a layer the model uses.")
+            raise ValueError(
+                f"Layer '{self.ref.spec}' was never reached by the forward pass; pick a layer the model uses."
+            )
         return output
 
     def plan(self, fast: bool) -> Dict[nn.Module, Dict[int, Optional[torch.Tensor]]]:
@@ -254,7 +263,9 @@ class AblationCAM(LayerMethod):
     def __init__(self, model: nn.Module, layer="auto", *, batch_size: int = 256, **kw):
         super().__init__(model, layer, **kw)
         if self.reshape is not None:
-            raise ValueError("AblationCAM ablates channels of a spatial layer; reshape= (token layers) is not supported.")
+            raise ValueError(
+                "AblationCAM ablates channels of a spatial layer; reshape= (token layers) is not supported."
+            )
         self.batch_size = check_batch_size(batch_size)
 
     def _capture(self, x, target, top_k, counterfactual, **kw) -> engine.Capture:
@@ -272,7 +283,9 @@ class AblationCAM(LayerMethod):
                 scores, ids = resolve_targets(output, target, top_k, x.shape[0])
                 a = replay.activation
                 if a is None:
-                    raise ValueError(f"The forward pass never reached layer '{ref.spec}'; pick a layer the model calls.")
+                    raise ValueError(
+                        f"The forward pass never reached layer '{ref.spec}'; pick a layer the model calls."
+                    )
                 if a.dim() < 3:
                     raise ValueError(
                         f"Layer '{ref.spec}' outputs shape {tuple(a.shape)}, not a spatial map (N, C, h, w); "
@@ -280,8 +293,15 @@ class AblationCAM(LayerMethod):
                     )
                 acts.append(a)
                 weights.append(self._ablate(replay, x, a, scores, ids, target))
-        return engine.Capture(output=output, scores=scores, targets=ids, layers=list(layers), activations=acts,
-                              gradients=[None] * len(acts), perturbation_weights=weights)
+        return engine.Capture(
+            output=output,
+            scores=scores,
+            targets=ids,
+            layers=list(layers),
+            activations=acts,
+            gradients=[None] * len(acts),
+            perturbation_weights=weights,
+        )
 
     def _ablate(self, replay: _Replay, x, a, scores, ids, target) -> torch.Tensor:
         n, c = a.shape[:2]
@@ -298,7 +318,12 @@ class AblationCAM(LayerMethod):
                 img, ch = f // c, f % c
                 rows = torch.arange(b, device=a.device)
                 ablated = buf[:b]
-                if last is not None and last[2] is not None and _version(buf) == last[2] and torch.equal(last[0][:b], img):
+                if (
+                    last is not None
+                    and last[2] is not None
+                    and _version(buf) == last[2]
+                    and torch.equal(last[0][:b], img)
+                ):
                     # The buffer still holds these images, untouched by the model (same version): put
                     # back only the channels the previous chunk zeroed, not every copy.
                     p_rows = torch.arange(last[0].shape[0], device=a.device)
@@ -318,7 +343,9 @@ class AblationCAM(LayerMethod):
         y_k = torch.cat(out).reshape(n, c, -1).transpose(1, 2)  # (N, K, C)
         y = scores.unsqueeze(-1)
         ok = y != 0
-        return torch.where(ok, (y - y_k) / torch.where(ok, y, torch.ones_like(y)), torch.zeros_like(y_k)).to(a.dtype)
+        return torch.where(ok, (y - y_k) / torch.where(ok, y, torch.ones_like(y)), torch.zeros_like(y_k)).to(
+            a.dtype
+        )
 
     def _weights(self, cap: engine.Capture, i: int) -> torch.Tensor:
         return cap.perturbation_weights[i]
@@ -339,14 +366,26 @@ class RISE(Method):
     supports = frozenset()
 
     def __init__(
-        self, model: nn.Module, layer=None, *, n_masks: int = 2000, grid: int = 7, p: float = 0.5, seed: int = 0,
-        batch_size: int = 64, eval_mode: bool = True, aug_smooth: bool = False, eigen_smooth: bool = False,
+        self,
+        model: nn.Module,
+        layer=None,
+        *,
+        n_masks: int = 2000,
+        grid: int = 7,
+        p: float = 0.5,
+        seed: int = 0,
+        batch_size: int = 64,
+        eval_mode: bool = True,
+        aug_smooth: bool = False,
+        eigen_smooth: bool = False,
     ):
         super().__init__(model, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
         if isinstance(n_masks, bool) or not isinstance(n_masks, int) or n_masks < 1:
             raise ValueError(f"n_masks must be a positive int; got {n_masks!r}.")
         if isinstance(grid, bool) or not isinstance(grid, int) or grid < 1:
-            raise ValueError(f"grid must be a positive int (cells per side of the random masks); got {grid!r}.")
+            raise ValueError(
+                f"grid must be a positive int (cells per side of the random masks); got {grid!r}."
+            )
         if not 0 < p <= 1:
             raise ValueError(f"p (the probability that a cell is kept) must be in (0, 1]; got {p!r}.")
         self.n_masks, self.grid, self.p, self.seed = n_masks, grid, float(p), seed
@@ -363,8 +402,12 @@ class RISE(Method):
         """Masks ``idx`` (B, H, W) in [0, 1] (see the class docstring)."""
         h, w = size
         ch, cw = -(-h // self.grid), -(-w // self.grid)
-        big = F.interpolate(cells[idx].unsqueeze(1), size=((self.grid + 1) * ch, (self.grid + 1) * cw),
-                            mode="bilinear", align_corners=False).squeeze(1)
+        big = F.interpolate(
+            cells[idx].unsqueeze(1),
+            size=((self.grid + 1) * ch, (self.grid + 1) * cw),
+            mode="bilinear",
+            align_corners=False,
+        ).squeeze(1)
         sy = (shifts[idx, 0] * ch).long()
         sx = (shifts[idx, 1] * cw).long()
         rows = sy.unsqueeze(1) + torch.arange(h, device=big.device)
@@ -392,7 +435,9 @@ class RISE(Method):
                 b = f.shape[0]
                 # mask-major order: a chunk builds each of its masks once, for all images
                 mi, img = f // n, f % n
-                m = self.masks(torch.arange(int(mi[0]), int(mi[-1]) + 1, device=x.device), size, cells, shifts)
+                m = self.masks(
+                    torch.arange(int(mi[0]), int(mi[-1]) + 1, device=x.device), size, cells, shifts
+                )
                 m = m.to(x.dtype)[mi - mi[0]]
                 xb = torch.index_select(x, 0, img, out=buf[:b])
                 xb.mul_(m.unsqueeze(1))
@@ -400,6 +445,13 @@ class RISE(Method):
                 sal.index_add_(0, img, s[:, :, None, None] * m.unsqueeze(1))
         sal = sal / (self.p * self.n_masks)
         return Explanation(
-            maps=normalize(sal), raw=sal, weights=None, targets=ids, scores=base.detach(), layer="input",
-            method=self.name, interpolation="nearest", output=output,
+            maps=normalize(sal),
+            raw=sal,
+            weights=None,
+            targets=ids,
+            scores=base.detach(),
+            layer="input",
+            method=self.name,
+            interpolation="nearest",
+            output=output,
         )

@@ -1,4 +1,5 @@
 """RandomCAM: the seeded baseline every comparison table carries."""
+
 from __future__ import annotations
 
 import torch
@@ -29,4 +30,6 @@ class RandomCAM(LayerMethod):
         a = cap.activations[i]
         n, k = cap.targets.shape
         gen = torch.Generator().manual_seed(self.seed + 7919 * i)
-        return (torch.rand(n, k, a.shape[1], generator=gen, dtype=torch.float64) * 2 - 1).to(a.device, a.dtype)
+        return (torch.rand(n, k, a.shape[1], generator=gen, dtype=torch.float64) * 2 - 1).to(
+            a.device, a.dtype
+        )

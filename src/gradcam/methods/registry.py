@@ -6,6 +6,7 @@ forward_kwargs=None, aug_smooth=None, eigen_smooth=None)`` (the contract of
 All of the library's methods are registered below when this module is imported; a user adds one with
 :func:`register`.
 """
+
 from __future__ import annotations
 
 import functools
@@ -95,7 +96,9 @@ class _Counterfactual(GradCAM):
     name = "counterfactual"
 
     def _run(self, x, target, top_k, opts: CallOptions):
-        return super()._run(x, target, top_k, CallOptions(True, opts.forward_kwargs, opts.aug_smooth, opts.eigen_smooth))
+        return super()._run(
+            x, target, top_k, CallOptions(True, opts.forward_kwargs, opts.aug_smooth, opts.eigen_smooth)
+        )
 
 
 _ALL: Dict[str, Any] = dict(handles_tokens=True, handles_volumes=True)
@@ -104,40 +107,95 @@ register("gradcam", GradCAM, family="cam", **_ALL)
 register("counterfactual", _Counterfactual, family="cam", **_ALL)
 register("cam", CAM, family="cam-gradient-free", **_ALL)
 register("gradcam++", GradCAMPlusPlus, family="cam", **_ALL)
-register("xgradcam", XGradCAM, family="cam", summary="XGrad-CAM (Fu et al., BMVC 2020): w^c = sum_ij A^c_ij g^c_ij / sum_ij A^c_ij.", **_ALL)
+register(
+    "xgradcam",
+    XGradCAM,
+    family="cam",
+    summary="XGrad-CAM (Fu et al., BMVC 2020): w^c = sum_ij A^c_ij g^c_ij / sum_ij A^c_ij.",
+    **_ALL,
+)
 register("hirescam", HiResCAM, family="cam", **_ALL)
 register("layercam", LayerCAM, family="cam", **_ALL)
-register("eigencam", EigenCAM, family="cam-gradient-free",
-         summary="Eigen-CAM: the first principal component of the activations (class-independent).", **_ALL)
-register("eigengradcam", EigenGradCAM, family="cam",
-         summary="Eigen-Grad-CAM: the first principal component of the terms dy/dA^c * A^c.", **_ALL)
+register(
+    "eigencam",
+    EigenCAM,
+    family="cam-gradient-free",
+    summary="Eigen-CAM: the first principal component of the activations (class-independent).",
+    **_ALL,
+)
+register(
+    "eigengradcam",
+    EigenGradCAM,
+    family="cam",
+    summary="Eigen-Grad-CAM: the first principal component of the terms dy/dA^c * A^c.",
+    **_ALL,
+)
 register("scorecam", ScoreCAM, family="perturbation", forward_passes="1 + C", **_ALL)
-register("ablationcam", AblationCAM, family="perturbation", forward_passes="1 + C (after the layer)",
-         handles_volumes=True)
+register(
+    "ablationcam",
+    AblationCAM,
+    family="perturbation",
+    forward_passes="1 + C (after the layer)",
+    handles_volumes=True,
+)
 register("rise", RISE, family="perturbation", forward_passes="1 + n_masks", handles_tokens=True, random=True)
 register("random", RandomCAM, family="baseline", random=True, **_ALL)
 register("gradient", _input_space(Gradient), family="pixel", handles_tokens=True)
 register("guided-backprop", _input_space(GuidedBackprop), family="pixel", handles_tokens=True)
 register("guided-gradcam", GuidedGradCAM, family="pixel", handles_tokens=True)
-register("occlusion", _input_space(Occlusion), family="perturbation", forward_passes="1 + windows",
-         handles_tokens=True)
+register(
+    "occlusion",
+    _input_space(Occlusion),
+    family="perturbation",
+    forward_passes="1 + windows",
+    handles_tokens=True,
+)
 register("random-map", RandomMap, family="baseline", random=True, handles_tokens=True)
 register("gaussian", CentredGaussian, family="baseline", handles_tokens=True)
 # The methods other libraries ship (pytorch-grad-cam, torch-cam, Captum, zennit), on the same engine.
 register("gradcam-elementwise", GradCAMElementWise, family="cam", **_ALL)
-register("kpcacam", KPCACAM, family="cam-gradient-free",
-         summary="KPCA-CAM: the first kernel principal component of the activations (class-independent).", **_ALL)
+register(
+    "kpcacam",
+    KPCACAM,
+    family="cam-gradient-free",
+    summary="KPCA-CAM: the first kernel principal component of the activations (class-independent).",
+    **_ALL,
+)
 register("finercam", FinerCAM, family="cam", **_ALL)
 register("refinecam", RefineCAM, family="cam", **_ALL)
 register("segeigencam", SegEigenCAM, family="cam", **_ALL)
-register("fullgrad", _input_space(FullGrad), family="pixel", handles_volumes=True,
-         summary="FullGrad: the input-gradient term plus every bias-gradient term (Srinivas & Fleuret 2019).")
+register(
+    "fullgrad",
+    _input_space(FullGrad),
+    family="pixel",
+    handles_volumes=True,
+    summary="FullGrad: the input-gradient term plus every bias-gradient term (Srinivas & Fleuret 2019).",
+)
 register("dff", DeepFeatureFactorization, family="concepts", handles_tokens=True, handles_volumes=True)
 register("gradient-x-input", _input_space(GradientXInput), family="pixel", handles_tokens=True)
-register("integrated-gradients", _input_space(IntegratedGradients), family="pixel", forward_passes="2 + steps",
-         handles_tokens=True)
-register("smoothgrad", _input_space(SmoothGrad), family="pixel", forward_passes="1 + samples", handles_tokens=True,
-         random=True)
-register("vargrad", _input_space(VarGrad), family="pixel", forward_passes="1 + samples", handles_tokens=True,
-         random=True)
-register("lrp", _input_space(LRP), family="pixel", summary="LRP: zennit's relevance rules (needs the lrp extra).")
+register(
+    "integrated-gradients",
+    _input_space(IntegratedGradients),
+    family="pixel",
+    forward_passes="2 + steps",
+    handles_tokens=True,
+)
+register(
+    "smoothgrad",
+    _input_space(SmoothGrad),
+    family="pixel",
+    forward_passes="1 + samples",
+    handles_tokens=True,
+    random=True,
+)
+register(
+    "vargrad",
+    _input_space(VarGrad),
+    family="pixel",
+    forward_passes="1 + samples",
+    handles_tokens=True,
+    random=True,
+)
+register(
+    "lrp", _input_space(LRP), family="pixel", summary="LRP: zennit's relevance rules (needs the lrp extra)."
+)

@@ -14,6 +14,7 @@
 
 This module holds the tensor functions only; :class:`gradcam.methods.base.LayerMethod` runs the views.
 """
+
 from __future__ import annotations
 
 from typing import List
@@ -62,14 +63,25 @@ def augment(x: torch.Tensor) -> torch.Tensor:
 
 def concat(parts: List[Explanation]) -> Explanation:
     """Explanations of consecutive slices of the views' batch as one."""
+
     def cat(attr):
         return None if getattr(parts[0], attr) is None else torch.cat([getattr(e, attr) for e in parts])
 
     e = parts[0]
     per_layer = {k: concat([p.per_layer[k] for p in parts]) for k in e.per_layer}
-    return Explanation(maps=cat("maps"), raw=cat("raw"), weights=cat("weights"), targets=e.targets, scores=e.scores,
-                       layer=e.layer, method=e.method, interpolation=e.interpolation,
-                       counterfactual=e.counterfactual, output=e.output, per_layer=per_layer)
+    return Explanation(
+        maps=cat("maps"),
+        raw=cat("raw"),
+        weights=cat("weights"),
+        targets=e.targets,
+        scores=e.scores,
+        layer=e.layer,
+        method=e.method,
+        interpolation=e.interpolation,
+        counterfactual=e.counterfactual,
+        output=e.output,
+        per_layer=per_layer,
+    )
 
 
 def merge(e: Explanation, n: int, first: Explanation) -> Explanation:
@@ -86,6 +98,14 @@ def merge(e: Explanation, n: int, first: Explanation) -> Explanation:
     raw = back(e.raw).mean(0)
     w = None if e.weights is None else e.weights.reshape(v, n, *e.weights.shape[1:])[ident]
     return Explanation(
-        maps=maps, raw=raw, weights=w, targets=first.targets, scores=first.scores, layer=e.layer, method=e.method,
-        interpolation=e.interpolation, counterfactual=e.counterfactual, output=first.output,
+        maps=maps,
+        raw=raw,
+        weights=w,
+        targets=first.targets,
+        scores=first.scores,
+        layer=e.layer,
+        method=e.method,
+        interpolation=e.interpolation,
+        counterfactual=e.counterfactual,
+        output=first.output,
     )

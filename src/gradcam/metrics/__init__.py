@@ -14,6 +14,7 @@
 - :mod:`.robustness`: ``max_sensitivity`` / ``avg_sensitivity`` (Yeh et al.);
 - :mod:`.randomisation`: ``random_logit`` (Sixt et al.), ``ssim``.
 """
+
 from .complexity import complexity, sparseness
 from .discrimination import class_discrimination
 from .faithfulness import (
@@ -49,12 +50,45 @@ from .robustness import avg_sensitivity, max_sensitivity, sensitivities
 from .sanity import SanityResult, cascading_randomization
 
 __all__ = [
-    "SanityResult", "auc", "average_drop_increase", "box_from_map", "boxes_to_masks", "cascading_randomization",
-    "class_discrimination", "connected_components", "deletion", "energy_in_box", "gaussian_blur", "insertion",
-    "iou", "localization_correct", "localization_error", "perturbation_curve", "pointing_game", "pointing_hits",
-    "rank_correlation", "rankdata", "spearman",
+    "SanityResult",
+    "auc",
+    "average_drop_increase",
+    "box_from_map",
+    "boxes_to_masks",
+    "cascading_randomization",
+    "class_discrimination",
+    "connected_components",
+    "deletion",
+    "energy_in_box",
+    "gaussian_blur",
+    "insertion",
+    "iou",
+    "localization_correct",
+    "localization_error",
+    "perturbation_curve",
+    "pointing_game",
+    "pointing_hits",
+    "rank_correlation",
+    "rankdata",
+    "spearman",
     # faithfulness, localisation, complexity, robustness, randomisation
-    "avg_sensitivity", "complexity", "energy_pointing", "faithfulness_correlation", "focus", "grid_segments", "irof",
-    "max_sensitivity", "monotonicity", "noisy_linear_imputation", "pointing_game_torchray", "random_logit",
-    "relevance_mass_accuracy", "relevance_rank_accuracy", "road", "sensitivities", "sparseness", "ssim", "union_masks",
+    "avg_sensitivity",
+    "complexity",
+    "energy_pointing",
+    "faithfulness_correlation",
+    "focus",
+    "grid_segments",
+    "irof",
+    "max_sensitivity",
+    "monotonicity",
+    "noisy_linear_imputation",
+    "pointing_game_torchray",
+    "random_logit",
+    "relevance_mass_accuracy",
+    "relevance_rank_accuracy",
+    "road",
+    "sensitivities",
+    "sparseness",
+    "ssim",
+    "union_masks",
 ]

@@ -11,6 +11,7 @@ Values are taken as absolute values (Quantus' ``abs=True`` default for both); a 
   the Shannon entropy (natural log) of the map normalised to sum 1, p = |m| / sum |m|,
   H = -sum_i p_i log p_i (0 log 0 = 0), in [0, log n]. Lower = simpler.
 """
+
 from __future__ import annotations
 
 import torch

@@ -9,6 +9,7 @@ For image n and class k (object k, mask ``masks[n, k]``):
   sum(m_k * M_k) > max_{j != k} sum(m_k * M_j).
 Flat maps are wrong on both counts.
 """
+
 from __future__ import annotations
 
 from typing import Dict
@@ -18,14 +19,18 @@ import torch
 from .pointing import distance_to_masks
 
 
-def class_discrimination(maps: torch.Tensor, masks: torch.Tensor, tolerance: float = 0.0) -> Dict[str, torch.Tensor]:
+def class_discrimination(
+    maps: torch.Tensor, masks: torch.Tensor, tolerance: float = 0.0
+) -> Dict[str, torch.Tensor]:
     """Per-map results for maps (N, K, H, W) of the K objects' classes and their masks (N, K, H, W).
 
     Returns ``{"peak": bool (N, K), "mass": bool (N, K)}``; the share of True is the reported score.
     Objects whose mask is empty (padding) are False in both.
     """
     if maps.shape != masks.shape or maps.dim() != 4:
-        raise ValueError(f"maps and masks must both be (N, K, H, W); got {tuple(maps.shape)} and {tuple(masks.shape)}.")
+        raise ValueError(
+            f"maps and masks must both be (N, K, H, W); got {tuple(maps.shape)} and {tuple(masks.shape)}."
+        )
     if masks.dtype != torch.bool:
         raise TypeError(f"masks must be bool; got {masks.dtype}.")
     k = maps.shape[1]

@@ -11,6 +11,7 @@
 - Rank correlation with occlusion maps (Selvaraju et al., Sec. 5.2): Spearman's rho between a map and
   the occlusion map of the same class, averaged over images.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,7 +42,9 @@ def gaussian_blur(x: torch.Tensor, sigma: float = 5.0, kernel_size: int = 11) ->
     return F.conv2d(y, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
 
 
-def _check(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, target) -> Tuple[torch.Tensor, torch.Tensor]:
+def _check(
+    model: nn.Module, x: torch.Tensor, maps: torch.Tensor, target
+) -> Tuple[torch.Tensor, torch.Tensor]:
     check_input(model, x)
     n = x.shape[0]
     if maps.dim() == 4 and maps.shape[1] == 1:
@@ -60,7 +63,9 @@ def _check(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, target) -> Tup
 
 
 @torch.no_grad()
-def _probabilities(model: nn.Module, images: torch.Tensor, target: torch.Tensor, batch_size: int) -> torch.Tensor:
+def _probabilities(
+    model: nn.Module, images: torch.Tensor, target: torch.Tensor, batch_size: int
+) -> torch.Tensor:
     out = []
     for i in range(0, images.shape[0], batch_size):
         logits = logits_of(model(images[i : i + batch_size]))
@@ -113,7 +118,9 @@ def perturbation_curve(
             changed = rank[i:j, None] < counts.view(1, -1, 1, 1)  # (b, S, H, W)
             imgs = torch.where(changed[:, :, None], dst[i:j, None], src[i:j, None])  # (b, S, C, H, W)
             tt = t[i:j, None].expand(-1, steps + 1).reshape(-1)
-            probs.append(_probabilities(model, imgs.reshape(-1, c, h, w), tt, batch_size).view(j - i, steps + 1))
+            probs.append(
+                _probabilities(model, imgs.reshape(-1, c, h, w), tt, batch_size).view(j - i, steps + 1)
+            )
     return torch.cat(probs)
 
 
@@ -125,13 +132,17 @@ def auc(curve: torch.Tensor) -> torch.Tensor:
     return (curve[..., 1:] + curve[..., :-1]).sum(-1) / (2 * s)
 
 
-def deletion(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, target, steps: int = 16, **kw) -> torch.Tensor:
+def deletion(
+    model: nn.Module, x: torch.Tensor, maps: torch.Tensor, target, steps: int = 16, **kw
+) -> torch.Tensor:
     """Deletion AUC per image (N,): area under the probability curve as top-ranked pixels are removed
     (lower is better). Keywords as :func:`perturbation_curve`."""
     return auc(perturbation_curve(model, x, maps, target, "deletion", steps, **kw))
 
 
-def insertion(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, target, steps: int = 16, **kw) -> torch.Tensor:
+def insertion(
+    model: nn.Module, x: torch.Tensor, maps: torch.Tensor, target, steps: int = 16, **kw
+) -> torch.Tensor:
     """Insertion AUC per image (N,): area under the probability curve as top-ranked pixels are put back
     into a blurred image (higher is better). Keywords as :func:`perturbation_curve`."""
     return auc(perturbation_curve(model, x, maps, target, "insertion", steps, **kw))
@@ -170,7 +181,9 @@ def rankdata(values: torch.Tensor) -> torch.Tensor:
     new[:, 1:] = v[:, 1:] != v[:, :-1]
     group = new.long().cumsum(1) - 1 + torch.arange(b, device=v.device).view(-1, 1) * n  # unique per row
     pos = torch.arange(1, n + 1, dtype=torch.float64, device=v.device).expand(b, n)
-    total = torch.zeros(b * n, dtype=torch.float64, device=v.device).scatter_add_(0, group.flatten(), pos.flatten())
+    total = torch.zeros(b * n, dtype=torch.float64, device=v.device).scatter_add_(
+        0, group.flatten(), pos.flatten()
+    )
     size = torch.zeros(b * n, dtype=torch.float64, device=v.device).scatter_add_(
         0, group.flatten(), torch.ones(b * n, dtype=torch.float64, device=v.device)
     )
@@ -185,7 +198,9 @@ def spearman(a: torch.Tensor, b: torch.Tensor, dims: int = 2) -> torch.Tensor:
     rho = Pearson correlation of the average ranks; 0 where either is constant (never NaN).
     """
     if a.shape != b.shape:
-        raise ValueError(f"Maps to correlate must have the same shape; got {tuple(a.shape)} and {tuple(b.shape)}.")
+        raise ValueError(
+            f"Maps to correlate must have the same shape; got {tuple(a.shape)} and {tuple(b.shape)}."
+        )
     if dims < 1 or dims > a.dim():
         raise ValueError(f"dims must be in 1..{a.dim()}; got {dims}.")
     a, b = a.flatten(-dims), b.flatten(-dims)
@@ -197,18 +212,24 @@ def spearman(a: torch.Tensor, b: torch.Tensor, dims: int = 2) -> torch.Tensor:
     return torch.where(den > 0, num / den.clamp_min(1e-300), torch.zeros_like(num)).float()
 
 
-def rank_correlation(maps: torch.Tensor, reference: torch.Tensor, size: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+def rank_correlation(
+    maps: torch.Tensor, reference: torch.Tensor, size: Optional[Tuple[int, int]] = None
+) -> torch.Tensor:
     """Spearman correlation of each map (..., H, W) with a reference map (e.g. occlusion), per map.
 
     With ``size``, both are first average-pooled to that grid (the occlusion map's own resolution), so
     that interpolation does not add ties or fake precision.
     """
     if maps.shape != reference.shape:
-        raise ValueError(f"maps and reference must have the same shape; got {tuple(maps.shape)} and {tuple(reference.shape)}.")
+        raise ValueError(
+            f"maps and reference must have the same shape; got {tuple(maps.shape)} and {tuple(reference.shape)}."
+        )
     if size is not None:
         lead = maps.shape[:-2]
-        maps = F.adaptive_avg_pool2d(maps.reshape(-1, 1, *maps.shape[-2:]).float(), size).reshape(*lead, *size)
-        reference = F.adaptive_avg_pool2d(reference.reshape(-1, 1, *reference.shape[-2:]).float(), size).reshape(
+        maps = F.adaptive_avg_pool2d(maps.reshape(-1, 1, *maps.shape[-2:]).float(), size).reshape(
             *lead, *size
         )
+        reference = F.adaptive_avg_pool2d(
+            reference.reshape(-1, 1, *reference.shape[-2:]).float(), size
+        ).reshape(*lead, *size)
     return spearman(maps, reference)

@@ -23,6 +23,7 @@ broadcast over channels (Quantus' convention when a map has one channel).
   N(0, noise^2)); report for every p whether the model still predicts the target (``output="accuracy"``,
   as ROAD and Quantus) or its probability. MoRF: lower is better; LeRF: higher is better.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,7 +40,9 @@ from .faithfulness import _check
 Baseline = Union[float, torch.Tensor]
 
 
-def _scores(model: nn.Module, images: torch.Tensor, target: torch.Tensor, batch_size: int, softmax: bool) -> torch.Tensor:
+def _scores(
+    model: nn.Module, images: torch.Tensor, target: torch.Tensor, batch_size: int, softmax: bool
+) -> torch.Tensor:
     out = []
     with torch.no_grad():
         for i in range(0, images.shape[0], batch_size):
@@ -54,7 +57,9 @@ def _baseline(x: torch.Tensor, baseline: Baseline) -> torch.Tensor:
     try:
         return b.expand_as(x) if b.dim() <= x.dim() else b.reshape(x.shape)
     except RuntimeError:
-        raise ValueError(f"baseline must be a number or broadcast to x {tuple(x.shape)}; got {tuple(b.shape)}.") from None
+        raise ValueError(
+            f"baseline must be a number or broadcast to x {tuple(x.shape)}; got {tuple(b.shape)}."
+        ) from None
 
 
 def _features(x: torch.Tensor, maps: torch.Tensor, per_channel: bool) -> torch.Tensor:
@@ -117,7 +122,9 @@ def faithfulness_correlation(
         per = max(1, batch_size // r)
         for i in range(0, n, per):
             j = min(n, i + per)
-            changed = torch.zeros(j - i, r, nf, dtype=torch.bool, device=x.device).scatter_(2, subsets[i:j], True)
+            changed = torch.zeros(j - i, r, nf, dtype=torch.bool, device=x.device).scatter_(
+                2, subsets[i:j], True
+            )
             imgs = _apply(x[i:j], base[i:j], changed, per_channel).flatten(0, 1)
             yp = _scores(model, imgs, t[i:j].repeat_interleave(r), batch_size, softmax).view(j - i, r)
             deltas.append(y[i:j, None] - yp)
@@ -157,7 +164,9 @@ def monotonicity(
             j = min(n, i + per)
             restored = rank[i:j, None] < counts.view(1, -1, 1)  # (b, S, F): features put back
             imgs = _apply(x[i:j], base[i:j], ~restored, per_channel).flatten(0, 1)
-            preds.append(_scores(model, imgs, t[i:j].repeat_interleave(n_steps), batch_size, softmax).view(j - i, -1))
+            preds.append(
+                _scores(model, imgs, t[i:j].repeat_interleave(n_steps), batch_size, softmax).view(j - i, -1)
+            )
     p = torch.cat(preds)
     return (p.diff(dim=1) >= 0).all(1).float()
 
@@ -190,14 +199,22 @@ def irof(
     fewer segments than the largest label are padded with q = 0 steps, as Quantus."""
     maps, t = _check(model, x, maps, targets)
     n, c, h, w = x.shape
-    seg = grid_segments((h, w), grid, x.device) if segments is None else torch.as_tensor(segments, device=x.device).long()
+    seg = (
+        grid_segments((h, w), grid, x.device)
+        if segments is None
+        else torch.as_tensor(segments, device=x.device).long()
+    )
     seg = seg.expand(n, h, w)
     if seg.min() < 0:
         raise ValueError("segments must be labels >= 0.")
     s = int(seg.max()) + 1
     flat = seg.reshape(n, -1)
-    cnt = torch.zeros(n, s, dtype=torch.float64, device=x.device).scatter_add_(1, flat, torch.ones_like(flat, dtype=torch.float64))
-    tot = torch.zeros(n, s, dtype=torch.float64, device=x.device).scatter_add_(1, flat, maps.reshape(n, -1).double())
+    cnt = torch.zeros(n, s, dtype=torch.float64, device=x.device).scatter_add_(
+        1, flat, torch.ones_like(flat, dtype=torch.float64)
+    )
+    tot = torch.zeros(n, s, dtype=torch.float64, device=x.device).scatter_add_(
+        1, flat, maps.reshape(n, -1).double()
+    )
     present = cnt > 0
     mean = torch.where(present, tot / cnt.clamp_min(1), torch.full_like(tot, -float("inf")))
     order = torch.sort(mean, dim=1, descending=True, stable=True).indices
@@ -309,7 +326,9 @@ def noisy_linear_imputation(
     float64), to a relative residual ``tol``. A removed region with no kept pixel around it is set to 0."""
     b, c, h, w = x.shape
     if keep.shape != (b, h, w) or keep.dtype != torch.bool:
-        raise ValueError(f"keep must be a bool (B, H, W) = {(b, h, w)} mask; got {keep.dtype} {tuple(keep.shape)}.")
+        raise ValueError(
+            f"keep must be a bool (B, H, W) = {(b, h, w)} mask; got {keep.dtype} {tuple(keep.shape)}."
+        )
     u = (~keep).double()[:, None].expand(b, c, h, w).reshape(b * c, h, w)  # unknowns
     xv = x.double().reshape(b * c, h, w)
     known = xv * (1 - u)
@@ -392,7 +411,9 @@ def road(
     (``output="accuracy"``, ROAD's and Quantus' measure) or the target's probability
     (``output="probability"``). Average over images for the curve, over p as well for one number."""
     if order not in ("morf", "lerf"):
-        raise ValueError(f"order must be 'morf' (most relevant first) or 'lerf' (least relevant first); got {order!r}.")
+        raise ValueError(
+            f"order must be 'morf' (most relevant first) or 'lerf' (least relevant first); got {order!r}."
+        )
     if output not in ("accuracy", "probability"):
         raise ValueError(f"output must be 'accuracy' or 'probability'; got {output!r}.")
     maps, t = _check(model, x, maps, targets)
@@ -416,7 +437,13 @@ def road(
             imgs = noisy_linear_imputation(xi, keep.view(-1, h, w), noise, g)
             tt = t[i:j].repeat_interleave(p_n)
             with torch.no_grad():
-                logits = torch.cat([logits_of(model(imgs[s : s + batch_size])) for s in range(0, imgs.shape[0], batch_size)])
-            v = (logits.argmax(1) == tt).float() if output == "accuracy" else logits.softmax(1).gather(1, tt[:, None])[:, 0]
+                logits = torch.cat(
+                    [logits_of(model(imgs[s : s + batch_size])) for s in range(0, imgs.shape[0], batch_size)]
+                )
+            v = (
+                (logits.argmax(1) == tt).float()
+                if output == "accuracy"
+                else logits.softmax(1).gather(1, tt[:, None])[:, 0]
+            )
             out.append(v.view(j - i, p_n))
     return torch.cat(out)

@@ -8,6 +8,7 @@ Boxes are ``(x0, y0, x1, y1)`` in pixel-edge coordinates with ``x1``/``y1`` excl
 ``torchvision.ops`` and COCO's corners: the box covers pixels ``x0 <= x < x1``, ``y0 <= y < y1`` and its
 area is ``(x1 - x0) * (y1 - y0)``. The one convention of the whole package; an empty box is ``(0, 0, 0, 0)``.
 """
+
 from __future__ import annotations
 
 from typing import Sequence, Union
@@ -19,7 +20,9 @@ from ..regions import PAPER_BOX_THRESHOLD, connected_components, map_boxes
 __all__ = ["box_from_map", "connected_components", "iou", "localization_correct", "localization_error"]
 
 
-def box_from_map(maps: torch.Tensor, threshold: float = PAPER_BOX_THRESHOLD, rule: str = "largest") -> torch.Tensor:
+def box_from_map(
+    maps: torch.Tensor, threshold: float = PAPER_BOX_THRESHOLD, rule: str = "largest"
+) -> torch.Tensor:
     """Bounding box of the largest segment of each map above ``threshold * max`` (the evaluation protocol).
 
     maps (..., H, W) -> boxes (..., 4) int64 ``(x0, y0, x1, y1)``, exclusive ends. Foreground: m >= threshold * max(m)

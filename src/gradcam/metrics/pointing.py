@@ -5,6 +5,7 @@ A hit is counted when the map's maximum lies within the ground-truth region of t
 tolerance of 15 pixels (at ImageNet resolution): hit = min over ground-truth pixels p of
 |peak - p| <= tolerance. Accuracy = hits / (hits + misses). A flat map has no maximum: it is a miss.
 """
+
 from __future__ import annotations
 
 from typing import Sequence, Tuple, Union
@@ -109,7 +110,9 @@ def pointing_game_torchray(
     per-class accuracies (C,) with NaN for classes never asked)."""
     classes = torch.as_tensor(classes, device=maps.device).long().reshape(-1)
     if maps.dim() != 3 or classes.numel() != maps.shape[0]:
-        raise ValueError(f"maps must be (M, H, W) with one class per map; got {tuple(maps.shape)} and {classes.numel()} classes.")
+        raise ValueError(
+            f"maps must be (M, H, W) with one class per map; got {tuple(maps.shape)} and {classes.numel()} classes."
+        )
     hits = pointing_hits(maps, masks, tolerance).double()
     c = int(classes.max().item()) + 1
     n = torch.zeros(c, dtype=torch.float64).index_add_(0, classes, torch.ones_like(hits))

@@ -7,6 +7,7 @@ more class-sensitive). SSIM is Wang et al. 2004 as scikit-image's ``structural_s
 uniform 7-wide window, K1 = 0.01, K2 = 0.03, sample covariances (N_p / (N_p - 1)), mean over the windows
 fully inside the map, data range max - min over both maps.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -26,9 +27,13 @@ def ssim(a: torch.Tensor, b: torch.Tensor, dims: int = 2, win_size: int = 7) -> 
     mean over windows of (2 mu_a mu_b + C1)(2 s_ab + C2) / ((mu_a^2 + mu_b^2 + C1)(s_a^2 + s_b^2 + C2)),
     C1 = (0.01 R)^2, C2 = (0.03 R)^2, R = max - min over a and b together (per pair)."""
     if a.shape != b.shape or dims not in (1, 2):
-        raise ValueError(f"ssim needs two equal shapes and dims 1 or 2; got {tuple(a.shape)}, {tuple(b.shape)}, {dims}.")
+        raise ValueError(
+            f"ssim needs two equal shapes and dims 1 or 2; got {tuple(a.shape)}, {tuple(b.shape)}, {dims}."
+        )
     if min(a.shape[-dims:]) < win_size:
-        raise ValueError(f"ssim needs at least {win_size} values along each of the last {dims} dimensions; got {tuple(a.shape)}.")
+        raise ValueError(
+            f"ssim needs at least {win_size} values along each of the last {dims} dimensions; got {tuple(a.shape)}."
+        )
     lead = a.shape[:-dims]
     a = a.detach().double().reshape(-1, 1, *a.shape[-dims:])
     b = b.detach().double().reshape(-1, 1, *b.shape[-dims:])

@@ -13,6 +13,7 @@ same shape (or broadcastable) -> one value per map (...). A map with no mass giv
 
 TorchRay's pointing game (``pointing_game_torchray``) lives in :mod:`gradcam.metrics.pointing`.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Tuple
@@ -27,7 +28,9 @@ def _check(maps: torch.Tensor, masks: torch.Tensor) -> Tuple[torch.Tensor, torch
         raise ValueError(f"maps must have shape (..., H, W); got {tuple(maps.shape)}.")
     masks = torch.as_tensor(masks, device=maps.device)
     if masks.dtype != torch.bool:
-        raise TypeError(f"masks must be bool (True inside the ground truth); got {masks.dtype}. Use masks > 0.")
+        raise TypeError(
+            f"masks must be bool (True inside the ground truth); got {masks.dtype}. Use masks > 0."
+        )
     try:
         masks = masks.expand_as(maps)
     except RuntimeError:
@@ -38,7 +41,9 @@ def _check(maps: torch.Tensor, masks: torch.Tensor) -> Tuple[torch.Tensor, torch
 
 
 def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
-    return torch.where(den != 0, num / torch.where(den != 0, den, torch.ones_like(den)), torch.zeros_like(num)).float()
+    return torch.where(
+        den != 0, num / torch.where(den != 0, den, torch.ones_like(den)), torch.zeros_like(num)
+    ).float()
 
 
 def relevance_mass_accuracy(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -72,12 +77,18 @@ def focus(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     return energy_pointing(maps, masks)
 
 
-def union_masks(masks: torch.Tensor, classes: torch.Tensor, num_classes: Optional[int] = None) -> torch.Tensor:
+def union_masks(
+    masks: torch.Tensor, classes: torch.Tensor, num_classes: Optional[int] = None
+) -> torch.Tensor:
     """Per image and class, the union of the object masks of that class: masks (N, J, H, W) bool with
     classes (N, J) (-1 = padding) -> (N, num_classes, H, W)."""
     classes = torch.as_tensor(classes, device=masks.device).long()
     if masks.shape[:2] != classes.shape:
-        raise ValueError(f"masks (N, J, H, W) need classes (N, J); got {tuple(masks.shape)} and {tuple(classes.shape)}.")
+        raise ValueError(
+            f"masks (N, J, H, W) need classes (N, J); got {tuple(masks.shape)} and {tuple(classes.shape)}."
+        )
     c = int(num_classes if num_classes is not None else classes.max().item() + 1)
-    onehot = (classes[..., None] == torch.arange(c, device=masks.device)) & (classes[..., None] >= 0)  # (N, J, C)
+    onehot = (classes[..., None] == torch.arange(c, device=masks.device)) & (
+        classes[..., None] >= 0
+    )  # (N, J, C)
     return torch.einsum("njc,njhw->nchw", onehot.float(), masks.float()) > 0

@@ -7,6 +7,7 @@ target; ``max_sensitivity`` reports the maximum over samples, ``avg_sensitivity`
 robust). All perturbed images are explained in batches of ``batch_size`` by ``explain``; a zero map
 gives 0 where the perturbed maps are zero too, inf otherwise.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Tuple
@@ -48,7 +49,10 @@ def sensitivities(
     noise = ((torch.rand((n_samples, *x.shape), generator=g, dtype=x.dtype) * 2 - 1) * radius).to(x.device)
     xs = (x[None] + noise).flatten(0, 1)  # sample-major: (S N, C, H, W)
     ts = t.repeat(n_samples)
-    out = [_as_maps(explain(xs[i : i + batch_size], ts[i : i + batch_size])).detach() for i in range(0, xs.shape[0], batch_size)]
+    out = [
+        _as_maps(explain(xs[i : i + batch_size], ts[i : i + batch_size])).detach()
+        for i in range(0, xs.shape[0], batch_size)
+    ]
     pert = torch.cat(out).view(n_samples, n, -1).double()
     a = maps.reshape(1, n, -1).double()
     num = (a - pert).norm(dim=-1)
@@ -57,12 +61,16 @@ def sensitivities(
     return ratio.T.float()
 
 
-def max_sensitivity(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, targets, explain: Explain, **kw) -> torch.Tensor:
+def max_sensitivity(
+    model: nn.Module, x: torch.Tensor, maps: torch.Tensor, targets, explain: Explain, **kw
+) -> torch.Tensor:
     """Max-sensitivity per image (N,): max over samples of :func:`sensitivities` (Yeh et al. 2019)."""
     return sensitivities(model, x, maps, targets, explain, **kw).amax(1)
 
 
-def avg_sensitivity(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, targets, explain: Explain, **kw) -> torch.Tensor:
+def avg_sensitivity(
+    model: nn.Module, x: torch.Tensor, maps: torch.Tensor, targets, explain: Explain, **kw
+) -> torch.Tensor:
     """Average sensitivity per image (N,): mean over samples of :func:`sensitivities` (Yeh et al. 2019)."""
     return sensitivities(model, x, maps, targets, explain, **kw).mean(1)
 

@@ -6,6 +6,7 @@ correlation. A method that depends on what the model learned must lose its corre
 randomised; a method that behaves like an edge detector keeps it. The user's model is never touched:
 the randomisation happens on a deep copy.
 """
+
 from __future__ import annotations
 
 import copy
@@ -41,7 +42,9 @@ def _randomise(module: nn.Module, gen_seed: int) -> None:
 
 def parametrised_layers(model: nn.Module) -> List[str]:
     """Names of the modules that own parameters, in the order they are registered (input to output)."""
-    return [name for name, m in model.named_modules() if name and any(True for _ in m.parameters(recurse=False))]
+    return [
+        name for name, m in model.named_modules() if name and any(True for _ in m.parameters(recurse=False))
+    ]
 
 
 def cascading_randomization(

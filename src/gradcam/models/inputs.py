@@ -17,7 +17,7 @@ and ``std`` (``--size``, ``--crop``, ``--mean``, ``--std``) override what the mo
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 import torch
@@ -39,7 +39,7 @@ def preprocess_fixed(
     image = to_rgb(image)
     h, w = size
     if image.size != (w, h):
-        image = image.resize((w, h), Image.BICUBIC)
+        image = image.resize((w, h), Image.Resampling.BICUBIC)
     x = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255.0)
     return (x - torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)) / torch.tensor(
         std, dtype=torch.float32
@@ -56,7 +56,7 @@ def parse_size(value: SizeLike) -> Optional[Tuple[int, int]]:
         elif isinstance(value, (int, np.integer)) and not isinstance(value, bool):
             parts = [int(value)]
         else:
-            parts = [int(v) for v in value]
+            parts = [int(v) for v in cast(Sequence[int], value)]
     except (TypeError, ValueError):
         parts = []
     if len(parts) == 1:
@@ -106,7 +106,7 @@ def configure_input(
     hw = parse_size(size)
     m, s = parse_triple(mean, "mean"), parse_triple(std, "std")
     if crop == "resize" and loaded.fixed_size is None:
-        loaded.fixed_size = hw or (loaded.size, loaded.size)
+        loaded.fixed_size = hw or ((loaded.size, loaded.size) if loaded.size else None)
     elif crop == "none":
         loaded.fixed_size = None
     if hw is not None:

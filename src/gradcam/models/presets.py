@@ -86,7 +86,8 @@ def prepare_model(
         )
     from . import load_model  # looked up at call time (tests replace it)
 
-    name = model if model is not None else preset.model
+    assert model is not None or preset is not None  # the default preset is taken above
+    name = model if model is not None else preset.model  # type: ignore[union-attr]
     loaded = load_model(name, weights=weights, device=device)
     threshold = loaded.box_threshold
     if preset is not None:

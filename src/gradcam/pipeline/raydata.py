@@ -255,7 +255,13 @@ def _stream(ray: Any, cfg: RayConfig, jobs: Sequence[Job], todo: List[Item], wan
         for i in range(0, len(todo), bs)
     ]
     spec = ActorSpec(
-        _actor_model(cfg.model, loaded), cfg.weights, pool.device, loaded.size, loaded.max_side, pool.threads, cfg.names
+        _actor_model(cfg.model, loaded),
+        cfg.weights,
+        pool.device,
+        loaded.size,
+        loaded.max_side,
+        pool.threads,
+        cfg.names,
     )
     templates = [dataclasses.replace(j, loaded=None, method=None) for j in jobs]
     ds = ray.data.from_items(rows, override_num_blocks=len(rows))

@@ -58,10 +58,17 @@ def _load_model(options: Options) -> Any:
     from ..models import prepare_model
 
     model = None if options.quality is not None and options.model == "efficientnet-lite0" else options.model
-    loaded, loaded.box_threshold = prepare_model(
-        model, weights=options.weights, device=options.device, quality=options.quality, size=options.size,
-        crop=options.crop, mean=options.mean, std=options.std,
+    loaded, threshold = prepare_model(
+        model,
+        weights=options.weights,
+        device=options.device,
+        quality=options.quality,
+        size=options.size,
+        crop=options.crop,
+        mean=options.mean,
+        std=options.std,
     )
+    loaded.box_threshold = threshold
     loaded.max_side = options.max_side or None
     return loaded
 

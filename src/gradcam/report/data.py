@@ -6,6 +6,7 @@ not be explained, with the reason). A results index (``index.jsonl`` or ``index.
 and explained class) is read instead of the records when present and readable. ``gradcam evaluate --out``
 writes ``evaluation.json``. Everything here is tolerant: unknown keys are ignored, missing ones are left out.
 """
+
 from __future__ import annotations
 
 import json
@@ -86,22 +87,42 @@ def photo_from_record(rec: dict, folder: str, json_path: str) -> Optional[Photo]
     here = os.path.dirname(json_path)
     if isinstance(names, list) and len(names) == len(exps):
         up = os.path.dirname(here)  # a record in a hidden folder (.gradcam/) names outputs beside that folder
-        paths = [os.path.join(here, str(n)) if os.path.isfile(os.path.join(here, str(n))) or
-                 not os.path.basename(here).startswith(".") else os.path.join(up, str(n)) for n in names]
+        paths = [
+            os.path.join(here, str(n))
+            if os.path.isfile(os.path.join(here, str(n))) or not os.path.basename(here).startswith(".")
+            else os.path.join(up, str(n))
+            for n in names
+        ]
     else:
         paths = _guess_overlays(json_path, len(exps))
     method = str(rec.get("method", ""))
     frames = [
-        Frame(method, str(e.get("class", "")), _num(e.get("id"), int), _num(e.get("probability")),
-              _num(e.get("score")), _pair(e.get("peak")), _pair(e.get("box")),
-              _rel(folder, p) if os.path.isfile(p) else None)
+        Frame(
+            method,
+            str(e.get("class", "")),
+            _num(e.get("id"), int),
+            _num(e.get("probability")),
+            _num(e.get("score")),
+            _pair(e.get("peak")),
+            _pair(e.get("box")),
+            _rel(folder, p) if os.path.isfile(p) else None,
+        )
         for e, p in zip(exps, paths)
     ]
-    preds = [(str(p.get("class", "")), _num(p.get("id"), int), _num(p.get("probability")))
-             for p in rec.get("predictions") or [] if isinstance(p, dict)]
+    preds = [
+        (str(p.get("class", "")), _num(p.get("id"), int), _num(p.get("probability")))
+        for p in rec.get("predictions") or []
+        if isinstance(p, dict)
+    ]
     size = _pair(rec.get("size"))
-    return Photo(str(rec.get("file") or os.path.basename(json_path)), (size[0], size[1]) if size else None, preds, frames,
-                 str(rec.get("model", "")), str(rec.get("layer", "")))
+    return Photo(
+        str(rec.get("file") or os.path.basename(json_path)),
+        (size[0], size[1]) if size else None,
+        preds,
+        frames,
+        str(rec.get("model", "")),
+        str(rec.get("layer", "")),
+    )
 
 
 def _merge(photos: Iterable[Photo]) -> List[Photo]:
@@ -190,25 +211,44 @@ def photos_from_index(rows: List[dict], folder: str) -> Tuple[List[Photo], List[
         p = photos.get(file)
         if p is None:
             size = _pair(row.get("size")) or _pair([row.get("width"), row.get("height")])
-            p = photos[file] = Photo(file, (size[0], size[1]) if size else None, [], [], str(row.get("model") or ""),
-                                     str(row.get("layer") or ""))
+            p = photos[file] = Photo(
+                file,
+                (size[0], size[1]) if size else None,
+                [],
+                [],
+                str(row.get("model") or ""),
+                str(row.get("layer") or ""),
+            )
         if not p.predictions and isinstance(preds, list):
-            p.predictions = [(str(q.get("class", "")), _num(q.get("id"), int), _num(q.get("probability")))
-                             for q in preds if isinstance(q, dict)]
+            p.predictions = [
+                (str(q.get("class", "")), _num(q.get("id"), int), _num(q.get("probability")))
+                for q in preds
+                if isinstance(q, dict)
+            ]
         ov = _first(row, "overlay", "output", "png")
         if isinstance(ov, (list, tuple)):
             ov = ov[0] if ov else None
         ov_path = ov if ov is None or os.path.isabs(str(ov)) else os.path.join(folder, str(ov))
         if ov is not None and not os.path.isfile(ov_path) and os.path.isfile(str(ov)):
             ov_path = str(ov)  # a path relative to the working folder
-        p.frames.append(Frame(str(row.get("method") or ""), str(_first(row, "class", "class_name")),
-                              _num(_first(row, "id", "class_id"), int), _num(row.get("probability")),
-                              _num(row.get("score")), _pair(row.get("peak")), _pair(row.get("box")),
-                              _rel(folder, ov_path) if ov_path and os.path.isfile(ov_path) else None))
+        p.frames.append(
+            Frame(
+                str(row.get("method") or ""),
+                str(_first(row, "class", "class_name")),
+                _num(_first(row, "id", "class_id"), int),
+                _num(row.get("probability")),
+                _num(row.get("score")),
+                _pair(row.get("peak")),
+                _pair(row.get("box")),
+                _rel(folder, ov_path) if ov_path and os.path.isfile(ov_path) else None,
+            )
+        )
     for p in photos.values():  # without top-5 predictions, the explained classes stand in for them
         if not p.predictions:
-            p.predictions = [(f.cls, f.cid, f.probability) for f in
-                             sorted(p.frames, key=lambda f: -(f.probability or 0))[:5]]
+            p.predictions = [
+                (f.cls, f.cid, f.probability)
+                for f in sorted(p.frames, key=lambda f: -(f.probability or 0))[:5]
+            ]
     return list(photos.values()), failed
 
 

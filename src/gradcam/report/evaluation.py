@@ -6,6 +6,7 @@ measure with the ``random`` baseline's value marked, and the deletion/insertion 
 the rows carry them. Nested results without rows (vision and language) become key/value tables, and
 groups of ``{"gradcam": ..., "random": ...}`` become bars. All text is escaped.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,9 +16,11 @@ from typing import Dict, Iterator, List, Tuple
 from .svg import bar_chart, line_chart
 
 SKIP_MEASURES = ("seconds", "avg_increase")
-CURVES = (("deletion_curve", "deletion curve (lower is better)"),
-          ("insertion_curve", "insertion curve (higher is better)"),
-          ("sanity_curve", "sanity check: rank correlation ρ (lower is better)"))
+CURVES = (
+    ("deletion_curve", "deletion curve (lower is better)"),
+    ("insertion_curve", "insertion curve (higher is better)"),
+    ("sanity_curve", "sanity check: rank correlation ρ (lower is better)"),
+)
 
 
 def _headers(title: str) -> Dict[str, str]:
@@ -52,23 +55,34 @@ def _tables(results: dict, path: str = "") -> Iterator[Tuple[str, List[dict]]]:
 
 def rows_html(title: str, rows: List[dict], headers: Dict[str, str]) -> str:
     """A table, bars per measure (random marked) and curves for one ``rows`` list."""
-    measures = [k for k in dict.fromkeys(k for r in rows for k in r)
-                if k not in SKIP_MEASURES and any(_num(r.get(k)) for r in rows)]
+    measures = [
+        k
+        for k in dict.fromkeys(k for r in rows for k in r)
+        if k not in SKIP_MEASURES and any(_num(r.get(k)) for r in rows)
+    ]
     head = "".join(f"<th>{escape(headers.get(k, k))}</th>" for k in measures)
     body = []
     for r in rows:
         note = f' <span class="note">{escape(str(r["note"]))}</span>' if r.get("note") else ""
         cells = "".join(f"<td>{escape(_fmt(r.get(k)))}</td>" for k in measures)
         body.append(f"<tr><th>{escape(str(r.get('method', '')))}{note}</th>{cells}</tr>")
-    out = [f'<section class="eval-block"><h3>{escape(title)}</h3>',
-           f'<table class="results"><thead><tr><th>method</th>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>',
-           '<div class="charts">']
+    out = [
+        f'<section class="eval-block"><h3>{escape(title)}</h3>',
+        f'<table class="results"><thead><tr><th>method</th>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>',
+        '<div class="charts">',
+    ]
     for key, label in CURVES:
         series = {str(r.get("method", "")): r[key] for r in rows if isinstance(r.get(key), list)}
         if series:
-            out.append(line_chart(series, label,
-                                  "layers randomised, top to bottom" if key == "sanity_curve" else
-                                  "fraction of pixels changed"))
+            out.append(
+                line_chart(
+                    series,
+                    label,
+                    "layers randomised, top to bottom"
+                    if key == "sanity_curve"
+                    else "fraction of pixels changed",
+                )
+            )
     for k in measures:
         bars = [(str(r.get("method", "")), r[k]) for r in rows if _num(r.get(k))]
         base = next((r[k] for r in rows if r.get("method") == "random" and _num(r.get(k))), None)
@@ -100,12 +114,18 @@ def nested_html(title: str, results: dict) -> str:
     """Key/value table and bars (each category's methods next to its random baseline) of nested results."""
     out = [f'<section class="eval-block"><h3>{escape(title)}</h3><div class="charts">']
     for gpath, subs in _groups(results):
-        bars = [(f"{cat} · {m}", v) for cat, d in subs.items() for m, v in d.items()
-                if _num(v) and m not in ("n",)]
+        bars = [
+            (f"{cat} · {m}", v)
+            for cat, d in subs.items()
+            for m, v in d.items()
+            if _num(v) and m not in ("n",)
+        ]
         out.append(bar_chart(bars, f"{title}: {gpath}", baseline=None))
     out.append("</div>")
     rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(_fmt(v))}</td></tr>" for k, v in _leaves(results))
-    out.append(f'<details><summary>all numbers</summary><table class="kv"><tbody>{rows}</tbody></table></details>')
+    out.append(
+        f'<details><summary>all numbers</summary><table class="kv"><tbody>{rows}</tbody></table></details>'
+    )
     out.append("</section>")
     return "\n".join(out)
 
@@ -115,15 +135,21 @@ def evaluation_html(ev: dict) -> str:
     results = ev.get("results", {})
     parts = ['<section id="evaluation"><h2>Evaluation</h2>']
     if ev.get("command"):
-        parts.append(f'<p class="meta">made by <code>{escape(str(ev["command"]))}</code>; wall time '
-                     f'{escape(_fmt(ev.get("wall_seconds")))} s, torch {escape(str(ev.get("torch", "")))}</p>')
+        parts.append(
+            f'<p class="meta">made by <code>{escape(str(ev["command"]))}</code>; wall time '
+            f"{escape(_fmt(ev.get('wall_seconds')))} s, torch {escape(str(ev.get('torch', '')))}</p>"
+        )
     with_rows = set()
     for title, rows in _tables(results):
         parts.append(rows_html(title, rows, _headers(title)))
         with_rows.add(title.split(" / ")[0])
     for key, val in results.items():
         if key not in with_rows and isinstance(val, dict):
-            parts.append(nested_html(str(key), val.get("results", val) if isinstance(val.get("results"), dict) else val))
+            parts.append(
+                nested_html(
+                    str(key), val.get("results", val) if isinstance(val.get("results"), dict) else val
+                )
+            )
     notes = ev.get("notes") or []
     if notes:
         parts.append("<h3>Notes</h3><ul>" + "".join(f"<li>{escape(str(n))}</li>" for n in notes) + "</ul>")

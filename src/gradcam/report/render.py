@@ -8,6 +8,7 @@ gallery from that JSON with ``textContent`` and ``setAttribute`` only, one page 
 Content-Security-Policy allows only that script (by its SHA-256), so even injected markup could not run.
 Thumbnails (JPEG, at most 320 px) are written to ``DIR/report-thumbs/`` and loaded lazily.
 """
+
 from __future__ import annotations
 
 import base64
@@ -87,15 +88,31 @@ def gallery_data(folder: str, photos: List[Photo], thumbnails: bool = True, work
     rows = []
     for p in sorted(photos, key=lambda p: p.file):
         src = sources.get(p.file)
-        rows.append({
-            "n": p.file, "w": p.size[0] if p.size else None, "h": p.size[1] if p.size else None,
-            "model": p.model, "p": [list(q) for q in p.predictions],
-            "t": href(t) if src and (t := thumbs.get(src)) else None, "src": href(src) if src else None,
-            "f": [{"m": f.method, "c": f.cls, "i": f.cid, "pr": f.probability, "s": f.score, "pk": f.peak,
-                   "bx": f.box, "o": href(f.overlay) if f.overlay else None,
-                   "t": href(thumbs.get(f.overlay) or f.overlay) if f.overlay else None}
-                  for f in p.frames],
-        })
+        rows.append(
+            {
+                "n": p.file,
+                "w": p.size[0] if p.size else None,
+                "h": p.size[1] if p.size else None,
+                "model": p.model,
+                "p": [list(q) for q in p.predictions],
+                "t": href(t) if src and (t := thumbs.get(src)) else None,
+                "src": href(src) if src else None,
+                "f": [
+                    {
+                        "m": f.method,
+                        "c": f.cls,
+                        "i": f.cid,
+                        "pr": f.probability,
+                        "s": f.score,
+                        "pk": f.peak,
+                        "bx": f.box,
+                        "o": href(f.overlay) if f.overlay else None,
+                        "t": href(thumbs.get(f.overlay) or f.overlay) if f.overlay else None,
+                    }
+                    for f in p.frames
+                ],
+            }
+        )
     return rows
 
 
@@ -103,10 +120,14 @@ def failures_html(failed: Sequence[Tuple[str, str]]) -> str:
     """The list of files that failed, with their reasons (escaped)."""
     if not failed:
         return ""
-    items = "".join(f'<li><code class="path">{escape(f)}</code>: <span class="reason">{escape(r)}</span></li>'
-                    for f, r in failed)
-    return (f'<section id="failures"><h2>Failed files ({len(failed)})</h2>'
-            f'<ul id="failure-list">{items}</ul></section>')
+    items = "".join(
+        f'<li><code class="path">{escape(f)}</code>: <span class="reason">{escape(r)}</span></li>'
+        for f, r in failed
+    )
+    return (
+        f'<section id="failures"><h2>Failed files ({len(failed)})</h2>'
+        f'<ul id="failure-list">{items}</ul></section>'
+    )
 
 
 def _fill(template: str, values: Dict[str, str]) -> str:
@@ -114,8 +135,13 @@ def _fill(template: str, values: Dict[str, str]) -> str:
     return re.sub(r"@@([A-Z_]+)@@", lambda m: values.get(m.group(1), m.group(0)), template)
 
 
-def render_html(title: str, photos_json: List[dict], failed: Sequence[Tuple[str, str]], evaluation: Optional[dict],
-                page_size: int = PAGE_SIZE) -> str:
+def render_html(
+    title: str,
+    photos_json: List[dict],
+    failed: Sequence[Tuple[str, str]],
+    evaluation: Optional[dict],
+    page_size: int = PAGE_SIZE,
+) -> str:
     """The whole page as a string."""
     with open(_TEMPLATE, encoding="utf-8") as f:
         template = f.read()
@@ -124,29 +150,46 @@ def render_html(title: str, photos_json: List[dict], failed: Sequence[Tuple[str,
     script = found.group(1)
     digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
     n_frames = sum(len(p["f"]) for p in photos_json)
-    meta = "evaluation" if evaluation and not photos_json and not failed else (f"{len(photos_json)} photo{'s' if len(photos_json) != 1 else ''}, {n_frames} explanation"
-            f"{'s' if n_frames != 1 else ''}, {len(failed)} failed")
+    meta = (
+        "evaluation"
+        if evaluation and not photos_json and not failed
+        else (
+            f"{len(photos_json)} photo{'s' if len(photos_json) != 1 else ''}, {n_frames} explanation"
+            f"{'s' if n_frames != 1 else ''}, {len(failed)} failed"
+        )
+    )
     meta += f"; made {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC"
     data = {"page_size": page_size, "photos": photos_json}
-    return _fill(template, {
-        "SCRIPT_HASH": digest, "TITLE": escape(title), "META": escape(meta), "FAILURES": failures_html(failed),
-        "PHOTOS_HIDDEN": "" if photos_json else "hidden",
-        "EVALUATION": evaluation_html(evaluation) if evaluation else "", "DATA": json_for_script(data),
-    })
+    return _fill(
+        template,
+        {
+            "SCRIPT_HASH": digest,
+            "TITLE": escape(title),
+            "META": escape(meta),
+            "FAILURES": failures_html(failed),
+            "PHOTOS_HIDDEN": "" if photos_json else "hidden",
+            "EVALUATION": evaluation_html(evaluation) if evaluation else "",
+            "DATA": json_for_script(data),
+        },
+    )
 
 
-def write_report(folder: str, title: Optional[str] = None, thumbnails: bool = True,
-                 page_size: int = PAGE_SIZE) -> str:
+def write_report(
+    folder: str, title: Optional[str] = None, thumbnails: bool = True, page_size: int = PAGE_SIZE
+) -> str:
     """Write ``folder/index.html`` for a results folder (``gradcam explain --json`` and/or ``gradcam evaluate``
     output) and return its path. Overlay thumbnails go to ``folder/report-thumbs/``."""
     if not os.path.isdir(folder):
-        raise FileNotFoundError(f"No such folder: {folder}. Give the --out folder of 'gradcam explain' or "
-                                "'gradcam evaluate'.")
+        raise FileNotFoundError(
+            f"No such folder: {folder}. Give the --out folder of 'gradcam explain' or 'gradcam evaluate'."
+        )
     photos, failed, evaluation = read_folder(folder)
     if not photos and not failed and evaluation is None:
-        raise ValueError(f"Nothing to report in {folder}: no JSON records of 'gradcam explain --json', no "
-                         "failures.json and no evaluation.json. Run 'gradcam explain PHOTOS --out "
-                         f"{folder} --json' or 'gradcam evaluate --out {folder}' first.")
+        raise ValueError(
+            f"Nothing to report in {folder}: no JSON records of 'gradcam explain --json', no "
+            "failures.json and no evaluation.json. Run 'gradcam explain PHOTOS --out "
+            f"{folder} --json' or 'gradcam evaluate --out {folder}' first."
+        )
     rows = gallery_data(folder, photos, thumbnails=thumbnails)
     name = title or f"gradcam report: {os.path.basename(os.path.abspath(folder))}"
     page = render_html(name, rows, failed, evaluation, page_size)

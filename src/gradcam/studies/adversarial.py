@@ -18,6 +18,7 @@ original object's tile. The paper's finding: the original class's map still loca
 On single photos (no boxes) ``map_correlation`` is the Pearson correlation between the original class's map
 on the clean and on the attacked photo.
 """
+
 from __future__ import annotations
 
 import random
@@ -67,10 +68,15 @@ class AdversarialResult:
 
     def summary(self) -> Dict:
         """The JSON summary: the four summary keys (PGD), then every attack's numbers."""
-        out = {k: getattr(self, k) for k in (
-            "attack_success_rate", "pointing_clean", "pointing_adversarial_original_class",
-            "pointing_adversarial_target_class",
-        )}
+        out = {
+            k: getattr(self, k)
+            for k in (
+                "attack_success_rate",
+                "pointing_clean",
+                "pointing_adversarial_original_class",
+                "pointing_adversarial_target_class",
+            )
+        }
         out.update(attacks=self.attacks, config=self.config)
         return out
 
@@ -100,9 +106,12 @@ def fgsm(model: nn.Module, x: torch.Tensor, target: torch.Tensor, eps: float) ->
     return _attack(lambda m: (x - eps * _input_grad(m, x, target).sign()).clamp(0, 1), model)
 
 
-def pgd(model: nn.Module, x: torch.Tensor, target: torch.Tensor, eps: float, steps: int, step: float) -> torch.Tensor:
+def pgd(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, eps: float, steps: int, step: float
+) -> torch.Tensor:
     """Targeted PGD: ``steps`` signed-gradient steps of size ``step`` towards t, each projected onto the
     L-inf ball of radius ``eps`` around x and onto [0, 1]."""
+
     def run(m: nn.Module) -> torch.Tensor:
         adv = x.clone()
         for _ in range(steps):
@@ -141,8 +150,9 @@ def _batched(fn: Callable[..., torch.Tensor], size: int, *tensors: torch.Tensor)
     return torch.cat([fn(*(t[i : i + size] for t in tensors)) for i in range(0, n, size)])
 
 
-def run(cfg: AdversarialConfig = AdversarialConfig(), log: Callable[[str], None] = print,
-        loaded=None) -> AdversarialResult:
+def run(
+    cfg: AdversarialConfig = AdversarialConfig(), log: Callable[[str], None] = print, loaded=None
+) -> AdversarialResult:
     """Attack correctly classified photos and mosaics with FGSM and PGD and explain before and after."""
     from ..models import load_model
 
@@ -156,7 +166,9 @@ def run(cfg: AdversarialConfig = AdversarialConfig(), log: Callable[[str], None]
     ok = ok[: cfg.n_photos]
     xp = torch.stack([p.image for p in ok])
     yp = torch.tensor([p.label for p in ok])
-    mos = _mosaics.make_mosaics(ok if len({p.label for p in ok}) >= 4 else photos, cfg.n_mosaics, seed=cfg.seed)
+    mos = _mosaics.make_mosaics(
+        ok if len({p.label for p in ok}) >= 4 else photos, cfg.n_mosaics, seed=cfg.seed
+    )
     xm = mos.images
     # The mosaic's original class: the tile class the model scores highest (it sees that object).
     with torch.no_grad():
@@ -174,7 +186,9 @@ def run(cfg: AdversarialConfig = AdversarialConfig(), log: Callable[[str], None]
     def attack(name: str, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if name == "fgsm":
             return _batched(lambda xb, tb: fgsm(model, xb, tb, cfg.fgsm_eps), cfg.batch, x, t)
-        return _batched(lambda xb, tb: pgd(model, xb, tb, cfg.eps, cfg.pgd_steps, cfg.pgd_step), cfg.batch, x, t)
+        return _batched(
+            lambda xb, tb: pgd(model, xb, tb, cfg.eps, cfg.pgd_steps, cfg.pgd_step), cfg.batch, x, t
+        )
 
     clean_m = explain(xm, ym)
     clean_p = explain(xp, yp)
@@ -193,22 +207,31 @@ def run(cfg: AdversarialConfig = AdversarialConfig(), log: Callable[[str], None]
             "success_mosaics": round(float(sm.float().mean()), 4),
             "attack_success_rate": round(float(torch.cat([sp, sm]).float().mean()), 4),
             "pointing_adversarial_original_class": round(
-                float(pointing_hits(orig_m, tile_mask, tolerance=0).float().mean()), 4),
+                float(pointing_hits(orig_m, tile_mask, tolerance=0).float().mean()), 4
+            ),
             "pointing_adversarial_target_class": round(
-                float(pointing_hits(targ_m, tile_mask, tolerance=0).float().mean()), 4),
+                float(pointing_hits(targ_m, tile_mask, tolerance=0).float().mean()), 4
+            ),
             "map_correlation_photos": round(float(_pearson(clean_p, orig_p).mean()), 4),
         }
         if name == "pgd":
-            figure = {"clean": xp[:3], "adversarial": ap[:3], "clean_map": clean_p[:3], "original_map": orig_p[:3],
-                      "target_map": explain(ap[:3], tp[:3])}
+            figure = {
+                "clean": xp[:3],
+                "adversarial": ap[:3],
+                "clean_map": clean_p[:3],
+                "original_map": orig_p[:3],
+                "target_map": explain(ap[:3], tp[:3]),
+            }
     labels = loaded.labels
     fig_labels = [f"{labels[int(a)]} -> {labels[int(b)]}" for a, b in zip(yp[:3], tp[:3])]
     pg = attacks["pgd"]
     return AdversarialResult(
-        attack_success_rate=pg["attack_success_rate"], pointing_clean=round(pointing_clean, 4),
+        attack_success_rate=pg["attack_success_rate"],
+        pointing_clean=round(pointing_clean, 4),
         pointing_adversarial_original_class=pg["pointing_adversarial_original_class"],
         pointing_adversarial_target_class=pg["pointing_adversarial_target_class"],
-        attacks=attacks, config=dict(asdict(cfg), n_photos_used=len(xp), n_mosaics_used=len(xm)),
-        figure=figure, figure_labels=fig_labels,
+        attacks=attacks,
+        config=dict(asdict(cfg), n_photos_used=len(xp), n_mosaics_used=len(xm)),
+        figure=figure,
+        figure_labels=fig_labels,
     )
-

@@ -24,6 +24,7 @@ works by lowering the other class): ``cue_mass`` = sum(map * 1_cue) / sum(map) a
 sum(map * 1_object) / sum(map), mean over images. Same seed, same numbers (deterministic algorithms,
 one seeded generator per run).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -96,12 +97,23 @@ class BiasResult:
 
     def summary(self) -> Dict:
         """The JSON summary: the six summary keys plus the per-arm details."""
-        out = {k: getattr(self, k) for k in (
-            "biased_test_accuracy", "debiased_test_accuracy", "attention_trained_test_accuracy",
-            "biased_cue_mass", "debiased_cue_mass", "attention_trained_cue_mass",
-        )}
-        out.update(object_mass=self.object_mass, stamped_test_accuracy=self.stamped_test_accuracy,
-                   train_seconds=self.train_seconds, config=self.config)
+        out = {
+            k: getattr(self, k)
+            for k in (
+                "biased_test_accuracy",
+                "debiased_test_accuracy",
+                "attention_trained_test_accuracy",
+                "biased_cue_mass",
+                "debiased_cue_mass",
+                "attention_trained_cue_mass",
+            )
+        }
+        out.update(
+            object_mass=self.object_mass,
+            stamped_test_accuracy=self.stamped_test_accuracy,
+            train_seconds=self.train_seconds,
+            config=self.config,
+        )
         return out
 
 
@@ -135,7 +147,9 @@ def make_data(cfg: BiasConfig, n: int, seed: int, p_stamp: Tuple[float, float]) 
         c = i % 2
         cx1, cy1 = cue_box(cfg)[2:]
         while True:  # keep the object out of the cue region, so cue and object mass never share a pixel
-            sc = scenes.make_scene(rng, size=cfg.size, objects=[(cfg.classes[c], rng.choice(scenes.COLOUR_NAMES))])
+            sc = scenes.make_scene(
+                rng, size=cfg.size, objects=[(cfg.classes[c], rng.choice(scenes.COLOUR_NAMES))]
+            )
             oy0, ox0, _, _ = sc.objects[0].box
             if oy0 >= cy1 or ox0 >= cx1:
                 break
@@ -181,7 +195,9 @@ def train_arm(
             steps = cfg.epochs * ((n + cfg.batch_size - 1) // cfg.batch_size)
             sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps)
             gen = torch.Generator().manual_seed(cfg.seed)
-            cam = GradCAM(net, layer=GRADCAM_LAYER, differentiable=True, eval_mode=False) if attention else None
+            cam = (
+                GradCAM(net, layer=GRADCAM_LAYER, differentiable=True, eval_mode=False) if attention else None
+            )
             net.train()
             for epoch in range(cfg.epochs):
                 perm = torch.randperm(n, generator=gen)
@@ -203,7 +219,9 @@ def train_arm(
                         p.grad = g
                     opt.step()
                     sched.step()
-                log(f"  [{name}] epoch {epoch + 1}/{cfg.epochs}: loss {float(loss.detach()):.3f} (CE {float(ce.detach()):.3f})")
+                log(
+                    f"  [{name}] epoch {epoch + 1}/{cfg.epochs}: loss {float(loss.detach()):.3f} (CE {float(ce.detach()):.3f})"
+                )
     finally:
         torch.use_deterministic_algorithms(deterministic)
     for p in net.parameters():
@@ -247,8 +265,10 @@ def measure(net: ShapeNet, cfg: BiasConfig, test: BiasData) -> Dict[str, torch.T
     res = GradCAM(net, layer=GRADCAM_LAYER)(test.images, target=decision_margin)
     maps = res.maps[:, 0]
     return {
-        "pred": res.output.argmax(1), "maps": maps,
-        "cue": mass_share(maps, cue_mask(cfg).float()), "object": mass_share(maps, test.objects.float()),
+        "pred": res.output.argmax(1),
+        "maps": maps,
+        "cue": mass_share(maps, cue_mask(cfg).float()),
+        "object": mass_share(maps, test.objects.float()),
     }
 
 
@@ -285,10 +305,17 @@ def run(
         fig_maps[arm] = m["maps"][fig_idx]
         fig_labels = [cfg.classes[int(test.labels[i])] for i in fig_idx]
     return BiasResult(
-        biased_test_accuracy=acc["biased"], debiased_test_accuracy=acc["debiased"],
-        attention_trained_test_accuracy=acc["attention"], biased_cue_mass=cue["biased"],
-        debiased_cue_mass=cue["debiased"], attention_trained_cue_mass=cue["attention"],
-        object_mass=obj, stamped_test_accuracy=stamped_acc, train_seconds=secs,
+        biased_test_accuracy=acc["biased"],
+        debiased_test_accuracy=acc["debiased"],
+        attention_trained_test_accuracy=acc["attention"],
+        biased_cue_mass=cue["biased"],
+        debiased_cue_mass=cue["debiased"],
+        attention_trained_cue_mass=cue["attention"],
+        object_mass=obj,
+        stamped_test_accuracy=stamped_acc,
+        train_seconds=secs,
         config=dict(asdict(cfg), stamp_box_xyxy=list(stamp_box(cfg)), cue_box_xyxy=list(cue_box(cfg))),
-        figure_images=test.images[fig_idx], figure_maps=fig_maps, figure_labels=fig_labels,
+        figure_images=test.images[fig_idx],
+        figure_maps=fig_maps,
+        figure_labels=fig_labels,
     )

@@ -8,6 +8,7 @@ removal would raise that class's score). The table gives the probabilities, the 
 value means the model looked at the same object for both, i.e. the mistake is one of naming, not of
 looking elsewhere (the paper's "seemingly unreasonable predictions have reasonable explanations").
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -42,20 +43,30 @@ class FailuresResult:
 
     def summary(self) -> Dict:
         """The JSON summary."""
-        return {"n_photos": self.n_photos, "n_correct": self.n_correct,
-                "top1_accuracy": round(self.n_correct / self.n_photos, 4), "failures": self.failures}
+        return {
+            "n_photos": self.n_photos,
+            "n_correct": self.n_correct,
+            "top1_accuracy": round(self.n_correct / self.n_photos, 4),
+            "failures": self.failures,
+        }
 
     def markdown(self) -> str:
         """The table of mistakes in Markdown."""
-        rows = ["| photo | true class | predicted | p(predicted) | p(true) | rank of true | map correlation |",
-                "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
+        rows = [
+            "| photo | true class | predicted | p(predicted) | p(true) | rank of true | map correlation |",
+            "| --- | --- | --- | ---: | ---: | ---: | ---: |",
+        ]
         for f in self.failures:
-            rows.append(f"| {f['photo']} | {f['true']} | {f['predicted']} | {f['p_predicted']:.3f} | "
-                        f"{f['p_true']:.3f} | {f['true_rank']} | {f['map_correlation']:.2f} |")
+            rows.append(
+                f"| {f['photo']} | {f['true']} | {f['predicted']} | {f['p_predicted']:.3f} | "
+                f"{f['p_true']:.3f} | {f['true_rank']} | {f['map_correlation']:.2f} |"
+            )
         return "\n".join(rows)
 
 
-def run(cfg: FailuresConfig = FailuresConfig(), log: Callable[[str], None] = print, loaded=None) -> FailuresResult:
+def run(
+    cfg: FailuresConfig = FailuresConfig(), log: Callable[[str], None] = print, loaded=None
+) -> FailuresResult:
     """Classify the 20 photos in one batch and explain every mistake (4 maps each, one batched call per kind)."""
     from ..models import load_model
 
@@ -77,16 +88,27 @@ def run(cfg: FailuresConfig = FailuresConfig(), log: Callable[[str], None] = pri
     plain = cam(to_model(xw), target=both).maps
     counter = cam(to_model(xw), target=both, counterfactual=True).maps
     out.images = xw
-    out.maps = {"predicted": plain[:, 0], "true": plain[:, 1],
-                "predicted_counterfactual": counter[:, 0], "true_counterfactual": counter[:, 1]}
+    out.maps = {
+        "predicted": plain[:, 0],
+        "true": plain[:, 1],
+        "predicted_counterfactual": counter[:, 0],
+        "true_counterfactual": counter[:, 1],
+    }
     corr = _pearson(plain[:, 0], plain[:, 1])
     labels = loaded.labels
     for j, i in enumerate(wrong.tolist()):
         p = prob[i]
-        out.failures.append({
-            "photo": photos[i].name, "true": labels[int(y[i])], "true_id": int(y[i]),
-            "predicted": labels[int(pred[i])], "predicted_id": int(pred[i]),
-            "p_predicted": round(float(p[pred[i]]), 4), "p_true": round(float(p[y[i]]), 4),
-            "true_rank": int((p > p[y[i]]).sum()) + 1, "map_correlation": round(float(corr[j]), 4),
-        })
+        out.failures.append(
+            {
+                "photo": photos[i].name,
+                "true": labels[int(y[i])],
+                "true_id": int(y[i]),
+                "predicted": labels[int(pred[i])],
+                "predicted_id": int(pred[i]),
+                "p_predicted": round(float(p[pred[i]]), 4),
+                "p_true": round(float(p[y[i]]), 4),
+                "true_rank": int((p > p[y[i]]).sum()) + 1,
+                "map_correlation": round(float(corr[j]), 4),
+            }
+        )
     return out

@@ -1,4 +1,5 @@
 """The studies' figures: grids of photos with Grad-CAM overlays (matplotlib, Agg backend, PNG)."""
+
 from __future__ import annotations
 
 import io
@@ -11,7 +12,9 @@ from PIL import Image
 from ..explanation import upsample
 from ..image import colorize
 
-Cell = Tuple[torch.Tensor, Optional[torch.Tensor], str]  # image (3, H, W) in [0, 1], map (H, W) or None, title
+Cell = Tuple[
+    torch.Tensor, Optional[torch.Tensor], str
+]  # image (3, H, W) in [0, 1], map (H, W) or None, title
 
 
 def blend(image: torch.Tensor, m: Optional[torch.Tensor], alpha: float = 0.5) -> torch.Tensor:
@@ -33,8 +36,9 @@ def grid(rows: Sequence[Sequence[Cell]], path: str, title: str = "", cell_inches
     import matplotlib.pyplot as plt
 
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(cell_inches * n_cols, 1.12 * cell_inches * n_rows + 0.4),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        n_rows, n_cols, figsize=(cell_inches * n_cols, 1.12 * cell_inches * n_rows + 0.4), squeeze=False
+    )
     for r, row in enumerate(rows):
         for c in range(n_cols):
             ax = axes[r][c]
@@ -58,7 +62,8 @@ def grid(rows: Sequence[Sequence[Cell]], path: str, title: str = "", cell_inches
 def compact(image: Image.Image, path: str) -> None:
     """Save ``image`` as a 256-colour PNG (a third of the size of a true-colour one for these figures)."""
     image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
-        path, optimize=True)
+        path, optimize=True
+    )
 
 
 def bias_figure(result, path: str) -> str:
@@ -77,12 +82,15 @@ def adversarial_figure(result, path: str) -> str:
     rows = []
     for i, text in enumerate(result.figure_labels):
         orig, targ = text.split(" -> ")
-        rows.append([
-            (f["clean"][i], None, "clean"), (f["clean"][i], f["clean_map"][i], f"clean: {orig}"),
-            (f["adversarial"][i], None, "PGD-attacked"),
-            (f["adversarial"][i], f["original_map"][i], f"attacked: {orig}"),
-            (f["adversarial"][i], f["target_map"][i], f"attacked: {targ}"),
-        ])
+        rows.append(
+            [
+                (f["clean"][i], None, "clean"),
+                (f["clean"][i], f["clean_map"][i], f"clean: {orig}"),
+                (f["adversarial"][i], None, "PGD-attacked"),
+                (f["adversarial"][i], f["original_map"][i], f"attacked: {orig}"),
+                (f["adversarial"][i], f["target_map"][i], f"attacked: {targ}"),
+            ]
+        )
     return grid(rows, path, "Targeted PGD: Grad-CAM for the original and the adversarial class")
 
 
@@ -91,17 +99,28 @@ def failures_figure(result, path: str) -> str:
     rows = []
     for i, f in enumerate(result.failures):
         x, m = result.images[i], result.maps
-        rows.append([
-            (x, None, f"{f['photo']}"), (x, m["predicted"][i], f"predicted: {f['predicted']}"),
-            (x, m["true"][i], f"true: {f['true']}"),
-            (x, m["predicted_counterfactual"][i], f"counterfactual: {f['predicted']}"),
-            (x, m["true_counterfactual"][i], f"counterfactual: {f['true']}"),
-        ])
+        rows.append(
+            [
+                (x, None, f"{f['photo']}"),
+                (x, m["predicted"][i], f"predicted: {f['predicted']}"),
+                (x, m["true"][i], f"true: {f['true']}"),
+                (x, m["predicted_counterfactual"][i], f"counterfactual: {f['predicted']}"),
+                (x, m["true_counterfactual"][i], f"counterfactual: {f['true']}"),
+            ]
+        )
     return grid(rows, path, "Mistakes of EfficientNet-Lite0 on foolbox's 20 photos")
 
 
-PALETTE = torch.tensor([[0.15, 0.15, 0.15], [0.9, 0.2, 0.2], [0.2, 0.8, 0.2], [0.2, 0.4, 0.95], [0.95, 0.85, 0.2],
-                        [0.85, 0.3, 0.85]])
+PALETTE = torch.tensor(
+    [
+        [0.15, 0.15, 0.15],
+        [0.9, 0.2, 0.2],
+        [0.2, 0.8, 0.2],
+        [0.2, 0.4, 0.95],
+        [0.95, 0.85, 0.2],
+        [0.85, 0.3, 0.85],
+    ]
+)
 
 
 def label_image(labels: torch.Tensor) -> torch.Tensor:
@@ -111,22 +130,39 @@ def label_image(labels: torch.Tensor) -> torch.Tensor:
 
 def segmentation_figure(result, path: str) -> str:
     """Per test scene: the image, the true labels, and the labels of each trained network."""
-    names = {"truth": "true mask", "gradcam": "Grad-CAM seeds", "cam": "CAM seeds", "random": "random seeds",
-             "full": "full supervision"}
+    names = {
+        "truth": "true mask",
+        "gradcam": "Grad-CAM seeds",
+        "cam": "CAM seeds",
+        "random": "random seeds",
+        "full": "full supervision",
+    }
     rows = []
     for i, img in enumerate(result.figure_images):
-        rows.append([(img, None, "scene")] + [(label_image(result.figure_labels[k][i]), None, names[k])
-                                              for k in names if k in result.figure_labels])
+        rows.append(
+            [(img, None, "scene")]
+            + [
+                (label_image(result.figure_labels[k][i]), None, names[k])
+                for k in names
+                if k in result.figure_labels
+            ]
+        )
     return grid(rows, path, "Segmentation networks trained from seeds (SEC losses) vs the true masks")
 
 
 def trust_figure(result, path: str) -> str:
     """Grad-CAM of the true class for the stronger (top) and the weaker model (bottom), same images."""
     f = result["figure"]
-    rows = [[(img, f[k][i], f"{k} model") for i, img in enumerate(f["images"])] for k in ("stronger", "weaker")]
+    rows = [
+        [(img, f[k][i], f"{k} model") for i, img in enumerate(f["images"])] for k in ("stronger", "weaker")
+    ]
     acc = result["accuracy"]
-    return grid(rows, path, f"Grad-CAM on images both models classify right (accuracy {acc['stronger']:.2f} vs "
-                f"{acc['weaker']:.2f})")
+    return grid(
+        rows,
+        path,
+        f"Grad-CAM on images both models classify right (accuracy {acc['stronger']:.2f} vs "
+        f"{acc['weaker']:.2f})",
+    )
 
 
 def agent_figure(result, path: str, columns: int = 8) -> str:
@@ -134,7 +170,11 @@ def agent_figure(result, path: str, columns: int = 8) -> str:
     from .agent import ACTIONS
 
     n = len(result.figure_frames)
-    cells = [(result.figure_frames[i], result.figure_maps[i], f"step {i}: {ACTIONS[result.figure_actions[i]]}")
-             for i in range(n)]
+    cells = [
+        (result.figure_frames[i], result.figure_maps[i], f"step {i}: {ACTIONS[result.figure_actions[i]]}")
+        for i in range(n)
+    ]
     rows = [cells[i : i + columns] for i in range(0, n, columns)]
-    return grid(rows, path, "MiniGrid policy: Grad-CAM of the chosen action (goal: green tile; agent: red arrow)")
+    return grid(
+        rows, path, "MiniGrid policy: Grad-CAM of the chosen action (goal: green tile; agent: red arrow)"
+    )
