@@ -163,7 +163,9 @@ class NoisyGradCAM(GradCAM):
         return super().__call__(x, target, top_k, **kw)
 
 
-def test_callback_every_n_epochs_and_rank(tmp_path, plain):
+def test_callback_every_n_epochs_and_rank(tmp_path, plain, monkeypatch):
+    monkeypatch.setattr(registry, "METHODS", dict(registry.METHODS))  # registered for this test only
+    monkeypatch.setattr(registry, "INFO", dict(registry.INFO))
     registry.register("test-noisy", NoisyGradCAM)
     images = _data(2, seed=2)[0]
     cb = GradCAMCallback(images, every_n_epochs=2, method="test-noisy")

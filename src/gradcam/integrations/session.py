@@ -45,13 +45,16 @@ class ServedModel:
         self,
         loaded: LoadedModel,
         max_pixels: Optional[int] = MAX_PIXELS,
-        box_threshold: float = BOX_THRESHOLD,
+        box_threshold: Optional[float] = None,
     ):
         from ..methods import registry
 
         registry.get("gradcam")  # loads the optional methods so that METHODS lists them all
         self.loaded = loaded
         self.max_pixels = max_pixels
+        # the model's (or its preset's) measured threshold, as `gradcam explain` and gradcam.explain use
+        if box_threshold is None:
+            box_threshold = BOX_THRESHOLD if loaded.box_threshold is None else loaded.box_threshold
         self.box_threshold = box_threshold
         self.methods: List[str] = sorted(registry.METHODS)
         self._registry = registry
