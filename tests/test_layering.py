@@ -13,8 +13,6 @@ import os
 from pathlib import Path
 from typing import Dict, List, Set, Tuple
 
-import pytest
-
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 #: Top first. A new module goes into a layer here before it lands (the test fails on an unknown module).
@@ -50,18 +48,7 @@ LAYERS: List[Tuple[str, Tuple[str, ...]]] = [
 ]
 
 #: Known violations still to remove (each part of a cycle); the xfail test below passes once they are gone.
-KNOWN: Dict[Tuple[str, str], str] = {
-    ("gradcam.models.external", "gradcam.models"): "LoadedModel in models/__init__ <-> external (cycle)",
-    ("gradcam.models.inputs", "gradcam.models"): "LoadedModel in models/__init__ <-> inputs (cycle)",
-    ("gradcam.models.monai", "gradcam.models"): "LoadedModel in models/__init__ <-> monai (cycle)",
-    ("gradcam.models.monai", "gradcam.models.external"): "external -> monai -> external (cycle)",
-    ("gradcam.models.presets", "gradcam.models"): "LoadedModel in models/__init__ <-> presets (cycle)",
-    ("gradcam.pipeline.job", "gradcam.pipeline.costs"): "pipeline: job <-> costs (cycle)",
-    (
-        "gradcam.pipeline.options",
-        "gradcam.pipeline.costs",
-    ): "pipeline: options -> costs -> job -> options (cycle)",
-}
+KNOWN: Dict[Tuple[str, str], str] = {}
 
 
 def modules() -> Dict[str, Path]:
@@ -183,9 +170,6 @@ def test_no_import_cycles():
     assert cycles(graph()) == []
 
 
-@pytest.mark.xfail(
-    strict=False, reason="edges being removed on other branches (KNOWN); empty KNOWN after merging"
-)
 def test_known_violations_are_gone():
     mods = modules()
     names = set(mods)

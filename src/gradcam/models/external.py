@@ -14,7 +14,7 @@ from typing import List, Optional
 import torch
 from torch import nn
 
-from . import LoadedModel, imagenet_labels
+from .loaded import LoadedModel, imagenet_labels, load_state_dict_file  # noqa: F401  (re-exported)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -24,32 +24,6 @@ FORMS = (
     "'efficientnet-lite0', 'efficientnet-lite1', 'efficientnet-lite2' (built in), 'torchvision:NAME' (e.g. torchvision:resnet50), 'timm:NAME' with "
     "--weights FILE, a TorchScript file (model.pt), or 'package.module:factory' (a function returning an nn.Module)"
 )
-
-
-def load_state_dict_file(model: nn.Module, path: str) -> None:
-    """Load a state-dict file into ``model`` strictly (``weights_only=True``; ``state_dict``/``model`` wrappers
-    and a ``module.`` prefix from DataParallel are unwrapped). Errors name the file and the mismatch."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Weights file not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise ValueError(
-            f"Cannot read weights file {path} as a state dict ({type(e).__name__}: {e}). Save weights with "
-            "torch.save(model.state_dict(), path)."
-        ) from None
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise ValueError(f"Weights file {path} holds a {type(state).__name__}, not a state dict.")
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module.") :]: v for k, v in state.items()}
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        first = str(e).splitlines()[0:3]
-        raise ValueError(f"Weights file {path} does not fit the model: {' '.join(first)}") from None
 
 
 def _require(package: str, install: str):

@@ -17,33 +17,15 @@ and ``std`` (``--size``, ``--crop``, ``--mean``, ``--std``) override what the mo
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional, Sequence, Tuple, Union, cast
+from typing import Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 import torch
-from PIL import Image
 
-from ..image import to_rgb
-
-if TYPE_CHECKING:  # pragma: no cover
-    from . import LoadedModel
+from .loaded import LoadedModel, describe_input, preprocess_fixed  # noqa: F401  (re-exported)
 
 SizeLike = Union[int, str, Sequence[int], None]
 CROPS = ("auto", "none", "resize")
-
-
-def preprocess_fixed(
-    image: Image.Image, size: Tuple[int, int], mean: Sequence[float], std: Sequence[float]
-) -> torch.Tensor:
-    """The whole photo resized to exactly ``size`` = (H, W) (bicubic, aspect not kept), x = (rgb / 255 - mean) / std."""
-    image = to_rgb(image)
-    h, w = size
-    if image.size != (w, h):
-        image = image.resize((w, h), Image.Resampling.BICUBIC)
-    x = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255.0)
-    return (x - torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)) / torch.tensor(
-        std, dtype=torch.float32
-    ).view(3, 1, 1)
 
 
 def parse_size(value: SizeLike) -> Optional[Tuple[int, int]]:
@@ -128,20 +110,6 @@ def configure_input(
     if any(v is not None for v in (size, mean, std)) or crop != "auto":
         loaded.input_source = "set by the user"
     return loaded
-
-
-def describe_input(loaded: LoadedModel) -> str:
-    """One line: e.g. ``input 224x224 (whole photo resized), mean (0.5, ...), std (...) [timm data config]``."""
-
-    def fmt(t):
-        return "(" + ", ".join(f"{v:g}" for v in t) + ")"
-
-    if loaded.fixed_size is not None:
-        what = f"input {loaded.fixed_size[0]}x{loaded.fixed_size[1]} (the whole photo resized to it)"
-    else:
-        what = f"short side {loaded.size} (the whole photo, aspect kept, sides rounded to 32)"
-    src = f" [{loaded.input_source}]" if loaded.input_source else ""
-    return f"{what}, mean {fmt(loaded.mean)}, std {fmt(loaded.std)}{src}"
 
 
 def input_error(loaded: LoadedModel, x: torch.Tensor, error: BaseException) -> BaseException:

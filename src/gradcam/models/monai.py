@@ -12,7 +12,7 @@ import ast
 import warnings
 from typing import Optional, Tuple
 
-from . import LoadedModel
+from .loaded import LoadedModel, load_state_dict_file
 
 
 def parse_call(spec: str) -> Tuple[str, tuple, dict]:
@@ -56,8 +56,6 @@ def load_monai(name: str, weights: Optional[str] = None) -> LoadedModel:
     except TypeError as e:
         raise ValueError(f"monai:{spec}: {e}") from None
     if weights is not None:
-        from .external import load_state_dict_file
-
         load_state_dict_file(model, weights)
     else:
         warnings.warn(

@@ -9,12 +9,12 @@ docs/results/presets.md). :func:`prepare_model` is what ``gradcam explain``, :fu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple, Union
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import torch
 
-from . import LoadedModel
 from .inputs import SizeLike, configure_input
+from .loaded import LoadedModel
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,12 @@ def prepare_model(
     crop: Optional[str] = None,
     mean=None,
     std=None,
+    loader: Optional[Callable[..., LoadedModel]] = None,
 ) -> Tuple[LoadedModel, Optional[float]]:
     """Load ``model`` with its preset and input options; returns ``(loaded, box_threshold)``.
+
+    ``loader``: the function that loads a model by name (:func:`gradcam.models.load_model`, which
+    ``gradcam.models.prepare_model`` passes; this module sits below that package and does not import it).
 
     ``quality`` picks a preset (model, size, box threshold); ``model`` may then be left out or must be the
     preset's model. Without either, the :data:`DEFAULT_QUALITY` preset. The threshold is the preset's (or
@@ -84,11 +88,11 @@ def prepare_model(
             f"--quality {preset.name} is {preset.model}; drop --model {model} or --quality "
             f"({describe_preset(preset)})."
         )
-    from . import load_model  # looked up at call time (tests replace it)
-
     assert model is not None or preset is not None  # the default preset is taken above
     name = model if model is not None else preset.model  # type: ignore[union-attr]
-    loaded = load_model(name, weights=weights, device=device)
+    if loader is None:
+        raise ValueError("presets.prepare_model needs loader=...; call gradcam.models.prepare_model instead.")
+    loaded = loader(name, weights=weights, device=device)
     threshold = loaded.box_threshold
     if preset is not None:
         loaded.size, threshold = preset.size, preset.box_threshold

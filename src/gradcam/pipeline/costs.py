@@ -13,16 +13,9 @@ from dataclasses import dataclass
 from typing import Any, List, Optional, Sequence
 
 from .job import Job
+from .method_options import METHOD_OPTIONS, check_method_options, method_kwargs  # noqa: F401  (re-exported)
 
 EXPENSIVE = 8  # forward passes per photo above which the cost is announced
-
-#: The options of the perturbation methods a folder job may set (``Options.method_options``).
-METHOD_OPTIONS = {
-    "scorecam": ("batch_size",),
-    "ablationcam": ("batch_size",),
-    "rise": ("batch_size", "n_masks"),
-    "occlusion": ("batch_size",),
-}
 
 
 @dataclass(frozen=True)
@@ -113,23 +106,3 @@ def announce(jobs: Sequence[Job], todo: Sequence[Any], reporter: Any) -> List[Co
             f"timed forward pass at {job.loaded.size} px; --perturbation-batch-size sets the batch)"
         )
     return costs
-
-
-def method_kwargs(name: str, method_options: dict) -> dict:
-    """The ``method_options`` that method ``name`` takes (see :data:`METHOD_OPTIONS`)."""
-    return {k: v for k, v in method_options.items() if k in METHOD_OPTIONS.get(name, ())}
-
-
-def check_method_options(methods: Sequence[str], method_options: dict) -> None:
-    """Raise ``ValueError`` for an option that none of ``methods`` takes."""
-    for k in method_options:
-        takers = [m for m, opts in METHOD_OPTIONS.items() if k in opts]
-        if not any(m in takers for m in methods):
-            flag = {"batch_size": "--perturbation-batch-size", "n_masks": "--masks"}.get(k, k)
-            raise ValueError(
-                f"{flag} is an option of {', '.join(takers)}; it does nothing for "
-                f"{', '.join(methods)}. Drop it, or add one of those methods."
-            )
-        v = method_options[k]
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{k} must be a positive int; got {v!r}.")

@@ -169,7 +169,7 @@ def make_method(loaded: Any, name: str, layer: Optional[str], kwargs: Optional[D
 
 def build_job(options: Options, loaded: Any, method_name: str, target: Optional[int]) -> Job:
     """The :class:`Job` of ``method_name`` on ``loaded`` (the method object made by :func:`make_method`)."""
-    from .costs import method_kwargs
+    from .method_options import method_kwargs
 
     kw = method_kwargs(method_name, options.method_options)
     method = make_method(loaded, method_name, options.layer, kw)

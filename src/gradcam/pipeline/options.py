@@ -104,7 +104,7 @@ class Options:
         """Raise ``ValueError`` naming the first bad option and its fix; returns ``self``."""
         for problem in _problems(self):
             raise ValueError(problem)
-        from .costs import check_method_options
+        from .method_options import check_method_options
 
         check_method_options(self.methods, self.method_options)
         return self
