@@ -526,3 +526,15 @@ def test_aug_smooth_explains_the_classes_of_the_unaugmented_images(name, x):
     assert torch.equal(a.targets, plain.targets) and torch.equal(b.targets[:, 0], plain.targets[:, 1])
     assert torch.allclose(a.scores, plain.scores, atol=1e-5)
     assert (a.maps[:, 1] - b.maps[:, 0]).abs().max().item() <= 1e-5
+
+
+def test_scorecam_default_batch_fits_the_pixel_budget_and_does_not_change_the_maps(x):
+    from gradcam.methods.perturbation import SCORE_PIXEL_BUDGET, auto_batch_size
+
+    assert auto_batch_size((224, 224)) == SCORE_PIXEL_BUDGET // (224 * 224) == 5
+    assert auto_batch_size((256, 384)) == 2 and auto_batch_size((4096, 4096)) == 1
+    model = gap_net()
+    default = gradcam.ScoreCAM(model, layer=LAYER)
+    assert default.batch_size is None
+    big = gradcam.ScoreCAM(model, layer=LAYER, batch_size=64)(x)
+    torch.testing.assert_close(default(x).maps, big.maps, rtol=0, atol=1e-5)

@@ -33,7 +33,7 @@ try:  # the unified package first, then the standalone one
     import lightning.pytorch as pl
 except ImportError:  # pragma: no cover - depends on what is installed
     try:
-        import pytorch_lightning as pl  # type: ignore[no-redef]
+        import pytorch_lightning as pl  # type: ignore[no-redef, unused-ignore]
     except ImportError:
         raise ImportError(
             "gradcam.integrations.lightning needs PyTorch Lightning: pip install 'gradcam[lightning]'"

@@ -8,7 +8,8 @@ buffers, never all at once). Ablation-CAM re-runs only the part of the network a
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Optional, Tuple
+import math
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +41,15 @@ def _resize(maps: torch.Tensor, size) -> torch.Tensor:
     return F.interpolate(m, size=tuple(size), mode=_MODES[len(size)], align_corners=False)
 
 
+#: Score-CAM's default forward size: masked inputs per forward x their pixels (about 5 inputs at 224 x 224).
+SCORE_PIXEL_BUDGET = 2**18
+
+
+def auto_batch_size(spatial: Sequence[int], budget: int = SCORE_PIXEL_BUDGET) -> int:
+    """Inputs of ``spatial`` size per forward within ``budget`` pixels (voxels): max(1, budget // prod(spatial))."""
+    return max(1, budget // max(1, math.prod(int(s) for s in spatial)))
+
+
 class ScoreCAM(LayerMethod):
     """Score-CAM (Wang et al., CVPR-W 2020).
 
@@ -47,6 +57,9 @@ class ScoreCAM(LayerMethod):
     w^c = softmax(f(x * M^c))_k, the class-k probability of the masked input;  L = ReLU( sum_c w^c A^c ).
     One forward per (image, channel), ``batch_size`` masked inputs per forward, all K targets of an image
     read from the same forwards. A callable target's own values are used instead of a probability.
+    ``batch_size=None`` (default): as many masked inputs as fit :data:`SCORE_PIXEL_BUDGET` pixels (e.g. 5 at
+    224 x 224, 2 at 384 x 256), which keeps the peak memory near a Grad-CAM call's; the result does not depend
+    on it.
     """
 
     name = "scorecam"
@@ -54,9 +67,9 @@ class ScoreCAM(LayerMethod):
     supports = _PERTURBATION_OPTIONS
     supports_differentiable = False
 
-    def __init__(self, model: nn.Module, layer="auto", *, batch_size: int = 64, **kw):
+    def __init__(self, model: nn.Module, layer="auto", *, batch_size: Optional[int] = None, **kw):
         super().__init__(model, layer, **kw)
-        self.batch_size = check_batch_size(batch_size)
+        self.batch_size = None if batch_size is None else check_batch_size(batch_size)
 
     def _capture(self, x, target, top_k, counterfactual, **kw) -> engine.Capture:
         cap = super()._capture(x, target, top_k, False, **kw)
@@ -72,7 +85,7 @@ class ScoreCAM(LayerMethod):
         ids = cap.targets
         x = x.detach()
         total = n * c
-        bs = min(self.batch_size, total)
+        bs = min(self.batch_size or auto_batch_size(x.shape[2:]), total)
         buf = torch.empty(bs, *x.shape[1:], dtype=x.dtype, device=x.device)
         flat = a.reshape(total, *a.shape[2:])
         out = []
