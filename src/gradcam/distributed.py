@@ -108,6 +108,11 @@ def explain_dataset(
         gpus_per_worker=gpus_per_worker,
         method_options=dict(method_options or {}),
     )
+    return _run_reported(options, verbose)
+
+
+def _run_reported(options: Options, verbose: bool) -> Summary:
+    """Run the pipeline with a console reporter; an interrupt after the start says what is kept."""
     reporter = ConsoleReporter(quiet=not verbose)
     try:
         return run_pipeline(options, reporter)

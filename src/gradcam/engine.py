@@ -544,17 +544,7 @@ def capture(
     check_input(model, x)
     check_autograd(x, gradients or input_gradient)
     if differentiable:
-        bad = [
-            n
-            for n, v in (
-                ("input_gradient", input_gradient),
-                ("context", context),
-                ("layer_gradient_context", layer_gradient_context),
-            )
-            if v
-        ]
-        if bad:
-            raise ValueError(_NOT_DIFFERENTIABLE.format(", ".join(bad)))
+        _check_differentiable_options(input_gradient, context, layer_gradient_context)
     taps = [_Tap(ref, x.shape[0]) for ref in layers]
     handles = []
     with private_model(
@@ -583,9 +573,8 @@ def capture(
                         layer_gradient_context,
                         differentiable,
                     )
-                    for tap, g in zip(taps, grads[: len(taps)]):
-                        if gradients and g is None and require_all_layers:
-                            raise LayerNotUsedError(_NOT_USED.format(f"'{tap.ref.spec}'"))
+                    if gradients and require_all_layers:
+                        _check_layers_used(taps, grads)
         finally:
             for h in handles:
                 h.remove()
@@ -598,6 +587,32 @@ _NOT_USED = (
     "The target does not depend on layer {} (no gradient flows from the score back to it). "
     "Pick a layer on the path to the explained output."
 )
+
+
+def _check_differentiable_options(
+    input_gradient: bool,
+    context: Optional[Callable[[], ContextManager]],
+    layer_gradient_context: Optional[Callable[[], ContextManager]],
+) -> None:
+    """Refuse the options ``differentiable=True`` cannot be combined with, naming them all."""
+    bad = [
+        n
+        for n, v in (
+            ("input_gradient", input_gradient),
+            ("context", context),
+            ("layer_gradient_context", layer_gradient_context),
+        )
+        if v
+    ]
+    if bad:
+        raise ValueError(_NOT_DIFFERENTIABLE.format(", ".join(bad)))
+
+
+def _check_layers_used(taps: List[_Tap], grads: List[Optional[torch.Tensor]]) -> None:
+    """Raise :class:`LayerNotUsedError` for the first tapped layer that got no gradient."""
+    for tap, g in zip(taps, grads[: len(taps)]):
+        if g is None:
+            raise LayerNotUsedError(_NOT_USED.format(f"'{tap.ref.spec}'"))
 
 
 def _scores_and_layouts(

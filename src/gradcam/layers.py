@@ -306,7 +306,6 @@ def auto_candidates(
     # (module, call index, reshape, seq_first, (N, C) of the output, ambiguous layout, output shape)
     events: List[Tuple[Any, ...]] = []
     counts: dict = {}
-    handles = []
     owner = threading.get_ident()
 
     def make_hook(mod):
@@ -332,16 +331,7 @@ def auto_candidates(
                 return None
             if not layout[1] and output.shape[0] != x.shape[0]:
                 return None  # not one map per image (a detector's per-proposal features)
-            amb = (
-                output.dim() == 4
-                and x.dim() == 4
-                and (read_4d(output.shape, x.shape[2:]) or (None, False))[1]
-            )
-            if amb:  # both readings fit equally: the module's kind may tell (a Linear is channels-last)
-                hint = layout_hint(module)
-                amb = hint is None
-                if hint == "last":
-                    layout = (_channels_last, False)
+            layout, amb = _resolve_ambiguous(module, output, x, layout)
             events.append(
                 (module, k, layout[0], layout[1], tuple(output.shape[:2]), amb, tuple(output.shape))
             )
@@ -349,16 +339,7 @@ def auto_candidates(
 
         return hook
 
-    try:
-        for mod in model.modules():
-            if mod is model:
-                continue
-            handles.append(mod.register_forward_hook(make_hook(mod)))
-        with torch.no_grad():
-            out = model(x, **(forward_kwargs or {}))
-    finally:
-        for h in handles:
-            h.remove()
+    out = _forward_with_hooks(model, x, make_hook, forward_kwargs)
     refs = _order_candidates(events, counts, names, _tensors(out), x)
     if not refs:
         raise ValueError(
@@ -367,6 +348,39 @@ def auto_candidates(
             "naming one, and for token models (ViT) also reshape=gradcam.layers.tokens_to_grid(h, w)."
         )
     return refs
+
+
+def _resolve_ambiguous(
+    module: nn.Module, output: torch.Tensor, x: torch.Tensor, layout: Tuple[Any, bool]
+) -> Tuple[Tuple[Any, bool], bool]:
+    """``layout`` settled by the module's kind where both 4-D readings fit; and whether it stays ambiguous."""
+    amb = output.dim() == 4 and x.dim() == 4 and (read_4d(output.shape, x.shape[2:]) or (None, False))[1]
+    if amb:  # both readings fit equally: the module's kind may tell (a Linear is channels-last)
+        hint = layout_hint(module)
+        amb = hint is None
+        if hint == "last":
+            layout = (_channels_last, False)
+    return layout, bool(amb)
+
+
+def _forward_with_hooks(
+    model: nn.Module,
+    x: torch.Tensor,
+    make_hook: Callable[[nn.Module], Callable],
+    forward_kwargs: Optional[dict],
+) -> Any:
+    """Run ``model(x)`` without gradients, ``make_hook(mod)`` on every submodule (removed after)."""
+    handles = []
+    try:
+        for mod in model.modules():
+            if mod is model:
+                continue
+            handles.append(mod.register_forward_hook(make_hook(mod)))
+        with torch.no_grad():
+            return model(x, **(forward_kwargs or {}))
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def _order_candidates(

@@ -44,12 +44,30 @@ def register(subparsers) -> None:
         description="Explain photos with a pretrained model: print the top-5 predictions and write a heatmap "
         "overlay PNG (and with --json a JSON record) per photo. PATH: image files and/or folders.",
     )
+    _add_input_options(p)
+    _add_model_options(p)
+    _add_map_options(p)
+    _add_output_options(p)
+    _add_run_options(p)
+    _add_engine_options(p)
+    from .explain_volumes import add_options
+
+    add_options(p)  # --window, --spacing, --size (volumes: explain_volumes.py)
+    p.set_defaults(func=run)
+
+
+def _add_input_options(p: argparse.ArgumentParser) -> None:
+    """Add the photos to explain: PATH... and --demo."""
     p.add_argument(
         "paths", nargs="*", metavar="PATH", help="image files and/or folders (searched recursively)"
     )
     p.add_argument(
         "--demo", action="store_true", help="explain the photo shipped with gradcam (chelsea, a cat; CC0)"
     )
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    """Add the model and what to explain: --model ... --quality."""
     p.add_argument(
         "--model",
         default="efficientnet-lite0",
@@ -79,6 +97,10 @@ def register(subparsers) -> None:
         help="a preset naming model, size and box threshold, chosen on the tuning photos: fast "
         "(efficientnet-lite0, the default), standard, high (see docs/guides/models.md)",
     )
+
+
+def _add_map_options(p: argparse.ArgumentParser) -> None:
+    """Add the box, input-size, normalisation and layer options."""
     p.add_argument(
         "--box-threshold",
         type=float,
@@ -115,6 +137,10 @@ def register(subparsers) -> None:
         "rule, default), peak (the one holding the map's maximum) or all; stored as box_rule",
     )
     p.add_argument("--layer", default=None, help="layer to explain at (default: the model's own, or auto)")
+
+
+def _add_output_options(p: argparse.ArgumentParser) -> None:
+    """Add where and how the outputs are written: --out ... --force."""
     p.add_argument("--out", default="gradcam-out", metavar="DIR", help="output folder (default: gradcam-out)")
     p.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity in [0, 1] (default 0.5)")
     p.add_argument("--colormap", default="jet", help="matplotlib colormap (default jet)")
@@ -139,6 +165,10 @@ def register(subparsers) -> None:
         metavar="N",
         help="photos decoded and explained together (default 4; photos of equal size share a batch)",
     )
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """Add batching, device, report and input-limit options."""
     p.add_argument(
         "--device", default="cpu", help="torch device for the model: cpu (default), cuda, cuda:1, mps"
     )
@@ -175,6 +205,10 @@ def register(subparsers) -> None:
         default="local",
         help="local (default): this process; ray: a Ray Data pipeline (pip install 'gradcam[ray]')",
     )
+
+
+def _add_engine_options(p: argparse.ArgumentParser) -> None:
+    """Add the executor and perturbation options: --engine ... --masks."""
     p.add_argument(
         "--address",
         metavar="ADDR",
@@ -203,10 +237,6 @@ def register(subparsers) -> None:
         help="scorecam, ablationcam, rise, occlusion: perturbed inputs per forward pass (bounds memory)",
     )
     p.add_argument("--masks", type=int, metavar="N", help="rise: number of random masks (default 2000)")
-    from .explain_volumes import add_options
-
-    add_options(p)  # --window, --spacing, --size (volumes: explain_volumes.py)
-    p.set_defaults(func=run)
 
 
 def options_from_args(args: argparse.Namespace) -> Options:

@@ -162,13 +162,7 @@ def run_mosaic(settings: Settings) -> Dict:
     mean = torch.tensor(loaded.mean).view(1, 3, 1, 1)
     std = torch.tensor(loaded.std).view(1, 3, 1, 1)
     photos = mos.load_photos(tile)
-    with torch.no_grad():
-        pred = torch.cat(
-            [
-                model((torch.stack([p.image for p in photos[i : i + 10]]) - mean) / std).argmax(1)
-                for i in range(0, len(photos), 10)
-            ]
-        )
+    pred = _predict_photos(model, photos, mean, std)
     usable, wrong = mos.split_classified(photos, pred)
     mosaics = mos.make_mosaics(usable, n_mosaics, seed=settings.seed)
     x = (mosaics.images - mean) / std
@@ -226,14 +220,47 @@ def run_mosaic(settings: Settings) -> Dict:
             f"  mosaic/{name}: "
             + ", ".join(f"{k} {v}" for k, v in row.items() if k != "method" and not k.endswith("_curve"))
         )
-    meta = {
+    meta = _mosaic_meta(
+        settings, layer, photos, usable, wrong, n_mosaics, int(x.shape[-1]), n_faith, steps, t0
+    )
+    table = _mosaic_table(rows, meta, n_faith, steps)
+    return {"meta": meta, "rows": rows, "table": table}
+
+
+def _predict_photos(
+    model: torch.nn.Module, photos: list, mean: torch.Tensor, std: torch.Tensor
+) -> torch.Tensor:
+    """The model's top class for each photo, normalised, ten at a time, without gradients."""
+    with torch.no_grad():
+        return torch.cat(
+            [
+                model((torch.stack([p.image for p in photos[i : i + 10]]) - mean) / std).argmax(1)
+                for i in range(0, len(photos), 10)
+            ]
+        )
+
+
+def _mosaic_meta(
+    settings: Settings,
+    layer: Any,
+    photos: list,
+    usable: list,
+    wrong: list,
+    n_mosaics: int,
+    mosaic_size: int,
+    n_faith: int,
+    steps: int,
+    t0: float,
+) -> Dict[str, Any]:
+    """The mosaic benchmark's metadata: model, photos used and left out, sizes, settings, time."""
+    return {
         "model": "efficientnet-lite0 (embedded ImageNet weights)",
         "layer": layer,
         "photos": len(photos),
         "photos_used": len(usable),
         "photos_left_out": [p.name for p in wrong],
         "mosaics": n_mosaics,
-        "mosaic_size": int(x.shape[-1]),
+        "mosaic_size": mosaic_size,
         "maps": n_mosaics * 4,
         "pointing_tolerance_px": 15,
         "deletion_insertion_photos": n_faith,
@@ -241,6 +268,11 @@ def run_mosaic(settings: Settings) -> Dict:
         "seed": settings.seed,
         "seconds": round(time.time() - t0, 1),
     }
+
+
+def _mosaic_table(rows: List[Dict[str, Any]], meta: Dict[str, Any], n_faith: int, steps: int) -> str:
+    """The mosaic benchmark's heading and markdown table (no faithfulness columns without photos)."""
+    layer, n_mosaics = meta["layer"], meta["mosaics"]
     cols = (
         MOSAIC_COLUMNS
         if n_faith
@@ -249,7 +281,7 @@ def run_mosaic(settings: Settings) -> Dict:
     table = _table(rows, cols, lower=("deletion", "avg_drop", "seconds"))
     head = (
         f"**Real photos, 2×2 mosaics** — EfficientNet-Lite0, layer `{layer}`, {n_mosaics} mosaics of "
-        f"{meta['mosaic_size']} px ({meta['maps']} class maps) from the {len(usable)} of {len(photos)} foolbox "
+        f"{meta['mosaic_size']} px ({meta['maps']} class maps) from the {meta['photos_used']} of {meta['photos']} foolbox "
         f"photos the model classifies right alone; pointing tolerance 15 px"
         + (
             f"; deletion/insertion/average drop ({steps} steps) on {n_faith} single photos (224 px, their label)."
@@ -257,7 +289,7 @@ def run_mosaic(settings: Settings) -> Dict:
             else "."
         )
     )
-    return {"meta": meta, "rows": rows, "table": head + "\n\n" + table}
+    return head + "\n\n" + table
 
 
 def _table(rows: List[Dict], cols, lower=(), accuracy: Optional[float] = None) -> str:
@@ -362,87 +394,125 @@ def run_synthetic(settings: Settings) -> Dict:
                 occl_true = true_maps
             row["_true_maps"] = true_maps
             if name != "occlusion" and (not q or name in ("gradcam", "guided-backprop")):
-                s = M.cascading_randomization(
-                    net,
-                    functools.partial(_build_at, name, syn.GRADCAM_LAYER, settings, opts),
-                    x[:n_sanity],
-                    y[:n_sanity, 0],
-                    seed=settings.seed,
-                )
-                row["sanity_top"] = round(float(s.correlation[1]), 4)
-                row["sanity_all"] = round(float(s.correlation[-1]), 4)
-                row["sanity_curve"] = [round(float(v), 4) for v in s.correlation]
-                row["sanity_layers"] = s.layers
+                row.update(_sanity_fields(net, name, settings, opts, x[:n_sanity], y[:n_sanity, 0]))
             rows.append(row)
-            settings.log(
-                f"  synthetic-{kind}/{name}: "
-                + ", ".join(
-                    f"{k} {v}"
-                    for k, v in row.items()
-                    if k not in ("method", "_true_maps", "sanity_curve", "sanity_layers")
-                    and not k.endswith("_curve")
-                )
-            )
-        grid = (size // 4, size // 4)
-        for r in rows:
-            tm = r.pop("_true_maps", None)
-            if tm is not None and occl_true is not None and r["method"] != "occlusion":
-                r["rank_corr_occlusion"] = _mean(M.rank_correlation(tm, occl_true, size=grid))
-        meta = {
-            "accuracy": acc,
-            "train": {k: v for k, v in info.items() if k != "cached"},
-            "config": asdict(synthetic_config(kind, settings)),
-            "test_scenes": n_test,
-            "two_object_scenes": n_two,
-            "deletion_insertion_images": n_faith,
-            "sanity_images": n_sanity,
-            "steps": steps,
-            "pointing_tolerance_px": round(tol, 2),
-            "layer": syn.GRADCAM_LAYER,
-            "seconds": round(time.time() - t0, 1),
-        }
-        if acc < MIN_ACCURACY_FOR_BEST:
-            settings.caveats.append(
-                accuracy_caveat(
-                    f"synthetic '{kind}' CNN" + (" (quick mode: a small model)" if q else ""), acc
-                )
-            )
-        elif acc < 0.95:
-            settings.note(
-                f"synthetic '{kind}' CNN accuracy {acc:.3f} < 0.95"
-                + (" (quick mode: small model)" if q else "")
-            )
+            _log_synthetic_row(settings, kind, name, row)
+        _add_rank_correlations(rows, occl_true, (size // 4, size // 4))
+        counts = (n_test, n_two, n_faith, n_sanity, steps)
+        meta = _synthetic_meta(settings, kind, acc, info, counts, tol, t0)
+        _check_synthetic_accuracy(settings, kind, acc)
         out["models"][kind] = {"meta": meta, "rows": rows}
-        title = (
-            "VGG-like (conv + fully connected head; CAM n/a)"
-            if kind == "vgg"
-            else "GAP (conv + global average pooling + linear)"
-        )
-        head = (
-            f"**Synthetic scenes, {title}** — classification accuracy {acc:.3f} on {n_test} one-object scenes "
-            f"({size} px, 5 shapes); discrimination on {n_two} two-object scenes; pointing tolerance {tol:.1f} px; "
-            f"deletion/insertion ({steps} steps) on {n_faith} images; sanity check on {n_sanity} images."
-        )
-        tables.append(
-            head
-            + "\n\n"
-            + _table(
-                rows,
-                SYNTH_COLUMNS,
-                lower=(
-                    "loc_err_top1",
-                    "loc_err_top5",
-                    "loc_err_top1_t50",
-                    "deletion",
-                    "avg_drop",
-                    "sanity_top",
-                    "sanity_all",
-                ),
-                accuracy=acc,
-            )
-        )
+        tables.append(_synthetic_table(kind, rows, meta, size, tol))
     out["table"] = "\n\n".join(tables)
     return out
+
+
+def _synthetic_meta(
+    settings: Settings,
+    kind: str,
+    acc: float,
+    info: Dict[str, Any],
+    counts: Tuple[int, int, int, int, int],
+    tol: float,
+    t0: float,
+) -> Dict[str, Any]:
+    """One synthetic model's metadata: accuracy, training, configuration, image counts, settings, time."""
+    n_test, n_two, n_faith, n_sanity, steps = counts
+    return {
+        "accuracy": acc,
+        "train": {k: v for k, v in info.items() if k != "cached"},
+        "config": asdict(synthetic_config(kind, settings)),
+        "test_scenes": n_test,
+        "two_object_scenes": n_two,
+        "deletion_insertion_images": n_faith,
+        "sanity_images": n_sanity,
+        "steps": steps,
+        "pointing_tolerance_px": round(tol, 2),
+        "layer": syn.GRADCAM_LAYER,
+        "seconds": round(time.time() - t0, 1),
+    }
+
+
+def _sanity_fields(
+    net: torch.nn.Module, name: str, settings: Settings, opts: Dict, x: torch.Tensor, y: torch.Tensor
+) -> Dict[str, Any]:
+    """The cascading-randomisation sanity check of method ``name``: its correlations and layers."""
+    s = M.cascading_randomization(
+        net,
+        functools.partial(_build_at, name, syn.GRADCAM_LAYER, settings, opts),
+        x,
+        y,
+        seed=settings.seed,
+    )
+    return {
+        "sanity_top": round(float(s.correlation[1]), 4),
+        "sanity_all": round(float(s.correlation[-1]), 4),
+        "sanity_curve": [round(float(v), 4) for v in s.correlation],
+        "sanity_layers": s.layers,
+    }
+
+
+def _log_synthetic_row(settings: Settings, kind: str, name: str, row: Dict[str, Any]) -> None:
+    """Log one synthetic row's scalar results (no maps, curves or layer lists)."""
+    settings.log(
+        f"  synthetic-{kind}/{name}: "
+        + ", ".join(
+            f"{k} {v}"
+            for k, v in row.items()
+            if k not in ("method", "_true_maps", "sanity_curve", "sanity_layers") and not k.endswith("_curve")
+        )
+    )
+
+
+def _add_rank_correlations(
+    rows: List[Dict[str, Any]], occl_true: Optional[torch.Tensor], grid: Tuple[int, int]
+) -> None:
+    """Pop each row's true-class maps and add their rank correlation with occlusion's (when it ran)."""
+    for r in rows:
+        tm = r.pop("_true_maps", None)
+        if tm is not None and occl_true is not None and r["method"] != "occlusion":
+            r["rank_corr_occlusion"] = _mean(M.rank_correlation(tm, occl_true, size=grid))
+
+
+def _check_synthetic_accuracy(settings: Settings, kind: str, acc: float) -> None:
+    """Add a caveat (below the bar for "best" marks) or a note (below 0.95) on a weak synthetic CNN."""
+    q = settings.quick
+    if acc < MIN_ACCURACY_FOR_BEST:
+        settings.caveats.append(
+            accuracy_caveat(f"synthetic '{kind}' CNN" + (" (quick mode: a small model)" if q else ""), acc)
+        )
+    elif acc < 0.95:
+        settings.note(
+            f"synthetic '{kind}' CNN accuracy {acc:.3f} < 0.95" + (" (quick mode: small model)" if q else "")
+        )
+
+
+def _synthetic_table(
+    kind: str, rows: List[Dict[str, Any]], meta: Dict[str, Any], size: int, tol: float
+) -> str:
+    """One synthetic model's heading and markdown table."""
+    acc, n_test, n_two = meta["accuracy"], meta["test_scenes"], meta["two_object_scenes"]
+    steps, n_faith, n_sanity = meta["steps"], meta["deletion_insertion_images"], meta["sanity_images"]
+    title = (
+        "VGG-like (conv + fully connected head; CAM n/a)"
+        if kind == "vgg"
+        else "GAP (conv + global average pooling + linear)"
+    )
+    head = (
+        f"**Synthetic scenes, {title}** — classification accuracy {acc:.3f} on {n_test} one-object scenes "
+        f"({size} px, 5 shapes); discrimination on {n_two} two-object scenes; pointing tolerance {tol:.1f} px; "
+        f"deletion/insertion ({steps} steps) on {n_faith} images; sanity check on {n_sanity} images."
+    )
+    lower = (
+        "loc_err_top1",
+        "loc_err_top5",
+        "loc_err_top1_t50",
+        "deletion",
+        "avg_drop",
+        "sanity_top",
+        "sanity_all",
+    )
+    return head + "\n\n" + _table(rows, SYNTH_COLUMNS, lower=lower, accuracy=acc)
 
 
 # -- benchmark 3: vision and language --------------------------------------------------------------

@@ -150,6 +150,32 @@ def _batched(fn: Callable[..., torch.Tensor], size: int, *tensors: torch.Tensor)
     return torch.cat([fn(*(t[i : i + size] for t in tensors)) for i in range(0, n, size)])
 
 
+def _attack_metrics(
+    eps: float,
+    sp: torch.Tensor,
+    sm: torch.Tensor,
+    orig_m: torch.Tensor,
+    targ_m: torch.Tensor,
+    tile_mask: torch.Tensor,
+    clean_p: torch.Tensor,
+    orig_p: torch.Tensor,
+) -> dict:
+    """One attack's row: success rates, pointing on the adversarial mosaics, map correlation on photos."""
+    return {
+        "eps_255": round(eps * 255, 2),
+        "success_photos": round(float(sp.float().mean()), 4),
+        "success_mosaics": round(float(sm.float().mean()), 4),
+        "attack_success_rate": round(float(torch.cat([sp, sm]).float().mean()), 4),
+        "pointing_adversarial_original_class": round(
+            float(pointing_hits(orig_m, tile_mask, tolerance=0).float().mean()), 4
+        ),
+        "pointing_adversarial_target_class": round(
+            float(pointing_hits(targ_m, tile_mask, tolerance=0).float().mean()), 4
+        ),
+        "map_correlation_photos": round(float(_pearson(clean_p, orig_p).mean()), 4),
+    }
+
+
 def run(
     cfg: AdversarialConfig = AdversarialConfig(), log: Callable[[str], None] = print, loaded=None
 ) -> AdversarialResult:
@@ -201,19 +227,8 @@ def run(
         sm = _predict(model, am) == tm
         orig_m, targ_m = explain(am, ym), explain(am, tm)
         orig_p = explain(ap, yp)
-        attacks[name] = {
-            "eps_255": round((cfg.fgsm_eps if name == "fgsm" else cfg.eps) * 255, 2),
-            "success_photos": round(float(sp.float().mean()), 4),
-            "success_mosaics": round(float(sm.float().mean()), 4),
-            "attack_success_rate": round(float(torch.cat([sp, sm]).float().mean()), 4),
-            "pointing_adversarial_original_class": round(
-                float(pointing_hits(orig_m, tile_mask, tolerance=0).float().mean()), 4
-            ),
-            "pointing_adversarial_target_class": round(
-                float(pointing_hits(targ_m, tile_mask, tolerance=0).float().mean()), 4
-            ),
-            "map_correlation_photos": round(float(_pearson(clean_p, orig_p).mean()), 4),
-        }
+        eps = cfg.fgsm_eps if name == "fgsm" else cfg.eps
+        attacks[name] = _attack_metrics(eps, sp, sm, orig_m, targ_m, tile_mask, clean_p, orig_p)
         if name == "pgd":
             figure = {
                 "clean": xp[:3],
