@@ -191,9 +191,9 @@ def test_expensive_methods_say_their_cost_first(folder, tmp_path, capsys):
     opts = Options(paths=[str(folder / "cat.png")], out=str(tmp_path / "s"), method="scorecam,gradcam")
     _, jobs, _ = prepare(opts)
     costs = announce(jobs, ["one photo"], ConsoleReporter())
-    assert [(c.method, c.passes, c.per_batch) for c in costs] == [("scorecam", 1280, 64)]
+    assert [(c.method, c.passes, c.per_batch) for c in costs] == [("scorecam", 1280, 4)]  # 2**18 px / 256^2
     assert (
-        "scorecam costs 1280 forward passes per photo (one per channel of the layer; 64 per batch)"
+        "scorecam costs 1280 forward passes per photo (one per channel of the layer; 4 per batch)"
         in capsys.readouterr().err
     )
     assert build_job  # re-exported for callers that build jobs themselves

@@ -35,6 +35,11 @@ def cost_of(job: Job, probe: Optional[Any] = None) -> Optional[Cost]:
     """
     m, name = job.method, job.method_name
     bs = int(getattr(m, "batch_size", 1) or 1)
+    if type(m).__name__ == "ScoreCAM" and getattr(m, "batch_size", 1) is None:
+        from ..methods.perturbation import auto_batch_size  # its default: the inputs that fit a pixel budget
+
+        side = int(job.loaded.size or 224)
+        bs = auto_batch_size((side, side))
     if hasattr(m, "n_masks"):
         return Cost(name, int(m.n_masks), "one per random mask", bs)
     if hasattr(m, "window") and hasattr(m, "stride"):
