@@ -7,8 +7,9 @@ take the people's place: two CNNs of one architecture (the VGG-like synthetic CN
 shapes of :mod:`gradcam.evaluation.synthetic`):
 
 - the **stronger** model: the committed weights (width 8, 3000 scenes, 6 epochs);
-- the **weaker** model: the same architecture trained briefly (2000 scenes, 4 epochs, seeded; about
-  10 s of CPU, cached after its first training).
+- the **weaker** model: the same architecture trained briefly (2000 scenes, 4 epochs, seeded); its weights
+  are committed too, so the study gives the same numbers on every CPU (training anew differs in the last
+  bits from one instruction set to another).
 
 On the held-out scenes both classify right, each method explains the true class for each model, and each
 measure is computed per image: ``pointing`` (peak within the scaled 15 px tolerance of the object's mask),
@@ -121,7 +122,7 @@ def compare(
 
 
 def models(cache_dir=None, log: Callable[[str], None] = print):
-    """The stronger (committed) and the weaker (briefly trained, cached) VGG-like synthetic CNNs."""
+    """The stronger (committed) and the weaker (briefly trained; committed too) VGG-like synthetic CNNs."""
     strong, _ = syn.load_or_train(syn.TrainConfig(kind="vgg"), cache_dir, log=log)
     weak, _ = syn.load_or_train(syn.TrainConfig(kind="vgg", **WEAK_TRAINING), cache_dir, log=log)
     return strong, weak
