@@ -15,9 +15,10 @@
 
 Usage (needs s3fs and moto[server], the ``test`` extra)::
 
-    python benchmarks/scale_cost_model.py [--photos 24] [--keys 1000000]
+    python benchmarks/scale_cost_model.py [--copies 1 | --folder SAMPLE] [--keys 1000000]
 
-writes ``benchmarks/results/scale_cost_model.json``; the page quotes it.
+writes ``benchmarks/results/scale_cost_model.json``; ``--render`` prints the page's prediction table from it
+(:func:`predict`: the model; :data:`ASSUMED`: what is assumed, not measured).
 """
 
 from __future__ import annotations
@@ -186,13 +187,99 @@ def listing(keys):
     }
 
 
+ASSUMED = {
+    # Assumptions, not measurements (replace them with your own): a c6i.8xlarge-like node, AWS list prices
+    # (us-east-1, on demand), S3's documented per-prefix request rates, a ListObjectsV2 round trip.
+    "node_vcpus": 32,
+    "node_usd_per_hour": 1.36,
+    "node_network_mb_s": 1250.0,  # 10 Gbit/s sustained
+    "put_usd_per_1000": 0.005,
+    "get_usd_per_1000": 0.0004,
+    "list_usd_per_1000": 0.005,
+    "s3_put_per_s_per_prefix": 3500,
+    "s3_get_per_s_per_prefix": 5500,
+    "list_page_s": 0.1,  # one ListObjectsV2 page (1,000 keys)
+    "cpu_scale": 1.0,  # a node's vCPU against this machine's logical CPU
+}
+
+
+def predict(result, photos, nodes, prefixes=1, a=ASSUMED):
+    """Images/s, hours and USD of ``photos`` on ``nodes`` nodes, from the measured ``result`` and ``a``.
+
+    Per node: (vCPUs - 0.5) CPUs of model actors and decode tasks (the Ray pool leaves half a CPU), each
+    photo costing ``cpu_s_per_photo`` (S3 run: client CPU included); the cluster: the smallest of N nodes'
+    rate, the store's PUT and GET rates over the requests per photo (one output prefix), and the network.
+    The listing runs before the work: photos / 1,000 pages of ``list_page_s``.
+    """
+    pp = result["per_photo"]
+    cpu = pp["s3"]["cpu_s_per_photo"] * a["cpu_scale"]
+    per_node = (a["node_vcpus"] - 0.5) / cpu
+    req = pp["requests_per_photo_first_run"]
+    puts = req.get("PUT", 0) + req.get("DELETE", 0) + req.get("POST", 0)
+    gets = req.get("GET", 0) + req.get("HEAD", 0)
+    mb = (pp["input_bytes_per_photo"] + pp["output_bytes_per_photo"]) / 1e6
+    limits = {
+        "CPU": nodes * per_node,
+        "S3 PUT rate": prefixes * a["s3_put_per_s_per_prefix"] / puts,
+        "S3 GET rate": prefixes * a["s3_get_per_s_per_prefix"] / gets,
+        "network": nodes * a["node_network_mb_s"] / mb,
+    }
+    bound = min(limits, key=limits.get)
+    rate = limits[bound]
+    list_s = photos / 1000 * a["list_page_s"]
+    hours = (photos / rate + list_s) / 3600
+    usd_nodes = hours * nodes * a["node_usd_per_hour"]
+    usd_requests = photos * (puts * a["put_usd_per_1000"] + gets * a["get_usd_per_1000"]) / 1000
+    usd_requests += photos / 1000 * a["list_usd_per_1000"] / 1000
+    return {
+        "photos": photos,
+        "nodes": nodes,
+        "images_per_s": rate,
+        "bound_by": bound,
+        "listing_h": list_s / 3600,
+        "hours": hours,
+        "usd_nodes": usd_nodes,
+        "usd_requests": usd_requests,
+        "usd": usd_nodes + usd_requests,
+    }
+
+
+def render(result, prefixes=1):
+    """The prediction table (Markdown) of a measured ``result`` with ``prefixes`` output key prefixes."""
+    rows = [
+        f"| photos | nodes | images/s ({prefixes} prefix{'es' if prefixes > 1 else ''}) | bound by | listing (h) | total (h) | nodes (USD) | requests (USD) | total (USD) |"
+    ]
+    rows.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for photos in (10**6, 10**8):
+        for nodes in (1, 8, 64):
+            p = predict(result, photos, nodes, prefixes)
+            rows.append(
+                f"| 10^{len(str(photos)) - 1} | {nodes} | {p['images_per_s']:,.0f} | {p['bound_by']} | "
+                f"{p['listing_h']:.2f} | {p['hours']:,.1f} | {p['usd_nodes']:,.0f} | {p['usd_requests']:,.0f} | "
+                f"{p['usd']:,.0f} |"
+            )
+    return "\n".join(rows)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--copies", type=int, default=1, help="copies of the 24 benchmark photos (default 1)")
+    p.add_argument(
+        "--folder", help="measure on these photos (a sample of yours) instead of the benchmark's 24"
+    )
     p.add_argument("--keys", type=int, default=1_000_000, help="synthetic keys listed (default 1,000,000)")
     p.add_argument("--skip-listing", action="store_true")
+    p.add_argument("--render", action="store_true", help="print the prediction table of the saved results")
     a = p.parse_args(argv)
+    path = os.path.join(HERE, "results", "scale_cost_model.json")
+    if a.render:
+        with open(path) as f:
+            result = json.load(f)
+        print(render(result) + "\n\n" + render(result, 100))
+        return
     import torch
+
+    from gradcam.io import find_images
 
     torch.set_num_threads(1)
     counter = Requests()
@@ -202,8 +289,11 @@ def main(argv=None):
     wz.addHandler(counter)
     server, so = start_s3()
     try:
-        folder = tempfile.mkdtemp()
-        n = make_folder(folder, a.copies)
+        if a.folder:
+            folder, n = a.folder, len(find_images([a.folder]))
+        else:
+            folder = tempfile.mkdtemp()
+            n = make_folder(folder, a.copies)
         result = {
             "machine": f"{os.cpu_count()} logical CPUs, {platform.machine()}, torch {torch.__version__}, 1 torch thread",
             "load_before": os.getloadavg(),
@@ -217,7 +307,6 @@ def main(argv=None):
     result["load_after"] = os.getloadavg()
     result["written"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    path = os.path.join(HERE, "results", "scale_cost_model.json")
     with open(path, "w") as f:
         json.dump(result, f, indent=1)
     print(json.dumps(result, indent=1))

@@ -9,6 +9,7 @@ from typing import Any, List, Optional, Sequence, Set, Tuple
 
 from .. import storage
 from ..io import Item, demo_photo, find_images
+from ..resume import RECORD_DIR
 from .console import Reporter
 from .job import Job, Outcome, build_job
 from .options import Options
@@ -89,8 +90,8 @@ def plan(items: Sequence[Item], jobs: Sequence[Job], force: bool) -> Tuple[List[
     """Resume: ``(todo, wanted, done_before)``. ``wanted[j]``: the photos job ``j`` must (re)do (all with
     ``force``); ``todo``: the photos any job must do, in order; ``done_before``: results already up to date.
 
-    With the outputs in object storage the checks (a GET of the record, a HEAD per output) run
-    :data:`CHECKS` at a time."""
+    With the outputs in object storage the records are listed first (one request per 1,000), and only photos
+    that have one are checked (a GET of the record, a HEAD per output), :data:`CHECKS` at a time."""
     wanted = [_wanted(items, job, force) for job in jobs]
     todo = [it for it in items if any(it in w for w in wanted)]
     done_before = sum(len(items) - len(w) for w in wanted)
@@ -108,10 +109,13 @@ def _wanted(items: Sequence[Item], job: Job, force: bool) -> Set[Item]:
         return {it for it in items if not job.up_to_date(it)}
     from concurrent.futures import ThreadPoolExecutor
 
-    todo: Set[Item] = set()
+    folder = storage.join(job.out, RECORD_DIR)
+    have = {url for url, _ in storage.iter_files(folder, job.storage_options)}  # records that exist
+    todo = {it for it in items if job.record(it) not in have}  # no record: to do, no request
+    check = [it for it in items if it not in todo]
     with ThreadPoolExecutor(max_workers=CHECKS, thread_name_prefix="gradcam-resume") as pool:
-        for i in range(0, len(items), 64 * CHECKS):  # a window of futures, not one per photo at once
-            window = items[i : i + 64 * CHECKS]
+        for i in range(0, len(check), 64 * CHECKS):  # a window of futures, not one per photo at once
+            window = check[i : i + 64 * CHECKS]
             todo.update(it for it, ok in zip(window, pool.map(job.up_to_date, window)) if not ok)
     return todo
 
