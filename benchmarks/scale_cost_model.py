@@ -217,12 +217,13 @@ def predict(result, photos, nodes, prefixes=1, a=ASSUMED):
     cpu = pp["s3"]["cpu_s_per_photo"] * a["cpu_scale"]
     per_node = (a["node_vcpus"] - 0.5) / cpu
     req = pp["requests_per_photo_first_run"]
-    puts = req.get("PUT", 0) + req.get("DELETE", 0) + req.get("POST", 0)
+    writes = req.get("PUT", 0) + req.get("DELETE", 0) + req.get("POST", 0)  # S3's write-class rate
+    puts = req.get("PUT", 0) + req.get("POST", 0)  # charged (DELETE is free)
     gets = req.get("GET", 0) + req.get("HEAD", 0)
     mb = (pp["input_bytes_per_photo"] + pp["output_bytes_per_photo"]) / 1e6
     limits = {
         "CPU": nodes * per_node,
-        "S3 PUT rate": prefixes * a["s3_put_per_s_per_prefix"] / puts,
+        "S3 PUT rate": prefixes * a["s3_put_per_s_per_prefix"] / writes,
         "S3 GET rate": prefixes * a["s3_get_per_s_per_prefix"] / gets,
         "network": nodes * a["node_network_mb_s"] / mb,
     }
