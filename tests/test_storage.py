@@ -146,23 +146,30 @@ def test_an_s3_run_equals_a_disk_run_and_resumes_by_etag(bucket, s3, s3_options,
         s3.pipe_file("bucket/in/cup.jpg", (photos / "cup.jpg").read_bytes())
 
 
-def test_an_s3_run_on_ray_equals_a_disk_run(bucket, s3, s3_options, disk_run, photos, capsys):  # noqa: F811
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray of 2 CPUs (one already running is used as it is, and left running)."""
     ray = pytest.importorskip("ray")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        url = f"{bucket}/out-ray"
-        so = json.dumps(s3_options)
-        cmd = ["explain", f"{bucket}/in", "--out", url, *ARGS, "--storage-options", so, "--engine", "ray"]
-        assert main(cmd) == 1
-        assert "explained 3 images, 1 failed" in capsys.readouterr().err
-        _compare_with_disk(s3, url, disk_run, photos, s3_options)
-        before = _objects(s3, url[5:])
-        assert main(cmd) == 1
-        assert "explained 0 images, 3 already done (same input" in capsys.readouterr().err
-        assert {k: v[1] for k, v in _objects(s3, url[5:]).items()} == {k: v[1] for k, v in before.items()}
-    finally:
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    if started:
         ray.shutdown()
+
+
+def test_an_s3_run_on_ray_equals_a_disk_run(bucket, s3, s3_options, disk_run, photos, capsys, local_ray):  # noqa: F811
+    url = f"{bucket}/out-ray"
+    so = json.dumps(s3_options)
+    cmd = ["explain", f"{bucket}/in", "--out", url, *ARGS, "--storage-options", so, "--engine", "ray"]
+    assert main(cmd) == 1
+    assert "explained 3 images, 1 failed" in capsys.readouterr().err
+    _compare_with_disk(s3, url, disk_run, photos, s3_options)
+    before = _objects(s3, url[5:])
+    assert main(cmd) == 1
+    assert "explained 0 images, 3 already done (same input" in capsys.readouterr().err
+    assert {k: v[1] for k, v in _objects(s3, url[5:]).items()} == {k: v[1] for k, v in before.items()}
 
 
 def test_storage_paths_and_errors(tmp_path, capsys):
