@@ -28,7 +28,7 @@ LAYERS: List[Tuple[str, Tuple[str, ...]]] = [
     ),
     ("analysis", ("gradcam.vl", "gradcam.neurons")),
     ("models", ("gradcam.models",)),
-    ("io", ("gradcam.io",)),
+    ("io", ("gradcam.io", "gradcam.storage")),
     ("methods", ("gradcam.methods",)),
     ("metrics", ("gradcam.metrics",)),
     ("datasets", ("gradcam.datasets",)),

@@ -11,7 +11,7 @@ without it a local Ray starts with this machine's CPUs and stops at the end.
 from __future__ import annotations
 
 import os
-from typing import Dict, Optional, Sequence, Union
+from typing import Any, Dict, Optional, Sequence, Union
 
 from .pipeline import ConsoleReporter, Options, Summary
 from .pipeline import run as run_pipeline
@@ -62,6 +62,7 @@ def explain_dataset(
     box_threshold: Optional[float] = None,
     gpus_per_worker: float = 1.0,
     method_options: Optional[Dict[str, int]] = None,
+    storage_options: Optional[Dict[str, Any]] = None,
 ) -> Summary:
     """Explain every photo under ``paths`` into ``out`` with ``engine`` ("local" or "ray"); see the module doc.
 
@@ -73,8 +74,8 @@ def explain_dataset(
     to the Ray engine. ``method_options``: ``{"batch_size": N, "n_masks": N}`` for the perturbation methods.
     ``verbose`` prints each photo's description as the CLI does (failures and the summary are always
     printed to stderr). ``quality`` (``"fast"``, ``"standard"``, ``"high"``: a preset naming model, size and
-    box threshold), ``size``, ``crop``, ``mean``, ``std`` and ``box_threshold`` are ``gradcam explain``'s
-    ``--quality``, ``--size``, ``--crop``, ``--mean``, ``--std`` and ``--box-threshold``.
+    box threshold), ``size``, ``crop``, ``mean``, ``std``, ``box_threshold`` are ``gradcam explain``'s options of
+    those names. ``paths``/``out`` may be URLs (``s3://b/in``), ``storage_options`` fsspec's options for them.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}.")
@@ -107,6 +108,7 @@ def explain_dataset(
         threads=threads,
         gpus_per_worker=gpus_per_worker,
         method_options=dict(method_options or {}),
+        storage_options=dict(storage_options or {}),
     )
     return _run_reported(options, verbose)
 

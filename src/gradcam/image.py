@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import os
 import warnings
-from typing import Optional, Sequence, Tuple, Union
+from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -130,10 +130,25 @@ def load_image(source: ImageLike, max_pixels: Optional[int] = MAX_PIXELS) -> Ima
         raise ImageLoadError(path, f"cannot read the file ({e.strerror or e})") from None
     if size == 0:
         raise ImageLoadError(path, "empty file (0 bytes)")
+    return _decode(path, path, max_pixels)
+
+
+def load_image_bytes(data: bytes, name: str, max_pixels: Optional[int] = MAX_PIXELS) -> Image.Image:
+    """:func:`load_image` of a file's content ``data`` (e.g. an object read from object storage); ``name``
+    (its URL) names it in errors. The same checks, reasons and decoding as for a file on disk."""
+    if not data:
+        raise ImageLoadError(name, "empty file (0 bytes)")
+    import io
+
+    return _decode(io.BytesIO(data), name, max_pixels)
+
+
+def _decode(source: Any, path: str, max_pixels: Optional[int]) -> Image.Image:
+    """Open ``source`` (a path or a binary file object) with PIL, check its header's size, decode it whole."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own check below replaces it
-            img_cm = Image.open(path)
+            img_cm = Image.open(source)
         with img_cm as img:
             w, h = img.size  # from the header: nothing decoded yet
             if max_pixels is not None and w * h > max_pixels:

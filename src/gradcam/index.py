@@ -23,8 +23,9 @@ import json
 import os
 import time
 import uuid
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
+from . import storage
 from .io import atomic_write
 
 PARTS = ".gradcam-index"
@@ -66,7 +67,7 @@ def has_parquet() -> bool:
 def index_path(out: str, parquet: Optional[bool] = None) -> str:
     """``<out>/index.parquet`` (pyarrow installed) or ``<out>/index.jsonl``."""
     parquet = has_parquet() if parquet is None else parquet
-    return os.path.join(out, "index.parquet" if parquet else "index.jsonl")
+    return storage.join(out, "index.parquet" if parquet else "index.jsonl")
 
 
 def result_rows(
@@ -164,7 +165,14 @@ def _encode(rows: Sequence[Dict], parquet: bool) -> bytes:
     return "".join(json.dumps({c: r.get(c) for c in COLUMNS}) + "\n" for r in rows).encode()
 
 
-def _decode(path: str) -> List[Dict]:
+def _decode(path: str, storage_options: Any = None) -> List[Dict]:
+    if storage.is_remote(path):
+        data = storage.read_bytes(path, storage_options)
+        if path.endswith(".parquet"):
+            import pyarrow.parquet as pq
+
+            return pq.read_table(io.BytesIO(data)).to_pylist()
+        return [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
     if path.endswith(".parquet"):
         import pyarrow.parquet as pq
 
@@ -173,10 +181,11 @@ def _decode(path: str) -> List[Dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def append(out: str, rows: Sequence[Dict]) -> Optional[str]:
+def append(out: str, rows: Sequence[Dict], storage_options: Any = None) -> Optional[str]:
     """Add ``rows`` (one finished batch) to ``out``'s index as a new part file, atomically; returns its path.
 
-    Safe from many processes at once (each part has a unique name); nothing is written for no rows.
+    Safe from many processes at once (each part has a unique name); nothing is written for no rows. With
+    ``out`` in object storage the part is one whole object (``storage_options``: see :mod:`gradcam.storage`).
     """
     if not rows:
         return None
@@ -184,19 +193,20 @@ def append(out: str, rows: Sequence[Dict]) -> Optional[str]:
     name = (
         f"part-{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}.{'parquet' if parquet else 'jsonl'}"
     )
-    path = os.path.join(out, PARTS, name)
-    atomic_write(path, _encode(rows, parquet))
+    path = storage.join(out, PARTS, name)
+    if storage.is_remote(path):
+        storage.write_bytes(path, _encode(rows, parquet), storage_options)
+    else:
+        atomic_write(path, _encode(rows, parquet))
     return path
 
 
-def _parts(out: str) -> List[str]:
-    folder = os.path.join(out, PARTS)
-    if not os.path.isdir(folder):
-        return []
+def _parts(out: str, storage_options: Any = None) -> List[str]:
+    folder = storage.join(out, PARTS)
     # Names start with the write time in ns: sorted names are in write order.
     return [
-        os.path.join(folder, f)
-        for f in sorted(os.listdir(folder))
+        storage.join(folder, f)
+        for f in storage.list_names(folder, storage_options)
         if f.startswith("part-") and f.endswith((".parquet", ".jsonl"))
     ]
 
@@ -218,35 +228,45 @@ def _content(rows: List[Dict]) -> List[Dict]:
     return [{c: v for c, v in r.items() if c != "updated" or r.get("error") is None} for r in rows]
 
 
-def read_index(out: str) -> List[Dict]:
-    """All index rows of ``out`` (the compacted index plus parts of a run in progress), sorted by stem, rank."""
-    tables = [_decode(p) for p in (index_path(out, True), index_path(out, False)) if os.path.exists(p)]
-    return _merge(tables + [_decode(p) for p in _parts(out)])
+def read_index(out: str, storage_options: Any = None) -> List[Dict]:
+    """All index rows of ``out`` (the compacted index plus parts of a run in progress), sorted by stem, rank.
+
+    ``out`` may be a URL (``s3://bucket/results``; ``storage_options``: see :mod:`gradcam.storage`)."""
+    so = storage_options
+    tables = [
+        _decode(p, so) for p in (index_path(out, True), index_path(out, False)) if storage.exists(p, so)
+    ]
+    return _merge(tables + [_decode(p, so) for p in _parts(out, so)])
 
 
-def compact(out: str) -> Optional[str]:
+def compact(out: str, storage_options: Any = None) -> Optional[str]:
     """Merge ``out``'s part files into its one index file (newest rows of a photo win); remove the parts.
 
     Returns the index's path (``None`` when there is nothing to index). Run once at the end of a run. When
     the merged rows equal the index's (failures retried with the same reasons, nothing explained), the file
     is left untouched.
     """
-    parts = _parts(out)
-    rows = read_index(out)
+    so = storage_options
+    parts = _parts(out, so)
+    rows = read_index(out, so)
     if not rows and not parts:
         return None
     parquet = has_parquet()
     path = index_path(out, parquet)
-    old = _merge([_decode(path)]) if os.path.exists(path) else None
+    old = _merge([_decode(path, so)]) if storage.exists(path, so) else None
     if old is None or _content(old) != _content(rows):  # a rerun that only retried failures leaves it alone
-        atomic_write(path, _encode(rows, parquet))
+        if storage.is_remote(path):
+            storage.write_bytes(path, _encode(rows, parquet), so)
+        else:
+            atomic_write(path, _encode(rows, parquet))
     other = index_path(out, not parquet)
-    if os.path.exists(other):
-        os.unlink(other)
+    if storage.exists(other, so):
+        storage.remove(other, so)
     for p in parts:
-        os.unlink(p)
-    try:
-        os.rmdir(os.path.join(out, PARTS))
-    except OSError:
-        pass
+        storage.remove(p, so)
+    if not storage.is_remote(out):
+        try:
+            os.rmdir(os.path.join(out, PARTS))
+        except OSError:
+            pass
     return path

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
-from typing import Iterable, List, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 # Extensions PIL reads; anything else inside a folder is ignored (a file named explicitly is always tried).
 IMAGE_EXTENSIONS = (
@@ -42,10 +42,15 @@ os.umask(_UMASK)
 
 @dataclass(frozen=True)
 class Item:
-    """One input photo and the stem of its outputs (``out/<stem>.png``, ``out/<stem>.json``)."""
+    """One input photo and the stem of its outputs (``out/<stem>.png``, ``out/<stem>.json``).
+
+    ``stamp``: for an object in object storage, its resume stamp from the listing (size and ETag; see
+    :func:`gradcam.storage.stamp_of`), so that no further request is needed; not part of equality.
+    """
 
     path: str
     stem: str
+    stamp: Optional[Dict[str, Any]] = field(default=None, compare=False, hash=False)
 
 
 DEMO_PHOTO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "chelsea.png")
@@ -58,7 +63,10 @@ def demo_photo() -> str:
 
 
 def find_images(
-    paths: Sequence[str], exclude: Sequence[str] = (), extensions: Sequence[str] = IMAGE_EXTENSIONS
+    paths: Sequence[str],
+    exclude: Sequence[str] = (),
+    extensions: Sequence[str] = IMAGE_EXTENSIONS,
+    remote: Optional[Callable[[str], Iterable[Item]]] = None,
 ) -> List[Item]:
     """Image files among ``paths`` (files as given; folders searched recursively, sorted, hidden names skipped).
 
@@ -68,13 +76,17 @@ def find_images(
     exist raises ``FileNotFoundError``. Folders in ``exclude`` (the output folder) are not searched, so
     that explaining ``.`` twice does not explain the first run's overlays. ``extensions``: the file endings a
     folder search picks up (default :data:`IMAGE_EXTENSIONS`; the folder job adds its other input kinds').
+    ``remote``: lists a URL path (``s3://...``; see :func:`gradcam.storage.list_items`); without it a URL is
+    taken as a local path.
     """
     skip = {os.path.realpath(e) for e in exclude}
     wanted = tuple(e.lower() for e in extensions)
     found: List[Item] = []
     for p in paths:
         p = os.fspath(p)
-        if os.path.isdir(p):
+        if remote is not None and _is_url(p):
+            found.extend(remote(p))
+        elif os.path.isdir(p):
             for root, dirs, files in os.walk(p):
                 dirs[:] = sorted(
                     d
@@ -95,10 +107,15 @@ def find_images(
     return _unique_stems(_dedupe(found))
 
 
+def _is_url(path: str) -> bool:
+    head, sep, _ = path.partition("://")
+    return bool(sep and head.isalnum() and head.lower() not in ("file", "local"))
+
+
 def _dedupe(items: Iterable[Item]) -> List[Item]:
     seen, out = set(), []
     for it in items:
-        key = os.path.realpath(it.path)
+        key = it.path if _is_url(it.path) else os.path.realpath(it.path)
         if key not in seen:
             seen.add(key)
             out.append(it)
@@ -120,7 +137,7 @@ def _unique_stems(items: List[Item]) -> List[Item]:
             stem = f"{base}_{k}"
             k += 1
         used.add(stem)
-        out.append(Item(it.path, stem))
+        out.append(Item(it.path, stem, it.stamp))
     return out
 
 

@@ -13,7 +13,9 @@ never take it for input), written atomically after the outputs, with or without 
      "outputs": {"cat.png": 123456, "cat.json": 2345}}
 
 Files are identified by ``(resolved path, size, mtime_ns)`` (:func:`file_stamp`), not by a content hash:
-an edit that keeps size and modification time to the nanosecond is not detected.
+an edit that keeps size and modification time to the nanosecond is not detected. Objects in object storage
+(``s3://...``, see :mod:`gradcam.storage`) by ``(URL, size, ETag)`` (the modification time on stores
+without ETags); their outputs are checked by size (an object is written whole, never in part).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import json
 import os
 from typing import Any, Dict, Mapping, Optional, Sequence
 
-from .io import atomic_write
+from . import storage
 
 RECORD_DIR = ".gradcam"
 FORMAT = 1  # bump when the meaning of a record changes: every old record then reads as stale
@@ -38,6 +40,8 @@ def file_stamp(path: Optional[str]) -> Optional[Dict[str, Any]]:
     if path is None:
         return None
     path = os.fspath(path)
+    if storage.is_remote(path):
+        return storage.stamp(path)
     try:
         st = os.stat(path)
     except OSError:
@@ -45,28 +49,42 @@ def file_stamp(path: Optional[str]) -> Optional[Dict[str, Any]]:
     return {"path": os.path.realpath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def fingerprint(path: Optional[str], options: Mapping[str, Any]) -> Dict[str, Any]:
-    """What made an output: the input file's :func:`file_stamp` and every result-changing option.
+def fingerprint(
+    path: Optional[str], options: Mapping[str, Any], stamp: Optional[Mapping[str, Any]] = None
+) -> Dict[str, Any]:
+    """What made an output: the input file's :func:`file_stamp` (or the given ``stamp``, e.g. an object's
+    from its listing) and every result-changing option.
 
     ``options`` must be JSON-ready (strings, numbers, bools, None, lists, dicts); put file stamps of
     model/weights files in it (see :func:`file_stamp`). The returned dict round-trips through JSON
     unchanged, so ``fingerprint(...) == json.loads(json.dumps(fingerprint(...)))``.
     """
-    fp = {"version": FORMAT, "input": file_stamp(path), "options": dict(options)}
+    fp = {
+        "version": FORMAT,
+        "input": file_stamp(path) if stamp is None else dict(stamp),
+        "options": dict(options),
+    }
     return json.loads(json.dumps(fp, sort_keys=True))  # normalise (tuples -> lists, key order)
 
 
 def record_path(out: str, stem: str) -> str:
     """The record of the outputs of ``stem`` in folder ``out``: ``out/.gradcam/<stem>.json``."""
-    return os.path.join(out, RECORD_DIR, stem + ".json")
+    return storage.join(out, RECORD_DIR, stem + ".json")
 
 
 def output_ok(path: str, size: Optional[int] = None) -> bool:
     """``path`` exists, is non-empty, has ``size`` bytes (when given) and is readable as what it claims.
 
     PNG: signature at the start and the ``IEND`` chunk at the end (a cut file lacks it); JSON: parses.
-    Other files: non-empty and of the recorded size.
+    Other files: non-empty and of the recorded size. An object in object storage: non-empty and of the
+    recorded size (one HEAD request; objects are written whole).
     """
+    if storage.is_remote(path):
+        try:
+            n = storage.size(path)
+        except OSError:
+            return False
+        return bool(n) and (size is None or n == size)
     try:
         st = os.stat(path)
         if st.st_size == 0 or (size is not None and st.st_size != size):
@@ -90,8 +108,7 @@ def is_up_to_date(record: str, fp: Mapping[str, Any], outputs: Sequence[str]) ->
     pass :func:`output_ok` with the size recorded when it was written.
     """
     try:
-        with open(record, encoding="utf-8") as f:
-            rec = json.load(f)
+        rec = json.loads(storage.read_bytes(record).decode("utf-8"))
         if rec.get("fingerprint") != fp:
             return False
         sizes = rec["outputs"]
@@ -102,10 +119,15 @@ def is_up_to_date(record: str, fp: Mapping[str, Any], outputs: Sequence[str]) ->
         return False
 
 
-def write_record(record: str, fp: Mapping[str, Any], outputs: Sequence[str]) -> None:
-    """Write ``record`` (atomically) for outputs already written: the fingerprint and each output's size."""
-    sizes = {os.path.basename(p): os.stat(p).st_size for p in outputs}
-    atomic_write(
-        record,
-        (json.dumps({"fingerprint": dict(fp), "outputs": sizes}, indent=1, sort_keys=True) + "\n").encode(),
-    )
+def write_record(
+    record: str,
+    fp: Mapping[str, Any],
+    outputs: Sequence[str],
+    sizes: Optional[Mapping[str, int]] = None,
+    storage_options: Optional[Mapping[str, Any]] = None,
+) -> None:
+    """Write ``record`` (whole, atomically on disk) for outputs already written: the fingerprint and each
+    output's size (``sizes`` by path when known, else read from the files)."""
+    got = {os.path.basename(p): (sizes[p] if sizes and p in sizes else storage.size(p)) for p in outputs}
+    data = json.dumps({"fingerprint": dict(fp), "outputs": got}, indent=1, sort_keys=True) + "\n"
+    storage.write_bytes(record, data.encode(), storage_options)

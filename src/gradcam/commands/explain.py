@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any, Dict, Optional
 
 from ..pipeline import (
     ConsoleReporter,
@@ -141,7 +142,20 @@ def _add_map_options(p: argparse.ArgumentParser) -> None:
 
 def _add_output_options(p: argparse.ArgumentParser) -> None:
     """Add where and how the outputs are written: --out ... --force."""
-    p.add_argument("--out", default="gradcam-out", metavar="DIR", help="output folder (default: gradcam-out)")
+    p.add_argument(
+        "--out",
+        default="gradcam-out",
+        metavar="DIR",
+        help="output folder or object-storage URL (s3://bucket/results, gs://, az://; default: gradcam-out)",
+    )
+    p.add_argument(
+        "--storage-options",
+        default=None,
+        metavar="JSON",
+        help="fsspec options for URL inputs and --out, a JSON object (S3: "
+        '\'{"endpoint_url": "http://host:9000"}\'); credentials also come from the store\'s environment '
+        "(AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...)",
+    )
     p.add_argument("--alpha", type=float, default=0.5, help="heatmap opacity in [0, 1] (default 0.5)")
     p.add_argument("--colormap", default="jet", help="matplotlib colormap (default jet)")
     p.add_argument("--colorbar", action="store_true", help="add a colour bar to the right of each overlay")
@@ -280,7 +294,26 @@ def options_from_args(args: argparse.Namespace) -> Options:
         workers=args.workers,
         gpus_per_worker=args.gpus_per_worker,
         method_options=method_options,
+        storage_options=parse_storage_options(getattr(args, "storage_options", None)),
     )
+
+
+def parse_storage_options(text: Optional[str]) -> Dict[str, Any]:
+    """``--storage-options JSON`` as a dict (``{}`` when not given); a clear ``ValueError`` otherwise."""
+    if not text:
+        return {}
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise ValueError(
+            f'--storage-options must be a JSON object, e.g. \'{{"endpoint_url": "http://127.0.0.1:9000"}}\'; '
+            f"cannot parse {text!r} ({e})."
+        ) from None
+    if not isinstance(value, dict):
+        raise ValueError(f"--storage-options must be a JSON object ({{...}}); got {text!r}.")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:

@@ -52,14 +52,35 @@ def load(item: Item, max_pixels: Optional[int]) -> Tuple[Any, Optional[str]]:
     """``(RGB PIL image, None)`` of a photo, or ``(None, reason)`` when it cannot be read.
 
     A file whose header declares more than ``max_pixels`` pixels is refused before decoding (``None``: no
-    limit of ours); any decoder failure is this file's failure, never the run's.
+    limit of ours); any decoder failure is this file's failure, never the run's. A URL (``s3://...``) is
+    read whole from its store here, by whoever decodes it (a Ray task, the local decode thread).
     """
-    from ..image import ImageLoadError, load_image
+    from .. import storage
+    from ..image import ImageLoadError, load_image, load_image_bytes
 
     try:
+        if storage.is_remote(item.path):
+            data, reason = _read(item.path)
+            if data is None:
+                return None, reason
+            with pil_limit(max_pixels):
+                return load_image_bytes(data, item.path, max_pixels=max_pixels), None
         with pil_limit(max_pixels):
             return load_image(item.path, max_pixels=max_pixels), None
     except ImageLoadError as e:
         return None, e.reason
     except Exception as e:  # noqa: BLE001 - any decoder failure is this file's problem, not the run's
         return None, f"cannot read ({type(e).__name__}: {e})"
+
+
+def _read(url: str) -> Tuple[Optional[bytes], Optional[str]]:
+    """``(bytes, None)`` of an object, or ``(None, reason)`` when it cannot be read (the process's storage
+    options: :func:`gradcam.storage.configure`)."""
+    from .. import storage
+
+    try:
+        return storage.read_bytes(url), None
+    except FileNotFoundError:
+        return None, "no such file"
+    except Exception as e:  # noqa: BLE001 - a store error is this file's problem, not the run's
+        return None, f"cannot read the file ({type(e).__name__}: {e})"

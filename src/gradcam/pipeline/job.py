@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
+from .. import storage
 from ..io import Item
 from ..resume import file_stamp, fingerprint, is_up_to_date, record_path
 from .options import DEFAULT_METHOD, Options
@@ -16,7 +17,7 @@ MAX_PIXELS = 50_000_000  # gradcam.image.MAX_PIXELS (not imported here: building
 
 def output_names(out: str, stem: str, k: int, with_json: bool) -> Tuple[List[str], Optional[str]]:
     """The overlay PNGs (``<stem>.png``, or ``<stem>.topR.png`` for K > 1) and the JSON path (or ``None``)."""
-    base = os.path.join(out, stem)
+    base = storage.join(out, stem)
     pngs = [base + ".png"] if k == 1 else [f"{base}.top{r + 1}.png" for r in range(k)]
     return pngs, (base + ".json" if with_json else None)
 
@@ -50,6 +51,7 @@ class Job:
     method_name: str = DEFAULT_METHOD
     layer: Optional[str] = None
     method_kwargs: Dict[str, Any] = field(default_factory=dict)
+    storage_options: Dict[str, Any] = field(default_factory=dict)
 
     def stem(self, item: Item) -> str:
         """The outputs' stem of ``item``: its own, plus ``.<method>`` for a method other than ``gradcam``."""
@@ -57,7 +59,7 @@ class Job:
 
     def maps_path(self, item: Item) -> Optional[str]:
         """``out/<stem>.maps.pt`` with ``maps`` (else ``None``)."""
-        return os.path.join(self.out, self.stem(item) + ".maps.pt") if self.maps else None
+        return storage.join(self.out, self.stem(item) + ".maps.pt") if self.maps else None
 
     def outputs(self, item: Item) -> Tuple[List[str], Optional[str]]:
         """The overlay PNGs and the JSON path (or ``None``) of ``item``."""
@@ -68,8 +70,8 @@ class Job:
         return record_path(self.out, self.stem(item))
 
     def fingerprint(self, item: Item) -> Dict[str, Any]:
-        """The resume key of ``item`` (see :mod:`gradcam.resume`)."""
-        return fingerprint(item.path, self.options)
+        """The resume key of ``item`` (see :mod:`gradcam.resume`; an object's stamp from its listing when known)."""
+        return fingerprint(item.path, self.options, item.stamp)
 
     def up_to_date(self, item: Item) -> bool:
         """True when ``item``'s outputs exist, are intact, and were made by this job's model and options."""
@@ -191,4 +193,5 @@ def build_job(options: Options, loaded: Any, method_name: str, target: Optional[
         method_name=method_name,
         layer=options.layer,
         method_kwargs=kw,
+        storage_options=dict(options.storage_options),
     )

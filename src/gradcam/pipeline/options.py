@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+from ..storage import is_remote, local_path
+
 MAX_SIDE = 1024  # gradcam.image.MAX_SIDE (not imported: building options needs no torch)
 MAX_MEGAPIXELS = 50.0  # gradcam.image.MAX_PIXELS / 1e6
 DEFAULT_METHOD = (
@@ -35,6 +37,9 @@ class Options:
       whose header declares more are refused before decoding; 0 or ``None``: no limit of ours);
     - engine: ``engine`` ("local" or "ray"), and for Ray ``address``, ``workers``, ``threads`` (torch threads
       per actor) and ``gpus_per_worker`` (GPUs each actor holds, fractional allowed; default 1);
+    - ``storage_options``: fsspec options for inputs and ``out`` given as URLs (``s3://bucket/photos``; for
+      S3 s3fs's keyword arguments: ``{"endpoint_url": ..., "key": ..., "secret": ...}``), see
+      :mod:`gradcam.storage`; credentials may also come from the store's standard environment;
     - ``method_options``: options of the perturbation methods, ``{"batch_size": N}`` (inputs per forward pass
       of scorecam, ablationcam, rise, occlusion) and ``{"n_masks": N}`` (rise); given only to the methods
       that take them.
@@ -74,6 +79,7 @@ class Options:
     threads: Optional[int] = None
     gpus_per_worker: float = 1.0
     method_options: Dict[str, int] = field(default_factory=dict)
+    storage_options: Dict[str, Any] = field(default_factory=dict)
 
     @property
     def methods(self) -> List[str]:
@@ -99,6 +105,14 @@ class Options:
     def writes_json(self) -> bool:
         """JSON records are written with ``json`` or ``report``."""
         return bool(self.json or self.report)
+
+    def localised(self) -> Options:
+        """A copy whose ``file://`` URLs (inputs, ``out``) are plain local paths (other URLs unchanged)."""
+        import dataclasses
+
+        return dataclasses.replace(
+            self, paths=tuple(local_path(p) for p in self.paths), out=local_path(self.out)
+        )
 
     def check(self) -> Options:
         """Raise ``ValueError`` naming the first bad option and its fix; returns ``self``."""
@@ -143,7 +157,17 @@ def _problems(o: Options) -> List[str]:
             f"--gpus-per-worker must be a positive number of GPUs (0.5: two actors share a GPU); "
             f"got {o.gpus_per_worker}."
         )
-    if os.path.exists(o.out) and not os.path.isdir(o.out):
+    if not isinstance(o.storage_options, dict):
+        bad.append(
+            f"storage options must be a JSON object of the store's options (e.g. "
+            f'{{"endpoint_url": "http://127.0.0.1:9000"}}); got {o.storage_options!r}.'
+        )
+    if o.report and is_remote(o.out):
+        bad.append(
+            f"--report writes a local HTML page that links the overlays; --out {o.out} is in object storage. "
+            "Give a local --out, or copy the outputs and run 'gradcam report' on the copy."
+        )
+    if not is_remote(o.out) and os.path.exists(o.out) and not os.path.isdir(o.out):
         bad.append(
             f"--out {o.out} is an existing file, not a folder; give a folder for the outputs "
             "(it is created if needed)."

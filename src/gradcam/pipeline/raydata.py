@@ -88,8 +88,13 @@ def plan_pool(
     return Pool(n, per, gpus_per_worker if cuda else 0.0, threads or t, device, note)
 
 
-def _decode_row(row: Dict, loaded: Any, max_pixels: Optional[int]) -> Dict:
-    """Ray Data task: read, decode and preprocess one batch of photos (``loaded``: the model's preprocessing)."""
+def _decode_row(row: Dict, loaded: Any, max_pixels: Optional[int], storage_options: Any = None) -> Dict:
+    """Ray Data task: read, decode and preprocess one batch of photos (``loaded``: the model's preprocessing).
+
+    A photo given as a URL (``s3://...``) is read from its store here, with the run's ``storage_options``."""
+    from .. import storage
+
+    storage.configure(storage_options)
     decoded = []
     for p, s in zip(row["paths"], row["stems"]):
         data, reason = decode(Item(p, s), max_pixels)
@@ -137,6 +142,9 @@ class _Explainer:
         from .job import make_method
 
         torch.set_num_threads(spec.threads)
+        from .. import storage
+
+        storage.configure(jobs[0].storage_options if jobs else None)  # the run's object storage options
         loaded = load_model(spec.model, weights=spec.weights, device=spec.device)
         loaded.size, loaded.max_side = spec.size, spec.max_side
         self.jobs = [
@@ -148,7 +156,8 @@ class _Explainer:
         self.names = spec.names
 
     def __call__(self, row: Dict) -> Dict:
-        items = [Item(p, s) for p, s in zip(row["paths"], row["stems"])]
+        stamps = json.loads(row.get("stamps") or "null") or [None] * len(row["paths"])
+        items = [Item(p, s, st) for p, s, st in zip(row["paths"], row["stems"], stamps)]
         decoded = pickle.loads(row["decoded"])
         outcomes = []
         for job, want in zip(self.jobs, row["wanted"]):
@@ -251,6 +260,7 @@ def _stream(ray: Any, cfg: RayConfig, jobs: Sequence[Job], todo: List[Item], wan
             "paths": [it.path for it in todo[i : i + bs]],
             "stems": [it.stem for it in todo[i : i + bs]],
             "wanted": [[it in w for it in todo[i : i + bs]] for w in wanted],
+            "stamps": json.dumps([it.stamp for it in todo[i : i + bs]]),  # objects' listing stamps (resume)
         }
         for i in range(0, len(todo), bs)
     ]
@@ -268,7 +278,11 @@ def _stream(ray: Any, cfg: RayConfig, jobs: Sequence[Job], todo: List[Item], wan
     ds = ds.map(
         _decode_row,
         num_cpus=DECODE_CPUS,
-        fn_kwargs={"loaded": _preprocessor(loaded), "max_pixels": jobs[0].max_pixels},
+        fn_kwargs={
+            "loaded": _preprocessor(loaded),
+            "max_pixels": jobs[0].max_pixels,
+            "storage_options": jobs[0].storage_options,
+        },
     )
     ds = ds.map(
         _Explainer,

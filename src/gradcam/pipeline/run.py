@@ -7,7 +7,9 @@ import os
 import time
 from typing import Any, List, Optional, Sequence, Set, Tuple
 
+from .. import storage
 from ..io import Item, demo_photo, find_images
+from ..resume import RECORD_DIR
 from .console import Reporter
 from .job import Job, Outcome, build_job
 from .options import Options
@@ -16,11 +18,20 @@ from .summary import Summary
 
 
 def find(options: Options) -> List[Item]:
-    """The photos of ``options.paths`` (and the demo photo with ``demo``), the output folder excluded."""
+    """The photos of ``options.paths`` (and the demo photo with ``demo``), the output folder excluded.
+
+    A URL (``s3://bucket/photos``) is listed as a stream of keys (:func:`gradcam.storage.list_items`); the
+    photos themselves are read later, by whoever decodes them.
+    """
     items = [Item(demo_photo(), "demo_chelsea")] if options.demo else []
     from .kinds import extensions
 
-    items += find_images(list(options.paths), exclude=[options.out], extensions=extensions())
+    exts = extensions()
+
+    def remote(url: str) -> Any:
+        return storage.list_items(url, [options.out], exts, options.storage_options)
+
+    items += find_images(list(options.paths), exclude=[options.out], extensions=exts, remote=remote)
     if not items:
         raise ValueError(f"No image files found in: {', '.join(options.paths)}.")
     return items
@@ -34,6 +45,7 @@ def prepare(options: Options) -> Tuple[List[Item], List[Job], Any]:
     from ..image import colormap_lut
 
     options.check()
+    storage.configure(options.storage_options)
     colormap_lut(options.colormap)  # an unknown colormap fails before any work
     items = find(options)
     names = None
@@ -45,7 +57,8 @@ def prepare(options: Options) -> Tuple[List[Item], List[Job], Any]:
     target = None if options.target is None else loaded.class_id(options.target)
     jobs = [build_job(options, loaded, m, target) for m in options.methods]
     try:
-        os.makedirs(options.out, exist_ok=True)
+        if not storage.is_remote(options.out):  # object stores have no folders: keys are written whole
+            os.makedirs(options.out, exist_ok=True)
     except OSError as e:
         raise ValueError(
             f"Cannot create the output folder --out {options.out} ({e.strerror or e}); "
@@ -75,11 +88,36 @@ def _load_model(options: Options) -> Any:
 
 def plan(items: Sequence[Item], jobs: Sequence[Job], force: bool) -> Tuple[List[Item], List[Set[Item]], int]:
     """Resume: ``(todo, wanted, done_before)``. ``wanted[j]``: the photos job ``j`` must (re)do (all with
-    ``force``); ``todo``: the photos any job must do, in order; ``done_before``: results already up to date."""
-    wanted = [{it for it in items if force or not job.up_to_date(it)} for job in jobs]
+    ``force``); ``todo``: the photos any job must do, in order; ``done_before``: results already up to date.
+
+    With the outputs in object storage the records are listed first (one request per 1,000), and only photos
+    that have one are checked (a GET of the record, a HEAD per output), :data:`CHECKS` at a time."""
+    wanted = [_wanted(items, job, force) for job in jobs]
     todo = [it for it in items if any(it in w for w in wanted)]
     done_before = sum(len(items) - len(w) for w in wanted)
     return todo, wanted, done_before
+
+
+CHECKS = 32
+"""Resume checks in flight at once when the outputs are in object storage (each is a few requests)."""
+
+
+def _wanted(items: Sequence[Item], job: Job, force: bool) -> Set[Item]:
+    if force:
+        return set(items)
+    if not storage.is_remote(job.out):
+        return {it for it in items if not job.up_to_date(it)}
+    from concurrent.futures import ThreadPoolExecutor
+
+    folder = storage.join(job.out, RECORD_DIR)
+    have = {url for url, _ in storage.iter_files(folder, job.storage_options)}  # records that exist
+    todo = {it for it in items if job.record(it) not in have}  # no record: to do, no request
+    check = [it for it in items if it not in todo]
+    with ThreadPoolExecutor(max_workers=CHECKS, thread_name_prefix="gradcam-resume") as pool:
+        for i in range(0, len(check), 64 * CHECKS):  # a window of futures, not one per photo at once
+            window = check[i : i + 64 * CHECKS]
+            todo.update(it for it, ok in zip(window, pool.map(job.up_to_date, window)) if not ok)
+    return todo
 
 
 def run(options: Options, reporter: Optional[Reporter] = None) -> Summary:
@@ -92,6 +130,7 @@ def run(options: Options, reporter: Optional[Reporter] = None) -> Summary:
     any work; Ctrl-C raises ``KeyboardInterrupt`` after the started writes are finished.
     """
     reporter = reporter or Reporter()
+    options = options.localised()
     items, jobs, names = prepare(options)
     todo, wanted, done_before = plan(items, jobs, options.force)
     failed: List[Tuple[str, str]] = []
@@ -181,13 +220,13 @@ def _finish(
         explained,
         done_before,
         list(failed),
-        index.compact(options.out),
+        index.compact(options.out, options.storage_options),
         seconds,
         options.out,
         [j.method_name for j in jobs],
     )
     reporter.finish(summary)
-    write_failures(options.out, failed)
+    write_failures(options.out, failed, options.storage_options)
     if options.report:
         from ..report import write_report
 

@@ -8,6 +8,7 @@ import json
 import os
 from typing import Any, List, Optional, Sequence, Tuple
 
+from .. import storage
 from ..io import Item, atomic_write, demo_photo
 from ..resume import write_record
 from .decode import load
@@ -63,27 +64,35 @@ def png_bytes(img: Any) -> bytes:
 
 
 def write_one(o: Outcome, job: Job) -> None:
-    """Write one explained photo's overlays, JSON and maps atomically, then its resume record (last)."""
+    """Write one explained photo's overlays, JSON and maps whole (atomically on disk; one PUT each in object
+    storage), then its resume record (last)."""
     import torch
 
     it, res = o.item, o.result
     pngs, js = job.outputs(it)
     rec = job.record(it)
-    if os.path.lexists(rec):
-        os.unlink(rec)
+    opts = job.storage_options
+    storage.remove(rec, opts)
+    sizes = {}
+
+    def put(path: str, data: bytes) -> None:
+        if storage.is_remote(path):
+            storage.write_bytes(path, data, opts)
+        else:
+            atomic_write(path, data)
+        sizes[path] = len(data)
+
     for r, png in enumerate(pngs):
-        atomic_write(
-            png, png_bytes(res.overlay(r, alpha=job.alpha, colormap=job.colormap, colorbar=job.colorbar))
-        )
+        put(png, png_bytes(res.overlay(r, alpha=job.alpha, colormap=job.colormap, colorbar=job.colorbar)))
     if js:
         res.extra["overlays"] = [os.path.basename(p) for p in pngs]
-        atomic_write(js, (json.dumps(res.to_dict(), indent=1) + "\n").encode())
+        put(js, (json.dumps(res.to_dict(), indent=1) + "\n").encode())
     mp = job.maps_path(it)
     if mp:
         buf = io.BytesIO()
         torch.save(res.input_maps.contiguous(), buf)
-        atomic_write(mp, buf.getvalue())
-    write_record(rec, job.fingerprint(it), pngs + [f for f in (js, mp) if f])
+        put(mp, buf.getvalue())
+    write_record(rec, job.fingerprint(it), pngs + [f for f in (js, mp) if f], sizes, opts)
     o.pngs, o.json = pngs, js
 
 
@@ -106,7 +115,7 @@ def write_outcomes(outcomes: List[Outcome], job: Job) -> List[Outcome]:
         except Exception as e:  # noqa: BLE001 - this photo's failure, reported as such
             o.result, o.pngs, o.json = None, [], None
             o.reason = f"cannot write its outputs ({type(e).__name__}: {e})"
-    index.append(job.out, [row for o in outcomes for row in _index_rows(o, job)])
+    index.append(job.out, [row for o in outcomes for row in _index_rows(o, job)], job.storage_options)
     return outcomes
 
 
@@ -165,15 +174,14 @@ def outcome_text(o: Outcome, names: Any = None) -> str:
     return describe(o.item, o.result, o.pngs, names)
 
 
-def write_failures(out: str, failed: List[Tuple[str, str]]) -> None:
+def write_failures(out: str, failed: List[Tuple[str, str]], storage_options: Any = None) -> None:
     """OUT/failures.json: ``[{"file": path, "reason": why}]`` of this run's failed files (``[]`` when none)."""
-    path = os.path.join(out, "failures.json")
+    path = storage.join(out, "failures.json")
     data = (json.dumps([{"file": f, "reason": r} for f, r in failed], indent=1) + "\n").encode()
     try:
-        with open(path, "rb") as f:
-            if f.read() == data:
-                return  # unchanged: a rerun leaves the folder untouched
+        if storage.read_bytes(path, storage_options) == data:
+            return  # unchanged: a rerun leaves the folder untouched
     except OSError:
         if not failed:
             return
-    atomic_write(path, data)
+    storage.write_bytes(path, data, storage_options)
