@@ -136,7 +136,8 @@ class _ScoreSmoothed(LayerMethod):
 
     M^c = Up(normalise(A^c)) (min-max per channel at the layer's resolution, then (bi/tri)linear to the
     input, as torch-cam); gain_s^c = y(x (*) M_s^c) - y(x) for the target's score y (the logit; a callable
-    target's own values); w^c = softmax_c( (1/S) sum_s gain_s^c );  L = ReLU( sum_c w^c A^c ).
+    target's own values); w^c = softmax_c( (1/S) sum_s gain_s^c );  L = ReLU( sum_c w^c A^c ). The term y(x)
+    is the same for every channel, so it cancels in the softmax and is not computed.
     """
 
     needs_gradients = False
@@ -172,7 +173,6 @@ class _ScoreSmoothed(LayerMethod):
         bs = min(self.batch_size or auto_batch_size(size), total)
         gains = torch.zeros(n * c, ids.shape[1], dtype=x.dtype, device=x.device)
         with engine.frozen(self.model, self.eval_mode) as model, torch.no_grad():
-            clean = class_scores(model(x), target, ids, n, softmax=False).to(x.dtype)
             for s in range(self.samples):
                 for start in range(0, total, bs):
                     f = torch.arange(start, min(start + bs, total), device=x.device)
@@ -183,7 +183,7 @@ class _ScoreSmoothed(LayerMethod):
                     gains[f] += class_scores(model(xb), target, ids[img], f.shape[0], softmax=False).to(
                         x.dtype
                     )
-                    gains[f] -= clean[img]
+        # y(x) is the same for every channel of an image and target: it cancels in the softmax over channels
         mean = gains.reshape(n, c, -1).transpose(1, 2) / self.samples  # (N, K, C)
         return torch.softmax(mean, dim=-1).to(a.dtype)
 
