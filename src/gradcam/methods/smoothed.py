@@ -17,7 +17,7 @@ from .. import engine
 from ..explanation import normalize
 from ..layers import LayerSpec
 from ..targets import Target
-from .attribution import _repeat_kwargs
+from .attribution import GRADIENT_PIXEL_BUDGET, _repeat_kwargs
 from .base import LayerMethod
 from .perturbation import _PERTURBATION_OPTIONS, _resize, auto_batch_size
 from .scoring import check_batch_size, class_scores
@@ -57,8 +57,8 @@ class SmoothGradCAMPlusPlus(LayerMethod):
     alpha_ij = D_2 / (2 D_2 + sum_ab A_ab D_3),  w^c = sum_ij alpha_ij ReLU(D_1),  L = ReLU( sum_c w^c A^c ),
     with A the clean input's activations (see :func:`gradcampp_weights`). torch-cam's numerator D_2 (the
     paper prints D_1, which makes alpha not reduce to Grad-CAM++'s). ``std=0`` gives Grad-CAM++ exactly.
-    The targets are those of the clean input; all noisy copies of all images go ``batch_size`` inputs per
-    pass (whole copies of the batch). The draws come from ``seed``: one (C, H, W) noise per sample, shared by
+    The targets are those of the clean input; the noisy copies go ``batch_size`` inputs per pass (whole
+    copies of the batch; default: the pixel budget of :mod:`gradcam.methods.attribution`, 10 at 224 x 224). The draws come from ``seed``: one (C, H, W) noise per sample, shared by
     the images of a batch.
     """
 
@@ -73,14 +73,14 @@ class SmoothGradCAMPlusPlus(LayerMethod):
         samples: int = 4,
         std: float = 0.3,
         seed: int = 0,
-        batch_size: int = 64,
+        batch_size: Optional[int] = None,
         **kw: Any,
     ):
         super().__init__(model, layer, **kw)
         self.samples = _positive_int(samples, "samples (noisy copies per image)")
         self.std = _non_negative(std, "std (the noise's standard deviation on the input)")
         self.seed = int(seed)
-        self.batch_size = check_batch_size(batch_size)
+        self.batch_size = None if batch_size is None else check_batch_size(batch_size)
 
     def _capture(self, x, target, top_k, counterfactual, **kw) -> engine.Capture:
         cap = super()._capture(x, target, top_k, counterfactual, **kw)
@@ -109,7 +109,7 @@ class SmoothGradCAMPlusPlus(LayerMethod):
         sums: List[List[torch.Tensor]] = [
             [torch.zeros_like(cap.gradient(i)) for _ in range(3)] for i in range(len(cap.layers))
         ]
-        per = max(1, self.batch_size // n)
+        per = max(1, (self.batch_size or auto_batch_size(x.shape[2:], GRADIENT_PIXEL_BUDGET)) // n)
         for s in range(0, self.samples, per):
             t = min(per, self.samples - s)
             noisy = (x.unsqueeze(0) + eps[s : s + t].unsqueeze(1)).reshape(t * n, *x.shape[1:])
