@@ -213,3 +213,31 @@ def test_iscam_matches_torchcams_integrated_score_weights(kind, x):
         return up * sum(j / 3 for j in range(1, s + 2))  # k_i = sum_{j=1..i} j / S
 
     check_score_family(res, make, split, x, masks)
+
+
+def test_dff_figure_colours_each_pixel_by_its_strongest_concept_and_has_a_legend():
+    from test_methods_peers import _Planted
+
+    from gradcam.methods.factorization import DeepFeatureFactorization, concept_colours
+
+    x = torch.zeros(2, 4, 8, 8)
+    x[:, 0:2, :, :4] = 1.0
+    x[:, 2:4, :, 4:] = 2.0
+    res = DeepFeatureFactorization(_Planted(), "feat", concepts=2, iterations=500)(x)
+    left = int(res.concepts[:, 0].argmax())
+    black = torch.zeros(2, 3, 8, 8)
+    fig = res.figure(black, labels=["cls-a", "cls-b", "cls-c"], top=2, alpha=0.5, height=8)
+    colours = concept_colours(2)
+    px = fig.load()
+    assert px[1, 1] == tuple(
+        round(0.5 * v) for v in colours[left]
+    )  # left half: the left concept, full strength
+    assert px[6, 1] == tuple(round(0.5 * v) for v in colours[1 - left])
+    assert px[12 + 6, 1] == px[6, 1]  # the second image's tile starts after 8 px and a 4 px gap
+    assert fig.size[1] >= 8 and fig.size[0] > 2 * 8 + 2 * 4
+    assert (
+        px[24 + 10, 4 + 16 * left + 7] == colours[left]
+    )  # the legend (from x = 24): concept's swatch, 16 px rows
+    with pytest.raises(ValueError, match="one image per explained image"):
+        res.figure(black[:1])
+    assert concept_colours(12)[0] != concept_colours(12)[1] and len(set(concept_colours(12))) == 12
