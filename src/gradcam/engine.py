@@ -545,9 +545,8 @@ def capture(
     ``require_all_layers=False`` (the one-pass ``layer="auto"`` search, which taps every candidate): a layer
     the score does not depend on gets ``None`` as its gradient instead of a :class:`LayerNotUsedError`.
 
-    ``hessian=True`` (with ``gradients``; Shapley-CAM): dy/dA is computed with ``create_graph=True`` (through
-    the part after the layer only: the tapped activation is a leaf, the parameters do not require grad), then
-    H A = d/dA (dy/dA . A), A held fixed as the vector, one more backward per target; in ``hessian_products``.
+    ``hessian=True`` (Shapley-CAM): dy/dA with ``create_graph=True``, then ``hessian_products`` H A = d/dA
+    (dy/dA . A), one more backward per target w.r.t. the tapped activation only (the parameters never require grad).
     """
     check_input(model, x)
     check_autograd(x, gradients or input_gradient)
@@ -569,26 +568,10 @@ def capture(
                 scores, ids, shapers = _scores_and_layouts(taps, output, target, top_k, x, reshape)
                 # tap.check() (in _scores_and_layouts) raised for any layer the forward pass did not reach
                 acts = [cast(torch.Tensor, tap.activation) for tap in taps]
-                if gradients or input_gradient:
-                    _check_connected(scores, taps, target)
-                wrt = list(acts) + ([x_in] if input_gradient else [])
-                grads: List[Optional[torch.Tensor]] = [None] * len(wrt)
-                hvps: List[Optional[torch.Tensor]] = [None] * len(acts)
-                if gradients or input_gradient:
-                    grads = _gradients(
-                        scores,
-                        acts,
-                        x_in,
-                        input_gradient,
-                        counterfactual,
-                        layer_gradient_context,
-                        differentiable or hessian,
-                    )
-                    if hessian:
-                        hvps = _hessian_products(grads, acts)
-                        grads = [None if g is None else g.detach() for g in grads]
-                    if gradients and require_all_layers:
-                        _check_layers_used(taps, grads)
+                grads, hvps = _backward(
+                    scores, taps, acts, x_in, target, gradients, input_gradient, counterfactual,
+                    layer_gradient_context, differentiable, hessian, require_all_layers,
+                )  # fmt: skip
         finally:
             for h in handles:
                 h.remove()
@@ -597,7 +580,7 @@ def capture(
     )
     if hessian:
         cap.hessian_products = [
-            None if h is None else h if r is None else _reshape_grad(h, r) for h, r in zip(hvps, shapers)
+            h if h is None or r is None else _reshape_grad(h, r) for h, r in zip(hvps, shapers)
         ]
     return cap
 
@@ -697,6 +680,27 @@ def _gradients(scores, acts, x_in, input_gradient, counterfactual, layer_gradien
             grads = batched_grad(scores, acts, negate=counterfactual, retain_graph=True)
         return grads + batched_grad(scores, [x_in], negate=counterfactual)
     return batched_grad(scores, list(acts) + ([x_in] if input_gradient else []), negate=counterfactual)
+
+
+def _backward(
+    scores, taps, acts, x_in, target, gradients, input_gradient, counterfactual, layer_gradient_context,
+    differentiable, hessian, require_all_layers,
+) -> Tuple[List[Optional[torch.Tensor]], List[Optional[torch.Tensor]]]:  # fmt: skip
+    """The gradients of one capture (layers, then dy/dx with ``input_gradient``) and, with ``hessian``, the
+    layers' Hessian-vector products H A (see :func:`capture`); ``None`` where not asked for."""
+    grads: List[Optional[torch.Tensor]] = [None] * (len(acts) + int(input_gradient))
+    hvps: List[Optional[torch.Tensor]] = [None] * len(acts)
+    if not (gradients or input_gradient):
+        return grads, hvps
+    _check_connected(scores, taps, target)
+    grads = _gradients(
+        scores, acts, x_in, input_gradient, counterfactual, layer_gradient_context, differentiable or hessian
+    )
+    if hessian:
+        hvps, grads = _hessian_products(grads, acts), [_detach(g) for g in grads]
+    if gradients and require_all_layers:
+        _check_layers_used(taps, grads)
+    return grads, hvps
 
 
 def _hessian_products(
