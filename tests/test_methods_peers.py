@@ -374,3 +374,19 @@ def test_segeigencam_is_the_signed_principal_component_of_abs_gradient_times_act
     assert res.method == "segeigencam"
     egc = EigenGradCAM(seg, "2")(x, target=target)  # g * A, sign by correlation: a different map
     assert (egc.maps - res.maps).abs().max().item() > 0.05
+
+
+def test_segeigencam_flips_the_component_where_its_negative_side_is_larger():
+    from gradcam import engine
+    from gradcam.methods.multilayer import SegEigenCAM
+
+    # one channel, |g| * A = 1 everywhere but 0 at one position: the component (sign: positive correlation with
+    # the terms) is 1 - mean, small and positive except a large negative value there; Eq. 13 flips it.
+    a = torch.ones(1, 1, 4, 4)
+    a[0, 0, 2, 3] = 0.0
+    g = -torch.ones(1, 1, 1, 4, 4)  # the absolute gradient: negative gradients count as evidence
+    cap = engine.Capture(output=None, scores=torch.zeros(1, 1), targets=torch.zeros(1, 1, dtype=torch.long),
+                         layers=[], activations=[a], gradients=[g])  # fmt: skip
+    m, _ = SegEigenCAM(nn.Sequential(nn.Identity()), "0")._map(cap, 0)
+    assert torch.relu(m)[0, 0].nonzero().tolist() == [[2, 3]]
+    assert abs(float(m[0, 0, 2, 3]) - 15 / 16) <= 1e-6
