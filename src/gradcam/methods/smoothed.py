@@ -58,8 +58,8 @@ class SmoothGradCAMPlusPlus(LayerMethod):
     with A the clean input's activations (see :func:`gradcampp_weights`). torch-cam's numerator D_2 (the
     paper prints D_1, which makes alpha not reduce to Grad-CAM++'s). ``std=0`` gives Grad-CAM++ exactly.
     The targets are those of the clean input; the noisy copies go ``batch_size`` inputs per pass (whole
-    copies of the batch; default: the pixel budget of :mod:`gradcam.methods.attribution`, 10 at 224 x 224). The draws come from ``seed``: one (C, H, W) noise per sample, shared by
-    the images of a batch.
+    copies of the batch; default: the pixel budget of :mod:`gradcam.methods.attribution`, 10 at 224 x 224).
+    The draws come from ``seed``: one (C, H, W) noise per sample, shared by the images of a batch.
     """
 
     name = "smoothgradcam++"
