@@ -3,7 +3,8 @@
 The photo: two of foolbox's labelled ImageNet photos side by side (a bull mastiff and a bald eagle,
 160 x 320), explained by the embedded EfficientNet-Lite0 at its default layer for each of the two
 classes. Rows: the classes; columns: the photo, then every method of the family (same layer, same
-class; Score-CAM with all 1280 channels, RISE with 1000 masks).
+class; Score-CAM with all 1280 channels, RISE with 1000 masks, SS-CAM and IS-CAM with 2 samples: 2560
+masked inputs each).
 
 Run: ``python benchmarks/figure_grid.py [--out docs/figures/cam-family.png]`` (a few minutes on 2 cores).
 """
@@ -39,6 +40,11 @@ METHODS = [
     ("gradcam-elementwise", {}, "Grad-CAM element-wise"),
     ("kpcacam", {}, "KPCA-CAM"),
     ("finercam", {}, "Finer-CAM"),
+    ("shapleycam", {}, "Shapley-CAM"),
+    ("smoothgradcam++", {}, "Smooth Grad-CAM++"),
+    ("segeigencam", {}, "Seg-Eigen-CAM"),
+    ("sscam", {"samples": 2}, "SS-CAM (2 samples)"),
+    ("iscam", {"samples": 2}, "IS-CAM (2 samples)"),
     ("fullgrad", {}, "FullGrad"),
     ("gradient-x-input", {}, "Gradient x Input"),
     ("integrated-gradients", {"steps": 32, "baseline": "blurred"}, "Integrated Gradients"),

@@ -341,17 +341,52 @@ def test_refinecam_is_the_product_of_the_layers_normalised_gradcampp_maps(x):
     assert (res.maps - mean_fused).abs().max().item() > 0.05
 
 
-def test_segeigencam_on_a_segmentation_target_equals_eigengradcam(x):
+def test_segeigencam_is_the_signed_principal_component_of_abs_gradient_times_activation(x):
     from gradcam.methods.eigen import EigenGradCAM
     from gradcam.methods.multilayer import SegEigenCAM
     from gradcam.targets import segmentation
 
     torch.manual_seed(4)
     seg = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 3, 1)
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.Tanh(),
+        nn.Conv2d(8, 3, 1),
     ).eval()
     mask = torch.zeros(16, 16, dtype=torch.bool)
     mask[4:10, 4:10] = True
-    res = SegEigenCAM(seg, "2")(x, target=segmentation(1, mask))
-    ref = EigenGradCAM(seg, "2")(x, target=segmentation(1, mask))
-    assert torch.equal(res.maps, ref.maps) and res.method == "segeigencam"
+    target = segmentation(1, mask)
+    res = SegEigenCAM(seg, "2")(x, target=target)
+    m = copy.deepcopy(seg).double()
+    a = m[:3](x.double()).detach().requires_grad_(True)
+    (g,) = torch.autograd.grad(target(m[3:](a)).sum(), a)
+    for n in range(x.shape[0]):
+        t = (g[n].abs() * a[n].detach()).reshape(8, -1).T  # (positions, channels): |g| * A (Eq. 10)
+        t = t - t.mean(0)
+        _, _, vt = torch.linalg.svd(t, full_matrices=False)
+        proj = t @ vt[0]
+        if proj.min().abs() > proj.max().abs():  # Eq. 13: the salient side positive
+            proj = -proj
+        ref = normalize(torch.relu(proj.reshape(16, 16)))
+        assert (res.maps[n, 0].double() - ref).abs().max().item() <= 1e-5
+    assert res.method == "segeigencam"
+    egc = EigenGradCAM(seg, "2")(x, target=target)  # g * A, sign by correlation: a different map
+    assert (egc.maps - res.maps).abs().max().item() > 0.05
+
+
+def test_segeigencam_flips_the_component_where_its_negative_side_is_larger():
+    from gradcam import engine
+    from gradcam.methods.multilayer import SegEigenCAM
+
+    # one channel, |g| * A = 1 everywhere but 0 at one position: the component (sign: positive correlation with
+    # the terms) is 1 - mean, small and positive except a large negative value there; Eq. 13 flips it.
+    a = torch.ones(1, 1, 4, 4)
+    a[0, 0, 2, 3] = 0.0
+    g = -torch.ones(1, 1, 1, 4, 4)  # the absolute gradient: negative gradients count as evidence
+    cap = engine.Capture(output=None, scores=torch.zeros(1, 1), targets=torch.zeros(1, 1, dtype=torch.long),
+                         layers=[], activations=[a], gradients=[g])  # fmt: skip
+    m, _ = SegEigenCAM(nn.Sequential(nn.Identity()), "0")._map(cap, 0)
+    assert torch.relu(m)[0, 0].nonzero().tolist() == [[2, 3]]
+    assert abs(float(m[0, 0, 2, 3]) - 15 / 16) <= 1e-6

@@ -63,7 +63,9 @@ class Capture:
     - ``gradients``: per layer, dy/dA (N, K, C, h, w), or ``None`` when not asked for;
     - ``input_gradient``: dy/dx (N, K, C_in, H, W) when asked for;
     - ``perturbation_weights``: per layer, channel weights (N, K, C) measured by extra forward passes
-      (Score-CAM, Ablation-CAM; empty for every other method).
+      (Score-CAM, Ablation-CAM; empty for every other method);
+    - ``hessian_products``: per layer, H A = d/dA (dy/dA . A) (N, K, C, h, w), the Hessian of y w.r.t. the
+      activation applied to the activation itself, when asked for (``capture(..., hessian=True)``: Shapley-CAM).
 
     With ``differentiable=True`` nothing but ``targets`` is detached (see :func:`capture`).
     """
@@ -76,6 +78,7 @@ class Capture:
     gradients: List[Optional[torch.Tensor]] = field(default_factory=list)
     input_gradient: Optional[torch.Tensor] = None
     perturbation_weights: List[torch.Tensor] = field(default_factory=list)
+    hessian_products: List[Optional[torch.Tensor]] = field(default_factory=list)
 
     def gradient(self, i: int) -> torch.Tensor:
         """dy/dA of layer ``i`` (N, K, C, h, w); a ``ValueError`` when the call did not compute gradients."""
@@ -518,6 +521,7 @@ def capture(
     forward_kwargs: Optional[dict] = None,
     differentiable: bool = False,
     require_all_layers: bool = True,
+    hessian: bool = False,
 ) -> Capture:
     """Run ``model`` once on ``x`` with ``layers`` tapped and differentiate the targets.
 
@@ -540,11 +544,16 @@ def capture(
 
     ``require_all_layers=False`` (the one-pass ``layer="auto"`` search, which taps every candidate): a layer
     the score does not depend on gets ``None`` as its gradient instead of a :class:`LayerNotUsedError`.
+
+    ``hessian=True`` (Shapley-CAM): dy/dA with ``create_graph=True``, then ``hessian_products`` H A = d/dA
+    (dy/dA . A), one more backward per target w.r.t. the tapped activation only (the parameters never require grad).
     """
     check_input(model, x)
     check_autograd(x, gradients or input_gradient)
-    if differentiable:
-        _check_differentiable_options(input_gradient, context, layer_gradient_context)
+    if differentiable or hessian:
+        _check_differentiable_options(
+            input_gradient, context, layer_gradient_context, hessian, differentiable
+        )
     taps = [_Tap(ref, x.shape[0]) for ref in layers]
     handles = []
     with private_model(
@@ -559,28 +568,21 @@ def capture(
                 scores, ids, shapers = _scores_and_layouts(taps, output, target, top_k, x, reshape)
                 # tap.check() (in _scores_and_layouts) raised for any layer the forward pass did not reach
                 acts = [cast(torch.Tensor, tap.activation) for tap in taps]
-                if gradients or input_gradient:
-                    _check_connected(scores, taps, target)
-                wrt = list(acts) + ([x_in] if input_gradient else [])
-                grads: List[Optional[torch.Tensor]] = [None] * len(wrt)
-                if gradients or input_gradient:
-                    grads = _gradients(
-                        scores,
-                        acts,
-                        x_in,
-                        input_gradient,
-                        counterfactual,
-                        layer_gradient_context,
-                        differentiable,
-                    )
-                    if gradients and require_all_layers:
-                        _check_layers_used(taps, grads)
+                grads, hvps = _backward(
+                    scores, taps, acts, x_in, target, gradients, input_gradient, counterfactual,
+                    layer_gradient_context, differentiable, hessian, require_all_layers,
+                )  # fmt: skip
         finally:
             for h in handles:
                 h.remove()
-    return _assemble(
+    cap = _assemble(
         output, scores, ids, layers, acts, grads, shapers, gradients, input_gradient, x, differentiable
     )
+    if hessian:
+        cap.hessian_products = [
+            h if h is None or r is None else _reshape_grad(h, r) for h, r in zip(hvps, shapers)
+        ]
+    return cap
 
 
 _NOT_USED = (
@@ -593,8 +595,17 @@ def _check_differentiable_options(
     input_gradient: bool,
     context: Optional[Callable[[], ContextManager]],
     layer_gradient_context: Optional[Callable[[], ContextManager]],
+    hessian: bool = False,
+    differentiable: bool = True,
 ) -> None:
-    """Refuse the options ``differentiable=True`` cannot be combined with, naming them all."""
+    """Refuse the options ``differentiable=True`` (or ``hessian=True``) cannot be combined with, naming them all."""
+    if hessian and differentiable:
+        raise ValueError(_NOT_DIFFERENTIABLE.format("hessian (Shapley-CAM)"))
+    if hessian and (input_gradient or context or layer_gradient_context):
+        raise ValueError(
+            "capture(..., hessian=True) takes the Hessian w.r.t. the tapped layers only; it cannot be combined "
+            "with input_gradient, context or layer_gradient_context."
+        )
     bad = [
         n
         for n, v in (
@@ -669,6 +680,49 @@ def _gradients(scores, acts, x_in, input_gradient, counterfactual, layer_gradien
             grads = batched_grad(scores, acts, negate=counterfactual, retain_graph=True)
         return grads + batched_grad(scores, [x_in], negate=counterfactual)
     return batched_grad(scores, list(acts) + ([x_in] if input_gradient else []), negate=counterfactual)
+
+
+def _backward(
+    scores, taps, acts, x_in, target, gradients, input_gradient, counterfactual, layer_gradient_context,
+    differentiable, hessian, require_all_layers,
+) -> Tuple[List[Optional[torch.Tensor]], List[Optional[torch.Tensor]]]:  # fmt: skip
+    """The gradients of one capture (layers, then dy/dx with ``input_gradient``) and, with ``hessian``, the
+    layers' Hessian-vector products H A (see :func:`capture`); ``None`` where not asked for."""
+    grads: List[Optional[torch.Tensor]] = [None] * (len(acts) + int(input_gradient))
+    hvps: List[Optional[torch.Tensor]] = [None] * len(acts)
+    if not (gradients or input_gradient):
+        return grads, hvps
+    _check_connected(scores, taps, target)
+    grads = _gradients(
+        scores, acts, x_in, input_gradient, counterfactual, layer_gradient_context, differentiable or hessian
+    )
+    if hessian:
+        hvps, grads = _hessian_products(grads, acts), [_detach(g) for g in grads]
+    if gradients and require_all_layers:
+        _check_layers_used(taps, grads)
+    return grads, hvps
+
+
+def _hessian_products(
+    grads: List[Optional[torch.Tensor]], acts: List[torch.Tensor]
+) -> List[Optional[torch.Tensor]]:
+    """H A per layer (N, K, C, ...) from gradients (N, K, C, ...) that keep their graph: for each target k,
+    d/dA (g_k . A) with A as a constant vector (one backward per layer and target, the graph retained)."""
+    out: List[Optional[torch.Tensor]] = []
+    for g, a in zip(grads, acts):
+        if g is None:
+            out.append(None)
+            continue
+        parts = []
+        for k in range(g.shape[1]):
+            gk = g[:, k]
+            if not gk.requires_grad:  # y is linear in A after the layer: H = 0
+                parts.append(torch.zeros_like(a))
+                continue
+            (h,) = torch.autograd.grad(gk, a, grad_outputs=a.detach(), retain_graph=True, allow_unused=True)
+            parts.append(torch.zeros_like(a) if h is None else h)
+        out.append(torch.stack(parts, dim=1).detach())
+    return out
 
 
 def _assemble(

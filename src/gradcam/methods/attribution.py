@@ -17,8 +17,13 @@ from .. import engine
 from ..pixels import REDUCTIONS, PixelExplanation, pixel_explanation
 from ..targets import Target
 from .contract import OPTIONS, CallOptions, Method
+from .perturbation import auto_batch_size
 
 BASELINES = ("black", "uniform", "blurred")
+#: The extra passes' default size: inputs per forward+backward x their pixels (10 inputs at 224 x 224).
+#: Measured on EfficientNet-Lite0 (1 thread, 4 images, IG at 8 steps): 8 inputs per pass cost 0.94x the CPU
+#: time of 4, 16 inputs 1.05x, 64 inputs 1.49x (larger batches spill the caches); see docs/results/peer-methods.md.
+GRADIENT_PIXEL_BUDGET = 2**19
 
 
 def _repeat_kwargs(forward_kwargs: Optional[dict], n: int, times: int) -> Optional[dict]:
@@ -34,7 +39,11 @@ def _repeat_kwargs(forward_kwargs: Optional[dict], n: int, times: int) -> Option
 
 
 class _PixelAttribution(Method):
-    """Shared part: ``reduce``, ``batch_size``, the clean capture and the batched extra passes."""
+    """Shared part: ``reduce``, ``batch_size``, the clean capture and the batched extra passes.
+
+    ``batch_size``: inputs per extra forward+backward (whole copies of the batch, at least one); ``None``
+    (default): as many as fit :data:`GRADIENT_PIXEL_BUDGET` pixels (10 at 224 x 224). The result does not
+    depend on it."""
 
     name = "pixel-attribution"
     output = "pixels"
@@ -46,14 +55,16 @@ class _PixelAttribution(Method):
         *,
         reduce: str = "abs-max",
         eval_mode: bool = True,
-        batch_size: int = 64,
+        batch_size: Optional[int] = None,
         aug_smooth: bool = False,
         eigen_smooth: bool = False,
     ):
         super().__init__(model, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
         if reduce not in REDUCTIONS:
             raise ValueError(f"reduce must be one of {', '.join(REDUCTIONS)}; got {reduce!r}.")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
             raise ValueError(
                 f"batch_size must be a positive int (images per extra pass); got {batch_size!r}."
             )
@@ -96,7 +107,7 @@ class _PixelAttribution(Method):
     ) -> torch.Tensor:
         """dy/dx (S*N, K, C, H, W) for ``xs``, S stacked copies of an N-image batch, in chunks of whole copies."""
         copies = xs.shape[0] // n
-        per = max(1, self.batch_size // n)
+        per = max(1, (self.batch_size or auto_batch_size(xs.shape[2:], GRADIENT_PIXEL_BUDGET)) // n)
         out = []
         for s in range(0, copies, per):
             t = min(per, copies - s)
@@ -189,7 +200,7 @@ class IntegratedGradients(_PixelAttribution):
         baseline: Union[str, float, torch.Tensor] = "black",
         reduce: str = "abs-max",
         eval_mode: bool = True,
-        batch_size: int = 64,
+        batch_size: Optional[int] = None,
         **kw: bool,
     ):
         super().__init__(model, reduce=reduce, eval_mode=eval_mode, batch_size=batch_size, **kw)
@@ -245,7 +256,7 @@ class SmoothGrad(_PixelAttribution):
         seed: int = 0,
         reduce: str = "abs-max",
         eval_mode: bool = True,
-        batch_size: int = 64,
+        batch_size: Optional[int] = None,
         **kw: bool,
     ):
         super().__init__(model, reduce=reduce, eval_mode=eval_mode, batch_size=batch_size, **kw)

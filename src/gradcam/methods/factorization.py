@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional, Tuple
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
 from torch import nn
 
 from .. import engine
@@ -64,6 +67,101 @@ class ConceptExplanation(Explanation):
                 "module mapping a channel vector to class scores)."
             )
         return self.concept_scores.topk(k, dim=1).indices
+
+    def figure(
+        self,
+        images: Union[torch.Tensor, Sequence[Any]],
+        labels: Optional[Sequence[str]] = None,
+        top: int = 3,
+        alpha: float = 0.6,
+        height: int = 224,
+    ) -> Image.Image:
+        """One picture of the concepts with a legend (PIL RGB image).
+
+        ``images``: the batch's photos in order (paths, PIL images, arrays, or a tensor (N, 3, H, W) in [0, 1]).
+        Each is shown ``height`` pixels tall with every pixel coloured by its strongest concept, blended with
+        opacity ``alpha`` x that concept's map value; the legend gives each concept's colour and its ``top``
+        classes with the head's probability (``labels``: class names, e.g. ``load_model(...).labels``; else ids).
+        """
+        photos = _photos(images)
+        if len(photos) != self.maps.shape[0]:
+            raise ValueError(
+                f"figure() needs one image per explained image: got {len(photos)} for {self.maps.shape[0]} maps."
+            )
+        k = self.maps.shape[1]
+        colours = concept_colours(k)
+        tiles = [_concept_tile(p, self.maps[n], colours, alpha, height) for n, p in enumerate(photos)]
+        lines = []
+        for c in range(k):
+            if self.concept_scores is None:
+                lines.append(f"concept {c + 1}")
+                continue
+            p, ids = self.concept_scores[c].topk(min(top, self.concept_scores.shape[1]))
+            names = [(labels[i] if labels is not None else str(i)).split(",")[0] for i in ids.tolist()]
+            lines.append(", ".join(f"{nm} {v:.2f}" for nm, v in zip(names, p.tolist())))
+        legend = _legend(lines, colours, height)
+        width = sum(t.size[0] for t in tiles) + 4 * len(tiles) + legend.size[0]
+        out = Image.new("RGB", (width, max(height, legend.size[1])), (255, 255, 255))
+        x0 = 0
+        for t in tiles:
+            out.paste(t, (x0, 0))
+            x0 += t.size[0] + 4
+        out.paste(legend, (x0, 0))
+        return out
+
+
+#: Distinct concept colours (RGB): the first ten of matplotlib's "tab10"; more concepts cycle through hues.
+_TAB10 = [
+    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+]  # fmt: skip
+
+
+def concept_colours(k: int) -> List[Tuple[int, int, int]]:
+    """``k`` distinct RGB colours for concept maps (tab10, then evenly spaced hues)."""
+    if k <= len(_TAB10):
+        return _TAB10[:k]
+    import colorsys
+
+    return [tuple(int(255 * v) for v in colorsys.hsv_to_rgb(i / k, 0.75, 0.9)) for i in range(k)]  # type: ignore[misc]
+
+
+def _photos(images: Union[torch.Tensor, Sequence[Any]]) -> List[Image.Image]:
+    from ..image import load_image
+
+    if isinstance(images, torch.Tensor):
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"images as a tensor must be (N, 3, H, W) in [0, 1]; got {tuple(images.shape)}.")
+        arr = images.detach().float().cpu().clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1)
+        return [Image.fromarray(a.contiguous().numpy(), "RGB") for a in arr]
+    return [load_image(im) for im in images]
+
+
+def _concept_tile(photo: Image.Image, maps: torch.Tensor, colours, alpha: float, height: int) -> Image.Image:
+    """The photo (``height`` px tall) with each pixel blended towards its strongest concept's colour."""
+    w = max(1, round(photo.size[0] * height / photo.size[1]))
+    base = torch.from_numpy(np.asarray(photo.resize((w, height), Image.Resampling.BILINEAR)).copy())
+    m = F.interpolate(maps[None].float().cpu(), size=(height, w), mode="bilinear", align_corners=False)[0]
+    strength, which = m.clamp(0, 1).max(0)
+    colour = torch.tensor(colours, dtype=torch.float32)[which]  # (h, w, 3)
+    a = (alpha * strength).unsqueeze(-1)
+    out = base.float() * (1 - a) + colour * a
+    return Image.fromarray(out.round().clamp(0, 255).to(torch.uint8).numpy(), "RGB")
+
+
+def _legend(lines: List[str], colours, height: int) -> Image.Image:
+    """A white panel: per concept a colour swatch, its number and ``lines[c]``."""
+    font = ImageFont.load_default()
+    row = 16
+    width = 24 + max(int(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(f"{i + 1}. {t}", font=font))
+                     for i, t in enumerate(lines)) + 8  # fmt: skip
+    img = Image.new("RGB", (width, max(height, row * len(lines) + 8)), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    for i, (text, c) in enumerate(zip(lines, colours)):
+        y = 4 + i * row
+        draw.rectangle((4, y + 2, 16, y + 12), fill=tuple(c))
+        draw.text((22, y), f"{i + 1}. {text}", fill=(0, 0, 0), font=font)
+    return img
 
 
 def _last_linear(model: nn.Module, channels: int) -> Optional[nn.Module]:

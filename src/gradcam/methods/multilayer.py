@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Optional, Tuple
 
 import torch
 
+from .. import engine
 from ..explanation import Explanation, normalize
 from .eigen import EigenGradCAM
 from .gradient_weighted import GradCAMPlusPlus
+from .smoothing import first_component
 
 
 class RefineCAM(GradCAMPlusPlus):
@@ -30,10 +32,20 @@ class RefineCAM(GradCAMPlusPlus):
 
 
 class SegEigenCAM(EigenGradCAM):
-    """Seg-Eigen-CAM (Chung & Ying, Applied Sciences 2025): the first principal component of dy/dA^c * A^c
-    for a segmentation target (see :func:`gradcam.targets.segmentation`); the same computation as
-    Eigen-Grad-CAM, named for its use on segmenters. The sign is chosen so the map correlates positively
-    with sum_c dy/dA^c A^c (pytorch-grad-cam leaves the SVD's sign as it falls).
+    """Seg-Eigen-CAM (Chung & Ying, Applied Sciences 2025), for segmentation targets (see
+    :func:`gradcam.targets.segmentation`): the first principal component of the terms |dy/dA^c| * A^c (Eq. 10:
+    the absolute gradient keeps both signs' evidence), positions x channels, centred over positions; the sign
+    of the projection is flipped where |min| > |max| (Eq. 13: the salient side positive), as pytorch-grad-cam
+    1.5.7. L = ReLU(projection), upsampled and normalised.
     """
 
     name = "segeigencam"
+
+    def _channel_maps(self, cap: engine.Capture, i: int) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        return cap.gradient(i).abs() * cap.activations[i].unsqueeze(1), None
+
+    def _map(self, cap: engine.Capture, i: int) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        proj = first_component(self._channel_maps(cap, i)[0])
+        flat = proj.flatten(2)
+        flip = flat.amin(-1).abs() > flat.amax(-1).abs()  # (N, K)
+        return torch.where(flip.reshape(*flip.shape, *([1] * (proj.dim() - 2))), -proj, proj), None

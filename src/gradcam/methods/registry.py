@@ -31,6 +31,8 @@ from .multilayer import RefineCAM, SegEigenCAM
 from .occlusion import Occlusion
 from .perturbation import RISE, AblationCAM, ScoreCAM
 from .random_cam import RandomCAM
+from .shapley import ShapleyCAM
+from .smoothed import ISCAM, SSCAM, SmoothGradCAMPlusPlus
 
 METHODS: Dict[str, Callable] = {}
 INFO: Dict[str, MethodInfo] = {}
@@ -170,6 +172,39 @@ register(
     family="pixel",
     handles_volumes=True,
     summary="FullGrad: the input-gradient term plus every bias-gradient term (Srinivas & Fleuret 2019).",
+)
+register(
+    "shapleycam",
+    ShapleyCAM,
+    family="cam",
+    summary="Shapley-CAM (Cai et al. 2025): w^c = mean_ij (dy/dA - 1/2 H A)^c, a Hessian-vector product.",
+    **_ALL,
+)
+register(
+    "smoothgradcam++",
+    SmoothGradCAMPlusPlus,
+    family="cam",
+    forward_passes="1 + samples",
+    random=True,
+    summary="Smooth Grad-CAM++ (Omeiza et al. 2019): Grad-CAM++ with derivatives averaged over noisy inputs.",
+    **_ALL,
+)
+register(
+    "sscam",
+    SSCAM,
+    family="perturbation",
+    forward_passes="1 + C x samples",
+    random=True,
+    summary="SS-CAM (Wang et al. 2020): Score-CAM's channel gains averaged over noisy masks (torch-cam's form).",
+    **_ALL,
+)
+register(
+    "iscam",
+    ISCAM,
+    family="perturbation",
+    forward_passes="1 + C x samples",
+    summary="IS-CAM (Naidu et al. 2020): Score-CAM's channel gains integrated over scaled masks (torch-cam's form).",
+    **_ALL,
 )
 register("dff", DeepFeatureFactorization, family="concepts", handles_tokens=True, handles_volumes=True)
 register("gradient-x-input", _input_space(GradientXInput), family="pixel", handles_tokens=True)
