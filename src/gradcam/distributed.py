@@ -62,6 +62,7 @@ def explain_dataset(
     box_threshold: Optional[float] = None,
     gpus_per_worker: float = 1.0,
     method_options: Optional[Dict[str, int]] = None,
+    precision: str = "fp32",
 ) -> Summary:
     """Explain every photo under ``paths`` into ``out`` with ``engine`` ("local" or "ray"); see the module doc.
 
@@ -74,7 +75,8 @@ def explain_dataset(
     ``verbose`` prints each photo's description as the CLI does (failures and the summary are always
     printed to stderr). ``quality`` (``"fast"``, ``"standard"``, ``"high"``: a preset naming model, size and
     box threshold), ``size``, ``crop``, ``mean``, ``std`` and ``box_threshold`` are ``gradcam explain``'s
-    ``--quality``, ``--size``, ``--crop``, ``--mean``, ``--std`` and ``--box-threshold``.
+    ``--quality``, ``--size``, ``--crop``, ``--mean``, ``--std`` and ``--box-threshold``. ``precision``
+    (``"fp32"``, ``"bf16"``, ``"fp16"``) is ``--precision``: the forward passes under ``torch.autocast``.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}.")
@@ -101,6 +103,7 @@ def explain_dataset(
         force=force,
         batch_size=batch_size,
         device=device,
+        precision=precision,
         engine=engine,
         address=address,
         workers=workers,

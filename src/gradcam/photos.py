@@ -7,12 +7,14 @@ the input's resolution, mapped back to original-photo pixels.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from PIL import Image
 
+from . import engine
 from .explanation import Explanation
 from .image import boxes, overlay, peaks, resize_map, scale_box, scale_point
 from .models import LoadedModel
@@ -129,6 +131,24 @@ def check_box_threshold(box_threshold: float) -> float:
     return float(box_threshold)
 
 
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``x`` on ``device``: for CUDA through pinned (page-locked) host memory with a non-blocking copy (the
+    host goes on while the copy runs; later kernels on the stream wait for it); otherwise ``x.to(device)``."""
+    if device.type == "cuda" and x.device.type == "cpu":
+        return x.pin_memory().to(device, non_blocking=True)
+    return x.to(device)
+
+
+def to_host(*tensors: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+    """The tensors on the CPU: from a CUDA device each copy is non-blocking (into pinned memory) and one
+    synchronisation waits for them all, instead of one round trip per tensor."""
+    if not any(t.device.type == "cuda" for t in tensors):
+        return tuple(t.cpu() for t in tensors)
+    out = tuple(t.to("cpu", non_blocking=True) for t in tensors)
+    torch.cuda.synchronize()
+    return out
+
+
 def _run(method, loaded: LoadedModel, x: torch.Tensor, target: Optional[int], top_k: int) -> Explanation:
     try:
         if target is None:
@@ -160,6 +180,7 @@ def explain_batch(
     inputs: Optional[Sequence[torch.Tensor]] = None,
     box_threshold: float = BOX_THRESHOLD,
     box_rule: str = DEFAULT_BOX_RULE,
+    precision: Optional[str] = None,
 ) -> List[ImageResult]:
     """Explain RGB photos with ``loaded``'s model; photos of equal preprocessed size share one batch.
 
@@ -168,7 +189,11 @@ def explain_batch(
     resolution (all images and classes at once) and mapped to original-photo pixels. ``inputs``: the photos
     already preprocessed (``loaded.preprocess(photo)`` each, e.g. by a Ray Data task). ``box_threshold``:
     each box is around the segment(s) of ``map >= box_threshold * max(map)`` that ``box_rule`` picks
-    (``"largest"``: the paper's rule; ``"peak"``: the one holding the peak; ``"all"``).
+    (``"largest"``: the paper's rule; ``"peak"``: the one holding the peak; ``"all"``). ``precision``
+    (``"fp32"``, ``"bf16"``, ``"fp16"``; default: the method's own, see :func:`gradcam.engine.precision`): the
+    forward passes' autocast precision. On a CUDA device the batch goes up from pinned memory without blocking
+    (:func:`to_device`), and the maps stay on the device until peaks and boxes are computed there; everything
+    comes back in one synchronised copy (:func:`to_host`).
     """
     check_box_threshold(box_threshold)
     check_box_rule(box_rule)
@@ -182,17 +207,31 @@ def explain_batch(
         groups.setdefault(tuple(x.shape), []).append(i)
     results: List[Optional[ImageResult]] = [None] * len(images)
     for idx in groups.values():
-        x = torch.stack([xs[i] for i in idx]).to(device)
-        res = _run(method, loaded, x, target, top_k)
+        x = to_device(torch.stack([xs[i] for i in idx]), device)
+        with engine.precision(precision) if precision is not None else contextlib.nullcontext():
+            res = _run(method, loaded, x, target, top_k)
         probs = res.probabilities()
         top_p, top_i = probs.topk(min(5, probs.shape[1]), dim=1)
         sel_p = probs.gather(1, res.targets.clamp_min(0))
         n, k, h, w = res.maps.shape
-        maps = res.maps.detach().float().cpu()
-        pk = peaks(maps).tolist()
+        maps = res.maps.detach().float()  # on the model's device: peaks and boxes are computed there
         bx, ok = boxes(maps.reshape(n * k, h, w), box_threshold, max_side=BOX_RESOLUTION, rule=box_rule)
+        wts = res.weights.detach().float() if res.weights is not None else None
+        maps, pk_t, bx, ok, ids_t, scores_t, top_p, top_i, sel_p, *wt = to_host(
+            maps,
+            peaks(maps),
+            bx,
+            ok,
+            res.targets,
+            res.scores.float(),
+            top_p,
+            top_i,
+            sel_p,
+            *([wts] if wts is not None else []),
+        )
+        pk = pk_t.tolist()
         box_l, ok_l = bx.view(n, k, 4).tolist(), ok.view(n, k).tolist()
-        ids, scores = res.targets.tolist(), res.scores.float().tolist()
+        ids, scores = ids_t.tolist(), scores_t.tolist()
         top_pl, top_il, sel_pl = top_p.tolist(), top_i.tolist(), sel_p.tolist()
         for j, i in enumerate(idx):
             size = images[i].size
@@ -211,7 +250,7 @@ def explain_batch(
                 layer=res.layer,
                 method=res.method,
                 model=loaded.name,
-                weights=None if res.weights is None else res.weights[j].detach().float().cpu(),
+                weights=wt[0][j] if wt else None,
                 box_threshold=float(box_threshold),
                 box_rule=box_rule,
             )
