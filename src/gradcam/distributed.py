@@ -75,8 +75,7 @@ def explain_dataset(
     ``verbose`` prints each photo's description as the CLI does (failures and the summary are always
     printed to stderr). ``quality`` (``"fast"``, ``"standard"``, ``"high"``: a preset naming model, size and
     box threshold), ``size``, ``crop``, ``mean``, ``std`` and ``box_threshold`` are ``gradcam explain``'s
-    ``--quality``, ``--size``, ``--crop``, ``--mean``, ``--std`` and ``--box-threshold``. ``precision``
-    (``"fp32"``, ``"bf16"``, ``"fp16"``) is ``--precision``: the forward passes under ``torch.autocast``.
+    ``--quality``, ``--size``, ``--crop``, ``--mean``, ``--std`` and ``--box-threshold``; ``precision`` is ``--precision``.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}.")

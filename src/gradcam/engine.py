@@ -618,8 +618,7 @@ def capture(
     check_autograd(x, gradients or input_gradient)
     if differentiable:
         _check_differentiable_options(input_gradient, context, layer_gradient_context)
-    low = _PRECISION.get() != "fp32"
-    taps = [_Tap(ref, x.shape[0], upcast=low) for ref in layers]
+    taps = [_Tap(ref, x.shape[0], upcast=_PRECISION.get() != "fp32") for ref in layers]
     handles = []
     with private_model(
         model, eval_mode, [ref.module for ref in layers], keep_parameters=differentiable
@@ -629,9 +628,7 @@ def capture(
                 handles.append(view.module(tap.ref.module).register_forward_hook(tap.hook))
             x_in = x if differentiable else x.detach().requires_grad_(True) if input_gradient else x.detach()
             with torch.enable_grad(), context() if context is not None else contextlib.nullcontext():
-                with forward_autocast(x.device):
-                    output = view.model(x_in, **(forward_kwargs or {}))
-                output = upcast(output) if low else output
+                output = _forward(view.model, x_in, forward_kwargs)
                 scores, ids, shapers = _scores_and_layouts(taps, output, target, top_k, x, reshape)
                 # tap.check() (in _scores_and_layouts) raised for any layer the forward pass did not reach
                 acts = [cast(torch.Tensor, tap.activation) for tap in taps]
@@ -657,6 +654,14 @@ def capture(
     return _assemble(
         output, scores, ids, layers, acts, grads, shapers, gradients, input_gradient, x, differentiable
     )
+
+
+def _forward(model: nn.Module, x: torch.Tensor, forward_kwargs: Optional[dict]) -> Any:
+    """``model(x, **forward_kwargs)`` under :func:`forward_autocast`, the output upcast to float32 when a lower
+    precision is in effect (the scores and probabilities are float32)."""
+    with forward_autocast(x.device):
+        output = model(x, **(forward_kwargs or {}))
+    return output if _PRECISION.get() == "fp32" else upcast(output)
 
 
 _NOT_USED = (

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from PIL import Image
@@ -149,6 +149,37 @@ def to_host(*tensors: torch.Tensor) -> Tuple[torch.Tensor, ...]:
     return out
 
 
+_HOST = ("maps", "peaks", "boxes", "ok", "ids", "scores", "top_p", "top_i", "sel_p", "weights")
+
+
+def _on_host(res: Explanation, box_threshold: float, box_rule: str) -> Dict[str, Any]:
+    """One batch's top-5, the explained classes' probabilities, the peaks and boxes, computed where the maps are
+    (the model's device) and brought to the host in one copy (:func:`to_host`): ``maps`` (N, K, h, w) and
+    ``weights`` (N, K, C) or ``None`` as CPU tensors, the rest as nested lists."""
+    probs = res.probabilities()
+    top_p, top_i = probs.topk(min(5, probs.shape[1]), dim=1)
+    sel_p = probs.gather(1, res.targets.clamp_min(0))
+    n, k, h, w = res.maps.shape
+    maps = res.maps.detach().float()
+    bx, ok = boxes(maps.reshape(n * k, h, w), box_threshold, max_side=BOX_RESOLUTION, rule=box_rule)
+    extra = [res.weights.detach().float()] if res.weights is not None else []
+    host = to_host(
+        maps,
+        peaks(maps),
+        bx.view(n, k, 4),
+        ok.view(n, k),
+        res.targets,
+        res.scores.float(),
+        top_p,
+        top_i,
+        sel_p,
+        *extra,
+    )
+    out: Dict[str, Any] = {name: t.tolist() for name, t in zip(_HOST[1:9], host[1:9])}
+    out["maps"], out["weights"] = host[0], (host[9] if extra else None)
+    return out
+
+
 def _run(method, loaded: LoadedModel, x: torch.Tensor, target: Optional[int], top_k: int) -> Explanation:
     try:
         if target is None:
@@ -210,47 +241,27 @@ def explain_batch(
         x = to_device(torch.stack([xs[i] for i in idx]), device)
         with engine.precision(precision) if precision is not None else contextlib.nullcontext():
             res = _run(method, loaded, x, target, top_k)
-        probs = res.probabilities()
-        top_p, top_i = probs.topk(min(5, probs.shape[1]), dim=1)
-        sel_p = probs.gather(1, res.targets.clamp_min(0))
-        n, k, h, w = res.maps.shape
-        maps = res.maps.detach().float()  # on the model's device: peaks and boxes are computed there
-        bx, ok = boxes(maps.reshape(n * k, h, w), box_threshold, max_side=BOX_RESOLUTION, rule=box_rule)
-        wts = res.weights.detach().float() if res.weights is not None else None
-        maps, pk_t, bx, ok, ids_t, scores_t, top_p, top_i, sel_p, *wt = to_host(
-            maps,
-            peaks(maps),
-            bx,
-            ok,
-            res.targets,
-            res.scores.float(),
-            top_p,
-            top_i,
-            sel_p,
-            *([wts] if wts is not None else []),
-        )
-        pk = pk_t.tolist()
-        box_l, ok_l = bx.view(n, k, 4).tolist(), ok.view(n, k).tolist()
-        ids, scores = ids_t.tolist(), scores_t.tolist()
-        top_pl, top_il, sel_pl = top_p.tolist(), top_i.tolist(), sel_p.tolist()
+        r = _on_host(res, box_threshold, box_rule)
+        h, w = res.maps.shape[-2:]
         for j, i in enumerate(idx):
             size = images[i].size
             labels = loaded.labels
+            ids, ok = r["ids"][j], r["ok"][j]
             results[i] = ImageResult(
                 image=images[i],
                 source=sources[i],
-                predictions=[(labels[c], c, p) for c, p in zip(top_il[j], top_pl[j])],
-                class_ids=ids[j],
-                classes=[labels[c] if c >= 0 else "custom" for c in ids[j]],
-                scores=scores[j],
-                probabilities=sel_pl[j],
-                input_maps=maps[j],
-                peaks=[scale_point(p, (w, h), size) if v else None for p, v in zip(pk[j], ok_l[j])],
-                boxes=[scale_box(b, (w, h), size) if v else None for b, v in zip(box_l[j], ok_l[j])],
+                predictions=[(labels[c], c, p) for c, p in zip(r["top_i"][j], r["top_p"][j])],
+                class_ids=ids,
+                classes=[labels[c] if c >= 0 else "custom" for c in ids],
+                scores=r["scores"][j],
+                probabilities=r["sel_p"][j],
+                input_maps=r["maps"][j],
+                peaks=[scale_point(p, (w, h), size) if v else None for p, v in zip(r["peaks"][j], ok)],
+                boxes=[scale_box(b, (w, h), size) if v else None for b, v in zip(r["boxes"][j], ok)],
                 layer=res.layer,
                 method=res.method,
                 model=loaded.name,
-                weights=wt[0][j] if wt else None,
+                weights=r["weights"][j] if r["weights"] is not None else None,
                 box_threshold=float(box_threshold),
                 box_rule=box_rule,
             )

@@ -191,7 +191,7 @@ class IntegratedGradients(_PixelAttribution):
         reduce: str = "abs-max",
         eval_mode: bool = True,
         batch_size: int = 64,
-        **kw: bool,
+        **kw: Any,
     ):
         super().__init__(model, reduce=reduce, eval_mode=eval_mode, batch_size=batch_size, **kw)
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
@@ -247,7 +247,7 @@ class SmoothGrad(_PixelAttribution):
         reduce: str = "abs-max",
         eval_mode: bool = True,
         batch_size: int = 64,
-        **kw: bool,
+        **kw: Any,
     ):
         super().__init__(model, reduce=reduce, eval_mode=eval_mode, batch_size=batch_size, **kw)
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
