@@ -3,14 +3,17 @@
 A method is an object built from a model, ``method = Cls(model, ...)``, and called on a batch::
 
     method(x, target=None, top_k=None, *, counterfactual=False, forward_kwargs=None,
-           aug_smooth=None, eigen_smooth=None) -> Explanation | PixelExplanation
+           aug_smooth=None, eigen_smooth=None, precision=None) -> Explanation | PixelExplanation
 
 - ``x``: images (N, C, H, W) or volumes (N, C, D, H, W); ``target`` / ``top_k``: what to explain
   (:mod:`gradcam.targets`);
 - ``counterfactual``: explain -y (regions whose removal would raise the score);
 - ``forward_kwargs``: extra arguments of ``model(x, **forward_kwargs)``;
 - ``aug_smooth`` / ``eigen_smooth``: test-time augmentation and principal-component smoothing
-  (:mod:`gradcam.methods.smoothing`); ``None`` takes the constructor's setting.
+  (:mod:`gradcam.methods.smoothing`); ``None`` takes the constructor's setting;
+- ``precision``: ``"fp32"``, ``"bf16"``, ``"fp16"``: the forward passes under ``torch.autocast``, gradients and
+  maps float32 (``None``: the constructor's, else the ambient :func:`gradcam.engine.precision`); honoured by
+  every method but those with ``supports_precision = False`` (Ablation-CAM), which refuse it.
 
 Every method accepts every option; one it cannot honour is refused with a ``ValueError`` that names the
 option and says what to use instead (:meth:`Method.refuse`), at construction where the option is a
