@@ -8,7 +8,7 @@ Rounds are interleaved (old, new, new, old, ...); the figure is the median over 
 the values compared (max abs difference; ROAD's noise is drawn per input now, so its values differ by the
 noise realisation only: compared with ``noise=0``).
 
-Run: ``PYTHONPATH=src python benchmarks/metrics_batch.py [--rounds 3] [--threads 2] [--images 2]``.
+Run: ``PYTHONPATH=src python benchmarks/metrics_batch.py [--rounds 3] [--threads 2] [--images 2] [--size 224]``.
 Writes ``docs/results/metrics-batch.md``.
 """
 
@@ -66,6 +66,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--images", type=int, default=2)
+    ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--before", default=BEFORE)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -73,7 +74,7 @@ def main() -> None:
     loaded = gradcam.load_model("efficientnet-lite0")
     net = loaded.model
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(args.images, 3, 224, 224, generator=g) * 2 - 1
+    x = torch.rand(args.images, 3, args.size, args.size, generator=g) * 2 - 1
     cam = gradcam.GradCAM(net, loaded.layer)
     ex = cam(x)
     maps, t = ex.maps[:, 0], ex.targets[:, 0]
@@ -100,7 +101,7 @@ def main() -> None:
         row = (name, statistics.median(ratios), diff, old_s, new_s)
         print(row, flush=True)
         rows.append(row)
-    _write(rows, args)
+        _write(rows, args)  # after every metric: a partial page survives an interrupted run
 
 
 def _write(rows, args) -> None:
@@ -111,7 +112,7 @@ def _write(rows, args) -> None:
         f"{new_metrics.faithfulness.MAX_BATCH}) against the previous version (per-image chunks of "
         f"`batch_size`: 32 for deletion/insertion and the sensitivities, 64 for the others; git {args.before}), "
         f"in one process, interleaved rounds. EfficientNet-Lite0 (ImageNet weights), {args.images} seeded inputs "
-        f"at 224 x 224, Grad-CAM maps of the predicted class; torch {torch.__version__}, "
+        f"at {args.size} x {args.size}, Grad-CAM maps of the predicted class; torch {torch.__version__}, "
         f"{platform.machine()}, {args.threads} thread(s), median over {args.rounds} rounds.",
         "",
         "| metric | time new / old | max abs difference of the values | old (s, last round) | new (s, last round) |",
