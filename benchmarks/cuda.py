@@ -313,7 +313,7 @@ def write_page(results: dict, device, args) -> None:
     L = [
         "# The GPU path (CUDA): engine, CAM family, folder pipeline and metrics",
         "",
-        f"Written by `benchmarks/cuda.py` (issue 23): `{COMMAND}`. Device: {_device_name(device)}; "
+        f"Written by `benchmarks/cuda.py`: `{COMMAND}`. Device: {_device_name(device)}; "
         f"torch {torch.__version__}; CUDA {torch.version.cuda}; rounds {args.rounds}. Times with CUDA events "
         "after a synchronise; ratios are medians over interleaved rounds of one run. Precision: autocast "
         "around the forward only; gradients and maps in float32.",

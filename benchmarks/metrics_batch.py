@@ -108,7 +108,7 @@ def _write(rows, args) -> None:
     lines = [
         "# Metrics that run the model: streamed in forwards of max_batch inputs (CPU)",
         "",
-        "Written by `benchmarks/metrics_batch.py` (issue 23, item 4). Each metric at its defaults (max_batch = "
+        "Written by `benchmarks/metrics_batch.py`. Each metric at its defaults (max_batch = "
         f"{new_metrics.faithfulness.MAX_BATCH}) against the previous version (per-image chunks of "
         f"`batch_size`: 32 for deletion/insertion and the sensitivities, 64 for the others; git {args.before}), "
         f"in one process, interleaved rounds. EfficientNet-Lite0 (ImageNet weights), {args.images} seeded inputs "

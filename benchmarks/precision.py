@@ -105,7 +105,7 @@ def _write_page(rows: List[dict], args) -> None:
     lines = [
         "# Mixed precision on a CPU: bf16 maps against fp32",
         "",
-        'Written by `benchmarks/precision.py` (issue 23). `precision="bf16"` runs the forward pass under '
+        'Written by `benchmarks/precision.py`. `precision="bf16"` runs the forward pass under '
         '`torch.autocast("cpu", dtype=torch.bfloat16)`; the tapped activation, the gradients and the maps stay '
         "float32. The model is never changed. Demo photo; maps normalised to [0, 1] at the input's size; "
         "box threshold 0.45.",
