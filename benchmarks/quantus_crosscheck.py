@@ -295,7 +295,7 @@ def main() -> None:
     compare(
         "faithfulness_correlation",
         lambda: M.faithfulness_correlation(
-            model, x, maps, y, subsets=sub, baseline=base, per_channel=True, batch_size=bs
+            model, x, maps, y, subsets=sub, baseline=base, per_channel=True, max_batch=bs
         ),
         lambda: theirs_fc,
         "per-value features, baseline = image minimum ('black'), Quantus' subsets replayed; logits",
@@ -307,7 +307,7 @@ def main() -> None:
     compare(
         "monotonicity",
         lambda: M.monotonicity(
-            model, x, maps, y, features_in_step=step, baseline=base, per_channel=True, batch_size=bs
+            model, x, maps, y, features_in_step=step, baseline=base, per_channel=True, max_batch=bs
         ),
         lambda: quantus.Monotonicity(features_in_step=step, disable_warnings=True)(**kw, batch_size=n),
         "per-value features (48 steps), baseline = image minimum. Quantus 0.6.0 writes the baseline again "
@@ -325,7 +325,7 @@ def main() -> None:
 
         compare(
             "irof",
-            lambda: M.irof(model, x, maps, y, segments=grid, baseline=0.0, batch_size=bs),
+            lambda: M.irof(model, x, maps, y, segments=grid, baseline=0.0, max_batch=bs),
             lambda: quantus.IROF(perturb_func=zero_where, return_aggregate=False, disable_warnings=True)(
                 **kw, batch_size=n
             ),
@@ -388,7 +388,7 @@ def main() -> None:
         compare(
             fn,
             lambda fn=fn: getattr(M, fn)(
-                model, x, maps, y, explain_t, n_samples=samples, radius=radius, seed=0, batch_size=bs
+                model, x, maps, y, explain_t, n_samples=samples, radius=radius, seed=0, max_batch=bs
             ),
             lambda qcls=qcls: qcls(nr_samples=samples, perturb_func=replay, disable_warnings=True)(
                 **kw, explain_func=explain_np, batch_size=n
@@ -424,7 +424,7 @@ def main() -> None:
     compare(
         "monotonicity (Quantus with x's values restored)",
         lambda: M.monotonicity(
-            model, x, maps, y, features_in_step=step, baseline=base, per_channel=True, batch_size=bs
+            model, x, maps, y, features_in_step=step, baseline=base, per_channel=True, max_batch=bs
         ),
         lambda: quantus.Monotonicity(features_in_step=step, perturb_func=restore, disable_warnings=True)(
             **kw, batch_size=n

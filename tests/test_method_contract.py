@@ -93,8 +93,8 @@ def test_call_signature_is_the_contract(name):
     m = build(name, Net())
     assert isinstance(m, Method)
     params = list(inspect.signature(m.__call__).parameters.values())
-    assert [p.name for p in params] == ["x", "target", "top_k", *OPTIONS]
-    assert [p.default for p in params[1:]] == [None, None, False, None, None, None]
+    assert [p.name for p in params] == ["x", "target", "top_k", *OPTIONS, "precision"]
+    assert [p.default for p in params[1:]] == [None, None, False, None, None, None, None]
     assert all(p.kind is p.KEYWORD_ONLY for p in params[3:])
 
 

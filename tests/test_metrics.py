@@ -225,7 +225,7 @@ def test_deletion_lower_and_insertion_higher_for_the_true_evidence():
 def test_perturbation_curve_matches_a_reference_loop():
     model, (x, good, _) = BoxEvidence(), _evidence()
     steps, hw = 5, 24 * 24
-    curve = M.perturbation_curve(model, x, good, [0, 1], "deletion", steps=steps, batch_size=4)
+    curve = M.perturbation_curve(model, x, good, [0, 1], "deletion", steps=steps, max_batch=4)
     order = torch.argsort(good.flatten(1), dim=1, descending=True, stable=True)
     for n in range(2):
         for s in range(steps + 1):

@@ -286,7 +286,7 @@ def test_sensitivity_matches_the_documented_noise():
         return xx.sum(1) ** 2
 
     maps = explain(x, None)
-    got = M.sensitivities(model, x, maps, 0, explain, n_samples=4, radius=0.1, seed=7, batch_size=3)
+    got = M.sensitivities(model, x, maps, 0, explain, n_samples=4, radius=0.1, seed=7, max_batch=3)
     noise = (torch.rand((4, *x.shape), generator=torch.Generator().manual_seed(7)) * 2 - 1) * 0.1
     for s in range(4):
         for i in range(2):

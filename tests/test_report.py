@@ -423,7 +423,7 @@ def test_evaluation_rows_carry_the_mean_deletion_and_insertion_curves():
     x, maps, t = torch.randn(3, 3, 8, 8), torch.rand(3, 8, 8), torch.tensor([0, 1, 2])
     out = _faithfulness(net, x, maps, t, steps=4, batch_size=8)
     for mode in ("deletion", "insertion"):
-        curve = M.perturbation_curve(net, x, maps, t, mode, 4, batch_size=8)
+        curve = M.perturbation_curve(net, x, maps, t, mode, 4, max_batch=8)
         assert out[f"{mode}_curve"] == pytest.approx(curve.mean(0).tolist(), abs=1e-4)
         assert out[mode] == pytest.approx(float(getattr(M, mode)(net, x, maps, t, steps=4).mean()), abs=1e-4)
         assert len(out[f"{mode}_curve"]) == 5

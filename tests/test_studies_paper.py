@@ -103,7 +103,9 @@ def test_trust_study_quick_prefers_the_stronger_model_for_gradcam(capsys, monkey
     # saturates on the quick set (both models point right on 96% or more of the images both classify right), so
     # only its direction is asserted. The weaker model's weights are committed, so these numbers are the same on
     # every CPU (training it anew differs in the last bits from one instruction set to another).
-    assert all(g[k]["stronger_preferred"] for k in ("energy_in_box", "relevance_rank", "deletion", "insertion"))
+    assert all(
+        g[k]["stronger_preferred"] for k in ("energy_in_box", "relevance_rank", "deletion", "insertion")
+    )
     assert g["pointing"]["difference"] >= 0
     assert g["energy_in_box"]["ci95"][0] > 0 and g["deletion"]["ci95"][1] < 0
     assert g["relevance_rank"]["difference"] >= 0.08

@@ -95,6 +95,7 @@ def explain(
     mean=None,
     std=None,
     box_rule: str = DEFAULT_BOX_RULE,
+    precision: Optional[str] = None,
 ) -> ImageResult:
     """Explain one photo: where ``model`` looked for ``target`` (a class name or id; default its top ``top_k``).
 
@@ -105,7 +106,9 @@ def explain(
     the model or preset, else 0.45; the paper's Table 1 rule is 0.15). ``quality``: ``"fast"``,
     ``"standard"`` or ``"high"``, a preset naming model, size and box threshold (``model`` is then
     the preset's; leave it at its default or name the same one). ``size``/``crop``/``mean``/``std``: the
-    model input (see :mod:`gradcam.models.inputs`; default: what the model states).
+    model input (see :mod:`gradcam.models.inputs`; default: what the model states). ``precision``:
+    ``"fp32"`` (default), ``"bf16"`` or ``"fp16"`` (CUDA/MPS only): the forward pass under ``torch.autocast``,
+    gradients and maps in float32 (see the GPU and precision guide).
     """
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"top_k must be a positive int; got {top_k!r}.")
@@ -130,4 +133,5 @@ def explain(
         [source],
         box_threshold=box_threshold,
         box_rule=box_rule,
+        precision=precision,
     )[0]

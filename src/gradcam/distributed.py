@@ -63,6 +63,7 @@ def explain_dataset(
     gpus_per_worker: float = 1.0,
     method_options: Optional[Dict[str, int]] = None,
     storage_options: Optional[Dict[str, Any]] = None,
+    precision: str = "fp32",
 ) -> Summary:
     """Explain every photo under ``paths`` into ``out`` with ``engine`` ("local" or "ray"); see the module doc.
 
@@ -74,8 +75,9 @@ def explain_dataset(
     to the Ray engine. ``method_options``: ``{"batch_size": N, "n_masks": N}`` for the perturbation methods.
     ``verbose`` prints each photo's description as the CLI does (failures and the summary are always
     printed to stderr). ``quality`` (``"fast"``, ``"standard"``, ``"high"``: a preset naming model, size and
-    box threshold), ``size``, ``crop``, ``mean``, ``std``, ``box_threshold`` are ``gradcam explain``'s options of
-    those names. ``paths``/``out`` may be URLs (``s3://b/in``), ``storage_options`` fsspec's options for them.
+    box threshold), ``size``, ``crop``, ``mean``, ``std`` and ``box_threshold`` are ``gradcam explain``'s
+    ``--quality``, ``--size``, ``--crop``, ``--mean``, ``--std`` and ``--box-threshold``; ``precision`` is ``--precision``.
+    ``paths``/``out`` may be URLs (``s3://b/in``), ``storage_options`` fsspec's options for them.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}.")
@@ -102,6 +104,7 @@ def explain_dataset(
         force=force,
         batch_size=batch_size,
         device=device,
+        precision=precision,
         engine=engine,
         address=address,
         workers=workers,

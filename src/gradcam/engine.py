@@ -27,6 +27,7 @@ replaced on the instance) take the *locked path*: one call at a time per model (
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import threading
 import warnings
 import weakref
@@ -51,6 +52,75 @@ warnings.filterwarnings(
     message="There is a performance drop because we have not yet implemented the batching rule",
     category=UserWarning,
 )
+
+
+# ---- mixed precision: autocast around the forward only -------------------------------------------
+
+#: The precisions of ``precision=`` / ``--precision``: name -> autocast dtype (``None``: no autocast).
+PRECISIONS: Dict[str, Optional[torch.dtype]] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+_PRECISION: contextvars.ContextVar[str] = contextvars.ContextVar("gradcam_precision", default="fp32")
+_FP16_CPU = (
+    "precision='fp16' needs a CUDA or MPS device (float16 autocast on a CPU is slow and loses range); "
+    "on a CPU use precision='bf16' or 'fp32'."
+)
+
+
+def check_precision(precision: Optional[str]) -> str:
+    """``precision`` as one of ``fp32``, ``bf16``, ``fp16`` (``None``: ``fp32``); a ValueError naming the choices."""
+    p = "fp32" if precision is None else str(precision).lower()
+    if p not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}.")
+    return p
+
+
+@contextlib.contextmanager
+def precision(value: Optional[str]) -> Iterator[None]:
+    """Within the block (this thread / context only), the engine's forward passes run under
+    ``torch.autocast`` at ``value`` (``"bf16"``, ``"fp16"``; ``"fp32"``: none); gradients, activations and
+    maps stay float32 (see :func:`forward_autocast`). The model itself is never changed."""
+    token = _PRECISION.set(check_precision(value))
+    try:
+        yield
+    finally:
+        _PRECISION.reset(token)
+
+
+def current_precision() -> str:
+    """The precision of this context's forward passes (``"fp32"`` unless inside :func:`precision`)."""
+    return _PRECISION.get()
+
+
+def forward_autocast(device: torch.device) -> ContextManager:
+    """``torch.autocast`` for a forward pass on ``device`` at the current precision (a no-op at ``fp32``).
+
+    ``fp16`` on a CPU is refused with a ValueError (use ``bf16`` there)."""
+    p = _PRECISION.get()
+    if p == "fp32":
+        return contextlib.nullcontext()
+    if p == "fp16" and device.type == "cpu":
+        raise ValueError(_FP16_CPU)
+    return torch.autocast(device.type, dtype=PRECISIONS[p])
+
+
+def upcast(output: Any) -> Any:
+    """Float16/bfloat16 tensors in a model output (tensor, dict, list, tuple) as float32 (in the graph)."""
+    if isinstance(output, torch.Tensor):
+        return output.float() if output.dtype in (torch.float16, torch.bfloat16) else output
+    if isinstance(output, dict):
+        return {k: upcast(v) for k, v in output.items()}
+    if isinstance(output, (list, tuple)) and not hasattr(output, "_fields"):
+        return type(output)(upcast(v) for v in output)
+    return output
+
+
+def run_forward(model: nn.Module, x: torch.Tensor) -> Any:
+    """``model(x)`` under :func:`forward_autocast` (the extra forward passes of perturbation methods), its
+    output upcast to float32 when a lower precision is in effect."""
+    if _PRECISION.get() == "fp32":
+        return model(x)
+    with forward_autocast(x.device):
+        out = model(x)
+    return upcast(out)
 
 
 @dataclass(slots=True)
@@ -320,9 +390,10 @@ def frozen(model: nn.Module, eval_mode: bool = True) -> Iterator[nn.Module]:
 class _Tap:
     """A forward hook on one layer that captures its output at the chosen call (of this thread's forward)."""
 
-    def __init__(self, ref: LayerRef, batch: int = 0):
+    def __init__(self, ref: LayerRef, batch: int = 0, upcast: bool = False):
         self.ref = ref
         self.batch = batch
+        self.upcast = upcast  # under autocast: capture a float32 copy, hand on the low-precision output
         self.calls = 0
         self.activation: Optional[torch.Tensor] = None
         self.thread = threading.get_ident()
@@ -343,17 +414,19 @@ class _Tap:
         seq_first = output.dim() == 3 and (
             self.ref.seq_first or (output.shape[0] != self.batch and output.shape[1] == self.batch)
         )
+        low = self.upcast and output.dtype in (torch.float16, torch.bfloat16)
         if output.requires_grad:
             # Already inside a recorded graph (input gradients, or an earlier tapped layer): keep the link.
-            self.activation = output.transpose(0, 1) if seq_first else output
+            a = output.float() if low else output
+            self.activation = a.transpose(0, 1) if seq_first else a
         else:
             # A fresh leaf: autograd records only what comes after this layer.
-            self.activation = (
-                output.detach().transpose(0, 1) if seq_first else output.detach()
-            ).requires_grad_(True)
+            a = output.detach().float() if low else output.detach()
+            self.activation = (a.transpose(0, 1) if seq_first else a).requires_grad_(True)
         # Hand on a copy so that in-place operations after the layer (``out += identity``) cannot touch
-        # the captured activation.
-        return (self.activation.transpose(0, 1) if seq_first else self.activation).clone()
+        # the captured activation (under autocast: the float32 activation cast back to the layer's dtype).
+        handed = self.activation.transpose(0, 1) if seq_first else self.activation
+        return handed.to(output.dtype) if low else handed.clone()
 
     def check(self) -> None:
         name = self.ref.spec
@@ -554,7 +627,7 @@ def capture(
         _check_differentiable_options(
             input_gradient, context, layer_gradient_context, hessian, differentiable
         )
-    taps = [_Tap(ref, x.shape[0]) for ref in layers]
+    taps = [_Tap(ref, x.shape[0], upcast=_PRECISION.get() != "fp32") for ref in layers]
     handles = []
     with private_model(
         model, eval_mode, [ref.module for ref in layers], keep_parameters=differentiable
@@ -564,7 +637,7 @@ def capture(
                 handles.append(view.module(tap.ref.module).register_forward_hook(tap.hook))
             x_in = x if differentiable else x.detach().requires_grad_(True) if input_gradient else x.detach()
             with torch.enable_grad(), context() if context is not None else contextlib.nullcontext():
-                output = view.model(x_in, **(forward_kwargs or {}))
+                output = _forward(view.model, x_in, forward_kwargs)
                 scores, ids, shapers = _scores_and_layouts(taps, output, target, top_k, x, reshape)
                 # tap.check() (in _scores_and_layouts) raised for any layer the forward pass did not reach
                 acts = [cast(torch.Tensor, tap.activation) for tap in taps]
@@ -583,6 +656,14 @@ def capture(
             h if h is None or r is None else _reshape_grad(h, r) for h, r in zip(hvps, shapers)
         ]
     return cap
+
+
+def _forward(model: nn.Module, x: torch.Tensor, forward_kwargs: Optional[dict]) -> Any:
+    """``model(x, **forward_kwargs)`` under :func:`forward_autocast`, the output upcast to float32 when a lower
+    precision is in effect (the scores and probabilities are float32)."""
+    with forward_autocast(x.device):
+        output = model(x, **(forward_kwargs or {}))
+    return output if _PRECISION.get() == "fp32" else upcast(output)
 
 
 _NOT_USED = (

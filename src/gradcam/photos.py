@@ -7,12 +7,14 @@ the input's resolution, mapped back to original-photo pixels.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from PIL import Image
 
+from . import engine
 from .explanation import Explanation
 from .image import boxes, overlay, peaks, resize_map, scale_box, scale_point
 from .models import LoadedModel
@@ -129,6 +131,55 @@ def check_box_threshold(box_threshold: float) -> float:
     return float(box_threshold)
 
 
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``x`` on ``device``: for CUDA through pinned (page-locked) host memory with a non-blocking copy (the
+    host goes on while the copy runs; later kernels on the stream wait for it); otherwise ``x.to(device)``."""
+    if device.type == "cuda" and x.device.type == "cpu":
+        return x.pin_memory().to(device, non_blocking=True)
+    return x.to(device)
+
+
+def to_host(*tensors: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+    """The tensors on the CPU: from a CUDA device each copy is non-blocking (into pinned memory) and one
+    synchronisation waits for them all, instead of one round trip per tensor."""
+    if not any(t.device.type == "cuda" for t in tensors):
+        return tuple(t.cpu() for t in tensors)
+    out = tuple(t.to("cpu", non_blocking=True) for t in tensors)
+    torch.cuda.synchronize()
+    return out
+
+
+_HOST = ("maps", "peaks", "boxes", "ok", "ids", "scores", "top_p", "top_i", "sel_p", "weights")
+
+
+def _on_host(res: Explanation, box_threshold: float, box_rule: str) -> Dict[str, Any]:
+    """One batch's top-5, the explained classes' probabilities, the peaks and boxes, computed where the maps are
+    (the model's device) and brought to the host in one copy (:func:`to_host`): ``maps`` (N, K, h, w) and
+    ``weights`` (N, K, C) or ``None`` as CPU tensors, the rest as nested lists."""
+    probs = res.probabilities()
+    top_p, top_i = probs.topk(min(5, probs.shape[1]), dim=1)
+    sel_p = probs.gather(1, res.targets.clamp_min(0))
+    n, k, h, w = res.maps.shape
+    maps = res.maps.detach().float()
+    bx, ok = boxes(maps.reshape(n * k, h, w), box_threshold, max_side=BOX_RESOLUTION, rule=box_rule)
+    extra = [res.weights.detach().float()] if res.weights is not None else []
+    host = to_host(
+        maps,
+        peaks(maps),
+        bx.view(n, k, 4),
+        ok.view(n, k),
+        res.targets,
+        res.scores.float(),
+        top_p,
+        top_i,
+        sel_p,
+        *extra,
+    )
+    out: Dict[str, Any] = {name: t.tolist() for name, t in zip(_HOST[1:9], host[1:9])}
+    out["maps"], out["weights"] = host[0], (host[9] if extra else None)
+    return out
+
+
 def _run(method, loaded: LoadedModel, x: torch.Tensor, target: Optional[int], top_k: int) -> Explanation:
     try:
         if target is None:
@@ -160,6 +211,7 @@ def explain_batch(
     inputs: Optional[Sequence[torch.Tensor]] = None,
     box_threshold: float = BOX_THRESHOLD,
     box_rule: str = DEFAULT_BOX_RULE,
+    precision: Optional[str] = None,
 ) -> List[ImageResult]:
     """Explain RGB photos with ``loaded``'s model; photos of equal preprocessed size share one batch.
 
@@ -168,7 +220,11 @@ def explain_batch(
     resolution (all images and classes at once) and mapped to original-photo pixels. ``inputs``: the photos
     already preprocessed (``loaded.preprocess(photo)`` each, e.g. by a Ray Data task). ``box_threshold``:
     each box is around the segment(s) of ``map >= box_threshold * max(map)`` that ``box_rule`` picks
-    (``"largest"``: the paper's rule; ``"peak"``: the one holding the peak; ``"all"``).
+    (``"largest"``: the paper's rule; ``"peak"``: the one holding the peak; ``"all"``). ``precision``
+    (``"fp32"``, ``"bf16"``, ``"fp16"``; default: the method's own, see :func:`gradcam.engine.precision`): the
+    forward passes' autocast precision. On a CUDA device the batch goes up from pinned memory without blocking
+    (:func:`to_device`), and the maps stay on the device until peaks and boxes are computed there; everything
+    comes back in one synchronised copy (:func:`to_host`).
     """
     check_box_threshold(box_threshold)
     check_box_rule(box_rule)
@@ -182,36 +238,30 @@ def explain_batch(
         groups.setdefault(tuple(x.shape), []).append(i)
     results: List[Optional[ImageResult]] = [None] * len(images)
     for idx in groups.values():
-        x = torch.stack([xs[i] for i in idx]).to(device)
-        res = _run(method, loaded, x, target, top_k)
-        probs = res.probabilities()
-        top_p, top_i = probs.topk(min(5, probs.shape[1]), dim=1)
-        sel_p = probs.gather(1, res.targets.clamp_min(0))
-        n, k, h, w = res.maps.shape
-        maps = res.maps.detach().float().cpu()
-        pk = peaks(maps).tolist()
-        bx, ok = boxes(maps.reshape(n * k, h, w), box_threshold, max_side=BOX_RESOLUTION, rule=box_rule)
-        box_l, ok_l = bx.view(n, k, 4).tolist(), ok.view(n, k).tolist()
-        ids, scores = res.targets.tolist(), res.scores.float().tolist()
-        top_pl, top_il, sel_pl = top_p.tolist(), top_i.tolist(), sel_p.tolist()
+        x = to_device(torch.stack([xs[i] for i in idx]), device)
+        with engine.precision(precision) if precision is not None else contextlib.nullcontext():
+            res = _run(method, loaded, x, target, top_k)
+        r = _on_host(res, box_threshold, box_rule)
+        h, w = res.maps.shape[-2:]
         for j, i in enumerate(idx):
             size = images[i].size
             labels = loaded.labels
+            ids, ok = r["ids"][j], r["ok"][j]
             results[i] = ImageResult(
                 image=images[i],
                 source=sources[i],
-                predictions=[(labels[c], c, p) for c, p in zip(top_il[j], top_pl[j])],
-                class_ids=ids[j],
-                classes=[labels[c] if c >= 0 else "custom" for c in ids[j]],
-                scores=scores[j],
-                probabilities=sel_pl[j],
-                input_maps=maps[j],
-                peaks=[scale_point(p, (w, h), size) if v else None for p, v in zip(pk[j], ok_l[j])],
-                boxes=[scale_box(b, (w, h), size) if v else None for b, v in zip(box_l[j], ok_l[j])],
+                predictions=[(labels[c], c, p) for c, p in zip(r["top_i"][j], r["top_p"][j])],
+                class_ids=ids,
+                classes=[labels[c] if c >= 0 else "custom" for c in ids],
+                scores=r["scores"][j],
+                probabilities=r["sel_p"][j],
+                input_maps=r["maps"][j],
+                peaks=[scale_point(p, (w, h), size) if v else None for p, v in zip(r["peaks"][j], ok)],
+                boxes=[scale_box(b, (w, h), size) if v else None for b, v in zip(r["boxes"][j], ok)],
                 layer=res.layer,
                 method=res.method,
                 model=loaded.name,
-                weights=None if res.weights is None else res.weights[j].detach().float().cpu(),
+                weights=r["weights"][j] if r["weights"] is not None else None,
                 box_threshold=float(box_threshold),
                 box_rule=box_rule,
             )

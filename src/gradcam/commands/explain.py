@@ -187,6 +187,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         "--device", default="cpu", help="torch device for the model: cpu (default), cuda, cuda:1, mps"
     )
     p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default="fp32",
+        help="the forward pass under autocast at bf16 or fp16 (fp16: CUDA/MPS only); gradients and maps "
+        "stay float32 (default fp32)",
+    )
+    p.add_argument(
         "--report",
         action="store_true",
         help="at the end, write OUT/index.html (see 'gradcam report'; implies --json)",
@@ -286,6 +293,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
         force=bool(args.force),
         batch_size=args.batch_size,
         device=args.device,
+        precision=args.precision,
         max_side=args.max_side,
         max_megapixels=args.max_pixels,
         demo=bool(args.demo),

@@ -119,14 +119,14 @@ def _faithfulness(model, x, maps, target, steps: int, batch_size: int) -> Dict:
     """Deletion and insertion: mean AUC, and the mean curve (class probability after each step) for plots."""
     out: Dict = {}
     for mode in ("deletion", "insertion"):
-        curve = M.perturbation_curve(model, x, maps, target, mode, steps, batch_size=batch_size)
+        curve = M.perturbation_curve(model, x, maps, target, mode, steps, max_batch=batch_size)
         out[mode] = _mean(M.auc(curve))
         out[f"{mode}_curve"] = [round(float(v), 4) for v in curve.float().mean(0)]
     return out
 
 
 def _drop_increase(model, x, maps, target, batch_size: int) -> Dict[str, float]:
-    drop, increase = M.average_drop_increase(model, x, maps, target, batch_size=batch_size)
+    drop, increase = M.average_drop_increase(model, x, maps, target, max_batch=batch_size)
     return {"avg_drop": _mean(drop), "avg_increase": _mean(increase)}
 
 

@@ -58,8 +58,9 @@ class _PixelAttribution(Method):
         batch_size: Optional[int] = None,
         aug_smooth: bool = False,
         eigen_smooth: bool = False,
+        precision: Optional[str] = None,
     ):
-        super().__init__(model, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
+        super().__init__(model, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth, precision=precision)
         if reduce not in REDUCTIONS:
             raise ValueError(f"reduce must be one of {', '.join(REDUCTIONS)}; got {reduce!r}.")
         if batch_size is not None and (
@@ -201,7 +202,7 @@ class IntegratedGradients(_PixelAttribution):
         reduce: str = "abs-max",
         eval_mode: bool = True,
         batch_size: Optional[int] = None,
-        **kw: bool,
+        **kw: Any,
     ):
         super().__init__(model, reduce=reduce, eval_mode=eval_mode, batch_size=batch_size, **kw)
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
@@ -257,7 +258,7 @@ class SmoothGrad(_PixelAttribution):
         reduce: str = "abs-max",
         eval_mode: bool = True,
         batch_size: Optional[int] = None,
-        **kw: bool,
+        **kw: Any,
     ):
         super().__init__(model, reduce=reduce, eval_mode=eval_mode, batch_size=batch_size, **kw)
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:

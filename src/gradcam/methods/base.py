@@ -65,8 +65,9 @@ class LayerMethod(Method):
         differentiable: bool = False,
         aug_smooth: bool = False,
         eigen_smooth: bool = False,
+        precision: Optional[str] = None,
     ):
-        super().__init__(model, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
+        super().__init__(model, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth, precision=precision)
         if differentiable and not self.supports_differentiable:
             raise ValueError(
                 f"differentiable=True supports layer-based CAM methods only (Grad-CAM, CAM); {type(self).__name__} "

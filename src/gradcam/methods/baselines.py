@@ -40,8 +40,9 @@ class _Baseline(Method):
         eval_mode: bool = True,
         aug_smooth: bool = False,
         eigen_smooth: bool = False,
+        precision: Optional[str] = None,
     ):
-        super().__init__(model, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
+        super().__init__(model, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth, precision=precision)
         self.eval_mode = eval_mode
 
     def _maps(self, n: int, k: int, h: int, w: int, device) -> torch.Tensor:

@@ -3,14 +3,17 @@
 A method is an object built from a model, ``method = Cls(model, ...)``, and called on a batch::
 
     method(x, target=None, top_k=None, *, counterfactual=False, forward_kwargs=None,
-           aug_smooth=None, eigen_smooth=None) -> Explanation | PixelExplanation
+           aug_smooth=None, eigen_smooth=None, precision=None) -> Explanation | PixelExplanation
 
 - ``x``: images (N, C, H, W) or volumes (N, C, D, H, W); ``target`` / ``top_k``: what to explain
   (:mod:`gradcam.targets`);
 - ``counterfactual``: explain -y (regions whose removal would raise the score);
 - ``forward_kwargs``: extra arguments of ``model(x, **forward_kwargs)``;
 - ``aug_smooth`` / ``eigen_smooth``: test-time augmentation and principal-component smoothing
-  (:mod:`gradcam.methods.smoothing`); ``None`` takes the constructor's setting.
+  (:mod:`gradcam.methods.smoothing`); ``None`` takes the constructor's setting;
+- ``precision``: ``"fp32"``, ``"bf16"``, ``"fp16"``: the forward passes under ``torch.autocast``, gradients and
+  maps float32 (``None``: the constructor's, else the ambient :func:`gradcam.engine.precision`); honoured by
+  every method but those with ``supports_precision = False`` (Ablation-CAM), which refuse it.
 
 Every method accepts every option; one it cannot honour is refused with a ``ValueError`` that names the
 option and says what to use instead (:meth:`Method.refuse`), at construction where the option is a
@@ -30,6 +33,7 @@ from typing import ClassVar, Dict, FrozenSet, NoReturn, Optional, Tuple, Union
 import torch
 from torch import nn
 
+from .. import engine
 from ..explanation import Explanation
 from ..pixels import PixelExplanation
 from ..targets import Target
@@ -47,6 +51,8 @@ REASONS: Dict[str, str] = {
     "aug_smooth, or average this method's calls on flipped inputs yourself",
     "eigen_smooth": "it has no per-channel terms to take a principal component of. Use a CAM method (e.g. "
     "GradCAM) for eigen_smooth",
+    "precision": "its forward passes must run at the model's own precision. Use precision='fp32' (the default), "
+    "or a CAM method (e.g. GradCAM) for mixed precision",
 }
 
 
@@ -114,15 +120,40 @@ class Method:
     #: Per refused option, why (replaces :data:`REASONS`' text).
     refusals: ClassVar[Dict[str, str]] = {}
 
-    def __init__(self, model: nn.Module, *, aug_smooth: bool = False, eigen_smooth: bool = False):
+    #: The forward passes' precision (``"fp32"``, ``"bf16"``, ``"fp16"``; ``None``: the ambient one, see
+    #: :func:`gradcam.engine.precision`); set by the constructor's ``precision=``, overridden per call.
+    precision: Optional[str] = None
+    #: Whether a precision other than fp32 is honoured (refused with a ValueError otherwise).
+    supports_precision: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        aug_smooth: bool = False,
+        eigen_smooth: bool = False,
+        precision: Optional[str] = None,
+    ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
         self.model = model
+        self.precision = self.check_precision(precision)
         self.aug_smooth = bool(aug_smooth)
         self.eigen_smooth = bool(eigen_smooth)
         for option, value in (("aug_smooth", self.aug_smooth), ("eigen_smooth", self.eigen_smooth)):
             if value and option not in self.supports:
                 self.refuse(option, value)
+
+    @classmethod
+    def check_precision(cls, precision: Optional[str]) -> Optional[str]:
+        """``precision`` checked (:func:`gradcam.engine.check_precision`; ``None`` stays ``None``), refused with a
+        ValueError by a class that cannot honour it (:attr:`supports_precision`)."""
+        if precision is None:
+            return None
+        p = engine.check_precision(precision)
+        if p != "fp32" and not cls.supports_precision:
+            cls.refuse("precision", p)
+        return p
 
     @classmethod
     def refuse(cls, option: str, value: object = True) -> NoReturn:
@@ -161,16 +192,23 @@ class Method:
         forward_kwargs: Optional[dict] = None,
         aug_smooth: Optional[bool] = None,
         eigen_smooth: Optional[bool] = None,
+        precision: Optional[str] = None,
     ) -> Union[Explanation, PixelExplanation]:
         """Explain ``x`` (N, C, H, W), or volumes (N, C, D, H, W), for ``target`` (see :mod:`gradcam.targets`).
 
         ``counterfactual``: explain -y. ``forward_kwargs``: extra arguments of the model's forward (batched
         tensors among them are sliced with ``x``). ``aug_smooth`` / ``eigen_smooth`` (default: the
-        constructor's): see :mod:`gradcam.methods.smoothing`. An option this method cannot honour raises a
-        ValueError naming it (the class's :attr:`supports` lists those it honours).
+        constructor's): see :mod:`gradcam.methods.smoothing`. ``precision`` (default: the constructor's, else
+        the ambient :func:`gradcam.engine.precision`): ``"bf16"`` / ``"fp16"`` run the forward passes under
+        ``torch.autocast``; gradients, activations and maps stay float32. An option this method cannot honour
+        raises a ValueError naming it (the class's :attr:`supports` lists those it honours).
         """
         opts = self.options(counterfactual, forward_kwargs, aug_smooth, eigen_smooth)
-        return self._run(x, target, top_k, opts)
+        p = self.check_precision(precision) or self.precision
+        if p is None:
+            return self._run(x, target, top_k, opts)
+        with engine.precision(p):
+            return self._run(x, target, top_k, opts)
 
     def _run(self, x: torch.Tensor, target: Target, top_k: Optional[int], opts: CallOptions):
         """The method itself, for options already checked (see :class:`CallOptions`)."""

@@ -76,8 +76,9 @@ class FullGrad(Method):
         eval_mode: bool = True,
         aug_smooth: bool = False,
         eigen_smooth: bool = False,
+        precision: Optional[str] = None,
     ):
-        super().__init__(model, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
+        super().__init__(model, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth, precision=precision)
         if layer not in ("auto", None):
             raise ValueError(
                 "fullgrad uses every biased layer of the model; leave layer unset (layer='auto')."

@@ -77,8 +77,9 @@ class LRP(Method):
         eval_mode: bool = True,
         aug_smooth: bool = False,
         eigen_smooth: bool = False,
+        precision: Optional[str] = None,
     ):
-        super().__init__(model, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
+        super().__init__(model, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth, precision=precision)
         if composite not in COMPOSITES:
             raise ValueError(f"composite must be one of {', '.join(COMPOSITES)}; got {composite!r}.")
         if reduce not in REDUCTIONS:

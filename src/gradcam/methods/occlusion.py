@@ -94,8 +94,9 @@ class Occlusion(Method):
         progress: Optional[Callable[[int, int], None]] = None,
         aug_smooth: bool = False,
         eigen_smooth: bool = False,
+        precision: Optional[str] = None,
     ):
-        super().__init__(model, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
+        super().__init__(model, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth, precision=precision)
         self.window = _pair(window, "window")
         self.stride = (
             _pair(stride, "stride") if stride is not None else tuple(max(1, w // 2) for w in self.window)
@@ -143,7 +144,7 @@ class Occlusion(Method):
         x = x.detach()
         fill = self._fill(x)
         with engine.frozen(self.model, self.eval_mode) as model, torch.no_grad():
-            output = model(x)
+            output = engine.run_forward(model, x)
             base, ids = base_scores(output, target, top_k, n)
             drops = []
             total = n * positions
@@ -153,7 +154,7 @@ class Occlusion(Method):
                 img, pos = f // positions, f % positions
                 cover = ry[pos // gw].unsqueeze(-1) & rx[pos % gw].unsqueeze(-2)
                 occluded = torch.where(cover.unsqueeze(1), fill[img], x[img])
-                s = batch_scores(model(occluded), target, ids[img], f.shape[0])
+                s = batch_scores(engine.run_forward(model, occluded), target, ids[img], f.shape[0])
                 drops.append(base[img] - s)
                 if self.progress is not None:
                     self.progress(int(f[-1]) + 1, total)

@@ -97,7 +97,7 @@ class ScoreCAM(LayerMethod):
                 masks = normalize(_resize(flat[f], x.shape[2:]).to(x.dtype))
                 xb = torch.index_select(x, 0, img, out=buf[:b])
                 xb.mul_(masks)
-                out.append(class_scores(model(xb), target, ids[img], b, softmax=True))
+                out.append(class_scores(engine.run_forward(model, xb), target, ids[img], b, softmax=True))
         return torch.cat(out).reshape(n, c, -1).transpose(1, 2).to(a.dtype)
 
 
@@ -272,6 +272,11 @@ class AblationCAM(LayerMethod):
     needs_gradients = False
     supports = _PERTURBATION_OPTIONS
     supports_differentiable = False
+    supports_precision = False  # the replay answers the layer's inputs from one recorded fp32 forward
+    refusals = {
+        "precision": "its replayed forward passes reuse one recorded forward's exact tensors. Use "
+        "precision='fp32', or Score-CAM / Grad-CAM for mixed precision"
+    }
 
     def __init__(self, model: nn.Module, layer="auto", *, batch_size: int = 256, **kw):
         super().__init__(model, layer, **kw)
@@ -391,8 +396,9 @@ class RISE(Method):
         eval_mode: bool = True,
         aug_smooth: bool = False,
         eigen_smooth: bool = False,
+        precision: Optional[str] = None,
     ):
-        super().__init__(model, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
+        super().__init__(model, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth, precision=precision)
         if isinstance(n_masks, bool) or not isinstance(n_masks, int) or n_masks < 1:
             raise ValueError(f"n_masks must be a positive int; got {n_masks!r}.")
         if isinstance(grid, bool) or not isinstance(grid, int) or grid < 1:
@@ -440,7 +446,7 @@ class RISE(Method):
         bs = min(self.batch_size, total)
         buf = torch.empty(bs, *x.shape[1:], dtype=x.dtype, device=x.device)
         with engine.frozen(self.model, self.eval_mode) as model, torch.no_grad():
-            output = model(x)
+            output = engine.run_forward(model, x)
             base, ids = base_scores(output, target, top_k, n)
             sal = torch.zeros(n, ids.shape[1], *size, dtype=x.dtype, device=x.device)
             for start in range(0, total, bs):
@@ -454,7 +460,7 @@ class RISE(Method):
                 m = m.to(x.dtype)[mi - mi[0]]
                 xb = torch.index_select(x, 0, img, out=buf[:b])
                 xb.mul_(m.unsqueeze(1))
-                s = class_scores(model(xb), target, ids[img], b, softmax=True).to(x.dtype)
+                s = class_scores(engine.run_forward(model, xb), target, ids[img], b, softmax=True).to(x.dtype)
                 sal.index_add_(0, img, s[:, :, None, None] * m.unsqueeze(1))
         sal = sal / (self.p * self.n_masks)
         return Explanation(

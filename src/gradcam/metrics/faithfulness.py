@@ -4,7 +4,7 @@
   to a baseline) or added to a blurred copy in the order of the map, most important first, in ``steps``
   equal steps; the class probability is recorded after each step and the area under the curve
   (trapezoid over the removed fraction in [0, 1]) is reported. Good maps: low deletion AUC, high
-  insertion AUC. Every step of every image is one batched forward pass (chunked by ``batch_size``).
+  insertion AUC. The steps of all images go through the model in batches of ``max_batch`` inputs.
 - Average drop / increase in confidence (Chattopadhay et al., WACV 2018, "Grad-CAM++"): the image
   is masked by the map, E = b + m * (x - b); drop = mean(max(0, Y - O) / Y), increase = mean(O > Y),
   with Y the class probability on x and O on E.
@@ -15,7 +15,8 @@
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
+import warnings
+from typing import Callable, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -62,15 +63,55 @@ def _check(
     return maps, t
 
 
+MAX_BATCH = 64
+"""The default ``max_batch`` of the metrics that run the model: inputs per forward pass. Every perturbed input
+of every image goes into one stream, cut into forwards of exactly ``max_batch`` inputs (the last one
+shorter), built only when their forward runs: memory is about ``max_batch`` inputs and their activations.
+On a GPU raise it to the device's throughput (e.g. 256 at 224 x 224); results do not depend on it."""
+
+
+def check_max_batch(max_batch: int, batch_size: Optional[int] = None) -> int:
+    """``max_batch`` as a positive int; ``batch_size`` (its old name) replaces it with a DeprecationWarning."""
+    if batch_size is not None:
+        warnings.warn(
+            "batch_size is renamed max_batch (inputs per forward pass) in the metrics; the old name will be removed.",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        max_batch = batch_size
+    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+        raise ValueError(
+            f"max_batch must be a positive number of inputs per forward pass; got {max_batch!r}."
+        )
+    return max_batch
+
+
+Make = Callable[[torch.Tensor], torch.Tensor]
+Score = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
 @torch.no_grad()
-def _probabilities(
-    model: nn.Module, images: torch.Tensor, target: torch.Tensor, batch_size: int
-) -> torch.Tensor:
+def stream(model: nn.Module, total: int, make: Make, score: Score, max_batch: int, device) -> torch.Tensor:
+    """``score(logits, f)`` of the inputs ``make(f)`` for the flat indices f = 0..total-1 (image-major: f = i R + r
+    for image i and perturbation r), in forwards of ``max_batch`` inputs: (total, ...)."""
     out = []
-    for i in range(0, images.shape[0], batch_size):
-        logits = logits_of(model(images[i : i + batch_size]))
-        out.append(logits.softmax(1).gather(1, target[i : i + batch_size, None])[:, 0])
+    for s in range(0, total, max_batch):
+        f = torch.arange(s, min(s + max_batch, total), device=device)
+        out.append(score(logits_of(model(make(f))), f))
     return torch.cat(out)
+
+
+def _probability_of(target: torch.Tensor) -> Score:
+    """The score ``softmax(logits)[target[f]]`` of the rows f."""
+    return lambda logits, f: logits.softmax(1).gather(1, target[f, None])[:, 0]
+
+
+def _probabilities(
+    model: nn.Module, images: torch.Tensor, target: torch.Tensor, max_batch: int
+) -> torch.Tensor:
+    return stream(
+        model, images.shape[0], lambda f: images[f], _probability_of(target), max_batch, images.device
+    )
 
 
 def pixel_order(maps: torch.Tensor) -> torch.Tensor:
@@ -90,14 +131,17 @@ def perturbation_curve(
     mode: str = "deletion",
     steps: int = 16,
     baseline: Optional[torch.Tensor] = None,
-    batch_size: int = 32,
+    max_batch: int = MAX_BATCH,
+    batch_size: Optional[int] = None,
 ) -> torch.Tensor:
     """Class probability after each of ``steps`` deletion or insertion steps: (N, steps + 1).
 
     Step s changes the ceil(s * HW / steps) top-ranked pixels (all channels). Deletion goes from x to
     ``baseline`` (default zeros); insertion goes from ``baseline`` (default: x blurred, sigma 5) to x.
-    The model runs in eval mode and is restored afterwards.
+    The N (steps + 1) inputs go ``max_batch`` per forward pass (see :data:`MAX_BATCH`; ``batch_size``: its
+    old name). The model runs in eval mode and is restored afterwards.
     """
+    max_batch = check_max_batch(max_batch, batch_size)
     if mode not in ("deletion", "insertion"):
         raise ValueError(f"mode must be 'deletion' or 'insertion'; got {mode!r}.")
     if steps < 1:
@@ -110,18 +154,16 @@ def perturbation_curve(
     src, dst = (x, baseline) if mode == "deletion" else (baseline, x)
     rank = pixel_order(maps)  # (N, H, W)
     counts = torch.tensor([math.ceil(s * h * w / steps) for s in range(steps + 1)], device=x.device)
+    r = steps + 1
+
+    def make(f: torch.Tensor) -> torch.Tensor:  # input f = image i, step s (f = i r + s)
+        i = f // r
+        changed = rank[i] < counts[f % r].view(-1, 1, 1)  # (B, H, W)
+        return torch.where(changed[:, None], dst[i], src[i])
+
     with frozen(model) as model:
-        probs = []
-        per_chunk = max(1, batch_size // (steps + 1))
-        for i in range(0, n, per_chunk):
-            j = min(n, i + per_chunk)
-            changed = rank[i:j, None] < counts.view(1, -1, 1, 1)  # (b, S, H, W)
-            imgs = torch.where(changed[:, :, None], dst[i:j, None], src[i:j, None])  # (b, S, C, H, W)
-            tt = t[i:j, None].expand(-1, steps + 1).reshape(-1)
-            probs.append(
-                _probabilities(model, imgs.reshape(-1, c, h, w), tt, batch_size).view(j - i, steps + 1)
-            )
-    return torch.cat(probs)
+        probs = stream(model, n * r, make, _probability_of(t.repeat_interleave(r)), max_batch, x.device)
+    return probs.view(n, r)
 
 
 def auc(curve: torch.Tensor) -> torch.Tensor:
@@ -154,18 +196,21 @@ def average_drop_increase(
     maps: torch.Tensor,
     target,
     baseline: Optional[torch.Tensor] = None,
-    batch_size: int = 32,
+    max_batch: int = MAX_BATCH,
+    batch_size: Optional[int] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Per-image drop max(0, Y - O) / Y and increase 1[O > Y] (N,) (Chattopadhay et al.); their means
     are the "average drop" and "increase in confidence" (often reported x 100).
 
     O is the probability on E = b + m * (x - b) with maps m in [0, 1] and baseline b (default zeros).
+    ``max_batch``: inputs per forward pass (:data:`MAX_BATCH`; ``batch_size``: its old name).
     """
+    max_batch = check_max_batch(max_batch, batch_size)
     maps, t = _check(model, x, maps, target)
     b = torch.zeros_like(x) if baseline is None else baseline.expand_as(x)
     with frozen(model) as model:
         both = torch.cat([x, b + maps[:, None] * (x - b)])
-        p = _probabilities(model, both, torch.cat([t, t]), batch_size)
+        p = _probabilities(model, both, torch.cat([t, t]), max_batch)
     y, o = p[: x.shape[0]], p[x.shape[0] :]
     drop = (y - o).clamp_min(0) / y.clamp_min(1e-12)
     return drop, (o > y).float()

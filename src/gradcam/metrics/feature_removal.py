@@ -34,22 +34,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..engine import frozen
-from ..targets import logits_of
-from .faithfulness import _check
+from .faithfulness import MAX_BATCH, Score, _check, check_max_batch, stream
 
 Baseline = Union[float, torch.Tensor]
 
 
-def _scores(
-    model: nn.Module, images: torch.Tensor, target: torch.Tensor, batch_size: int, softmax: bool
-) -> torch.Tensor:
-    out = []
-    with torch.no_grad():
-        for i in range(0, images.shape[0], batch_size):
-            logits = logits_of(model(images[i : i + batch_size]))
-            s = logits.softmax(1) if softmax else logits
-            out.append(s.gather(1, target[i : i + batch_size, None])[:, 0])
-    return torch.cat(out)
+def _score_of(target: torch.Tensor, softmax: bool) -> Score:
+    """The score of rows f: the target's probability (``softmax``) or logit."""
+    if softmax:
+        return lambda logits, f: logits.softmax(1).gather(1, target[f, None])[:, 0]
+    return lambda logits, f: logits.gather(1, target[f, None])[:, 0]
+
+
+def _scores(model: nn.Module, images: torch.Tensor, target: torch.Tensor, max_batch: int, softmax: bool):
+    """The target's score on each of ``images``, ``max_batch`` per forward pass."""
+    return stream(
+        model, images.shape[0], lambda f: images[f], _score_of(target, softmax), max_batch, images.device
+    )
 
 
 def _baseline(x: torch.Tensor, baseline: Baseline) -> torch.Tensor:
@@ -71,10 +72,10 @@ def _features(x: torch.Tensor, maps: torch.Tensor, per_channel: bool) -> torch.T
 
 
 def _apply(x: torch.Tensor, base: torch.Tensor, changed: torch.Tensor, per_channel: bool) -> torch.Tensor:
-    """x (N, C, H, W) with features ``changed`` (N, R, F) set to base: (N, R, C, H, W)."""
-    n, c, h, w = x.shape
-    ch = changed.view(n, -1, c, h, w) if per_channel else changed.view(n, -1, 1, h, w)
-    return torch.where(ch, base[:, None], x[:, None])
+    """x (B, C, H, W) with features ``changed`` (B, F) set to base (B, C, H, W): (B, C, H, W)."""
+    b, c, h, w = x.shape
+    ch = changed.view(b, c, h, w) if per_channel else changed.view(b, 1, h, w)
+    return torch.where(ch, base, x)
 
 
 def _pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -96,12 +97,15 @@ def faithfulness_correlation(
     softmax: bool = False,
     seed: int = 0,
     subsets: Optional[torch.Tensor] = None,
-    batch_size: int = 64,
+    max_batch: int = MAX_BATCH,
+    batch_size: Optional[int] = None,
 ) -> torch.Tensor:
     """Faithfulness correlation per image (N,) (Bhatt et al. 2020): Pearson's r over ``n_runs`` random
     feature subsets S (|S| = ``subset_size``) between sum_{i in S} m_i and f(x) - f(x with S = baseline).
 
-    ``subsets`` (N, R, K) feature indices replace the random draw (seeded with ``seed`` otherwise)."""
+    ``subsets`` (N, R, K) feature indices replace the random draw (seeded with ``seed`` otherwise). The N R
+    perturbed inputs go ``max_batch`` per forward pass (:data:`~gradcam.metrics.faithfulness.MAX_BATCH`)."""
+    max_batch = check_max_batch(max_batch, batch_size)
     maps, t = _check(model, x, maps, targets)
     a = _features(x, maps.to(x.dtype), per_channel)
     n, nf = a.shape
@@ -116,19 +120,17 @@ def faithfulness_correlation(
     r = subsets.shape[1]
     base = _baseline(x, baseline)
     att = a[:, None].expand(n, r, nf).gather(2, subsets).sum(-1)  # (N, R)
+    flat = subsets.reshape(n * r, -1)
+
+    def make(f: torch.Tensor) -> torch.Tensor:  # input f = image i, run k (f = i R + k)
+        i = f // r
+        changed = torch.zeros(f.shape[0], nf, dtype=torch.bool, device=x.device).scatter_(1, flat[f], True)
+        return _apply(x[i], base[i], changed, per_channel)
+
     with frozen(model) as model:
-        y = _scores(model, x, t, batch_size, softmax)
-        deltas = []
-        per = max(1, batch_size // r)
-        for i in range(0, n, per):
-            j = min(n, i + per)
-            changed = torch.zeros(j - i, r, nf, dtype=torch.bool, device=x.device).scatter_(
-                2, subsets[i:j], True
-            )
-            imgs = _apply(x[i:j], base[i:j], changed, per_channel).flatten(0, 1)
-            yp = _scores(model, imgs, t[i:j].repeat_interleave(r), batch_size, softmax).view(j - i, r)
-            deltas.append(y[i:j, None] - yp)
-    return _pearson(att, torch.cat(deltas))
+        y = _scores(model, x, t, max_batch, softmax)
+        yp = stream(model, n * r, make, _score_of(t.repeat_interleave(r), softmax), max_batch, x.device)
+    return _pearson(att, y[:, None] - yp.view(n, r))
 
 
 def monotonicity(
@@ -141,11 +143,14 @@ def monotonicity(
     baseline: Baseline = 0.0,
     per_channel: bool = False,
     softmax: bool = True,
-    batch_size: int = 64,
+    max_batch: int = MAX_BATCH,
+    batch_size: Optional[int] = None,
 ) -> torch.Tensor:
     """Monotonicity per image (N,) in {0, 1} (Arya et al. 2019): features are put back into the baseline
     image in ascending order of the map, ``features_in_step`` at a time (default ceil(F / steps)); 1 when
-    the target's score after each step never decreases (p_{s+1} >= p_s for all s)."""
+    the target's score after each step never decreases (p_{s+1} >= p_s for all s). ``max_batch``: inputs
+    per forward pass."""
+    max_batch = check_max_batch(max_batch, batch_size)
     maps, t = _check(model, x, maps, targets)
     a = _features(x, maps.to(x.dtype), per_channel)
     n, nf = a.shape
@@ -157,17 +162,15 @@ def monotonicity(
     rank = torch.empty_like(order).scatter_(1, order, torch.arange(nf, device=x.device).expand(n, nf))
     counts = (torch.arange(1, n_steps + 1, device=x.device) * k).clamp_max(nf)
     base = _baseline(x, baseline)
+
+    def make(f: torch.Tensor) -> torch.Tensor:  # input f = image i, step s (f = i S + s)
+        i = f // n_steps
+        restored = rank[i] < counts[f % n_steps, None]  # (B, F): features put back
+        return _apply(x[i], base[i], ~restored, per_channel)
+
     with frozen(model) as model:
-        preds = []
-        per = max(1, batch_size // n_steps)
-        for i in range(0, n, per):
-            j = min(n, i + per)
-            restored = rank[i:j, None] < counts.view(1, -1, 1)  # (b, S, F): features put back
-            imgs = _apply(x[i:j], base[i:j], ~restored, per_channel).flatten(0, 1)
-            preds.append(
-                _scores(model, imgs, t[i:j].repeat_interleave(n_steps), batch_size, softmax).view(j - i, -1)
-            )
-    p = torch.cat(preds)
+        score = _score_of(t.repeat_interleave(n_steps), softmax)
+        p = stream(model, n * n_steps, make, score, max_batch, x.device).view(n, n_steps)
     return (p.diff(dim=1) >= 0).all(1).float()
 
 
@@ -190,13 +193,16 @@ def irof(
     segments: Optional[torch.Tensor] = None,
     grid: int = 8,
     baseline: Optional[Baseline] = None,
-    batch_size: int = 64,
+    max_batch: int = MAX_BATCH,
+    batch_size: Optional[int] = None,
 ) -> torch.Tensor:
     """IROF per image (N,) (Rieger & Hansen 2020): superpixels (``segments`` (N, H, W) or (H, W) labels
     0..S-1, default a ``grid`` x ``grid`` partition) are set to ``baseline`` (default: each image's mean
     over all values) in descending order of their mean map value; with q_s = p(x_s) / p(x) after s
     segments, IROF = S - trapz(q_1, ..., q_S), the area over the curve (higher is better). Images with
-    fewer segments than the largest label are padded with q = 0 steps, as Quantus."""
+    fewer segments than the largest label are padded with q = 0 steps, as Quantus. ``max_batch``: inputs per
+    forward pass."""
+    max_batch = check_max_batch(max_batch, batch_size)
     maps, t = _check(model, x, maps, targets)
     n, c, h, w = x.shape
     seg = (
@@ -221,17 +227,16 @@ def irof(
     seg_rank = torch.empty_like(order).scatter_(1, order, torch.arange(s, device=x.device).expand(n, s))
     pix_rank = seg_rank.gather(1, flat).view(n, h, w)  # rank of each pixel's segment
     base = x.mean((1, 2, 3), keepdim=True).expand_as(x) if baseline is None else _baseline(x, baseline)
+
+    def make(f: torch.Tensor) -> torch.Tensor:  # input f = image i after k + 1 segments (f = i S + k)
+        i = f // s
+        removed = pix_rank[i] < (f % s + 1).view(-1, 1, 1)  # (B, H, W)
+        return torch.where(removed[:, None], base[i], x[i])
+
     with frozen(model) as model:
-        p0 = _scores(model, x, t, batch_size, True)
-        qs = []
-        per = max(1, batch_size // s)
-        steps = torch.arange(1, s + 1, device=x.device)
-        for i in range(0, n, per):
-            j = min(n, i + per)
-            removed = pix_rank[i:j, None] < steps.view(1, -1, 1, 1)  # (b, S, H, W)
-            imgs = torch.where(removed[:, :, None], base[i:j, None], x[i:j, None]).flatten(0, 1)
-            qs.append(_scores(model, imgs, t[i:j].repeat_interleave(s), batch_size, True).view(j - i, s))
-    q = torch.cat(qs).double() / p0.double()[:, None].clamp_min(1e-300)
+        p0 = _scores(model, x, t, max_batch, True)
+        qs = stream(model, n * s, make, _score_of(t.repeat_interleave(s), True), max_batch, x.device)
+    q = qs.view(n, s).double() / p0.double()[:, None].clamp_min(1e-300)
     valid = torch.arange(s, device=x.device)[None, :] < present.sum(1, keepdim=True)
     q = q * valid
     area = (q[:, 1:] + q[:, :-1]).sum(1) / 2
@@ -315,6 +320,7 @@ def noisy_linear_imputation(
     generator: Optional[torch.Generator] = None,
     tol: float = 1e-8,
     max_iter: Optional[int] = None,
+    eps: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """ROAD's noisy linear imputation (Rong et al. 2022), batched: x (B, C, H, W), ``keep`` (B, H, W) bool
     (False = remove). Every removed pixel v_i solves sum_j w_ij (v_i - v_j) = 0 over its neighbours j in
@@ -323,7 +329,8 @@ def noisy_linear_imputation(
     Laplacian) is solved by conjugate gradients preconditioned with a geometric multigrid V-cycle (damped
     Jacobi smoothing, 2 x 2 aggregation, a dense Cholesky solve on the coarsest <= 8 x 8 grid) on all B x C
     systems at once, from a coarse-to-fine fill, in float32 inside float64 iterative refinement (residuals in
-    float64), to a relative residual ``tol``. A removed region with no kept pixel around it is set to 0."""
+    float64), to a relative residual ``tol``. A removed region with no kept pixel around it is set to 0.
+    ``eps`` (B, C, H, W): the standard normal draws of the noise (default: drawn on the CPU from ``generator``)."""
     b, c, h, w = x.shape
     if keep.shape != (b, h, w) or keep.dtype != torch.bool:
         raise ValueError(
@@ -350,7 +357,9 @@ def noisy_linear_imputation(
         e, used = _pcg32(fine32, levels, chol, r.float(), 1e-4, budget)
         v = v + e.double()
         budget -= used
-    eps = torch.randn(b, c, h, w, generator=generator, dtype=torch.float64, device="cpu").to(x.device)
+    if eps is None:
+        eps = torch.randn(b, c, h, w, generator=generator, dtype=torch.float64, device="cpu")
+    eps = eps.to(device=x.device, dtype=torch.float64)
     out = known + u * v + noise * eps.reshape(b * c, h, w) * u
     return out.reshape(b, c, h, w).to(x.dtype)
 
@@ -403,13 +412,18 @@ def road(
     noise: float = 0.01,
     output: str = "accuracy",
     seed: int = 0,
-    batch_size: int = 64,
+    max_batch: int = MAX_BATCH,
+    batch_size: Optional[int] = None,
 ) -> torch.Tensor:
     """ROAD curve per image (N, P) (Rong et al. 2022): for each p in ``percentages`` the int(H W p / 100)
     pixels ranked first by the map (``order="morf"``, most relevant first) or last (``"lerf"``) are removed
     and imputed by :func:`noisy_linear_imputation`; the value is 1[argmax f(x_p) = target]
     (``output="accuracy"``, ROAD's and Quantus' measure) or the target's probability
-    (``output="probability"``). Average over images for the curve, over p as well for one number."""
+    (``output="probability"``). Average over images for the curve, over p as well for one number.
+
+    The N P imputed inputs are imputed and forwarded ``max_batch`` at a time; the noise of input (i, p) is
+    drawn from its own generator (seeded from ``seed``), so the result does not depend on ``max_batch``."""
+    max_batch = check_max_batch(max_batch, batch_size)
     if order not in ("morf", "lerf"):
         raise ValueError(
             f"order must be 'morf' (most relevant first) or 'lerf' (least relevant first); got {order!r}."
@@ -425,25 +439,26 @@ def road(
     a = maps.reshape(n, -1)
     ranked = torch.sort(a, dim=1, descending=(order == "morf"), stable=True).indices
     rank = torch.empty_like(ranked).scatter_(1, ranked, torch.arange(h * w, device=x.device).expand(n, -1))
+    p_n = counts.numel()
     g = torch.Generator(device="cpu").manual_seed(seed)
+    seeds = torch.randint(0, 2**62, (n * p_n,), generator=g).tolist()  # one noise generator per input (i, p)
+    tt = t.repeat_interleave(p_n)
+
+    def make(f: torch.Tensor) -> torch.Tensor:  # input f = image i at percentage p (f = i P + p)
+        i = f // p_n
+        keep = ~(rank[i] < counts[f % p_n, None])  # (B, HW)
+        eps = torch.stack(
+            [
+                torch.randn(c, h, w, generator=torch.Generator().manual_seed(seeds[k]), dtype=torch.float64)
+                for k in f.tolist()
+            ]
+        )
+        return noisy_linear_imputation(x[i], keep.view(-1, h, w), noise, eps=eps)
+
+    def score(logits: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        if output == "accuracy":
+            return (logits.argmax(1) == tt[f]).float()
+        return logits.softmax(1).gather(1, tt[f, None])[:, 0]
+
     with frozen(model) as model:
-        out = []
-        p_n = counts.numel()
-        per = max(1, batch_size // p_n)
-        for i in range(0, n, per):
-            j = min(n, i + per)
-            keep = ~(rank[i:j, None] < counts.view(1, -1, 1))  # (b, P, HW)
-            xi = x[i:j, None].expand(j - i, p_n, c, h, w).reshape(-1, c, h, w)
-            imgs = noisy_linear_imputation(xi, keep.view(-1, h, w), noise, g)
-            tt = t[i:j].repeat_interleave(p_n)
-            with torch.no_grad():
-                logits = torch.cat(
-                    [logits_of(model(imgs[s : s + batch_size])) for s in range(0, imgs.shape[0], batch_size)]
-                )
-            v = (
-                (logits.argmax(1) == tt).float()
-                if output == "accuracy"
-                else logits.softmax(1).gather(1, tt[:, None])[:, 0]
-            )
-            out.append(v.view(j - i, p_n))
-    return torch.cat(out)
+        return stream(model, n * p_n, make, score, max_batch, x.device).view(n, p_n)

@@ -4,18 +4,18 @@
 For ``n_samples`` perturbations x + d with d ~ U[-radius, radius] per value (Quantus' ``uniform_noise``),
 the sensitivity of a sample is ||e(x) - e(x + d)||_F / ||e(x)||_F with e the explanation of the same
 target; ``max_sensitivity`` reports the maximum over samples, ``avg_sensitivity`` the mean (lower = more
-robust). All perturbed images are explained in batches of ``batch_size`` by ``explain``; a zero map
+robust). All perturbed images are explained in batches of ``max_batch`` by ``explain``; a zero map
 gives 0 where the perturbed maps are zero too, inf otherwise.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 from torch import nn
 
-from .faithfulness import _check
+from .faithfulness import MAX_BATCH, _check, check_max_batch
 
 Explain = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -34,13 +34,16 @@ def sensitivities(
     n_samples: int = 10,
     radius: float = 0.2,
     seed: int = 0,
-    batch_size: int = 32,
+    max_batch: int = MAX_BATCH,
+    batch_size: Optional[int] = None,
 ) -> torch.Tensor:
     """Per image and sample (N, S): ||e(x) - e(x + d_s)||_F / ||e(x)||_F, d_s ~ U[-radius, radius]^(C H W).
 
     ``explain(images, targets)`` returns maps (B, H, W) (or (B, 1, H, W), or an object with ``.maps``).
     Noise is drawn on the CPU from ``torch.Generator().manual_seed(seed)`` as one (S, N, C, H, W) tensor:
-    ``(torch.rand(...) * 2 - 1) * radius``."""
+    ``(torch.rand(...) * 2 - 1) * radius``. The S N perturbed images go to ``explain`` ``max_batch`` at a time
+    (:data:`~gradcam.metrics.faithfulness.MAX_BATCH`; ``batch_size``: its old name)."""
+    max_batch = check_max_batch(max_batch, batch_size)
     maps, t = _check(model, x, maps, targets)
     if n_samples < 1 or radius < 0:
         raise ValueError(f"n_samples must be >= 1 and radius >= 0; got {n_samples}, {radius}.")
@@ -50,8 +53,8 @@ def sensitivities(
     xs = (x[None] + noise).flatten(0, 1)  # sample-major: (S N, C, H, W)
     ts = t.repeat(n_samples)
     out = [
-        _as_maps(explain(xs[i : i + batch_size], ts[i : i + batch_size])).detach()
-        for i in range(0, xs.shape[0], batch_size)
+        _as_maps(explain(xs[i : i + max_batch], ts[i : i + max_batch])).detach()
+        for i in range(0, xs.shape[0], max_batch)
     ]
     pert = torch.cat(out).view(n_samples, n, -1).double()
     a = maps.reshape(1, n, -1).double()

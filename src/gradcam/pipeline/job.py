@@ -52,6 +52,7 @@ class Job:
     layer: Optional[str] = None
     method_kwargs: Dict[str, Any] = field(default_factory=dict)
     storage_options: Dict[str, Any] = field(default_factory=dict)
+    precision: str = "fp32"
 
     def stem(self, item: Item) -> str:
         """The outputs' stem of ``item``: its own, plus ``.<method>`` for a method other than ``gradcam``."""
@@ -128,12 +129,14 @@ def result_options(
 
     The model (name, its file or module, its weights file), the method, layer, resolved target class,
     K, the model's input size, the overlay's alpha/colormap/colorbar, json, maps, the box threshold and
-    the neurons file, and the method's own options when given. Not in it: device, batch size, force, engine (they do not change what is written).
+    the neurons file, the method's own options when given, and the precision when not fp32. Not in it: device, batch size, force, engine (they do not change what is written).
     The gradcam version is: an upgrade recomputes (its boxes, maps or records may differ).
     """
     from .. import __version__
 
-    extra = {"method_options": dict(method_kwargs)} if method_kwargs else {}
+    extra: Dict[str, Any] = {"method_options": dict(method_kwargs)} if method_kwargs else {}
+    if options.precision != "fp32":  # maps differ (slightly) from fp32's; fp32 keeps the key it always had
+        extra["precision"] = options.precision
     return {
         "gradcam": __version__,
         "model": options.model,
@@ -161,12 +164,22 @@ def result_options(
     }
 
 
-def make_method(loaded: Any, name: str, layer: Optional[str], kwargs: Optional[Dict[str, Any]] = None) -> Any:
+def make_method(
+    loaded: Any,
+    name: str,
+    layer: Optional[str],
+    kwargs: Optional[Dict[str, Any]] = None,
+    precision: str = "fp32",
+) -> Any:
     """The method object ``name`` (:mod:`gradcam.methods.registry`) on ``loaded``'s model at ``layer`` (default the
-    model's own), with ``kwargs`` (a perturbation method's batch size or mask count). One per job and run."""
+    model's own), with ``kwargs`` (a perturbation method's batch size or mask count) and the forward passes'
+    ``precision`` (set on the object, so any registered factory takes it). One per job and run."""
     from ..methods import registry
 
-    return registry.get(name)(loaded.model, layer=layer or loaded.layer, **(kwargs or {}))
+    method = registry.get(name)(loaded.model, layer=layer or loaded.layer, **(kwargs or {}))
+    if precision != "fp32":
+        method.precision = method.check_precision(precision)
+    return method
 
 
 def build_job(options: Options, loaded: Any, method_name: str, target: Optional[int]) -> Job:
@@ -174,7 +187,7 @@ def build_job(options: Options, loaded: Any, method_name: str, target: Optional[
     from .method_options import method_kwargs
 
     kw = method_kwargs(method_name, options.method_options)
-    method = make_method(loaded, method_name, options.layer, kw)
+    method = make_method(loaded, method_name, options.layer, kw, options.precision)
     return Job(
         loaded,
         method,
@@ -194,4 +207,5 @@ def build_job(options: Options, loaded: Any, method_name: str, target: Optional[
         layer=options.layer,
         method_kwargs=kw,
         storage_options=dict(options.storage_options),
+        precision=options.precision,
     )

@@ -15,6 +15,11 @@ DEFAULT_METHOD = (
     "gradcam"  # outputs of this method keep the plain names (<stem>.png); others carry the method
 )
 ENGINES = ("local", "ray")
+PRECISIONS = (
+    "fp32",
+    "bf16",
+    "fp16",
+)  # gradcam.engine.PRECISIONS (not imported: building options needs no torch)
 
 
 @dataclass
@@ -32,7 +37,9 @@ class Options:
       ``size``/``crop``/``mean``/``std``: the model input (:func:`gradcam.models.inputs.configure_input`);
     - overlays: ``alpha``, ``colormap``, ``colorbar``; outputs: ``json``, ``maps``, ``report`` (implies ``json``);
       ``neurons``: a channel-names file for the printed descriptions;
-    - ``force``: redo every photo; ``batch_size``; ``device``;
+    - ``force``: redo every photo; ``batch_size``; ``device``; ``precision`` (``"fp32"``, ``"bf16"``,
+      ``"fp16"``: the forward passes under ``torch.autocast``, gradients and maps in float32; fp16 needs a
+      CUDA or MPS device);
     - limits: ``max_side`` (long side of the model input, 0 or ``None``: no cap), ``max_megapixels`` (files
       whose header declares more are refused before decoding; 0 or ``None``: no limit of ours);
     - engine: ``engine`` ("local" or "ray"), and for Ray ``address``, ``workers``, ``threads`` (torch threads
@@ -70,6 +77,7 @@ class Options:
     force: bool = False
     batch_size: int = 4
     device: str = "cpu"
+    precision: str = "fp32"
     max_side: Optional[int] = MAX_SIDE
     max_megapixels: Optional[float] = MAX_MEGAPIXELS
     demo: bool = False
@@ -141,6 +149,12 @@ def _problems(o: Options) -> List[str]:
         bad.append(
             f"--box-threshold is a fraction of the map's maximum in (0, 1] (the Grad-CAM paper's rule is "
             f"0.15); got {bt}."
+        )
+    if o.precision not in PRECISIONS:
+        bad.append(f"--precision must be one of {', '.join(PRECISIONS)}; got {o.precision!r}.")
+    elif o.precision == "fp16" and str(o.device).startswith("cpu"):
+        bad.append(
+            "--precision fp16 needs a CUDA or MPS device (--device cuda); on a CPU use --precision bf16 or fp32."
         )
     if o.engine not in ENGINES:
         bad.append(f"engine must be one of {', '.join(ENGINES)}; got {o.engine!r}.")

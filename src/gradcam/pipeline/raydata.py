@@ -149,7 +149,9 @@ class _Explainer:
         loaded.size, loaded.max_side = spec.size, spec.max_side
         self.jobs = [
             dataclasses.replace(
-                j, loaded=loaded, method=make_method(loaded, j.method_name, j.layer, j.method_kwargs)
+                j,
+                loaded=loaded,
+                method=make_method(loaded, j.method_name, j.layer, j.method_kwargs, j.precision),
             )
             for j in jobs
         ]

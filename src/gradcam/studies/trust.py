@@ -94,7 +94,7 @@ def measures(
 
 def _normalised_auc(model, x, maps, y, mode: str, steps: int) -> torch.Tensor:
     """Deletion or insertion AUC of the probability curve divided by the clean image's probability."""
-    curve = M.perturbation_curve(model, x, maps, y, mode, steps, batch_size=512).double()
+    curve = M.perturbation_curve(model, x, maps, y, mode, steps, max_batch=512).double()
     p = curve[:, :1] if mode == "deletion" else curve[:, -1:]
     return M.auc(curve / p.clamp_min(1e-12))
 
