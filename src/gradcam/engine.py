@@ -27,6 +27,7 @@ replaced on the instance) take the *locked path*: one call at a time per model (
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import warnings
 import weakref
@@ -583,6 +584,139 @@ def capture(
     )
 
 
+#: The one-pass search's backward in stages over the candidates, latest first: [0, 1), [1, 4), [4, 12), then the
+#: rest up to the limit. A stage differentiates only the part of the network after its candidates, so a CNN (whose
+#: latest map is the answer) pays the head's backward, a ViT about one block's.
+SEARCH_STAGES: Tuple[int, ...] = (1, 4, 12)
+
+
+@dataclass
+class Search:
+    """What :func:`search_capture` found: ``candidates``, every layer whose output is a map, latest first (as
+    :func:`gradcam.layers.auto_candidates` lists them); ``chosen``, the index of the first of the latest
+    ``limit`` whose map positions receive the target's gradient (``None``: none does; 0 without gradients);
+    ``capture``, the capture of the chosen layer, or when none is chosen of the latest one the score depends
+    on (``None`` when it depends on none)."""
+
+    candidates: List[LayerRef]
+    chosen: Optional[int]
+    capture: Optional[Capture]
+
+
+def search_capture(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: _targets.Target = None,
+    top_k: Optional[int] = None,
+    *,
+    gradients: bool = True,
+    counterfactual: bool = False,
+    reshape: Reshape = None,
+    eval_mode: bool = True,
+    forward_kwargs: Optional[dict] = None,
+    limit: int = 24,
+) -> Search:
+    """``layer="auto"`` on a first call, in one forward: list the candidate layers, find the layer and capture it.
+
+    One forward of ``x`` records every submodule call whose output is a map (the candidates of
+    :func:`gradcam.layers.auto_candidates`), each tapped as :func:`capture` taps a layer (a copy is handed on);
+    autograd records from the first of them on. Then backward passes in :data:`SEARCH_STAGES` over the latest
+    ``limit`` candidates (``torch.autograd.grad`` w.r.t. those activations only: the part of the network before
+    a stage's candidates is not differentiated) until one candidate's map positions receive the gradient of the
+    target. Its activation A and dy/dA, taken from this same pass, are the capture: the maps equal those of
+    :func:`capture` of that layer alone. ``gradients=False`` (CAM, Eigen-CAM): no backward, the latest candidate.
+    """
+    check_input(model, x)
+    check_autograd(x, gradients)
+    tensors: List[torch.Tensor] = []
+    with private_model(model, eval_mode) as view:
+        rec = _layers.CandidateRecorder(view.model, x, reshape)
+        hook = _search_hook(rec, tensors, x.shape[0], gradients)
+        handles = [m.register_forward_hook(hook) for m in view.model.modules() if m is not view.model]
+        try:
+            with torch.enable_grad() if gradients else torch.no_grad():
+                output = view.model(x, **(forward_kwargs or {}))
+                scores, ids = _targets.resolve_targets(output, target, top_k, x.shape[0])
+                _check_finite(scores)
+                found = rec.refs(output)
+                refs = [dataclasses.replace(r, module=view.original(r.module)) for r, _ in found]
+                acts = [tensors[i] for _, i in found[:limit]]
+                shapers = [reshape or r.reshape or _shaper(a, x) for r, a in zip(refs, acts)]
+                grads: List[Optional[torch.Tensor]] = [None] * len(acts)
+                chosen: Optional[int] = 0
+                if gradients:
+                    chosen = _search_gradients(scores, acts, shapers, grads, counterfactual)
+        finally:
+            for h in handles:
+                h.remove()
+    pick = chosen if chosen is not None else next((i for i, g in enumerate(grads) if g is not None), None)
+    if pick is None:
+        return Search(refs, None, None)
+    cap = _assemble(
+        output,
+        scores,
+        ids,
+        [refs[pick]],
+        [acts[pick]],
+        [grads[pick]],
+        [shapers[pick]],
+        gradients,
+        False,
+        x,
+        False,
+    )
+    return Search(refs, chosen, cap)
+
+
+def _search_hook(rec: Any, tensors: List[torch.Tensor], batch: int, gradients: bool) -> Callable:
+    """The forward hook of :func:`search_capture`: ``rec`` records the call; a map output is tapped (batch-first,
+    a fresh leaf when not yet in the recorded graph) into ``tensors`` and a copy handed on (see :class:`_Tap`)."""
+
+    def hook(module: nn.Module, inputs: Any, output: Any) -> Any:
+        n = len(rec.events)
+        rec.hook(module, inputs, output)
+        if len(rec.events) == n:
+            return None
+        seq_first = output.dim() == 3 and (
+            rec.events[-1][3] or (output.shape[0] != batch and output.shape[1] == batch)
+        )
+        act = output.transpose(0, 1) if seq_first else output
+        if gradients and not act.requires_grad:
+            act = act.detach().requires_grad_(True)
+        tensors.append(act)
+        return (act.transpose(0, 1) if seq_first else act).clone()
+
+    return hook
+
+
+def _search_gradients(
+    scores: torch.Tensor,
+    acts: List[torch.Tensor],
+    shapers: List[Reshape],
+    grads: List[Optional[torch.Tensor]],
+    counterfactual: bool,
+) -> Optional[int]:
+    """Fill ``grads`` (dy/dA) stage by stage (:data:`SEARCH_STAGES`); the index of the first
+    candidate whose map positions receive the gradient, or ``None`` (then every entry is filled)."""
+    if not scores.requires_grad:
+        return None
+    start = 0
+    for stop in (*SEARCH_STAGES, len(acts)):
+        stop = min(stop, len(acts))
+        if stop <= start:
+            continue
+        part = batched_grad(scores, acts[start:stop], negate=counterfactual, retain_graph=stop < len(acts))
+        for i, g in enumerate(part, start):
+            grads[i] = g
+            shaper = shapers[i]
+            if g is not None and bool(
+                _layers.gradient_reaches(g if shaper is None else _reshape_grad(g, shaper)).any()
+            ):
+                return i
+        start = stop
+    return None
+
+
 _NOT_USED = (
     "The target does not depend on layer {} (no gradient flows from the score back to it). "
     "Pick a layer on the path to the explained output."
@@ -627,12 +761,7 @@ def _scores_and_layouts(
     for tap in taps:
         tap.check()
     scores, ids = _targets.resolve_targets(output, target, top_k, x.shape[0])
-    if not bool(torch.isfinite(scores).all()):
-        bad = (~torch.isfinite(scores)).any(dim=1).nonzero().flatten().tolist()
-        raise ValueError(
-            f"The model produced NaN/Inf scores for image(s) {bad}; check the input (NaN pixels, wrong "
-            "scaling) and the model's weights."
-        )
+    _check_finite(scores)
     acts = [cast(torch.Tensor, tap.activation) for tap in taps]  # tap.check() raised for a layer not reached
     shapers = [reshape or tap.ref.reshape or _shaper(a, x) for tap, a in zip(taps, acts)]
     for tap, a, r in zip(taps, acts, shapers):
@@ -644,6 +773,16 @@ def _scores_and_layouts(
                 "reshape=gradcam.layers.tokens_to_grid(h, w) to turn tokens into a grid."
             )
     return scores, ids, shapers
+
+
+def _check_finite(scores: torch.Tensor) -> None:
+    """A clear error for NaN/Inf scores, naming the images."""
+    if not bool(torch.isfinite(scores).all()):
+        bad = (~torch.isfinite(scores)).any(dim=1).nonzero().flatten().tolist()
+        raise ValueError(
+            f"The model produced NaN/Inf scores for image(s) {bad}; check the input (NaN pixels, wrong "
+            "scaling) and the model's weights."
+        )
 
 
 def _check_connected(scores: torch.Tensor, taps: List[_Tap], target: _targets.Target) -> None:
