@@ -37,6 +37,7 @@ from typing import Any, Callable, ContextManager, Dict, Iterable, Iterator, List
 
 import torch
 from torch import nn
+from torch.autograd.graph import GradientEdge
 
 from . import layers as _layers
 from . import targets as _targets
@@ -596,11 +597,41 @@ class Search:
     :func:`gradcam.layers.auto_candidates` lists them); ``chosen``, the index of the first of the latest
     ``limit`` whose map positions receive the target's gradient (``None``: none does; 0 without gradients);
     ``capture``, the capture of the chosen layer, or when none is chosen of the latest one the score depends
-    on (``None`` when it depends on none)."""
+    on (``None`` when it depends on none, or when ``exact`` is False); ``exact``: False when the chosen layer's
+    output was changed in place later in the forward and cannot be recomputed (then capture it on its own)."""
 
     candidates: List[LayerRef]
     chosen: Optional[int]
     capture: Optional[Capture]
+    exact: bool = True
+
+
+@dataclass
+class _SearchTap:
+    """One recorded candidate output: ``act`` batch-first (what the graph goes through), its version counter
+    then, the autograd edge that produced it (exact gradients even if it is changed in place later), and the
+    module call (to recompute its value in that case)."""
+
+    act: torch.Tensor
+    version: int
+    edge: Any
+    module: nn.Module
+    args: tuple
+    kwargs: dict
+    seq_first: bool
+    versions: Tuple[int, ...] = ()
+
+    def dirty(self) -> bool:
+        """Whether the output was changed in place after the module returned it."""
+        return self.act._version != self.version
+
+    def tensors(self) -> List[torch.Tensor]:
+        """The tensor arguments of the module call."""
+        return [v for v in (*self.args, *self.kwargs.values()) if isinstance(v, torch.Tensor)]
+
+    def inputs(self) -> List[Tuple[torch.Tensor, int]]:
+        """The tensor arguments with their version counters at the call."""
+        return list(zip(self.tensors(), self.versions))
 
 
 def search_capture(
@@ -619,20 +650,26 @@ def search_capture(
     """``layer="auto"`` on a first call, in one forward: list the candidate layers, find the layer and capture it.
 
     One forward of ``x`` records every submodule call whose output is a map (the candidates of
-    :func:`gradcam.layers.auto_candidates`), each tapped as :func:`capture` taps a layer (a copy is handed on);
-    autograd records from the first of them on. Then backward passes in :data:`SEARCH_STAGES` over the latest
-    ``limit`` candidates (``torch.autograd.grad`` w.r.t. those activations only: the part of the network before
-    a stage's candidates is not differentiated) until one candidate's map positions receive the gradient of the
-    target. Its activation A and dy/dA, taken from this same pass, are the capture: the maps equal those of
+    :func:`gradcam.layers.auto_candidates`); autograd records from the first of them on (a fresh leaf, as
+    :func:`capture` taps a layer). No copies are made: each output's version counter and autograd edge are kept,
+    so a later in-place change (``out += identity``, an in-place ReLU) cannot alter its gradient, and the chosen
+    layer's value, if changed, is recomputed from its module call. Then backward passes in :data:`SEARCH_STAGES`
+    over the latest ``limit`` candidates (``torch.autograd.grad`` w.r.t. those only: the part of the network
+    before a stage's candidates is not differentiated) until one candidate's map positions receive the target's
+    gradient. Its activation A and dy/dA from this same pass are the capture: the maps equal those of
     :func:`capture` of that layer alone. ``gradients=False`` (CAM, Eigen-CAM): no backward, the latest candidate.
     """
     check_input(model, x)
     check_autograd(x, gradients)
-    tensors: List[torch.Tensor] = []
+    taps: List[_SearchTap] = []
     with private_model(model, eval_mode) as view:
         rec = _layers.CandidateRecorder(view.model, x, reshape)
-        hook = _search_hook(rec, tensors, x.shape[0], gradients)
-        handles = [m.register_forward_hook(hook) for m in view.model.modules() if m is not view.model]
+        hook = _search_hook(rec, taps, x.shape[0], gradients)
+        handles = [
+            m.register_forward_hook(hook, with_kwargs=True)
+            for m in view.model.modules()
+            if m is not view.model
+        ]
         try:
             with torch.enable_grad() if gradients else torch.no_grad():
                 output = view.model(x, **(forward_kwargs or {}))
@@ -640,58 +677,78 @@ def search_capture(
                 _check_finite(scores)
                 found = rec.refs(output)
                 refs = [dataclasses.replace(r, module=view.original(r.module)) for r, _ in found]
-                acts = [tensors[i] for _, i in found[:limit]]
-                shapers = [reshape or r.reshape or _shaper(a, x) for r, a in zip(refs, acts)]
-                grads: List[Optional[torch.Tensor]] = [None] * len(acts)
+                picked = [taps[i] for _, i in found[:limit]]
+                shapers = [reshape or r.reshape or _shaper(t.act, x) for r, t in zip(refs, picked)]
+                grads: List[Optional[torch.Tensor]] = [None] * len(picked)
                 chosen: Optional[int] = 0
                 if gradients:
-                    chosen = _search_gradients(scores, acts, shapers, grads, counterfactual)
+                    chosen = _search_gradients(scores, picked, shapers, grads, counterfactual)
         finally:
             for h in handles:
                 h.remove()
-    pick = chosen if chosen is not None else next((i for i, g in enumerate(grads) if g is not None), None)
-    if pick is None:
-        return Search(refs, None, None)
+        pick = chosen if chosen is not None else next((i for i, g in enumerate(grads) if g is not None), None)
+        if pick is None:
+            return Search(refs, None, None)
+        act = _value(picked[pick], taps)
+    if act is None:
+        return Search(refs, chosen, None, exact=False)
     cap = _assemble(
-        output,
-        scores,
-        ids,
-        [refs[pick]],
-        [acts[pick]],
-        [grads[pick]],
-        [shapers[pick]],
-        gradients,
-        False,
-        x,
-        False,
+        output, scores, ids, [refs[pick]], [act], [grads[pick]], [shapers[pick]], gradients, False, x, False
     )
     return Search(refs, chosen, cap)
 
 
-def _search_hook(rec: Any, tensors: List[torch.Tensor], batch: int, gradients: bool) -> Callable:
-    """The forward hook of :func:`search_capture`: ``rec`` records the call; a map output is tapped (batch-first,
-    a fresh leaf when not yet in the recorded graph) into ``tensors`` and a copy handed on (see :class:`_Tap`)."""
+def _search_hook(rec: Any, taps: List[_SearchTap], batch: int, gradients: bool) -> Callable:
+    """The forward hook (with kwargs) of :func:`search_capture`: ``rec`` records the call; a map output is kept
+    as a :class:`_SearchTap` (batch-first; the first one made a fresh leaf, handed on as a copy)."""
 
-    def hook(module: nn.Module, inputs: Any, output: Any) -> Any:
+    def hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
         n = len(rec.events)
-        rec.hook(module, inputs, output)
+        rec.hook(module, args, output)
         if len(rec.events) == n:
             return None
         seq_first = output.dim() == 3 and (
             rec.events[-1][3] or (output.shape[0] != batch and output.shape[1] == batch)
         )
         act = output.transpose(0, 1) if seq_first else output
-        if gradients and not act.requires_grad:
+        leaf = gradients and not act.requires_grad
+        if leaf:
             act = act.detach().requires_grad_(True)
-        tensors.append(act)
-        return (act.transpose(0, 1) if seq_first else act).clone()
+        edge = (act.grad_fn, act.output_nr) if act.grad_fn is not None else None  # its edge, read now
+        tap = _SearchTap(act, act._version, edge, module, args, kwargs, seq_first)
+        tap.versions = tuple(v._version for v in tap.tensors())
+        taps.append(tap)
+        handed = act.transpose(0, 1) if seq_first else act
+        return handed.clone() if leaf else (handed if seq_first else None)
 
     return hook
 
 
+def _value(tap: _SearchTap, taps: List[_SearchTap]) -> Optional[torch.Tensor]:
+    """The tapped activation as it was output; when changed in place later, recomputed by calling the module that
+    produced that tensor again on its inputs (hooks removed), if they are unchanged; else ``None``."""
+    if not tap.dirty():
+        return tap.act
+    first = next(t for t in taps if _same(t.act, tap.act))
+    if any(v._version != seen for v, seen in first.inputs()):
+        return None
+    with torch.no_grad():
+        out = first.module(*first.args, **first.kwargs)
+    if not isinstance(out, torch.Tensor) or out.dim() != tap.act.dim():
+        return None
+    return out.transpose(0, 1) if first.seq_first else out
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two tapped activations are one module output (the same tensor, or the same batch-first view)."""
+    return a is b or (
+        a._base is not None and a._base is b._base and a.shape == b.shape and a.stride() == b.stride()
+    )
+
+
 def _search_gradients(
     scores: torch.Tensor,
-    acts: List[torch.Tensor],
+    taps: List[_SearchTap],
     shapers: List[Reshape],
     grads: List[Optional[torch.Tensor]],
     counterfactual: bool,
@@ -700,12 +757,17 @@ def _search_gradients(
     candidate whose map positions receive the gradient, or ``None`` (then every entry is filled)."""
     if not scores.requires_grad:
         return None
+    # A tensor changed in place after its module returned it: the gradient w.r.t. its value then (its edge).
+    wrt = cast(
+        List[torch.Tensor],
+        [GradientEdge(*t.edge) if t.edge is not None and t.dirty() else t.act for t in taps],
+    )
     start = 0
-    for stop in (*SEARCH_STAGES, len(acts)):
-        stop = min(stop, len(acts))
+    for stop in (*SEARCH_STAGES, len(wrt)):
+        stop = min(stop, len(wrt))
         if stop <= start:
             continue
-        part = batched_grad(scores, acts[start:stop], negate=counterfactual, retain_graph=stop < len(acts))
+        part = batched_grad(scores, wrt[start:stop], negate=counterfactual, retain_graph=stop < len(wrt))
         for i, g in enumerate(part, start):
             grads[i] = g
             shaper = shapers[i]

@@ -328,6 +328,8 @@ class CandidateRecorder:
         # (module, call index, reshape, seq_first, (N, C) of the output, ambiguous layout, output shape)
         self.events: List[Tuple[Any, ...]] = []
         self.counts: dict = {}
+        self.layouts: dict = {}
+        self.ambiguous: dict = {}
         self.owner = threading.get_ident()
 
     def make_hook(self, mod: nn.Module) -> Callable:
@@ -352,12 +354,21 @@ class CandidateRecorder:
             if t.dim() == x.dim() and math.prod(t.shape[2:]) > 1:
                 events.append((module, k, None, False, None, False, None))
             return None
-        layout = infer_layout(output.shape, x.shape)
+        shape = tuple(output.shape)
+        layout = self.layouts.get(shape, False)
+        if layout is False:  # many outputs share a shape: read each shape once
+            layout = self.layouts[shape] = infer_layout(shape, x.shape)
         if layout is None or (output.dim() == 3 and isinstance(module, nn.Linear)):
             return None
         if not layout[1] and output.shape[0] != x.shape[0]:
             return None  # not one map per image (a detector's per-proposal features)
-        layout, amb = _resolve_ambiguous(module, output, x, layout)
+        amb = False
+        if output.dim() == 4 and x.dim() == 4:
+            known = self.ambiguous.get(shape)
+            if known is None:
+                known = self.ambiguous[shape] = bool((read_4d(shape, x.shape[2:]) or (None, False))[1])
+            if known:  # both readings fit: the module's kind may tell
+                layout, amb = _resolve_ambiguous(module, output, x, layout)
         events.append((module, k, layout[0], layout[1], tuple(output.shape[:2]), amb, tuple(output.shape)))
         return None
 

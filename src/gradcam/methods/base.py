@@ -188,7 +188,9 @@ class LayerMethod(Method):
         if self._layers is not None:
             return run(self._layers)
         if self._first_in_one_pass(x, kw):
-            return self._first_call(x, target, top_k, counterfactual, kw.get("forward_kwargs"))
+            cap = self._first_call(x, target, top_k, counterfactual, kw.get("forward_kwargs"))
+            if cap is not None:
+                return cap  # else the chosen layer's output was changed in place: captured below on its own
         candidates = self._candidates(x, kw.get("forward_kwargs"))
         fallback = None
         try:  # the latest map (or the layer an earlier call chose for this shape): the answer for most models
@@ -215,16 +217,19 @@ class LayerMethod(Method):
         """Whether this call finds the ``"auto"`` layer and captures it in one forward (:meth:`_first_call`):
         the first call for this input shape, a batch of at most :data:`ONE_PASS_BATCH`, a plain capture."""
         return (
-            x.shape[0] <= ONE_PASS_BATCH
+            isinstance(x, torch.Tensor)  # anything else gets check_input's error on the usual path
+            and x.dim() > 0
+            and x.shape[0] <= ONE_PASS_BATCH
             and not self.differentiable
             and not set(kw) - {"forward_kwargs"}
             and tuple(x.shape[1:]) not in self._auto_cache
         )
 
-    def _first_call(self, x, target, top_k, counterfactual, forward_kwargs) -> engine.Capture:
+    def _first_call(self, x, target, top_k, counterfactual, forward_kwargs) -> Optional[engine.Capture]:
         """``layer="auto"``, first call for this input shape: :func:`gradcam.engine.search_capture` lists the
         candidates, chooses the layer (the same as the listing, the latest map and the search would) and
-        captures it, all in one forward; the per-shape cache starts at the chosen layer."""
+        captures it, all in one forward; the per-shape cache starts at the chosen layer. ``None`` when the
+        search could not take the chosen layer's value from its pass (the cache is filled all the same)."""
         found = engine.search_capture(
             self.model,
             x,
@@ -239,6 +244,8 @@ class LayerMethod(Method):
         key, candidates = tuple(x.shape[1:]), found.candidates
         with self._lock:  # another thread may have filled it meanwhile: keep that one
             self._auto_cache.setdefault(key, candidates[found.chosen :] if found.chosen else candidates)
+        if not found.exact:
+            return None
         if found.chosen is not None:
             log.debug("gradcam: layer='auto' chose %r", candidates[found.chosen].spec)
             return cast(engine.Capture, found.capture)
