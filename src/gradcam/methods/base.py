@@ -96,6 +96,7 @@ class LayerMethod(Method):
         self._auto = isinstance(layer, str) and layer == "auto"
         self._layers: Optional[List[LayerRef]] = None if self._auto else resolve_layers(model, layer)
         self._auto_cache: dict = {}
+        self._auto_listed: dict = {}  # "auto": every candidate per input shape, untrimmed (see methods.shared)
         self._lock = threading.RLock()
 
     def __getstate__(self) -> dict:  # a lock does not pickle (e.g. sending a method to a worker process)
@@ -166,6 +167,7 @@ class LayerMethod(Method):
                     refs = auto_candidates(view.model, x[:1], self.reshape, kw)
                     found = [dataclasses.replace(r, module=view.original(r.module)) for r in refs]
                 self._auto_cache[key] = found
+                self._auto_listed.setdefault(key, found)
         return found
 
     def _capture(self, x, target, top_k, counterfactual, **kw) -> engine.Capture:
@@ -244,6 +246,7 @@ class LayerMethod(Method):
         key, candidates = tuple(x.shape[1:]), found.candidates
         with self._lock:  # another thread may have filled it meanwhile: keep that one
             self._auto_cache.setdefault(key, candidates[found.chosen :] if found.chosen else candidates)
+            self._auto_listed.setdefault(key, candidates)
         if not found.exact:
             return None
         if found.chosen is not None:
