@@ -22,12 +22,12 @@ import time
 
 import torch
 
-#: timm token models the issue names (random weights, batch 2), beyond the compat suite's.
+#: timm token models the issue names (random weights, batch 2), beyond the compat suite's: kwargs, input size.
 EXTRA_TIMM = [
-    ("vit_small_patch14_reg4_dinov2", {"img_size": 224}),
-    ("flexivit_small", {}),
-    ("xcit_tiny_12_p16_224", {}),
-    ("levit_128", {}),
+    ("vit_small_patch14_reg4_dinov2", {"img_size": 224}, 224),
+    ("flexivit_small", {}, 240),  # its own input size
+    ("xcit_tiny_12_p16_224", {}, 224),
+    ("levit_128", {}, 224),
 ]
 
 
@@ -53,7 +53,7 @@ def _specs(repo: str) -> list:
         specs = [(s.id, (lambda s=s: zoo.build(s)), s.size, s, zoo) for s in zoo.SPECS]
     except ImportError as e:  # the compat suite needs torchvision/timm
         print(f"no compat zoo: {e}", file=sys.stderr)
-    specs += [(f"timm:{n}", _timm(n, kw), (224, 224), None, None) for n, kw in EXTRA_TIMM]
+    specs += [(f"timm:{n}", _timm(n, kw), (size, size), None, None) for n, kw, size in EXTRA_TIMM]
     for name, ctor, size in [
         ("test:TinyViT", lambda: mz.TinyViT(dim=32, depth=4), (32, 32)),
         ("test:TinyViT-prefix5", lambda: mz.TinyViT(prefix=5), (16, 16)),

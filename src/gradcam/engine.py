@@ -606,20 +606,23 @@ class Search:
     exact: bool = True
 
 
-@dataclass
 class _SearchTap:
     """One recorded candidate output: ``act`` batch-first (what the graph goes through), its version counter
     then, the autograd edge that produced it (exact gradients even if it is changed in place later), and the
-    module call (to recompute its value in that case)."""
+    module call with its tensor arguments' version counters (to recompute its value in that case)."""
 
-    act: torch.Tensor
-    version: int
-    edge: Any
-    module: nn.Module
-    args: tuple
-    kwargs: dict
-    seq_first: bool
-    versions: Tuple[int, ...] = ()
+    __slots__ = ("act", "version", "edge", "module", "args", "kwargs", "seq_first", "versions")
+
+    def __init__(self, act: torch.Tensor, module: nn.Module, args: tuple, kwargs: dict, seq_first: bool):
+        self.act = act
+        self.version = act._version
+        fn = act.grad_fn
+        self.edge = None if fn is None else (fn, act.output_nr)  # read now: an in-place change moves it
+        self.module = module
+        self.args = args
+        self.kwargs = kwargs
+        self.seq_first = seq_first
+        self.versions = tuple(v._version for v in self.tensors())
 
     def dirty(self) -> bool:
         """Whether the output was changed in place after the module returned it."""
@@ -627,7 +630,8 @@ class _SearchTap:
 
     def tensors(self) -> List[torch.Tensor]:
         """The tensor arguments of the module call."""
-        return [v for v in (*self.args, *self.kwargs.values()) if isinstance(v, torch.Tensor)]
+        args = (*self.args, *self.kwargs.values()) if self.kwargs else self.args
+        return [v for v in args if isinstance(v, torch.Tensor)]
 
     def inputs(self) -> List[Tuple[torch.Tensor, int]]:
         """The tensor arguments with their version counters at the call."""
@@ -665,11 +669,7 @@ def search_capture(
     with private_model(model, eval_mode) as view:
         rec = _layers.CandidateRecorder(view.model, x, reshape)
         hook = _search_hook(rec, taps, x.shape[0], gradients)
-        handles = [
-            m.register_forward_hook(hook, with_kwargs=True)
-            for m in view.model.modules()
-            if m is not view.model
-        ]
+        handles = _hook_every_module(view, hook)
         try:
             with torch.enable_grad() if gradients else torch.no_grad():
                 output = view.model(x, **(forward_kwargs or {}))
@@ -698,26 +698,38 @@ def search_capture(
     return Search(refs, chosen, cap)
 
 
+def _hook_every_module(view: ModelView, hook: Callable) -> list:
+    """``hook`` (with kwargs) on every submodule of the view; the handles to remove. A private view's modules own
+    their hook dictionaries and are dropped after the call, so the hook goes straight into them (no handles: on a
+    small network, registering and removing some hundred handles costs a tenth of a forward)."""
+    modules = [m for m in view.model.modules() if m is not view.model]
+    if view.locked:
+        return [m.register_forward_hook(hook, with_kwargs=True) for m in modules]
+    key = object()
+    for m in modules:
+        m._forward_hooks[key] = hook  # type: ignore[index]
+        m._forward_hooks_with_kwargs[key] = True  # type: ignore[index]
+    return []
+
+
 def _search_hook(rec: Any, taps: List[_SearchTap], batch: int, gradients: bool) -> Callable:
     """The forward hook (with kwargs) of :func:`search_capture`: ``rec`` records the call; a map output is kept
     as a :class:`_SearchTap` (batch-first; the first one made a fresh leaf, handed on as a copy)."""
+    events, record = rec.events, rec.hook
 
     def hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
-        n = len(rec.events)
-        rec.hook(module, args, output)
-        if len(rec.events) == n:
+        n = len(events)
+        record(module, args, output)
+        if len(events) == n:
             return None
         seq_first = output.dim() == 3 and (
-            rec.events[-1][3] or (output.shape[0] != batch and output.shape[1] == batch)
+            events[-1][3] or (output.shape[0] != batch and output.shape[1] == batch)
         )
         act = output.transpose(0, 1) if seq_first else output
         leaf = gradients and not act.requires_grad
         if leaf:
             act = act.detach().requires_grad_(True)
-        edge = (act.grad_fn, act.output_nr) if act.grad_fn is not None else None  # its edge, read now
-        tap = _SearchTap(act, act._version, edge, module, args, kwargs, seq_first)
-        tap.versions = tuple(v._version for v in tap.tensors())
-        taps.append(tap)
+        taps.append(_SearchTap(act, module, args, kwargs, seq_first))
         handed = act.transpose(0, 1) if seq_first else act
         return handed.clone() if leaf else (handed if seq_first else None)
 
