@@ -90,7 +90,7 @@ def measure(ctor, size, spec, zoo) -> dict:
             for way, batch in (("before", 0), ("after", default)):
                 base.ONE_PASS_BATCH = batch
                 cam = gradcam.GradCAM(model)
-                t, res[way] = _cpu(lambda: cam(x, target=target))
+                t, res[way] = _cpu(lambda cam=cam: cam(x, target=target))
                 firsts[way].append(t)
     finally:
         base.ONE_PASS_BATCH = default

@@ -133,11 +133,12 @@ def test_a_refused_option_raises_before_any_work():
 
 
 def test_the_folder_job_runs_three_methods_on_the_forwards_of_one(tmp_path, monkeypatch, capsys):
+    import importlib
+
     import skimage.data
     from PIL import Image
 
     from gradcam.cli import main
-    import importlib
 
     pipeline_run = importlib.import_module("gradcam.pipeline.run")
 
