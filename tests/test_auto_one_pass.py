@@ -29,7 +29,8 @@ class InPlaceAfter(nn.Module):
         return self.fc(f.mean((2, 3)))
 
 
-def test_a_layer_changed_in_place_later_gets_its_own_values_and_gradients():
+def test_a_layer_changed_in_place_later_gets_its_own_values_and_gradients(monkeypatch):
+    monkeypatch.setattr(engine, "RECORD_FROM", 0.0)  # record from the first layer: 'features' is in the graph
     model = InPlaceAfter()
     x = torch.randn(2, 3, 10, 10, generator=torch.Generator().manual_seed(3))
     first = gradcam.GradCAM(model)(x, top_k=2)
@@ -48,9 +49,40 @@ def test_search_capture_lists_what_auto_candidates_lists():
 
     for model, x in (
         (InPlaceAfter(), torch.randn(2, 3, 10, 10)),
-        (TinyViT(depth=2), torch.randn(2, 3, 16, 16)),
+        (TinyViT(depth=3), torch.randn(2, 3, 16, 16)),
     ):
         found = engine.search_capture(model, x)
         listed = gradcam.layers.auto_candidates(model, x[:1])
         assert [r.spec for r in found.candidates] == [r.spec for r in listed]
         assert found.capture is not None and found.capture.layers[0] == found.candidates[found.chosen]
+
+
+class BigHead(nn.Module):
+    """One conv map, then a head of many modules (none a map): the map comes before half the module calls."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.head = nn.Sequential(
+            *[m for _ in range(4) for m in (nn.Linear(8, 8), nn.Tanh())], nn.Linear(8, 4)
+        )
+        self.forwards = []
+
+    def forward(self, x):
+        self.forwards.append(x.shape[0])
+        return self.head(torch.relu(self.conv(x)).mean((2, 3)))
+
+
+def test_a_layer_before_the_recorded_part_is_found_as_before():
+    # RECORD_FROM: autograd records the second half of the module calls; 'conv' comes before, so the search says so
+    # and the layer is captured on its own: the same layer and maps, one forward more.
+    model = BigHead()
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    found = engine.search_capture(model, x)
+    assert found.exact is False and found.capture is None and [r.spec for r in found.candidates] == ["conv"]
+    model.forwards.clear()
+    first = gradcam.GradCAM(model)(x)
+    assert first.layer == "conv" and model.forwards == [2, 2]
+    named = gradcam.GradCAM(model, layer="conv")(x)
+    torch.testing.assert_close(first.maps, named.maps, rtol=0, atol=0)

@@ -590,6 +590,16 @@ def capture(
 #: latest map is the answer) pays the head's backward, a ViT about one block's.
 SEARCH_STAGES: Tuple[int, ...] = (1, 4, 12)
 
+#: The one-pass search records autograd from the first candidate after this share of the model's module calls
+#: (counted against its number of modules): the layer ``"auto"`` chooses is near the output, and recording the
+#: start of the network would cost a slower forward for nothing. When the search must look at a layer before
+#: that point, it says so (``Search.exact`` False) and the layer is found as before, one capture at a time.
+RECORD_FROM = 0.5
+
+
+class _NotRecorded(Exception):
+    """The search reached a candidate before the recorded part of the forward."""
+
 
 @dataclass
 class Search:
@@ -611,7 +621,7 @@ class _SearchTap:
     then, the autograd edge that produced it (exact gradients even if it is changed in place later), and the
     module call with its tensor arguments' version counters (to recompute its value in that case)."""
 
-    __slots__ = ("act", "version", "edge", "module", "args", "kwargs", "seq_first", "versions")
+    __slots__ = ("act", "version", "edge", "module", "args", "kwargs", "seq_first", "versions", "early")
 
     def __init__(self, act: torch.Tensor, module: nn.Module, args: tuple, kwargs: dict, seq_first: bool):
         self.act = act
@@ -623,6 +633,7 @@ class _SearchTap:
         self.kwargs = kwargs
         self.seq_first = seq_first
         self.versions = tuple(v._version for v in self.tensors())
+        self.early = False  # output before the recorded part of the forward (see RECORD_FROM)
 
     def dirty(self) -> bool:
         """Whether the output was changed in place after the module returned it."""
@@ -668,7 +679,8 @@ def search_capture(
     taps: List[_SearchTap] = []
     with private_model(model, eval_mode) as view:
         rec = _layers.CandidateRecorder(view.model, x, reshape)
-        hook = _search_hook(rec, taps, x.shape[0], gradients)
+        start = int(RECORD_FROM * sum(1 for _ in view.model.modules())) if gradients else 0
+        hook = _search_hook(rec, taps, x.shape[0], gradients, start)
         handles = _hook_every_module(view, hook)
         try:
             with torch.enable_grad() if gradients else torch.no_grad():
@@ -682,7 +694,10 @@ def search_capture(
                 grads: List[Optional[torch.Tensor]] = [None] * len(picked)
                 chosen: Optional[int] = 0
                 if gradients:
-                    chosen = _search_gradients(scores, picked, shapers, grads, counterfactual)
+                    try:
+                        chosen = _search_gradients(scores, picked, shapers, grads, counterfactual)
+                    except _NotRecorded:
+                        return Search(refs, None, None, exact=False)
         finally:
             for h in handles:
                 h.remove()
@@ -712,12 +727,14 @@ def _hook_every_module(view: ModelView, hook: Callable) -> list:
     return []
 
 
-def _search_hook(rec: Any, taps: List[_SearchTap], batch: int, gradients: bool) -> Callable:
+def _search_hook(rec: Any, taps: List[_SearchTap], batch: int, gradients: bool, start: int = 0) -> Callable:
     """The forward hook (with kwargs) of :func:`search_capture`: ``rec`` records the call; a map output is kept
     as a :class:`_SearchTap` (batch-first; the first one made a fresh leaf, handed on as a copy)."""
     events, record = rec.events, rec.hook
+    calls = [0]
 
     def hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
+        calls[0] += 1
         n = len(events)
         record(module, args, output)
         if len(events) == n:
@@ -726,10 +743,13 @@ def _search_hook(rec: Any, taps: List[_SearchTap], batch: int, gradients: bool) 
             events[-1][3] or (output.shape[0] != batch and output.shape[1] == batch)
         )
         act = output.transpose(0, 1) if seq_first else output
-        leaf = gradients and not act.requires_grad
+        recording = calls[0] > start
+        leaf = gradients and recording and not act.requires_grad
         if leaf:
             act = act.detach().requires_grad_(True)
-        taps.append(_SearchTap(act, module, args, kwargs, seq_first))
+        tap = _SearchTap(act, module, args, kwargs, seq_first)
+        tap.early = not recording
+        taps.append(tap)
         handed = act.transpose(0, 1) if seq_first else act
         return handed.clone() if leaf else (handed if seq_first else None)
 
@@ -767,7 +787,9 @@ def _search_gradients(
 ) -> Optional[int]:
     """Fill ``grads`` (dy/dA) stage by stage (:data:`SEARCH_STAGES`); the index of the first
     candidate whose map positions receive the gradient, or ``None`` (then every entry is filled)."""
-    if not scores.requires_grad:
+    if not scores.requires_grad:  # connected to no recorded candidate
+        if any(t.early for t in taps):
+            raise _NotRecorded
         return None
     # A tensor changed in place after its module returned it: the gradient w.r.t. its value then (its edge).
     wrt = cast(
@@ -779,7 +801,13 @@ def _search_gradients(
         stop = min(stop, len(wrt))
         if stop <= start:
             continue
-        part = batched_grad(scores, wrt[start:stop], negate=counterfactual, retain_graph=stop < len(wrt))
+        # a layer the forward did not record (see RECORD_FROM) ends the stage: if it is reached, say so
+        cut = next((i for i in range(start, stop) if taps[i].early and not taps[i].act.requires_grad), stop)
+        part = (
+            batched_grad(scores, wrt[start:cut], negate=counterfactual, retain_graph=cut < len(wrt))
+            if cut > start
+            else []
+        )
         for i, g in enumerate(part, start):
             grads[i] = g
             shaper = shapers[i]
@@ -787,6 +815,8 @@ def _search_gradients(
                 _layers.gradient_reaches(g if shaper is None else _reshape_grad(g, shaper)).any()
             ):
                 return i
+        if cut < stop:
+            raise _NotRecorded
         start = stop
     return None
 
