@@ -45,17 +45,26 @@ def compute_items_many(
             images.append(img)
             xs += x
     job = jobs[0]
-    per_method = photos.explain_batch_many(
-        images,
-        job.loaded,
-        [j.method for j in jobs],
-        job.target,
-        job.k,
-        [it.path for it in good],
-        inputs=xs if len(xs) == len(images) and xs else None,
-        box_threshold=job.box_threshold,
-        box_rule=job.box_rule,
-    )
+    paths, inputs = [it.path for it in good], (xs if len(xs) == len(images) and xs else None)
+    if len(jobs) == 1:  # one method: explain_batch itself (the same result as explain_batch_many of one)
+        per_method = [
+            photos.explain_batch(
+                images,
+                job.loaded,
+                job.method,
+                job.target,
+                job.k,
+                paths,
+                inputs,
+                job.box_threshold,
+                job.box_rule,
+            )
+        ]
+    else:
+        methods = [j.method for j in jobs]
+        per_method = photos.explain_batch_many(
+            images, job.loaded, methods, job.target, job.k, paths, inputs, job.box_threshold, job.box_rule
+        )
     order = {id(it): i for i, it in enumerate(items)}
     out = []
     for results in per_method:
