@@ -52,12 +52,18 @@ def main() -> None:
     methods = [registry.get(n)(loaded.model, layer=loaded.layer) for n in METHODS]
     images = _photos()
     for case, imgs in (("demo photo", images[:1]), (f"{len(images)} photos", images)):
-        xs = [loaded.preprocess(im) for im in imgs]  # preprocessed once for both ways: only the explain step differs
+        xs = [
+            loaded.preprocess(im) for im in imgs
+        ]  # preprocessed once for both ways: only the explain step differs
         ph.explain_batch_many(imgs, loaded, methods, inputs=xs)  # warm-up
         shared, separate = [], []
         for _ in range(rounds):
-            shared.append(_cpu(lambda: ph.explain_batch_many(imgs, loaded, methods, inputs=xs)))
-            separate.append(_cpu(lambda: [ph.explain_batch(imgs, loaded, m, inputs=xs) for m in methods]))
+            shared.append(
+                _cpu(lambda imgs=imgs, xs=xs: ph.explain_batch_many(imgs, loaded, methods, inputs=xs))
+            )
+            separate.append(
+                _cpu(lambda imgs=imgs, xs=xs: [ph.explain_batch(imgs, loaded, m, inputs=xs) for m in methods])
+            )
         a, b = statistics.median(shared), statistics.median(separate)
         row = dict(case=case, methods=",".join(METHODS), shared_s=round(a, 4), separate_s=round(b, 4))
         row["ratio"] = round(a / b, 3)
