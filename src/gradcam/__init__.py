@@ -15,6 +15,7 @@ from .methods.input_gradient import Gradient
 from .methods.occlusion import Occlusion
 from .methods.perturbation import RISE, AblationCAM, ScoreCAM
 from .methods.random_cam import RandomCAM
+from .methods.shared import explain_many
 from .models import load_model
 from .pixels import PixelExplanation
 
@@ -39,6 +40,7 @@ __all__ = [
     "PixelExplanation",
     "demo_photo",
     "explain",
+    "explain_many",
     "load_model",
     "metrics",
     "overlay",

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import threading
 import warnings
 import weakref
@@ -37,6 +38,7 @@ from typing import Any, Callable, ContextManager, Dict, Iterable, Iterator, List
 
 import torch
 from torch import nn
+from torch.autograd.graph import GradientEdge
 
 from . import layers as _layers
 from . import targets as _targets
@@ -666,6 +668,242 @@ def _forward(model: nn.Module, x: torch.Tensor, forward_kwargs: Optional[dict]) 
     return output if _PRECISION.get() == "fp32" else upcast(output)
 
 
+#: The one-pass search's backward in stages over the candidates, latest first: [0, 1), [1, 4), [4, 12), then the
+#: rest up to the limit. A stage differentiates only the part of the network after its candidates, so a CNN (whose
+#: latest map is the answer) pays the head's backward, a ViT about one block's.
+SEARCH_STAGES: Tuple[int, ...] = (1, 4, 12)
+
+#: The one-pass search records autograd from the first candidate after this share of the model's module calls
+#: (counted against its number of modules): the layer ``"auto"`` chooses is near the output, and recording the
+#: start of the network would cost a slower forward for nothing. When the search must look at a layer before
+#: that point, it says so (``Search.exact`` False) and the layer is found as before, one capture at a time.
+RECORD_FROM = 0.5
+
+
+class _NotRecorded(Exception):
+    """The search reached a candidate before the recorded part of the forward."""
+
+
+@dataclass
+class Search:
+    """What :func:`search_capture` found: ``candidates``, every layer whose output is a map, latest first (as
+    :func:`gradcam.layers.auto_candidates` lists them); ``chosen``, the index of the first of the latest
+    ``limit`` whose map positions receive the target's gradient (``None``: none does; 0 without gradients);
+    ``capture``, the capture of the chosen layer, or when none is chosen of the latest one the score depends
+    on (``None`` when it depends on none, or when ``exact`` is False); ``exact``: False when the chosen layer's
+    output was changed in place later in the forward and cannot be recomputed (then capture it on its own)."""
+
+    candidates: List[LayerRef]
+    chosen: Optional[int]
+    capture: Optional[Capture]
+    exact: bool = True
+
+
+class _SearchTap:
+    """One recorded candidate output: ``act`` batch-first (what the graph goes through), its version counter
+    then, the autograd edge that produced it (exact gradients even if it is changed in place later), and the
+    module call with its tensor arguments' version counters (to recompute its value in that case)."""
+
+    __slots__ = ("act", "version", "edge", "module", "args", "kwargs", "seq_first", "versions", "early")
+
+    def __init__(self, act: torch.Tensor, module: nn.Module, args: tuple, kwargs: dict, seq_first: bool):
+        self.act = act
+        self.version = act._version
+        fn = act.grad_fn
+        self.edge = None if fn is None else (fn, act.output_nr)  # read now: an in-place change moves it
+        self.module = module
+        self.args = args
+        self.kwargs = kwargs
+        self.seq_first = seq_first
+        self.versions = tuple(v._version for v in self.tensors())
+        self.early = False  # output before the recorded part of the forward (see RECORD_FROM)
+
+    def dirty(self) -> bool:
+        """Whether the output was changed in place after the module returned it."""
+        return self.act._version != self.version
+
+    def tensors(self) -> List[torch.Tensor]:
+        """The tensor arguments of the module call."""
+        args = (*self.args, *self.kwargs.values()) if self.kwargs else self.args
+        return [v for v in args if isinstance(v, torch.Tensor)]
+
+    def inputs(self) -> List[Tuple[torch.Tensor, int]]:
+        """The tensor arguments with their version counters at the call."""
+        return list(zip(self.tensors(), self.versions))
+
+
+def search_capture(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: _targets.Target = None,
+    top_k: Optional[int] = None,
+    *,
+    gradients: bool = True,
+    counterfactual: bool = False,
+    reshape: Reshape = None,
+    eval_mode: bool = True,
+    forward_kwargs: Optional[dict] = None,
+    limit: int = 24,
+) -> Search:
+    """``layer="auto"`` on a first call, in one forward: list the candidate layers, find the layer and capture it.
+
+    One forward of ``x`` records every submodule call whose output is a map (the candidates of
+    :func:`gradcam.layers.auto_candidates`); autograd records from the first of them on (a fresh leaf, as
+    :func:`capture` taps a layer). No copies are made: each output's version counter and autograd edge are kept,
+    so a later in-place change (``out += identity``, an in-place ReLU) cannot alter its gradient, and the chosen
+    layer's value, if changed, is recomputed from its module call. Then backward passes in :data:`SEARCH_STAGES`
+    over the latest ``limit`` candidates (``torch.autograd.grad`` w.r.t. those only: the part of the network
+    before a stage's candidates is not differentiated) until one candidate's map positions receive the target's
+    gradient. Its activation A and dy/dA from this same pass are the capture: the maps equal those of
+    :func:`capture` of that layer alone. ``gradients=False`` (CAM, Eigen-CAM): no backward, the latest candidate.
+    """
+    check_input(model, x)
+    check_autograd(x, gradients)
+    taps: List[_SearchTap] = []
+    with private_model(model, eval_mode) as view:
+        rec = _layers.CandidateRecorder(view.model, x, reshape)
+        start = int(RECORD_FROM * sum(1 for _ in view.model.modules())) if gradients else 0
+        hook = _search_hook(rec, taps, x.shape[0], gradients, start)
+        handles = _hook_every_module(view, hook)
+        try:
+            with torch.enable_grad() if gradients else torch.no_grad():
+                output = view.model(x, **(forward_kwargs or {}))
+                scores, ids = _targets.resolve_targets(output, target, top_k, x.shape[0])
+                _check_finite(scores)
+                found = rec.refs(output)
+                refs = [dataclasses.replace(r, module=view.original(r.module)) for r, _ in found]
+                picked = [taps[i] for _, i in found[:limit]]
+                shapers = [reshape or r.reshape or _shaper(t.act, x) for r, t in zip(refs, picked)]
+                grads: List[Optional[torch.Tensor]] = [None] * len(picked)
+                chosen: Optional[int] = 0
+                if gradients:
+                    try:
+                        chosen = _search_gradients(scores, picked, shapers, grads, counterfactual)
+                    except _NotRecorded:
+                        return Search(refs, None, None, exact=False)
+        finally:
+            for h in handles:
+                h.remove()
+        pick = chosen if chosen is not None else next((i for i, g in enumerate(grads) if g is not None), None)
+        if pick is None:
+            return Search(refs, None, None)
+        act = _value(picked[pick], taps)
+    if act is None:
+        return Search(refs, chosen, None, exact=False)
+    cap = _assemble(
+        output, scores, ids, [refs[pick]], [act], [grads[pick]], [shapers[pick]], gradients, False, x, False
+    )
+    return Search(refs, chosen, cap)
+
+
+def _hook_every_module(view: ModelView, hook: Callable) -> list:
+    """``hook`` (with kwargs) on every submodule of the view; the handles to remove. A private view's modules own
+    their hook dictionaries and are dropped after the call, so the hook goes straight into them (no handles: on a
+    small network, registering and removing some hundred handles costs a tenth of a forward)."""
+    modules = [m for m in view.model.modules() if m is not view.model]
+    if view.locked:
+        return [m.register_forward_hook(hook, with_kwargs=True) for m in modules]
+    key = object()
+    for m in modules:
+        m._forward_hooks[key] = hook  # type: ignore[index]
+        m._forward_hooks_with_kwargs[key] = True  # type: ignore[index]
+    return []
+
+
+def _search_hook(rec: Any, taps: List[_SearchTap], batch: int, gradients: bool, start: int = 0) -> Callable:
+    """The forward hook (with kwargs) of :func:`search_capture`: ``rec`` records the call; a map output is kept
+    as a :class:`_SearchTap` (batch-first; the first one made a fresh leaf, handed on as a copy)."""
+    events, record = rec.events, rec.hook
+    calls = [0]
+
+    def hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
+        calls[0] += 1
+        n = len(events)
+        record(module, args, output)
+        if len(events) == n:
+            return None
+        seq_first = output.dim() == 3 and (
+            events[-1][3] or (output.shape[0] != batch and output.shape[1] == batch)
+        )
+        act = output.transpose(0, 1) if seq_first else output
+        recording = calls[0] > start
+        leaf = gradients and recording and not act.requires_grad
+        if leaf:
+            act = act.detach().requires_grad_(True)
+        tap = _SearchTap(act, module, args, kwargs, seq_first)
+        tap.early = not recording
+        taps.append(tap)
+        handed = act.transpose(0, 1) if seq_first else act
+        return handed.clone() if leaf else (handed if seq_first else None)
+
+    return hook
+
+
+def _value(tap: _SearchTap, taps: List[_SearchTap]) -> Optional[torch.Tensor]:
+    """The tapped activation as it was output; when changed in place later, recomputed by calling the module that
+    produced that tensor again on its inputs (hooks removed), if they are unchanged; else ``None``."""
+    if not tap.dirty():
+        return tap.act
+    first = next(t for t in taps if _same(t.act, tap.act))
+    if any(v._version != seen for v, seen in first.inputs()):
+        return None
+    with torch.no_grad():
+        out = first.module(*first.args, **first.kwargs)
+    if not isinstance(out, torch.Tensor) or out.dim() != tap.act.dim():
+        return None
+    return out.transpose(0, 1) if first.seq_first else out
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two tapped activations are one module output (the same tensor, or the same batch-first view)."""
+    return a is b or (
+        a._base is not None and a._base is b._base and a.shape == b.shape and a.stride() == b.stride()
+    )
+
+
+def _search_gradients(
+    scores: torch.Tensor,
+    taps: List[_SearchTap],
+    shapers: List[Reshape],
+    grads: List[Optional[torch.Tensor]],
+    counterfactual: bool,
+) -> Optional[int]:
+    """Fill ``grads`` (dy/dA) stage by stage (:data:`SEARCH_STAGES`); the index of the first
+    candidate whose map positions receive the gradient, or ``None`` (then every entry is filled)."""
+    if not scores.requires_grad:  # connected to no recorded candidate
+        if any(t.early for t in taps):
+            raise _NotRecorded
+        return None
+    # A tensor changed in place after its module returned it: the gradient w.r.t. its value then (its edge).
+    wrt = cast(
+        List[torch.Tensor],
+        [GradientEdge(*t.edge) if t.edge is not None and t.dirty() else t.act for t in taps],
+    )
+    start = 0
+    for stop in (*SEARCH_STAGES, len(wrt)):
+        stop = min(stop, len(wrt))
+        if stop <= start:
+            continue
+        # a layer the forward did not record (see RECORD_FROM) ends the stage: if it is reached, say so
+        cut = next((i for i in range(start, stop) if taps[i].early and not taps[i].act.requires_grad), stop)
+        part = (
+            batched_grad(scores, wrt[start:cut], negate=counterfactual, retain_graph=cut < len(wrt))
+            if cut > start
+            else []
+        )
+        for i, g in enumerate(part, start):
+            grads[i] = g
+            shaper = shapers[i]
+            if g is not None and bool(
+                _layers.gradient_reaches(g if shaper is None else _reshape_grad(g, shaper)).any()
+            ):
+                return i
+        if cut < stop:
+            raise _NotRecorded
+        start = stop
+    return None
+
+
 _NOT_USED = (
     "The target does not depend on layer {} (no gradient flows from the score back to it). "
     "Pick a layer on the path to the explained output."
@@ -719,12 +957,7 @@ def _scores_and_layouts(
     for tap in taps:
         tap.check()
     scores, ids = _targets.resolve_targets(output, target, top_k, x.shape[0])
-    if not bool(torch.isfinite(scores).all()):
-        bad = (~torch.isfinite(scores)).any(dim=1).nonzero().flatten().tolist()
-        raise ValueError(
-            f"The model produced NaN/Inf scores for image(s) {bad}; check the input (NaN pixels, wrong "
-            "scaling) and the model's weights."
-        )
+    _check_finite(scores)
     acts = [cast(torch.Tensor, tap.activation) for tap in taps]  # tap.check() raised for a layer not reached
     shapers = [reshape or tap.ref.reshape or _shaper(a, x) for tap, a in zip(taps, acts)]
     for tap, a, r in zip(taps, acts, shapers):
@@ -736,6 +969,16 @@ def _scores_and_layouts(
                 "reshape=gradcam.layers.tokens_to_grid(h, w) to turn tokens into a grid."
             )
     return scores, ids, shapers
+
+
+def _check_finite(scores: torch.Tensor) -> None:
+    """A clear error for NaN/Inf scores, naming the images."""
+    if not bool(torch.isfinite(scores).all()):
+        bad = (~torch.isfinite(scores)).any(dim=1).nonzero().flatten().tolist()
+        raise ValueError(
+            f"The model produced NaN/Inf scores for image(s) {bad}; check the input (NaN pixels, wrong "
+            "scaling) and the model's weights."
+        )
 
 
 def _check_connected(scores: torch.Tensor, taps: List[_Tap], target: _targets.Target) -> None:

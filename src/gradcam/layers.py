@@ -300,54 +300,88 @@ def auto_candidates(
     projections (queries, keys, values, MLP units) are skipped. Each candidate carries its reshape. The
     method then takes the first candidate whose map positions receive the target's gradient (for a ViT
     the final norm's patch tokens get none: only the class token reaches the head). A module called
-    several times is returned as ``name@k``.
+    several times is returned as ``name@k``. (:func:`gradcam.engine.search_capture` records the same
+    candidates inside the capture's own forward: see :class:`CandidateRecorder`.)
     """
-    names = _names(model)
-    # (module, call index, reshape, seq_first, (N, C) of the output, ambiguous layout, output shape)
-    events: List[Tuple[Any, ...]] = []
-    counts: dict = {}
-    owner = threading.get_ident()
+    rec = CandidateRecorder(model, x, reshape)
+    out = _forward_with_hooks(model, x, rec.make_hook, forward_kwargs)
+    return [r for r, _ in rec.refs(out)]
 
-    def make_hook(mod):
-        def hook(module, inputs, output):
-            if threading.get_ident() != owner:  # another thread's forward of a shared model: not ours
-                return None
-            k = counts.get(id(module), 0)
-            counts[id(module)] = k + 1
-            if not isinstance(output, torch.Tensor) or isinstance(module, _PASSTHROUGH):
-                return None
-            if reshape is not None:
-                t = output
-                if t.dim() != x.dim():
-                    try:
-                        t = reshape(t)
-                    except Exception:  # noqa: BLE001 - a reshape that does not fit this tensor: not a candidate
-                        return None
-                if t.dim() == x.dim() and math.prod(t.shape[2:]) > 1:
-                    events.append((module, k, None, False, None, False, None))
-                return None
-            layout = infer_layout(output.shape, x.shape)
-            if layout is None or (output.dim() == 3 and isinstance(module, nn.Linear)):
-                return None
-            if not layout[1] and output.shape[0] != x.shape[0]:
-                return None  # not one map per image (a detector's per-proposal features)
-            layout, amb = _resolve_ambiguous(module, output, x, layout)
-            events.append(
-                (module, k, layout[0], layout[1], tuple(output.shape[:2]), amb, tuple(output.shape))
-            )
+
+class CandidateRecorder:
+    """Records, during a forward of ``model`` on ``x``, every submodule call whose output is a map (the
+    candidates of ``layer="auto"``, see :func:`auto_candidates`): ``make_hook(module)`` gives the forward
+    hook to register on each submodule; after the forward, ``refs(output)`` orders them, latest first, each
+    with the index of its event (``events[i]``: the call recorded i-th). A hook that records appends one
+    event, so a caller wrapping it sees ``len(events)`` grow."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        reshape: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+    ):
+        self.names = _names(model)
+        self.model_name = type(model).__name__
+        self.x = x
+        self.reshape = reshape
+        # (module, call index, reshape, seq_first, (N, C) of the output, ambiguous layout, output shape)
+        self.events: List[Tuple[Any, ...]] = []
+        self.counts: dict = {}
+        self.layouts: dict = {}
+        self.ambiguous: dict = {}
+        self.owner = threading.get_ident()
+
+    def make_hook(self, mod: nn.Module) -> Callable:
+        """The forward hook of ``mod``: counts its calls and records a map output as an event."""
+        return self.hook
+
+    def hook(self, module: nn.Module, inputs: Any, output: Any) -> None:
+        if threading.get_ident() != self.owner:  # another thread's forward of a shared model: not ours
             return None
+        x, reshape, counts, events = self.x, self.reshape, self.counts, self.events
+        k = counts.get(id(module), 0)
+        counts[id(module)] = k + 1
+        if not isinstance(output, torch.Tensor) or isinstance(module, _PASSTHROUGH):
+            return None
+        if reshape is not None:
+            t = output
+            if t.dim() != x.dim():
+                try:
+                    t = reshape(t)
+                except Exception:  # noqa: BLE001 - a reshape that does not fit this tensor: not a candidate
+                    return None
+            if t.dim() == x.dim() and math.prod(t.shape[2:]) > 1:
+                events.append((module, k, None, False, None, False, None))
+            return None
+        shape = tuple(output.shape)
+        layout = self.layouts.get(shape, False)
+        if layout is False:  # many outputs share a shape: read each shape once
+            layout = self.layouts[shape] = infer_layout(shape, x.shape)
+        if layout is None or (output.dim() == 3 and isinstance(module, nn.Linear)):
+            return None
+        if not layout[1] and output.shape[0] != x.shape[0]:
+            return None  # not one map per image (a detector's per-proposal features)
+        amb = False
+        if output.dim() == 4 and x.dim() == 4:
+            known = self.ambiguous.get(shape)
+            if known is None:
+                known = self.ambiguous[shape] = bool((read_4d(shape, x.shape[2:]) or (None, False))[1])
+            if known:  # both readings fit: the module's kind may tell
+                layout, amb = _resolve_ambiguous(module, output, x, layout)
+        events.append((module, k, layout[0], layout[1], tuple(output.shape[:2]), amb, tuple(output.shape)))
+        return None
 
-        return hook
-
-    out = _forward_with_hooks(model, x, make_hook, forward_kwargs)
-    refs = _order_candidates(events, counts, names, _tensors(out), x)
-    if not refs:
-        raise ValueError(
-            f"No submodule of {type(model).__name__} outputs a spatial map (N, C, h, w with h*w > 1) for an "
-            f"input of shape {tuple(x.shape)}. Grad-CAM needs a convolutional feature map: pass layer=... "
-            "naming one, and for token models (ViT) also reshape=gradcam.layers.tokens_to_grid(h, w)."
-        )
-    return refs
+    def refs(self, output: Any) -> List[Tuple[LayerRef, int]]:
+        """The candidates, latest first, each with its event's index; a clear error when there is none."""
+        refs = _order_candidates(self.events, self.counts, self.names, _tensors(output), self.x)
+        if not refs:
+            raise ValueError(
+                f"No submodule of {self.model_name} outputs a spatial map (N, C, h, w with h*w > 1) for an "
+                f"input of shape {tuple(self.x.shape)}. Grad-CAM needs a convolutional feature map: pass layer=... "
+                "naming one, and for token models (ViT) also reshape=gradcam.layers.tokens_to_grid(h, w)."
+            )
+        return refs
 
 
 def _resolve_ambiguous(
@@ -385,14 +419,16 @@ def _forward_with_hooks(
 
 def _order_candidates(
     events: list, counts: dict, names: dict, outputs: List[torch.Tensor], x: torch.Tensor
-) -> List[LayerRef]:
+) -> List[Tuple[LayerRef, int]]:
     """The recorded map outputs as :class:`LayerRef`, latest first, each module call once; the model's own
-    dense output skipped; layers whose layout stays ambiguous last (with a warning when only they remain)."""
+    dense output skipped; layers whose layout stays ambiguous last (with a warning when only they remain);
+    each with the index of its event."""
     dense = {tuple(t.shape[:2]) for t in outputs if t.dim() == x.dim()}
-    refs: List[Tuple[LayerRef, Any]] = []
-    ambiguous: List[Tuple[LayerRef, Any]] = []
+    refs: List[Tuple[LayerRef, Any, int]] = []
+    ambiguous: List[Tuple[LayerRef, Any, int]] = []
     seen = set()
-    for module, k, shaper, seq_first, lead, amb, shape in reversed(events):
+    for i in range(len(events) - 1, -1, -1):
+        module, k, shaper, seq_first, lead, amb, shape = events[i]
         if shaper is None and lead in dense:
             continue  # the model's own dense output (a segmenter's class-score map), not a feature map
         call = k if counts[id(module)] > 1 else None
@@ -401,11 +437,11 @@ def _order_candidates(
             continue
         seen.add(key)
         ref = LayerRef(names[id(module)], module, call, shaper, seq_first)
-        (ambiguous if amb else refs).append((ref, shape))
+        (ambiguous if amb else refs).append((ref, shape, i))
     if refs and ambiguous:
         log.debug("gradcam: layer='auto' tries %d layer(s) of ambiguous layout last", len(ambiguous))
     elif ambiguous:
-        ref, shape = ambiguous[0]
+        ref, shape, _ = ambiguous[0]
         warnings.warn(
             f"layer='auto': layer '{ref.spec}' outputs {shape}, which reads as channels-first (N, C, h, w) or "
             f"channels-last (N, h, w, C) equally well for an input of {tuple(x.shape)}; it is read as "
@@ -413,7 +449,7 @@ def _order_candidates(
             RuntimeWarning,
             stacklevel=4,
         )
-    return [r for r, _ in refs + ambiguous]
+    return [(r, i) for r, _, i in refs + ambiguous]
 
 
 def _tensors(output, depth: int = 0) -> List[torch.Tensor]:

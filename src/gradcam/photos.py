@@ -181,10 +181,22 @@ def _on_host(res: Explanation, box_threshold: float, box_rule: str) -> Dict[str,
 
 
 def _run(method, loaded: LoadedModel, x: torch.Tensor, target: Optional[int], top_k: int) -> Explanation:
+    return _run_many([method], loaded, x, target, top_k)[0]
+
+
+def _run_many(
+    methods: Sequence, loaded: LoadedModel, x: torch.Tensor, target: Optional[int], top_k: int
+) -> List[Explanation]:
+    """Each method's explanation of ``x``; several share one capture where they can
+    (:func:`gradcam.methods.shared.explain_many`)."""
+    from .methods.shared import explain_many
+
     try:
+        if len(methods) == 1:
+            return [methods[0](x, top_k=top_k) if target is None else methods[0](x, target=target)]
         if target is None:
-            return method(x, top_k=top_k)
-        return method(x, target=target)
+            return explain_many(methods, x, top_k=top_k)
+        return explain_many(methods, x, target=target)
     except Exception as e:
         if isinstance(loaded.model, torch.jit.ScriptModule) and (
             isinstance(e, NotImplementedError) or "hook" in str(e)
@@ -226,30 +238,72 @@ def explain_batch(
     (:func:`to_device`), and the maps stay on the device until peaks and boxes are computed there; everything
     comes back in one synchronised copy (:func:`to_host`).
     """
+    return explain_batch_many(
+        images, loaded, [method], target, top_k, sources, inputs, box_threshold, box_rule, precision
+    )[0]
+
+
+def explain_batch_many(
+    images: Sequence[Image.Image],
+    loaded: LoadedModel,
+    methods: Sequence,
+    target: Optional[int] = None,
+    top_k: int = 1,
+    sources: Optional[Sequence[Optional[str]]] = None,
+    inputs: Optional[Sequence[torch.Tensor]] = None,
+    box_threshold: float = BOX_THRESHOLD,
+    box_rule: str = DEFAULT_BOX_RULE,
+    precision: Optional[str] = None,
+) -> List[List[ImageResult]]:
+    """:func:`explain_batch` for several methods at once: one list of results per method, in ``methods``' order.
+    Each photo is preprocessed once; methods that share a capture (the same layer of the model: the CAM family
+    but perturbation methods, see :func:`gradcam.methods.shared.explain_many`) run one forward and one backward
+    per batch together. Each result equals that of :func:`explain_batch` with the method alone."""
     check_box_threshold(box_threshold)
     check_box_rule(box_rule)
     if not images:
-        return []
+        return [[] for _ in methods]
     sources = list(sources) if sources is not None else [None] * len(images)
     device = next(loaded.model.parameters(), torch.empty(0)).device
     xs = list(inputs) if inputs is not None else [loaded.preprocess(im) for im in images]
     groups: Dict[tuple, List[int]] = {}
     for i, x in enumerate(xs):
         groups.setdefault(tuple(x.shape), []).append(i)
-    results: List[Optional[ImageResult]] = [None] * len(images)
+    results: List[List[Optional[ImageResult]]] = [[None] * len(images) for _ in methods]
     for idx in groups.values():
         x = to_device(torch.stack([xs[i] for i in idx]), device)
         with engine.precision(precision) if precision is not None else contextlib.nullcontext():
-            res = _run(method, loaded, x, target, top_k)
-        r = _on_host(res, box_threshold, box_rule)
-        h, w = res.maps.shape[-2:]
-        for j, i in enumerate(idx):
-            size = images[i].size
-            labels = loaded.labels
-            ids, ok = r["ids"][j], r["ok"][j]
-            results[i] = ImageResult(
-                image=images[i],
-                source=sources[i],
+            explained = _run_many(methods, loaded, x, target, top_k)
+        for m, res in enumerate(explained):
+            rows = _results(
+                res, [images[i] for i in idx], [sources[i] for i in idx], loaded, box_threshold, box_rule
+            )
+            for j, r in zip(idx, rows):
+                results[m][j] = r
+    return results  # type: ignore[return-value]
+
+
+def _results(
+    res: Explanation,
+    images: Sequence[Image.Image],
+    sources: Sequence[Optional[str]],
+    loaded: LoadedModel,
+    box_threshold: float,
+    box_rule: str,
+) -> List[ImageResult]:
+    """The :class:`ImageResult` of each image of one explained batch: top-5, peaks and boxes in photo pixels
+    (computed where the maps are and brought to the host in one copy, :func:`_on_host`)."""
+    r = _on_host(res, box_threshold, box_rule)
+    h, w = res.maps.shape[-2:]
+    labels = loaded.labels
+    out = []
+    for j, image in enumerate(images):
+        size = image.size
+        ids, ok = r["ids"][j], r["ok"][j]
+        out.append(
+            ImageResult(
+                image=image,
+                source=sources[j],
                 predictions=[(labels[c], c, p) for c, p in zip(r["top_i"][j], r["top_p"][j])],
                 class_ids=ids,
                 classes=[labels[c] if c >= 0 else "custom" for c in ids],
@@ -265,4 +319,5 @@ def explain_batch(
                 box_threshold=float(box_threshold),
                 box_rule=box_rule,
             )
-    return results  # type: ignore[return-value]
+        )
+    return out

@@ -11,7 +11,7 @@ import dataclasses
 import functools
 import logging
 import threading
-from typing import Callable, ClassVar, Dict, List, Optional, Tuple
+from typing import Callable, ClassVar, Dict, List, Optional, Tuple, cast
 
 import torch
 from torch import nn
@@ -33,6 +33,18 @@ from . import smoothing
 from .contract import OPTIONS, CallOptions, Method
 
 log = logging.getLogger("gradcam")
+
+
+#: ``layer="auto"``: a first call with at most this many inputs finds the layer and captures it in one forward
+#: (:func:`gradcam.engine.search_capture`, which records autograd from the first candidate layer on); a larger
+#: batch lists the candidates on one image first, then captures the latest map (and searches when it fails).
+ONE_PASS_BATCH = 8
+
+_NO_AUTO_LAYER = (
+    "layer='auto' found no spatial layer on which the target depends (a target callable that "
+    "detaches its result, e.g. with .item() or .argmax(), also looks like this); pass layer=... "
+    "explicitly."
+)
 
 
 class LayerMethod(Method):
@@ -85,6 +97,7 @@ class LayerMethod(Method):
         self._auto = isinstance(layer, str) and layer == "auto"
         self._layers: Optional[List[LayerRef]] = None if self._auto else resolve_layers(model, layer)
         self._auto_cache: dict = {}
+        self._auto_listed: dict = {}  # "auto": every candidate per input shape, untrimmed (see methods.shared)
         self._lock = threading.RLock()
 
     def __getstate__(self) -> dict:  # a lock does not pickle (e.g. sending a method to a worker process)
@@ -155,6 +168,7 @@ class LayerMethod(Method):
                     refs = auto_candidates(view.model, x[:1], self.reshape, kw)
                     found = [dataclasses.replace(r, module=view.original(r.module)) for r in refs]
                 self._auto_cache[key] = found
+                self._auto_listed.setdefault(key, found)
         return found
 
     def _capture(self, x, target, top_k, counterfactual, **kw) -> engine.Capture:
@@ -176,6 +190,10 @@ class LayerMethod(Method):
         )
         if self._layers is not None:
             return run(self._layers)
+        if self._first_in_one_pass(x, kw):
+            cap = self._first_call(x, target, top_k, counterfactual, kw.get("forward_kwargs"))
+            if cap is not None:
+                return cap  # else the chosen layer's output was changed in place: captured below on its own
         candidates = self._candidates(x, kw.get("forward_kwargs"))
         fallback = None
         try:  # the latest map (or the layer an earlier call chose for this shape): the answer for most models
@@ -189,11 +207,7 @@ class LayerMethod(Method):
         j, cap = self._search(x, target, top_k, counterfactual, candidates, kw.get("forward_kwargs"))
         if j is None:  # no candidate gets a gradient (a zero head): the latest one, and a warning
             if fallback is None and cap is None:
-                raise ValueError(
-                    "layer='auto' found no spatial layer on which the target depends (a target callable that "
-                    "detaches its result, e.g. with .item() or .argmax(), also looks like this); pass layer=... "
-                    "explicitly."
-                )
+                raise ValueError(_NO_AUTO_LAYER)
             key = tuple(x.shape[1:])  # the output does not depend on the input: say so, cache it
             return settle_without_gradient(
                 self._auto_cache, self._lock, key, candidates, fallback if fallback is not None else cap
@@ -201,6 +215,48 @@ class LayerMethod(Method):
         if not self.differentiable and not set(kw) - {"forward_kwargs"}:
             return cap  # the search pass is this call's capture
         return run([candidates[j]])
+
+    def _first_in_one_pass(self, x: torch.Tensor, kw: dict) -> bool:
+        """Whether this call finds the ``"auto"`` layer and captures it in one forward (:meth:`_first_call`):
+        the first call for this input shape, a batch of at most :data:`ONE_PASS_BATCH`, a plain capture."""
+        return (
+            isinstance(x, torch.Tensor)  # anything else gets check_input's error on the usual path
+            and x.dim() > 0
+            and x.shape[0] <= ONE_PASS_BATCH
+            and not self.differentiable
+            and not set(kw) - {"forward_kwargs"}
+            and tuple(x.shape[1:]) not in self._auto_cache
+        )
+
+    def _first_call(self, x, target, top_k, counterfactual, forward_kwargs) -> Optional[engine.Capture]:
+        """``layer="auto"``, first call for this input shape: :func:`gradcam.engine.search_capture` lists the
+        candidates, chooses the layer (the same as the listing, the latest map and the search would) and
+        captures it, all in one forward; the per-shape cache starts at the chosen layer. ``None`` when the
+        search could not take the chosen layer's value from its pass (the cache is filled all the same)."""
+        found = engine.search_capture(
+            self.model,
+            x,
+            target,
+            top_k,
+            gradients=self.needs_gradients,
+            counterfactual=counterfactual,
+            reshape=self.reshape,
+            eval_mode=self.eval_mode,
+            forward_kwargs=forward_kwargs,
+        )
+        key, candidates = tuple(x.shape[1:]), found.candidates
+        with self._lock:  # another thread may have filled it meanwhile: keep that one
+            self._auto_cache.setdefault(key, candidates[found.chosen :] if found.chosen else candidates)
+            self._auto_listed.setdefault(key, candidates)
+        if not found.exact:
+            return None
+        if found.chosen is not None:
+            log.debug("gradcam: layer='auto' chose %r", candidates[found.chosen].spec)
+            return cast(engine.Capture, found.capture)
+        if found.capture is None:
+            raise ValueError(_NO_AUTO_LAYER)
+        # the output does not depend on the input: say so, cache it
+        return settle_without_gradient(self._auto_cache, self._lock, key, candidates, found.capture)
 
     def _search(self, x, target, top_k, counterfactual, candidates: List[LayerRef], forward_kwargs):
         """``layer="auto"`` past the first candidate, in one pass: one forward tapping candidates 1 to 23

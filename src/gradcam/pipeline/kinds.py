@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from ..io import IMAGE_EXTENSIONS, Item
 from .decode import load
 from .job import Job, Outcome
-from .steps import compute_items, write_outcomes
+from .steps import compute_items, compute_items_many, write_outcomes
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,17 @@ def compute(items: Sequence[Item], job: Job, decoded: Sequence[tuple]) -> List[T
         (KINDS[name], KINDS[name].compute([items[i] for i in idx], job, [decoded[i] for i in idx]))
         for name, idx in groups.items()
     ]
+
+
+def compute_many(
+    items: Sequence[Item], jobs: Sequence[Job], decoded: Sequence[tuple]
+) -> List[List[Tuple[Kind, List[Outcome]]]]:
+    """:func:`compute` for several jobs on the same batch (one per method): photos explained once for all of them
+    (:func:`gradcam.pipeline.steps.compute_items_many`: one forward where the methods share it); a batch with
+    files of another kind goes job by job. One list of groups per job."""
+    if len(jobs) == 1 or any(kind_of(it.path) is not PHOTO for it in items):
+        return [compute(items, job, decoded) for job in jobs]
+    return [[(PHOTO, outcomes)] for outcomes in compute_items_many(items, jobs, decoded)]
 
 
 def write(groups: List[Tuple[Kind, List[Outcome]]], job: Job) -> List[Outcome]:

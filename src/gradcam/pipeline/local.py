@@ -7,11 +7,11 @@ written by another thread (:data:`WRITE_AHEAD`). Each batch is decoded once for 
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, List, Sequence, Set
+from typing import Any, Callable, Dict, List, Sequence, Set, Tuple
 
 from ..io import Item
 from .job import Job, Outcome
-from .kinds import compute, decode, write
+from .kinds import compute_many, decode, write
 
 WRITE_AHEAD = 1
 """Batches whose outputs a background thread may still be writing while the next batch is explained
@@ -19,6 +19,24 @@ WRITE_AHEAD = 1
 i + 1; at most this many explained batches wait in memory."""
 
 OnOutcome = Callable[[Outcome, Job], None]
+
+
+def _compute_chunk(
+    chunk: Sequence[Item], decoded: List[tuple], jobs: Sequence[Job], wanted: Sequence[Set[Item]]
+) -> List[Tuple[Job, Any]]:
+    """Explain one batch for every job, in job order: the jobs that must do the same photos of it (all of them,
+    unless some are resumed) together (:func:`compute_many`: one forward where the methods share it)."""
+    subs: Dict[Tuple[int, ...], List[int]] = {}
+    for j, want in enumerate(wanted):
+        key = tuple(i for i, it in enumerate(chunk) if it in want)
+        if key:
+            subs.setdefault(key, []).append(j)
+    done: Dict[int, Any] = {}
+    for key, js in subs.items():
+        items, dec = [chunk[i] for i in key], [decoded[i] for i in key]
+        for j, groups in zip(js, compute_many(items, [jobs[j] for j in js], dec)):
+            done[j] = groups
+    return [(jobs[j], done[j]) for j in sorted(done)]
 
 
 def run_local(
@@ -52,11 +70,7 @@ def run_local(
                 decoded = pending.result()
                 if ci + 1 < len(chunks):
                     pending = pool.submit(load_all, chunks[ci + 1])
-                for job, want in zip(jobs, wanted):
-                    sub = [(it, d) for it, d in zip(chunk, decoded) if it in want]
-                    if not sub:
-                        continue
-                    groups = compute([it for it, _ in sub], job, [d for _, d in sub])
+                for job, groups in _compute_chunk(chunk, decoded, jobs, wanted):
                     if WRITE_AHEAD <= 0:
                         for o in write(groups, job):
                             on_outcome(o, job)

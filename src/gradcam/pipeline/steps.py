@@ -25,32 +25,55 @@ def compute_items(
     preprocessed (a Ray Data task). Returns one :class:`Outcome` per item, in the items' order: a result,
     or the reason the file could not be read.
     """
+    return compute_items_many(items, [job], decoded)[0]
+
+
+def compute_items_many(
+    items: Sequence[Item], jobs: Sequence[Job], decoded: Optional[Sequence[tuple]] = None
+) -> List[List[Outcome]]:
+    """:func:`compute_items` for several jobs of one run (one per method, the same model and options) on the same
+    items: each photo loaded and preprocessed once, the methods that can share a capture sharing one forward and
+    one backward per batch (:func:`gradcam.photos.explain_batch_many`). One list of outcomes per job."""
     from .. import photos
 
-    decoded = list(decoded) if decoded is not None else [load(it, job.max_pixels) for it in items]
-    outcomes, good, images, xs = [], [], [], []
+    decoded = list(decoded) if decoded is not None else [load(it, jobs[0].max_pixels) for it in items]
+    failed, good, images, xs = [], [], [], []
     for it, (img, reason, *x) in zip(items, decoded):
         if img is None:
-            outcomes.append(Outcome(it, reason=reason))
+            failed.append(Outcome(it, reason=reason))
         else:
             good.append(it)
             images.append(img)
             xs += x
-    results = photos.explain_batch(
-        images,
-        job.loaded,
-        job.method,
-        job.target,
-        job.k,
-        [it.path for it in good],
-        inputs=xs if len(xs) == len(images) and xs else None,
-        box_threshold=job.box_threshold,
-        box_rule=job.box_rule,
-    )
-    outcomes += [Outcome(it, res) for it, res in zip(good, results)]
+    job = jobs[0]
+    paths, inputs = [it.path for it in good], (xs if len(xs) == len(images) and xs else None)
+    if len(jobs) == 1:  # one method: explain_batch itself (the same result as explain_batch_many of one)
+        per_method = [
+            photos.explain_batch(
+                images,
+                job.loaded,
+                job.method,
+                job.target,
+                job.k,
+                paths,
+                inputs,
+                job.box_threshold,
+                job.box_rule,
+            )
+        ]
+    else:
+        methods = [j.method for j in jobs]
+        per_method = photos.explain_batch_many(
+            images, job.loaded, methods, job.target, job.k, paths, inputs, job.box_threshold, job.box_rule
+        )
     order = {id(it): i for i, it in enumerate(items)}
-    outcomes.sort(key=lambda o: order[id(o.item)])
-    return outcomes
+    out = []
+    for results in per_method:
+        outcomes = [Outcome(o.item, reason=o.reason) for o in failed]
+        outcomes += [Outcome(it, res) for it, res in zip(good, results)]
+        outcomes.sort(key=lambda o: order[id(o.item)])
+        out.append(outcomes)
+    return out
 
 
 def png_bytes(img: Any) -> bytes:
