@@ -46,8 +46,21 @@ METHODS: Tuple[str, ...] = (
     "rise",
     "random-map",
 )
-#: Methods left out of the quick mosaic run (thousands of forward passes of EfficientNet-Lite0 per mosaic).
+#: Methods left out of the quick mosaic run (thousands of forward passes of EfficientNet-Lite0 per mosaic);
+#: a method registered later joins them when its ``forward_passes`` grows with a count (:func:`slow_on_photos`).
 SLOW_ON_PHOTOS = ("occlusion", "scorecam", "rise", "integrated-gradients", "smoothgrad", "vargrad")
+
+
+def slow_on_photos(name: str) -> bool:
+    """Whether method ``name`` runs many forward passes per image: listed in :data:`SLOW_ON_PHOTOS`, or its
+    registered ``forward_passes`` names a count (``"1 + samples"``, ``"2 + steps"``, ``"1 + C"``), except
+    passes through the layers after the explained one only (``"1 + C (after the layer)"``, Ablation-CAM)."""
+    if name in SLOW_ON_PHOTOS:
+        return True
+    if name not in registry.INFO:
+        return False
+    passes = str(registry.INFO[name].forward_passes)
+    return "after the layer" not in passes and any(c.isalpha() for c in passes)
 BENCHMARKS: Tuple[str, ...] = ("mosaic", "synthetic", "vl", "photos")
 
 
@@ -174,7 +187,7 @@ def run_mosaic(settings: Settings) -> Dict:
     y1 = torch.tensor([p.label for p in usable[:n_faith]])
     rows: List[Dict[str, Any]] = []
     for name in settings.methods:
-        if q and name in SLOW_ON_PHOTOS:
+        if q and slow_on_photos(name):
             settings.note(
                 f"quick mode: {name} is left out of the mosaic benchmark (many forward passes per mosaic)."
             )
