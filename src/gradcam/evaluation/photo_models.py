@@ -123,10 +123,10 @@ def photo_rows(
     ``loader(name) -> LoadedModel`` (default :func:`gradcam.models.load_model`) and ``make_method(loaded)``
     (default: Grad-CAM at ``loaded.layer``) can be replaced (the tests stub the model).
     """
-    if loader is None:
-        from ..models import load_model as loader
+    from ..models import load_model
+
     wanted = [BASE_MODEL] if quick else builtin_models()
-    models = _load_all(wanted, loader, note, make_method)
+    models = _load_all(wanted, loader or load_model, note, make_method)
     if BASE_MODEL not in models:
         raise ValueError(f"photos: the cost base {BASE_MODEL} did not load; install gradcam's core package.")
     settings = photo_settings({m: int(lm.size or 256) for m, (lm, _) in models.items()}, quick)
