@@ -137,3 +137,44 @@ def test_interleaved_seconds_takes_the_fastest_round_per_item():
     secs = pm.interleaved_seconds([lambda j: order.append(("a", j)), lambda j: order.append(("b", j))], 2, 2)
     assert order == [("a", 0), ("b", 0), ("a", 1), ("b", 1)] * 2  # round-robin, every setting per item
     assert len(secs) == 2 and all(s >= 0 for s in secs)
+
+
+def test_run_photos_measures_the_chosen_split_and_adds_the_preset_table(monkeypatch):
+    tuning = runner.photo_split("tuning")[0][:4]
+    loaded = LoadedModel(_Stub(tuning), [], layer="x", name="efficientnet-lite0", size=64)
+    seen = {}
+
+    def fake_rows(photos, **kw):
+        seen["photos"], seen["quick"] = [p.name for p in photos], kw["quick"]
+        return [
+            dict(
+                label="fast",
+                kind="preset",
+                model="m",
+                size=64,
+                threshold=0.35,
+                pointing=1.0,
+                peaks=4,
+                boxes=3,
+                objects=4,
+                loc_err1=0.25,
+                cls_err1=0.0,
+                scored=4,
+                seconds=0.5,
+                cost_ratio=1.0,
+            )
+        ]
+
+    monkeypatch.setattr(runner, "_load_imagenet_model", lambda: loaded)
+    monkeypatch.setattr(runner, "build", lambda name, model, *a, **k: _perfect_method(loaded))
+    monkeypatch.setattr(pm, "photo_rows", fake_rows)
+    res = runner.run_photos(
+        runner.Settings(quick=True, methods=["gradcam"], split="tuning", log=lambda s: None)
+    )
+    assert res["meta"]["split"] == "tuning" and res["meta"]["photos"] == [p.name for p in tuning]
+    assert seen == {"photos": [p.name for p in tuning], "quick": True}
+    assert [r["method"] for r in res["rows"]] == ["gradcam"] and res["rows"][0]["pointing"] == 1.0
+    assert "— the tuning half: 18 objects on 15 photos (quick mode: the first 4);" in res["table"]
+    assert res["table"].rstrip().splitlines()[-1] == (
+        "| `fast` | m | 64 | 35% | 1.000 | 4/4 | 3/4 | 0.250 | 0.000 | 0.500 | 1.00 |"
+    )
