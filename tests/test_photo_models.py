@@ -125,6 +125,16 @@ def test_photo_rows_known_answers_on_a_stubbed_model(monkeypatch):
     assert {r["model"] for r in wrong} == {"efficientnet-lite0"}
     for r in wrong:  # the right box, the wrong class: top-1 localization fails with classification
         assert (r["boxes"], r["loc_err1"], r["cls_err1"]) == (2, 1.0, 1.0)
+    # the cost: one timing per (model, short side), the ratio to Lite0 at its own short side
+    monkeypatch.setattr(pm, "interleaved_seconds", lambda calls, n, repeats: [0.2, 0.3, 0.5][: len(calls)])
+    timed = pm.photo_rows(one_box, repeats=1, loader=loader, make_method=_perfect_method)
+    assert {r["label"]: (r["seconds"], r["cost_ratio"]) for r in timed} == {
+        "fast": (0.2, 1.0),
+        "standard": (0.3, 1.5),
+        "high": (0.5, 2.5),
+        "efficientnet-lite0": (0.2, 1.0),
+        "efficientnet-lite1": (0.3, 1.5),
+    }
     table = pm.rows_table(rows[-1:])
     assert table.splitlines()[-1] == (
         f"| efficientnet-lite1 | efficientnet-lite1 | 64 | 15% | 1.000 | 2/2 | 2/2 | 0.000 | 0.000 | "
