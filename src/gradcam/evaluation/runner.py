@@ -61,6 +61,8 @@ def slow_on_photos(name: str) -> bool:
         return False
     passes = str(registry.INFO[name].forward_passes)
     return "after the layer" not in passes and any(c.isalpha() for c in passes)
+
+
 BENCHMARKS: Tuple[str, ...] = ("mosaic", "synthetic", "vl", "photos")
 
 
@@ -202,6 +204,7 @@ def run_mosaic(settings: Settings) -> Dict:
                 "scorecam": dict(batch_size=32),
                 "rise": dict(n_masks=1000, batch_size=32),
                 "ablationcam": dict(batch_size=256),
+                **{m: dict(batch_size=8) for m in ("integrated-gradients", "smoothgrad", "vargrad")},
             },
         )
         if method is None:
@@ -563,6 +566,13 @@ PHOTO_COLUMNS = [
 PHOTO_SPLITS: Tuple[str, ...] = ("held_out", "tuning", "all")
 
 
+#: Batches of the many-pass methods on whole photos (the long side up to 1024 px): bounded memory.
+PHOTO_OPTIONS = {
+    "occlusion": dict(window=64, stride=32, batch_size=16),
+    **{m: dict(batch_size=8) for m in ("integrated-gradients", "smoothgrad", "vargrad")},
+}
+
+
 def photo_split(split: str, notes: Optional[List[str]] = None) -> Tuple[list, str]:
     """The annotated photos of ``split`` (``held_out``, ``tuning`` or ``all``) and how the tables name it
     ("the held-out half: 22 objects on 15 photos")."""
@@ -599,7 +609,7 @@ def run_photos(settings: Settings) -> Dict:
     for name in settings.methods:
         if settings.quick and name not in ("gradcam", "random"):
             continue
-        method = build(name, model, layer, settings, {"occlusion": dict(window=64, stride=32, batch_size=16)})
+        method = build(name, model, layer, settings, PHOTO_OPTIONS)
         if method is None:
             continue
         try:
@@ -609,9 +619,17 @@ def run_photos(settings: Settings) -> Dict:
             continue
         rows.append({"method": name, **res})
         settings.log(f"  photos/{name}: " + ", ".join(f"{k} {v}" for k, v in res.items() if k != "per_photo"))
-    presets = pm.photo_rows(
-        photos, quick=settings.quick, repeats=1 if settings.quick else 3, note=settings.note
-    )
+    presets: List[Dict] = []
+    if (
+        "gradcam" in settings.methods
+    ):  # the rows per preset and model are Grad-CAM's (gradcam explain's method)
+        presets = pm.photo_rows(
+            photos, quick=settings.quick, repeats=1 if settings.quick else 3, note=settings.note
+        )
+    else:
+        settings.note(
+            "photos: the rows per --quality preset and per model are Grad-CAM's; add gradcam to --methods."
+        )
     for r in presets:
         settings.log(f"  photos-presets/{r['label']}: " + ", ".join(f"{k} {v}" for k, v in r.items()))
     meta = {
@@ -653,15 +671,8 @@ def _photos_tables(rows: List[Dict], presets: List[Dict], meta: Dict, split_text
         "and the paper's 15%; peak in a box and IoU ≥ 0.5 are counts of objects (the true class's map); "
         "top-1 errors as in the table above; s / photo: one Grad-CAM call, timed round-robin in this run."
     )
-    return (
-        head
-        + "\n\n"
-        + _table(shown, PHOTO_COLUMNS, lower=lower)
-        + "\n\n"
-        + head2
-        + "\n\n"
-        + rows_table(presets)
-    )
+    table = head + "\n\n" + _table(shown, PHOTO_COLUMNS, lower=lower)
+    return table + ("\n\n" + head2 + "\n\n" + rows_table(presets) if presets else "")
 
 
 RUNNERS = {"mosaic": run_mosaic, "synthetic": run_synthetic, "vl": run_vl, "photos": run_photos}
