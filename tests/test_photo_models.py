@@ -188,3 +188,11 @@ def test_run_photos_measures_the_chosen_split_and_adds_the_preset_table(monkeypa
     assert res["table"].rstrip().splitlines()[-1] == (
         "| `fast` | m | 64 | 35% | 1.000 | 4/4 | 3/4 | 0.250 | 0.000 | 0.500 | 1.00 |"
     )
+    settings = runner.Settings(quick=True, methods=["random"], split="tuning", log=lambda s: None)
+    seen.clear()
+    res = runner.run_photos(settings)  # no gradcam: no preset rows (they are Grad-CAM's), and a note says so
+    assert seen == {} and res["presets"] == [] and "per `--quality` preset" not in res["table"]
+    assert (
+        "photos: the rows per --quality preset and per model are Grad-CAM's; add gradcam to --methods."
+        in (settings.notes)
+    )
