@@ -81,6 +81,7 @@ class Settings:
     cache_dir: Optional[str] = None
     retrain: bool = False  # synthetic CNNs: train instead of loading the committed weights
     split: str = "held_out"  # photos: the half of the annotated photos measured (``tuning``, ``all``)
+    synthetic_models: Tuple[str, ...] = ("vgg", "gap")  # synthetic: which CNNs (one per process side by side)
     methods: Sequence[str] = field(default_factory=all_methods)
     log: Callable[[str], None] = print
     notes: List[str] = field(default_factory=list)
@@ -363,7 +364,7 @@ def run_synthetic(settings: Settings) -> Dict:
     x2, y2, masks2, _ = syn.make_data(n_two, seed=30_000 + settings.seed, size=size, n_objects=2)
     tables = []
     opts = dict(SYNTH_OPTIONS, **({"rise": dict(n_masks=100, batch_size=512)} if q else {}))
-    for kind in ("vgg", "gap"):
+    for kind in settings.synthetic_models:
         t0 = time.time()
         net, info = syn.load_or_train(
             synthetic_config(kind, settings), settings.cache_dir, log=settings.log, retrain=settings.retrain
