@@ -116,8 +116,10 @@ def winners(rows: Dict[str, Dict], key: str, higher: bool, tol: float = 0.005) -
 
 def render(data: Dict[str, Dict[str, Dict]], sources: List[str]) -> str:
     methods: List[str] = []
-    for b in data.values():
-        methods += [m for m in b if m not in methods]
+    measured = {b for b, _, _, _ in MEASURES}
+    for name, b in data.items():  # only the benchmarks of the table (not photos-presets, vl, ...)
+        if name in measured:
+            methods += [m for m in b if m not in methods]
     lines = [
         "# Every method on real photos and synthetic scenes: which method wins which measure",
         "",

@@ -9,7 +9,9 @@ metadata of that benchmark; notes are merged; the page's first line names every 
 
     python benchmarks/merge_evaluations.py --out docs/results/photos.md /tmp/phoP/evaluation.json /tmp/phoN/evaluation.json
 
-Writes the Markdown page and the merged JSON beside it (same name, ``.json``).
+A run's log (its stderr, ``*.log``) may stand for a run stopped part-way: its rows are read line by line
+(``benchmark/method: key value, ...``; the rank correlation with occlusion, computed at the end of a
+synthetic run, is not in a log). Writes the Markdown page and the merged JSON beside it (``.json``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from typing import Any, Dict, List
 
@@ -36,6 +39,35 @@ def _merge_rows(old: List[Dict], new: List[Dict]) -> List[Dict]:
     return [by[m] for m in order]
 
 
+ROW = re.compile(r"^\s+(mosaic|photos|synthetic-vgg|synthetic-gap)/([\w+-]+): (.*)$")
+
+
+def read_log(path: str) -> Dict[str, Any]:
+    """A pseudo run from a log: {"results": {benchmark: rows}, "command": ...} (no metadata)."""
+    res: Dict[str, Any] = {}
+    with open(path) as f:
+        for line in f:
+            m = ROW.match(line.rstrip("\n"))
+            if not m:
+                continue
+            row: Dict[str, Any] = {"method": m.group(2)}
+            for part in m.group(3).split(", "):
+                k, _, v = part.partition(" ")
+                try:
+                    row[k] = float(v)
+                except ValueError:
+                    row[k] = v
+            b = m.group(1)
+            if b.startswith("synthetic-"):
+                kind = b.split("-", 1)[1]
+                res.setdefault("synthetic", {"models": {}})["models"].setdefault(kind, {"rows": []})[
+                    "rows"
+                ].append(row)
+            else:
+                res.setdefault(b, {"rows": []})["rows"].append(row)
+    return {"results": res, "command": f"the rows logged in {os.path.basename(path)}", "notes": []}
+
+
 def merge(docs: List[Dict[str, Any]]) -> Dict[str, Any]:
     """The merged ``results`` (per benchmark: the first run's metadata, the rows of all runs)."""
     out: Dict[str, Any] = {}
@@ -45,8 +77,11 @@ def merge(docs: List[Dict[str, Any]]) -> Dict[str, Any]:
                 out[b] = json.loads(json.dumps(res))
             elif b == "synthetic":
                 for kind, m in res["models"].items():
-                    mine = out[b]["models"].setdefault(kind, m)
-                    mine["rows"] = _merge_rows(mine["rows"], m["rows"])
+                    if kind not in out[b]["models"]:
+                        out[b]["models"][kind] = json.loads(json.dumps(m))
+                    else:
+                        mine = out[b]["models"][kind]
+                        mine["rows"] = _merge_rows(mine["rows"], m["rows"])
             elif "rows" in res:
                 out[b]["rows"] = _merge_rows(out[b]["rows"], res["rows"])
                 if res.get("presets") and not out[b].get("presets"):
@@ -93,6 +128,9 @@ def main() -> int:
     args = ap.parse_args()
     docs = []
     for p in args.runs:
+        if p.endswith(".log"):
+            docs.append(read_log(p))
+            continue
         with open(p) as f:
             docs.append(json.load(f))
     results = merge(docs)
@@ -105,7 +143,8 @@ def main() -> int:
     wall = sum(d.get("wall_seconds", 0) for d in docs)
     cpu = sum(d.get("cpu_seconds", 0) for d in docs)
     md += (
-        f"\n\nWall time {round(wall, 1)} s in all ({len(docs)} runs side by side), CPU time {round(cpu, 1)} s, "
+        f"\n\nWall time {round(wall, 1)} s summed over the {len(docs)} runs (some side by side on a loaded shared "
+        f"machine: the time columns of rows from different runs are not comparable), CPU time {round(cpu, 1)} s, "
         f"torch {docs[0].get('torch')}, {docs[0].get('threads')} thread(s) per run."
     )
     page = (
