@@ -1,22 +1,27 @@
 """Every method's "which method wins which measure" table from `gradcam evaluate` runs.
 
 Usage (the runs that made docs/results/evaluation-cam-family.md; the photos are the held-out half, the
-benchmark's default; the slow pixel methods and occlusion ran in a second process beside the first)::
+benchmark's default; on a loaded shared 2-core machine the methods ran in several processes side by side,
+and runs that could not finish in the time given were stopped, their logs giving the rows they finished)::
 
     NEW=dff,finercam,fullgrad,gradcam-elementwise,gradient-x-input,kpcacam,lrp,refinecam,segeigencam
     SLOW=integrated-gradients,smoothgrad,vargrad
-    PH=gradcam,counterfactual,cam,gradient,guided-backprop,guided-gradcam,random,gaussian,gradcam++,xgradcam,\
-    hirescam,layercam,eigencam,eigengradcam,ablationcam,random-map,$NEW
     E="gradcam evaluate --threads 1"
     $E --benchmarks synthetic --methods gradcam,occlusion,random,random-map,$NEW,$SLOW --out /tmp/syn 2> /tmp/syn.log
+    # the GAP CNN of the same in a second process (Python API: Settings(synthetic_models=("gap",)))
     $E --benchmarks mosaic --methods gradcam,random,$NEW --out /tmp/mosA 2> /tmp/mosA.log
-    $E --benchmarks mosaic --methods $SLOW --out /tmp/mosB 2> /tmp/mosB.log
-    $E --benchmarks photos --methods $PH --out /tmp/phoA 2> /tmp/phoA.log
-    $E --benchmarks photos --methods occlusion,$SLOW --out /tmp/phoB 2> /tmp/phoB.log
+    $E --benchmarks photos --methods gradcam --out /tmp/phoP 2> /tmp/phoP.log   # + the preset/model rows
+    $E --benchmarks photos --methods finercam,fullgrad,gradcam-elementwise,gradient-x-input,kpcacam,\
+    refinecam,segeigencam,dff,lrp,random,random-map,gradcam++,eigencam,eigengradcam --out /tmp/phoN 2> /tmp/phoN.log
+    $E --benchmarks photos --methods layercam,xgradcam,hirescam,gradient,guided-backprop,guided-gradcam,\
+    gaussian,counterfactual,cam,ablationcam --out /tmp/phoO 2> /tmp/phoO.log
     python benchmarks/evaluation_cam_family.py docs/results/evaluation.json:mosaic,synthetic-vgg,synthetic-gap \
         docs/results/evaluation-cam-family.json:mosaic,synthetic-vgg,synthetic-gap \
-        /tmp/syn/evaluation.json /tmp/mosA/evaluation.json /tmp/mosB/evaluation.json \
-        /tmp/phoA/evaluation.json /tmp/phoB/evaluation.json
+        /tmp/syn.log /tmp/synG.log /tmp/mosA/evaluation.json /tmp/phoP/evaluation.json \
+        /tmp/phoN/evaluation.json /tmp/phoO.log
+
+The same runs, rows merged, make docs/results/photos.md, evaluation.md and evaluation_synthetic.md
+(``benchmarks/merge_evaluations.py``).
 
 Each argument is an ``evaluation.json`` written by ``--out``, the log (stderr) of a run (read row by row,
 ``benchmark/method: key value, ...``, so a run stopped part-way still gives the rows it finished), or this

@@ -10,7 +10,7 @@ metadata of that benchmark; notes are merged; the page's first line names every 
     python benchmarks/merge_evaluations.py --out docs/results/photos.md /tmp/phoP/evaluation.json /tmp/phoN/evaluation.json
 
 A run's log (its stderr, ``*.log``) may stand for a run stopped part-way: its rows are read line by line
-(``benchmark/method: key value, ...``; the rank correlation with occlusion, computed at the end of a
+(``benchmark/method: key value, ...``; a first line ``# command: ...`` names the run; the rank correlation with occlusion, computed at the end of a
 synthetic run, is not in a log). Writes the Markdown page and the merged JSON beside it (``.json``).
 """
 
@@ -45,8 +45,12 @@ ROW = re.compile(r"^\s+(mosaic|photos|synthetic-vgg|synthetic-gap)/([\w+-]+): (.
 def read_log(path: str) -> Dict[str, Any]:
     """A pseudo run from a log: {"results": {benchmark: rows}, "command": ...} (no metadata)."""
     res: Dict[str, Any] = {}
+    command = f"the rows logged in {os.path.basename(path)}"
     with open(path) as f:
         for line in f:
+            if line.startswith("# command: "):  # written above a log by whoever started the run
+                command = line[len("# command: ") :].strip() + " (stopped part-way: the rows it logged)"
+                continue
             m = ROW.match(line.rstrip("\n"))
             if not m:
                 continue
@@ -65,7 +69,7 @@ def read_log(path: str) -> Dict[str, Any]:
                 ].append(row)
             else:
                 res.setdefault(b, {"rows": []})["rows"].append(row)
-    return {"results": res, "command": f"the rows logged in {os.path.basename(path)}", "notes": []}
+    return {"results": res, "command": command, "notes": []}
 
 
 def merge(docs: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -135,6 +139,8 @@ def main() -> int:
             docs.append(json.load(f))
     results = merge(docs)
     notes = list(dict.fromkeys(n for d in docs for n in d.get("notes", [])))
+    if results.get("photos", {}).get("presets"):  # another run gave the preset rows
+        notes = [n for n in notes if not n.startswith("photos: the rows per --quality preset")]
     caveats = list(dict.fromkeys(c for d in docs for c in d.get("caveats", [])))
     commands = "; ".join(d.get("command", "?") for d in docs)
     md = "\n\n".join(caveats + [render(results)])
