@@ -1,15 +1,35 @@
-"""The CAM family's "which method wins which measure" table from `gradcam evaluate` runs.
+"""Every method's "which method wins which measure" table from `gradcam evaluate` runs.
 
-Usage (the runs that made docs/results/evaluation-cam-family.md)::
+Usage (the runs that made docs/results/evaluation-cam-family.md; the photos are the held-out half, the
+benchmark's default; on a loaded shared 2-core machine the methods ran in several processes side by side,
+and runs that could not finish in the time given were stopped, their logs giving the rows they finished)::
 
-    M=gradcam,gradcam++,xgradcam,hirescam,layercam,eigencam,eigengradcam,ablationcam,random-map,random
-    gradcam evaluate --benchmarks photos,mosaic --methods $M --threads 1 --out /tmp/eval-real 2> /tmp/eval-real.log
-    gradcam evaluate --benchmarks synthetic --methods $M,scorecam,rise --threads 1 --out /tmp/eval-syn 2> /tmp/eval-syn.log
-    python benchmarks/evaluation_cam_family.py /tmp/eval-real.log /tmp/eval-syn.log
+    NEW=dff,finercam,fullgrad,gradcam-elementwise,gradient-x-input,kpcacam,lrp,refinecam,segeigencam
+    SLOW=integrated-gradients,smoothgrad,vargrad
+    E="gradcam evaluate --threads 1"
+    $E --benchmarks synthetic --methods gradcam,occlusion,random,random-map,$NEW,$SLOW --out /tmp/syn 2> /tmp/syn.log
+    # the GAP CNN of the same in a second process (Python API: Settings(synthetic_models=("gap",)))
+    $E --benchmarks mosaic --methods gradcam,random,$NEW --out /tmp/mosA 2> /tmp/mosA.log
+    $E --benchmarks photos --methods gradcam --out /tmp/phoP 2> /tmp/phoP.log   # + the preset/model rows
+    $E --benchmarks photos --methods finercam,fullgrad,gradcam-elementwise,gradient-x-input,kpcacam,\
+    refinecam,segeigencam,dff,lrp,random,random-map,gradcam++,eigencam,eigengradcam --out /tmp/phoN 2> /tmp/phoN.log
+    $E --benchmarks photos --methods layercam,xgradcam,hirescam,gradient,guided-backprop,guided-gradcam,\
+    gaussian,counterfactual,cam,ablationcam --out /tmp/phoO 2> /tmp/phoO.log
+    python benchmarks/evaluation_cam_family.py docs/results/evaluation.json:mosaic,synthetic-vgg,synthetic-gap \
+        docs/results/evaluation-cam-family.json:mosaic,synthetic-vgg,synthetic-gap \
+        /tmp/syn.log /tmp/synG.log /tmp/mosA/evaluation.json /tmp/phoP/evaluation.json \
+        /tmp/phoN/evaluation.json /tmp/phoO.log
 
-Each argument is an ``evaluation.json`` written by ``--out`` or the log (stderr) of a run; a log is read
-row by row (``benchmark/method: key value, ...``), so a run stopped part-way still gives the rows it
-finished. Writes docs/results/evaluation-cam-family.json (every row) and docs/results/evaluation-cam-family.md.
+The same runs, rows merged, make docs/results/photos.md, evaluation.md and evaluation_synthetic.md
+(``benchmarks/merge_evaluations.py``).
+
+Each argument is an ``evaluation.json`` written by ``--out``, the log (stderr) of a run (read row by row,
+``benchmark/method: key value, ...``, so a run stopped part-way still gives the rows it finished), or this
+script's own ``evaluation-cam-family.json`` (the rows of earlier rounds: the mosaic and synthetic measures
+are deterministic, so a method measured once keeps its row; Grad-CAM and ``random`` re-measured in a later
+round reproduce them); ``FILE:b1,b2`` takes only those benchmarks of FILE. Later arguments win. A method
+registered later (a new method) joins by one more run of it and one more argument. Writes
+docs/results/evaluation-cam-family.json (every row) and docs/results/evaluation-cam-family.md.
 """
 
 from __future__ import annotations
@@ -26,6 +46,7 @@ ROW = re.compile(r"^\s+([\w-]+)/([\w+-]+): (.*)$")
 #: (benchmark, key, label, higher is better)
 MEASURES = [
     ("photos", "pointing", "pointing (photos) ↑", True),
+    ("photos", "loc_err1", "top-1 loc. err. (photos) ↓", False),
     ("photos", "loc_gt", "loc. acc., true class (photos) ↑", True),
     ("photos", "energy", "energy in box (photos) ↑", True),
     ("mosaic", "pointing", "pointing (mosaics) ↑", True),
@@ -44,7 +65,7 @@ COST = [
     ("mosaic", "seconds", "s / map (448 px mosaics)"),
     ("synthetic-vgg", "seconds", "s / image (synthetic, 64 px)"),
 ]
-BASELINES = ("random", "random-map")
+BASELINES = ("random", "random-map", "gaussian")
 
 
 def _value(text: str):
@@ -54,17 +75,26 @@ def _value(text: str):
         return text
 
 
-def read(path: str) -> Dict[str, Dict[str, Dict]]:
-    """{benchmark: {method: row}} from an evaluation.json or a run's log."""
+def read(arg: str) -> Dict[str, Dict[str, Dict]]:
+    """{benchmark: {method: row}} from ``FILE[:benchmarks]`` (see the module docstring)."""
+    path, _, only = arg.partition(":")
+    data = _read(path)
+    return {b: rows for b, rows in data.items() if not only or b in only.split(",")}
+
+
+def _read(path: str) -> Dict[str, Dict[str, Dict]]:
     out: Dict[str, Dict[str, Dict]] = {}
     if path.endswith(".json"):
         with open(path) as f:
-            res = json.load(f)["results"]
+            doc = json.load(f)
+        if "results" not in doc:  # this script's own output: already {benchmark: {method: row}}
+            return doc
+        res = doc["results"]
         for b, r in res.items():
             if b == "synthetic":
                 for kind, m in r["models"].items():
                     out[f"synthetic-{kind}"] = {row["method"]: row for row in m["rows"]}
-            else:
+            elif "rows" in r:  # vl has its own table
                 out[b] = {row["method"]: row for row in r["rows"]}
         return out
     with open(path) as f:
@@ -91,17 +121,19 @@ def winners(rows: Dict[str, Dict], key: str, higher: bool, tol: float = 0.005) -
 
 def render(data: Dict[str, Dict[str, Dict]], sources: List[str]) -> str:
     methods: List[str] = []
-    for b in data.values():
-        methods += [m for m in b if m not in methods]
+    measured = {b for b, _, _, _ in MEASURES}
+    for name, b in data.items():  # only the benchmarks of the table (not photos-presets, vl, ...)
+        if name in measured:
+            methods += [m for m in b if m not in methods]
     lines = [
-        "# The CAM family on real photos and synthetic scenes: which method wins which measure",
+        "# Every method on real photos and synthetic scenes: which method wins which measure",
         "",
-        "Made by `python benchmarks/evaluation_cam_family.py "
-        + " ".join(sources)
-        + "` (see its docstring for "
+        "Made by `python benchmarks/evaluation_cam_family.py " + " ".join(sources) + "` (its docstring lists "
         "the `gradcam evaluate` runs). EfficientNet-Lite0 (embedded ImageNet weights) at its default layer on "
-        "the real photos; the committed synthetic CNNs on the synthetic scenes. A method missing from a column "
-        "was not run on that benchmark (see the README's CAM family section for why).",
+        "the real photos (the photos columns: the held-out half of the annotated photos, 22 objects on 15 "
+        "photos, 10 of them labelled ImageNet photos for the top-1 error); the committed synthetic CNNs on the "
+        "synthetic scenes. A method missing from a column was not run on that benchmark "
+        "([the CAM family page](cam-family.md#which-method-wins-which-measure) says why).",
         "",
     ]
     head = ["method"] + [lab for _, _, lab, _ in MEASURES] + [lab for _, _, lab in COST]
@@ -119,8 +151,9 @@ def render(data: Dict[str, Dict[str, Dict]], sources: List[str]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Bold: the best non-baseline value (within 0.005) of each column; `random` and `random-map` are the "
-        "chance baselines.",
+        "Bold: the best non-baseline value (within 0.005) of each column; `random`, `random-map` and `gaussian` "
+        "are the chance baselines. Times are wall seconds on a shared 2-core machine under heavy load from "
+        "other processes (rows from different runs are not comparable to better than a factor of about 2).",
         "",
         "## Winners",
         "",

@@ -193,3 +193,22 @@ def test_quick_tables_of_inaccurate_models_mark_nothing_and_say_so_first(quick):
         table = part.split("\n\nNotes:")[0].split("**Real photos")[0]
         assert "**" not in table.split("\n\n", 1)[1]  # no value bolded in the quick synthetic tables
     assert "| **" in body.split("**Synthetic scenes")[0]  # the accurate photo model's table still marks
+
+
+def test_quick_mosaic_leaves_out_every_many_pass_method_registered_later(monkeypatch):
+    from gradcam.methods import registry
+    from gradcam.methods.contract import MethodInfo
+
+    assert [n for n in runner.all_methods() if runner.slow_on_photos(n)] == [
+        "occlusion",
+        "scorecam",
+        "rise",
+        "integrated-gradients",
+        "smoothgrad",
+        "vargrad",
+    ]
+    assert not runner.slow_on_photos("ablationcam")  # 1 + C through the layers after the layer only
+    for passes, slow in (("1 + n_samples x C", True), ("2 + steps", True), ("2", False), ("1", False)):
+        monkeypatch.setitem(registry.INFO, "zz-new", MethodInfo(name="zz-new", forward_passes=passes))
+        assert runner.slow_on_photos("zz-new") is slow, passes
+    assert not runner.slow_on_photos("not-registered")

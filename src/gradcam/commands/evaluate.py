@@ -38,6 +38,14 @@ def register(subparsers) -> None:
         action="store_true",
         help="train the synthetic CNNs instead of loading the committed weights (results then depend on the CPU)",
     )
+    p.add_argument(
+        "--split",
+        type=_split,
+        default="held_out",
+        metavar="{held_out,tuning,all}",
+        help="photos benchmark: which half of the annotated photos to measure (default held_out: the half no "
+        "default was chosen on; tuning: the half the presets were chosen on; all: both)",
+    )
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
     p.set_defaults(func=run)
 
@@ -49,6 +57,14 @@ def _names(text: str, what: str) -> list:
     return names
 
 
+def _split(text: str) -> str:
+    """``--split``: ``held_out`` (also ``heldout``, ``held-out``), ``tuning`` or ``all``."""
+    name = {"heldout": "held_out", "held-out": "held_out"}.get(text, text)
+    if name not in ("held_out", "tuning", "all"):
+        raise argparse.ArgumentTypeError(f"choose held_out, tuning or all (got {text!r})")
+    return name
+
+
 def _command(args: argparse.Namespace) -> str:
     parts = ["gradcam evaluate", f"--benchmarks {args.benchmarks}"]
     if args.quick:
@@ -57,6 +73,8 @@ def _command(args: argparse.Namespace) -> str:
         parts.append("--retrain")
     if args.seed:
         parts.append(f"--seed {args.seed}")
+    if getattr(args, "split", "held_out") != "held_out":
+        parts.append(f"--split {args.split}")
     if args.methods != ",".join(_default_methods()):
         parts.append(f"--methods {args.methods}")
     return " ".join(parts)  # --out, --cache and --threads do not change the results
@@ -109,6 +127,7 @@ def _run(args: argparse.Namespace) -> int:
         seed=args.seed,
         cache_dir=args.cache,
         retrain=args.retrain,
+        split=getattr(args, "split", "held_out"),
         methods=_names(args.methods, "methods"),
         log=lambda s: print(s, file=sys.stderr, flush=True),
     )

@@ -46,8 +46,23 @@ METHODS: Tuple[str, ...] = (
     "rise",
     "random-map",
 )
-#: Methods left out of the quick mosaic run (thousands of forward passes of EfficientNet-Lite0 per mosaic).
+#: Methods left out of the quick mosaic run (thousands of forward passes of EfficientNet-Lite0 per mosaic);
+#: a method registered later joins them when its ``forward_passes`` grows with a count (:func:`slow_on_photos`).
 SLOW_ON_PHOTOS = ("occlusion", "scorecam", "rise", "integrated-gradients", "smoothgrad", "vargrad")
+
+
+def slow_on_photos(name: str) -> bool:
+    """Whether method ``name`` runs many forward passes per image: listed in :data:`SLOW_ON_PHOTOS`, or its
+    registered ``forward_passes`` names a count (``"1 + samples"``, ``"2 + steps"``, ``"1 + C"``), except
+    passes through the layers after the explained one only (``"1 + C (after the layer)"``, Ablation-CAM)."""
+    if name in SLOW_ON_PHOTOS:
+        return True
+    if name not in registry.INFO:
+        return False
+    passes = str(registry.INFO[name].forward_passes)
+    return "after the layer" not in passes and any(c.isalpha() for c in passes)
+
+
 BENCHMARKS: Tuple[str, ...] = ("mosaic", "synthetic", "vl", "photos")
 
 
@@ -65,6 +80,8 @@ class Settings:
     seed: int = 0
     cache_dir: Optional[str] = None
     retrain: bool = False  # synthetic CNNs: train instead of loading the committed weights
+    split: str = "held_out"  # photos: the half of the annotated photos measured (``tuning``, ``all``)
+    synthetic_models: Tuple[str, ...] = ("vgg", "gap")  # synthetic: which CNNs (one per process side by side)
     methods: Sequence[str] = field(default_factory=all_methods)
     log: Callable[[str], None] = print
     notes: List[str] = field(default_factory=list)
@@ -173,7 +190,7 @@ def run_mosaic(settings: Settings) -> Dict:
     y1 = torch.tensor([p.label for p in usable[:n_faith]])
     rows: List[Dict[str, Any]] = []
     for name in settings.methods:
-        if q and name in SLOW_ON_PHOTOS:
+        if q and slow_on_photos(name):
             settings.note(
                 f"quick mode: {name} is left out of the mosaic benchmark (many forward passes per mosaic)."
             )
@@ -188,6 +205,7 @@ def run_mosaic(settings: Settings) -> Dict:
                 "scorecam": dict(batch_size=32),
                 "rise": dict(n_masks=1000, batch_size=32),
                 "ablationcam": dict(batch_size=256),
+                **{m: dict(batch_size=8) for m in ("integrated-gradients", "smoothgrad", "vargrad")},
             },
         )
         if method is None:
@@ -346,7 +364,7 @@ def run_synthetic(settings: Settings) -> Dict:
     x2, y2, masks2, _ = syn.make_data(n_two, seed=30_000 + settings.seed, size=size, n_objects=2)
     tables = []
     opts = dict(SYNTH_OPTIONS, **({"rise": dict(n_masks=100, batch_size=512)} if q else {}))
-    for kind in ("vgg", "gap"):
+    for kind in settings.synthetic_models:
         t0 = time.time()
         net, info = syn.load_or_train(
             synthetic_config(kind, settings), settings.cache_dir, log=settings.log, retrain=settings.retrain
@@ -546,26 +564,53 @@ PHOTO_COLUMNS = [
 ]
 
 
+PHOTO_SPLITS: Tuple[str, ...] = ("held_out", "tuning", "all")
+
+
+#: Batches of the many-pass methods on whole photos (the long side up to 1024 px): bounded memory.
+PHOTO_OPTIONS = {
+    "occlusion": dict(window=64, stride=32, batch_size=16),
+    **{m: dict(batch_size=8) for m in ("integrated-gradients", "smoothgrad", "vargrad")},
+}
+
+
+def photo_split(split: str, notes: Optional[List[str]] = None) -> Tuple[list, str]:
+    """The annotated photos of ``split`` (``held_out``, ``tuning`` or ``all``) and how the tables name it
+    ("the held-out half: 22 objects on 15 photos")."""
+    from . import photos as ph
+
+    if split not in PHOTO_SPLITS:
+        raise ValueError(f"split must be one of {', '.join(PHOTO_SPLITS)}; got {split!r}.")
+    photos = ph.load_annotated(notes, split=None if split == "all" else split)
+    files = len({p.name.split(":")[0] for p in photos})
+    what = {"held_out": "the held-out half", "tuning": "the tuning half", "all": "both halves"}[split]
+    return photos, f"{what}: {len(photos)} objects on {files} photos"
+
+
 def run_photos(settings: Settings) -> Dict:
     """The Grad-CAM paper's Table 1 protocol (classification and localization error, 15% box, IoU >= 0.5)
-    and TorchRay's pointing game on the hand-annotated photos of :mod:`.photos`, every method."""
+    and TorchRay's pointing game on one half of the hand-annotated photos of :mod:`.photos`
+    (``settings.split``, the held-out half by default): every method on EfficientNet-Lite0, then Grad-CAM
+    for each ``--quality`` preset and each built-in model (:mod:`.photo_models`)."""
+    from . import photo_models as pm
     from . import photos as ph
 
     t0 = time.time()
     loaded = _load_imagenet_model()
     model, layer = loaded.model, loaded.layer
     notes: List[str] = []
-    photos = ph.load_annotated(notes)
+    photos, split_text = photo_split(settings.split, notes)
     for n in notes:
         settings.note(n)
     if settings.quick:
         photos = photos[:4]
+        split_text += " (quick mode: the first 4)"
     size = loaded.size or 256
     rows = []
     for name in settings.methods:
         if settings.quick and name not in ("gradcam", "random"):
             continue
-        method = build(name, model, layer, settings, {"occlusion": dict(window=64, stride=32, batch_size=16)})
+        method = build(name, model, layer, settings, PHOTO_OPTIONS)
         if method is None:
             continue
         try:
@@ -575,29 +620,60 @@ def run_photos(settings: Settings) -> Dict:
             continue
         rows.append({"method": name, **res})
         settings.log(f"  photos/{name}: " + ", ".join(f"{k} {v}" for k, v in res.items() if k != "per_photo"))
+    presets: List[Dict] = []
+    if (
+        "gradcam" in settings.methods
+    ):  # the rows per preset and model are Grad-CAM's (gradcam explain's method)
+        presets = pm.photo_rows(
+            photos, quick=settings.quick, repeats=1 if settings.quick else 3, note=settings.note
+        )
+    else:
+        settings.note(
+            "photos: the rows per --quality preset and per model are Grad-CAM's; add gradcam to --methods."
+        )
+    for r in presets:
+        settings.log(f"  photos-presets/{r['label']}: " + ", ".join(f"{k} {v}" for k, v in r.items()))
     meta = {
         "model": "efficientnet-lite0 (embedded ImageNet weights)",
         "layer": layer,
         "size": size,
+        "split": settings.split,
         "photos": [p.name for p in photos],
+        "scored": sum(p.scored for p in photos),
         "threshold": 0.15,
         "pointing_tolerance_px": 15,
         "seconds": round(time.time() - t0, 1),
     }
-    shown = [{k: v for k, v in r.items() if k != "per_photo"} for r in rows]
-    head = (
-        f"**Real photos with boxes** (Grad-CAM paper, Table 1 protocol) — EfficientNet-Lite0, layer `{layer}`, "
-        f"short side {size} px; {len(photos)} photos ({sum(p.scored for p in photos)} scored for classification); "
-        "box at 15% of the map's max, largest segment, right when IoU ≥ 0.5 with a box of the class; pointing: "
-        "TorchRay's protocol (15 px, union of the class's boxes, mean over classes)."
-    )
     return {
         "meta": meta,
         "rows": rows,
-        "table": head
-        + "\n\n"
-        + _table(shown, PHOTO_COLUMNS, lower=("cls_err1", "cls_err5", "loc_err1", "loc_err5", "seconds")),
+        "presets": presets,
+        "table": _photos_tables(rows, presets, meta, split_text),
     }
+
+
+def _photos_tables(rows: List[Dict], presets: List[Dict], meta: Dict, split_text: str) -> str:
+    """The methods table and the presets/models table of the photos benchmark, with their headings."""
+    from .photo_models import rows_table
+
+    shown = [{k: v for k, v in r.items() if k != "per_photo"} for r in rows]
+    scored = meta["scored"]
+    head = (
+        f"**Real photos with boxes** (Grad-CAM paper, Table 1 protocol) — {split_text}; {scored} labelled "
+        f"ImageNet photos scored for classification; EfficientNet-Lite0, layer "
+        f"`{meta['layer']}`, short side {meta['size']} px; box at 15% of the map's max, largest segment, right "
+        "when IoU ≥ 0.5 with a box of the class; pointing: TorchRay's protocol (15 px, union of the class's "
+        "boxes, mean over classes)."
+    )
+    lower = ("cls_err1", "cls_err5", "loc_err1", "loc_err5", "seconds")
+    head2 = (
+        f"**Real photos with boxes, per `--quality` preset and per built-in model** — {split_text}; Grad-CAM "
+        "at each model's head; a preset at its own short side and box threshold, a model at its own short side "
+        "and the paper's 15%; peak in a box and IoU ≥ 0.5 are counts of objects (the true class's map); "
+        "top-1 errors as in the table above; s / photo: one Grad-CAM call, timed round-robin in this run."
+    )
+    table = head + "\n\n" + _table(shown, PHOTO_COLUMNS, lower=lower)
+    return table + ("\n\n" + head2 + "\n\n" + rows_table(presets) if presets else "")
 
 
 RUNNERS = {"mosaic": run_mosaic, "synthetic": run_synthetic, "vl": run_vl, "photos": run_photos}
