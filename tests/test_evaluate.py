@@ -204,7 +204,10 @@ def test_quick_mosaic_leaves_out_every_many_pass_method_registered_later(monkeyp
         "scorecam",
         "rise",
         "integrated-gradients",
+        "iscam",
         "smoothgrad",
+        "smoothgradcam++",
+        "sscam",
         "vargrad",
     ]
     assert not runner.slow_on_photos("ablationcam")  # 1 + C through the layers after the layer only
