@@ -73,7 +73,7 @@ def run_local(
 
     if prefetch <= 0:
         for chunk in chunks:
-            _explain_chunk(chunk, load_all(chunk), jobs, wanted, on_outcome, None, [])
+            _explain_chunk(chunk, load_all(chunk), jobs, wanted, on_outcome, None, deque())
         return
     writing: Deque[Any] = deque()  # (future of kinds.write, job), oldest first
     with (
