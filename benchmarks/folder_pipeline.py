@@ -18,7 +18,7 @@ rates and CPU-time rates (this process's or the child's CPU seconds, all threads
 shared machine wall time measures the other jobs as much as ours; CPU time does not see them (but counts
 what the overlap hides: background work is CPU spent, never saved).
 
-Usage: ``python benchmarks/folder_pipeline.py [--copies 10] [--batch-size 4] [--threads N] [--rounds 1]``;
+Usage: ``python benchmarks/folder_pipeline.py [--copies 10] [--batch-size 4] [--threads N,M] [--rounds 1]``;
 writes ``benchmarks/results/folder_pipeline.json`` and ``docs/results/folder-pipeline.md`` (``--no-write``:
 print only). Needs foolbox's photo files (``pip install 'gradcam[evaluate]'``).
 """
@@ -79,17 +79,25 @@ def make_folder(folder: str, copies: int) -> int:
     return copies * len(srcs)
 
 
+def mark() -> tuple:
+    """(wall, process CPU, this thread's CPU) seconds now."""
+    return time.perf_counter(), time.process_time(), time.thread_time()
+
+
 def rates(marks: list, skip: int) -> dict:
-    """Overall and marginal rates from ``marks``: one ``(wall, cpu)`` per finished photo, after a ``(wall, cpu)``
-    start mark at index 0."""
+    """Overall and marginal rates from ``marks`` (:func:`mark`, taken in the main thread): one per finished
+    photo, after a start mark at index 0. ``marginal_main``: photos per CPU second of the main thread alone
+    (the explain step's critical path when the background threads have cores of their own; with one torch
+    thread the forward runs in the main thread, so it is all of the reference's work)."""
     n = len(marks) - 1
-    (w0, c0), (wn, cn), (ws, cs) = marks[0], marks[-1], marks[skip]
+    (w0, c0, _), (wn, cn, tn), (ws, cs, ts) = marks[0], marks[-1], marks[skip]
     return {
         "photos": n,
         "overall_wall": n / (wn - w0),
         "overall_cpu": n / (cn - c0),
         "marginal_wall": (n - skip) / (wn - ws),
         "marginal_cpu": (n - skip) / (cn - cs),
+        "marginal_main": (n - skip) / (tn - ts),
     }
 
 
@@ -103,7 +111,7 @@ def reference(folder: str, batch_size: int, skip: int) -> dict:
 
     loaded = load_model("efficientnet-lite0")
     items = find(Options(paths=(folder,), out=os.path.join(folder, "_none")))
-    marks = [(time.perf_counter(), time.process_time())]
+    marks = [mark()]
     for i in range(0, len(items), batch_size):
         xs = [loaded.preprocess(img) for img, _ in (load(it, MAX_PIXELS) for it in items[i : i + batch_size])]
         groups: dict = {}
@@ -112,7 +120,7 @@ def reference(folder: str, batch_size: int, skip: int) -> dict:
         with torch.no_grad():
             for g in groups.values():
                 loaded.model(torch.stack(g))
-        marks += [(time.perf_counter(), time.process_time())] * len(xs)
+        marks += [mark()] * len(xs)
     return rates(marks, skip)
 
 
@@ -124,11 +132,11 @@ def explain_inprocess(folder: str, out: str, batch_size: int, prefetch: int, ski
 
     class Marks(Reporter):
         def start(self, total: int) -> None:
-            marks.append((time.perf_counter(), time.process_time()))
+            marks.append(mark())
 
         def outcome(self, file, reason, text) -> None:
             assert reason is None, (file, reason)
-            marks.append((time.perf_counter(), time.process_time()))
+            marks.append(mark())
 
     run(Options(paths=(folder,), out=out, force=True, batch_size=batch_size, prefetch=prefetch), Marks())
     return rates(marks, skip)
@@ -194,80 +202,101 @@ def startup(photo_dir: str, out: str, threads: int, runs: int = 5) -> dict:
 
 
 def measure(args: argparse.Namespace, work: str) -> dict:
-    """Every case once per round (rounds interleaved), then the start-up runs."""
+    """Every case once per round (rounds interleaved) at each torch thread count, then the start-up runs."""
     folder = os.path.join(work, "photos")
     n = make_folder(folder, args.copies)
     one = os.path.join(work, "one")
     os.makedirs(one)
     shutil.copy(sorted(glob.glob(os.path.join(folder, "copy0", "*.jpg")))[0], one)
     out = os.path.join(work, "out")
-    cases: dict = {}
-    for _ in range(args.rounds):
-        for name, fn in (
-            ("reference", lambda: reference(folder, args.batch_size, args.skip)),
-            (
-                f"explain, prefetch {args.prefetch}",
-                lambda: explain_inprocess(folder, out, args.batch_size, args.prefetch, args.skip),
-            ),
-            (
-                "explain, prefetch 0 (serial)",
-                lambda: explain_inprocess(folder, out, args.batch_size, 0, args.skip),
-            ),
-            (
-                "gradcam explain DIR (CLI)",
-                lambda: explain_cli(folder, out, args.batch_size, args.threads, args.skip),
-            ),
-        ):
-            cases.setdefault(name, []).append(fn())
-    return {"photos": n, "cases": cases, "startup": startup(one, os.path.join(work, "out1"), args.threads)}
+    by_threads: dict = {}
+    for t in args.threads:
+        torch.set_num_threads(t)
+        cases = by_threads.setdefault(str(t), {})
+        for _ in range(args.rounds):
+            for name, fn in (
+                (REF, lambda: reference(folder, args.batch_size, args.skip)),
+                (
+                    f"explain, prefetch {args.prefetch} (default)",
+                    lambda: explain_inprocess(folder, out, args.batch_size, args.prefetch, args.skip),
+                ),
+                (
+                    "explain, prefetch 0 (serial)",
+                    lambda: explain_inprocess(folder, out, args.batch_size, 0, args.skip),
+                ),
+                (CLI, lambda t=t: explain_cli(folder, out, args.batch_size, t, args.skip)),
+            ):
+                cases.setdefault(name, []).append(fn())
+    torch.set_num_threads(args.threads[0])
+    su = startup(one, os.path.join(work, "out1"), args.threads[0], args.startup_runs)
+    return {"photos": n, "by_threads": by_threads, "startup": su}
+
+
+REF = "reference: decode + preprocess + forward"
+CLI = "gradcam explain DIR (CLI, a new process)"
 
 
 def _median(runs: list, key: str) -> float:
     return statistics.median(r[key] for r in runs if key in r)
 
 
+def _table(cases: dict) -> list:
+    """One table: each case's marginal rates (wall, CPU time, main thread's CPU) relative to the reference."""
+    ref = cases[REF]
+    rw, rc, rm = (_median(ref, k) for k in ("marginal_wall", "marginal_cpu", "marginal_main"))
+    lines = [
+        "| case | marginal images/s (wall) | rel. to reference (wall) | marginal images/s (CPU time) "
+        "| rel. to reference (CPU time) | rel. to reference (main thread's CPU time) | overall images/s (wall) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, runs in cases.items():
+        mw, ow = _median(runs, "marginal_wall"), _median(runs, "overall_wall")
+        if "marginal_cpu" in runs[0]:
+            mc, mm = _median(runs, "marginal_cpu"), _median(runs, "marginal_main")
+            cpu = f"{mc:.1f} | {mc / rc:.0%} | {mm / rm:.0%}"
+        else:
+            cpu = "- | - | -"
+        lines.append(f"| {name} | {mw:.1f} | {mw / rw:.0%} | {cpu} | {ow:.1f} |")
+    cli = cases[CLI]
+    lines += [
+        "",
+        f"The CLI run took {_median(cli, 'seconds'):.1f} s wall and {_median(cli, 'cpu_seconds'):.1f} s of CPU "
+        f"for {cli[0]['photos']} photos, start-up included ({cli[0]['photos'] / _median(cli, 'cpu_seconds'):.1f} "
+        "images per CPU second).",
+        "",
+    ]
+    return lines
+
+
 def write_page(res: dict, path: str) -> None:
     """The results page (docs/results/folder-pipeline.md)."""
-    cases, su = res["cases"], res["startup"]
-    ref = cases["reference"]
+    su = res["startup"]
     lines = [
         "# Folder pipeline: `gradcam explain DIR` against decode + forward",
         "",
         f"Command: `{res['command']}`. Written {res['when']} on {res['cpus']} logical CPUs, torch {res['torch']}, "
-        f"{res['threads']} torch thread(s), batch size {res['batch_size']}, {res['photos']} photos "
-        f"(foolbox's 20 ImageNet photos, {res['copies']} copies; 512 x 512 but one 1024 x 683), EfficientNet-Lite0, "
-        f"Grad-CAM, default options (overlay PNGs, resume records, the index), `--force`. "
-        f"Marginal rate: photos {res['skip']}..N. {res['rounds']} round(s), medians. "
-        f"OMP_WAIT_POLICY={res['omp_wait_policy']} (idle torch threads sleep rather than spin, so CPU time "
-        "counts work, not waiting, on a shared machine).",
+        f"batch size {res['batch_size']}, {res['photos']} photos (foolbox's 20 ImageNet photos, {res['copies']} "
+        "copies; 512 x 512 but one 1024 x 683), EfficientNet-Lite0, Grad-CAM, default options (overlay PNGs, "
+        f"resume records, the index), `--force`. Marginal rate: photos {res['skip']}..N. {res['rounds']} "
+        f"round(s), medians. OMP_WAIT_POLICY={res['omp_wait_policy']} (idle torch threads sleep rather than "
+        "spin, so CPU time counts work, not waiting, on a shared machine).",
         "",
         f"Load average (1/5/15 min) before: {' '.join(f'{x:.1f}' for x in res['load_before'])}, after: "
-        f"{' '.join(f'{x:.1f}' for x in res['load_after'])}. **The machine was shared** with other sessions "
-        "(a load far above its CPU count means wall times measure them as much as us); the CPU-time columns "
-        "(seconds of CPU this process, or the child, used: all its threads) do not see the other jobs, but "
-        "count what an overlap hides (work moved to a background thread is still CPU spent).",
+        f"{' '.join(f'{x:.1f}' for x in res['load_after'])}. **The machine was shared** with other sessions: "
+        "a load far above its CPU count means that wall times measure them as much as us (and a process "
+        "with more threads gets a larger share of a contended CPU). The CPU-time columns (CPU seconds of this "
+        "process, all its threads) do not see the other jobs, but count what an overlap hides: work moved to a "
+        "background thread is still CPU spent. The main thread's CPU time is the explain step's critical "
+        "path: what the marginal rate would be if the decode and write threads had cores of their own.",
         "",
-        "| case | marginal images/s (wall) | rel. to reference (wall) | marginal images/s (CPU time) "
-        "| rel. to reference (CPU time) | overall images/s (wall) |",
-        "| --- | --- | --- | --- | --- | --- |",
     ]
-    rw, rc = _median(ref, "marginal_wall"), _median(ref, "marginal_cpu")
-    for name, runs in cases.items():
-        mw, ow = _median(runs, "marginal_wall"), _median(runs, "overall_wall")
-        mc = _median(runs, "marginal_cpu") if "marginal_cpu" in runs[0] else None
-        cpu = f"{mc:.1f} | {mc / rc:.0%}" if mc is not None else "- | -"
-        lines.append(f"| {name} | {mw:.1f} | {mw / rw:.0%} | {cpu} | {ow:.1f} |")
-    cli = cases["gradcam explain DIR (CLI)"]
+    for t, cases in res["by_threads"].items():
+        lines += [f"## {t} torch thread(s)", ""] + _table(cases)
     lines += [
-        "",
-        f"The CLI run (start-up included) took {_median(cli, 'seconds'):.1f} s wall and "
-        f"{_median(cli, 'cpu_seconds'):.1f} s of CPU for {res['photos']} photos ({res['photos'] / _median(cli, 'cpu_seconds'):.1f} "
-        "images per CPU second; the marginal CPU rate of the in-process run is the comparable one).",
-        "",
         "## Start-up",
         "",
         "From spawning `python -m gradcam explain ONE.jpg --force` to the first photo's decode (imports, the "
-        "model built and its weights loaded, the colormap), 5 runs:",
+        f"model built and its weights loaded, the colormap), {len(su['wall'])} runs, {res['threads'][0]} torch thread(s):",
         "",
         f"- wall: median **{su['wall_median']:.2f} s** (runs: {', '.join(f'{x:.2f}' for x in su['wall'])});",
         f"- CPU time of the child by then: median **{su['cpu_median']:.2f} s** (runs: "
@@ -295,7 +324,7 @@ NOTES = [
     "the wall ratio. Outputs are byte-identical to the serial path's and to those of the version before "
     "the overlap (tests/test_folder_pipeline.py).",
     "",
-    "Reproduce: `python benchmarks/folder_pipeline.py` (add `--threads 1` for one torch thread).",
+    "Reproduce: `python benchmarks/folder_pipeline.py` (`--threads 2,1`: the torch thread counts).",
 ]
 
 
@@ -304,13 +333,19 @@ def main(argv=None) -> int:
     ap.add_argument("--copies", type=int, default=10, help="copies of foolbox's 20 photos (default 10: 200)")
     ap.add_argument("--batch-size", type=int, default=4, help="the CLI's default, 4")
     ap.add_argument(
-        "--threads", type=int, default=torch.get_num_threads(), help="torch threads (default torch's)"
+        "--threads",
+        type=lambda v: [int(x) for x in v.split(",")],
+        default=sorted({torch.get_num_threads(), 1}, reverse=True),
+        help="torch thread counts, comma-separated (default: torch's, then 1)",
     )
     ap.add_argument("--prefetch", type=int, default=2, help="the CLI's default, 2")
     ap.add_argument(
         "--skip", type=int, default=50, help="the marginal rate counts photos SKIP..N (default 50)"
     )
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument(
+        "--startup-runs", type=int, default=5, help="start-up measurements (default 5: the median)"
+    )
     ap.add_argument(
         "--omp-active",
         action="store_true",
@@ -322,7 +357,6 @@ def main(argv=None) -> int:
     ap.add_argument("--json-out", default=os.path.join(HERE, "results", "folder_pipeline.json"))
     ap.add_argument("--md-out", default=os.path.join(ROOT, "docs", "results", "folder-pipeline.md"))
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
     sys.path.insert(0, SRC)
     work = tempfile.mkdtemp(prefix="gradcam-bench-folder-")
     try:
