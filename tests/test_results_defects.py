@@ -202,7 +202,7 @@ def test_ambiguous_layout_warns_instead_of_guessing_silently():
 def _parser_raising(exc):
     import argparse
 
-    def build():
+    def build(*_):
         p = argparse.ArgumentParser(prog="gradcam")
         p.add_argument("--debug", action="store_true")
         sub = p.add_subparsers(dest="command")

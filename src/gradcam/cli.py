@@ -40,8 +40,13 @@ def started() -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser, with every available subcommand."""
+def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
+    """The full argument parser, with every available subcommand (``only``: just that one, when it is one).
+
+    ``main`` passes the command named first on the line, so that ``gradcam explain`` does not import the
+    other commands' modules (start-up time); ``gradcam --help`` and unknown commands get them all.
+    """
+    names = (only,) if only in COMMANDS else COMMANDS
     parser = argparse.ArgumentParser(prog="gradcam", description="Show where a PyTorch model looks.")
     parser.add_argument("--version", action="version", version=f"gradcam {version()}")
     parser.add_argument(
@@ -50,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="show the full traceback of an unexpected error (also GRADCAM_DEBUG=1)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    for name in names:
         try:
             mod = importlib.import_module(f"gradcam.commands.{name}")
         except ModuleNotFoundError as e:
@@ -86,7 +91,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     debug = debug_enabled(argv)
     argv = [a for a in argv if a != "--debug"]
     try:
-        parser = build_parser()
+        parser = build_parser(argv[0] if argv else None)
         args = parser.parse_args(argv)
         if not getattr(args, "func", None):
             parser.print_help()

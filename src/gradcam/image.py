@@ -229,7 +229,13 @@ def preprocess_image(
 
 @functools.lru_cache(maxsize=32)
 def colormap_lut(name: str = "jet") -> torch.Tensor:
-    """The matplotlib colormap ``name`` as a (256, 3) float tensor in [0, 1]."""
+    """The matplotlib colormap ``name`` as a (256, 3) float tensor in [0, 1].
+
+    ``jet`` (the default) is built here, value for value as matplotlib builds it (:func:`_jet_lut`), so
+    that ``gradcam explain`` starts without importing matplotlib (about 0.2 s); other names ask matplotlib.
+    """
+    if name == "jet":
+        return _jet_lut()
     import matplotlib
 
     try:
@@ -243,6 +249,39 @@ def colormap_lut(name: str = "jet") -> torch.Tensor:
             f"Unknown colormap {name!r}.{hint} Any matplotlib colormap name works (jet, turbo, viridis...)."
         ) from None
     return torch.from_numpy(cmap(np.linspace(0.0, 1.0, 256))[:, :3].astype(np.float32))
+
+
+# matplotlib's segment data of jet (matplotlib/_cm.py: _jet_data): per channel rows (x, y0, y1).
+_JET_SEGMENTS = (
+    ((0.00, 0, 0), (0.35, 0, 0), (0.66, 1, 1), (0.89, 1, 1), (1.00, 0.5, 0.5)),
+    ((0.000, 0, 0), (0.125, 0, 0), (0.375, 1, 1), (0.640, 1, 1), (0.910, 0, 0), (1.000, 0, 0)),
+    ((0.00, 0.5, 0.5), (0.11, 1, 1), (0.34, 1, 1), (0.65, 0, 0), (1.00, 0, 0)),
+)
+
+
+def _jet_lut() -> torch.Tensor:
+    """matplotlib's ``colormaps["jet"](np.linspace(0, 1, 256))[:, :3]`` as float32, without matplotlib.
+
+    As ``matplotlib.colors._create_lookup_table`` (N = 256, gamma 1): with x scaled by N - 1 and
+    x_i = (N - 1) t_i, entry j is y1[i-1] + (j - x_{i-1}) / (x_i - x_{i-1}) (y0[i] - y1[i-1]) for the
+    segment i holding j, the ends y1[0] and y0[-1]; the colormap's lookup of linspace(0, 1, 256) then reads
+    entries 0..255 in order (index floor(256 t), 256 -> 255). tests/test_folder_pipeline.py compares it
+    with matplotlib bit for bit.
+    """
+    n = 256
+    channels = []
+    for seg in _JET_SEGMENTS:
+        a = np.array(seg, dtype=float)
+        x, y0, y1 = a[:, 0] * (n - 1), a[:, 1], a[:, 2]
+        xind = (n - 1) * np.linspace(0, 1, n) ** 1.0
+        ind = np.searchsorted(x, xind)[1:-1]
+        distance = (xind[1:-1] - x[ind - 1]) / (x[ind] - x[ind - 1])
+        lut = np.concatenate([[y1[0]], distance * (y0[ind] - y1[ind - 1]) + y1[ind - 1], [y0[-1]]])
+        channels.append(np.clip(lut, 0.0, 1.0))
+    xa = np.linspace(0.0, 1.0, 256) * n
+    xa[xa == n] = n - 1
+    idx = xa.astype(int)
+    return torch.from_numpy(np.stack(channels, axis=1)[idx].astype(np.float32))
 
 
 def colorize(m: torch.Tensor, colormap: str = "jet") -> torch.Tensor:

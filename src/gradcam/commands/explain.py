@@ -179,6 +179,14 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="photos decoded and explained together (default 4; photos of equal size share a batch)",
     )
+    p.add_argument(
+        "--prefetch",
+        type=int,
+        default=2,
+        metavar="N",
+        help="local engine: batches decoded and preprocessed ahead in a background thread while one is "
+        "explained and another written (default 2; 0: no background threads, one batch after the other)",
+    )
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -292,6 +300,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
         neurons=args.neurons,
         force=bool(args.force),
         batch_size=args.batch_size,
+        prefetch=args.prefetch,
         device=args.device,
         precision=args.precision,
         max_side=args.max_side,

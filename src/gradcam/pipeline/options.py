@@ -39,7 +39,9 @@ class Options:
       ``neurons``: a channel-names file for the printed descriptions;
     - ``force``: redo every photo; ``batch_size``; ``device``; ``precision`` (``"fp32"``, ``"bf16"``,
       ``"fp16"``: the forward passes under ``torch.autocast``, gradients and maps in float32; fp16 needs a
-      CUDA or MPS device);
+      CUDA or MPS device); ``prefetch``: batches the local engine decodes
+      and preprocesses ahead in a background thread while one is explained and another written (default 2;
+      0: everything in the calling thread, one batch after the other; outputs are the same);
     - limits: ``max_side`` (long side of the model input, 0 or ``None``: no cap), ``max_megapixels`` (files
       whose header declares more are refused before decoding; 0 or ``None``: no limit of ours);
     - engine: ``engine`` ("local" or "ray"), and for Ray ``address``, ``workers``, ``threads`` (torch threads
@@ -78,6 +80,7 @@ class Options:
     batch_size: int = 4
     device: str = "cpu"
     precision: str = "fp32"
+    prefetch: int = 2  # gradcam.pipeline.local.PREFETCH
     max_side: Optional[int] = MAX_SIDE
     max_megapixels: Optional[float] = MAX_MEGAPIXELS
     demo: bool = False
@@ -144,6 +147,10 @@ def _problems(o: Options) -> List[str]:
         bad.append(f"--alpha must be in [0, 1]; got {o.alpha}.")
     if o.batch_size < 1:
         bad.append(f"--batch-size must be at least 1; got {o.batch_size}.")
+    if isinstance(o.prefetch, bool) or not isinstance(o.prefetch, int) or o.prefetch < 0:
+        bad.append(
+            f"--prefetch is a number of batches decoded ahead (0: no background threads); got {o.prefetch!r}."
+        )
     bt = o.box_threshold
     if bt is not None and not 0 < bt <= 1:
         bad.append(

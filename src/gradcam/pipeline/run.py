@@ -191,7 +191,8 @@ def _execute(
                 on_outcome(o.item.path, o.reason, outcome_text(o, names))
 
             bs = options.batch_size
-            run_local([todo[i : i + bs] for i in range(0, len(todo), bs)], jobs, wanted, local_outcome)
+            chunks = [todo[i : i + bs] for i in range(0, len(todo), bs)]
+            run_local(chunks, jobs, wanted, local_outcome, prefetch=options.prefetch)
     finally:
         for m in hooked:
             m.progress = None
