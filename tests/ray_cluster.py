@@ -116,6 +116,8 @@ def worker_env() -> Dict[str, str]:
         PYTHONPATH=path,
         RAY_AUTH_MODE="disabled",
         RAY_USAGE_STATS_ENABLED="0",
+        # A worker process that imports torch on a loaded 2-core machine can take longer than Ray's 60 s.
+        RAY_worker_register_timeout_seconds="600",
         OMP_NUM_THREADS="1",
         MKL_NUM_THREADS="1",
     )

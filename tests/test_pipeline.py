@@ -146,6 +146,7 @@ def test_the_pool_reaches_ray(gpus, actors, gpus_each, device, monkeypatch):
         remote=lambda fn: _FakeRemote(fn, calls),
         put=lambda value: ("ref", value),
         get=lambda refs: refs,
+        wait=lambda refs, num_returns, timeout: (refs, []),
         kill=killed.append,
         exceptions=SimpleNamespace(RayError=RuntimeError),
     )

@@ -43,6 +43,7 @@ DEPTH = 2  # batches in flight per actor: one explained while the next one's pho
 MAX_RETRIES = 2  # a batch whose actor or task failed is sent again at most this many times
 PROBE_EVERY = 0.5  # seconds between probes of an actor that died (until Ray has started it again)
 PROBES = 240  # failed probes (about 2 minutes) after which a dead actor is given up
+STARTUP_NOTE_AFTER = 60.0  # seconds of waiting for the actors to start before a note says so
 
 
 def pool_shape(
@@ -103,7 +104,7 @@ def plan_pool(
 
 
 def _decode_row(row: Dict, loaded: Any, max_pixels: Optional[int]) -> Dict:
-    """Ray Data task: read, decode and preprocess one batch of photos (``loaded``: the model's preprocessing)."""
+    """Ray task: read, decode and preprocess one batch of photos (``loaded``: the model's preprocessing)."""
     decoded = []
     for p, s in zip(row["paths"], row["stems"]):
         data, reason = decode(Item(p, s), max_pixels)
@@ -437,22 +438,33 @@ class _Scheduler:
             raise KeyboardInterrupt
 
 
-def _start_actors(ray: Any, pool: Pool, jobs: Sequence[Job], names: Any, shipped: Any) -> List[Any]:
+def _start_actors(ray: Any, pool: Pool, jobs: Sequence[Job], cfg: RayConfig, shipped: Any) -> List[Any]:
     """The actor pool, spread over the nodes, each loading the driver's model from ``shipped`` (its object
     ref, :func:`pack_model`); waits until every actor has loaded it (a model that fails to load fails here,
-    before any photo)."""
-    spec = ActorSpec(pool.device, pool.threads, names)
+    before any photo). While actors cannot be placed (a cluster without room for them), a note says so
+    every :data:`STARTUP_NOTE_AFTER` seconds."""
+    spec = ActorSpec(pool.device, pool.threads, cfg.names)
     templates = [dataclasses.replace(j, loaded=None, method=None) for j in jobs]
     cls = ray.remote(_Explainer).options(
         num_cpus=pool.cpus,
         num_gpus=pool.gpus,
         max_restarts=-1,  # a dead actor process is started again; each batch's retries are bounded
-        max_task_retries=0,  # resends are ours (_drive): bounded, counted, and reported per photo
+        max_task_retries=0,  # resends are ours (_Scheduler): bounded, counted, and reported per photo
         scheduling_strategy="SPREAD",
     )
     actors = [cls.remote(spec, templates) for _ in range(pool.actors)]
+    ready = [a.ready.remote({"model": shipped}) for a in actors]
     try:
-        ray.get([a.ready.remote({"model": shipped}) for a in actors])
+        pending = ready
+        while pending:
+            _, pending = ray.wait(pending, num_returns=len(pending), timeout=STARTUP_NOTE_AFTER)
+            if pending and cfg.say is not None:
+                cfg.say(
+                    f"gradcam: waiting for {len(pending)} of {len(actors)} model actors to start "
+                    f"({pool.cpus:g} CPU and {pool.gpus:g} GPU each; the Ray cluster has "
+                    f"{ray.available_resources().get('CPU', 0):g} CPUs free)"
+                )
+        ray.get(ready)
     except ray.exceptions.RayError as e:
         for a in actors:
             ray.kill(a)
@@ -504,7 +516,7 @@ def _stream(
         for i in range(0, len(todo), bs)
     ]
     shipped = ray.put(pack_model(jobs[0].loaded))  # held until the end: restarted actors fetch it again
-    actors = _start_actors(ray, pool, jobs, cfg.names, shipped)
+    actors = _start_actors(ray, pool, jobs, cfg, shipped)
     decode = ray.remote(_decode_row).options(num_cpus=DECODE_CPUS, max_retries=0)
     pre = ray.put(_preprocessor(jobs[0].loaded))
 
