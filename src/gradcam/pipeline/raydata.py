@@ -104,7 +104,7 @@ def plan_pool(
 
 
 def _decode_row(row: Dict, loaded: Any, max_pixels: Optional[int]) -> Dict:
-    """Ray task: read, decode and preprocess one batch of photos (``loaded``: the model's preprocessing)."""
+    """Ray Data task: read, decode and preprocess one batch of photos (``loaded``: the model's preprocessing)."""
     decoded = []
     for p, s in zip(row["paths"], row["stems"]):
         data, reason = decode(Item(p, s), max_pixels)
