@@ -135,7 +135,7 @@ def _start(args: List[str], env: Dict[str, str], log: str) -> subprocess.Popen:
         )
 
 
-def _wait_for_nodes(cluster: RayCluster, n: int) -> None:
+def wait_for_nodes(cluster: RayCluster, n: int) -> None:
     """Connect, wait until ``n`` nodes are alive, note their ids by resource name, disconnect."""
     import ray
 
@@ -154,6 +154,7 @@ def _wait_for_nodes(cluster: RayCluster, n: int) -> None:
     try:
         while True:
             alive = [nd for nd in ray.nodes() if nd["Alive"]]
+            cluster.node_ids.clear()
             for nd in alive:
                 for name in ("head", "node2"):
                     if name in nd["Resources"]:
@@ -182,20 +183,50 @@ def stop(cluster: RayCluster) -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
+COMMON = [
+    "--num-cpus=1",
+    "--object-store-memory=100000000",
+    "--disable-usage-stats",
+    "--include-log-monitor=false",
+]
+
+
+def start_node2(cluster: RayCluster) -> subprocess.Popen:
+    """Start (or start again) the second node: ``ray start --address`` with 1 CPU and the resource ``node2``;
+    its process is ``cluster.procs[1]``. Returns at once (see :func:`wait_for_nodes`)."""
+    proc = _start(
+        [
+            f"--address={cluster.address}",
+            "--node-ip-address=127.0.0.1",
+            f"--temp-dir={cluster.temp_dir}",
+            '--resources={"node2": 1}',
+            *COMMON,
+            *_node_ports(free_ports(6)),
+        ],
+        cluster.env,
+        os.path.join(cluster.temp_dir, "node2.log"),
+    )
+    if len(cluster.procs) > 1:
+        cluster.procs[1] = proc
+    else:
+        cluster.procs.append(proc)
+    return proc
+
+
+def kill_node2(cluster: RayCluster) -> None:
+    """Kill the whole second node at once (SIGKILL to its process group: raylet, agents, workers)."""
+    os.killpg(cluster.procs[1].pid, signal.SIGKILL)
+    cluster.procs[1].wait(timeout=30)
+
+
 @contextlib.contextmanager
 def two_node_cluster() -> Iterator[RayCluster]:
     """Start the two-node cluster (see the module doc); stop it on exit."""
     # A short root: Ray's unix sockets live under it (at most ~100 characters of path).
     temp = tempfile.mkdtemp(prefix="gcray-", dir="/tmp")
-    gcs, client, *ports = free_ports(14)
+    gcs, client, *ports = free_ports(8)
     env = worker_env()
     cluster = RayCluster(f"127.0.0.1:{gcs}", temp, env)
-    common = [
-        "--num-cpus=1",
-        "--object-store-memory=100000000",
-        "--disable-usage-stats",
-        "--include-log-monitor=false",
-    ]
     try:
         cluster.procs.append(
             _start(
@@ -207,28 +238,15 @@ def two_node_cluster() -> Iterator[RayCluster]:
                     "--include-dashboard=false",
                     f"--temp-dir={temp}",
                     '--resources={"head": 1}',
-                    *common,
+                    *COMMON,
                     *_node_ports(ports[:6]),
                 ],
                 env,
                 os.path.join(temp, "head.log"),
             )
         )
-        cluster.procs.append(
-            _start(
-                [
-                    f"--address={cluster.address}",
-                    "--node-ip-address=127.0.0.1",
-                    f"--temp-dir={temp}",
-                    '--resources={"node2": 1}',
-                    *common,
-                    *_node_ports(ports[6:12]),
-                ],
-                env,
-                os.path.join(temp, "node2.log"),
-            )
-        )
-        _wait_for_nodes(cluster, 2)
+        start_node2(cluster)
+        wait_for_nodes(cluster, 2)
         yield cluster
     finally:
         stop(cluster)

@@ -23,6 +23,7 @@ import cluster_model  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
+from ray_cluster import kill_node2, start_node2, wait_for_nodes  # noqa: E402
 
 from gradcam import index  # noqa: E402
 from gradcam.distributed import explain_dataset  # noqa: E402
@@ -195,4 +196,21 @@ def test_ctrl_c_finishes_the_batches_in_flight_and_a_rerun_does_the_rest(ray_two
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert f"explained {60 - len(kept)} images, {len(kept)} already done" in err, err
+    _one_set_each(out, [f"p{i:03d}" for i in range(60)])
+
+
+def test_a_lost_node_is_retried_on_the_other_and_loses_nothing(ray_two_nodes, tmp_path):
+    photos = _photos(tmp_path / "in", 60)
+    out = tmp_path / "out"
+    proc = _cli(ray_two_nodes, photos, out)
+    try:
+        _wait_for_records(proc, out, 6)
+        kill_node2(ray_two_nodes)  # the whole second node at once: its raylet, agents, actor and tasks
+        _, err = proc.communicate(timeout=300)
+    finally:
+        start_node2(ray_two_nodes)  # the next tests get two nodes again
+        wait_for_nodes(ray_two_nodes, 2)
+    assert proc.returncode == 0, err
+    m = re.search(r"explained 60 images, 0 failed, (\d+) batch(?:es)? retried after a worker failed", err)
+    assert m and int(m.group(1)) >= 1, err
     _one_set_each(out, [f"p{i:03d}" for i in range(60)])
