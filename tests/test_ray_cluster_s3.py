@@ -20,9 +20,20 @@ pytest.importorskip("gradcam.storage", reason="object storage support (gradcam.s
 pytest.importorskip("storage_fixtures", reason="the moto S3 fixtures (tests/storage_fixtures.py) are missing")
 
 from storage_fixtures import s3, s3_options, s3_server  # noqa: E402, F401 - pytest fixtures
-from test_storage import ARGS, _compare_with_disk, _objects, bucket, disk_run, photos  # noqa: E402, F401
+from test_storage import ARGS, NAMES, _compare_with_disk, _objects, disk_run, photos  # noqa: E402, F401
 
 from gradcam.cli import main  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def bucket(s3, photos):  # noqa: F811
+    """s3://bucket/in with tests/test_storage.py's photos; removed at the end (moto's state is global to the
+    process, and tests/test_storage.py creates its own "bucket")."""
+    s3.mkdir("bucket")
+    for n in NAMES:
+        s3.pipe_file(f"bucket/in/{n}", (photos / n).read_bytes())
+    yield "s3://bucket"
+    s3.rm("bucket", recursive=True)
 
 
 def test_an_s3_bucket_on_two_nodes_equals_a_disk_run_and_resumes(
