@@ -169,7 +169,9 @@ def test_a_killed_worker_is_retried_and_loses_or_duplicates_nothing(ray_two_node
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     m = re.search(r"explained 100 images, 0 failed, (\d+) batch(?:es)? retried after a worker failed", err)
-    assert m and 1 <= int(m.group(1)) <= 2, err  # the batches in flight on the killed actor (at most 2)
+    # The batches in flight on the actor that died (Ray may also report the other actor's calls of that
+    # moment as failed): at least one, at most DEPTH (2) per actor.
+    assert m and 1 <= int(m.group(1)) <= 4, err
     stems = [f"p{i:03d}" for i in range(100)]
     _one_set_each(out, stems)
     assert not (out / "failures.json").exists()  # written only when something failed
