@@ -120,42 +120,52 @@ def test_pool_shape_follows_the_clusters_gpus(gpus, per_worker, actors, gpus_eac
     assert plan_pool({"CPU": 16.0, "GPU": float(gpus)}, "cpu").gpus == 0.0
 
 
-class _FakeDataset:
-    def __init__(self, calls):
-        self.calls = calls
+class _FakeRemote:
+    """``ray.remote(cls_or_fn).options(**kw)``: records the options and what is made from it."""
 
-    def map(self, fn, **kw):
-        self.calls.append((fn, kw))
+    def __init__(self, fn, calls):
+        self.fn, self.calls = fn, calls
+
+    def options(self, **kw):
+        self.calls.append((self.fn, kw))
         return self
 
-    def iter_rows(self):
-        return iter([])
+    def remote(self, *args):
+        self.calls.append((self.fn, args))
+        return SimpleNamespace(ready=SimpleNamespace(remote=lambda box: "ready"))
 
 
 @pytest.mark.parametrize(
     "gpus, actors, gpus_each, device", [(0, 15, 0.0, "cpu"), (1, 1, 1.0, "cuda"), (4, 4, 1.0, "cuda")]
 )
 def test_the_pool_reaches_ray(gpus, actors, gpus_each, device, monkeypatch):
-    calls, notes = [], []
+    calls, notes, killed = [], [], []
     fake = SimpleNamespace(
         cluster_resources=lambda: {"CPU": 16.0, "GPU": float(gpus)},
         shutdown=lambda: None,
-        data=SimpleNamespace(
-            DataContext=SimpleNamespace(get_current=lambda: SimpleNamespace()),
-            from_items=lambda rows, override_num_blocks: _FakeDataset(calls),
-            ActorPoolStrategy=lambda size: ("actors", size),
-        ),
+        remote=lambda fn: _FakeRemote(fn, calls),
+        put=lambda value: ("ref", value),
+        get=lambda refs: refs,
+        wait=lambda refs, num_returns, timeout: (refs, []),
+        kill=killed.append,
+        exceptions=SimpleNamespace(RayError=RuntimeError),
     )
     monkeypatch.setattr(raydata, "start_ray", lambda address: (fake, False))
     monkeypatch.setattr(raydata, "_preprocessor", lambda loaded: loaded)
+    monkeypatch.setattr(raydata, "pack_model", lambda loaded: "packed")
+    monkeypatch.setattr(raydata._Scheduler, "run", lambda self, stats, stop: iter([]))
     loaded = SimpleNamespace(size=256, max_side=1024)
     job = Job(loaded, object(), None, 1, "out", {"model": "m"})
     item = gradcam.io.Item("a.jpg", "a")
     run_ray(RayConfig(device="cuda", say=notes.append), [job], [item], [{item}], lambda o: None)
-    (_, decode_kw), (actor, kw) = calls
-    assert actor is raydata._Explainer and decode_kw["num_cpus"] == raydata.DECODE_CPUS
-    assert kw["compute"] == ("actors", actors) and kw["num_gpus"] == gpus_each and kw["num_cpus"] == 1.0
-    assert kw["fn_constructor_kwargs"]["spec"].device == device
+    kw = next(kw for fn, kw in calls if fn is raydata._Explainer and isinstance(kw, dict))
+    made = [args for fn, args in calls if fn is raydata._Explainer and isinstance(args, tuple)]
+    decode_kw = next(kw for fn, kw in calls if fn is raydata._decode_row)
+    assert decode_kw["num_cpus"] == raydata.DECODE_CPUS and decode_kw["max_retries"] == 0
+    assert len(made) == actors and kw["num_gpus"] == gpus_each and kw["num_cpus"] == 1.0
+    assert (kw["max_restarts"], kw["max_task_retries"], kw["scheduling_strategy"]) == (-1, 0, "SPREAD")
+    assert made[0][0].device == device and made[0][1][0].loaded is None  # templates: no model, no method
+    assert len(killed) == actors  # the pool is stopped at the end
     assert len(notes) == (gpus == 0)
 
 

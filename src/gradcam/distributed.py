@@ -1,5 +1,5 @@
 """Explain a whole dataset from Python: :func:`explain_dataset`, the folder job of ``gradcam explain`` on the
-local executor or on a Ray cluster (Ray Data), returning a :class:`Summary`.
+local executor or on a Ray cluster, returning a :class:`Summary`.
 
 The job itself (find -> decode -> batch -> explain -> write -> resume record -> index) is
 :mod:`gradcam.pipeline`; the Ray executor is :mod:`gradcam.pipeline.raydata` (the ``[ray]`` extra,

@@ -2,8 +2,8 @@
 
 :func:`run` takes typed :class:`Options` and returns a :class:`Summary`; ``gradcam explain`` and
 :func:`gradcam.distributed.explain_dataset` both call it. Two executors run the same per-batch steps
-(:mod:`.steps`): the local one (threads overlap decoding, explaining and writing; :mod:`.local`) and Ray Data
-(:mod:`.raydata`). A :class:`Reporter` sees the progress (the terminal's: :class:`ConsoleReporter`).
+(:mod:`.steps`): the local one (threads overlap decoding, explaining and writing; :mod:`.local`) and Ray
+(:mod:`.raydata`: a decode task per batch, a pool of model actors on one or many nodes). A :class:`Reporter` sees the progress (the terminal's: :class:`ConsoleReporter`).
 """
 
 from __future__ import annotations

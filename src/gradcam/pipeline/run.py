@@ -148,9 +148,17 @@ def run(options: Options, reporter: Optional[Reporter] = None) -> Summary:
 
     announce(jobs, todo, reporter)
     start = time.monotonic()
-    _execute(options, jobs, todo, wanted, names, reporter, on_outcome)
+    stats = _execute(options, jobs, todo, wanted, names, reporter, on_outcome)
     return _finish(
-        options, jobs, items, counts["explained"], done_before, failed, time.monotonic() - start, reporter
+        options,
+        jobs,
+        items,
+        counts["explained"],
+        done_before,
+        failed,
+        time.monotonic() - start,
+        reporter,
+        stats,
     )
 
 
@@ -162,8 +170,9 @@ def _execute(
     names: Any,
     reporter: Reporter,
     on_outcome: Any,
-) -> None:
-    """Run the executor of ``options.engine``; a method with a progress hook reports inside each photo."""
+) -> Any:
+    """Run the executor of ``options.engine``; a method with a progress hook reports inside each photo.
+    Returns the Ray engine's :class:`~gradcam.pipeline.raydata.RayStats` (``None`` for the local one)."""
     hooked = [j.method for j in jobs if hasattr(j.method, "progress")]
     for m in hooked:  # occlusion: one forward per window, so show progress inside a photo
         m.progress = reporter.within
@@ -183,7 +192,7 @@ def _execute(
                 names,
                 reporter.note,
             )
-            run_ray(cfg, jobs, todo, wanted, lambda o: on_outcome(o["file"], o["reason"], o["text"]))
+            return run_ray(cfg, jobs, todo, wanted, lambda o: on_outcome(o["file"], o["reason"], o["text"]))
         else:
             from .local import run_local
 
@@ -193,6 +202,7 @@ def _execute(
             bs = options.batch_size
             chunks = [todo[i : i + bs] for i in range(0, len(todo), bs)]
             run_local(chunks, jobs, wanted, local_outcome, prefetch=options.prefetch)
+            return None
     finally:
         for m in hooked:
             m.progress = None
@@ -207,6 +217,7 @@ def _finish(
     failed: List[Tuple[str, str]],
     seconds: float,
     reporter: Reporter,
+    stats: Any = None,
 ) -> Summary:
     """Compact the index, write ``failures.json`` (and the report), tell the reporter; the :class:`Summary`."""
     from .. import index
@@ -225,6 +236,8 @@ def _finish(
         seconds,
         options.out,
         [j.method_name for j in jobs],
+        retries=getattr(stats, "retries", 0),
+        nodes=sorted(getattr(stats, "nodes", ())),
     )
     reporter.finish(summary)
     write_failures(options.out, failed, options.storage_options)

@@ -13,7 +13,9 @@ class Summary:
     ``found`` photos; ``explained`` this run; ``skipped`` (outputs already up to date); ``failed``: (path,
     reason) pairs; ``index``: the results table's path; ``seconds``: wall time; ``engine``; ``out``;
     ``methods``: the methods run (with several, the counts are of (photo, method) results); ``report``:
-    the path of the HTML report when one was written.
+    the path of the HTML report when one was written; ``retries``: batches the Ray engine sent again after
+    a worker died or a task failed (0 for the local engine); ``nodes``: the ids of the Ray nodes that
+    explained photos (empty for the local engine).
     """
 
     engine: str
@@ -26,6 +28,8 @@ class Summary:
     out: str = ""
     methods: List[str] = field(default_factory=lambda: ["gradcam"])
     report: Optional[str] = None
+    retries: int = 0
+    nodes: List[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -45,6 +49,10 @@ class Summary:
         if self.skipped:
             parts.append(f"{self.skipped} already done (same input, model and options; --force redoes them)")
         parts.append(f"{len(self.failed)} failed")
+        if self.retries:
+            parts.append(
+                f"{self.retries} batch{'es' if self.retries != 1 else ''} retried after a worker failed"
+            )
         methods = (
             f" ({len(self.methods)} methods: {', '.join(self.methods)})" if len(self.methods) > 1 else ""
         )
