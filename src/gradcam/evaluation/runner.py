@@ -1,7 +1,8 @@
 """``gradcam evaluate``: run the benchmarks over the registered methods and collect one table.
 
 Benchmarks: ``mosaic`` (real photos, :mod:`.mosaics`), ``synthetic`` (scenes with exact masks,
-:mod:`.synthetic`) and ``vl`` (vision-and-language, :mod:`.vl_benchmark`, when installed). Methods are
+:mod:`.synthetic`), ``vl`` (vision-and-language, :mod:`.vl_benchmark`, when installed) and ``volumes``
+(CT-like volumes with a planted lesion, :mod:`.volumes`). Methods are
 taken by name from :mod:`gradcam.methods.registry`; a name that is not registered is skipped with a
 note, a method that does not apply to a model (CAM on a fully connected head) is marked n/a.
 """
@@ -48,7 +49,7 @@ METHODS: Tuple[str, ...] = (
 )
 #: Methods left out of the quick mosaic run (thousands of forward passes of EfficientNet-Lite0 per mosaic).
 SLOW_ON_PHOTOS = ("occlusion", "scorecam", "rise", "integrated-gradients", "smoothgrad", "vargrad")
-BENCHMARKS: Tuple[str, ...] = ("mosaic", "synthetic", "vl", "photos")
+BENCHMARKS: Tuple[str, ...] = ("mosaic", "synthetic", "vl", "photos", "volumes")
 
 
 def all_methods() -> Tuple[str, ...]:
@@ -600,7 +601,20 @@ def run_photos(settings: Settings) -> Dict:
     }
 
 
-RUNNERS = {"mosaic": run_mosaic, "synthetic": run_synthetic, "vl": run_vl, "photos": run_photos}
+def run_volumes(settings: Settings) -> Dict:
+    """The 3-D benchmark with ground truth (CT-like volumes with a planted lesion): :mod:`.volumes`."""
+    from . import volumes
+
+    return volumes.run(settings)
+
+
+RUNNERS = {
+    "mosaic": run_mosaic,
+    "synthetic": run_synthetic,
+    "vl": run_vl,
+    "photos": run_photos,
+    "volumes": run_volumes,
+}
 
 
 def run(benchmarks: Sequence[str] = BENCHMARKS, settings: Optional[Settings] = None) -> Dict:
