@@ -347,7 +347,8 @@ def run(settings) -> Dict[str, Any]:
     names, skipped = volume_methods(settings.methods)
     if skipped:
         settings.note(
-            f"volumes: {', '.join(skipped)} do not handle volumes (MethodInfo.handles_volumes); no row."
+            f"volumes: {', '.join(skipped)} do not handle volumes (MethodInfo.handles_volumes) "
+            "or explain concepts, not classes (dff); no row."
         )
     rows: List[Dict[str, Any]] = []
     for name in names:
