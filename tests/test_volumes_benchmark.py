@@ -125,3 +125,17 @@ def test_the_published_table_reproduces_from_the_committed_weights():
     # the stated margins (docs/results/volumes-benchmark.md)
     g = rows["gradcam"]["pointing"]
     assert g >= rows["gaussian"]["pointing"] + MARGIN and g >= rows["random"]["pointing"] + MARGIN
+
+
+def test_gradcam_evaluate_benchmarks_volumes_from_the_command_line(tmp_path, capsys):
+    from gradcam.cli import main
+
+    argv = ["evaluate", "--quick", "--benchmarks", "volumes", "--methods", "gradcam,occlusion"]
+    assert main(argv + ["--threads", "1", "--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "evaluation.json").read_text())
+    assert res["command"] == "gradcam evaluate --benchmarks volumes --quick --methods gradcam,occlusion"
+    vol = res["results"]["volumes"]
+    assert [r["method"] for r in vol["rows"]] == ["gradcam"]  # occlusion has no volume form: no row, a note
+    assert vol["meta"]["explained_volumes"] == 24 and vol["meta"]["steps"] == 8
+    assert any(n.startswith("volumes: occlusion do not handle volumes") for n in res["notes"])
+    assert "| gradcam |" in (tmp_path / "evaluation.md").read_text()
