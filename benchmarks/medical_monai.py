@@ -2,10 +2,14 @@
 
     OMP_NUM_THREADS=2 python benchmarks/medical_monai.py [--size 96] [--batch 2] [--repeats 3]
 
-Per network (random weights, eval mode, a (batch, 1, size^3) volume): the time of a plain forward
-(``torch.no_grad``) and of each method (median of ``--repeats`` after a warm-up), and the peak extra
-resident memory of one call (Linux: ``VmHWM`` reset through ``/proc/self/clear_refs`` before the call,
-minus the resident size then); both as ratios to the plain forward, measured in the same process.
+Per network (random weights, eval mode, a (batch, 1, size^3) volume): the CPU time (``time.process_time``,
+all threads of the process) and the wall time of a plain forward (``torch.no_grad``) and of each method,
+the median of ``--repeats`` rounds in which every call runs once in turn (so that a change of the machine's
+load during the run falls on all of them alike), after a first round that is the warm-up and measures the
+peak extra resident memory of one call (Linux: ``VmHWM`` reset through ``/proc/self/clear_refs`` before the
+call, minus the resident size then); all as ratios to the plain forward, measured in the same process. On a
+shared machine the CPU-time ratios are the ones to read: other processes' load inflates wall time, much
+less the CPU time this process spends.
 Agreement at the same layer: MONAI's default normaliser maps (min, max) to (1, 0), so its map is compared
 with ``1 - ours`` (max |difference| over all voxels). MONAI's Grad-CAM++ keeps exp(score) and sums
 A * g^3 over positions (gradcam's: sum_ab A_ab times g^3), and its occlusion is a different estimator
@@ -61,23 +65,35 @@ def peak_extra_mb(fn) -> float:
     return extra
 
 
-def measure(fn, repeats: int):
-    """(median seconds, peak extra MB, output): the first call is measured for memory (and is the warm-up),
-    then ``repeats`` timed calls; ``repeats=0``: the first call's time."""
-    box = {}
+def timed(fn):
+    """(CPU seconds, wall seconds, output) of one call."""
+    c, t = time.process_time(), time.perf_counter()
+    out = fn()
+    return time.process_time() - c, time.perf_counter() - t, out
 
-    def first():
-        t = time.perf_counter()
-        box["out"] = fn()
-        box["t"] = time.perf_counter() - t
 
-    mem = peak_extra_mb(first)
-    times = []
+def measure_all(calls, repeats: int, once=()):
+    """{label: (median CPU s, median wall s, peak extra MB)} and {label: output}: a first round (warm-up and
+    memory), then ``repeats`` rounds of every call in turn (labels in ``once``: the first call only)."""
+    first, outs = {}, {}
+    for label, fn in calls.items():
+        box: dict = {}
+        mem = peak_extra_mb(lambda box=box, fn=fn: box.setdefault("r", timed(fn)))
+        cpu, wall, outs[label] = box["r"]
+        first[label] = (cpu, wall, mem)
+    times = {label: [] for label in calls}
     for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return (statistics.median(times) if times else box["t"]), mem, box["out"]
+        for label, fn in calls.items():
+            if label not in once:
+                times[label].append(timed(fn)[:2])
+    rows = {}
+    for label, (cpu, wall, mem) in first.items():
+        got = times[label]
+        if got:
+            cpu = statistics.median(c for c, _ in got)
+            wall = statistics.median(w for _, w in got)
+        rows[label] = (cpu, wall, mem)
+    return rows, outs
 
 
 def corr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -124,10 +140,7 @@ def run_one(name, build, x, repeats, occl_mask):
         "MONAI GradCAMpp": lambda: theirs_pp(x),
         "MONAI OcclusionSensitivity": lambda: their_occ(x)[0],  # one call (a forward per window)
     }
-    rows, outs = {}, {}
-    for label, fn in calls.items():
-        t, mem, outs[label] = measure(fn, 0 if "cclusion" in label else repeats)
-        rows[label] = (t, mem)
+    rows, outs = measure_all(calls, repeats, once=("MONAI OcclusionSensitivity",))
     a, b = outs["gradcam GradCAM"][:, 0], outs["MONAI GradCAM"][:, 0]
     agree = {"GradCAM": f"max abs(MONAI - (1 - ours)) = {(b - (1 - a)).abs().max().item():.1e}"}
     a, b = outs["gradcam GradCAM++"][:, 0], outs["MONAI GradCAMpp"][:, 0]
@@ -159,12 +172,17 @@ def main(argv=None) -> None:
     )
     for name, build in networks().items():
         layer, rows, agree = run_one(name, build, x, args.repeats, args.occlusion_window)
-        f_t, f_m = rows["forward"]
+        f_c, f_w, f_m = rows["forward"]
         print(f"### {name} (layer `{layer}`)\n")
-        print("| call | time (s) | time / forward | peak extra memory (MB) | memory / forward |")
-        print("| --- | ---: | ---: | ---: | ---: |")
-        for label, (t, m) in rows.items():
-            print(f"| {label} | {t:.3f} | {t / f_t:.2f} | {m:.0f} | {m / max(f_m, 1.0):.2f} |")
+        print(
+            "| call | CPU time (s) | CPU time / forward | wall time (s) | wall / forward "
+            "| peak extra memory (MB) | memory / forward |"
+        )
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for label, (c, w, m) in rows.items():
+            print(
+                f"| {label} | {c:.3f} | {c / f_c:.2f} | {w:.3f} | {w / f_w:.2f} | {m:.0f} | {m / max(f_m, 1.0):.2f} |"
+            )
         print("\nAgreement: " + "; ".join(f"{k}: {v}" for k, v in agree.items()) + "\n", flush=True)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
 

@@ -80,3 +80,37 @@ def test_volume_option_errors(tmp_path, capsys):
     assert "preset" in capsys.readouterr().err
     assert main(base + ["--size", "8,8"]) == 2
     assert main(base + ["--size", "8,8,8", "--spacing", "2"]) == 2
+
+
+def test_report_shows_volumes_as_slice_strips(tmp_path, capsys):
+    from test_report import Page
+
+    scan, aff, shape = _scan(tmp_path / "scan.nii.gz")
+    torch.save(tiny3d().state_dict(), tmp_path / "w.pt")
+    out = tmp_path / "out"
+    base = ["explain", scan, "--model", "medical_zoo:tiny3d", "--weights", str(tmp_path / "w.pt")]
+    assert main(base + ["--out", str(out), "--json", "--top", "2"]) == 0
+    rec = json.load(open(out / "scan.json"))
+    assert main(["report", str(out)]) == 0
+    page = Page(open(out / "index.html", encoding="utf-8").read())
+    strips = [dict(a) for t, a in page.tags if t == "img" and "strip" in (dict(a).get("class") or "")]
+    # one strip per explained class: the montage written by explain (axial, coronal, sagittal through the peak)
+    assert [s["src"] for s in strips] == [os.path.basename(e["montage"]) for e in rec["explanations"]]
+    assert all("axial, coronal and sagittal slices through the peak" in s["alt"] for s in strips)
+    text = "".join(page.text)
+    for e in rec["explanations"]:
+        assert f"peak (x, y, z) ({', '.join(map(str, e['peak']))})" in text
+        assert "(" + ", ".join(f"{v:.1f}" for v in e["peak_mm"]) + ") mm" in text
+        assert "box (" + ", ".join(map(str, e["box"])) + ")" in text
+    links = [dict(a)["href"] for t, a in page.tags if t == "a" and dict(a).get("class") == "nifti"]
+    assert links == [os.path.basename(e["nifti"]) for e in rec["explanations"]]
+    assert "Volumes (1)" in text and "scan.nii.gz" in text
+    assert page.data()["photos"] == []  # the volume is not also shown as a photo
+    # without --json the index rows alone give the strips (no millimetres: the record has them)
+    out2 = tmp_path / "out2"
+    assert main(base + ["--out", str(out2)]) == 0
+    assert main(["report", str(out2)]) == 0
+    page2 = Page(open(out2 / "index.html", encoding="utf-8").read())
+    assert [
+        dict(a)["src"] for t, a in page2.tags if t == "img" and "strip" in (dict(a).get("class") or "")
+    ] == ["scan." + rec["explanations"][0]["class"].replace(" ", "_") + ".montage.png"]

@@ -152,3 +152,39 @@ def test_cam_family_on_densenet121_volumes(name):
     assert_unchanged(model, before)
     assert res.maps.shape == (2, 2, 32, 32, 32) and torch.isfinite(res.maps).all()
     assert float(res.maps.amax()) == pytest.approx(1.0)
+
+
+def _seg_check(model, size, layer):
+    x = torch.randn(1, 1, size, size, size)
+    mask = torch.zeros(size, size, size)
+    mask[size // 4 : size // 2, size // 3 : 2 * size // 3, 2 : size // 2] = 1
+    return check(
+        model,
+        x,
+        layer=layer,
+        target=segmentation(1, mask),
+        score=lambda out: (out[:, 1] * mask).flatten(1).sum(1),
+    )
+
+
+def test_segresnet_segmentation_target():
+    model = nets.SegResNet(
+        spatial_dims=3, in_channels=1, out_channels=2, init_filters=8, blocks_down=(1, 1, 1), blocks_up=(1, 1)
+    )
+    res = _seg_check(model, 32, "auto")
+    # the last activation before the final 1x1x1 convolution (after the final GroupNorm), at full resolution
+    assert (res.layer, tuple(res.raw.shape[2:])) == ("act_mod", (32, 32, 32))
+
+
+def test_swinunetr_segmentation_target():
+    # 64^3 is the smallest input: five halvings leave 2^3 at the bottleneck (InstanceNorm needs > 1 voxel)
+    model = nets.SwinUNETR(
+        in_channels=1,
+        out_channels=2,
+        feature_size=12,
+        depths=(1, 1, 1, 1),
+        num_heads=(1, 1, 1, 1),
+        spatial_dims=3,
+    )
+    res = _seg_check(model, 64, "auto")
+    assert (res.layer, tuple(res.raw.shape[2:])) == ("decoder1", (64, 64, 64))

@@ -237,6 +237,11 @@ def run_volume_job(
             print(text, file=sys.stderr if err else sys.stdout, flush=True)
 
     explained, done = run_volumes(args, vols, loaded, method, target, k, options, failed, say)
+    from .. import index
+
+    index.compact(
+        args.out
+    )  # OUT/index.(parquet|jsonl): the volumes' rows beside the photos' (gradcam report)
     parts = [f"explained {explained} volume{'s' if explained != 1 else ''}"]
     if done:
         parts.append(f"{done} already done (same input, model and options; --force redoes them)")

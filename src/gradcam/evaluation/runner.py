@@ -1,7 +1,8 @@
 """``gradcam evaluate``: run the benchmarks over the registered methods and collect one table.
 
 Benchmarks: ``mosaic`` (real photos, :mod:`.mosaics`), ``synthetic`` (scenes with exact masks,
-:mod:`.synthetic`) and ``vl`` (vision-and-language, :mod:`.vl_benchmark`, when installed). Methods are
+:mod:`.synthetic`), ``vl`` (vision-and-language, :mod:`.vl_benchmark`, when installed) and ``volumes``
+(CT-like volumes with a planted lesion, :mod:`.volumes`). Methods are
 taken by name from :mod:`gradcam.methods.registry`; a name that is not registered is skipped with a
 note, a method that does not apply to a model (CAM on a fully connected head) is marked n/a.
 """
@@ -63,7 +64,7 @@ def slow_on_photos(name: str) -> bool:
     return "after the layer" not in passes and any(c.isalpha() for c in passes)
 
 
-BENCHMARKS: Tuple[str, ...] = ("mosaic", "synthetic", "vl", "photos")
+BENCHMARKS: Tuple[str, ...] = ("mosaic", "synthetic", "vl", "photos", "volumes")
 
 
 def all_methods() -> Tuple[str, ...]:
@@ -676,7 +677,20 @@ def _photos_tables(rows: List[Dict], presets: List[Dict], meta: Dict, split_text
     return table + ("\n\n" + head2 + "\n\n" + rows_table(presets) if presets else "")
 
 
-RUNNERS = {"mosaic": run_mosaic, "synthetic": run_synthetic, "vl": run_vl, "photos": run_photos}
+def run_volumes(settings: Settings) -> Dict:
+    """The 3-D benchmark with ground truth (CT-like volumes with a planted lesion): :mod:`.volumes`."""
+    from . import volumes
+
+    return volumes.run(settings)
+
+
+RUNNERS = {
+    "mosaic": run_mosaic,
+    "synthetic": run_synthetic,
+    "vl": run_vl,
+    "photos": run_photos,
+    "volumes": run_volumes,
+}
 
 
 def run(benchmarks: Sequence[str] = BENCHMARKS, settings: Optional[Settings] = None) -> Dict:

@@ -5,13 +5,16 @@
 - ``gaussian``: a centred isotropic Gaussian, exp(-d^2 / (2 (sigma * min(H, W))^2)), the same for every
   class: the centre bias of photographs, with no class information at all.
 
+Both take volumes (N, C, D, H, W) too: a ``grid``³ lattice upsampled trilinearly, and a Gaussian centred in
+the volume with s = sigma * min(D, H, W).
+
 Both still run the model once (no backward) to resolve the targets, so their results carry the same
 ``targets`` and ``scores`` as any other method's.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import nn
@@ -45,11 +48,11 @@ class _Baseline(Method):
         super().__init__(model, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth, precision=precision)
         self.eval_mode = eval_mode
 
-    def _maps(self, n: int, k: int, h: int, w: int, device) -> torch.Tensor:
+    def _maps(self, n: int, k: int, size: Tuple[int, ...], device) -> torch.Tensor:
+        """(N, K, *size) maps in [0, 1]; ``size`` is (H, W) for images, (D, H, W) for volumes."""
         raise NotImplementedError
 
     def _run(self, x: torch.Tensor, target: Target, top_k: Optional[int], opts: CallOptions) -> Explanation:
-        self._images_only(x)
         cap = engine.capture(
             self.model,
             x,
@@ -61,7 +64,7 @@ class _Baseline(Method):
             forward_kwargs=opts.forward_kwargs or None,
         )
         n, k = cap.targets.shape
-        maps = self._maps(n, k, x.shape[-2], x.shape[-1], x.device)
+        maps = self._maps(n, k, tuple(x.shape[2:]) if x.dim() == 5 else tuple(x.shape[-2:]), x.device)
         return Explanation(
             maps=maps,
             raw=maps,
@@ -87,13 +90,14 @@ class RandomMap(_Baseline):
         self.grid = grid
         self.gen = torch.Generator().manual_seed(seed)
 
-    def _maps(self, n, k, h, w, device):
-        coarse = torch.rand(n, k, self.grid, self.grid, generator=self.gen).to(device)
-        return normalize(upsample(coarse, (h, w), "bilinear"))
+    def _maps(self, n, k, size, device):
+        coarse = torch.rand(n, k, *(self.grid,) * len(size), generator=self.gen).to(device)
+        return normalize(upsample(coarse, size, "bilinear"), dims=len(size))
 
 
 class CentredGaussian(_Baseline):
-    """exp(-((y - cy)^2 + (x - cx)^2) / (2 s^2)) with s = ``sigma`` * min(H, W), for every target."""
+    """exp(-((y - cy)^2 + (x - cx)^2) / (2 s^2)) with s = ``sigma`` * min(H, W), for every target (volumes:
+    (z - cz)^2 added, s = ``sigma`` * min(D, H, W))."""
 
     name = "gaussian"
 
@@ -103,9 +107,13 @@ class CentredGaussian(_Baseline):
             raise ValueError(f"sigma must be > 0 (a fraction of the image size); got {sigma}.")
         self.sigma = sigma
 
-    def _maps(self, n, k, h, w, device):
-        ys = torch.arange(h, device=device, dtype=torch.float32).view(-1, 1) - (h - 1) / 2
-        xs = torch.arange(w, device=device, dtype=torch.float32).view(1, -1) - (w - 1) / 2
-        s = self.sigma * min(h, w)
-        g = torch.exp(-(ys**2 + xs**2) / (2 * s * s))
-        return normalize(g.expand(n, k, h, w).clone())
+    def _maps(self, n, k, size, device):
+        d2 = torch.zeros(size, device=device)
+        for axis, length in enumerate(size):
+            shape = [1] * len(size)
+            shape[axis] = length
+            c = torch.arange(length, device=device, dtype=torch.float32) - (length - 1) / 2
+            d2 = d2 + (c**2).view(shape)
+        s = self.sigma * min(size)
+        g = torch.exp(-d2 / (2 * s * s))
+        return normalize(g.expand(n, k, *size).clone(), dims=len(size))

@@ -152,8 +152,8 @@ register(
     forward_passes="1 + windows",
     handles_tokens=True,
 )
-register("random-map", RandomMap, family="baseline", random=True, handles_tokens=True)
-register("gaussian", CentredGaussian, family="baseline", handles_tokens=True)
+register("random-map", RandomMap, family="baseline", random=True, **_ALL)
+register("gaussian", CentredGaussian, family="baseline", **_ALL)
 # The methods other libraries ship (pytorch-grad-cam, torch-cam, Captum, zennit), on the same engine.
 register("gradcam-elementwise", GradCAMElementWise, family="cam", **_ALL)
 register(

@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Tuple
 
+from .volumes import is_volume_record, is_volume_row
+
 INDEX_NAMES = ("index.jsonl", "index.parquet")
 FAILURES = "failures.json"
 EVALUATION = "evaluation.json"
@@ -80,8 +82,8 @@ def _guess_overlays(json_path: str, k: int) -> List[str]:
 
 def photo_from_record(rec: dict, folder: str, json_path: str) -> Optional[Photo]:
     """A :class:`Photo` from one per-photo JSON record (``None`` if it is not an explain record)."""
-    if not isinstance(rec, dict) or not isinstance(rec.get("explanations"), list):
-        return None
+    if not isinstance(rec, dict) or not isinstance(rec.get("explanations"), list) or is_volume_record(rec):
+        return None  # a volume's record is shown as slice strips (gradcam.report.volumes)
     exps = [e for e in rec["explanations"] if isinstance(e, dict)]
     names = rec.get("overlays")
     here = os.path.dirname(json_path)
@@ -193,8 +195,8 @@ def photos_from_index(rows: List[dict], folder: str) -> Tuple[List[Photo], List[
     photos: Dict[str, Photo] = {}
     failed: List[Tuple[str, str]] = []
     for row in rows:
-        if not isinstance(row, dict):
-            continue
+        if not isinstance(row, dict) or is_volume_row(row):
+            continue  # a volume's rows are shown as slice strips (gradcam.report.volumes)
         file = str(_first(row, "file", "path", "source") or "")
         reason = _first(row, "error", "failure", "reason")
         if reason:

@@ -22,8 +22,9 @@ from html import escape
 from typing import Dict, List, Optional, Sequence, Tuple
 from urllib.parse import quote
 
-from .data import Photo, read_folder
+from .data import Photo, _index_rows, _record_files, read_folder
 from .evaluation import evaluation_html
+from .volumes import read_volumes, volumes_html
 
 THUMBS = "report-thumbs"
 THUMB_SIZE = (320, 240)
@@ -141,8 +142,9 @@ def render_html(
     failed: Sequence[Tuple[str, str]],
     evaluation: Optional[dict],
     page_size: int = PAGE_SIZE,
+    volumes: str = "",
 ) -> str:
-    """The whole page as a string."""
+    """The whole page as a string; ``volumes``: the volume section (:func:`.volumes.volumes_html`)."""
     with open(_TEMPLATE, encoding="utf-8") as f:
         template = f.read()
     found = re.search(r"<script>(.*?)</script>", template, re.S)
@@ -152,7 +154,7 @@ def render_html(
     n_frames = sum(len(p["f"]) for p in photos_json)
     meta = (
         "evaluation"
-        if evaluation and not photos_json and not failed
+        if evaluation and not photos_json and not failed and not volumes
         else (
             f"{len(photos_json)} photo{'s' if len(photos_json) != 1 else ''}, {n_frames} explanation"
             f"{'s' if n_frames != 1 else ''}, {len(failed)} failed"
@@ -167,6 +169,7 @@ def render_html(
             "TITLE": escape(title),
             "META": escape(meta),
             "FAILURES": failures_html(failed),
+            "VOLUMES": volumes,
             "PHOTOS_HIDDEN": "" if photos_json else "hidden",
             "EVALUATION": evaluation_html(evaluation) if evaluation else "",
             "DATA": json_for_script(data),
@@ -184,7 +187,8 @@ def write_report(
             f"No such folder: {folder}. Give the --out folder of 'gradcam explain' or 'gradcam evaluate'."
         )
     photos, failed, evaluation = read_folder(folder)
-    if not photos and not failed and evaluation is None:
+    volumes = read_volumes(folder, list(_record_files(folder)), _index_rows(folder))
+    if not photos and not failed and evaluation is None and not volumes:
         raise ValueError(
             f"Nothing to report in {folder}: no JSON records of 'gradcam explain --json', no "
             "failures.json and no evaluation.json. Run 'gradcam explain PHOTOS --out "
@@ -192,7 +196,7 @@ def write_report(
         )
     rows = gallery_data(folder, photos, thumbnails=thumbnails)
     name = title or f"gradcam report: {os.path.basename(os.path.abspath(folder))}"
-    page = render_html(name, rows, failed, evaluation, page_size)
+    page = render_html(name, rows, failed, evaluation, page_size, volumes_html(volumes))
     path = os.path.join(folder, "index.html")
     tmp = path + f".{os.getpid()}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
