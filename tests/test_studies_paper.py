@@ -107,7 +107,8 @@ def test_trust_study_quick_prefers_the_stronger_model_for_gradcam(capsys, monkey
         g[k]["stronger_preferred"] for k in ("energy_in_box", "relevance_rank", "deletion", "insertion")
     )
     assert g["pointing"]["difference"] >= 0
-    assert g["energy_in_box"]["ci95"][0] > 0 and g["deletion"]["ci95"][1] < 0
+    # (the intervals are rounded to 4 digits; "stronger_preferred" above holds on the exact values)
+    assert g["energy_in_box"]["ci95"][0] >= 0 and g["deletion"]["ci95"][1] < 0
     assert g["relevance_rank"]["difference"] >= 0.08
     for m in ("guided-gradcam", "guided-backprop"):
         assert s["differences"][m]["energy_in_box"]["stronger_preferred"]

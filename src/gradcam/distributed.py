@@ -70,14 +70,11 @@ def explain_dataset(
     Outputs are those of ``gradcam explain``: ``out/<stem>.png`` (``.topK.png`` for ``top_k`` > 1), with
     ``json_records`` ``out/<stem>.json``, with ``maps`` ``out/<stem>.maps.pt``, and the results index
     ``out/index.parquet`` (or ``.jsonl``). ``method`` may name several methods separated by commas (one pass;
-    outputs of a method other than gradcam are ``<stem>.<method>.png``). ``address``, ``workers``,
-    ``threads`` (torch threads per actor) and ``gpus_per_worker`` (GPUs per actor, fractional allowed) apply
-    to the Ray engine. ``method_options``: ``{"batch_size": N, "n_masks": N}`` for the perturbation methods.
-    ``verbose`` prints each photo's description as the CLI does (failures and the summary are always
-    printed to stderr). ``quality`` (``"fast"``, ``"standard"``, ``"high"``: a preset naming model, size and
-    box threshold), ``size``, ``crop``, ``mean``, ``std`` and ``box_threshold`` are ``gradcam explain``'s
-    ``--quality``, ``--size``, ``--crop``, ``--mean``, ``--std`` and ``--box-threshold``; ``precision`` is ``--precision``.
-    ``paths``/``out`` may be URLs (``s3://b/in``), ``storage_options`` fsspec's options for them.
+    outputs of a method other than gradcam are ``<stem>.<method>.png``). ``address``, ``workers``, ``threads``
+    (torch threads per actor) and ``gpus_per_worker`` (GPUs per actor, fractional allowed) are the Ray engine's.
+    ``verbose`` prints each photo's description as the CLI does (failures and the summary always go to stderr).
+    The other keywords are ``gradcam explain``'s options of the same names (``method_options``: ``{"batch_size": N,
+    "n_masks": N}``); ``paths``/``out`` may be URLs (``s3://b/in``), ``storage_options`` fsspec's options for them.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}.")
