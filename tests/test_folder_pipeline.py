@@ -151,3 +151,44 @@ def test_explain_imports_neither_matplotlib_nor_other_commands(folder, tmp_path)
         r.stdout.strip().splitlines()[-1]
         == "['gradcam.commands.explain', 'gradcam.commands.explain_volumes']"
     )
+
+
+def test_the_cli_leaves_a_core_for_decoding_and_writing_and_gives_it_back(monkeypatch, tmp_path):
+    import types
+
+    import gradcam.pipeline
+    from gradcam.cli import main
+    from gradcam.commands.explain import leave_a_core
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        with leave_a_core(True, cores=2):
+            assert torch.get_num_threads() == 1  # torch took both cores: one is left to decode and write
+        assert torch.get_num_threads() == 2  # given back
+        with leave_a_core(False, cores=2):  # --prefetch 0 or the Ray engine: nothing changes
+            assert torch.get_num_threads() == 2
+        with leave_a_core(True, cores=4):  # torch was already told to take fewer than the cores
+            assert torch.get_num_threads() == 2
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        with leave_a_core(True, cores=2):  # the user chose
+            assert torch.get_num_threads() == 2
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        # the command itself: the pipeline runs with one torch thread fewer on a 2-core machine
+        seen = []
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+        fake = lambda options, reporter: (
+            seen.append(torch.get_num_threads())
+            or types.SimpleNamespace(  # noqa: E731
+                report=None, exit_code=0
+            )
+        )
+        monkeypatch.setattr(gradcam.pipeline, "run", fake)
+        photo = tmp_path / "a.png"
+        Image.new("RGB", (8, 8)).save(photo)
+        assert main(["explain", str(photo), "--out", str(tmp_path / "out")]) == 0
+        assert main(["explain", str(photo), "--out", str(tmp_path / "out"), "--prefetch", "0"]) == 0
+        assert seen == [1, 2] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
