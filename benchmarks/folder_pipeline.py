@@ -142,16 +142,14 @@ def explain_inprocess(folder: str, out: str, batch_size: int, prefetch: int, ski
     return rates(marks, skip)
 
 
-def _child_env(threads) -> dict:
+def _child_env(threads: int) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
-    env.pop("OMP_NUM_THREADS", None)
-    if threads is not None:  # None: the command's own default (one torch thread fewer than the cores)
-        env["OMP_NUM_THREADS"] = str(threads)  # torch's intra-op threads in the child, as in this process
+    env["OMP_NUM_THREADS"] = str(threads)  # torch's intra-op threads in the child, as in this process
     return env
 
 
-def explain_cli(folder: str, out: str, batch_size: int, threads, skip: int) -> dict:
+def explain_cli(folder: str, out: str, batch_size: int, threads: int, skip: int) -> dict:
     """``python -m gradcam explain DIR --out OUT --force``: overall rate (start-up included) from the spawn to
     the exit, marginal rate from the times the photos' descriptions are printed; CPU: the child's."""
     cmd = [sys.executable, "-m", "gradcam", "explain", folder, "--out", out, "--force"]
@@ -227,10 +225,6 @@ def measure(args: argparse.Namespace, work: str) -> dict:
                     lambda: explain_inprocess(folder, out, args.batch_size, 0, args.skip),
                 ),
                 (CLI, lambda t=t: explain_cli(folder, out, args.batch_size, t, args.skip)),
-            ) + (
-                ((CLI_DEFAULT, lambda: explain_cli(folder, out, args.batch_size, None, args.skip)),)
-                if t == CORES
-                else ()
             ):
                 cases.setdefault(name, []).append(fn())
     torch.set_num_threads(args.threads[0])
@@ -240,8 +234,6 @@ def measure(args: argparse.Namespace, work: str) -> dict:
 
 REF = "reference: decode + preprocess + forward"
 CLI = "gradcam explain DIR (CLI, a new process)"
-CLI_DEFAULT = "gradcam explain DIR (CLI, its default threads: one fewer than the cores)"
-CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _median(runs: list, key: str) -> float:
@@ -296,16 +288,6 @@ def _summary(res: dict) -> list:
             f"time per photo (marginal CPU-time rate {ratio['marginal_cpu']:.0%} of the reference's{main}); "
             f"wall {ratio['marginal_wall']:.0%} on this shared machine."
         )
-    for t, cases in res["by_threads"].items():
-        if CLI_DEFAULT in cases:
-            d = _median(cases[CLI_DEFAULT], "marginal_wall")
-            best = max(_median(c[REF], "marginal_wall") for c in res["by_threads"].values())
-            lines.append(
-                f"- `gradcam explain DIR` as a user runs it (no OMP_NUM_THREADS: the command leaves one of the {t} "
-                f"cores to the decode and write threads): marginal {d:.1f} images/s wall, "
-                f"{d / _median(cases[REF], 'marginal_wall'):.0%} of the reference at {t} torch threads and "
-                f"{d / best:.0%} of the fastest reference of this run."
-            )
     su = res["startup"]
     lines += [
         f"- Start-up to the first decode: median {su['cpu_median']:.2f} s of CPU time, {su['wall_median']:.2f} s "

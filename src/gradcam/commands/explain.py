@@ -9,9 +9,8 @@ explained (or already was), 1 when any failed, 2 for a usage error, 130 when int
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Optional
 
 from ..pipeline import (
     ConsoleReporter,
@@ -350,10 +349,8 @@ def run(args: argparse.Namespace) -> int:
     reporter = ConsoleReporter(
         on_start=started
     )  # Ctrl-C from the start of the work: finish cleanly (exit 130)
-    options = options_from_args(args)
     try:
-        with leave_a_core(options.engine == "local" and options.prefetch > 0):
-            summary = run_pipeline(options, reporter)
+        summary = run_pipeline(options_from_args(args), reporter)
     except KeyboardInterrupt:
         if not reporter.started:
             raise  # while starting up: the CLI says "interrupted"
@@ -364,27 +361,3 @@ def run(args: argparse.Namespace) -> int:
     if vols:
         return max(summary.exit_code, run_volume_job(args, vols, list(summary.failed)))
     return summary.exit_code
-
-
-@contextlib.contextmanager
-def leave_a_core(applies: bool, cores: Optional[int] = None) -> Iterator[None]:
-    """While the local engine runs, torch computes on one thread fewer than the machine has cores, so that the
-    decode and write threads have a core of their own (the command owns its process; the Python API never
-    changes torch's threads). Only when torch would take every core (its default) and ``OMP_NUM_THREADS`` does not
-    choose otherwise; restored afterwards. On 2 cores (docs/results/folder-pipeline.md)
-    one torch thread explains a folder faster than two: the overlap then hides decoding and writing."""
-    import os
-
-    import torch
-
-    if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    before = torch.get_num_threads()
-    change = applies and "OMP_NUM_THREADS" not in os.environ and cores > 1 and before >= cores
-    if change:
-        torch.set_num_threads(cores - 1)
-    try:
-        yield
-    finally:
-        if change:
-            torch.set_num_threads(before)
