@@ -19,19 +19,18 @@ same weights on the same machine and thread count, not across CPUs (float roundi
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..datasets import scenes
+from . import weights as _weights
 
 CLASSES: Tuple[str, ...] = scenes.SHAPES
 GRADCAM_LAYER = "features.12"  # the last ReLU of the convolutions (16 x 16 for 64 px scenes)
@@ -160,24 +159,13 @@ CHECKSUMS = COMMITTED_DIR / "synthetic_weights.json"
 
 def config_key(cfg: TrainConfig) -> str:
     """The 12-hex-digit key of every setting that changes the weights (part of the file names)."""
-    return hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode()).hexdigest()[:12]
+    return _weights.config_key(cfg)
 
 
 def committed_weights(cfg: TrainConfig) -> Optional[Path]:
     """The committed weight file for ``cfg``, after checking its SHA-256; ``None`` when none is committed.
     A file whose checksum does not match raises (a corrupted or edited file is never used)."""
-    name = f"synthetic-{cfg.kind}-{config_key(cfg)}.pt"
-    sums = json.loads(CHECKSUMS.read_text()) if CHECKSUMS.exists() else {}
-    path = COMMITTED_DIR / name
-    if name not in sums or not path.exists():
-        return None
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != sums[name]:
-        raise ValueError(
-            f"{path} has SHA-256 {digest}, expected {sums[name]} (synthetic_weights.json): the committed weights "
-            "are damaged. Reinstall gradcam, or pass retrain=True (gradcam evaluate --retrain) to train new ones."
-        )
-    return path
+    return _weights.committed_file(f"synthetic-{cfg.kind}-{config_key(cfg)}.pt", COMMITTED_DIR, CHECKSUMS)
 
 
 def load_or_train(
@@ -185,25 +173,9 @@ def load_or_train(
 ) -> Tuple[ShapeNet, Dict]:
     """The trained network for ``cfg``: the committed weights when there are some (checksum verified),
     else from the cache, else trained now and cached. ``retrain=True`` skips the committed weights."""
-    key = config_key(cfg)
-    path = Path(cache_dir or default_cache_dir()) / f"synthetic-{cfg.kind}-{key}.pt"
+    path = Path(cache_dir or default_cache_dir()) / f"synthetic-{cfg.kind}-{config_key(cfg)}.pt"
     net = ShapeNet(cfg.kind, cfg.width, cfg.size)
     fixed = None if retrain else committed_weights(cfg)
-    if fixed is not None:
-        blob = torch.load(fixed, map_location="cpu", weights_only=True)
-        net.load_state_dict(blob["state_dict"])
-        net.eval()
-        return net, dict(blob["info"], committed=fixed.name)
-    if path.exists():
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        net.load_state_dict(blob["state_dict"])
-        net.eval()
-        info = dict(blob["info"], cached=str(path))
-        return net, info
-    log(f"training the synthetic '{cfg.kind}' CNN (cached afterwards in {path}) ...")
-    net, info = train(cfg, log)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"state_dict": net.state_dict(), "info": info, "config": asdict(cfg)}, tmp)
-    os.replace(tmp, path)
-    return net, dict(info, cached=str(path))
+    what = f"the synthetic '{cfg.kind}' CNN"
+    out, info = _weights.load_or_train(net, cfg, fixed, path, lambda: train(cfg, log), log, what)
+    return cast(ShapeNet, out), info

@@ -27,14 +27,12 @@ against the baselines ``random`` (random channel weights at the layer), ``random
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import math
 import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union, cast
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +41,7 @@ from torch import nn
 from ..datasets import lesions
 from ..methods import registry
 from ..regions import BOX_THRESHOLD, map_boxes, peaks
+from . import weights as _weights
 from .tables import MIN_ACCURACY_FOR_BEST, accuracy_caveat, best_marks, markdown_table
 
 GRADCAM_LAYER = "features.9"  # the last ReLU of the convolutions (8³ for 32³ volumes)
@@ -133,26 +132,12 @@ COMMITTED_DIR = Path(__file__).resolve().parent.parent / "data"
 CHECKSUMS = COMMITTED_DIR / "lesion_weights.json"
 
 
-def config_key(cfg: VolumeTrainConfig) -> str:
-    """The 12-hex-digit key of every setting that changes the weights (part of the file names)."""
-    return hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode()).hexdigest()[:12]
+config_key = _weights.config_key  # the 12-hex-digit key of the settings that change the weights
 
 
 def committed_weights(cfg: VolumeTrainConfig) -> Optional[Path]:
-    """The committed weight file for ``cfg`` after checking its SHA-256; ``None`` when none is committed.
-    A file whose checksum does not match raises (a damaged or edited file is never used)."""
-    name = f"lesion-{config_key(cfg)}.pt"
-    sums = json.loads(CHECKSUMS.read_text()) if CHECKSUMS.exists() else {}
-    path = COMMITTED_DIR / name
-    if name not in sums or not path.exists():
-        return None
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != sums[name]:
-        raise ValueError(
-            f"{path} has SHA-256 {digest}, expected {sums[name]} (lesion_weights.json): the committed weights "
-            "are damaged. Reinstall gradcam, or pass retrain=True (gradcam evaluate --retrain) to train new ones."
-        )
-    return path
+    """``lesion-<key>.pt`` in ``gradcam/data`` when committed, checksum verified (:func:`.weights.committed_file`)."""
+    return _weights.committed_file(f"lesion-{config_key(cfg)}.pt", COMMITTED_DIR, CHECKSUMS)
 
 
 def _cache_dir(cache_dir: Union[str, os.PathLike, None]) -> Path:
@@ -168,22 +153,11 @@ def load_or_train(
     """The trained network for ``cfg``: the committed weights when there are some (checksum verified),
     else from the cache, else trained now and cached. ``retrain=True`` skips the committed weights."""
     path = _cache_dir(cache_dir) / f"lesion-{config_key(cfg)}.pt"
-    net = LesionNet(cfg.width)
     fixed = None if retrain else committed_weights(cfg)
-    source = fixed if fixed is not None else (path if path.exists() else None)
-    if source is not None:
-        blob = torch.load(source, map_location="cpu", weights_only=True)
-        net.load_state_dict(blob["state_dict"])
-        net.eval()
-        where = {"committed": source.name} if fixed is not None else {"cached": str(path)}
-        return net, dict(blob["info"], **where)
-    log(f"training the 3-D lesion CNN (cached afterwards in {path}) ...")
-    net, info = train(cfg, log)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"state_dict": net.state_dict(), "info": info, "config": asdict(cfg)}, tmp)
-    os.replace(tmp, path)
-    return net, dict(info, cached=str(path))
+    out, info = _weights.load_or_train(
+        LesionNet(cfg.width), cfg, fixed, path, lambda: train(cfg, log), log, "the 3-D lesion CNN"
+    )
+    return cast(LesionNet, out), info
 
 
 # -- measures ---------------------------------------------------------------------------------------
