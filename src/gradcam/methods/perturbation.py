@@ -50,19 +50,11 @@ def auto_batch_size(spatial: Sequence[int], budget: int = SCORE_PIXEL_BUDGET) ->
     return max(1, budget // max(1, math.prod(int(s) for s in spatial)))
 
 
-class ScoreCAM(LayerMethod):
-    """Score-CAM (Wang et al., CVPR-W 2020).
+class ScoredLayerMethod(LayerMethod):
+    """A CAM whose channel weights come from scoring perturbed inputs, not from gradients (Score-CAM, SS-CAM,
+    IS-CAM): one capture without a backward, then ``_score(x, cap, i, target)`` gives the weights of layer
+    ``i`` (N, K, C); the extra forwards go ``batch_size`` inputs at a time (``None``: a pixel budget)."""
 
-    M^c = normalise(Up(A^c)) (min-max to [0, 1], a flat channel gives an all-zero mask);
-    w^c = softmax(f(x * M^c))_k, the class-k probability of the masked input;  L = ReLU( sum_c w^c A^c ).
-    One forward per (image, channel), ``batch_size`` masked inputs per forward, all K targets of an image
-    read from the same forwards. A callable target's own values are used instead of a probability.
-    ``batch_size=None`` (default): as many masked inputs as fit :data:`SCORE_PIXEL_BUDGET` pixels (e.g. 5 at
-    224 x 224, 2 at 384 x 256), which keeps the peak memory near a Grad-CAM call's; the result does not depend
-    on it.
-    """
-
-    name = "scorecam"
     needs_gradients = False
     supports = _PERTURBATION_OPTIONS
     supports_differentiable = False
@@ -78,6 +70,24 @@ class ScoreCAM(LayerMethod):
 
     def _weights(self, cap: engine.Capture, i: int) -> torch.Tensor:
         return cap.perturbation_weights[i]
+
+    def _score(self, x: torch.Tensor, cap: engine.Capture, i: int, target: Target) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class ScoreCAM(ScoredLayerMethod):
+    """Score-CAM (Wang et al., CVPR-W 2020).
+
+    M^c = normalise(Up(A^c)) (min-max to [0, 1], a flat channel gives an all-zero mask);
+    w^c = softmax(f(x * M^c))_k, the class-k probability of the masked input;  L = ReLU( sum_c w^c A^c ).
+    One forward per (image, channel), ``batch_size`` masked inputs per forward, all K targets of an image
+    read from the same forwards. A callable target's own values are used instead of a probability.
+    ``batch_size=None`` (default): as many masked inputs as fit :data:`SCORE_PIXEL_BUDGET` pixels (e.g. 5 at
+    224 x 224, 2 at 384 x 256), which keeps the peak memory near a Grad-CAM call's; the result does not depend
+    on it.
+    """
+
+    name = "scorecam"
 
     def _score(self, x: torch.Tensor, cap: engine.Capture, i: int, target: Target) -> torch.Tensor:
         a = cap.activations[i]

@@ -19,7 +19,7 @@ from ..layers import LayerSpec
 from ..targets import Target
 from .attribution import GRADIENT_PIXEL_BUDGET, _repeat_kwargs
 from .base import LayerMethod
-from .perturbation import _PERTURBATION_OPTIONS, _resize, auto_batch_size
+from .perturbation import ScoredLayerMethod, _resize, auto_batch_size
 from .scoring import check_batch_size, class_scores
 
 
@@ -131,7 +131,7 @@ class SmoothGradCAMPlusPlus(LayerMethod):
         return [tuple(m / self.samples for m in layer) for layer in sums]
 
 
-class _ScoreSmoothed(LayerMethod):
+class _ScoreSmoothed(ScoredLayerMethod):
     """Shared part of SS-CAM and IS-CAM: masks from the activations, score gains of masked inputs, softmax.
 
     M^c = Up(normalise(A^c)) (min-max per channel at the layer's resolution, then (bi/tri)linear to the
@@ -140,22 +140,9 @@ class _ScoreSmoothed(LayerMethod):
     is the same for every channel, so it cancels in the softmax and is not computed.
     """
 
-    needs_gradients = False
-    supports = _PERTURBATION_OPTIONS
-    supports_differentiable = False
-
     def __init__(self, model: nn.Module, layer: LayerSpec = "auto", *, samples: int, batch_size=None, **kw):
-        super().__init__(model, layer, **kw)
+        super().__init__(model, layer, batch_size=batch_size, **kw)
         self.samples = _positive_int(samples, "samples")
-        self.batch_size = None if batch_size is None else check_batch_size(batch_size)
-
-    def _capture(self, x, target, top_k, counterfactual, **kw) -> engine.Capture:
-        cap = super()._capture(x, target, top_k, False, **kw)
-        cap.perturbation_weights = [self._score(x, cap, i, target) for i in range(len(cap.layers))]
-        return cap
-
-    def _weights(self, cap: engine.Capture, i: int) -> torch.Tensor:
-        return cap.perturbation_weights[i]
 
     def _masks(self, s: int, base: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
         """Sample ``s``'s masks (B, *input spatial) from the channels' base masks ``base`` (B, ...)."""
