@@ -490,3 +490,18 @@ def test_progress_within_a_photo_is_drawn_for_a_single_photo():
     )  # ... but this
     bar.update()
     assert bar.detail == ""
+
+
+def test_method_dff_writes_one_concept_figure_per_photo(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(["explain", "--demo", "--out", str(out), "--json", "--method", "dff"]) == 0
+    rec = json.loads((out / "demo_chelsea.dff.json").read_text())
+    assert rec["method"] == "dff" and len(rec["explanations"]) == 8  # the 8 concepts, each with its top class
+    with Image.open(out / "demo_chelsea.dff.png") as png:
+        fig = np.asarray(png.convert("RGB"))
+    assert fig.shape[0] == 300 and fig.shape[1] > 451 + 100  # the photo at its height, then the legend
+    legend = fig[:, 451 + 4 :]
+    assert (legend != 255).any(axis=2).sum() > 500  # coloured squares and text
+    assert not (out / "demo_chelsea.dff.top2.png").exists()
+    assert main(["explain", "--demo", "--out", str(out), "--method", "dff", "--top", "2"]) == 2
+    assert "dff explains concepts, not classes: leave --target and --top unset" in capsys.readouterr().err

@@ -390,3 +390,24 @@ def test_segeigencam_flips_the_component_where_its_negative_side_is_larger():
     m, _ = SegEigenCAM(nn.Sequential(nn.Identity()), "0")._map(cap, 0)
     assert torch.relu(m)[0, 0].nonzero().tolist() == [[2, 3]]
     assert abs(float(m[0, 0, 2, 3]) - 15 / 16) <= 1e-6
+
+
+def test_dff_in_the_class_tables_answers_with_the_concept_its_head_scores_highest_for_the_class():
+    from gradcam.evaluation.concepts import ConceptClassMaps
+    from gradcam.methods.factorization import DeepFeatureFactorization
+
+    x = torch.zeros(2, 4, 8, 8)
+    x[:, 0:2, :, :4] = 1.0
+    x[:, 2:4, :, 4:] = 2.0
+    method = DeepFeatureFactorization(_Planted(), "feat", concepts=2, iterations=500)
+    res = method(x)
+    adapted = ConceptClassMaps(method)(x, target=torch.tensor([[0, 1], [1, 0]]))
+    left = int(res.concepts[:, 0].argmax())  # channels 0-1: class 0's concept (fc row 0)
+    assert adapted.maps.shape == (2, 2, 8, 8)
+    assert torch.equal(adapted.maps[0, 0], res.maps[0, left]) and torch.equal(adapted.maps[0, 1], res.maps[0, 1 - left])
+    assert torch.equal(adapted.maps[1, 0], res.maps[1, 1 - left]) and torch.equal(adapted.maps[1, 1], res.maps[1, left])
+    # class 2 scores both concepts alike (fc row 2 is flat) and still gets one concept's map, never a blend
+    two = ConceptClassMaps(method)(x, target=torch.tensor([[2], [2]])).maps
+    assert any(torch.equal(two[0, 0], res.maps[0, k]) for k in range(2))
+    with pytest.raises(ValueError, match="needs target"):
+        ConceptClassMaps(method)(x)

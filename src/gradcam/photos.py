@@ -117,6 +117,38 @@ class ImageResult:
         return image_result_html(self)
 
 
+@dataclass
+class ConceptImageResult(ImageResult):
+    """The concepts of one photo (Deep Feature Factorization, ``--method dff``): ``input_maps`` (K, h, w) are
+    the K concept maps, ``class_ids``/``classes`` each concept's top class by the model's head and ``scores``
+    that class's head probability for the concept; ``concept_scores`` (K, classes) the head's softmax for each
+    concept. :meth:`overlay` draws the concept figure: the photo coloured by its strongest concept and a legend
+    of each concept's colour and top classes (:func:`gradcam.methods.factorization.concept_figure`)."""
+
+    concept_scores: Optional[torch.Tensor] = None
+    labels: Optional[Sequence[str]] = None
+
+    def overlay(
+        self, k: int = 0, alpha: float = 0.6, colormap: str = "jet", colorbar: bool = False
+    ) -> Image.Image:
+        """The concept figure of the photo at its original height (``k``, ``colormap`` and ``colorbar`` do not
+        apply: every concept is drawn, each in its own colour)."""
+        from .methods.factorization import concept_figure
+
+        return concept_figure(
+            [self.image], self.input_maps[None], self.concept_scores, self.labels, alpha=alpha, height=self.size[1]
+        )
+
+
+def is_concept_method(method: Any) -> bool:
+    """Whether ``method`` explains concepts rather than classes (a method of the ``concepts`` family, ``dff``):
+    it is called without a target and gives one concept map per concept."""
+    from .methods import registry
+
+    name = getattr(method, "name", None)
+    return isinstance(name, str) and name in registry.INFO and registry.info(name).family == "concepts"
+
+
 def check_box_threshold(box_threshold: float) -> float:
     """``box_threshold`` as a float in (0, 1], or a ValueError that says what it is."""
     if (
@@ -192,11 +224,18 @@ def _run_many(
     from .methods.shared import explain_many
 
     try:
-        if len(methods) == 1:
-            return [methods[0](x, top_k=top_k) if target is None else methods[0](x, target=target)]
-        if target is None:
-            return explain_many(methods, x, top_k=top_k)
-        return explain_many(methods, x, target=target)
+        concepts = {i: m(x) for i, m in enumerate(methods) if is_concept_method(m)}  # no target: concepts
+        rest = [m for i, m in enumerate(methods) if i not in concepts]
+        if len(rest) == 1:
+            done = [rest[0](x, top_k=top_k) if target is None else rest[0](x, target=target)]
+        elif not rest:
+            done = []
+        elif target is None:
+            done = explain_many(rest, x, top_k=top_k)
+        else:
+            done = explain_many(rest, x, target=target)
+        it = iter(done)
+        return [concepts[i] if i in concepts else next(it) for i in range(len(methods))]
     except Exception as e:
         if isinstance(loaded.model, torch.jit.ScriptModule) and (
             isinstance(e, NotImplementedError) or "hook" in str(e)
@@ -297,11 +336,15 @@ def _results(
     h, w = res.maps.shape[-2:]
     labels = loaded.labels
     out = []
+    from .methods.factorization import ConceptExplanation
+
+    concepts = isinstance(res, ConceptExplanation)
+    extra: Dict[str, Any] = dict(concept_scores=res.concept_scores, labels=labels) if concepts else {}
     for j, image in enumerate(images):
         size = image.size
         ids, ok = r["ids"][j], r["ok"][j]
         out.append(
-            ImageResult(
+            (ConceptImageResult if concepts else ImageResult)(
                 image=image,
                 source=sources[j],
                 predictions=[(labels[c], c, p) for c, p in zip(r["top_i"][j], r["top_p"][j])],
@@ -318,6 +361,7 @@ def _results(
                 weights=r["weights"][j] if r["weights"] is not None else None,
                 box_threshold=float(box_threshold),
                 box_rule=box_rule,
+                **extra,
             )
         )
     return out

@@ -88,26 +88,41 @@ class ConceptExplanation(Explanation):
             raise ValueError(
                 f"figure() needs one image per explained image: got {len(photos)} for {self.maps.shape[0]} maps."
             )
-        k = self.maps.shape[1]
-        colours = concept_colours(k)
-        tiles = [_concept_tile(p, self.maps[n], colours, alpha, height) for n, p in enumerate(photos)]
-        lines = []
-        for c in range(k):
-            if self.concept_scores is None:
-                lines.append(f"concept {c + 1}")
-                continue
-            p, ids = self.concept_scores[c].topk(min(top, self.concept_scores.shape[1]))
-            names = [(labels[i] if labels is not None else str(i)).split(",")[0] for i in ids.tolist()]
-            lines.append(", ".join(f"{nm} {v:.2f}" for nm, v in zip(names, p.tolist())))
-        legend = _legend(lines, colours, height)
-        width = sum(t.size[0] for t in tiles) + 4 * len(tiles) + legend.size[0]
-        out = Image.new("RGB", (width, max(height, legend.size[1])), (255, 255, 255))
-        x0 = 0
-        for t in tiles:
-            out.paste(t, (x0, 0))
-            x0 += t.size[0] + 4
-        out.paste(legend, (x0, 0))
-        return out
+        return concept_figure(photos, self.maps, self.concept_scores, labels, top, alpha, height)
+
+
+def concept_figure(
+    photos: Sequence[Image.Image],
+    maps: torch.Tensor,
+    concept_scores: Optional[torch.Tensor],
+    labels: Optional[Sequence[str]] = None,
+    top: int = 3,
+    alpha: float = 0.6,
+    height: int = 224,
+) -> Image.Image:
+    """The photos (PIL RGB), each ``height`` pixels tall and coloured by its strongest concept of ``maps``
+    (N, K, H, W), side by side, and a legend of each concept's colour and its ``top`` classes by
+    ``concept_scores`` (K, classes) (see :meth:`ConceptExplanation.figure`)."""
+    k = maps.shape[1]
+    colours = concept_colours(k)
+    tiles = [_concept_tile(p, maps[n], colours, alpha, height) for n, p in enumerate(photos)]
+    lines = []
+    for c in range(k):
+        if concept_scores is None:
+            lines.append(f"concept {c + 1}")
+            continue
+        p, ids = concept_scores[c].topk(min(top, concept_scores.shape[1]))
+        names = [(labels[i] if labels is not None else str(i)).split(",")[0] for i in ids.tolist()]
+        lines.append(", ".join(f"{nm} {v:.2f}" for nm, v in zip(names, p.tolist())))
+    legend = _legend(lines, colours, height)
+    width = sum(t.size[0] for t in tiles) + 4 * len(tiles) + legend.size[0]
+    out = Image.new("RGB", (width, max(height, legend.size[1])), (255, 255, 255))
+    x0 = 0
+    for t in tiles:
+        out.paste(t, (x0, 0))
+        x0 += t.size[0] + 4
+    out.paste(legend, (x0, 0))
+    return out
 
 
 #: Distinct concept colours (RGB): the first ten of matplotlib's "tab10"; more concepts cycle through hues.

@@ -173,6 +173,12 @@ def _problems(o: Options) -> List[str]:
         bad.append(f"--max-pixels must be a number of megapixels (0: no limit); got {o.max_megapixels}.")
     if not o.methods:
         bad.append(f"--method names no method; got {o.method!r}.")
+    concepts = [m for m in o.methods if _explains_concepts(m)]
+    if concepts and (o.target is not None or o.top is not None):
+        bad.append(
+            f"{concepts[0]} explains concepts, not classes: leave --target and --top unset (it writes one figure "
+            "per photo: each concept in its colour, with the classes the model's head gives it)."
+        )
     if not o.gpus_per_worker > 0:
         bad.append(
             f"--gpus-per-worker must be a positive number of GPUs (0.5: two actors share a GPU); "
@@ -201,3 +207,14 @@ def split_paths(paths: Union[str, os.PathLike, Sequence[str]]) -> Tuple[str, ...
     if isinstance(paths, (str, os.PathLike)):
         return (os.fspath(paths),)
     return tuple(os.fspath(p) for p in paths)
+
+
+def _explains_concepts(name: str) -> bool:
+    """Whether the registered method ``name`` explains concepts rather than classes (``dff``)."""
+    from ..methods import registry
+
+    try:
+        registry.get(name)  # loads the optional method modules
+    except ValueError:
+        return False  # an unknown name gets the method check's own error
+    return registry.info(name).family == "concepts"
