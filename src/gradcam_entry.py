@@ -8,6 +8,7 @@ written by then. After it, Ctrl-C raises ``KeyboardInterrupt`` as usual and the 
 cleanly (exit 130, finished outputs kept).
 """
 
+import gc
 import os
 import signal
 import sys
@@ -25,9 +26,15 @@ def interrupted_while_starting(signum=None, frame=None) -> None:
 def main() -> int:
     """Run ``gradcam.cli.main`` with the start-up SIGINT handler installed."""
     signal.signal(signal.SIGINT, interrupted_while_starting)
-    from gradcam.cli import main as cli_main
+    words = [a for a in sys.argv[1:] if not a.startswith("-")]
+    paused = bool(words) and words[0] == "explain" and gc.isenabled()
+    if paused:  # no cyclic collection while torch is imported and the model loaded (see gradcam.cli)
+        gc.disable()
+    import gradcam.cli
 
-    return cli_main()
+    gradcam.cli.FREEZE_AT_START = True  # a process of its own (see gradcam.cli.started)
+    gradcam.cli._GC_PAUSED = paused
+    return gradcam.cli.main()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,5 +1,6 @@
 import sys
 
-from .cli import main
+from . import cli
 
-sys.exit(main())
+cli.FREEZE_AT_START = True  # a process of its own (see gradcam.cli.started)
+sys.exit(cli.main())

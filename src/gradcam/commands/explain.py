@@ -335,12 +335,13 @@ def parse_storage_options(text: Optional[str]) -> Dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Explain every photo of ``args.paths`` (and the demo photo with ``--demo``); returns the exit code."""
-    from ..cli import started
+    from ..cli import collect_from_here, started
     from ..medical.find import split_volumes
     from ..pipeline import run as run_pipeline
 
     vols, args.paths = split_volumes(args.paths, exclude=[args.out])  # NIfTI, DICOM, .npy: explain_volumes.py
     if vols:
+        collect_from_here()  # the volume job reports no start of its own
         from .explain_volumes import run_volume_job, volume_options
 
         volume_options(args)  # a bad --window/--spacing/--size fails before any work
