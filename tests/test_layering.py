@@ -32,7 +32,7 @@ LAYERS: List[Tuple[str, Tuple[str, ...]]] = [
     ("methods", ("gradcam.methods",)),
     ("metrics", ("gradcam.metrics",)),
     ("datasets", ("gradcam.datasets",)),
-    ("engine", ("gradcam.engine", "gradcam.differentiable")),
+    ("engine", ("gradcam.engine", "gradcam.differentiable", "gradcam.cuts")),
     (
         "core",
         (

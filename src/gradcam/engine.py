@@ -34,12 +34,25 @@ import warnings
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable, ContextManager, Dict, Iterable, Iterator, List, Optional, Tuple, cast
+from typing import (
+    Any,
+    Callable,
+    ContextManager,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+    cast,
+)
 
 import torch
 from torch import nn
 from torch.autograd.graph import GradientEdge
 
+from . import cuts as _cuts
 from . import layers as _layers
 from . import targets as _targets
 from .layers import LayerRef, check_autograd
@@ -239,6 +252,9 @@ class ModelView:
         self._views = views
         self._originals = originals
         self.locked = locked
+        self.row_wise: List[
+            nn.Module
+        ] = []  # the view's row-wise modules (gradcam.cuts), for a sparse backward
 
     def module(self, original: nn.Module) -> nn.Module:
         """The module of the view that stands for ``original`` (a module of the user's model)."""
@@ -299,7 +315,8 @@ def _build_view(
         if v is not None:
             return v
         own = m._parameters or m._buffers or m._modules or (eval_mode and m.training)
-        if not own and hook_ids is not None and id(m) not in hook_ids:
+        row_wise = _cuts.is_row_wise(m)
+        if not own and hook_ids is not None and id(m) not in hook_ids and not row_wise:
             views[id(m)] = m
             return m
         _check_viewable(m)
@@ -333,12 +350,21 @@ def _build_view(
                 d[key] = param(val)
             elif (t is list or t is tuple) and any(type(e) is _Parameter for e in val):
                 d[key] = t(param(e) if type(e) is _Parameter else e for e in val)
+        if row_wise:
+            if "_forward_hooks" in d and (hook_ids is not None and id(m) not in hook_ids):
+                for key in _HOOK_DICTS:
+                    if key in d:
+                        d[key] = OrderedDict(d[key])
+            row_wise_views.append(v)
         if m._modules:
             d["_modules"] = {k: (None if c is None else view(c)) for k, c in m._modules.items()}
         return v
 
+    row_wise_views: List[nn.Module] = []
     root = view(model)
-    return ModelView(root, views, originals)
+    out = ModelView(root, views, originals)
+    out.row_wise = row_wise_views
+    return out
 
 
 @contextlib.contextmanager
@@ -526,6 +552,7 @@ def batched_grad(
     ``create_graph``: the gradients keep a graph of their own (one backward per target, the graph retained).
     """
     n, k = scores.shape
+    key = (id(scores), negate)  # one score differentiated in stages (the search): the cut's rows found once
     if negate:
         scores = -scores
     if create_graph:
@@ -540,16 +567,17 @@ def batched_grad(
             for i in range(len(wrt))
         ]
     grads: List[Optional[torch.Tensor]]
+    cut = _CUTS.get()  # the row-wise modules cut in this forward (gradcam.cuts): only their reached rows
     if k == 1:
-        single = torch.autograd.grad(scores.sum(), wrt, allow_unused=True, retain_graph=retain_graph)
+        single = _cuts.grad(scores.sum(), wrt, cut, retain_graph=retain_graph, key=key)
         grads = [None if g is None else g.unsqueeze(1) for g in single]
     else:
         total = scores.sum(0)
         eye = torch.eye(k, dtype=scores.dtype, device=scores.device)
-        batched: Optional[Tuple[torch.Tensor, ...]]
+        batched: Optional[Tuple[Optional[torch.Tensor], ...]]
         try:
-            batched = torch.autograd.grad(
-                total, wrt, grad_outputs=eye, is_grads_batched=True, allow_unused=True, retain_graph=True
+            batched = _cuts.grad(
+                total, wrt, cut, grad_outputs=eye, is_grads_batched=True, retain_graph=True, key=key
             )
         except RuntimeError:
             batched = None
@@ -557,7 +585,7 @@ def batched_grad(
             grads = [None if g is None else g.transpose(0, 1) for g in batched]
         else:
             per_k = [
-                torch.autograd.grad(total[j], wrt, allow_unused=True, retain_graph=retain_graph or j < k - 1)
+                _cuts.grad(total[j], wrt, cut, retain_graph=retain_graph or j < k - 1, key=(*key, j))
                 for j in range(k)
             ]
             grads = []
@@ -565,6 +593,26 @@ def batched_grad(
                 parts = [per_k[j][i] for j in range(k)]
                 grads.append(None if parts[0] is None else torch.stack(parts, dim=1))
     return grads
+
+
+_CUTS: contextvars.ContextVar[Optional[_cuts.Cutter]] = contextvars.ContextVar("gradcam_cuts", default=None)
+
+
+@contextlib.contextmanager
+def _cutting(view: ModelView, enabled: bool) -> Iterator[None]:
+    """Cut the view's row-wise modules for this forward and backward (see :mod:`gradcam.cuts`): ``enabled``
+    for a plain backward (not the differentiable mode or Shapley-CAM's second order, which keep the graph
+    whole) on a private view."""
+    if not (enabled and view.row_wise and not view.locked):
+        yield
+        return
+    cutter = _cuts.Cutter(view.row_wise)
+    token = _CUTS.set(cutter)
+    try:
+        yield
+    finally:
+        _CUTS.reset(token)
+        cutter.remove()
 
 
 def _reshape_grad(g: torch.Tensor, reshape: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
@@ -638,7 +686,12 @@ def capture(
             for tap in taps:
                 handles.append(view.module(tap.ref.module).register_forward_hook(tap.hook))
             x_in = x if differentiable else x.detach().requires_grad_(True) if input_gradient else x.detach()
-            with torch.enable_grad(), context() if context is not None else contextlib.nullcontext():
+            plain = (gradients or input_gradient) and not (differentiable or hessian)
+            with (
+                _cutting(view, plain),
+                torch.enable_grad(),
+                context() if context is not None else contextlib.nullcontext(),
+            ):
                 output = _forward(view.model, x_in, forward_kwargs)
                 scores, ids, shapers = _scores_and_layouts(taps, output, target, top_k, x, reshape)
                 # tap.check() (in _scores_and_layouts) raised for any layer the forward pass did not reach
@@ -766,7 +819,7 @@ def search_capture(
         hook = _search_hook(rec, taps, x.shape[0], gradients, start)
         handles = _hook_every_module(view, hook)
         try:
-            with torch.enable_grad() if gradients else torch.no_grad():
+            with _cutting(view, gradients), torch.enable_grad() if gradients else torch.no_grad():
                 output = view.model(x, **(forward_kwargs or {}))
                 scores, ids = _targets.resolve_targets(output, target, top_k, x.shape[0])
                 _check_finite(scores)
