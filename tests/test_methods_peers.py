@@ -404,8 +404,12 @@ def test_dff_in_the_class_tables_answers_with_the_concept_its_head_scores_highes
     adapted = ConceptClassMaps(method)(x, target=torch.tensor([[0, 1], [1, 0]]))
     left = int(res.concepts[:, 0].argmax())  # channels 0-1: class 0's concept (fc row 0)
     assert adapted.maps.shape == (2, 2, 8, 8)
-    assert torch.equal(adapted.maps[0, 0], res.maps[0, left]) and torch.equal(adapted.maps[0, 1], res.maps[0, 1 - left])
-    assert torch.equal(adapted.maps[1, 0], res.maps[1, 1 - left]) and torch.equal(adapted.maps[1, 1], res.maps[1, left])
+    assert torch.equal(adapted.maps[0, 0], res.maps[0, left]) and torch.equal(
+        adapted.maps[0, 1], res.maps[0, 1 - left]
+    )
+    assert torch.equal(adapted.maps[1, 0], res.maps[1, 1 - left]) and torch.equal(
+        adapted.maps[1, 1], res.maps[1, left]
+    )
     # class 2 scores both concepts alike (fc row 2 is flat) and still gets one concept's map, never a blend
     two = ConceptClassMaps(method)(x, target=torch.tensor([[2], [2]])).maps
     assert any(torch.equal(two[0, 0], res.maps[0, k]) for k in range(2))

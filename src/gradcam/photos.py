@@ -136,7 +136,12 @@ class ConceptImageResult(ImageResult):
         from .methods.factorization import concept_figure
 
         return concept_figure(
-            [self.image], self.input_maps[None], self.concept_scores, self.labels, alpha=alpha, height=self.size[1]
+            [self.image],
+            self.input_maps[None],
+            self.concept_scores,
+            self.labels,
+            alpha=alpha,
+            height=self.size[1],
         )
 
 
