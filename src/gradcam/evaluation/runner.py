@@ -23,8 +23,8 @@ from .. import metrics as M
 from ..methods import registry
 from . import baselines  # noqa: F401 - the evaluation baselines (registered in gradcam.methods.registry)
 from . import mosaics as mos
-from .concepts import ConceptClassMaps
 from . import synthetic as syn
+from .concepts import ConceptClassMaps
 from .tables import MIN_ACCURACY_FOR_BEST, accuracy_caveat, best_marks, markdown_table
 
 METHODS: Tuple[str, ...] = (
