@@ -16,11 +16,16 @@ two first calls' maps.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import time
 
 import torch
+
+#: Fresh GradCAM objects timed each way per model (``GRADCAM_BENCH_FIRSTS``; more steadies the small CNNs, whose
+#: forward takes some 25 ms); the plain forward is timed twice as often.
+FIRSTS = int(os.environ.get("GRADCAM_BENCH_FIRSTS", "3"))
 
 #: timm token models the issue names (random weights, batch 2), beyond the compat suite's: kwargs, input size.
 EXTRA_TIMM = [
@@ -82,11 +87,11 @@ def measure(ctor, size, spec, zoo) -> dict:
     target = zoo.target_for(spec, model, x)[0] if spec is not None else None
     with torch.no_grad():
         model(x)
-        forward = statistics.median(_cpu(lambda: model(x))[0] for _ in range(5))
+        forward = statistics.median(_cpu(lambda: model(x))[0] for _ in range(2 * FIRSTS - 1))
     firsts: dict = {"before": [], "after": []}
     res: dict = {}
     try:
-        for _ in range(3):
+        for _ in range(FIRSTS):
             for way, batch in (("before", 0), ("after", default)):
                 base.ONE_PASS_BATCH = batch
                 cam = gradcam.GradCAM(model)

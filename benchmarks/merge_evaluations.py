@@ -72,6 +72,33 @@ def read_log(path: str) -> Dict[str, Any]:
     return {"results": res, "command": command, "notes": []}
 
 
+def read_run(arg: str) -> Dict[str, Any]:
+    """One argument: a log, an ``evaluation.json`` of a run, or a page's merged JSON (its ``commands``);
+    ``FILE:b1,b2`` keeps only those benchmarks of FILE."""
+    path, _, only = arg.partition(":")
+    if path.endswith(".log"):
+        doc = read_log(path)
+    else:
+        with open(path) as f:
+            doc = json.load(f)
+    if "commands" in doc and "command" not in doc:  # a page merged before: its runs' commands
+        doc["command"] = "; ".join(c for c in doc["commands"] if c)
+    if only:
+        keep = only.split(",")
+        doc["results"] = {b: r for b, r in doc["results"].items() if b in keep}
+    return doc
+
+
+def _outdated(note: str, results: Dict[str, Any]) -> bool:
+    """A note an older run wrote that the merged rows contradict (dff had no row before it was scored)."""
+    m = re.match(r"method '([\w+-]+)' explains concepts, not classes; no row", note)
+    if not m:
+        return False
+    rows = [r for res in results.values() for r in res.get("rows", [])]
+    rows += [r for res in results.values() for mm in res.get("models", {}).values() for r in mm["rows"]]
+    return any(r.get("method") == m.group(1) for r in rows)
+
+
 def merge(docs: List[Dict[str, Any]]) -> Dict[str, Any]:
     """The merged ``results`` (per benchmark: the first run's metadata, the rows of all runs)."""
     out: Dict[str, Any] = {}
@@ -130,15 +157,9 @@ def main() -> int:
     ap.add_argument("runs", nargs="+", help="evaluation.json files written by gradcam evaluate --out")
     ap.add_argument("--out", required=True, help="the Markdown page to write (the JSON goes beside it)")
     args = ap.parse_args()
-    docs = []
-    for p in args.runs:
-        if p.endswith(".log"):
-            docs.append(read_log(p))
-            continue
-        with open(p) as f:
-            docs.append(json.load(f))
+    docs = [read_run(p) for p in args.runs]
     results = merge(docs)
-    notes = list(dict.fromkeys(n for d in docs for n in d.get("notes", [])))
+    notes = [n for n in dict.fromkeys(n for d in docs for n in d.get("notes", [])) if not _outdated(n, results)]
     if results.get("photos", {}).get("presets"):  # another run gave the preset rows
         notes = [n for n in notes if not n.startswith("photos: the rows per --quality preset")]
     caveats = list(dict.fromkeys(c for d in docs for c in d.get("caveats", [])))

@@ -255,6 +255,13 @@ class ModelView:
             nn.Module
         ] = []  # the view's row-wise modules (gradcam.cuts), for a sparse backward
 
+    def modules(self) -> List[nn.Module]:
+        """Every module of the view once, in ``model.modules()`` order (the view's copies were made in that order;
+        on the locked path, the model's own)."""
+        if self.locked or len(self._views) == 0:
+            return list(self.model.modules())
+        return [m for m in self._views.values() if m is not None]
+
     def module(self, original: nn.Module) -> nn.Module:
         """The module of the view that stands for ``original`` (a module of the user's model)."""
         return self._views.get(id(original), original)
@@ -287,11 +294,12 @@ def _build_view(
     eval_mode: bool,
     hooked: Optional[Iterable[nn.Module]] = None,
     keep_parameters: bool = False,
+    hook_dicts: Tuple[str, ...] = _HOOK_DICTS,
 ) -> ModelView:
     """Shallow-copy the modules: shared parameter/buffer storage (``.data``: no autograd link, own version
     counters, so an optimizer step in another thread cannot invalidate this call's graph), parameters that
     do not require grad, own ``training`` flags. The modules in ``hooked`` (``None``: all) get their own
-    forward-hook dictionaries. A module with nothing to change (no parameters, buffers or children, already
+    forward-hook dictionaries (those named in ``hook_dicts``; the rest stay the model's). A module with nothing to change (no parameters, buffers or children, already
     in the wanted mode, not hooked) is used as it is. ``keep_parameters``: the view holds the user's parameters
     themselves (the differentiable mode: autograd records the parameters)."""
     views: Dict[int, nn.Module] = {}
@@ -331,7 +339,7 @@ def _build_view(
         if m._buffers:
             d["_buffers"] = {k: (None if b is None else b.data) for k, b in m._buffers.items()}
         if hook_ids is None or id(m) in hook_ids:
-            for key in _HOOK_DICTS:
+            for key in hook_dicts:
                 if key in d:
                     d[key] = OrderedDict(d[key])
         # Parameters a module also keeps in a plain attribute or list (e.g. an RNN's ``_flat_weights``);
@@ -372,6 +380,7 @@ def private_model(
     eval_mode: bool = True,
     hooked: Optional[Iterable[nn.Module]] = None,
     keep_parameters: bool = False,
+    hook_dicts: Tuple[str, ...] = _HOOK_DICTS,
 ) -> Iterator[ModelView]:
     """The model as one call runs it, without changing the user's model object (see the module doc).
 
@@ -385,7 +394,7 @@ def private_model(
     the view uses the user's parameters themselves, ``requires_grad`` flags untouched (also on the locked path).
     """
     try:
-        view = _build_view(model, eval_mode, hooked, keep_parameters)
+        view = _build_view(model, eval_mode, hooked, keep_parameters, hook_dicts)
     except _NotViewable:
         view = None
     if view is not None:
@@ -812,9 +821,9 @@ def search_capture(
     check_input(model, x)
     check_autograd(x, gradients)
     taps: List[_SearchTap] = []
-    with private_model(model, eval_mode) as view:
+    with private_model(model, eval_mode, hook_dicts=_SEARCH_HOOK_DICTS) as view:
         rec = _layers.CandidateRecorder(view.model, x, reshape)
-        start = int(RECORD_FROM * sum(1 for _ in view.model.modules())) if gradients else 0
+        start = int(RECORD_FROM * len(view.modules())) if gradients else 0
         hook = _search_hook(rec, taps, x.shape[0], gradients, start)
         handles = _hook_every_module(view, hook)
         try:
@@ -848,11 +857,16 @@ def search_capture(
     return Search(refs, chosen, cap)
 
 
+#: The hook dictionaries the search writes (its hook on every module, the row-wise cuts): the only ones its view
+#: copies (the others stay shared with the model, read only).
+_SEARCH_HOOK_DICTS = ("_forward_hooks", "_forward_hooks_with_kwargs")
+
+
 def _hook_every_module(view: ModelView, hook: Callable) -> list:
     """``hook`` (with kwargs) on every submodule of the view; the handles to remove. A private view's modules own
     their hook dictionaries and are dropped after the call, so the hook goes straight into them (no handles: on a
     small network, registering and removing some hundred handles costs a tenth of a forward)."""
-    modules = [m for m in view.model.modules() if m is not view.model]
+    modules = [m for m in view.modules() if m is not view.model]
     if view.locked:
         return [m.register_forward_hook(hook, with_kwargs=True) for m in modules]
     key = object()
