@@ -592,14 +592,16 @@ def batched_grad(
         if batched is not None:
             grads = [None if g is None else g.transpose(0, 1) for g in batched]
         else:
-            per_k = [
+            each = [
                 _cuts.grad(total[j], wrt, cut, retain_graph=retain_graph or j < k - 1, key=(*key, j))
                 for j in range(k)
             ]
             grads = []
             for i in range(len(wrt)):
-                parts = [per_k[j][i] for j in range(k)]
-                grads.append(None if parts[0] is None else torch.stack(parts, dim=1))
+                parts = [each[j][i] for j in range(k)]
+                grads.append(
+                    None if parts[0] is None else torch.stack(cast(List[torch.Tensor], parts), dim=1)
+                )
     return grads
 
 

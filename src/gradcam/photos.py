@@ -344,7 +344,9 @@ def _results(
     from .methods.factorization import ConceptExplanation
 
     concepts = isinstance(res, ConceptExplanation)
-    extra: Dict[str, Any] = dict(concept_scores=res.concept_scores, labels=labels) if concepts else {}
+    extra: Dict[str, Any] = {}
+    if isinstance(res, ConceptExplanation):
+        extra = dict(concept_scores=res.concept_scores, labels=labels)
     for j, image in enumerate(images):
         size = image.size
         ids, ok = r["ids"][j], r["ok"][j]
