@@ -338,31 +338,13 @@ def _build_view(
             d["_parameters"] = {k: (None if p is None else param(p)) for k, p in m._parameters.items()}
         if m._buffers:
             d["_buffers"] = {k: (None if b is None else b.data) for k, b in m._buffers.items()}
-        if hook_ids is None or id(m) in hook_ids:
-            for key in hook_dicts:
+        if hook_ids is None or id(m) in hook_ids or row_wise:  # a row-wise module gets the cut's hook
+            for key in hook_dicts if not row_wise else _HOOK_DICTS:
                 if key in d:
                     d[key] = OrderedDict(d[key])
-        # Parameters a module also keeps in a plain attribute or list (e.g. an RNN's ``_flat_weights``);
-        # torch's own layers other than RNNs keep them in ``_parameters`` only.
-        scan = _SCAN.get(type(m))
-        if scan is None:
-            cls = type(m)
-            scan = _SCAN[cls] = not cls.__module__.startswith("torch.nn.modules.") or issubclass(
-                cls, nn.RNNBase
-            )
-        for key in (d.keys() - _MODULE_KEYS) if scan else ():
-            val = d[key]
-            t = type(val)
-            if t is _Parameter:
-                d[key] = param(val)
-            elif (t is list or t is tuple) and any(type(e) is _Parameter for e in val):
-                d[key] = t(param(e) if type(e) is _Parameter else e for e in val)
         if row_wise:
-            if "_forward_hooks" in d and (hook_ids is not None and id(m) not in hook_ids):
-                for key in _HOOK_DICTS:
-                    if key in d:
-                        d[key] = OrderedDict(d[key])
             row_wise_views.append(v)
+        _view_plain_parameters(m, d, param)
         if m._modules:
             d["_modules"] = {k: (None if c is None else view(c)) for k, c in m._modules.items()}
         return v
@@ -372,6 +354,23 @@ def _build_view(
     out = ModelView(root, views, originals)
     out.row_wise = row_wise_views
     return out
+
+
+def _view_plain_parameters(m: nn.Module, d: dict, param: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    """Parameters a module also keeps in a plain attribute or list (e.g. an RNN's ``_flat_weights``) replaced in
+    the view's ``__dict__`` ``d`` by ``param``'s; torch's own layers other than RNNs keep them in ``_parameters``
+    only (not scanned)."""
+    scan = _SCAN.get(type(m))
+    if scan is None:
+        cls = type(m)
+        scan = _SCAN[cls] = not cls.__module__.startswith("torch.nn.modules.") or issubclass(cls, nn.RNNBase)
+    for key in (d.keys() - _MODULE_KEYS) if scan else ():
+        val = d[key]
+        t = type(val)
+        if t is _Parameter:
+            d[key] = param(val)
+        elif (t is list or t is tuple) and any(type(e) is _Parameter for e in val):
+            d[key] = t(param(e) if type(e) is _Parameter else e for e in val)
 
 
 @contextlib.contextmanager
@@ -675,8 +674,7 @@ def capture(
     Everything else is the same: the view's own ``training`` flags (the user's model is never switched),
     hooks on the view only, ``reshape`` and volumes. Input gradients and contexts are refused.
 
-    ``require_all_layers=False`` (the one-pass ``layer="auto"`` search, which taps every candidate): a layer
-    the score does not depend on gets ``None`` as its gradient instead of a :class:`LayerNotUsedError`.
+    ``require_all_layers=False`` (the ``layer="auto"`` search): a layer the score does not use gets ``None``.
 
     ``hessian=True`` (Shapley-CAM): dy/dA with ``create_graph=True``, then ``hessian_products`` H A = d/dA
     (dy/dA . A), one more backward per target w.r.t. the tapped activation only (the parameters never require grad).
@@ -697,11 +695,8 @@ def capture(
                 handles.append(view.module(tap.ref.module).register_forward_hook(tap.hook))
             x_in = x if differentiable else x.detach().requires_grad_(True) if input_gradient else x.detach()
             plain = (gradients or input_gradient) and not (differentiable or hessian)
-            with (
-                _cutting(view, plain),
-                torch.enable_grad(),
-                context() if context is not None else contextlib.nullcontext(),
-            ):
+            inner = context() if context is not None else contextlib.nullcontext()
+            with _cutting(view, plain), torch.enable_grad(), inner:
                 output = _forward(view.model, x_in, forward_kwargs)
                 scores, ids, shapers = _scores_and_layouts(taps, output, target, top_k, x, reshape)
                 # tap.check() (in _scores_and_layouts) raised for any layer the forward pass did not reach
