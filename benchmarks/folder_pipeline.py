@@ -10,7 +10,7 @@ default), with the same batch size and torch thread count:
   process, a reporter taking the time of every written photo; ``prefetch 0``: the serial path, the ablation;
 - ``gradcam explain DIR``: the command itself in a subprocess (default options, ``--force``): its overall
   rate (start-up included) and its marginal rate from the time each photo's description is printed;
-- ``start-up``: ``python -m gradcam explain ONE.jpg`` in a subprocess, 5 times: the time from spawning the
+- ``start-up``: ``gradcam explain ONE.jpg`` (the console script) in a subprocess, 5 times: the time from spawning the
   process to the first photo's decode (imports, model construction and weight load, the colormap), median.
 
 The marginal rate counts photos ``--skip``..N (default from the 50th): (N - skip) / (t_N - t_skip). Wall
@@ -46,21 +46,28 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SRC = os.path.join(ROOT, "src")
 
-# Runs in the child: times the first decode (gradcam.image.load_image, which every photo goes through).
+# The `gradcam` console script, run by this interpreter (its entry point, gradcam_entry.main).
+CONSOLE_SCRIPT = (
+    "import sys, gradcam_entry; sys.argv = ['gradcam'] + sys.argv[1:]; sys.exit(gradcam_entry.main())"
+)
+
+# Runs in the child: the console script's own start-up (gradcam_entry: torch imported and the model loaded without
+# the cyclic garbage collector), timed to the first decode (PIL.Image.open, which every photo goes through).
 STARTUP_PROBE = """
 import os, sys, time
-import gradcam.image as gi
-_load = gi.load_image
+import PIL.Image
+_open = PIL.Image.open
 def first(*a, **k):
     if not first.done:
         first.done = True
         sys.stderr.write("FIRST_DECODE %.6f %.6f\\n" % (time.time(), time.process_time()))
         sys.stderr.flush()
-    return _load(*a, **k)
+    return _open(*a, **k)
 first.done = False
-gi.load_image = first
-from gradcam.cli import main
-sys.exit(main(sys.argv[1:]))
+PIL.Image.open = first
+import gradcam_entry
+sys.argv = ["gradcam"] + sys.argv[1:]
+sys.exit(gradcam_entry.main())
 """
 
 
@@ -150,9 +157,9 @@ def _child_env(threads: int) -> dict:
 
 
 def explain_cli(folder: str, out: str, batch_size: int, threads: int, skip: int) -> dict:
-    """``python -m gradcam explain DIR --out OUT --force``: overall rate (start-up included) from the spawn to
+    """``gradcam explain DIR --out OUT --force`` (the console script): overall rate (start-up included) from the spawn to
     the exit, marginal rate from the times the photos' descriptions are printed; CPU: the child's."""
-    cmd = [sys.executable, "-m", "gradcam", "explain", folder, "--out", out, "--force"]
+    cmd = [sys.executable, "-c", CONSOLE_SCRIPT, "explain", folder, "--out", out, "--force"]
     cmd += ["--batch-size", str(batch_size)]
     before = os.times()
     t0 = time.perf_counter()
@@ -178,7 +185,7 @@ def explain_cli(folder: str, out: str, batch_size: int, threads: int, skip: int)
 
 
 def startup(photo_dir: str, out: str, threads: int, runs: int = 5) -> dict:
-    """Seconds from spawning ``python -m gradcam explain`` on one photo to its first decode (wall; and the
+    """Seconds from spawning ``gradcam explain`` (the console script) on one photo to its first decode (wall; and the
     child's CPU seconds by then), ``runs`` times."""
     walls, cpus = [], []
     for _ in range(runs):
@@ -330,7 +337,7 @@ def write_page(res: dict, path: str) -> None:
     lines += [
         "## Start-up",
         "",
-        "From spawning `python -m gradcam explain ONE.jpg --force` to the first photo's decode (imports, the "
+        "From spawning `gradcam explain ONE.jpg --force` (the console script) to the first photo's decode (imports, the "
         f"model built and its weights loaded, the colormap), {len(su['wall'])} runs, {res['threads'][0]} torch thread(s):",
         "",
         f"- wall: median **{su['wall_median']:.2f} s** (runs: {', '.join(f'{x:.2f}' for x in su['wall'])});",
