@@ -159,7 +159,9 @@ def main() -> int:
     args = ap.parse_args()
     docs = [read_run(p) for p in args.runs]
     results = merge(docs)
-    notes = [n for n in dict.fromkeys(n for d in docs for n in d.get("notes", [])) if not _outdated(n, results)]
+    notes = [
+        n for n in dict.fromkeys(n for d in docs for n in d.get("notes", [])) if not _outdated(n, results)
+    ]
     if results.get("photos", {}).get("presets"):  # another run gave the preset rows
         notes = [n for n in notes if not n.startswith("photos: the rows per --quality preset")]
     caveats = list(dict.fromkeys(c for d in docs for c in d.get("caveats", [])))
