@@ -117,7 +117,11 @@ def test_shapleycam_is_gradcam_where_the_head_is_piecewise_linear(kind, x):
     make, layer, _ = RELU_NETS[kind]
     res = ShapleyCAM(make(), layer)(x, top_k=2)
     gc = registry.get("gradcam")(make(), layer=layer)(x, top_k=2)
-    assert torch.equal(res.maps, gc.maps)
+    # H A = 0 after a piecewise-linear head, so the maps are Grad-CAM's up to float32 rounding: Shapley-CAM's
+    # gradients come from one backward per target (create_graph), Grad-CAM's from one batched backward, and the
+    # two sum in different orders on some CPUs (the Hessian term, where it exists, moves a map by > 0.01: above)
+    torch.testing.assert_close(res.weights, gc.weights, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(res.maps, gc.maps, rtol=0, atol=1e-5)
 
 
 def gradcampp64(d1, d2, d3, a):
