@@ -90,8 +90,9 @@ def read_run(arg: str) -> Dict[str, Any]:
 
 
 def _outdated(note: str, results: Dict[str, Any]) -> bool:
-    """A note an older run wrote that the merged rows contradict (dff had no row before it was scored)."""
-    m = re.match(r"method '([\w+-]+)' explains concepts, not classes; no row", note)
+    """A note an older run wrote that the merged rows contradict: a method without a row there (dff before it was
+    scored, lrp where zennit was not installed) that has one now."""
+    m = re.match(r"method '([\w+-]+)' (explains concepts, not classes; no row|skipped: )", note)
     if not m:
         return False
     rows = [r for res in results.values() for r in res.get("rows", [])]
