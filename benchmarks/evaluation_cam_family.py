@@ -23,6 +23,32 @@ and runs that could not finish in the time given were stopped, their logs giving
 The same runs, rows merged, make docs/results/photos.md, evaluation.md and evaluation_synthetic.md
 (``benchmarks/merge_evaluations.py``).
 
+The third round (the methods registered since, the pixel methods on photos and mosaics, LRP with zennit, RISE on
+the synthetic scenes), one torch thread each, two processes side by side on an otherwise lightly used machine;
+the earlier rows come from this script's own JSON::
+
+    E="gradcam evaluate --threads 1"
+    $E --benchmarks synthetic --methods dff,shapleycam,smoothgradcam++,vargrad,rise --out /work/evals/syn1
+    $E --benchmarks synthetic --methods sscam,iscam --out /work/evals/syn2
+    $E --benchmarks mosaic --methods dff,shapleycam,smoothgradcam++,integrated-gradients,smoothgrad,vargrad \
+        --out /work/evals/mos1
+    $E --benchmarks photos --methods dff,shapleycam,smoothgradcam++,integrated-gradients,smoothgrad,vargrad \
+        --out /work/evals/pho1
+    $E --benchmarks photos,mosaic,synthetic --methods lrp --out /work/evals/lrp1   # with zennit (the compat env)
+    python benchmarks/evaluation_cam_family.py docs/results/evaluation-cam-family.json \
+        /work/evals/{syn1,syn2,mos1,pho1,lrp1}/evaluation.json
+    python benchmarks/merge_evaluations.py --out docs/results/photos.md docs/results/photos.json \
+        /work/evals/pho1/evaluation.json /work/evals/lrp1/evaluation.json:photos
+    python benchmarks/merge_evaluations.py --out docs/results/evaluation.md docs/results/evaluation.json \
+        /work/evals/{mos1,syn1,syn2}/evaluation.json /work/evals/lrp1/evaluation.json:mosaic,synthetic
+    python benchmarks/merge_evaluations.py --out docs/results/evaluation_synthetic.md \
+        docs/results/evaluation_synthetic.json /work/evals/{syn1,syn2}/evaluation.json \
+        /work/evals/lrp1/evaluation.json:synthetic
+
+SS-CAM and IS-CAM have synthetic rows only: on EfficientNet-Lite0 (1280 channels at its default layer) even two
+copies per channel are 2,560 forwards per photo, about an hour of one core per method for the held-out photos and
+more for the mosaics on this machine.
+
 Each argument is an ``evaluation.json`` written by ``--out``, the log (stderr) of a run (read row by row,
 ``benchmark/method: key value, ...``, so a run stopped part-way still gives the rows it finished), or this
 script's own ``evaluation-cam-family.json`` (the rows of earlier rounds: the mosaic and synthetic measures

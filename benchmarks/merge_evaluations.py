@@ -163,7 +163,9 @@ def main() -> int:
     notes = [
         n for n in dict.fromkeys(n for d in docs for n in d.get("notes", [])) if not _outdated(n, results)
     ]
-    if results.get("photos", {}).get("presets"):  # another run gave the preset rows
+    if (
+        results.get("photos", {}).get("presets") or "photos" not in results
+    ):  # given elsewhere, or no photos here
         notes = [n for n in notes if not n.startswith("photos: the rows per --quality preset")]
     caveats = list(dict.fromkeys(c for d in docs for c in d.get("caveats", [])))
     commands = "; ".join(d.get("command", "?") for d in docs)
