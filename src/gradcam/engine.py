@@ -339,7 +339,7 @@ def _build_view(
         if m._buffers:
             d["_buffers"] = {k: (None if b is None else b.data) for k, b in m._buffers.items()}
         if hook_ids is None or id(m) in hook_ids or row_wise:  # a row-wise module gets the cut's hook
-            for key in hook_dicts if not row_wise else _HOOK_DICTS:
+            for key in hook_dicts:
                 if key in d:
                     d[key] = OrderedDict(d[key])
         if row_wise:

@@ -146,12 +146,11 @@ class ConceptImageResult(ImageResult):
 
 
 def is_concept_method(method: Any) -> bool:
-    """Whether ``method`` explains concepts rather than classes (a method of the ``concepts`` family, ``dff``):
-    it is called without a target and gives one concept map per concept."""
+    """Whether ``method`` explains concepts rather than classes (:func:`gradcam.methods.registry.explains_concepts`
+    of its name): it is called without a target and gives one concept map per concept."""
     from .methods import registry
 
-    name = getattr(method, "name", None)
-    return isinstance(name, str) and name in registry.INFO and registry.info(name).family == "concepts"
+    return registry.explains_concepts(getattr(method, "name", None))
 
 
 def check_box_threshold(box_threshold: float) -> float:
@@ -345,7 +344,7 @@ def _results(
 
     concepts = isinstance(res, ConceptExplanation)
     extra: Dict[str, Any] = {}
-    if isinstance(res, ConceptExplanation):
+    if isinstance(res, ConceptExplanation):  # (not `concepts`: mypy narrows on the isinstance itself)
         extra = dict(concept_scores=res.concept_scores, labels=labels)
     for j, image in enumerate(images):
         size = image.size

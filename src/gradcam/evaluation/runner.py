@@ -114,7 +114,7 @@ def build(name: str, model, layer: str, settings: Settings, options: Optional[Di
     try:
         method = factory(model, layer=layer, **kw)
         # a concept method (dff): each class's map is that of the concept the head scores highest for it
-        return ConceptClassMaps(method) if registry.info(name).family == "concepts" else method
+        return ConceptClassMaps(method) if registry.explains_concepts(name) else method
     except ImportError as e:  # a method of an optional extra (lrp) where it is not installed
         settings.note(f"method '{name}' skipped: {e}")
         return None

@@ -71,6 +71,12 @@ def info(name: str) -> MethodInfo:
     return INFO[name]
 
 
+def explains_concepts(name: Any) -> bool:
+    """Whether ``name`` is a registered method that explains concepts rather than classes (the ``concepts``
+    family, ``dff``): called without a target, one map per concept. ``False`` for any other value."""
+    return isinstance(name, str) and name in INFO and INFO[name].family == "concepts"
+
+
 def table() -> List[MethodInfo]:
     """Every registered method's metadata, in registration order (the library's first)."""
     return [INFO[name] for name in METHODS]

@@ -173,7 +173,9 @@ def _problems(o: Options) -> List[str]:
         bad.append(f"--max-pixels must be a number of megapixels (0: no limit); got {o.max_megapixels}.")
     if not o.methods:
         bad.append(f"--method names no method; got {o.method!r}.")
-    concepts = [m for m in o.methods if _explains_concepts(m)]
+    from ..methods import registry  # every method registered on import
+
+    concepts = [m for m in o.methods if registry.explains_concepts(m)]
     if concepts and (o.target is not None or o.top is not None):
         bad.append(
             f"{concepts[0]} explains concepts, not classes: leave --target and --top unset (it writes one figure "
@@ -207,14 +209,3 @@ def split_paths(paths: Union[str, os.PathLike, Sequence[str]]) -> Tuple[str, ...
     if isinstance(paths, (str, os.PathLike)):
         return (os.fspath(paths),)
     return tuple(os.fspath(p) for p in paths)
-
-
-def _explains_concepts(name: str) -> bool:
-    """Whether the registered method ``name`` explains concepts rather than classes (``dff``)."""
-    from ..methods import registry
-
-    try:
-        registry.get(name)  # loads the optional method modules
-    except ValueError:
-        return False  # an unknown name gets the method check's own error
-    return registry.info(name).family == "concepts"
