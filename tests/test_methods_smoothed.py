@@ -245,3 +245,53 @@ def test_dff_figure_colours_each_pixel_by_its_strongest_concept_and_has_a_legend
     with pytest.raises(ValueError, match="one image per explained image"):
         res.figure(black[:1])
     assert concept_colours(12)[0] != concept_colours(12)[1] and len(set(concept_colours(12))) == 12
+
+
+class _Rows(nn.Module):
+    """Pass-through that counts the inputs the model is run on."""
+
+    seen = 0
+
+    def forward(self, t):
+        _Rows.seen += t.shape[0]
+        return t
+
+
+def dead_channel_net():
+    """fc_net with its tapped layer's channels 0-5 dead (bias -100 before the ReLU): flat, all-zero masks."""
+    net = fc_net(5)
+    with torch.no_grad():
+        net[3].bias[:6] = -100.0
+    return nn.Sequential(_Rows(), *net).eval()
+
+
+@pytest.mark.parametrize("method", ["iscam", "sscam-std0"])
+def test_flat_channels_are_scored_once_per_image_with_the_same_weights(method, x, monkeypatch):
+    def build():
+        if method == "iscam":
+            return ISCAM(dead_channel_net(), "5", samples=3, batch_size=4)
+        return SSCAM(dead_channel_net(), "5", samples=3, std=0.0, batch_size=4)
+
+    with torch.no_grad():
+        a = dead_channel_net()[:6](x).flatten(2)
+    flat = int((a.amax(2) == a.amin(2)).sum())  # the 6 planted ones in each image, and any other flat one
+    assert flat >= 12, flat
+    _Rows.seen = 0
+    res = build()(x, top_k=2)
+    fast = _Rows.seen
+    cls = type(build())
+    monkeypatch.setattr(cls, "_zero_stays_zero", lambda self: False)
+    _Rows.seen = 0
+    slow = build()(x, top_k=2)
+    # 2 clean inputs + 2 x 16 channels x 3 samples masked inputs; each flat channel's: one zero image per image
+    assert (_Rows.seen, fast) == (2 + 2 * 16 * 3, 2 + 2 + (2 * 16 - flat) * 3)
+    assert (res.weights - slow.weights).abs().max().item() <= 1e-6
+    assert torch.equal(res.maps, slow.maps) or (res.maps - slow.maps).abs().max().item() <= 1e-6
+    if method == "iscam":  # and the float64 reference, flat channels included
+        check_score_family(
+            res,
+            dead_channel_net,
+            6,
+            x,
+            lambda s, ch, up: 3 if s is None else up * sum(j / 3 for j in range(1, s + 2)),
+        )

@@ -351,6 +351,7 @@ def _build_view(
 
     row_wise_views: List[nn.Module] = []
     root = view(model)
+    view = None  # type: ignore[assignment]  # the recursive closure's cell: no cycle keeps the view alive
     out = ModelView(root, views, originals)
     out.row_wise = row_wise_views
     return out
@@ -822,7 +823,7 @@ def search_capture(
         rec = _layers.CandidateRecorder(view.model, x, reshape)
         start = int(RECORD_FROM * len(view.modules())) if gradients else 0
         hook = _search_hook(rec, taps, x.shape[0], gradients, start)
-        handles = _hook_every_module(view, hook)
+        unhook = _hook_every_module(view, hook)
         try:
             with _cutting(view, gradients), torch.enable_grad() if gradients else torch.no_grad():
                 output = view.model(x, **(forward_kwargs or {}))
@@ -840,8 +841,7 @@ def search_capture(
                     except _NotRecorded:
                         return Search(refs, None, None, exact=False)
         finally:
-            for h in handles:
-                h.remove()
+            unhook()
         pick = chosen if chosen is not None else next((i for i, g in enumerate(grads) if g is not None), None)
         if pick is None:
             return Search(refs, None, None)
@@ -859,18 +859,32 @@ def search_capture(
 _SEARCH_HOOK_DICTS = ("_forward_hooks", "_forward_hooks_with_kwargs")
 
 
-def _hook_every_module(view: ModelView, hook: Callable) -> list:
-    """``hook`` (with kwargs) on every submodule of the view; the handles to remove. A private view's modules own
-    their hook dictionaries and are dropped after the call, so the hook goes straight into them (no handles: on a
-    small network, registering and removing some hundred handles costs a tenth of a forward)."""
+def _hook_every_module(view: ModelView, hook: Callable) -> Callable[[], None]:
+    """``hook`` (with kwargs) on every submodule of the view; returns the function that removes it. A private
+    view's modules own their hook dictionaries, so the hook goes straight into them (no handles: on a small
+    network, registering and removing some hundred handles costs a tenth of a forward). Removing it matters
+    there too: the hook holds what it recorded, which holds the view's modules, a cycle that would keep the
+    whole view alive until the garbage collector runs."""
     modules = [m for m in view.modules() if m is not view.model]
     if view.locked:
-        return [m.register_forward_hook(hook, with_kwargs=True) for m in modules]
+        handles = [m.register_forward_hook(hook, with_kwargs=True) for m in modules]
+
+        def remove_handles() -> None:
+            for h in handles:
+                h.remove()
+
+        return remove_handles
     key = object()
     for m in modules:
         m._forward_hooks[key] = hook  # type: ignore[index]
         m._forward_hooks_with_kwargs[key] = True  # type: ignore[index]
-    return []
+
+    def remove() -> None:
+        for m in modules:
+            m._forward_hooks.pop(key, None)  # type: ignore[call-overload]
+            m._forward_hooks_with_kwargs.pop(key, None)  # type: ignore[call-overload]
+
+    return remove
 
 
 def _search_hook(rec: Any, taps: List[_SearchTap], batch: int, gradients: bool, start: int = 0) -> Callable:
