@@ -8,9 +8,11 @@ previous path (``gradcam.methods.base.ONE_PASS_BATCH = 0``: the candidates liste
 latest map captured alone, then, when it gets no gradient, one forward tapping the other candidates with one
 backward), "after" the one-pass first call (:func:`gradcam.engine.search_capture`). Times are the process's CPU
 time (``time.process_time``, 1 torch thread), so that other jobs on a shared machine do not count; per model:
-the median plain forward (batch 2, no grad, 5 runs), the median first call of a fresh GradCAM object (3 fresh
-objects each way) and the median second call, the chosen layer each way, and the largest difference between the
-two first calls' maps.
+the median first call of a fresh GradCAM object (``FIRSTS`` fresh objects each way), the median second call (3),
+each with a plain forward (batch 2, no grad) timed just before it, the chosen layer each way, and the largest
+difference between the two first calls' maps. The ratios (``*_x``) are medians of the paired ratios (each call
+over the forward just before it): on a noisy virtual machine the speed drifts by tens of percent over a minute,
+and a slow spell then slows both halves of a pair rather than one side of the table.
 """
 
 from __future__ import annotations
@@ -85,21 +87,32 @@ def measure(ctor, size, spec, zoo) -> dict:
     torch.manual_seed(1)
     x = torch.randn(2, 3, *size)
     target = zoo.target_for(spec, model, x)[0] if spec is not None else None
-    with torch.no_grad():
-        model(x)
-        forward = statistics.median(_cpu(lambda: model(x))[0] for _ in range(2 * FIRSTS - 1))
+    def forward_time() -> float:
+        with torch.no_grad():
+            return _cpu(lambda: model(x))[0]
+
+    forward_time()
+    forwards: list = []
     firsts: dict = {"before": [], "after": []}
+    ratios: dict = {"before": [], "after": [], "second": []}
     res: dict = {}
     try:
         for _ in range(FIRSTS):
             for way, batch in (("before", 0), ("after", default)):
                 base.ONE_PASS_BATCH = batch
                 cam = gradcam.GradCAM(model)
+                forwards.append(forward_time())  # paired: the plain forward just before this first call
                 t, res[way] = _cpu(lambda cam=cam: cam(x, target=target))
                 firsts[way].append(t)
+                ratios[way].append(t / forwards[-1])
     finally:
         base.ONE_PASS_BATCH = default
-    seconds = [_cpu(lambda: cam(x, target=target)) for _ in range(3)]
+    seconds = []
+    for _ in range(3):
+        forwards.append(forward_time())
+        seconds.append(_cpu(lambda: cam(x, target=target)))
+        ratios["second"].append(seconds[-1][0] / forwards[-1])
+    forward = statistics.median(forwards)
     return dict(
         layer_before=res["before"].layer,
         layer_after=res["after"].layer,
@@ -109,6 +122,7 @@ def measure(ctor, size, spec, zoo) -> dict:
         first_after=statistics.median(firsts["after"]),
         second=statistics.median(t for t, _ in seconds),
         max_map_diff=float((res["before"].maps - res["after"].maps).abs().max()),
+        **{f"{k}_paired_x": round(statistics.median(v), 2) for k, v in ratios.items()},
     )
 
 
@@ -122,8 +136,8 @@ def main() -> None:
             continue
         try:
             row = dict(id=sid, **measure(ctor, size, spec, zoo))
-            for k in ("first_before", "first_after", "second"):
-                row[k + "_x"] = round(row[k] / row["forward"], 2)
+            for k, paired in (("first_before", "before"), ("first_after", "after"), ("second", "second")):
+                row[k + "_x"] = row.pop(paired + "_paired_x")
         except Exception as e:  # noqa: BLE001 - one model's failure is a row of the table
             row = dict(id=sid, error=f"{type(e).__name__}: {e}"[:200])
         print(json.dumps(row), flush=True)
