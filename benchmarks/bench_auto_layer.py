@@ -87,6 +87,7 @@ def measure(ctor, size, spec, zoo) -> dict:
     torch.manual_seed(1)
     x = torch.randn(2, 3, *size)
     target = zoo.target_for(spec, model, x)[0] if spec is not None else None
+
     def forward_time() -> float:
         with torch.no_grad():
             return _cpu(lambda: model(x))[0]
