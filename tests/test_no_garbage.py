@@ -33,3 +33,24 @@ def test_first_and_warm_calls_leave_no_garbage_cycles(name, make):
     finally:
         gc.enable()
     assert (first, warm) == (0, 0)
+
+
+def test_the_differentiable_mode_leaves_no_garbage_cycles_once_its_graph_is_used():
+    import gradcam
+
+    net = gap_net(5)
+    x = torch.randn(2, 3, 16, 16)
+
+    def step():
+        res = gradcam.GradCAM(net, differentiable=True)(x, target=[0, 3])
+        return torch.autograd.grad(res.maps.sum(), list(net.parameters()), allow_unused=True)
+
+    step()
+    gc.collect()
+    gc.disable()
+    try:
+        grads = step()
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
+    assert grads[0] is not None and float(grads[0].abs().sum()) > 0  # the map did reach the first conv
