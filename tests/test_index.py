@@ -103,3 +103,36 @@ def test_switching_format_keeps_rows_and_leaves_one_index(tmp_path, monkeypatch)
     index.compact(out)
     assert sorted(f for f in os.listdir(out) if f.startswith("index")) == ["index.parquet"]
     assert [r["stem"] for r in index.read_index(out)] == ["a", "b"]
+
+
+def test_parquet_parts_are_the_tables_pyarrow_builds_from_the_rows_without_importing_pandas(tmp_path):
+    """The index is parsed from JSON lines by Arrow (``Table.from_pylist`` imports pandas, 0.4-0.7 s): the same
+    Parquet bytes as ``from_pylist`` would write, NaN through the Python-object path; a part is read back with
+    ``ParquetFile`` (``read_table`` imports pyarrow.dataset, 0.4 s). Neither pandas nor pyarrow.dataset imported."""
+    pytest.importorskip("pyarrow")
+    import subprocess
+    import sys
+
+    code = """
+import io, math, sys
+from gradcam import index
+import pyarrow as pa, pyarrow.parquet as pq
+rows = [dict(file="a/\\u00e9.jpg", stem="x", width=3, height=4, rank=1, peak=[1, 2], box=None, score=1.5,
+             probability=0.25, updated=1.0, predictions='[{"class": "a"}]'),
+        dict(file="b", stem="y", error="bad\\nline", updated=2.0)]
+data = index._encode(rows, True)
+assert "pandas" not in sys.modules, "pandas imported"
+buf = io.BytesIO()
+pq.write_table(pa.Table.from_pylist([{c: r.get(c) for c in index.COLUMNS} for r in rows], schema=index._schema()), buf)
+assert data == buf.getvalue(), "not the bytes from_pylist writes"
+rows[0]["score"] = float("nan")
+back = pq.ParquetFile(io.BytesIO(index._encode(rows, True))).read().to_pylist()
+assert math.isnan(back[0]["score"]) and back[1]["error"] == "bad\\nline" and back[0]["file"] == "a/\\u00e9.jpg"
+open(sys.argv[1], "wb").write(data)
+assert index._decode(sys.argv[1])[1]["stem"] == "y"
+assert "pyarrow.dataset" not in sys.modules, "pyarrow.dataset imported"
+print("ok")
+"""
+    part = str(tmp_path / "part.parquet")
+    out = subprocess.run([sys.executable, "-c", code, part], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "ok", out.stderr[-2000:]

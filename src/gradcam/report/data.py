@@ -172,7 +172,7 @@ def _index_rows(folder: str) -> Optional[List[dict]]:
                     return [json.loads(line) for line in f if line.strip()]
             import pyarrow.parquet as pq
 
-            return pq.read_table(path).to_pylist()
+            return pq.ParquetFile(path).read().to_pylist()  # not read_table: it imports pyarrow.dataset
         except (ImportError, OSError, ValueError):
             continue
     return None
