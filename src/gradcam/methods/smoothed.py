@@ -238,7 +238,8 @@ class ISCAM(_ScoreSmoothed):
 
     M_i^c = k_i Up(normalise(A^c)) with k_i = sum_{j=1..i} j / S (i = 1..S, default S = 10 as torch-cam);
     w^c = softmax_c( (1/S) sum_i [y(x (*) M_i^c) - y(x)] );  L = ReLU( sum_c w^c A^c ). Deterministic;
-    C x ``samples`` forwards per image.
+    at most C x ``samples`` forwards per image: a flat channel's masked inputs are all the zero image, scored
+    once per image.
     """
 
     name = "iscam"
