@@ -168,16 +168,21 @@ def main() -> int:
     ):  # given elsewhere, or no photos here
         notes = [n for n in notes if not n.startswith("photos: the rows per --quality preset")]
     caveats = list(dict.fromkeys(c for d in docs for c in d.get("caveats", [])))
-    commands = "; ".join(d.get("command", "?") for d in docs)
+    # each run once (a page merged before lists its runs; merging it with one of them again adds nothing)
+    runs_made = list(dict.fromkeys(c for d in docs for c in d.get("command", "?").split("; ")))
+    commands = "; ".join(runs_made)
     md = "\n\n".join(caveats + [render(results)])
     if notes:
         md += "\n\nNotes:\n" + "\n".join(f"- {n}" for n in notes)
     wall = sum(d.get("wall_seconds", 0) for d in docs)
     cpu = sum(d.get("cpu_seconds", 0) for d in docs)
+    runs = len(runs_made)
+    torch_version = ", ".join(dict.fromkeys(v for d in docs for v in str(d.get("torch") or "").split(", ") if v))
+    threads = next((d["threads"] for d in docs if d.get("threads")), None)
     md += (
-        f"\n\nWall time {round(wall, 1)} s summed over the {len(docs)} runs (some side by side on a loaded shared "
+        f"\n\nWall time {round(wall, 1)} s summed over the {runs} runs (some side by side on a loaded shared "
         f"machine: the time columns of rows from different runs are not comparable), CPU time {round(cpu, 1)} s, "
-        f"torch {docs[0].get('torch')}, {docs[0].get('threads')} thread(s) per run."
+        f"torch {torch_version or 'unknown'}, {threads} thread(s) per run."
     )
     page = (
         f"<!-- made by: {commands} (--threads 1 --out DIR each); rows merged by python "
@@ -189,7 +194,12 @@ def main() -> int:
         "results": results,
         "notes": notes,
         "caveats": caveats,
-        "commands": [d.get("command") for d in docs],
+        "commands": runs_made,
+        "runs": runs,
+        "wall_seconds": wall,
+        "cpu_seconds": cpu,
+        "torch": torch_version,
+        "threads": threads,
     }
     with open(os.path.splitext(args.out)[0] + ".json", "w", encoding="utf-8") as f:
         json.dump(merged, f, indent=1)
