@@ -45,9 +45,20 @@ the earlier rows come from this script's own JSON::
         docs/results/evaluation_synthetic.json /work/evals/{syn1,syn2}/evaluation.json \
         /work/evals/lrp1/evaluation.json:synthetic
 
-SS-CAM and IS-CAM have synthetic rows only: on EfficientNet-Lite0 (1280 channels at its default layer) even two
-copies per channel are 2,560 forwards per photo; a forward of Lite0 at 256 px took 155 ms of one core on this
-machine, so some 2.7 hours of one core per method for the held-out photos, more for the mosaics.
+The fourth round, SS-CAM and IS-CAM on the photos (2 noisy or scaled copies per channel,
+``runner.SCORE_SMOOTHED_ON_PHOTOS``; on EfficientNet-Lite0's 1280 channels that is up to 2,560 forwards per photo:
+62 min of one core for SS-CAM's 22 photos, 44 min for IS-CAM's, which scores a flat channel's zero image once),
+side by side at nice 19 with a mosaic run, paused during other measurements (the time column counts that)::
+
+    $E --benchmarks photos --methods sscam --out /work/evals/sscam_pho
+    $E --benchmarks photos --methods iscam --out /work/evals/iscam_pho
+    python benchmarks/evaluation_cam_family.py docs/results/evaluation-cam-family.json \
+        /work/evals/{iscam_pho,sscam_pho}/evaluation.json
+    python benchmarks/merge_evaluations.py --out docs/results/photos.md docs/results/photos.json \
+        /work/evals/{iscam_pho,sscam_pho}/evaluation.json
+
+Their mosaic rows (``--benchmarks mosaic --methods sscam`` and ``iscam``: 8 mosaics of 448 px, 1-1.5 hours
+of one core each) are not in the tables yet.
 
 Each argument is an ``evaluation.json`` written by ``--out``, the log (stderr) of a run (read row by row,
 ``benchmark/method: key value, ...``, so a run stopped part-way still gives the rows it finished), or this

@@ -177,7 +177,9 @@ def main() -> int:
     wall = sum(d.get("wall_seconds", 0) for d in docs)
     cpu = sum(d.get("cpu_seconds", 0) for d in docs)
     runs = len(runs_made)
-    torch_version = ", ".join(dict.fromkeys(v for d in docs for v in str(d.get("torch") or "").split(", ") if v))
+    torch_version = ", ".join(
+        dict.fromkeys(v for d in docs for v in str(d.get("torch") or "").split(", ") if v)
+    )
     threads = next((d["threads"] for d in docs if d.get("threads")), None)
     md += (
         f"\n\nWall time {round(wall, 1)} s summed over the {runs} runs (some side by side on a loaded shared "
