@@ -57,8 +57,16 @@ side by side at nice 19 with a mosaic run, paused during other measurements (the
     python benchmarks/merge_evaluations.py --out docs/results/photos.md docs/results/photos.json \
         /work/evals/{iscam_pho,sscam_pho}/evaluation.json
 
-Their mosaic rows (``--benchmarks mosaic --methods sscam`` and ``iscam``: 8 mosaics of 448 px, 1-1.5 hours
-of one core each) are not in the tables yet.
+IS-CAM's mosaic row (72 min of one core), merged the same way::
+
+    $E --benchmarks mosaic --methods iscam --out /work/evals/iscam_mos
+    python benchmarks/evaluation_cam_family.py docs/results/evaluation-cam-family.json \
+        /work/evals/iscam_mos/evaluation.json
+    python benchmarks/merge_evaluations.py --out docs/results/evaluation.md docs/results/evaluation.json \
+        /work/evals/iscam_mos/evaluation.json
+
+SS-CAM's mosaic row (``--benchmarks mosaic --methods sscam``: about 1.5 hours of one core) is not in the tables
+yet.
 
 Each argument is an ``evaluation.json`` written by ``--out``, the log (stderr) of a run (read row by row,
 ``benchmark/method: key value, ...``, so a run stopped part-way still gives the rows it finished), or this
