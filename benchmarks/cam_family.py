@@ -201,8 +201,14 @@ def perturbation(quick: bool = False, only_ablation: bool = False) -> Dict[str, 
     mod = model.get_submodule(layer)
     bs = 64
     n = 1280 if not quick else 256
+    seen = {}
+    hook = mod.register_forward_hook(lambda m_, i_, o: seen.update(a=o.detach()))
     with torch.no_grad():
         cls = int(model(x).argmax(1))
+    hook.remove()
+    # Score-CAM scores the zero image once for all the channels that are zero everywhere: the forwards it
+    # needs are those of the other channels (and one), which the reference's 1280 overcount.
+    zero_channels = int((seen["a"].flatten(2).abs().amax(2) == 0).sum())
     xb = x.expand(bs, *x.shape[1:]).contiguous() * 0.5
 
     def forwards():
@@ -241,7 +247,7 @@ def perturbation(quick: bool = False, only_ablation: bool = False) -> Dict[str, 
         res["torchcam/scorecam"] = _timed(tc_score, 1)
         res["torchcam/scorecam"]["rss_mb"] = harness.measure_memory(tc_score)["rss_mb"]
     key = f"scorecam-rise/efficientnet-lite0 ({SCORE_SIZE} px)"
-    out[key] = {"layer": layer, "masked_inputs": n, "batch_size": bs, **res}
+    out[key] = {"layer": layer, "masked_inputs": n, "zero_channels": zero_channels, "batch_size": bs, **res}
     print(json.dumps(out[key]), flush=True)
     return out
 

@@ -170,6 +170,34 @@ def test_scorecam_matches_brute_force(make, x):
     close(res.raw[:, 0], ref)
 
 
+def test_scorecam_scores_the_zero_image_once_per_image_for_dead_channels(x):
+    # Channels 0-5 of the tapped ReLU are dead (bias -100): each masks the input to the zero image. Channel 6 is
+    # made constant and non-zero (its conv weights zeroed, bias 0.5): flat after the ReLU but not zero, so it is
+    # scored as any other channel (its upsampled mask may vary by rounding before the normalisation).
+    model = fc_net()
+    with torch.no_grad():
+        model[3].bias[:6] = -100.0
+        model[3].weight[6] = 0.0
+        model[3].bias[6] = 0.5
+    rows = []
+    counted = nn.Sequential(*model)
+    counted.register_forward_pre_hook(lambda mod, inp: rows.append(inp[0].shape[0]))
+    res = gradcam.ScoreCAM(counted, layer=LAYER, batch_size=7)(x, top_k=2)
+    with torch.no_grad():
+        a = model[:SPLIT](x).flatten(2)
+    live = int((a.abs().amax(2) > 0).sum())  # at most 3 x 10; an image may have other dead channels
+    assert 24 <= live <= 30 and bool((a[:, 6] == 0.5).all())
+    # the capture (3 images), one zero image per image, then the live channels in batches of 7
+    assert rows == [3, 3] + [7] * (live // 7) + ([live % 7] if live % 7 else [])
+    for k in range(2):
+        ref, w = brute_force_score(model, x, res.targets[:, k])
+        assert (res.weights[:, k].double() - w).abs().max().item() <= 1e-5
+        close(res.raw[:, k], ref)
+    blank = model.double()(torch.zeros(1, 3, 16, 16, dtype=torch.float64)).softmax(1)[0]
+    expected = blank[res.targets[:, 0]].float()
+    assert torch.allclose(res.weights[:, 0, :6], expected[:, None].expand(3, 6), atol=1e-6)
+
+
 def test_ablationcam_on_a_residual_block_and_with_inplace_writes_matches_brute_force(x):
     # ResBlockNet: a shared in-place ReLU before and after the layer, `out += identity` after it.
     model = ResBlockNet()
