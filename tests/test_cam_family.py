@@ -198,6 +198,26 @@ def test_scorecam_scores_the_zero_image_once_per_image_for_dead_channels(x):
     assert torch.allclose(res.weights[:, 0, :6], expected[:, None].expand(3, 6), atol=1e-6)
 
 
+def test_ablationcam_skips_dead_channels_with_zero_weight(x):
+    # Channels 0-5 of the tapped ReLU are dead (bias -100): ablating one changes nothing, so it needs no pass
+    # and its weight is exactly 0; the others match the brute force.
+    model = fc_net()
+    with torch.no_grad():
+        model[3].bias[:6] = -100.0
+        a = model[:SPLIT](x).flatten(2)
+    live = int((a.abs().amax(2) > 0).sum())
+    assert 24 <= live <= 30
+    rows = []
+    model[5].register_forward_pre_hook(lambda mod, inp: rows.append(inp[0].shape[0]))  # after the layer
+    res = gradcam.AblationCAM(model, layer=LAYER, batch_size=5)(x, top_k=2)
+    assert rows == [3] + [5] * (live // 5) + ([live % 5] if live % 5 else [])  # the record, then live ones
+    assert bool((res.weights[:, :, :6] == 0).all())
+    for k in range(2):
+        ref, w = brute_force_ablation(model, x, res.targets[:, k])
+        assert (res.weights[:, k].double() - w).abs().max().item() <= 1e-4 * w.abs().max().item()
+        close(res.raw[:, k], ref)
+
+
 def test_ablationcam_on_a_residual_block_and_with_inplace_writes_matches_brute_force(x):
     # ResBlockNet: a shared in-place ReLU before and after the layer, `out += identity` after it.
     model = ResBlockNet()

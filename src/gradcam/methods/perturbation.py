@@ -18,8 +18,7 @@ from torch import nn
 from .. import engine
 from ..explanation import Explanation, normalize
 from ..layers import LayerRef
-from ..targets import Target
-from ..targets import resolve as resolve_targets
+from ..targets import Target, resolve_targets
 from .base import LayerMethod
 from .contract import OPTIONS, CallOptions, Method
 from .scoring import base_scores, check_batch_size, class_scores
@@ -284,7 +283,8 @@ class AblationCAM(LayerMethod):
     time, through the rest of the network (the layer's own computation and everything before it are
     answered from the record). Models that write into earlier outputs in place fall back to full
     forward passes with the layer's output replaced (same result, slower). ``batch_size`` ablated copies
-    per pass (default 256), and at most ``MAX_VALUES`` (2^25: 128 MB in float32) activation values.
+    per pass (default 256), and at most ``MAX_VALUES`` (2^25: 128 MB in float32) activation values. A channel
+    that is zero everywhere (a dead ReLU unit) is not run: its ablation changes nothing, so w^c = 0 exactly.
     """
 
     name = "ablationcam"
@@ -342,15 +342,17 @@ class AblationCAM(LayerMethod):
 
     def _ablate(self, replay: _Replay, x, a, scores, ids, target) -> torch.Tensor:
         n, c = a.shape[:2]
-        total = n * c
-        bs = min(self.batch_size, total, max(1, MAX_VALUES // a[0].numel()))
+        # A channel that is zero everywhere is unchanged by its ablation: y_c = y, w^c = 0, no pass needed.
+        todo = torch.arange(n * c, device=a.device)[a.reshape(n * c, -1).abs().amax(1) != 0]
+        total = todo.numel()
+        bs = min(self.batch_size, max(1, total), max(1, MAX_VALUES // a[0].numel()))
         buf = torch.empty(bs, *a.shape[1:], dtype=a.dtype, device=a.device)
         for fast in (True, False):
             plan = replay.plan(fast)
             out = []
             last = None  # (images, zeroed channels, buf's version) of the previous chunk
             for start in range(0, total, bs):
-                f = torch.arange(start, min(start + bs, total), device=a.device)
+                f = todo[start : start + bs]
                 b = f.shape[0]
                 img, ch = f // c, f % c
                 rows = torch.arange(b, device=a.device)
@@ -377,7 +379,10 @@ class AblationCAM(LayerMethod):
                 out.append(class_scores(o, target, ids[img], b, softmax=False))
             else:
                 break
-        y_k = torch.cat(out).reshape(n, c, -1).transpose(1, 2)  # (N, K, C)
+        y_k = scores.repeat_interleave(c, 0)  # (N * C, K): y, the score of an unchanged model
+        if out:
+            y_k = y_k.index_copy(0, todo, torch.cat(out).to(y_k.dtype))
+        y_k = y_k.reshape(n, c, -1).transpose(1, 2)  # (N, K, C)
         y = scores.unsqueeze(-1)
         ok = y != 0
         return torch.where(ok, (y - y_k) / torch.where(ok, y, torch.ones_like(y)), torch.zeros_like(y_k)).to(

@@ -8,8 +8,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from ..targets import Target, logits_of
-from ..targets import resolve as resolve_targets
+from ..targets import Target, logits_of, resolve_targets
 
 
 def base_scores(output, target: Target, top_k: Optional[int], n: int) -> Tuple[torch.Tensor, torch.Tensor]:
