@@ -57,21 +57,14 @@ side by side at nice 19 with a mosaic run, paused during other measurements (the
     python benchmarks/merge_evaluations.py --out docs/results/photos.md docs/results/photos.json \
         /work/evals/{iscam_pho,sscam_pho}/evaluation.json
 
-IS-CAM's mosaic row (72 min of one core), merged the same way::
+IS-CAM's and SS-CAM's mosaic rows (72 and 71 min of one core), merged the same way::
 
     $E --benchmarks mosaic --methods iscam --out /work/evals/iscam_mos
-    python benchmarks/evaluation_cam_family.py docs/results/evaluation-cam-family.json \
-        /work/evals/iscam_mos/evaluation.json
-    python benchmarks/merge_evaluations.py --out docs/results/evaluation.md docs/results/evaluation.json \
-        /work/evals/iscam_mos/evaluation.json
-
-SS-CAM's mosaic row (71 min of one core), merged the same way::
-
     $E --benchmarks mosaic --methods sscam --out /work/evals/sscam_mos
     python benchmarks/evaluation_cam_family.py docs/results/evaluation-cam-family.json \
-        /work/evals/sscam_mos/evaluation.json
+        /work/evals/{iscam_mos,sscam_mos}/evaluation.json
     python benchmarks/merge_evaluations.py --out docs/results/evaluation.md docs/results/evaluation.json \
-        /work/evals/sscam_mos/evaluation.json
+        /work/evals/{iscam_mos,sscam_mos}/evaluation.json
 
 Each argument is an ``evaluation.json`` written by ``--out``, the log (stderr) of a run (read row by row,
 ``benchmark/method: key value, ...``, so a run stopped part-way still gives the rows it finished), or this
